@@ -1,0 +1,132 @@
+//! `coach bench …`: measurements of Coach itself, printed as a table.
+
+use crate::config::Config;
+use crate::plugin::cache::CacheOutcome;
+use crate::plugin::{JobSpec, PluginHost};
+use anyhow::{Result, bail};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Plugin host costs: compile (cache miss), compile-cache hit, and a
+    /// fresh sandboxed instance per job.
+    Plugins {
+        /// Plugins to measure (default: every installed plugin).
+        #[arg(long)]
+        plugin: Vec<String>,
+        /// Repetitions of the cheap measurements.
+        #[arg(long, default_value_t = 200)]
+        iterations: usize,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn stats(mut v: Vec<Duration>) -> (f64, f64, f64) {
+    v.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let mean = v.iter().map(|d| ms(*d)).sum::<f64>() / v.len().max(1) as f64;
+    let p50 = ms(v[v.len() / 2]);
+    let p99 = ms(v[((v.len() as f64 * 0.99) as usize).min(v.len() - 1)]);
+    (mean, p50, p99)
+}
+
+pub async fn run(config: Config, cmd: Command) -> Result<ExitCode> {
+    match cmd {
+        Command::Plugins {
+            plugin,
+            iterations,
+            json,
+        } => {
+            let host = PluginHost::new(&config)?;
+            let ids: Vec<String> = if plugin.is_empty() {
+                host.plugins().map(|p| p.id().to_owned()).collect()
+            } else {
+                plugin
+            };
+            let iterations = iterations.max(1);
+            let mut rows = Vec::new();
+            for id in &ids {
+                let p = host.get(id)?.clone();
+                // Cold: remove the cached compile first.
+                let _ = std::fs::remove_file(host.cache().path_for(&p.wasm_sha256));
+                let miss = host.compile_uncached_memo(id)?;
+                if miss.outcome != CacheOutcome::Miss {
+                    bail!("expected a cache miss for `{id}`");
+                }
+                let mut hits = Vec::new();
+                for _ in 0..iterations.min(50) {
+                    let t = host.compile_uncached_memo(id)?;
+                    hits.push(t.elapsed);
+                }
+                let mut inst = Vec::new();
+                for i in 0..=iterations {
+                    let start = Instant::now();
+                    let spec = JobSpec {
+                        run: "bench".into(),
+                        step: "bench".into(),
+                        ..Default::default()
+                    };
+                    match p.manifest.kind {
+                        crate::plugin::manifest::Kind::Trainer => drop(host.trainer(id, spec)?),
+                        crate::plugin::manifest::Kind::Source => drop(host.source(id, spec)?),
+                        crate::plugin::manifest::Kind::Analyzer => {
+                            bail!("analyzers are not supported yet")
+                        }
+                    }
+                    // The first job also links the plugin; it is not a per-job cost.
+                    if i > 0 {
+                        inst.push(start.elapsed());
+                    }
+                }
+                rows.push((
+                    id.clone(),
+                    p.wasm.len(),
+                    miss.elapsed,
+                    stats(hits),
+                    stats(inst),
+                ));
+            }
+            if json {
+                let v: Vec<_> = rows
+                    .iter()
+                    .map(|(id, size, miss, hit, inst)| {
+                        serde_json::json!({
+                            "plugin": id, "wasm_bytes": size,
+                            "compile_ms": miss.as_secs_f64() * 1000.0,
+                            "cache_hit_ms": {"mean": hit.0, "p50": hit.1, "p99": hit.2},
+                            "instantiate_ms": {"mean": inst.0, "p50": inst.1, "p99": inst.2},
+                            "iterations": iterations,
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                println!("plugin host ({iterations} jobs per plugin; times in ms)");
+                println!(
+                    "{:<16} {:>9} {:>12} {:>18} {:>26}",
+                    "plugin",
+                    "wasm KiB",
+                    "compile",
+                    "cache hit p50/p99",
+                    "instance per job mean/p50/p99"
+                );
+                for (id, size, miss, hit, inst) in &rows {
+                    println!(
+                        "{:<16} {:>9} {:>12.1} {:>10.2} / {:<6.2} {:>11.3} / {:.3} / {:.3}",
+                        id,
+                        size / 1024,
+                        miss.as_secs_f64() * 1000.0,
+                        hit.1,
+                        hit.2,
+                        inst.0,
+                        inst.1,
+                        inst.2
+                    );
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

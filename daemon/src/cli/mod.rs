@@ -1,0 +1,134 @@
+//! The `coach` command line: one file per subcommand.
+
+mod bench;
+mod models;
+mod predict;
+mod progress;
+mod run;
+mod runs;
+mod validate;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "coach",
+    version,
+    about = "Coach keeps chatbots learning: workflows, sandboxed plugins, a model registry."
+)]
+pub struct Cli {
+    /// Configuration file. Default: `config/coach.toml` if present, else the
+    /// built-in defaults.
+    #[arg(long, global = true, env = "COACH_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// More logging (-v: debug, -vv: trace). `RUST_LOG` overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a workflow now, in this process, and print its evaluation.
+    Run(run::Args),
+    /// Check workflow files; print every error with file:line:column.
+    Validate(validate::Args),
+    /// Registered models.
+    #[command(subcommand)]
+    Models(models::Command),
+    /// Training runs.
+    #[command(subcommand)]
+    Runs(runs::Command),
+    /// Predict intents with a registered model.
+    Predict(predict::Args),
+    /// Benchmarks.
+    #[command(subcommand)]
+    Bench(bench::Command),
+}
+
+fn init_tracing(format: LogFormat, verbose: u8, quiet_default: bool) {
+    use tracing_subscriber::EnvFilter;
+    let default = match verbose {
+        0 if quiet_default => "warn",
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        EnvFilter::new(format!(
+            "{default},sqlx=warn,sea_orm=warn,sea_orm_migration=warn,wasmtime=warn,cranelift=warn"
+        ))
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.with_target(false).init(),
+    }
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // `run` shows progress itself; its log lines would only interleave.
+    let quiet = matches!(
+        cli.command,
+        Command::Run(_)
+            | Command::Predict(_)
+            | Command::Validate(_)
+            | Command::Bench(_)
+            | Command::Models(_)
+            | Command::Runs(_)
+    );
+    init_tracing(cli.log_format, cli.verbose, quiet);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> Result<ExitCode> {
+    let config = crate::config::Config::load(cli.config.as_deref())?;
+    match cli.command {
+        Command::Run(a) => run::run(config, a).await,
+        Command::Validate(a) => validate::run(config, a),
+        Command::Models(c) => models::run(config, c).await,
+        Command::Runs(c) => runs::run(config, c).await,
+        Command::Predict(a) => predict::run(config, a).await,
+        Command::Bench(c) => bench::run(config, c).await,
+    }
+}
+
+/// `0.9312` → `93.1%`.
+pub(crate) fn pct(v: f64) -> String {
+    format!("{:.1}%", v * 100.0)
+}

@@ -1,0 +1,74 @@
+//! `coach predict --model <id|name|latest> <text…>`.
+
+use crate::Coach;
+use crate::config::Config;
+use anyhow::{Result, bail};
+use std::process::ExitCode;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// An id, a name (its latest version), `name:version`, or `latest`.
+    #[arg(long, default_value = "latest")]
+    pub model: String,
+    /// Utterances to classify.
+    #[arg(required = true)]
+    pub texts: Vec<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub async fn run(config: Config, args: Args) -> Result<ExitCode> {
+    let coach = Coach::open(config).await?;
+    let Some(model) = coach.store.find_model(&args.model).await? else {
+        bail!(
+            "no model `{}`; list them with `coach models list`",
+            args.model
+        );
+    };
+    let preds = crate::pipeline::predict(
+        coach.host.clone(),
+        &coach.artifacts,
+        &model,
+        args.texts.clone(),
+    )
+    .await?;
+    if args.json {
+        let v: Vec<_> = args
+            .texts
+            .iter()
+            .zip(&preds)
+            .map(|(t, p)| {
+                serde_json::json!({
+                    "text": t,
+                    "intent": p.intent,
+                    "confidence": p.confidence,
+                    "ranking": p.ranking.iter().map(|r| serde_json::json!({"intent": r.intent, "confidence": r.confidence})).collect::<Vec<_>>(),
+                    "entities": p.entities.iter().map(|e| serde_json::json!({"entity": e.entity, "start": e.start, "end": e.end, "value": e.value})).collect::<Vec<_>>(),
+                    "model": model.id,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    for (t, p) in args.texts.iter().zip(&preds) {
+        println!("{t}\n  → {} ({:.3})", p.intent, p.confidence);
+        let alts: Vec<String> = p
+            .ranking
+            .iter()
+            .skip(1)
+            .take(3)
+            .map(|r| format!("{} {:.3}", r.intent, r.confidence))
+            .collect();
+        if !alts.is_empty() {
+            println!("    next: {}", alts.join(", "));
+        }
+        for e in &p.entities {
+            println!(
+                "    entity {} = \"{}\" [{}..{}]",
+                e.entity, e.value, e.start, e.end
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

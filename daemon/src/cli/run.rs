@@ -1,0 +1,141 @@
+//! `coach run <workflow.toml>`: run a workflow in this process and print its
+//! evaluation. Ctrl-C cancels the run cleanly.
+
+use super::pct;
+use crate::Coach;
+use crate::config::Config;
+use crate::pipeline::evaluate::Report;
+use crate::workflow::Workflow;
+use anyhow::Result;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The workflow file.
+    pub workflow: PathBuf,
+    /// Print the run summary as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Rows of the per-intent table (worst F1 first); 0 shows all.
+    #[arg(long, default_value_t = 10)]
+    pub intents: usize,
+}
+
+pub async fn run(config: Config, args: Args) -> Result<ExitCode> {
+    let coach = Coach::open(config).await?;
+    let wf = match Workflow::load(&args.workflow, &coach.catalog()) {
+        Ok(wf) => wf,
+        Err(errors) => {
+            for e in &errors.0 {
+                eprintln!("{}\n", e.render());
+            }
+            eprintln!("{} error(s); nothing was run", errors.0.len());
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let cancel = Arc::new(AtomicBool::new(false));
+    let flag = cancel.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("cancelling the run (Ctrl-C again to stop at once)");
+            flag.store(true, Ordering::Relaxed);
+            if tokio::signal::ctrl_c().await.is_ok() {
+                std::process::exit(130);
+            }
+        }
+    });
+    let summary = coach
+        .runner()
+        .run(&wf, Arc::new(super::progress::Terminal::new()), cancel)
+        .await?;
+    if args.json {
+        let v = serde_json::json!({
+            "run": summary.run_id,
+            "state": summary.state,
+            "error": summary.error,
+            "evaluation": summary.evaluation.as_deref(),
+            "model": summary.model.as_ref().map(|m| serde_json::json!({"id": m.id, "name": m.name, "version": m.version, "artifact": m.artifact_hash})),
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        if let Some(r) = &summary.evaluation {
+            print_report(r, args.intents);
+        }
+        if let Some(m) = &summary.model {
+            println!(
+                "\nregistered model {} — {} v{} (artifact {})",
+                m.id,
+                m.name,
+                m.version,
+                &m.artifact_hash[..16]
+            );
+            println!("try: coach predict --model {} \"<an utterance>\"", m.id);
+        }
+    }
+    match summary.error {
+        None => Ok(ExitCode::SUCCESS),
+        Some(e) => {
+            eprintln!("run {} {}: {e}", summary.run_id, summary.state);
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+/// The evaluation table.
+pub fn print_report(r: &Report, rows: usize) {
+    println!(
+        "\nevaluation on the {} split ({} examples)",
+        r.split, r.examples
+    );
+    println!("  accuracy            {}", pct(r.accuracy));
+    println!("  macro-F1            {}", pct(r.macro_f1));
+    if let Some(v) = r.in_scope_accuracy {
+        println!("  in-scope accuracy   {}", pct(v));
+    }
+    if let Some(v) = r.oos_recall {
+        println!(
+            "  out-of-scope recall {}  (label `{}`)",
+            pct(v),
+            r.oos_label
+        );
+    }
+    println!("  mean confidence     {:.3}", r.mean_confidence);
+    let mut per = r.per_intent.clone();
+    per.sort_by(|a, b| a.f1.total_cmp(&b.f1).then_with(|| a.intent.cmp(&b.intent)));
+    let shown = if rows == 0 {
+        per.len()
+    } else {
+        rows.min(per.len())
+    };
+    if shown > 0 {
+        let w = per.iter().map(|s| s.intent.len()).max().unwrap_or(6).max(6);
+        println!(
+            "\n  {:<w$}  precision  recall     F1  support{}",
+            "intent",
+            if shown < per.len() {
+                format!("   ({shown} lowest F1 of {})", per.len())
+            } else {
+                String::new()
+            }
+        );
+        for s in per.iter().take(shown) {
+            println!(
+                "  {:<w$}  {:>9}  {:>6}  {:>5}  {:>7}",
+                s.intent,
+                pct(s.precision),
+                pct(s.recall),
+                pct(s.f1),
+                s.support
+            );
+        }
+    }
+    if !r.confusions.is_empty() {
+        println!("\n  most frequent confusions (truth → predicted)");
+        for c in &r.confusions {
+            println!("  {:>4} × {} → {}", c.count, c.truth, c.predicted);
+        }
+    }
+}

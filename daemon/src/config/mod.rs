@@ -1,0 +1,265 @@
+//! Daemon settings: the raw TOML ([`RawConfig`]) and the validated
+//! [`Config`] every command uses. Environment overrides: `COACH_DATA_DIR`,
+//! `COACH_DATABASE_URL`.
+//!
+//! Relative paths in a config file are resolved against the file's folder;
+//! the embedded defaults resolve against the current directory.
+
+pub mod units;
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The defaults built into the binary: the same text as `config/coach.toml`,
+/// with paths made relative to the directory Coach runs in.
+pub const EMBEDDED_DEFAULTS: &str = r#"
+data_dir = ".coach"
+database_url = ""
+plugin_dirs = ["plugins/installed"]
+
+[limits]
+memory = "2GiB"
+timeout = "30m"
+output = "64KiB"
+hostcall_data = "256MiB"
+
+[grants.source-files]
+read = ["workflows"]
+"#;
+
+/// `coach.toml` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// Where the store, artifacts and compile cache live. Default `.coach`.
+    #[serde(default)]
+    pub data_dir: Option<PathBuf>,
+    /// Empty: SQLite under `data_dir`. Otherwise a `sqlite://` or `postgres://` URL.
+    #[serde(default)]
+    pub database_url: Option<String>,
+    /// Folders of third-party plugins (one sub-folder per plugin).
+    #[serde(default)]
+    pub plugin_dirs: Vec<PathBuf>,
+    #[serde(default)]
+    pub limits: RawLimits,
+    /// Capability grants by plugin id.
+    #[serde(default)]
+    pub grants: BTreeMap<String, RawGrant>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    /// Linear memory per plugin instance. Default `2GiB`.
+    pub memory: Option<String>,
+    /// Wall-clock time per plugin call. Default `30m`.
+    pub timeout: Option<String>,
+    /// Bytes of stdout + stderr per call. Default `64KiB`.
+    pub output: Option<String>,
+    /// Bytes a plugin may pass to the host per call. Default `256MiB`.
+    pub hostcall_data: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGrant {
+    /// Folders under which steps may grant this plugin read-only files.
+    #[serde(default)]
+    pub read: Vec<PathBuf>,
+}
+
+/// Ceilings for every plugin call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    pub memory: u64,
+    pub timeout: Duration,
+    pub output: u64,
+    pub hostcall_data: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            memory: 2 << 30,
+            timeout: Duration::from_secs(30 * 60),
+            output: 64 << 10,
+            hostcall_data: 256 << 20,
+        }
+    }
+}
+
+/// What the operator grants one plugin.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Grant {
+    /// Canonical folders under which files may be read.
+    pub read: Vec<PathBuf>,
+}
+
+/// Validated settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file this came from; `None` for the embedded defaults.
+    pub source: Option<PathBuf>,
+    pub data_dir: PathBuf,
+    pub database_url: String,
+    pub plugin_dirs: Vec<PathBuf>,
+    pub limits: Limits,
+    pub grants: BTreeMap<String, Grant>,
+}
+
+impl Config {
+    /// Load `path`, or — when `path` is `None` — `config/coach.toml` if it
+    /// exists, else the embedded defaults.
+    pub fn load(path: Option<&Path>) -> Result<Config> {
+        let (text, base, source) = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .with_context(|| format!("cannot read config file {}", p.display()))?;
+                (text, parent_of(p), Some(p.to_path_buf()))
+            }
+            None => {
+                let default = Path::new("config/coach.toml");
+                if default.is_file() {
+                    let text = std::fs::read_to_string(default).with_context(|| {
+                        format!("cannot read config file {}", default.display())
+                    })?;
+                    (text, parent_of(default), Some(default.to_path_buf()))
+                } else {
+                    (EMBEDDED_DEFAULTS.to_owned(), PathBuf::from("."), None)
+                }
+            }
+        };
+        let name = source
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "<embedded defaults>".into());
+        Self::from_toml(&text, &base, source.clone()).with_context(|| format!("in config {name}"))
+    }
+
+    /// Parse and validate config text; relative paths resolve against `base`.
+    pub fn from_toml(text: &str, base: &Path, source: Option<PathBuf>) -> Result<Config> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let resolve = |p: &Path| {
+            if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                base.join(p)
+            }
+        };
+        let mut errors = Vec::new();
+        let mut size = |field: &str, v: &Option<String>, default: u64| match v {
+            None => default,
+            Some(s) => units::parse_size(s).unwrap_or_else(|e| {
+                errors.push(format!("limits.{field}: {e}"));
+                default
+            }),
+        };
+        let d = Limits::default();
+        let memory = size("memory", &raw.limits.memory, d.memory);
+        let output = size("output", &raw.limits.output, d.output);
+        let hostcall_data = size("hostcall_data", &raw.limits.hostcall_data, d.hostcall_data);
+        let timeout = match &raw.limits.timeout {
+            None => d.timeout,
+            Some(s) => units::parse_duration(s).unwrap_or_else(|e| {
+                errors.push(format!("limits.timeout: {e}"));
+                d.timeout
+            }),
+        };
+        let mut grants = BTreeMap::new();
+        for (plugin, g) in raw.grants {
+            let mut read = Vec::new();
+            for p in g.read {
+                let full = resolve(&p);
+                // A granted folder that does not exist (yet) is kept as
+                // written; it simply matches nothing.
+                read.push(full.canonicalize().unwrap_or(full));
+            }
+            grants.insert(plugin, Grant { read });
+        }
+        if !errors.is_empty() {
+            bail!("{}", errors.join("; "));
+        }
+        let data_dir = match std::env::var_os("COACH_DATA_DIR") {
+            Some(d) => PathBuf::from(d),
+            None => resolve(&raw.data_dir.unwrap_or_else(|| PathBuf::from(".coach"))),
+        };
+        let database_url = match std::env::var("COACH_DATABASE_URL") {
+            Ok(url) if !url.is_empty() => url,
+            _ => raw
+                .database_url
+                .filter(|u| !u.is_empty())
+                .unwrap_or_default(),
+        };
+        Ok(Config {
+            source,
+            data_dir,
+            database_url,
+            plugin_dirs: raw.plugin_dirs.iter().map(|p| resolve(p)).collect(),
+            limits: Limits {
+                memory,
+                timeout,
+                output,
+                hostcall_data,
+            },
+            grants,
+        })
+    }
+
+    /// The database URL to connect to: the configured one, or SQLite under
+    /// the data directory.
+    pub fn database_url(&self) -> String {
+        if self.database_url.is_empty() {
+            format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("coach.db").display()
+            )
+        } else {
+            self.database_url.clone()
+        }
+    }
+
+    pub fn artifacts_dir(&self) -> PathBuf {
+        self.data_dir.join("artifacts")
+    }
+
+    pub fn cache_dir(&self) -> PathBuf {
+        self.data_dir.join("cache").join("components")
+    }
+}
+
+fn parent_of(p: &Path) -> PathBuf {
+    match p.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_defaults_are_valid() {
+        let c = Config::from_toml(EMBEDDED_DEFAULTS, Path::new("."), None).unwrap();
+        assert_eq!(c.limits.memory, 2 << 30);
+        assert!(c.grants.contains_key("source-files"));
+    }
+
+    #[test]
+    fn shipped_config_is_valid() {
+        let text = include_str!("../../../config/coach.toml");
+        let c = Config::from_toml(text, Path::new("config"), None).unwrap();
+        assert_eq!(c.limits.output, 64 << 10);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_units_are_errors() {
+        let e = Config::from_toml("data_dri = 'x'", Path::new("."), None).unwrap_err();
+        assert!(e.to_string().contains("data_dri"), "{e}");
+        let e = Config::from_toml("[limits]\nmemory = 'lots'", Path::new("."), None).unwrap_err();
+        assert!(e.to_string().contains("limits.memory"), "{e}");
+    }
+}

@@ -1,0 +1,191 @@
+//! Scores of a model on held-out examples: accuracy, macro-F1, per-intent
+//! precision/recall/F1, the most frequent confusions, and — following Larson
+//! et al. (EMNLP 2019) — in-scope accuracy (share of in-scope queries given
+//! their correct intent) and out-of-scope recall (share of out-of-scope
+//! queries predicted as out of scope).
+
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct IntentScore {
+    pub intent: String,
+    pub precision: f64,
+    pub recall: f64,
+    pub f1: f64,
+    pub support: usize,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Confusion {
+    pub truth: String,
+    pub predicted: String,
+    pub count: usize,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Report {
+    /// The split scored: `test` or `validation`.
+    pub split: String,
+    pub examples: usize,
+    pub accuracy: f64,
+    /// Unweighted mean F1 over the intents in the truth (out of scope included
+    /// when present).
+    pub macro_f1: f64,
+    /// `None` when the data has no in-scope examples.
+    pub in_scope_accuracy: Option<f64>,
+    /// `None` when the data has no out-of-scope examples.
+    pub oos_recall: Option<f64>,
+    pub oos_label: String,
+    pub per_intent: Vec<IntentScore>,
+    pub confusions: Vec<Confusion>,
+    /// Mean confidence of the predictions.
+    pub mean_confidence: f64,
+}
+
+impl Report {
+    /// Named numbers, for the store and the registry.
+    pub fn metrics(&self) -> Vec<(String, f64)> {
+        let mut m = vec![
+            ("accuracy".to_owned(), self.accuracy),
+            ("macro_f1".to_owned(), self.macro_f1),
+            ("mean_confidence".to_owned(), self.mean_confidence),
+            ("examples".to_owned(), self.examples as f64),
+        ];
+        if let Some(v) = self.in_scope_accuracy {
+            m.push(("in_scope_accuracy".to_owned(), v));
+        }
+        if let Some(v) = self.oos_recall {
+            m.push(("oos_recall".to_owned(), v));
+        }
+        m
+    }
+}
+
+/// Score `(truth, predicted, confidence)` triples.
+pub fn score(
+    split: &str,
+    rows: &[(String, String, f32)],
+    oos_label: &str,
+    top_confusions: usize,
+) -> Report {
+    let mut tp: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut predicted: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut support: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut confusions: BTreeMap<(&str, &str), usize> = BTreeMap::new();
+    let (mut correct, mut in_n, mut in_ok, mut oos_n, mut oos_ok) = (0, 0, 0, 0, 0);
+    let mut conf_sum = 0.0f64;
+    for (truth, pred, conf) in rows {
+        conf_sum += *conf as f64;
+        *support.entry(truth).or_default() += 1;
+        *predicted.entry(pred).or_default() += 1;
+        let hit = truth == pred;
+        if hit {
+            correct += 1;
+            *tp.entry(truth).or_default() += 1;
+        } else {
+            *confusions.entry((truth, pred)).or_default() += 1;
+        }
+        if truth == oos_label {
+            oos_n += 1;
+            oos_ok += hit as usize;
+        } else {
+            in_n += 1;
+            in_ok += hit as usize;
+        }
+    }
+    let ratio = |a: usize, b: usize| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+    let per_intent: Vec<IntentScore> = support
+        .iter()
+        .map(|(&intent, &n)| {
+            let t = tp.get(intent).copied().unwrap_or(0);
+            let p = ratio(t, predicted.get(intent).copied().unwrap_or(0));
+            let r = ratio(t, n);
+            let f1 = if p + r > 0.0 {
+                2.0 * p * r / (p + r)
+            } else {
+                0.0
+            };
+            IntentScore {
+                intent: intent.to_owned(),
+                precision: p,
+                recall: r,
+                f1,
+                support: n,
+            }
+        })
+        .collect();
+    let macro_f1 = if per_intent.is_empty() {
+        0.0
+    } else {
+        per_intent.iter().map(|s| s.f1).sum::<f64>() / per_intent.len() as f64
+    };
+    let mut pairs: Vec<Confusion> = confusions
+        .into_iter()
+        .map(|((t, p), count)| Confusion {
+            truth: t.to_owned(),
+            predicted: p.to_owned(),
+            count,
+        })
+        .collect();
+    pairs.sort_by(|a, b| {
+        b.count
+            .cmp(&a.count)
+            .then_with(|| (&a.truth, &a.predicted).cmp(&(&b.truth, &b.predicted)))
+    });
+    pairs.truncate(top_confusions);
+    Report {
+        split: split.to_owned(),
+        examples: rows.len(),
+        accuracy: ratio(correct, rows.len()),
+        macro_f1,
+        in_scope_accuracy: (in_n > 0).then(|| ratio(in_ok, in_n)),
+        oos_recall: (oos_n > 0).then(|| ratio(oos_ok, oos_n)),
+        oos_label: oos_label.to_owned(),
+        per_intent,
+        confusions: pairs,
+        mean_confidence: if rows.is_empty() {
+            0.0
+        } else {
+            conf_sum / rows.len() as f64
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(t: &str, p: &str) -> (String, String, f32) {
+        (t.into(), p.into(), 0.5)
+    }
+
+    #[test]
+    fn larson_metrics_and_macro_f1() {
+        let rows = vec![
+            row("a", "a"),
+            row("a", "b"),
+            row("b", "b"),
+            row("b", "oos"), // in-scope predicted oos counts against in-scope accuracy
+            row("oos", "oos"),
+            row("oos", "a"),
+        ];
+        let r = score("test", &rows, "oos", 5);
+        assert!((r.accuracy - 3.0 / 6.0).abs() < 1e-9);
+        assert_eq!(r.in_scope_accuracy, Some(0.5));
+        assert_eq!(r.oos_recall, Some(0.5));
+        let a = r.per_intent.iter().find(|s| s.intent == "a").unwrap();
+        assert!((a.precision - 0.5).abs() < 1e-9 && (a.recall - 0.5).abs() < 1e-9);
+        let b = r.per_intent.iter().find(|s| s.intent == "b").unwrap();
+        assert!((b.precision - 0.5).abs() < 1e-9);
+        assert!((r.macro_f1 - 0.5).abs() < 1e-9);
+        assert_eq!(r.confusions.len(), 3);
+    }
+
+    #[test]
+    fn no_oos_means_no_oos_recall() {
+        let r = score("validation", &[row("a", "a")], "oos", 5);
+        assert_eq!(r.oos_recall, None);
+        assert_eq!(r.in_scope_accuracy, Some(1.0));
+    }
+}

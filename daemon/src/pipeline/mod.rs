@@ -1,0 +1,665 @@
+//! The step runner and the built-in steps.
+//!
+//! A run executes a workflow's steps in dependency order. Every state change
+//! (run started, step attempt started / finished, metrics) is written to the
+//! store as it happens. Plugin calls run on blocking threads, each job in a
+//! fresh sandbox; outputs pass between steps in memory and every dataset
+//! snapshot and registered model is persisted with its lineage.
+
+pub mod evaluate;
+pub mod split;
+
+use crate::plugin::bindings::{EntitySpan, Example, Split};
+use crate::plugin::{JobSpec, PluginEvent, PluginFailure, PluginHost};
+use crate::registry::Artifacts;
+use crate::store::{ModelRow, NewModel, Store, StoredExample, state};
+use crate::workflow::{Action, Builtin, Produces, Step, Workflow};
+use anyhow::{Context, Result, anyhow, bail};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Receives what a run does, as it does it (terminal, logs, tests).
+pub trait Reporter: Send + Sync {
+    fn run_started(&self, _run_id: i64, _workflow: &Workflow) {}
+    fn step_started(&self, _step: &str, _action: &str, _attempt: u32) {}
+    fn step_event(&self, _step: &str, _event: &PluginEvent) {}
+    fn step_note(&self, _step: &str, _message: &str) {}
+    fn step_finished(&self, _step: &str, _result: Result<&str, &str>) {}
+}
+
+/// A reporter that only logs.
+pub struct LogReporter;
+
+impl Reporter for LogReporter {
+    fn step_started(&self, step: &str, action: &str, attempt: u32) {
+        tracing::info!(step, action, attempt, "step started");
+    }
+    fn step_note(&self, step: &str, message: &str) {
+        tracing::warn!(step, "{message}");
+    }
+    fn step_finished(&self, step: &str, result: Result<&str, &str>) {
+        match result {
+            Ok(summary) => tracing::info!(step, "step finished: {summary}"),
+            Err(e) => tracing::error!(step, "step failed: {e}"),
+        }
+    }
+}
+
+/// A dataset snapshot passed between steps.
+#[derive(Debug)]
+pub struct DatasetOut {
+    pub version_id: i64,
+    pub hash: String,
+    pub rows: Vec<StoredExample>,
+}
+
+/// A trained model passed between steps.
+#[derive(Debug)]
+pub struct ModelOut {
+    pub bytes: Vec<u8>,
+    pub plugin: String,
+    pub plugin_version: String,
+    pub plugin_hash: String,
+    pub config_hash: String,
+    pub dataset: Arc<DatasetOut>,
+    pub metrics: Vec<(String, f64)>,
+    pub intents: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub enum Output {
+    Dataset(Arc<DatasetOut>),
+    Model(Arc<ModelOut>),
+    Evaluation(Arc<evaluate::Report>),
+    Registered(Box<ModelRow>),
+}
+
+impl Output {
+    fn summary(&self) -> Value {
+        match self {
+            Output::Dataset(d) => {
+                json!({"dataset_version": d.version_id, "examples": d.rows.len(), "hash": d.hash})
+            }
+            Output::Model(m) => {
+                json!({"model_bytes": m.bytes.len(), "plugin": m.plugin, "metrics": m.metrics.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>()})
+            }
+            Output::Evaluation(r) => serde_json::to_value(r.as_ref()).unwrap_or(Value::Null),
+            Output::Registered(m) => {
+                json!({"model": m.id, "name": m.name, "version": m.version, "artifact": m.artifact_hash})
+            }
+        }
+    }
+
+    fn line(&self) -> String {
+        match self {
+            Output::Dataset(d) => {
+                let count = |s: &str| d.rows.iter().filter(|r| r.split == s).count();
+                format!(
+                    "{} examples (train {}, validation {}, test {}), snapshot {}",
+                    d.rows.len(),
+                    count("train") + count("unspecified"),
+                    count("validation"),
+                    count("test"),
+                    &d.hash[..12]
+                )
+            }
+            Output::Model(m) => {
+                let get = |k: &str| m.metrics.iter().find(|(n, _)| n == k).map(|(_, v)| *v);
+                let mut s = format!(
+                    "{} intents, {} KiB model",
+                    m.intents.len(),
+                    m.bytes.len() / 1024
+                );
+                if let Some(a) = get("val_accuracy") {
+                    s.push_str(&format!(", validation accuracy {:.1}%", a * 100.0));
+                }
+                s
+            }
+            Output::Evaluation(r) => format!(
+                "accuracy {:.1}% on {} {} examples",
+                r.accuracy * 100.0,
+                r.examples,
+                r.split
+            ),
+            Output::Registered(m) => {
+                format!("registered model {} ({} v{})", m.id, m.name, m.version)
+            }
+        }
+    }
+}
+
+/// How a run ended.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    pub run_id: i64,
+    pub state: String,
+    pub error: Option<String>,
+    pub failed_step: Option<String>,
+    pub evaluation: Option<Arc<evaluate::Report>>,
+    pub model: Option<ModelRow>,
+}
+
+pub struct Runner {
+    pub host: Arc<PluginHost>,
+    pub store: Store,
+    pub artifacts: Artifacts,
+}
+
+pub fn to_stored(e: &Example) -> StoredExample {
+    let entities: Vec<Value> = e
+        .entities
+        .iter()
+        .map(|s| json!({"entity": s.entity, "start": s.start, "end": s.end, "value": s.value}))
+        .collect();
+    StoredExample {
+        text: e.text.clone(),
+        intent: e.intent.clone(),
+        entities: Value::Array(entities).to_string(),
+        split: match e.split {
+            Split::Train => "train",
+            Split::Validation => "validation",
+            Split::Test => "test",
+            Split::Unspecified => "unspecified",
+        }
+        .to_owned(),
+    }
+}
+
+pub fn to_example(r: &StoredExample) -> Example {
+    let entities = serde_json::from_str::<Vec<Value>>(&r.entities)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|v| {
+            Some(EntitySpan {
+                entity: v.get("entity")?.as_str()?.to_owned(),
+                start: v.get("start")?.as_u64()? as u32,
+                end: v.get("end")?.as_u64()? as u32,
+                value: v.get("value")?.as_str()?.to_owned(),
+            })
+        })
+        .collect();
+    Example {
+        text: r.text.clone(),
+        intent: r.intent.clone(),
+        entities,
+        split: match r.split.as_str() {
+            "train" => Split::Train,
+            "validation" => Split::Validation,
+            "test" => Split::Test,
+            _ => Split::Unspecified,
+        },
+    }
+}
+
+fn action_name(a: &Action) -> String {
+    match a {
+        Action::Plugin { id, .. } => id.clone(),
+        Action::Builtin(b) => b.name().to_owned(),
+    }
+}
+
+/// Canonical JSON (sorted keys) of step parameters, hashed.
+fn config_hash(with: &serde_json::Map<String, Value>) -> String {
+    let sorted: BTreeMap<&String, &Value> = with.iter().collect();
+    crate::plugin::sha256_hex(
+        serde_json::to_string(&sorted)
+            .unwrap_or_default()
+            .as_bytes(),
+    )
+}
+
+impl Runner {
+    /// Run `wf` to the end; the returned summary says how it ended. Errors
+    /// are only for the store itself failing.
+    pub async fn run(
+        &self,
+        wf: &Workflow,
+        reporter: Arc<dyn Reporter>,
+        cancel: Arc<AtomicBool>,
+    ) -> Result<RunSummary> {
+        let run_id = self
+            .store
+            .start_run(&wf.name, &wf.file.display().to_string(), &wf.hash)
+            .await?;
+        tracing::info!(run = run_id, workflow = %wf.name, version = %&wf.hash[..12], "run started");
+        reporter.run_started(run_id, wf);
+        let mut outputs: BTreeMap<String, Output> = BTreeMap::new();
+        let mut summary = RunSummary {
+            run_id,
+            state: state::SUCCEEDED.to_owned(),
+            error: None,
+            failed_step: None,
+            evaluation: None,
+            model: None,
+        };
+        'steps: for step in &wf.steps {
+            let attempts = step.retries + 1;
+            for attempt in 1..=attempts {
+                if cancel.load(Ordering::Relaxed) {
+                    summary.state = state::CANCELLED.to_owned();
+                    summary.error = Some(format!("cancelled before step `{}`", step.id));
+                    break 'steps;
+                }
+                let action = action_name(&step.action);
+                let row = self
+                    .store
+                    .start_step(run_id, &step.id, &action, attempt as i32)
+                    .await?;
+                reporter.step_started(&step.id, &action, attempt);
+                match self
+                    .execute(run_id, wf, step, &outputs, &reporter, &cancel)
+                    .await
+                {
+                    Ok(out) => {
+                        self.store
+                            .finish_step(row, state::SUCCEEDED, None, Some(out.summary()))
+                            .await?;
+                        reporter.step_finished(&step.id, Ok(&out.line()));
+                        match &out {
+                            Output::Evaluation(r) => summary.evaluation = Some(r.clone()),
+                            Output::Registered(m) => summary.model = Some((**m).clone()),
+                            _ => {}
+                        }
+                        outputs.insert(step.id.clone(), out);
+                        break;
+                    }
+                    Err(e) => {
+                        let cancelled = cancel.load(Ordering::Relaxed)
+                            || matches!(
+                                e.downcast_ref::<PluginFailure>(),
+                                Some(PluginFailure::Cancelled { .. })
+                            );
+                        let message = format!("step `{}`: {e:#}", step.id);
+                        let st = if cancelled {
+                            state::CANCELLED
+                        } else {
+                            state::FAILED
+                        };
+                        self.store
+                            .finish_step(row, st, Some(message.clone()), None)
+                            .await?;
+                        reporter.step_finished(&step.id, Err(&message));
+                        if cancelled || attempt == attempts {
+                            summary.state = st.to_owned();
+                            summary.error = Some(message);
+                            summary.failed_step = Some(step.id.clone());
+                            break 'steps;
+                        }
+                        tracing::warn!(run = run_id, step = %step.id, attempt, "step failed; retrying");
+                    }
+                }
+            }
+        }
+        self.store
+            .finish_run(run_id, &summary.state, summary.error.clone())
+            .await?;
+        tracing::info!(run = run_id, state = %summary.state, "run finished");
+        Ok(summary)
+    }
+
+    fn spec(
+        &self,
+        run_id: i64,
+        step: &Step,
+        reporter: &Arc<dyn Reporter>,
+        cancel: &Arc<AtomicBool>,
+    ) -> JobSpec {
+        let r = reporter.clone();
+        let id = step.id.clone();
+        JobSpec {
+            run: run_id.to_string(),
+            step: step.id.clone(),
+            read_paths: step.read_paths.clone(),
+            timeout: step.timeout,
+            cancel: cancel.clone(),
+            observer: Some(Arc::new(move |e: &PluginEvent| r.step_event(&id, e))),
+        }
+    }
+
+    fn dataset_for<'o>(
+        &self,
+        wf: &Workflow,
+        step: &Step,
+        outputs: &'o BTreeMap<String, Output>,
+    ) -> Result<&'o Arc<DatasetOut>> {
+        let src = wf
+            .nearest(&step.id, Produces::Dataset)
+            .ok_or_else(|| anyhow!("no dataset before this step"))?;
+        match outputs.get(&src.id) {
+            Some(Output::Dataset(d)) => Ok(d),
+            _ => bail!("step `{}` produced no dataset", src.id),
+        }
+    }
+
+    fn model_for<'o>(
+        &self,
+        wf: &Workflow,
+        step: &Step,
+        outputs: &'o BTreeMap<String, Output>,
+    ) -> Result<&'o Arc<ModelOut>> {
+        let src = wf
+            .nearest(&step.id, Produces::Model)
+            .ok_or_else(|| anyhow!("no trainer before this step"))?;
+        match outputs.get(&src.id) {
+            Some(Output::Model(m)) => Ok(m),
+            _ => bail!("step `{}` produced no model", src.id),
+        }
+    }
+
+    async fn execute(
+        &self,
+        run_id: i64,
+        wf: &Workflow,
+        step: &Step,
+        outputs: &BTreeMap<String, Output>,
+        reporter: &Arc<dyn Reporter>,
+        cancel: &Arc<AtomicBool>,
+    ) -> Result<Output> {
+        match &step.action {
+            Action::Plugin {
+                id,
+                kind: crate::plugin::manifest::Kind::Source,
+            } => {
+                let host = self.host.clone();
+                let spec = self.spec(run_id, step, reporter, cancel);
+                let (id, config) = (id.clone(), Value::Object(step.with.clone()).to_string());
+                let out = tokio::task::spawn_blocking(move || {
+                    host.source(&id, spec)?.read_all(&config, 1024)
+                })
+                .await
+                .context("the source job panicked")??;
+                if out.bad_records > 0 {
+                    let first: Vec<String> = out
+                        .first_bad
+                        .iter()
+                        .take(5)
+                        .map(|(l, r)| format!("{l}: {r}"))
+                        .collect();
+                    reporter.step_note(
+                        &step.id,
+                        &format!(
+                            "skipped {} malformed record(s): {}",
+                            out.bad_records,
+                            first.join("; ")
+                        ),
+                    );
+                }
+                if out.examples.is_empty() {
+                    bail!("the source produced no examples");
+                }
+                let rows: Vec<StoredExample> = out.examples.iter().map(to_stored).collect();
+                let origin = json!({"step": step.id, "plugin": action_name(&step.action), "bad_records": out.bad_records,
+                    "first_bad": out.first_bad.iter().map(|(l, r)| json!({"location": l, "reason": r})).collect::<Vec<_>>()});
+                let (version_id, hash) = self
+                    .store
+                    .save_dataset_version(&format!("{}/{}", wf.name, step.id), &rows, origin)
+                    .await?;
+                Ok(Output::Dataset(Arc::new(DatasetOut {
+                    version_id,
+                    hash,
+                    rows,
+                })))
+            }
+            Action::Plugin {
+                id,
+                kind: crate::plugin::manifest::Kind::Trainer,
+            } => {
+                let data = self.dataset_for(wf, step, outputs)?.clone();
+                let train: Vec<Example> = data
+                    .rows
+                    .iter()
+                    .filter(|r| r.split == "train" || r.split == "unspecified")
+                    .map(to_example)
+                    .collect();
+                let validation: Vec<Example> = data
+                    .rows
+                    .iter()
+                    .filter(|r| r.split == "validation")
+                    .map(to_example)
+                    .collect();
+                if train.is_empty() {
+                    bail!("the dataset has no training examples");
+                }
+                let plugin = self.host.get(id)?.clone();
+                let host = self.host.clone();
+                let spec = self.spec(run_id, step, reporter, cancel);
+                let (pid, config) = (id.clone(), Value::Object(step.with.clone()).to_string());
+                let out = tokio::task::spawn_blocking(move || {
+                    host.trainer(&pid, spec)?
+                        .train(&config, &train, &validation)
+                })
+                .await
+                .context("the training job panicked")??;
+                self.store
+                    .add_metrics(run_id, &step.id, &out.progress_metrics)
+                    .await?;
+                let finals: Vec<(String, f64, u32)> = out
+                    .metrics
+                    .iter()
+                    .map(|(n, v)| (n.clone(), *v, 0))
+                    .collect();
+                self.store.add_metrics(run_id, &step.id, &finals).await?;
+                let intents: Vec<String> = data
+                    .rows
+                    .iter()
+                    .map(|r| r.intent.clone())
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .into_iter()
+                    .collect();
+                Ok(Output::Model(Arc::new(ModelOut {
+                    bytes: out.model,
+                    plugin: id.clone(),
+                    plugin_version: plugin.manifest.version.clone(),
+                    plugin_hash: plugin.wasm_sha256.clone(),
+                    config_hash: config_hash(&step.with),
+                    dataset: data,
+                    metrics: out.metrics,
+                    intents,
+                })))
+            }
+            Action::Plugin { kind, .. } => bail!("{kind} plugins cannot run as steps yet"),
+            Action::Builtin(Builtin::Split) => {
+                let mut rows: Vec<StoredExample> = Vec::new();
+                let mut direct = 0;
+                for n in &step.needs {
+                    if let Some(Output::Dataset(d)) = outputs.get(n) {
+                        rows.extend(d.rows.iter().cloned());
+                        direct += 1;
+                    }
+                }
+                if direct == 0 {
+                    rows = self.dataset_for(wf, step, outputs)?.rows.clone();
+                }
+                let get_f = |k: &str, d: f64| step.with.get(k).and_then(Value::as_f64).unwrap_or(d);
+                let has_splits = rows.iter().any(|r| r.split != "unspecified");
+                let mode = match step.with.get("mode").and_then(Value::as_str) {
+                    Some("stratified") => split::Mode::Stratified,
+                    Some("keep") => split::Mode::Keep,
+                    _ if has_splits => split::Mode::Keep,
+                    _ => split::Mode::Stratified,
+                };
+                let cfg = split::SplitConfig {
+                    mode,
+                    validation: get_f("validation", 0.1),
+                    test: get_f(
+                        "test",
+                        if mode == split::Mode::Stratified {
+                            0.1
+                        } else {
+                            0.0
+                        },
+                    ),
+                    seed: step.with.get("seed").and_then(Value::as_u64).unwrap_or(7),
+                };
+                if !(0.0..1.0).contains(&cfg.validation)
+                    || !(0.0..1.0).contains(&cfg.test)
+                    || cfg.validation + cfg.test >= 1.0
+                {
+                    bail!(
+                        "validation ({}) and test ({}) must be fractions that leave some training data",
+                        cfg.validation,
+                        cfg.test
+                    );
+                }
+                split::apply(&mut rows, &cfg);
+                let origin = json!({"step": step.id, "kind": "split", "mode": format!("{mode:?}").to_lowercase(), "validation": cfg.validation, "test": cfg.test, "seed": cfg.seed});
+                let (version_id, hash) = self
+                    .store
+                    .save_dataset_version(&format!("{}/{}", wf.name, step.id), &rows, origin)
+                    .await?;
+                Ok(Output::Dataset(Arc::new(DatasetOut {
+                    version_id,
+                    hash,
+                    rows,
+                })))
+            }
+            Action::Builtin(Builtin::Evaluate) => {
+                let model = self.model_for(wf, step, outputs)?.clone();
+                let on = step
+                    .with
+                    .get("on")
+                    .and_then(Value::as_str)
+                    .unwrap_or("auto");
+                let has = |s: &str| model.dataset.rows.iter().any(|r| r.split == s);
+                let split = match on {
+                    "auto" if has("test") => "test",
+                    "auto" => "validation",
+                    other => other,
+                };
+                let held: Vec<&StoredExample> = model
+                    .dataset
+                    .rows
+                    .iter()
+                    .filter(|r| r.split == split)
+                    .collect();
+                if held.is_empty() {
+                    bail!(
+                        "the dataset has no {split} examples to evaluate on; add a `split` step or data with a {split} split"
+                    );
+                }
+                let texts: Vec<String> = held.iter().map(|r| r.text.clone()).collect();
+                let host = self.host.clone();
+                let spec = self.spec(run_id, step, reporter, cancel);
+                let m = model.clone();
+                let preds = tokio::task::spawn_blocking(
+                    move || -> Result<Vec<(String, f32)>, PluginFailure> {
+                        let mut job = host.trainer(&m.plugin, spec)?;
+                        let handle = job.load_model(&m.bytes)?;
+                        let mut out = Vec::with_capacity(texts.len());
+                        for chunk in texts.chunks(256) {
+                            out.extend(
+                                job.predict(handle, chunk)?
+                                    .into_iter()
+                                    .map(|p| (p.intent, p.confidence)),
+                            );
+                        }
+                        Ok(out)
+                    },
+                )
+                .await
+                .context("the evaluation job panicked")??;
+                let oos = step
+                    .with
+                    .get("oos_label")
+                    .and_then(Value::as_str)
+                    .unwrap_or("oos");
+                let top = step
+                    .with
+                    .get("top_confusions")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(10) as usize;
+                let rows: Vec<(String, String, f32)> = held
+                    .iter()
+                    .zip(preds)
+                    .map(|(r, (p, c))| (r.intent.clone(), p, c))
+                    .collect();
+                let report = evaluate::score(split, &rows, oos, top);
+                let metrics: Vec<(String, f64, u32)> = report
+                    .metrics()
+                    .into_iter()
+                    .map(|(n, v)| (n, v, 0))
+                    .collect();
+                self.store.add_metrics(run_id, &step.id, &metrics).await?;
+                Ok(Output::Evaluation(Arc::new(report)))
+            }
+            Action::Builtin(Builtin::Register) => {
+                let model = self.model_for(wf, step, outputs)?.clone();
+                let evaluation = wf.nearest(&step.id, Produces::Evaluation).and_then(|s| {
+                    match outputs.get(&s.id) {
+                        Some(Output::Evaluation(r)) => Some(r.clone()),
+                        _ => None,
+                    }
+                });
+                let artifact_hash = self.artifacts.put(&model.bytes)?;
+                let mut metrics = serde_json::Map::new();
+                if let Some(r) = &evaluation {
+                    metrics.insert("evaluated_on".into(), json!(r.split));
+                    for (k, v) in r.metrics() {
+                        metrics.insert(k, json!(v));
+                    }
+                }
+                for (k, v) in &model.metrics {
+                    metrics.insert(format!("train.{k}"), json!(v));
+                }
+                let name = step
+                    .with
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or(&wf.name)
+                    .to_owned();
+                let row = self
+                    .store
+                    .register_model(NewModel {
+                        name,
+                        run_id,
+                        trainer_plugin: model.plugin.clone(),
+                        trainer_version: model.plugin_version.clone(),
+                        plugin_hash: model.plugin_hash.clone(),
+                        artifact_hash,
+                        artifact_size: model.bytes.len() as i64,
+                        dataset_version_id: model.dataset.version_id,
+                        data_hash: model.dataset.hash.clone(),
+                        config_hash: model.config_hash.clone(),
+                        metrics: Value::Object(metrics),
+                        intents: model.intents.clone(),
+                    })
+                    .await?;
+                Ok(Output::Registered(Box::new(row)))
+            }
+        }
+    }
+}
+
+/// Load a registered model's artifact (verified) and predict `texts`.
+pub async fn predict(
+    host: Arc<PluginHost>,
+    artifacts: &Artifacts,
+    model: &ModelRow,
+    texts: Vec<String>,
+) -> Result<Vec<crate::plugin::bindings::Prediction>> {
+    let bytes = artifacts
+        .get(&model.artifact_hash)
+        .with_context(|| format!("model {} ({} v{})", model.id, model.name, model.version))?;
+    let plugin = host.get(&model.trainer_plugin)?;
+    if plugin.wasm_sha256 != model.plugin_hash {
+        tracing::warn!(model = model.id, plugin = %model.trainer_plugin, "the model was trained by a different build of its plugin; loading it anyway");
+    }
+    let plugin_id = model.trainer_plugin.clone();
+    let preds = tokio::task::spawn_blocking(move || -> Result<_, PluginFailure> {
+        let mut job = host.trainer(
+            &plugin_id,
+            JobSpec {
+                run: String::new(),
+                step: "predict".into(),
+                ..Default::default()
+            },
+        )?;
+        let handle = job.load_model(&bytes)?;
+        job.predict(handle, &texts)
+    })
+    .await
+    .context("the prediction job panicked")??;
+    Ok(preds)
+}

@@ -1,0 +1,171 @@
+//! The `split` step: assign train / validation / test.
+//!
+//! `mode = "keep"` keeps the splits the data came with (examples without one
+//! are training data) and, when the data has no validation split, carves one
+//! out of training. `mode = "stratified"` reassigns every example, per
+//! intent, so each split keeps the intent mix. Both are seeded.
+
+use crate::store::StoredExample;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Mode {
+    Keep,
+    Stratified,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SplitConfig {
+    pub mode: Mode,
+    pub validation: f64,
+    pub test: f64,
+    pub seed: u64,
+}
+
+/// SplitMix64, for a shuffle that is the same on every platform.
+fn shuffle<T>(v: &mut [T], seed: u64) {
+    let mut state = seed;
+    let mut next = || {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    };
+    for i in (1..v.len()).rev() {
+        let j = (next() % (i as u64 + 1)) as usize;
+        v.swap(i, j);
+    }
+}
+
+/// Per intent, move `fraction` of the examples at `candidates` to `to`.
+fn carve(
+    rows: &mut [StoredExample],
+    candidates: &[usize],
+    fraction: f64,
+    to: &str,
+    seed: u64,
+) -> Vec<usize> {
+    let mut by_intent: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for &i in candidates {
+        by_intent
+            .entry(rows[i].intent.as_str())
+            .or_default()
+            .push(i);
+    }
+    let mut moved = Vec::new();
+    let mut keep = Vec::new();
+    for (n, (_, mut idx)) in by_intent.into_iter().enumerate() {
+        shuffle(&mut idx, seed.wrapping_add(n as u64));
+        // Intents with a single example stay in training.
+        let take = if idx.len() < 2 {
+            0
+        } else {
+            ((idx.len() as f64 * fraction).round() as usize).clamp(1, idx.len() - 1)
+        };
+        let take = if fraction <= 0.0 { 0 } else { take };
+        moved.extend_from_slice(&idx[..take]);
+        keep.extend_from_slice(&idx[take..]);
+    }
+    for &i in &moved {
+        rows[i].split = to.to_owned();
+    }
+    keep.sort_unstable();
+    keep
+}
+
+/// Assign splits in place.
+pub fn apply(rows: &mut [StoredExample], config: &SplitConfig) {
+    match config.mode {
+        Mode::Stratified => {
+            for r in rows.iter_mut() {
+                r.split = "train".into();
+            }
+            let all: Vec<usize> = (0..rows.len()).collect();
+            let rest = carve(rows, &all, config.test, "test", config.seed);
+            let share = if config.test < 1.0 {
+                config.validation / (1.0 - config.test)
+            } else {
+                0.0
+            };
+            carve(rows, &rest, share, "validation", config.seed ^ 0x5eed);
+        }
+        Mode::Keep => {
+            for r in rows.iter_mut() {
+                if r.split == "unspecified" {
+                    r.split = "train".into();
+                }
+            }
+            if !rows.iter().any(|r| r.split == "validation") {
+                let train: Vec<usize> = (0..rows.len())
+                    .filter(|&i| rows[i].split == "train")
+                    .collect();
+                carve(rows, &train, config.validation, "validation", config.seed);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows(n: usize) -> Vec<StoredExample> {
+        (0..n)
+            .map(|i| StoredExample {
+                text: format!("t{i}"),
+                intent: format!("i{}", i % 4),
+                entities: "[]".into(),
+                split: "unspecified".into(),
+            })
+            .collect()
+    }
+
+    fn count(rows: &[StoredExample], split: &str, intent: &str) -> usize {
+        rows.iter()
+            .filter(|r| r.split == split && r.intent == intent)
+            .count()
+    }
+
+    #[test]
+    fn stratified_keeps_the_intent_mix_and_is_seeded() {
+        let cfg = SplitConfig {
+            mode: Mode::Stratified,
+            validation: 0.1,
+            test: 0.2,
+            seed: 3,
+        };
+        let mut a = rows(200);
+        apply(&mut a, &cfg);
+        for i in 0..4 {
+            let intent = format!("i{i}");
+            assert_eq!(count(&a, "test", &intent), 10);
+            assert_eq!(count(&a, "validation", &intent), 5);
+            assert_eq!(count(&a, "train", &intent), 35);
+        }
+        let mut b = rows(200);
+        apply(&mut b, &cfg);
+        assert_eq!(a, b);
+        let mut c = rows(200);
+        apply(&mut c, &SplitConfig { seed: 4, ..cfg });
+        assert_ne!(a, c);
+    }
+
+    #[test]
+    fn keep_preserves_given_splits_and_carves_validation() {
+        let mut r = rows(40);
+        r[0].split = "test".into();
+        apply(
+            &mut r,
+            &SplitConfig {
+                mode: Mode::Keep,
+                validation: 0.25,
+                test: 0.0,
+                seed: 1,
+            },
+        );
+        assert_eq!(r[0].split, "test");
+        assert!(r.iter().any(|x| x.split == "validation"));
+        assert!(!r.iter().any(|x| x.split == "unspecified"));
+    }
+}

@@ -1,0 +1,56 @@
+//! Why a plugin call failed, in words that name the plugin and the limit.
+
+use crate::config::units::{format_duration, format_size};
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PluginFailure {
+    #[error("plugin `{plugin}` is not installed (known: {known})")]
+    Unknown { plugin: String, known: String },
+
+    #[error("plugin `{plugin}` is a {actual} plugin, not a {expected}")]
+    WrongKind {
+        plugin: String,
+        expected: String,
+        actual: String,
+    },
+
+    #[error("plugin `{plugin}` cannot be loaded: {detail}")]
+    Load { plugin: String, detail: String },
+
+    #[error("plugin `{plugin}` ran past its {} deadline and was stopped", format_duration(*limit))]
+    Timeout { plugin: String, limit: Duration },
+
+    #[error("plugin `{plugin}` exceeded its {} memory limit (it asked for {})", format_size(*limit), format_size(*requested))]
+    Memory {
+        plugin: String,
+        limit: u64,
+        requested: u64,
+    },
+
+    #[error("plugin `{plugin}` wrote more than its {} output limit to stdout/stderr", format_size(*limit))]
+    Output { plugin: String, limit: u64 },
+
+    #[error("plugin `{plugin}` passed more than its {} host-call data limit", format_size(*limit))]
+    HostcallData { plugin: String, limit: u64 },
+
+    #[error("plugin `{plugin}` was cancelled")]
+    Cancelled { plugin: String },
+
+    #[error("plugin `{plugin}` crashed: {detail}")]
+    Trap { plugin: String, detail: String },
+
+    #[error("plugin `{plugin}` reported an error ({code}): {message}")]
+    Reported {
+        plugin: String,
+        code: String,
+        message: String,
+    },
+
+    #[error("plugin `{plugin}` may not read {path}: {reason}")]
+    NotGranted {
+        plugin: String,
+        path: String,
+        reason: String,
+    },
+}

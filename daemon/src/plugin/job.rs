@@ -1,0 +1,488 @@
+//! One job of one plugin: a fresh `Store` with its WASI context, limits,
+//! deadline and event sink, and the typed calls of each plugin kind.
+
+use super::bindings::{self, Conversation, Example, LogLevel, Prediction};
+use super::{Installed, PluginFailure, PluginHost};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use wasmtime::component::{InstancePre, ResourceAny, ResourceTable};
+use wasmtime::{Store, UpdateDeadline};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+/// Something a plugin reported during a call.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PluginEvent {
+    Log { level: LogLevel, message: String },
+    Progress { fraction: f32, message: String },
+    Metric { name: String, value: f64, step: u32 },
+}
+
+/// Receives a job's events as they happen (progress bars, the store).
+pub type Observer = Arc<dyn Fn(&PluginEvent) + Send + Sync>;
+
+/// What a step hands the host for one job.
+#[derive(Clone, Default)]
+pub struct JobSpec {
+    /// Run and step ids, for log fields.
+    pub run: String,
+    pub step: String,
+    /// Files and folders the plugin may read (checked against grants).
+    pub read_paths: Vec<PathBuf>,
+    /// The step's own timeout, if it sets one.
+    pub timeout: Option<Duration>,
+    /// Set to ask the plugin to stop; also ends the call at the next epoch.
+    pub cancel: Arc<AtomicBool>,
+    pub observer: Option<Observer>,
+}
+
+/// Longest log line kept from a plugin.
+const MAX_LOG_LINE: usize = 4096;
+
+/// The data of a job's `Store`.
+pub struct JobState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limiter: MemoryLimiter,
+    plugin: String,
+    run: String,
+    step: String,
+    deadline: Instant,
+    cancel: Arc<AtomicBool>,
+    observer: Option<Observer>,
+    /// Metrics reported during the job, in order.
+    pub metrics: Vec<(String, f64, u32)>,
+    last_error_log: Option<String>,
+}
+
+impl WasiView for JobState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// Caps linear memory and remembers when the cap was hit, so the failure
+/// can say so instead of reporting a bare trap.
+struct MemoryLimiter {
+    limit: u64,
+    exceeded: Option<u64>,
+}
+
+impl wasmtime::ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired as u64 > self.limit {
+            self.exceeded = Some(desired as u64);
+            return Err(wasmtime::format_err!(
+                "memory limit of {} bytes reached",
+                self.limit
+            ));
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 1_000_000)
+    }
+
+    fn instances(&self) -> usize {
+        16
+    }
+
+    fn tables(&self) -> usize {
+        64
+    }
+
+    fn memories(&self) -> usize {
+        16
+    }
+}
+
+impl JobState {
+    fn emit(&self, event: PluginEvent) {
+        if let Some(o) = &self.observer {
+            o(&event);
+        }
+    }
+}
+
+impl bindings::trainer::coach::plugin::types::Host for JobState {}
+
+impl bindings::trainer::coach::plugin::host::Host for JobState {
+    fn log(&mut self, level: LogLevel, mut message: String) {
+        if message.len() > MAX_LOG_LINE {
+            let mut cut = MAX_LOG_LINE;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+            message.push('…');
+        }
+        let (plugin, run, step) = (&self.plugin, &self.run, &self.step);
+        match level {
+            LogLevel::Trace => tracing::trace!(plugin, run, step, "{message}"),
+            LogLevel::Debug => tracing::debug!(plugin, run, step, "{message}"),
+            LogLevel::Info => tracing::info!(plugin, run, step, "{message}"),
+            LogLevel::Warn => tracing::warn!(plugin, run, step, "{message}"),
+            LogLevel::Error => {
+                tracing::error!(plugin, run, step, "{message}");
+                self.last_error_log = Some(message.clone());
+            }
+        }
+        self.emit(PluginEvent::Log { level, message });
+    }
+
+    fn progress(&mut self, fraction: f32, message: String) {
+        let fraction = if fraction.is_finite() {
+            fraction.clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
+        self.emit(PluginEvent::Progress { fraction, message });
+    }
+
+    fn metric(&mut self, name: String, value: f64, step: u32) {
+        if self.metrics.len() < 100_000 {
+            self.metrics.push((name.clone(), value, step));
+        }
+        self.emit(PluginEvent::Metric { name, value, step });
+    }
+
+    fn cancelled(&mut self) -> bool {
+        self.cancel.load(Ordering::Relaxed)
+    }
+}
+
+/// A job's store and what is needed to explain its failures.
+struct Job {
+    store: Store<JobState>,
+    plugin: String,
+    memory_limit: u64,
+    timeout: Duration,
+    output_limit: u64,
+    hostcall_limit: u64,
+    stdout: MemoryOutputPipe,
+    stderr: MemoryOutputPipe,
+    flushed: (usize, usize),
+    /// Set after a trap: the instance must not be entered again.
+    poisoned: bool,
+}
+
+impl Job {
+    fn new(host: &PluginHost, plugin: &Installed, spec: JobSpec) -> Result<Job, PluginFailure> {
+        let id = plugin.id().to_owned();
+        let preopens = host.check_read_paths(plugin, &spec.read_paths)?;
+        let (memory_limit, timeout) = host.effective_limits(plugin, spec.timeout);
+        let output_limit = host.limits().output;
+        let stdout = MemoryOutputPipe::new(output_limit as usize);
+        let stderr = MemoryOutputPipe::new(output_limit as usize);
+        // Nothing inherited: no env, no args, no stdin, no network.
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.stdout(stdout.clone()).stderr(stderr.clone());
+        for dir in &preopens {
+            let guest = dir.to_string_lossy().into_owned();
+            wasi.preopened_dir(dir, &guest, FsPerms::ReadOnly)
+                .map_err(|e| PluginFailure::NotGranted {
+                    plugin: id.clone(),
+                    path: guest.clone(),
+                    reason: format!("{e:#}"),
+                })?;
+        }
+        let state = JobState {
+            wasi: wasi.build(),
+            table: ResourceTable::new(),
+            limiter: MemoryLimiter {
+                limit: memory_limit,
+                exceeded: None,
+            },
+            plugin: id.clone(),
+            run: spec.run,
+            step: spec.step,
+            deadline: Instant::now() + timeout,
+            cancel: spec.cancel,
+            observer: spec.observer,
+            metrics: Vec::new(),
+            last_error_log: None,
+        };
+        let mut store = Store::new(host.engine(), state);
+        store.limiter(|s| &mut s.limiter);
+        store.set_hostcall_fuel(host.limits().hostcall_data as usize);
+        store.epoch_deadline_callback(|ctx| {
+            let s = ctx.data();
+            if Instant::now() >= s.deadline || s.cancel.load(Ordering::Relaxed) {
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                Ok(UpdateDeadline::Continue(1))
+            }
+        });
+        store.set_epoch_deadline(1);
+        Ok(Job {
+            store,
+            plugin: id,
+            memory_limit,
+            timeout,
+            output_limit,
+            hostcall_limit: host.limits().hostcall_data,
+            stdout,
+            stderr,
+            flushed: (0, 0),
+            poisoned: false,
+        })
+    }
+
+    /// Run one call with a fresh deadline; turn any trap into a failure that
+    /// names the plugin and the limit, and poison the instance.
+    fn call<R>(
+        &mut self,
+        f: impl FnOnce(&mut Store<JobState>) -> wasmtime::Result<R>,
+    ) -> Result<R, PluginFailure> {
+        if self.poisoned {
+            return Err(PluginFailure::Trap {
+                plugin: self.plugin.clone(),
+                detail: "the instance is unusable after an earlier failure".into(),
+            });
+        }
+        self.store.data_mut().deadline = Instant::now() + self.timeout;
+        self.store.set_epoch_deadline(1);
+        let result = f(&mut self.store);
+        self.flush_output();
+        result.map_err(|e| {
+            self.poisoned = true;
+            self.classify(e)
+        })
+    }
+
+    fn classify(&mut self, e: wasmtime::Error) -> PluginFailure {
+        let plugin = self.plugin.clone();
+        let state = self.store.data();
+        if let Some(requested) = state.limiter.exceeded {
+            return PluginFailure::Memory {
+                plugin,
+                limit: self.memory_limit,
+                requested,
+            };
+        }
+        if let Some(wasmtime::Trap::Interrupt) = e.downcast_ref::<wasmtime::Trap>() {
+            if state.cancel.load(Ordering::Relaxed) {
+                return PluginFailure::Cancelled { plugin };
+            }
+            return PluginFailure::Timeout {
+                plugin,
+                limit: self.timeout,
+            };
+        }
+        let chain = format!("{e:#}");
+        if chain.contains("MemoryOutputPipe")
+            || self.stdout.contents().len() as u64 >= self.output_limit
+            || self.stderr.contents().len() as u64 >= self.output_limit
+        {
+            return PluginFailure::Output {
+                plugin,
+                limit: self.output_limit,
+            };
+        }
+        if chain.contains("hostcall fuel") || chain.contains("hostcall_fuel") {
+            return PluginFailure::HostcallData {
+                plugin,
+                limit: self.hostcall_limit,
+            };
+        }
+        let detail = match &state.last_error_log {
+            Some(m) => format!("{m} ({})", first_line(&chain)),
+            None => first_line(&chain).to_owned(),
+        };
+        PluginFailure::Trap { plugin, detail }
+    }
+
+    /// Send what the plugin printed since the last call to the log.
+    fn flush_output(&mut self) {
+        for (pipe, seen, stream) in [
+            (&self.stdout, &mut self.flushed.0, "stdout"),
+            (&self.stderr, &mut self.flushed.1, "stderr"),
+        ] {
+            let bytes = pipe.contents();
+            if bytes.len() > *seen {
+                let text = String::from_utf8_lossy(&bytes[*seen..]);
+                for line in text.lines().take(200) {
+                    tracing::info!(plugin = %self.plugin, stream, "{line}");
+                }
+                *seen = bytes.len();
+            }
+        }
+    }
+
+    fn reported(&self, e: bindings::GuestError) -> PluginFailure {
+        if e.code == "cancelled" {
+            return PluginFailure::Cancelled {
+                plugin: self.plugin.clone(),
+            };
+        }
+        PluginFailure::Reported {
+            plugin: self.plugin.clone(),
+            code: e.code,
+            message: e.message,
+        }
+    }
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or(s)
+}
+
+fn instantiate_failure(plugin: &str, e: wasmtime::Error) -> PluginFailure {
+    PluginFailure::Load {
+        plugin: plugin.to_owned(),
+        detail: format!("instantiation failed: {e:#}"),
+    }
+}
+
+/// What a trainer returned.
+#[derive(Debug, Clone)]
+pub struct TrainOutput {
+    pub model: Vec<u8>,
+    pub metrics: Vec<(String, f64)>,
+    /// Metrics reported through the host during training: (name, value, step).
+    pub progress_metrics: Vec<(String, f64, u32)>,
+}
+
+/// A trainer instance: train, then load models and predict.
+pub struct TrainerJob {
+    job: Job,
+    bindings: bindings::trainer::Trainer,
+}
+
+impl TrainerJob {
+    pub(super) fn new(
+        host: &PluginHost,
+        plugin: &Installed,
+        pre: InstancePre<JobState>,
+        spec: JobSpec,
+    ) -> Result<TrainerJob, PluginFailure> {
+        let mut job = Job::new(host, plugin, spec)?;
+        let pre = bindings::trainer::TrainerPre::new(pre)
+            .map_err(|e| instantiate_failure(&job.plugin, e))?;
+        let bindings = job.call(|s| pre.instantiate(s))?;
+        Ok(TrainerJob { job, bindings })
+    }
+
+    pub fn train(
+        &mut self,
+        config_json: &str,
+        train: &[Example],
+        validation: &[Example],
+    ) -> Result<TrainOutput, PluginFailure> {
+        let api = self.bindings.coach_plugin_trainer_api();
+        let config_json = config_json.to_owned();
+        let result = self
+            .job
+            .call(|s| api.call_train(s, &config_json, train, validation))?;
+        let trained = result.map_err(|e| self.job.reported(e))?;
+        Ok(TrainOutput {
+            model: trained.model,
+            metrics: trained
+                .metrics
+                .into_iter()
+                .map(|m| (m.name, m.value))
+                .collect(),
+            progress_metrics: std::mem::take(&mut self.job.store.data_mut().metrics),
+        })
+    }
+
+    /// Load model bytes into this instance.
+    pub fn load_model(&mut self, bytes: &[u8]) -> Result<ResourceAny, PluginFailure> {
+        let api = self.bindings.coach_plugin_trainer_api();
+        let result = self.job.call(|s| api.model().call_load(s, bytes))?;
+        result.map_err(|e| self.job.reported(e))
+    }
+
+    pub fn predict(
+        &mut self,
+        model: ResourceAny,
+        texts: &[String],
+    ) -> Result<Vec<Prediction>, PluginFailure> {
+        let api = self.bindings.coach_plugin_trainer_api();
+        self.job.call(|s| api.model().call_predict(s, model, texts))
+    }
+}
+
+/// What a source produced.
+#[derive(Debug, Clone, Default)]
+pub struct SourceOutput {
+    pub examples: Vec<Example>,
+    pub conversations: Vec<Conversation>,
+    pub records: u64,
+    pub bad_records: u64,
+    /// `(location, reason)` of the first bad records.
+    pub first_bad: Vec<(String, String)>,
+}
+
+/// A source instance.
+pub struct SourceJob {
+    job: Job,
+    bindings: bindings::source::Source,
+}
+
+impl SourceJob {
+    pub(super) fn new(
+        host: &PluginHost,
+        plugin: &Installed,
+        pre: InstancePre<JobState>,
+        spec: JobSpec,
+    ) -> Result<SourceJob, PluginFailure> {
+        let mut job = Job::new(host, plugin, spec)?;
+        let pre = bindings::source::SourcePre::new(pre)
+            .map_err(|e| instantiate_failure(&job.plugin, e))?;
+        let bindings = job.call(|s| pre.instantiate(s))?;
+        Ok(SourceJob { job, bindings })
+    }
+
+    /// Open the source and read it to the end in batches of `batch`.
+    pub fn read_all(
+        &mut self,
+        config_json: &str,
+        batch: u32,
+    ) -> Result<SourceOutput, PluginFailure> {
+        let api = self.bindings.coach_plugin_source_api();
+        let config_json = config_json.to_owned();
+        let cursor = self
+            .job
+            .call(|s| api.call_open(s, &config_json, None))?
+            .map_err(|e| self.job.reported(e))?;
+        let mut out = SourceOutput::default();
+        loop {
+            let b = self
+                .job
+                .call(|s| api.cursor().call_next_batch(s, cursor, batch))?
+                .map_err(|e| self.job.reported(e))?;
+            if b.examples.is_empty() && b.conversations.is_empty() {
+                break;
+            }
+            out.examples.extend(b.examples);
+            out.conversations.extend(b.conversations);
+        }
+        let stats = self.job.call(|s| api.cursor().call_stats(s, cursor))?;
+        out.records = stats.records;
+        out.bad_records = stats.bad_records;
+        out.first_bad = stats
+            .first_bad
+            .into_iter()
+            .map(|b| (b.location, b.reason))
+            .collect();
+        self.job.call(|s| cursor.resource_drop(s))?;
+        Ok(out)
+    }
+}

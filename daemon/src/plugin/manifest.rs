@@ -1,0 +1,231 @@
+//! `plugin.toml`: what a plugin is, what it asks for, which parameters it
+//! takes. Read before anything of the plugin is compiled.
+
+use crate::config::units;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+/// A plugin id: lower-case letters, digits and `-`, starting with a letter.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[serde(try_from = "String")]
+pub struct PluginId(String);
+
+impl TryFrom<String> for PluginId {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, String> {
+        let ok = s.len() <= 64
+            && s.starts_with(|c: char| c.is_ascii_lowercase())
+            && s.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if ok {
+            Ok(PluginId(s))
+        } else {
+            Err(format!(
+                "plugin id `{s}` must be 1-64 lower-case letters, digits or `-`, starting with a letter"
+            ))
+        }
+    }
+}
+
+impl PluginId {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for PluginId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The plugin kinds of `coach:plugin@0.1.0`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Source,
+    Trainer,
+    Analyzer,
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Kind::Source => "source",
+            Kind::Trainer => "trainer",
+            Kind::Analyzer => "analyzer",
+        })
+    }
+}
+
+/// API versions this host has bindings for.
+pub const SUPPORTED_APIS: &[&str] = &["0.1.0"];
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub id: PluginId,
+    pub version: String,
+    pub kind: Kind,
+    /// The `coach:plugin` interface version the plugin was built against.
+    pub api: String,
+    #[serde(default)]
+    pub description: String,
+    /// The component file, relative to the manifest. Default `<id>.wasm`.
+    #[serde(default)]
+    pub wasm: Option<String>,
+    #[serde(default)]
+    pub capabilities: Capabilities,
+    #[serde(default)]
+    pub limits: WantedLimits,
+    /// Parameters a step may set in `with`, by name.
+    #[serde(default)]
+    pub parameters: BTreeMap<String, Parameter>,
+}
+
+/// What the plugin asks the operator for.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Capabilities {
+    /// `"read"`: read-only access to the files a step names in `path`
+    /// parameters, when the operator's grant covers them.
+    #[serde(default)]
+    pub filesystem: Option<FsAccess>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FsAccess {
+    Read,
+}
+
+/// Limits the plugin would like; the operator's ceilings still apply.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WantedLimits {
+    pub memory: Option<String>,
+    pub timeout: Option<String>,
+}
+
+/// One parameter a plugin accepts.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Parameter {
+    #[serde(rename = "type")]
+    pub ty: ParamType,
+    #[serde(default)]
+    pub required: bool,
+    /// For strings: the accepted values.
+    #[serde(default)]
+    pub one_of: Vec<String>,
+    #[serde(default)]
+    pub description: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ParamType {
+    String,
+    Integer,
+    Float,
+    Boolean,
+    /// A file or folder; resolved against the workflow's folder and granted
+    /// read-only when the operator allows it.
+    Path,
+    Array,
+    Table,
+}
+
+impl fmt::Display for ParamType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ParamType::String => "a string",
+            ParamType::Integer => "an integer",
+            ParamType::Float => "a number",
+            ParamType::Boolean => "a boolean",
+            ParamType::Path => "a path (string)",
+            ParamType::Array => "an array",
+            ParamType::Table => "a table",
+        })
+    }
+}
+
+impl Manifest {
+    /// Parse and check a manifest; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Manifest, String> {
+        let m: Manifest = toml::from_str(text).map_err(|e| format!("{origin}: {e}"))?;
+        if !SUPPORTED_APIS.contains(&m.api.as_str()) {
+            return Err(format!(
+                "{origin}: plugin `{}` targets api {}, this Coach supports {}",
+                m.id,
+                m.api,
+                SUPPORTED_APIS.join(", ")
+            ));
+        }
+        if m.kind == Kind::Analyzer {
+            return Err(format!(
+                "{origin}: plugin `{}` is an analyzer; analyzers arrive in a later api version",
+                m.id
+            ));
+        }
+        m.wanted_memory()
+            .map_err(|e| format!("{origin}: limits.memory: {e}"))?;
+        m.wanted_timeout()
+            .map_err(|e| format!("{origin}: limits.timeout: {e}"))?;
+        Ok(m)
+    }
+
+    pub fn wanted_memory(&self) -> Result<Option<u64>, String> {
+        self.limits
+            .memory
+            .as_deref()
+            .map(units::parse_size)
+            .transpose()
+    }
+
+    pub fn wanted_timeout(&self) -> Result<Option<Duration>, String> {
+        self.limits
+            .timeout
+            .as_deref()
+            .map(units::parse_duration)
+            .transpose()
+    }
+
+    pub fn path_parameters(&self) -> impl Iterator<Item = &str> {
+        self.parameters
+            .iter()
+            .filter(|(_, p)| p.ty == ParamType::Path)
+            .map(|(n, _)| n.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_party_manifests_parse() {
+        for text in [
+            include_str!("../../../plugins/source-files/plugin.toml"),
+            include_str!("../../../plugins/trainer-intent/plugin.toml"),
+        ] {
+            Manifest::parse(text, "plugin.toml").unwrap();
+        }
+    }
+
+    #[test]
+    fn bad_ids_and_apis_are_rejected() {
+        let e = Manifest::parse(
+            "id = 'Bad_Id'\nversion='1'\nkind='source'\napi='0.1.0'",
+            "m",
+        )
+        .unwrap_err();
+        assert!(e.contains("Bad_Id"), "{e}");
+        let e =
+            Manifest::parse("id = 'x'\nversion='1'\nkind='source'\napi='9.0.0'", "m").unwrap_err();
+        assert!(e.contains("9.0.0"), "{e}");
+    }
+}

@@ -1,0 +1,394 @@
+//! The plugin host: wasmtime engine, manifests, capability grants, limits,
+//! the compile cache and the bindings of every supported interface version.
+//!
+//! Lifecycle of a plugin, and how often each phase runs:
+//! 1. **discovered** — once at start: its manifest is read and checked
+//!    (built-in plugins come with the binary, others from `plugin_dirs`);
+//! 2. **compiled** — once per process, on first use: from the compile cache
+//!    when it holds this component for this engine, else by Cranelift;
+//!    linked into an `InstancePre`;
+//! 3. **instantiated** — once per job: a fresh `Store` with its own WASI
+//!    context, memory limit and deadline ([`job`]);
+//! 4. **called** — any number of times within the job, each call with a
+//!    fresh deadline;
+//! 5. **dropped** — with the job, or at once after any trap.
+//!
+//! Nothing is granted by default: no environment, no network, no stdin, no
+//! files. A plugin gets read access to the paths a step names only when its
+//! manifest asks for `filesystem = "read"` *and* the operator's config grants
+//! a folder that holds them ([`PluginHost::check_read_paths`]).
+
+pub mod bindings;
+pub mod builtin;
+pub mod cache;
+pub mod error;
+pub mod job;
+pub mod manifest;
+
+use crate::config::{Config, Grant, Limits};
+use anyhow::{Context, Result};
+use cache::{CacheOutcome, CompileCache};
+use manifest::{FsAccess, Kind, Manifest};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+use wasmtime::component::{HasSelf, InstancePre, Linker};
+use wasmtime::{Engine, EngineWeak};
+
+pub use error::PluginFailure;
+pub use job::{JobSpec, Observer, PluginEvent, SourceJob, TrainerJob};
+
+/// How often the epoch ticker advances; deadlines are checked at this grain.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Where a plugin came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    BuiltIn,
+    Dir(PathBuf),
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Origin::BuiltIn => f.write_str("built-in"),
+            Origin::Dir(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+/// A discovered plugin. Compiled lazily, once.
+pub struct Installed {
+    pub manifest: Manifest,
+    pub origin: Origin,
+    pub wasm_sha256: String,
+    pub wasm: Arc<[u8]>,
+    pre: OnceLock<Result<InstancePre<job::JobState>, String>>,
+}
+
+impl Installed {
+    pub fn id(&self) -> &str {
+        self.manifest.id.as_str()
+    }
+}
+
+/// Timing of the last compile, for `coach bench`.
+#[derive(Debug, Clone, Copy)]
+pub struct LoadTiming {
+    pub outcome: CacheOutcome,
+    pub elapsed: Duration,
+}
+
+pub struct PluginHost {
+    engine: Engine,
+    linker: Linker<job::JobState>,
+    cache: CompileCache,
+    plugins: BTreeMap<String, Arc<Installed>>,
+    limits: Limits,
+    grants: BTreeMap<String, Grant>,
+    last_load: Mutex<Option<LoadTiming>>,
+    _ticker: EpochTicker,
+}
+
+/// Advances the engine's epoch on a thread of its own; stops when dropped.
+struct EpochTicker {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl EpochTicker {
+    fn start(engine: EngineWeak) -> EpochTicker {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        std::thread::Builder::new()
+            .name("coach-epoch".into())
+            .spawn(move || {
+                while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    match engine.upgrade() {
+                        Some(e) => e.increment_epoch(),
+                        None => break,
+                    }
+                }
+            })
+            .expect("spawn the epoch ticker thread");
+        EpochTicker { stop }
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+impl PluginHost {
+    /// One engine for the process; discovers built-in and installed plugins.
+    pub fn new(config: &Config) -> Result<PluginHost> {
+        let mut wcfg = wasmtime::Config::new();
+        wcfg.epoch_interruption(true)
+            .max_wasm_stack(1 << 20)
+            .memory_init_cow(true);
+        let engine = Engine::new(&wcfg).map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        bindings::trainer::Trainer::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
+            .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        let ticker = EpochTicker::start(engine.weak());
+        let mut host = PluginHost {
+            cache: CompileCache::new(&engine, config.cache_dir()),
+            engine,
+            linker,
+            plugins: BTreeMap::new(),
+            limits: config.limits.clone(),
+            grants: config.grants.clone(),
+            last_load: Mutex::new(None),
+            _ticker: ticker,
+        };
+        for b in builtin::BUILTIN {
+            let manifest = Manifest::parse(b.manifest, &format!("built-in {}", b.name))
+                .map_err(anyhow::Error::msg)?;
+            host.add(manifest, Origin::BuiltIn, Arc::from(b.wasm))?;
+        }
+        for dir in &config.plugin_dirs {
+            host.discover_dir(dir)?;
+        }
+        Ok(host)
+    }
+
+    /// Every sub-folder of `dir` with a `plugin.toml` is a plugin. A missing
+    /// `dir` holds none.
+    fn discover_dir(&mut self, dir: &Path) -> Result<()> {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return Ok(());
+        };
+        let mut folders: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        folders.sort();
+        for folder in folders {
+            let manifest_path = folder.join("plugin.toml");
+            if !manifest_path.is_file() {
+                continue;
+            }
+            let text = std::fs::read_to_string(&manifest_path)
+                .with_context(|| format!("cannot read {}", manifest_path.display()))?;
+            let manifest = Manifest::parse(&text, &manifest_path.display().to_string())
+                .map_err(anyhow::Error::msg)?;
+            let wasm_name = manifest
+                .wasm
+                .clone()
+                .unwrap_or_else(|| format!("{}.wasm", manifest.id));
+            let wasm_path = folder.join(&wasm_name);
+            let wasm = std::fs::read(&wasm_path).with_context(|| {
+                format!(
+                    "plugin `{}`: cannot read {}",
+                    manifest.id,
+                    wasm_path.display()
+                )
+            })?;
+            self.add(manifest, Origin::Dir(folder), Arc::from(wasm))?;
+        }
+        Ok(())
+    }
+
+    fn add(&mut self, manifest: Manifest, origin: Origin, wasm: Arc<[u8]>) -> Result<()> {
+        let id = manifest.id.to_string();
+        if let Some(existing) = self.plugins.get(&id) {
+            anyhow::bail!(
+                "plugin `{id}` is installed twice: {} and {origin}",
+                existing.origin
+            );
+        }
+        let installed = Installed {
+            wasm_sha256: sha256_hex(&wasm),
+            manifest,
+            origin,
+            wasm,
+            pre: OnceLock::new(),
+        };
+        self.plugins.insert(id, Arc::new(installed));
+        Ok(())
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    pub fn plugins(&self) -> impl Iterator<Item = &Arc<Installed>> {
+        self.plugins.values()
+    }
+
+    pub fn get(&self, id: &str) -> Result<&Arc<Installed>, PluginFailure> {
+        self.plugins.get(id).ok_or_else(|| PluginFailure::Unknown {
+            plugin: id.to_owned(),
+            known: self.plugins.keys().cloned().collect::<Vec<_>>().join(", "),
+        })
+    }
+
+    /// Compile (or fetch from the cache) and link a plugin, once.
+    fn instance_pre(
+        &self,
+        plugin: &Installed,
+    ) -> Result<InstancePre<job::JobState>, PluginFailure> {
+        let result = plugin.pre.get_or_init(|| {
+            let start = Instant::now();
+            let (component, outcome) = self
+                .cache
+                .load(&self.engine, &plugin.wasm, &plugin.wasm_sha256)
+                .map_err(|e| format!("{e:#}"))?;
+            let pre = self
+                .linker
+                .instantiate_pre(&component)
+                .map_err(|e| format!("its imports cannot be satisfied: {e:#}"))?;
+            let elapsed = start.elapsed();
+            *self.last_load.lock().expect("lock") = Some(LoadTiming { outcome, elapsed });
+            tracing::debug!(plugin = plugin.id(), cache = ?outcome, ms = elapsed.as_millis() as u64, "plugin compiled and linked");
+            Ok(pre)
+        });
+        result.clone().map_err(|detail| PluginFailure::Load {
+            plugin: plugin.id().to_owned(),
+            detail,
+        })
+    }
+
+    /// Compile from scratch or from the cache, bypassing the per-process
+    /// memo; for benchmarks.
+    pub fn compile_uncached_memo(&self, id: &str) -> Result<LoadTiming> {
+        let plugin = self.get(id)?;
+        let start = Instant::now();
+        let (component, outcome) =
+            self.cache
+                .load(&self.engine, &plugin.wasm, &plugin.wasm_sha256)?;
+        self.linker
+            .instantiate_pre(&component)
+            .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        Ok(LoadTiming {
+            outcome,
+            elapsed: start.elapsed(),
+        })
+    }
+
+    pub fn cache(&self) -> &CompileCache {
+        &self.cache
+    }
+
+    /// Check that every path a step hands `plugin` is granted, and return
+    /// the folders to pre-open read-only.
+    pub fn check_read_paths(
+        &self,
+        plugin: &Installed,
+        paths: &[PathBuf],
+    ) -> Result<Vec<PathBuf>, PluginFailure> {
+        if paths.is_empty() {
+            return Ok(Vec::new());
+        }
+        let id = plugin.id().to_owned();
+        let not_granted = |path: &Path, reason: String| PluginFailure::NotGranted {
+            plugin: id.clone(),
+            path: path.display().to_string(),
+            reason,
+        };
+        if plugin.manifest.capabilities.filesystem != Some(FsAccess::Read) {
+            return Err(not_granted(
+                &paths[0],
+                "its manifest does not ask for filesystem access".into(),
+            ));
+        }
+        let roots = self
+            .grants
+            .get(plugin.id())
+            .map(|g| g.read.as_slice())
+            .unwrap_or(&[]);
+        let mut preopens = Vec::new();
+        for path in paths {
+            let canonical = path
+                .canonicalize()
+                .map_err(|e| not_granted(path, format!("it cannot be opened: {e}")))?;
+            if !roots.iter().any(|r| canonical.starts_with(r)) {
+                let granted = if roots.is_empty() {
+                    "no folders are granted to it in the config".to_owned()
+                } else {
+                    format!(
+                        "it is outside the folders granted to it ({})",
+                        roots
+                            .iter()
+                            .map(|r| r.display().to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                };
+                return Err(not_granted(path, granted));
+            }
+            // WASI opens folders, not files: a file is reached through its
+            // own folder, which the grant already covers.
+            let dir = if canonical.is_dir() {
+                canonical
+            } else {
+                canonical
+                    .parent()
+                    .map(Path::to_path_buf)
+                    .unwrap_or(canonical)
+            };
+            if !preopens.contains(&dir) {
+                preopens.push(dir);
+            }
+        }
+        Ok(preopens)
+    }
+
+    /// The memory and time a call of `plugin` gets: what it asks for (or the
+    /// step sets), never more than the operator's ceiling.
+    pub fn effective_limits(
+        &self,
+        plugin: &Installed,
+        step_timeout: Option<Duration>,
+    ) -> (u64, Duration) {
+        let memory = plugin
+            .manifest
+            .wanted_memory()
+            .ok()
+            .flatten()
+            .unwrap_or(self.limits.memory)
+            .min(self.limits.memory);
+        let timeout = step_timeout
+            .or(plugin.manifest.wanted_timeout().ok().flatten())
+            .unwrap_or(self.limits.timeout)
+            .min(self.limits.timeout);
+        (memory, timeout)
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    fn expect_kind(&self, plugin: &Installed, kind: Kind) -> Result<(), PluginFailure> {
+        if plugin.manifest.kind != kind {
+            return Err(PluginFailure::WrongKind {
+                plugin: plugin.id().to_owned(),
+                expected: kind.to_string(),
+                actual: plugin.manifest.kind.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    /// A fresh trainer instance for one job.
+    pub fn trainer(&self, id: &str, spec: JobSpec) -> Result<TrainerJob, PluginFailure> {
+        let plugin = self.get(id)?.clone();
+        self.expect_kind(&plugin, Kind::Trainer)?;
+        let pre = self.instance_pre(&plugin)?;
+        TrainerJob::new(self, &plugin, pre, spec)
+    }
+
+    /// A fresh source instance for one job.
+    pub fn source(&self, id: &str, spec: JobSpec) -> Result<SourceJob, PluginFailure> {
+        let plugin = self.get(id)?.clone();
+        self.expect_kind(&plugin, Kind::Source)?;
+        let pre = self.instance_pre(&plugin)?;
+        SourceJob::new(self, &plugin, pre, spec)
+    }
+}

@@ -1,0 +1,9 @@
+//! sea-orm entities, one file per table. Names follow the design's schema.
+
+pub mod dataset_versions;
+pub mod datasets;
+pub mod examples;
+pub mod models;
+pub mod run_metrics;
+pub mod run_steps;
+pub mod training_runs;

@@ -1,0 +1,27 @@
+//! `run_steps`: one attempt (task) of one step of a run.
+
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+#[sea_orm(table_name = "run_steps")]
+pub struct Model {
+    #[sea_orm(primary_key)]
+    pub id: i64,
+    pub run_id: i64,
+    pub step_id: String,
+    /// The plugin id or built-in kind.
+    pub action: String,
+    pub attempt: i32,
+    /// `running`, `succeeded`, `failed` or `cancelled`.
+    pub state: String,
+    pub error: Option<String>,
+    /// JSON summary of what the step produced.
+    pub output: Option<String>,
+    pub started_at: DateTimeUtc,
+    pub finished_at: Option<DateTimeUtc>,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

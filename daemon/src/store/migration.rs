@@ -1,0 +1,153 @@
+//! Schema migrations, applied at start. A migration, once released, never
+//! changes: later schema changes are new migrations.
+
+use sea_orm_migration::prelude::*;
+use sea_orm_migration::schema::*;
+
+pub struct Migrator;
+
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(M0001Initial)]
+    }
+}
+
+#[derive(DeriveMigrationName)]
+struct M0001Initial;
+
+fn index(name: &str, table: &str, cols: &[&str], unique: bool) -> IndexCreateStatement {
+    let mut i = Index::create();
+    i.name(name).table(Alias::new(table)).if_not_exists();
+    for c in cols {
+        i.col(Alias::new(*c));
+    }
+    if unique {
+        i.unique();
+    }
+    i.to_owned()
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for M0001Initial {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        let tables = [
+            Table::create()
+                .table("datasets")
+                .if_not_exists()
+                .col(big_pk_auto("id"))
+                .col(string_uniq("name"))
+                .col(timestamp_with_time_zone("created_at"))
+                .to_owned(),
+            Table::create()
+                .table("dataset_versions")
+                .if_not_exists()
+                .col(big_pk_auto("id"))
+                .col(big_integer("dataset_id"))
+                .col(string("content_hash"))
+                .col(big_integer("examples"))
+                .col(big_integer("intents"))
+                .col(text("origin"))
+                .col(timestamp_with_time_zone("created_at"))
+                .to_owned(),
+            Table::create()
+                .table("examples")
+                .if_not_exists()
+                .col(big_pk_auto("id"))
+                .col(big_integer("dataset_version_id"))
+                .col(big_integer("position"))
+                .col(text("text"))
+                .col(string("intent"))
+                .col(text("entities"))
+                .col(string("split"))
+                .to_owned(),
+            Table::create()
+                .table("training_runs")
+                .if_not_exists()
+                .col(big_pk_auto("id"))
+                .col(string("workflow"))
+                .col(text("workflow_file"))
+                .col(string("workflow_hash"))
+                .col(string("state"))
+                .col(text_null("error"))
+                .col(timestamp_with_time_zone("started_at"))
+                .col(timestamp_with_time_zone_null("finished_at"))
+                .to_owned(),
+            Table::create()
+                .table("run_steps")
+                .if_not_exists()
+                .col(big_pk_auto("id"))
+                .col(big_integer("run_id"))
+                .col(string("step_id"))
+                .col(string("action"))
+                .col(integer("attempt"))
+                .col(string("state"))
+                .col(text_null("error"))
+                .col(text_null("output"))
+                .col(timestamp_with_time_zone("started_at"))
+                .col(timestamp_with_time_zone_null("finished_at"))
+                .to_owned(),
+            Table::create()
+                .table("run_metrics")
+                .if_not_exists()
+                .col(big_pk_auto("id"))
+                .col(big_integer("run_id"))
+                .col(string("step_id"))
+                .col(string("name"))
+                .col(double("value"))
+                .col(big_integer("step"))
+                .to_owned(),
+            Table::create()
+                .table("models")
+                .if_not_exists()
+                .col(big_pk_auto("id"))
+                .col(string("name"))
+                .col(integer("version"))
+                .col(big_integer("run_id"))
+                .col(string("trainer_plugin"))
+                .col(string("trainer_version"))
+                .col(string("plugin_hash"))
+                .col(string("artifact_hash"))
+                .col(big_integer("artifact_size"))
+                .col(big_integer("dataset_version_id"))
+                .col(string("data_hash"))
+                .col(string("config_hash"))
+                .col(text("metrics"))
+                .col(text("intents"))
+                .col(timestamp_with_time_zone("created_at"))
+                .to_owned(),
+        ];
+        for t in tables {
+            m.create_table(t).await?;
+        }
+        for i in [
+            index(
+                "ux_dataset_versions_hash",
+                "dataset_versions",
+                &["dataset_id", "content_hash"],
+                true,
+            ),
+            index(
+                "ix_examples_version",
+                "examples",
+                &["dataset_version_id", "position"],
+                false,
+            ),
+            index("ix_run_steps_run", "run_steps", &["run_id"], false),
+            index(
+                "ix_run_metrics_run",
+                "run_metrics",
+                &["run_id", "step_id"],
+                false,
+            ),
+            index(
+                "ux_models_name_version",
+                "models",
+                &["name", "version"],
+                true,
+            ),
+        ] {
+            m.create_index(i).await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,402 @@
+//! All state, through sea-orm: SQLite under the data directory by default
+//! (WAL), PostgreSQL by URL. Migrations run on connect. Typed queries live
+//! here; the store never calls back into the pipeline.
+
+pub mod entities;
+pub mod migration;
+
+use anyhow::{Context, Result};
+use chrono::Utc;
+use entities::{
+    dataset_versions, datasets, examples, models, run_metrics, run_steps, training_runs,
+};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection,
+    EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
+};
+use sea_orm_migration::MigratorTrait;
+use sha2::{Digest, Sha256};
+
+pub use entities::models::Model as ModelRow;
+pub use entities::run_metrics::Model as MetricRow;
+pub use entities::run_steps::Model as StepRow;
+pub use entities::training_runs::Model as RunRow;
+
+/// One stored example, independent of any plugin interface version.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredExample {
+    pub text: String,
+    pub intent: String,
+    /// JSON list of `{entity, start, end, value}`.
+    pub entities: String,
+    pub split: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Store {
+    db: DatabaseConnection,
+}
+
+/// Run and step states.
+pub mod state {
+    pub const RUNNING: &str = "running";
+    pub const SUCCEEDED: &str = "succeeded";
+    pub const FAILED: &str = "failed";
+    pub const CANCELLED: &str = "cancelled";
+}
+
+/// A new model's row, before the store numbers it.
+#[derive(Debug, Clone)]
+pub struct NewModel {
+    pub name: String,
+    pub run_id: i64,
+    pub trainer_plugin: String,
+    pub trainer_version: String,
+    pub plugin_hash: String,
+    pub artifact_hash: String,
+    pub artifact_size: i64,
+    pub dataset_version_id: i64,
+    pub data_hash: String,
+    pub config_hash: String,
+    pub metrics: serde_json::Value,
+    pub intents: Vec<String>,
+}
+
+/// The content hash of a dataset version.
+pub fn content_hash(examples: &[StoredExample]) -> String {
+    let mut h = Sha256::new();
+    for e in examples {
+        for part in [&e.text, &e.intent, &e.entities, &e.split] {
+            h.update((part.len() as u64).to_le_bytes());
+            h.update(part.as_bytes());
+        }
+    }
+    hex::encode(h.finalize())
+}
+
+impl Store {
+    /// Connect and migrate. For SQLite the file's folder is created and the
+    /// journal switched to WAL.
+    pub async fn connect(url: &str) -> Result<Store> {
+        if let Some(rest) = url.strip_prefix("sqlite://") {
+            let path = rest.split('?').next().unwrap_or(rest);
+            if let Some(dir) = std::path::Path::new(path).parent()
+                && !dir.as_os_str().is_empty()
+            {
+                std::fs::create_dir_all(dir).with_context(|| {
+                    format!("cannot create the data directory {}", dir.display())
+                })?;
+            }
+        }
+        let mut opts = ConnectOptions::new(url.to_owned());
+        opts.sqlx_logging(false)
+            .max_connections(if url.starts_with("sqlite") { 4 } else { 10 });
+        let db = Database::connect(opts)
+            .await
+            .with_context(|| format!("cannot open the database {}", redact(url)))?;
+        if db.get_database_backend() == sea_orm::DatabaseBackend::Sqlite {
+            db.execute_unprepared(
+                "PRAGMA journal_mode=WAL; PRAGMA busy_timeout=5000; PRAGMA foreign_keys=ON;",
+            )
+            .await
+            .context("cannot configure SQLite")?;
+        }
+        migration::Migrator::up(&db, None)
+            .await
+            .with_context(|| format!("cannot migrate the database {}", redact(url)))?;
+        Ok(Store { db })
+    }
+
+    pub fn connection(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    /// Store a dataset snapshot unless an identical one exists; returns its
+    /// id and content hash.
+    pub async fn save_dataset_version(
+        &self,
+        dataset: &str,
+        rows: &[StoredExample],
+        origin: serde_json::Value,
+    ) -> Result<(i64, String)> {
+        let hash = content_hash(rows);
+        let tx = self.db.begin().await?;
+        let ds = match datasets::Entity::find()
+            .filter(datasets::Column::Name.eq(dataset))
+            .one(&tx)
+            .await?
+        {
+            Some(d) => d,
+            None => {
+                datasets::ActiveModel {
+                    name: Set(dataset.to_owned()),
+                    created_at: Set(Utc::now()),
+                    ..Default::default()
+                }
+                .insert(&tx)
+                .await?
+            }
+        };
+        if let Some(v) = dataset_versions::Entity::find()
+            .filter(dataset_versions::Column::DatasetId.eq(ds.id))
+            .filter(dataset_versions::Column::ContentHash.eq(&hash))
+            .one(&tx)
+            .await?
+        {
+            tx.commit().await?;
+            return Ok((v.id, hash));
+        }
+        let intents = rows
+            .iter()
+            .map(|r| r.intent.as_str())
+            .collect::<std::collections::BTreeSet<_>>()
+            .len();
+        let version = dataset_versions::ActiveModel {
+            dataset_id: Set(ds.id),
+            content_hash: Set(hash.clone()),
+            examples: Set(rows.len() as i64),
+            intents: Set(intents as i64),
+            origin: Set(origin.to_string()),
+            created_at: Set(Utc::now()),
+            ..Default::default()
+        }
+        .insert(&tx)
+        .await?;
+        for (chunk_no, chunk) in rows.chunks(500).enumerate() {
+            let models = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, r)| examples::ActiveModel {
+                    dataset_version_id: Set(version.id),
+                    position: Set((chunk_no * 500 + i) as i64),
+                    text: Set(r.text.clone()),
+                    intent: Set(r.intent.clone()),
+                    entities: Set(r.entities.clone()),
+                    split: Set(r.split.clone()),
+                    ..Default::default()
+                });
+            examples::Entity::insert_many(models).exec(&tx).await?;
+        }
+        tx.commit().await?;
+        Ok((version.id, hash))
+    }
+
+    pub async fn load_examples(&self, dataset_version_id: i64) -> Result<Vec<StoredExample>> {
+        let rows = examples::Entity::find()
+            .filter(examples::Column::DatasetVersionId.eq(dataset_version_id))
+            .order_by_asc(examples::Column::Position)
+            .all(&self.db)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| StoredExample {
+                text: r.text,
+                intent: r.intent,
+                entities: r.entities,
+                split: r.split,
+            })
+            .collect())
+    }
+
+    pub async fn start_run(&self, workflow: &str, file: &str, hash: &str) -> Result<i64> {
+        let run = training_runs::ActiveModel {
+            workflow: Set(workflow.to_owned()),
+            workflow_file: Set(file.to_owned()),
+            workflow_hash: Set(hash.to_owned()),
+            state: Set(state::RUNNING.to_owned()),
+            error: Set(None),
+            started_at: Set(Utc::now()),
+            finished_at: Set(None),
+            ..Default::default()
+        }
+        .insert(&self.db)
+        .await?;
+        Ok(run.id)
+    }
+
+    pub async fn finish_run(&self, run_id: i64, state: &str, error: Option<String>) -> Result<()> {
+        training_runs::ActiveModel {
+            id: Set(run_id),
+            state: Set(state.to_owned()),
+            error: Set(error),
+            finished_at: Set(Some(Utc::now())),
+            ..Default::default()
+        }
+        .update(&self.db)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn start_step(
+        &self,
+        run_id: i64,
+        step_id: &str,
+        action: &str,
+        attempt: i32,
+    ) -> Result<i64> {
+        let s = run_steps::ActiveModel {
+            run_id: Set(run_id),
+            step_id: Set(step_id.to_owned()),
+            action: Set(action.to_owned()),
+            attempt: Set(attempt),
+            state: Set(state::RUNNING.to_owned()),
+            error: Set(None),
+            output: Set(None),
+            started_at: Set(Utc::now()),
+            finished_at: Set(None),
+            ..Default::default()
+        }
+        .insert(&self.db)
+        .await?;
+        Ok(s.id)
+    }
+
+    pub async fn finish_step(
+        &self,
+        id: i64,
+        state: &str,
+        error: Option<String>,
+        output: Option<serde_json::Value>,
+    ) -> Result<()> {
+        run_steps::ActiveModel {
+            id: Set(id),
+            state: Set(state.to_owned()),
+            error: Set(error),
+            output: Set(output.map(|o| o.to_string())),
+            finished_at: Set(Some(Utc::now())),
+            ..Default::default()
+        }
+        .update(&self.db)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn add_metrics(
+        &self,
+        run_id: i64,
+        step_id: &str,
+        metrics: &[(String, f64, u32)],
+    ) -> Result<()> {
+        let rows: Vec<_> = metrics
+            .iter()
+            .filter(|m| m.1.is_finite())
+            .map(|(name, value, step)| run_metrics::ActiveModel {
+                run_id: Set(run_id),
+                step_id: Set(step_id.to_owned()),
+                name: Set(name.clone()),
+                value: Set(*value),
+                step: Set(*step as i64),
+                ..Default::default()
+            })
+            .collect();
+        for chunk in rows.chunks(500) {
+            run_metrics::Entity::insert_many(chunk.to_vec())
+                .exec(&self.db)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Register a model as the next version of its name.
+    pub async fn register_model(&self, m: NewModel) -> Result<ModelRow> {
+        let tx = self.db.begin().await?;
+        let latest = models::Entity::find()
+            .filter(models::Column::Name.eq(&m.name))
+            .order_by_desc(models::Column::Version)
+            .one(&tx)
+            .await?;
+        let row = models::ActiveModel {
+            name: Set(m.name),
+            version: Set(latest.map(|l| l.version + 1).unwrap_or(1)),
+            run_id: Set(m.run_id),
+            trainer_plugin: Set(m.trainer_plugin),
+            trainer_version: Set(m.trainer_version),
+            plugin_hash: Set(m.plugin_hash),
+            artifact_hash: Set(m.artifact_hash),
+            artifact_size: Set(m.artifact_size),
+            dataset_version_id: Set(m.dataset_version_id),
+            data_hash: Set(m.data_hash),
+            config_hash: Set(m.config_hash),
+            metrics: Set(m.metrics.to_string()),
+            intents: Set(serde_json::to_string(&m.intents)?),
+            created_at: Set(Utc::now()),
+            ..Default::default()
+        }
+        .insert(&tx)
+        .await?;
+        tx.commit().await?;
+        Ok(row)
+    }
+
+    pub async fn models(&self, limit: u64) -> Result<Vec<ModelRow>> {
+        Ok(models::Entity::find()
+            .order_by_desc(models::Column::Id)
+            .limit(limit)
+            .all(&self.db)
+            .await?)
+    }
+
+    /// A model by id, by `name` (its latest version), by `name:version`, or
+    /// `latest` (the most recently registered).
+    pub async fn find_model(&self, selector: &str) -> Result<Option<ModelRow>> {
+        let q = models::Entity::find();
+        let row = if selector == "latest" {
+            q.order_by_desc(models::Column::Id).one(&self.db).await?
+        } else if let Ok(id) = selector.parse::<i64>() {
+            q.filter(models::Column::Id.eq(id)).one(&self.db).await?
+        } else if let Some((name, version)) = selector.rsplit_once(':') {
+            let version: i32 = version
+                .parse()
+                .with_context(|| format!("`{version}` is not a model version"))?;
+            q.filter(models::Column::Name.eq(name))
+                .filter(models::Column::Version.eq(version))
+                .one(&self.db)
+                .await?
+        } else {
+            q.filter(models::Column::Name.eq(selector))
+                .order_by_desc(models::Column::Version)
+                .one(&self.db)
+                .await?
+        };
+        Ok(row)
+    }
+
+    pub async fn runs(&self, limit: u64) -> Result<Vec<RunRow>> {
+        Ok(training_runs::Entity::find()
+            .order_by_desc(training_runs::Column::Id)
+            .limit(limit)
+            .all(&self.db)
+            .await?)
+    }
+
+    pub async fn run(&self, id: i64) -> Result<Option<(RunRow, Vec<StepRow>, Vec<MetricRow>)>> {
+        let Some(run) = training_runs::Entity::find_by_id(id).one(&self.db).await? else {
+            return Ok(None);
+        };
+        let steps = run_steps::Entity::find()
+            .filter(run_steps::Column::RunId.eq(id))
+            .order_by_asc(run_steps::Column::Id)
+            .all(&self.db)
+            .await?;
+        let metrics = run_metrics::Entity::find()
+            .filter(run_metrics::Column::RunId.eq(id))
+            .order_by_asc(run_metrics::Column::Id)
+            .all(&self.db)
+            .await?;
+        Ok(Some((run, steps, metrics)))
+    }
+}
+
+/// A database URL without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}

@@ -1,0 +1,830 @@
+//! Workflow files, schema version 1: parse, check, and compile into a
+//! [`Workflow`] whose steps are in dependency order.
+//!
+//! The file is read into a spanned TOML tree and checked by hand rather than
+//! by `serde`, so that *every* problem is reported at once, each with
+//! file:line:column: syntax errors, unknown keys, wrong types, unknown
+//! plugins, step kinds and parameters, unknown `needs`, cycles, and steps
+//! whose inputs no earlier step produces.
+
+pub mod error;
+
+use crate::config::units;
+use crate::plugin::manifest::{Kind, Manifest, ParamType, Parameter};
+use error::{Errors, Located};
+use serde_json::{Map, Value};
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+/// The plugins a workflow may name, by id.
+pub type Catalog = BTreeMap<String, Manifest>;
+
+/// A built-in step kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Builtin {
+    /// Assign train/validation/test splits (stratified, seeded), or keep the
+    /// dataset's own.
+    Split,
+    /// Score a trained model on held-out data.
+    Evaluate,
+    /// Store the model as a content-addressed artifact with its lineage.
+    Register,
+}
+
+impl Builtin {
+    fn parse(s: &str) -> Option<Builtin> {
+        match s {
+            "split" => Some(Builtin::Split),
+            "evaluate" => Some(Builtin::Evaluate),
+            "register" => Some(Builtin::Register),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Builtin::Split => "split",
+            Builtin::Evaluate => "evaluate",
+            Builtin::Register => "register",
+        }
+    }
+
+    /// The parameters each built-in kind accepts.
+    fn parameters(self) -> Vec<(&'static str, ParamType, &'static [&'static str])> {
+        match self {
+            Builtin::Split => vec![
+                ("mode", ParamType::String, &["keep", "stratified"]),
+                ("validation", ParamType::Float, &[]),
+                ("test", ParamType::Float, &[]),
+                ("seed", ParamType::Integer, &[]),
+            ],
+            Builtin::Evaluate => vec![
+                ("on", ParamType::String, &["auto", "test", "validation"]),
+                ("oos_label", ParamType::String, &[]),
+                ("top_confusions", ParamType::Integer, &[]),
+            ],
+            Builtin::Register => vec![("name", ParamType::String, &[])],
+        }
+    }
+}
+
+/// What a step does.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    Plugin { id: String, kind: Kind },
+    Builtin(Builtin),
+}
+
+/// What a step's output is, for checking that inputs exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Produces {
+    Dataset,
+    Model,
+    Evaluation,
+    Registration,
+}
+
+impl Action {
+    pub fn produces(&self) -> Produces {
+        match self {
+            Action::Plugin {
+                kind: Kind::Trainer,
+                ..
+            } => Produces::Model,
+            Action::Plugin { .. } => Produces::Dataset,
+            Action::Builtin(Builtin::Split) => Produces::Dataset,
+            Action::Builtin(Builtin::Evaluate) => Produces::Evaluation,
+            Action::Builtin(Builtin::Register) => Produces::Registration,
+        }
+    }
+
+    fn requires(&self) -> Option<Produces> {
+        match self {
+            Action::Plugin {
+                kind: Kind::Trainer,
+                ..
+            } => Some(Produces::Dataset),
+            Action::Plugin { .. } => None,
+            Action::Builtin(Builtin::Split) => Some(Produces::Dataset),
+            Action::Builtin(Builtin::Evaluate) | Action::Builtin(Builtin::Register) => {
+                Some(Produces::Model)
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    pub id: String,
+    pub action: Action,
+    pub needs: Vec<String>,
+    /// Parameters as JSON; `path` parameters are absolute.
+    pub with: Map<String, Value>,
+    /// Files and folders named by `path` parameters (absolute).
+    pub read_paths: Vec<PathBuf>,
+    pub timeout: Option<Duration>,
+    pub retries: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Workflow {
+    pub file: PathBuf,
+    /// SHA-256 of the file's bytes: the workflow version a run used.
+    pub hash: String,
+    pub name: String,
+    pub description: String,
+    /// Steps in an order where every step comes after what it needs.
+    pub steps: Vec<Step>,
+}
+
+impl Workflow {
+    /// Read and compile `file`.
+    pub fn load(file: &Path, catalog: &Catalog) -> Result<Workflow, Errors> {
+        let text = std::fs::read_to_string(file).map_err(|e| {
+            Errors(vec![Located::file(
+                file,
+                format!("cannot read the workflow: {e}"),
+            )])
+        })?;
+        Workflow::parse(file, &text, catalog)
+    }
+
+    /// Compile workflow `text`; `file` names it in errors and anchors
+    /// relative paths.
+    pub fn parse(file: &Path, text: &str, catalog: &Catalog) -> Result<Workflow, Errors> {
+        let mut c = Checker {
+            file,
+            text,
+            errors: Vec::new(),
+        };
+        let wf = c.workflow(catalog);
+        let mut errors = c.errors;
+        match wf {
+            Some(wf) if errors.is_empty() => Ok(wf),
+            _ => {
+                errors.sort_by_key(|e| (e.line, e.column));
+                errors.dedup();
+                Err(Errors(errors))
+            }
+        }
+    }
+
+    pub fn step(&self, id: &str) -> Option<&Step> {
+        self.steps.iter().find(|s| s.id == id)
+    }
+
+    /// The nearest step before `id` (through `needs`, breadth first) that
+    /// produces `what`.
+    pub fn nearest(&self, id: &str, what: Produces) -> Option<&Step> {
+        let mut queue: Vec<&str> = self.step(id)?.needs.iter().map(String::as_str).collect();
+        let mut seen = BTreeSet::new();
+        while !queue.is_empty() {
+            let mut next = Vec::new();
+            for s in queue {
+                if !seen.insert(s) {
+                    continue;
+                }
+                let step = self.step(s)?;
+                if step.action.produces() == what {
+                    return Some(step);
+                }
+                next.extend(step.needs.iter().map(String::as_str));
+            }
+            queue = next;
+        }
+        None
+    }
+}
+
+const TOP_KEYS: &[&str] = &["version", "name", "description", "trigger", "step"];
+const STEP_KEYS: &[&str] = &["id", "uses", "kind", "needs", "with", "timeout", "retries"];
+const TRIGGER_KEYS: &[&str] = &["cron", "watch", "on"];
+
+struct Checker<'a> {
+    file: &'a Path,
+    text: &'a str,
+    errors: Vec<Located>,
+}
+
+type Table<'i> = DeTable<'i>;
+
+fn kind_of(v: &DeValue<'_>) -> &'static str {
+    match v {
+        DeValue::String(_) => "a string",
+        DeValue::Integer(_) => "an integer",
+        DeValue::Float(_) => "a float",
+        DeValue::Boolean(_) => "a boolean",
+        DeValue::Datetime(_) => "a datetime",
+        DeValue::Array(_) => "an array",
+        DeValue::Table(_) => "a table",
+    }
+}
+
+fn is_identifier(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        && s.starts_with(|c: char| c.is_ascii_alphanumeric())
+}
+
+impl<'a> Checker<'a> {
+    fn error(&mut self, span: Range<usize>, message: impl Into<String>) {
+        self.errors
+            .push(Located::at(self.file, self.text, span, message));
+    }
+
+    fn unknown_keys(&mut self, table: &Table<'_>, allowed: &[&str], what: &str) {
+        for (k, _) in table.iter() {
+            if !allowed.contains(&k.get_ref().as_ref()) {
+                self.error(
+                    k.span(),
+                    format!(
+                        "unknown key `{}` in {what}; expected one of: {}",
+                        k.get_ref(),
+                        allowed.join(", ")
+                    ),
+                );
+            }
+        }
+    }
+
+    fn string<'t>(&mut self, v: &'t Spanned<DeValue<'_>>, what: &str) -> Option<String> {
+        match v.get_ref() {
+            DeValue::String(s) => Some(s.to_string()),
+            other => {
+                self.error(
+                    v.span(),
+                    format!("{what} must be a string, found {}", kind_of(other)),
+                );
+                None
+            }
+        }
+    }
+
+    fn workflow(&mut self, catalog: &Catalog) -> Option<Workflow> {
+        let (doc, syntax) = DeTable::parse_recoverable(self.text);
+        for e in syntax {
+            let span = e.span().unwrap_or(0..0);
+            self.error(span, format!("TOML syntax: {}", e.message().trim()));
+        }
+        if !self.errors.is_empty() {
+            // A broken document yields misleading follow-on errors.
+            return None;
+        }
+        let doc_span = doc.span();
+        let doc = doc.into_inner();
+        self.unknown_keys(&doc, TOP_KEYS, "the workflow");
+
+        match doc.get("version") {
+            None => self.error(0..0, "missing `version = 1` (the workflow schema version)"),
+            Some(v) => {
+                match v.get_ref() {
+                    DeValue::Integer(i) if i.as_str() == "1" => {}
+                    other => {
+                        let shown = match other {
+                            DeValue::Integer(i) => i.as_str().to_owned(),
+                            other => kind_of(other).to_owned(),
+                        };
+                        self.error(
+                        v.span(),
+                        format!("unsupported workflow version {shown}; this Coach reads `version = 1`"),
+                    )
+                    }
+                }
+            }
+        }
+        let name = match doc.get("name") {
+            None => {
+                self.error(doc_span.start..doc_span.start, "missing `name`");
+                String::new()
+            }
+            Some(v) => {
+                let n = self.string(v, "`name`").unwrap_or_default();
+                if !n.is_empty() && !is_identifier(&n) {
+                    self.error(
+                        v.span(),
+                        format!("name `{n}` must be letters, digits, `-` or `_`"),
+                    );
+                }
+                n
+            }
+        };
+        let description = doc
+            .get("description")
+            .and_then(|v| self.string(v, "`description`"))
+            .unwrap_or_default();
+        if let Some(t) = doc.get("trigger") {
+            self.trigger(t);
+        }
+
+        let Some(steps_value) = doc.get("step") else {
+            self.error(0..0, "no steps: add at least one `[[step]]`");
+            return None;
+        };
+        let DeValue::Array(items) = steps_value.get_ref() else {
+            self.error(
+                steps_value.span(),
+                "`step` must be an array of tables: write `[[step]]`",
+            );
+            return None;
+        };
+        let wf_dir = self
+            .file
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        let mut steps = Vec::new();
+        let mut spans: BTreeMap<String, (Range<usize>, Vec<Range<usize>>)> = BTreeMap::new();
+        let mut failed: BTreeSet<String> = BTreeSet::new();
+        for item in items.iter() {
+            let DeValue::Table(t) = item.get_ref() else {
+                self.error(item.span(), "each step must be a table");
+                continue;
+            };
+            let declared = t.get("id").and_then(|v| match v.get_ref() {
+                DeValue::String(s) => Some(s.to_string()),
+                _ => None,
+            });
+            let Some((step, id_span, need_spans)) = self.step(t, item.span(), catalog, &wf_dir)
+            else {
+                failed.extend(declared);
+                continue;
+            };
+            {
+                if spans.contains_key(&step.id) {
+                    self.error(id_span, format!("step id `{}` is used twice", step.id));
+                    continue;
+                }
+                spans.insert(step.id.clone(), (id_span, need_spans));
+                steps.push(step);
+            }
+        }
+        let ordered = self.order(steps, &spans, &failed)?;
+        self.check_inputs(&ordered, &spans);
+        use sha2::Digest;
+        Some(Workflow {
+            file: self.file.to_path_buf(),
+            hash: hex::encode(sha2::Sha256::digest(self.text.as_bytes())),
+            name,
+            description,
+            steps: ordered,
+        })
+    }
+
+    fn trigger(&mut self, t: &Spanned<DeValue<'_>>) {
+        let DeValue::Table(table) = t.get_ref() else {
+            self.error(t.span(), "`trigger` must be a table");
+            return;
+        };
+        self.unknown_keys(table, TRIGGER_KEYS, "`trigger`");
+        if let Some(c) = table.get("cron") {
+            self.string(c, "`trigger.cron`");
+        }
+        for key in ["watch", "on"] {
+            if let Some(v) = table.get(key) {
+                match v.get_ref() {
+                    DeValue::Array(a) => {
+                        for x in a.iter() {
+                            self.string(x, &format!("each entry of `trigger.{key}`"));
+                        }
+                    }
+                    other => self.error(
+                        v.span(),
+                        format!(
+                            "`trigger.{key}` must be an array of strings, found {}",
+                            kind_of(other)
+                        ),
+                    ),
+                }
+            }
+        }
+    }
+
+    fn step(
+        &mut self,
+        t: &Table<'_>,
+        span: Range<usize>,
+        catalog: &Catalog,
+        wf_dir: &Path,
+    ) -> Option<(Step, Range<usize>, Vec<Range<usize>>)> {
+        self.unknown_keys(t, STEP_KEYS, "a step");
+        let before = self.errors.len();
+        let (id, id_span) = match t.get("id") {
+            None => {
+                self.error(span.start..span.start, "step without an `id`");
+                (String::new(), span.clone())
+            }
+            Some(v) => {
+                let id = self.string(v, "`id`").unwrap_or_default();
+                if !id.is_empty() && !is_identifier(&id) {
+                    self.error(
+                        v.span(),
+                        format!("step id `{id}` must be letters, digits, `-` or `_`"),
+                    );
+                }
+                (id, v.span())
+            }
+        };
+        let what = format!("step `{id}`");
+        let action = match (t.get("uses"), t.get("kind")) {
+            (Some(_), Some(k)) => {
+                self.error(k.span(), format!("{what} has both `uses` and `kind`; a step is either a plugin or a built-in"));
+                None
+            }
+            (None, None) => {
+                self.error(id_span.clone(), format!("{what} needs `uses = \"<plugin>\"` or `kind = \"split|evaluate|register\"`"));
+                None
+            }
+            (Some(u), None) => self.string(u, "`uses`").and_then(|p| match catalog.get(&p) {
+                Some(m) => Some(Action::Plugin { id: p, kind: m.kind }),
+                None => {
+                    self.error(
+                        u.span(),
+                        format!(
+                            "unknown plugin `{p}` in {what}; installed: {}",
+                            catalog.keys().cloned().collect::<Vec<_>>().join(", ")
+                        ),
+                    );
+                    None
+                }
+            }),
+            (None, Some(k)) => self.string(k, "`kind`").and_then(|s| match Builtin::parse(&s) {
+                Some(b) => Some(Action::Builtin(b)),
+                None => {
+                    self.error(k.span(), format!("unknown step kind `{s}` in {what}; expected split, evaluate or register"));
+                    None
+                }
+            }),
+        };
+        let mut needs = Vec::new();
+        let mut need_spans = Vec::new();
+        if let Some(n) = t.get("needs") {
+            match n.get_ref() {
+                DeValue::Array(a) => {
+                    for x in a.iter() {
+                        if let Some(s) = self.string(x, "each entry of `needs`") {
+                            needs.push(s);
+                            need_spans.push(x.span());
+                        }
+                    }
+                }
+                DeValue::String(s) => {
+                    needs.push(s.to_string());
+                    need_spans.push(n.span());
+                }
+                other => self.error(
+                    n.span(),
+                    format!(
+                        "`needs` must be an array of step ids, found {}",
+                        kind_of(other)
+                    ),
+                ),
+            }
+        }
+        let timeout = t.get("timeout").and_then(|v| {
+            let s = self.string(v, "`timeout`")?;
+            match units::parse_duration(&s) {
+                Ok(d) if d > Duration::ZERO => Some(d),
+                Ok(_) => {
+                    self.error(v.span(), "`timeout` must be longer than zero");
+                    None
+                }
+                Err(e) => {
+                    self.error(v.span(), e);
+                    None
+                }
+            }
+        });
+        let retries = match t.get("retries") {
+            None => 0,
+            Some(v) => match v.get_ref() {
+                DeValue::Integer(i) => match i.as_str().parse::<u32>() {
+                    Ok(n) if n <= 10 => n,
+                    _ => {
+                        self.error(v.span(), "`retries` must be between 0 and 10");
+                        0
+                    }
+                },
+                other => {
+                    self.error(
+                        v.span(),
+                        format!("`retries` must be an integer, found {}", kind_of(other)),
+                    );
+                    0
+                }
+            },
+        };
+        let mut with = Map::new();
+        let mut read_paths = Vec::new();
+        if let Some(w) = t.get("with") {
+            match w.get_ref() {
+                DeValue::Table(wt) => {
+                    if let Some(action) = &action {
+                        (with, read_paths) =
+                            self.parameters(wt, w.span(), action, catalog, &what, wf_dir);
+                    }
+                }
+                other => self.error(
+                    w.span(),
+                    format!("`with` must be a table, found {}", kind_of(other)),
+                ),
+            }
+        } else if let Some(action) = &action {
+            // Required parameters are checked even when `with` is absent.
+            let empty = Table::new();
+            (with, read_paths) =
+                self.parameters(&empty, id_span.clone(), action, catalog, &what, wf_dir);
+        }
+        if self.errors.len() > before {
+            return None;
+        }
+        Some((
+            Step {
+                id,
+                action: action?,
+                needs,
+                with,
+                read_paths,
+                timeout,
+                retries,
+            },
+            id_span,
+            need_spans,
+        ))
+    }
+
+    /// Check `with` against the plugin's manifest (or the built-in kind's
+    /// parameters) and convert it to JSON.
+    fn parameters(
+        &mut self,
+        table: &Table<'_>,
+        span: Range<usize>,
+        action: &Action,
+        catalog: &Catalog,
+        what: &str,
+        wf_dir: &Path,
+    ) -> (Map<String, Value>, Vec<PathBuf>) {
+        let specs: BTreeMap<String, Parameter> = match action {
+            Action::Plugin { id, .. } => catalog[id].parameters.clone(),
+            Action::Builtin(b) => b
+                .parameters()
+                .into_iter()
+                .map(|(n, ty, one_of)| {
+                    (
+                        n.to_owned(),
+                        Parameter {
+                            ty,
+                            required: false,
+                            one_of: one_of.iter().map(|s| s.to_string()).collect(),
+                            description: String::new(),
+                        },
+                    )
+                })
+                .collect(),
+        };
+        let owner = match action {
+            Action::Plugin { id, .. } => format!("plugin `{id}`"),
+            Action::Builtin(b) => format!("step kind `{}`", b.name()),
+        };
+        let mut out = Map::new();
+        let mut paths = Vec::new();
+        for (k, v) in table.iter() {
+            let key = k.get_ref().to_string();
+            let Some(spec) = specs.get(&key) else {
+                let known = specs.keys().cloned().collect::<Vec<_>>().join(", ");
+                self.error(
+                    k.span(),
+                    format!(
+                        "unknown parameter `{key}` for {owner} in {what}; it takes: {}",
+                        if known.is_empty() {
+                            "none".into()
+                        } else {
+                            known
+                        }
+                    ),
+                );
+                continue;
+            };
+            let Some(mut json) = self.to_json(v) else {
+                continue;
+            };
+            let type_ok = match (spec.ty, &json) {
+                (ParamType::String | ParamType::Path, Value::String(_)) => true,
+                (ParamType::Integer, Value::Number(n)) => n.is_i64(),
+                (ParamType::Float, Value::Number(_)) => true,
+                (ParamType::Boolean, Value::Bool(_)) => true,
+                (ParamType::Array, Value::Array(_)) => true,
+                (ParamType::Table, Value::Object(_)) => true,
+                _ => false,
+            };
+            if !type_ok {
+                self.error(
+                    v.span(),
+                    format!(
+                        "parameter `{key}` of {what} must be {}, found {}",
+                        spec.ty,
+                        kind_of(v.get_ref())
+                    ),
+                );
+                continue;
+            }
+            if let Value::String(s) = &json
+                && !spec.one_of.is_empty()
+                && !spec.one_of.contains(s)
+            {
+                self.error(
+                    v.span(),
+                    format!(
+                        "parameter `{key}` of {what} is `{s}`; expected one of: {}",
+                        spec.one_of.join(", ")
+                    ),
+                );
+                continue;
+            }
+            if spec.ty == ParamType::Path
+                && let Value::String(s) = &json
+            {
+                let p = Path::new(s);
+                let full = if p.is_absolute() {
+                    p.to_path_buf()
+                } else {
+                    wf_dir.join(p)
+                };
+                let full = full.canonicalize().unwrap_or(full);
+                json = Value::String(full.to_string_lossy().into_owned());
+                paths.push(full);
+            }
+            out.insert(key, json);
+        }
+        for (name, spec) in &specs {
+            if spec.required && !out.contains_key(name) && !table.contains_key(name.as_str()) {
+                self.error(
+                    span.clone(),
+                    format!("{what} is missing the required parameter `{name}` of {owner}"),
+                );
+            }
+        }
+        (out, paths)
+    }
+
+    fn to_json(&mut self, v: &Spanned<DeValue<'_>>) -> Option<Value> {
+        Some(match v.get_ref() {
+            DeValue::String(s) => Value::String(s.to_string()),
+            DeValue::Integer(i) => {
+                let digits = i.as_str().replace('_', "");
+                let digits = digits
+                    .trim_start_matches("0x")
+                    .trim_start_matches("0o")
+                    .trim_start_matches("0b");
+                match i64::from_str_radix(digits, i.radix()) {
+                    Ok(n) => Value::from(n),
+                    Err(_) => {
+                        self.error(v.span(), "integer out of range");
+                        return None;
+                    }
+                }
+            }
+            DeValue::Float(f) => match f.as_str().replace('_', "").parse::<f64>() {
+                Ok(x) if x.is_finite() => Value::from(x),
+                _ => {
+                    self.error(v.span(), "parameters must be finite numbers");
+                    return None;
+                }
+            },
+            DeValue::Boolean(b) => Value::Bool(*b),
+            DeValue::Datetime(d) => Value::String(d.to_string()),
+            DeValue::Array(a) => Value::Array(
+                a.iter()
+                    .map(|x| self.to_json(x))
+                    .collect::<Option<Vec<_>>>()?,
+            ),
+            DeValue::Table(t) => {
+                let mut m = Map::new();
+                for (k, x) in t.iter() {
+                    m.insert(k.get_ref().to_string(), self.to_json(x)?);
+                }
+                Value::Object(m)
+            }
+        })
+    }
+
+    /// Topological order (stable: file order among ready steps); reports
+    /// unknown `needs` and cycles.
+    fn order(
+        &mut self,
+        steps: Vec<Step>,
+        spans: &BTreeMap<String, (Range<usize>, Vec<Range<usize>>)>,
+        failed: &BTreeSet<String>,
+    ) -> Option<Vec<Step>> {
+        let mut ids: BTreeSet<&str> = steps.iter().map(|s| s.id.as_str()).collect();
+        ids.extend(failed.iter().map(String::as_str));
+        let mut ok = true;
+        for s in &steps {
+            for (i, n) in s.needs.iter().enumerate() {
+                if !ids.contains(n.as_str()) {
+                    let span = spans[&s.id].1[i].clone();
+                    self.error(
+                        span,
+                        format!(
+                            "step `{}` needs `{n}`, which is not a step of this workflow",
+                            s.id
+                        ),
+                    );
+                    ok = false;
+                } else if n == &s.id {
+                    let span = spans[&s.id].1[i].clone();
+                    self.error(span, format!("step `{}` needs itself", s.id));
+                    ok = false;
+                }
+            }
+        }
+        // Steps with errors of their own make cycle and input checks moot.
+        if !ok || !failed.is_empty() {
+            return None;
+        }
+        let mut done: BTreeSet<String> = BTreeSet::new();
+        let mut ordered = Vec::new();
+        let mut rest = steps;
+        while !rest.is_empty() {
+            let (ready, blocked): (Vec<Step>, Vec<Step>) = rest
+                .into_iter()
+                .partition(|s| s.needs.iter().all(|n| done.contains(n)));
+            if ready.is_empty() {
+                let cycle = find_cycle(&blocked);
+                let first = &cycle[0];
+                let (span, _) = &spans[first];
+                self.error(
+                    span.clone(),
+                    format!("steps form a cycle: {}", cycle.join(" → ")),
+                );
+                return None;
+            }
+            for s in &ready {
+                done.insert(s.id.clone());
+            }
+            ordered.extend(ready);
+            rest = blocked;
+        }
+        Some(ordered)
+    }
+
+    fn check_inputs(
+        &mut self,
+        steps: &[Step],
+        spans: &BTreeMap<String, (Range<usize>, Vec<Range<usize>>)>,
+    ) {
+        let wf = Workflow {
+            file: PathBuf::new(),
+            hash: String::new(),
+            name: String::new(),
+            description: String::new(),
+            steps: steps.to_vec(),
+        };
+        for s in steps {
+            if let Some(need) = s.action.requires()
+                && wf.nearest(&s.id, need).is_none()
+            {
+                let what = match need {
+                    Produces::Dataset => "a dataset (a source or split step)",
+                    Produces::Model => "a trained model (a trainer step)",
+                    _ => "an input",
+                };
+                self.error(
+                    spans[&s.id].0.clone(),
+                    format!("step `{}` needs {what} among the steps it `needs`", s.id),
+                );
+            }
+        }
+    }
+}
+
+/// One cycle among steps that can never become ready.
+fn find_cycle(blocked: &[Step]) -> Vec<String> {
+    let by_id: BTreeMap<&str, &Step> = blocked.iter().map(|s| (s.id.as_str(), s)).collect();
+    let mut path: Vec<String> = Vec::new();
+    let mut current = blocked[0].id.clone();
+    loop {
+        if let Some(pos) = path.iter().position(|p| *p == current) {
+            let mut cycle = path[pos..].to_vec();
+            cycle.push(current);
+            return cycle;
+        }
+        path.push(current.clone());
+        let step = by_id[current.as_str()];
+        // A blocked step has at least one blocked need.
+        current = step
+            .needs
+            .iter()
+            .find(|n| by_id.contains_key(n.as_str()))
+            .cloned()
+            .unwrap_or_else(|| step.id.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,55 @@
+//! `trainer-intent`: the intent classifier Coach trains by default, on CPU,
+//! inside the sandbox.
+//!
+//! - Features: word n-grams and character n-grams (within word boundaries),
+//!   weighted by sublinear TF-IDF and L2-normalised ([`features`]).
+//! - Classifier: multinomial logistic regression fitted by SGD with L2
+//!   regularisation; shuffling is seeded, so the same seed and data give the
+//!   same model bytes ([`model`]).
+//! - Calibration: one temperature fitted on the validation split by
+//!   minimising negative log-likelihood.
+//! - Out of scope: an `oos` class when the data has one, plus a confidence
+//!   threshold tuned on the validation split only.
+//! - Entities: a lookup of the entity values labelled in training, matched on
+//!   word boundaries, longest first.
+
+pub mod features;
+pub mod model;
+
+use coach_plugin_sdk::{Example, Metric, Model, PluginError, Prediction, Trained, Trainer};
+
+pub use model::{IntentModel, TrainConfig};
+
+pub struct IntentTrainer;
+
+impl Trainer for IntentTrainer {
+    type Model = IntentModel;
+
+    fn train(
+        config: &str,
+        train: Vec<Example>,
+        validation: Vec<Example>,
+    ) -> Result<Trained, PluginError> {
+        let config: TrainConfig = coach_plugin_sdk::parse_config(config)?;
+        let (model, metrics) = model::train(&config, &train, &validation)?;
+        Ok(Trained {
+            model: model.to_bytes(),
+            metrics: metrics
+                .into_iter()
+                .map(|(name, value)| Metric { name, value })
+                .collect(),
+        })
+    }
+}
+
+impl Model for IntentModel {
+    fn load(bytes: Vec<u8>) -> Result<Self, PluginError> {
+        IntentModel::from_bytes(&bytes)
+    }
+
+    fn predict(&self, texts: Vec<String>) -> Vec<Prediction> {
+        texts.iter().map(|t| self.predict_one(t)).collect()
+    }
+}
+
+coach_plugin_sdk::export_trainer!(IntentTrainer);
