@@ -352,3 +352,8 @@ macro_rules! export_trainer {
         }
     };
 }
+
+/// The README's example plugin is compiled and checked as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

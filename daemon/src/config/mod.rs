@@ -27,7 +27,7 @@ output = "64KiB"
 hostcall_data = "256MiB"
 
 [grants.source-files]
-read = ["workflows"]
+read = ["workflows", "${COACH_DATASETS}"]
 "#;
 
 /// `coach.toml` as written.
@@ -67,6 +67,8 @@ pub struct RawLimits {
 #[serde(deny_unknown_fields)]
 pub struct RawGrant {
     /// Folders under which steps may grant this plugin read-only files.
+    /// `${NAME}` expands from the environment; an entry naming an unset
+    /// variable grants nothing.
     #[serde(default)]
     pub read: Vec<PathBuf>,
 }
@@ -172,7 +174,11 @@ impl Config {
         for (plugin, g) in raw.grants {
             let mut read = Vec::new();
             for p in g.read {
-                let full = resolve(&p);
+                // A grant naming an unset variable grants nothing.
+                let Ok(p) = expand_env(&p.to_string_lossy()) else {
+                    continue;
+                };
+                let full = resolve(Path::new(&p));
                 // A granted folder that does not exist (yet) is kept as
                 // written; it simply matches nothing.
                 read.push(full.canonicalize().unwrap_or(full));
@@ -230,6 +236,32 @@ impl Config {
     }
 }
 
+/// Expand `${NAME}` with the environment; an unset or empty variable is an
+/// error naming it.
+pub fn expand_env(text: &str) -> Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after
+            .find('}')
+            .ok_or_else(|| format!("`${{` without a closing `}}` in `{text}`"))?;
+        let name = &after[..end];
+        match std::env::var(name) {
+            Ok(v) if !v.is_empty() => out.push_str(&v),
+            _ => {
+                return Err(format!(
+                    "environment variable `{name}` is not set (used in `{text}`)"
+                ));
+            }
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
 fn parent_of(p: &Path) -> PathBuf {
     match p.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
@@ -253,6 +285,14 @@ mod tests {
         let text = include_str!("../../../config/coach.toml");
         let c = Config::from_toml(text, Path::new("config"), None).unwrap();
         assert_eq!(c.limits.output, 64 << 10);
+    }
+
+    #[test]
+    fn environment_expansion() {
+        assert_eq!(expand_env("a/b").unwrap(), "a/b");
+        let e = expand_env("${COACH_SURELY_UNSET_VARIABLE}/x").unwrap_err();
+        assert!(e.contains("COACH_SURELY_UNSET_VARIABLE"), "{e}");
+        assert!(expand_env("${HOME").is_err());
     }
 
     #[test]

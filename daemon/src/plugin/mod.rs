@@ -131,7 +131,10 @@ impl PluginHost {
     /// One engine for the process; discovers built-in and installed plugins.
     pub fn new(config: &Config) -> Result<PluginHost> {
         let mut wcfg = wasmtime::Config::new();
+        // Calls are synchronous; the component model's concurrency support
+        // would cost 2-4x per call for nothing.
         wcfg.epoch_interruption(true)
+            .concurrency_support(false)
             .max_wasm_stack(1 << 20)
             .memory_init_cow(true);
         let engine = Engine::new(&wcfg).map_err(|e| anyhow::anyhow!("{e:#}"))?;

@@ -253,7 +253,7 @@ impl<'a> Checker<'a> {
         }
     }
 
-    fn string<'t>(&mut self, v: &'t Spanned<DeValue<'_>>, what: &str) -> Option<String> {
+    fn string(&mut self, v: &Spanned<DeValue<'_>>, what: &str) -> Option<String> {
         match v.get_ref() {
             DeValue::String(s) => Some(s.to_string()),
             other => {
@@ -341,6 +341,16 @@ impl<'a> Checker<'a> {
         let mut steps = Vec::new();
         let mut spans: BTreeMap<String, (Range<usize>, Vec<Range<usize>>)> = BTreeMap::new();
         let mut failed: BTreeSet<String> = BTreeSet::new();
+        let all_ids: BTreeSet<String> = items
+            .iter()
+            .filter_map(|item| match item.get_ref() {
+                DeValue::Table(t) => t.get("id").and_then(|v| match v.get_ref() {
+                    DeValue::String(s) => Some(s.to_string()),
+                    _ => None,
+                }),
+                _ => None,
+            })
+            .collect();
         for item in items.iter() {
             let DeValue::Table(t) = item.get_ref() else {
                 self.error(item.span(), "each step must be a table");
@@ -350,7 +360,8 @@ impl<'a> Checker<'a> {
                 DeValue::String(s) => Some(s.to_string()),
                 _ => None,
             });
-            let Some((step, id_span, need_spans)) = self.step(t, item.span(), catalog, &wf_dir)
+            let Some((step, id_span, need_spans)) =
+                self.step(t, item.span(), catalog, &wf_dir, &all_ids)
             else {
                 failed.extend(declared);
                 continue;
@@ -411,6 +422,7 @@ impl<'a> Checker<'a> {
         span: Range<usize>,
         catalog: &Catalog,
         wf_dir: &Path,
+        declared: &BTreeSet<String>,
     ) -> Option<(Step, Range<usize>, Vec<Range<usize>>)> {
         self.unknown_keys(t, STEP_KEYS, "a step");
         let before = self.errors.len();
@@ -484,6 +496,16 @@ impl<'a> Checker<'a> {
                         kind_of(other)
                     ),
                 ),
+            }
+        }
+        for (n, span) in needs.iter().zip(&need_spans) {
+            if !declared.contains(n) {
+                self.error(
+                    span.clone(),
+                    format!("{what} needs `{n}`, which is not a step of this workflow"),
+                );
+            } else if *n == id {
+                self.error(span.clone(), format!("{what} needs itself"));
             }
         }
         let timeout = t.get("timeout").and_then(|v| {
@@ -610,7 +632,7 @@ impl<'a> Checker<'a> {
                 );
                 continue;
             };
-            let Some(mut json) = self.to_json(v) else {
+            let Some(mut json) = self.json_of(v) else {
                 continue;
             };
             let type_ok = match (spec.ty, &json) {
@@ -649,7 +671,14 @@ impl<'a> Checker<'a> {
             if spec.ty == ParamType::Path
                 && let Value::String(s) = &json
             {
-                let p = Path::new(s);
+                let expanded = match crate::config::expand_env(s) {
+                    Ok(e) => e,
+                    Err(e) => {
+                        self.error(v.span(), format!("parameter `{key}` of {what}: {e}"));
+                        continue;
+                    }
+                };
+                let p = Path::new(&expanded);
                 let full = if p.is_absolute() {
                     p.to_path_buf()
                 } else {
@@ -672,7 +701,7 @@ impl<'a> Checker<'a> {
         (out, paths)
     }
 
-    fn to_json(&mut self, v: &Spanned<DeValue<'_>>) -> Option<Value> {
+    fn json_of(&mut self, v: &Spanned<DeValue<'_>>) -> Option<Value> {
         Some(match v.get_ref() {
             DeValue::String(s) => Value::String(s.to_string()),
             DeValue::Integer(i) => {
@@ -700,13 +729,13 @@ impl<'a> Checker<'a> {
             DeValue::Datetime(d) => Value::String(d.to_string()),
             DeValue::Array(a) => Value::Array(
                 a.iter()
-                    .map(|x| self.to_json(x))
+                    .map(|x| self.json_of(x))
                     .collect::<Option<Vec<_>>>()?,
             ),
             DeValue::Table(t) => {
                 let mut m = Map::new();
                 for (k, x) in t.iter() {
-                    m.insert(k.get_ref().to_string(), self.to_json(x)?);
+                    m.insert(k.get_ref().to_string(), self.json_of(x)?);
                 }
                 Value::Object(m)
             }
@@ -721,30 +750,9 @@ impl<'a> Checker<'a> {
         spans: &BTreeMap<String, (Range<usize>, Vec<Range<usize>>)>,
         failed: &BTreeSet<String>,
     ) -> Option<Vec<Step>> {
-        let mut ids: BTreeSet<&str> = steps.iter().map(|s| s.id.as_str()).collect();
-        ids.extend(failed.iter().map(String::as_str));
-        let mut ok = true;
-        for s in &steps {
-            for (i, n) in s.needs.iter().enumerate() {
-                if !ids.contains(n.as_str()) {
-                    let span = spans[&s.id].1[i].clone();
-                    self.error(
-                        span,
-                        format!(
-                            "step `{}` needs `{n}`, which is not a step of this workflow",
-                            s.id
-                        ),
-                    );
-                    ok = false;
-                } else if n == &s.id {
-                    let span = spans[&s.id].1[i].clone();
-                    self.error(span, format!("step `{}` needs itself", s.id));
-                    ok = false;
-                }
-            }
-        }
-        // Steps with errors of their own make cycle and input checks moot.
-        if !ok || !failed.is_empty() {
+        // Unknown needs were reported per step; steps with errors of their
+        // own make cycle and input checks moot.
+        if !failed.is_empty() {
             return None;
         }
         let mut done: BTreeSet<String> = BTreeSet::new();

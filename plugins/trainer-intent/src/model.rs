@@ -280,32 +280,17 @@ impl IntentModel {
     }
 }
 
-struct Scores {
-    accuracy: f64,
-}
-
-fn score(model: &IntentModel, xs: &[Sparse], ys: &[usize]) -> Scores {
-    let oos = model.oos_index();
-    let (mut correct, mut in_total, mut in_correct, mut oos_total, mut oos_correct) =
-        (0, 0, 0, 0, 0);
-    for (x, &y) in xs.iter().zip(ys) {
-        let p = model.probabilities(&model.logits(x), model.meta.temperature);
-        let (label, _) = model.decide(&p);
-        let hit = label == model.meta.labels[y];
-        correct += hit as usize;
-        if Some(y) == oos {
-            oos_total += 1;
-            oos_correct += hit as usize;
-        } else {
-            in_total += 1;
-            in_correct += hit as usize;
-        }
-    }
-    let ratio = |a: usize, b: usize| if b == 0 { 0.0 } else { a as f64 / b as f64 };
-    let _ = (in_correct, in_total, oos_correct, oos_total);
-    Scores {
-        accuracy: ratio(correct, xs.len()),
-    }
+/// Accuracy of the decision rule on `xs`, for model selection.
+fn accuracy(model: &IntentModel, xs: &[Sparse], ys: &[usize]) -> f64 {
+    let correct = xs
+        .iter()
+        .zip(ys)
+        .filter(|(x, y)| {
+            let p = model.probabilities(&model.logits(x), model.meta.temperature);
+            model.decide(&p).0 == model.meta.labels[**y]
+        })
+        .count();
+    correct as f64 / xs.len().max(1) as f64
 }
 
 /// Train a model; returns it with its final metrics.
@@ -322,7 +307,7 @@ pub fn train(
             "char_ngrams must be [min, max] with min <= max",
         ));
     }
-    if !(config.learning_rate > 0.0) || config.l2 < 0.0 {
+    if config.learning_rate.is_nan() || config.learning_rate <= 0.0 || config.l2 < 0.0 {
         return Err(PluginError::bad_config(
             "learning_rate must be > 0 and l2 >= 0",
         ));
@@ -480,10 +465,10 @@ pub fn train(
         if sel_xs.is_empty() {
             continue;
         }
-        let s = score(&model, &sel_xs, &sel_ys);
-        host::metric("val_accuracy", s.accuracy, epoch);
-        if best.as_ref().is_none_or(|b| s.accuracy > b.0) {
-            best = Some((s.accuracy, model.weights.clone(), model.bias.clone(), epoch));
+        let acc = accuracy(&model, &sel_xs, &sel_ys);
+        host::metric("val_accuracy", acc, epoch);
+        if best.as_ref().is_none_or(|b| acc > b.0) {
+            best = Some((acc, model.weights.clone(), model.bias.clone(), epoch));
             since_best = 0;
         } else {
             since_best += 1;

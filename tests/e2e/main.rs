@@ -1,0 +1,10 @@
+//! End-to-end tests: one binary, a module per feature (compiled once).
+
+mod common;
+
+mod bad_input;
+mod hostile;
+mod quickstart;
+mod sources;
+mod store;
+mod ui;

@@ -1,0 +1,86 @@
+//! The README's main job: train the quickstart model, then predict with it.
+
+use crate::common::*;
+
+#[test]
+fn quickstart_trains_registers_and_predicts() {
+    let home = Home::new("");
+    let wf = workspace().join("workflows/quickstart.toml");
+    let run = home.coach(&["run", wf.to_str().unwrap()]);
+    run.expect_ok();
+    let out = run.stdout();
+    assert!(out.contains("evaluation on the test split"), "{out}");
+    assert!(out.contains("in-scope accuracy"), "{out}");
+    assert!(out.contains("out-of-scope recall"), "{out}");
+    assert!(out.contains("registered model 1"), "{out}");
+    // Progress lines (not a terminal): per-epoch metrics from the plugin.
+    assert!(
+        run.stderr().contains("[train] train_loss"),
+        "{}",
+        run.stderr()
+    );
+
+    let p = home.coach(&[
+        "predict",
+        "--model",
+        "latest",
+        "--json",
+        "can you recommend a wedding photographer",
+    ]);
+    p.expect_ok();
+    let v: serde_json::Value = serde_json::from_str(&p.stdout()).unwrap();
+    assert_eq!(v[0]["intent"], "find_photographer", "{v}");
+    let c = v[0]["confidence"].as_f64().unwrap();
+    assert!(c > 0.0 && c <= 1.0, "{v}");
+    assert!(v[0]["ranking"].as_array().unwrap().len() > 1);
+
+    let oos = home.coach(&["predict", "--json", "what is the boiling point of mercury"]);
+    let v: serde_json::Value = serde_json::from_str(&oos.expect_ok().stdout()).unwrap();
+    assert_eq!(v[0]["intent"], "oos", "{v}");
+
+    let show = home.coach(&["models", "show", "1", "--json"]);
+    let m: serde_json::Value = serde_json::from_str(&show.expect_ok().stdout()).unwrap();
+    assert_eq!(m["trainer"]["plugin"], "trainer-intent");
+    assert_eq!(m["artifact"]["sha256"].as_str().unwrap().len(), 64);
+    assert!(m["metrics"]["in_scope_accuracy"].as_f64().is_some(), "{m}");
+
+    let runs = home.coach(&["runs", "show", "1", "--json"]);
+    let r: serde_json::Value = serde_json::from_str(&runs.expect_ok().stdout()).unwrap();
+    assert_eq!(r["state"], "succeeded");
+    assert_eq!(r["steps"].as_array().unwrap().len(), 6);
+    assert!(
+        r["metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["name"] == "train_loss" && m["epoch"] == 1)
+    );
+}
+
+#[test]
+fn training_is_deterministic_across_runs() {
+    let home = Home::new("");
+    let wf = workspace().join("workflows/quickstart.toml");
+    home.coach(&["run", wf.to_str().unwrap()]).expect_ok();
+    home.coach(&["run", wf.to_str().unwrap()]).expect_ok();
+    let list = home.coach(&["models", "list", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&list.expect_ok().stdout()).unwrap();
+    let hashes: Vec<_> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["artifact"]["sha256"].clone())
+        .collect();
+    assert_eq!(hashes.len(), 2);
+    assert_eq!(
+        hashes[0], hashes[1],
+        "same seed and data must give identical model bytes"
+    );
+    let versions: Vec<_> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["version"].as_i64().unwrap())
+        .collect();
+    assert_eq!(versions, [2, 1]);
+}

@@ -1,0 +1,190 @@
+//! The store on both backends: SQLite (the default) and PostgreSQL (the one
+//! on this machine, `COACH_TEST_POSTGRES` to point elsewhere).
+
+use coach::store::{NewModel, Store, StoredExample, state};
+use sea_orm::{ConnectionTrait, Database};
+
+fn rows(n: usize) -> Vec<StoredExample> {
+    (0..n)
+        .map(|i| StoredExample {
+            text: format!("utterance {i} — ünïcode"),
+            intent: format!("intent_{}", i % 3),
+            entities: r#"[{"entity":"x","start":0,"end":9,"value":"utterance"}]"#.into(),
+            split: if i % 5 == 0 {
+                "validation".into()
+            } else {
+                "train".into()
+            },
+        })
+        .collect()
+}
+
+fn new_model(run_id: i64, dv: i64, hash: &str) -> NewModel {
+    NewModel {
+        name: "demo".into(),
+        run_id,
+        trainer_plugin: "trainer-intent".into(),
+        trainer_version: "0.1.0".into(),
+        plugin_hash: "a".repeat(64),
+        artifact_hash: "b".repeat(64),
+        artifact_size: 10,
+        dataset_version_id: dv,
+        data_hash: hash.into(),
+        config_hash: "c".repeat(64),
+        metrics: serde_json::json!({"accuracy": 0.9}),
+        intents: vec!["a".into(), "b".into()],
+    }
+}
+
+async fn exercise(store: &Store) {
+    // Snapshots are content-addressed: the same rows give the same version.
+    let data = rows(1234);
+    let (v1, h1) = store
+        .save_dataset_version("demo/data", &data, serde_json::json!({"step": "data"}))
+        .await
+        .unwrap();
+    let (v2, h2) = store
+        .save_dataset_version("demo/data", &data, serde_json::json!({"step": "data"}))
+        .await
+        .unwrap();
+    assert_eq!((v1, &h1), (v2, &h2));
+    let mut changed = data.clone();
+    changed[7].intent = "other".into();
+    let (v3, h3) = store
+        .save_dataset_version("demo/data", &changed, serde_json::json!({}))
+        .await
+        .unwrap();
+    assert_ne!(v3, v1);
+    assert_ne!(h3, h1);
+    assert_eq!(store.load_examples(v1).await.unwrap(), data);
+
+    // Runs, steps, metrics.
+    let run = store
+        .start_run("demo", "wf.toml", &"f".repeat(64))
+        .await
+        .unwrap();
+    let step = store
+        .start_step(run, "train", "trainer-intent", 1)
+        .await
+        .unwrap();
+    store
+        .add_metrics(
+            run,
+            "train",
+            &[
+                ("loss".into(), 0.5, 1),
+                ("loss".into(), 0.25, 2),
+                ("nan".into(), f64::NAN, 3),
+            ],
+        )
+        .await
+        .unwrap();
+    store
+        .finish_step(
+            step,
+            state::SUCCEEDED,
+            None,
+            Some(serde_json::json!({"ok": true})),
+        )
+        .await
+        .unwrap();
+    store.finish_run(run, state::SUCCEEDED, None).await.unwrap();
+    let (r, steps, metrics) = store.run(run).await.unwrap().unwrap();
+    assert_eq!(r.state, "succeeded");
+    assert!(r.finished_at.is_some());
+    assert_eq!(steps.len(), 1);
+    assert_eq!(
+        metrics
+            .iter()
+            .map(|m| (m.step, m.value))
+            .collect::<Vec<_>>(),
+        [(1, 0.5), (2, 0.25)]
+    );
+
+    // Models are numbered per name; selectors find them.
+    let m1 = store.register_model(new_model(run, v1, &h1)).await.unwrap();
+    let m2 = store.register_model(new_model(run, v3, &h3)).await.unwrap();
+    assert_eq!((m1.version, m2.version), (1, 2));
+    assert_eq!(store.find_model("latest").await.unwrap().unwrap().id, m2.id);
+    assert_eq!(store.find_model("demo").await.unwrap().unwrap().id, m2.id);
+    assert_eq!(store.find_model("demo:1").await.unwrap().unwrap().id, m1.id);
+    assert_eq!(
+        store
+            .find_model(&m1.id.to_string())
+            .await
+            .unwrap()
+            .unwrap()
+            .version,
+        1
+    );
+    assert!(store.find_model("nope").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn store_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("sub/coach.db").display()
+    );
+    let store = Store::connect(&url).await.unwrap();
+    exercise(&store).await;
+    // Reopening migrates nothing and keeps everything.
+    drop(store);
+    let store = Store::connect(&url).await.unwrap();
+    assert_eq!(store.models(10).await.unwrap().len(), 2);
+    let mode = store
+        .connection()
+        .query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DatabaseBackend::Sqlite,
+            "PRAGMA journal_mode",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        mode.try_get_by_index::<String>(0).unwrap().to_lowercase(),
+        "wal"
+    );
+}
+
+#[tokio::test]
+async fn store_on_postgres() {
+    let admin_url = std::env::var("COACH_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let admin = Database::connect(&admin_url)
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL at {admin_url} is required for this test: {e}"));
+    let name = format!(
+        "coach_test_{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    admin
+        .execute_unprepared(&format!("CREATE DATABASE {name}"))
+        .await
+        .unwrap();
+    let (base, _) = admin_url.rsplit_once('/').unwrap();
+    let url = format!("{base}/{name}");
+    let result = tokio::spawn({
+        let url = url.clone();
+        async move {
+            let store = Store::connect(&url).await.unwrap();
+            exercise(&store).await;
+            drop(store);
+            // Migrations are idempotent.
+            let store = Store::connect(&url).await.unwrap();
+            assert_eq!(store.models(10).await.unwrap().len(), 2);
+            store.connection().clone().close().await.unwrap();
+        }
+    })
+    .await;
+    admin
+        .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .await
+        .unwrap();
+    result.unwrap();
+}
