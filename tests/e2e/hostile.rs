@@ -117,3 +117,55 @@ fn a_trap_poisons_only_its_own_job() {
         .to_string();
     assert!(e.contains("fixture panicked on purpose"), "{e}");
 }
+
+#[test]
+fn ctrl_c_cancels_a_running_step_and_records_it() {
+    let home = Home::new("");
+    let file = home.write("data-in/tiny.jsonl", TINY);
+    // The step allows 60 s, far past the manifest's 1 s, so only the
+    // interrupt can end it early.
+    let wf = train_workflow(&file, "loop-forever") + "timeout = \"60s\"\n";
+    let wf = home.write("cancel.toml", &wf);
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_coach-cli"))
+        .args([
+            "--config",
+            home.config.to_str().unwrap(),
+            "run",
+            wf.to_str().unwrap(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the training step is running, then interrupt.
+    let db = home.path("data/coach.db");
+    let started = std::time::Instant::now();
+    loop {
+        let out = home.coach(&["runs", "show", "1", "--json"]);
+        if out.ok() && out.stdout().contains("\"step\": \"train\"") {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "the run never reached `train` ({})",
+            db.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("plugin `loop-forever` was cancelled"),
+        "{stderr}"
+    );
+    let show = home.coach(&["runs", "show", "1", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&show.expect_ok().stdout()).unwrap();
+    assert_eq!(v["state"], "cancelled", "{v}");
+    assert_eq!(v["steps"][1]["state"], "cancelled", "{v}");
+}

@@ -723,6 +723,30 @@ mod tests {
     }
 
     #[test]
+    fn a_checkpoint_resumes_after_the_last_batch() {
+        use coach_plugin_sdk::{Cursor, Source};
+        let dir = std::env::temp_dir().join(format!("coach-source-files-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("d.jsonl");
+        let lines: String = (0..10)
+            .map(|i| format!("{{\"text\": \"t{i}\", \"intent\": \"i{}\"}}\n", i % 2))
+            .collect();
+        std::fs::write(&file, lines).unwrap();
+        let cfg = serde_json::json!({"path": file, "format": "jsonl"}).to_string();
+        let mut first = crate::Files::open(&cfg, None).unwrap();
+        let b = first.next_batch(4).unwrap();
+        assert_eq!(b.examples.len(), 4);
+        let checkpoint = first.checkpoint();
+        let mut resumed = crate::Files::open(&cfg, Some(checkpoint)).unwrap();
+        let rest = resumed.next_batch(100).unwrap();
+        assert_eq!(rest.examples.first().unwrap().text, "t4");
+        assert_eq!(rest.examples.len(), 6);
+        assert!(resumed.next_batch(100).unwrap().examples.is_empty());
+        assert!(crate::Files::open(&cfg, Some("99".into())).is_err());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
     fn snips_chunks_become_spans() {
         let data = r#"{"AddToPlaylist": [{"data": [{"text": "add "}, {"text": "Song ", "entity": "track"}, {"text": "now"}]}]}"#;
         let mut out = Parsed::default();
