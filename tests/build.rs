@@ -1,15 +1,32 @@
 //! Builds the hostile fixture plugins from source (never checked in) and
-//! lays them out as an installable plugin folder: `$OUT_DIR/plugins/<id>/`
+//! lays them out as installable plugin folders: `$OUT_DIR/plugins/<id>/`
 //! with `plugin.toml` and `<id>.wasm`.
 
 use std::path::PathBuf;
 
-const FIXTURES: &[&str] = &[
-    "loop-forever",
-    "alloc-forever",
-    "spam-output",
-    "panicker",
-    "read-outside",
+/// Installed plugin id → (fixture crate, its manifest under `fixtures/`).
+const FIXTURES: &[(&str, &str, &str)] = &[
+    (
+        "loop-forever",
+        "hostile-trainer",
+        "manifests/loop-forever.toml",
+    ),
+    (
+        "alloc-forever",
+        "hostile-trainer",
+        "manifests/alloc-forever.toml",
+    ),
+    (
+        "spam-output",
+        "hostile-trainer",
+        "manifests/spam-output.toml",
+    ),
+    ("panicker", "hostile-trainer", "manifests/panicker.toml"),
+    (
+        "read-outside",
+        "read-outside",
+        "plugins/read-outside/plugin.toml",
+    ),
 ];
 
 include!("../daemon/build_support.rs");
@@ -23,21 +40,25 @@ fn main() {
         "cargo:rerun-if-changed={}",
         root.join("plugin-sdk").display()
     );
-    let packages: Vec<String> = FIXTURES.iter().map(|f| format!("fixture-{f}")).collect();
+    let mut packages: Vec<String> = FIXTURES
+        .iter()
+        .map(|f| format!("fixture-{}", f.1))
+        .collect();
+    packages.dedup();
     let wasm_dir = build_plugins(
         &root,
         &root.join("target").join("wasm-fixtures"),
         packages.iter().map(String::as_str),
     );
-    for f in FIXTURES {
-        let dir = out.join(f);
+    for (id, crate_name, manifest) in FIXTURES {
+        let dir = out.join(id);
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::copy(
-            here.join("fixtures/plugins").join(f).join("plugin.toml"),
+            here.join("fixtures").join(manifest),
             dir.join("plugin.toml"),
         )
         .unwrap();
-        let wasm = wasm_dir.join(format!("fixture_{}.wasm", f.replace('-', "_")));
-        std::fs::copy(&wasm, dir.join(format!("{f}.wasm"))).unwrap();
+        let wasm = wasm_dir.join(format!("fixture_{}.wasm", crate_name.replace('-', "_")));
+        std::fs::copy(&wasm, dir.join(format!("{id}.wasm"))).unwrap();
     }
 }

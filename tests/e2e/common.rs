@@ -159,8 +159,15 @@ pub const TINY: &str = r#"{"text": "hello there", "intent": "greet"}
 {"text": "good night", "intent": "goodbye"}
 "#;
 
-/// A workflow that reads `data` and hands it to `trainer`.
+/// A workflow that reads `data` and hands it to `trainer`; the hostile
+/// fixtures get their `mode`.
 pub fn train_workflow(data: &Path, trainer: &str) -> String {
+    let with = match trainer {
+        "loop-forever" | "alloc-forever" | "spam-output" | "panicker" => {
+            format!("with = {{ mode = \"{trainer}\" }}\n")
+        }
+        _ => String::new(),
+    };
     format!(
         r#"version = 1
 name = "wf-{trainer}"
@@ -174,7 +181,7 @@ with = {{ format = "jsonl", path = "{}" }}
 id = "train"
 uses = "{trainer}"
 needs = ["data"]
-"#,
+{with}"#,
         data.display()
     )
 }

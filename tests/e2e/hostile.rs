@@ -104,15 +104,16 @@ fn a_trap_poisons_only_its_own_job() {
         ..Default::default()
     };
     let mut job = host.trainer("panicker", spec()).unwrap();
-    let e = job.train("{}", &[], &[]).unwrap_err().to_string();
+    let mode = r#"{"mode": "panicker"}"#;
+    let e = job.train(mode, &[], &[]).unwrap_err().to_string();
     assert!(e.contains("plugin `panicker` crashed"), "{e}");
-    let e = job.train("{}", &[], &[]).unwrap_err().to_string();
+    let e = job.train(mode, &[], &[]).unwrap_err().to_string();
     assert!(e.contains("unusable after an earlier failure"), "{e}");
     // A new job of the same plugin starts clean.
     let e = host
         .trainer("panicker", spec())
         .unwrap()
-        .train("{}", &[], &[])
+        .train(mode, &[], &[])
         .unwrap_err()
         .to_string();
     assert!(e.contains("fixture panicked on purpose"), "{e}");
@@ -140,7 +141,15 @@ fn ctrl_c_cancels_a_running_step_and_records_it() {
     // Wait until the training step is running, then interrupt.
     let db = home.path("data/coach.db");
     let started = std::time::Instant::now();
+    let mut child = child;
     loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "coach run ended early ({status}):\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
         let out = home.coach(&["runs", "show", "1", "--json"]);
         if out.ok() && out.stdout().contains("\"step\": \"train\"") {
             break;

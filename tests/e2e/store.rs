@@ -148,6 +148,21 @@ async fn store_on_sqlite() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn first_connects_in_parallel_migrate_once_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("coach.db").display()
+    );
+    let tasks: Vec<_> = (0..6)
+        .map(|_| tokio::spawn(Store::connect_owned(url.clone())))
+        .collect();
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+}
+
 #[tokio::test]
 async fn store_on_postgres() {
     let admin_url = std::env::var("COACH_TEST_POSTGRES")
@@ -172,6 +187,13 @@ async fn store_on_postgres() {
     let result = tokio::spawn({
         let url = url.clone();
         async move {
+            // Several first connects at once migrate once.
+            let racers: Vec<_> = (0..4)
+                .map(|_| tokio::spawn(Store::connect_owned(url.clone())))
+                .collect();
+            for r in racers {
+                r.await.unwrap().unwrap();
+            }
             let store = Store::connect(&url).await.unwrap();
             exercise(&store).await;
             drop(store);

@@ -78,33 +78,34 @@ impl Store {
     /// Connect and migrate. For SQLite the file's folder is created and the
     /// journal switched to WAL.
     pub async fn connect(url: &str) -> Result<Store> {
-        if let Some(rest) = url.strip_prefix("sqlite://") {
-            let path = rest.split('?').next().unwrap_or(rest);
-            if let Some(dir) = std::path::Path::new(path).parent()
-                && !dir.as_os_str().is_empty()
-            {
-                std::fs::create_dir_all(dir).with_context(|| {
-                    format!("cannot create the data directory {}", dir.display())
-                })?;
-            }
+        if let Some(path) = sqlite_file(url)
+            && let Some(dir) = std::path::Path::new(path).parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
         }
         let mut opts = ConnectOptions::new(url.to_owned());
         opts.sqlx_logging(false)
             .max_connections(if url.starts_with("sqlite") { 4 } else { 10 });
+        // Every pooled SQLite connection: WAL, so readers never block the
+        // writer, and a wait instead of an error while another process
+        // (a CLI command beside a running workflow) holds the write lock.
+        opts.map_sqlx_sqlite_opts(|o| {
+            o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+                .busy_timeout(std::time::Duration::from_secs(10))
+                .foreign_keys(true)
+        });
         let db = Database::connect(opts)
             .await
             .with_context(|| format!("cannot open the database {}", redact(url)))?;
-        if db.get_database_backend() == sea_orm::DatabaseBackend::Sqlite {
-            db.execute_unprepared(
-                "PRAGMA journal_mode=WAL; PRAGMA busy_timeout=5000; PRAGMA foreign_keys=ON;",
-            )
-            .await
-            .context("cannot configure SQLite")?;
-        }
-        migration::Migrator::up(&db, None)
-            .await
-            .with_context(|| format!("cannot migrate the database {}", redact(url)))?;
+        migrate(&db, url).await?;
         Ok(Store { db })
+    }
+
+    /// [`Store::connect`] for an owned URL (handy with `tokio::spawn`).
+    pub async fn connect_owned(url: String) -> Result<Store> {
+        Store::connect(&url).await
     }
 
     pub fn connection(&self) -> &DatabaseConnection {
@@ -385,6 +386,73 @@ impl Store {
             .await?;
         Ok(Some((run, steps, metrics)))
     }
+}
+
+/// Apply pending migrations, once, however many processes start at the same
+/// time on a fresh database: SQLite through an exclusive lock on a file
+/// beside the database, PostgreSQL through a transaction-scoped advisory
+/// lock. With nothing pending (the usual case) nothing is written.
+async fn migrate(db: &DatabaseConnection, url: &str) -> Result<()> {
+    let context = || format!("cannot migrate the database {}", redact(url));
+    // Even reading the schema version may create sea-orm's bookkeeping
+    // table, so the lock comes first.
+    match db.get_database_backend() {
+        sea_orm::DatabaseBackend::Postgres => {
+            let tx = db.begin().await?;
+            // Any constant works; this one spells "coach" in the low bytes.
+            tx.execute_unprepared("SELECT pg_advisory_xact_lock(435627697000)")
+                .await
+                .with_context(context)?;
+            if !migration::Migrator::get_pending_migrations(&tx)
+                .await
+                .with_context(context)?
+                .is_empty()
+            {
+                migration::Migrator::up(&tx, None)
+                    .await
+                    .with_context(context)?;
+            }
+            tx.commit().await.with_context(context)?;
+        }
+        _ => {
+            let _lock = match sqlite_file(url) {
+                Some(path) => {
+                    let lock_path = format!("{path}.migrate-lock");
+                    let file = std::fs::OpenOptions::new()
+                        .create(true)
+                        .truncate(false)
+                        .write(true)
+                        .open(&lock_path)
+                        .with_context(|| format!("cannot create {lock_path}"))?;
+                    // Blocks only while another process migrates.
+                    let file = tokio::task::spawn_blocking(move || file.lock().map(|()| file))
+                        .await?
+                        .with_context(|| format!("cannot lock {lock_path}"))?;
+                    Some(file)
+                }
+                None => None,
+            };
+            if !migration::Migrator::get_pending_migrations(db)
+                .await
+                .with_context(context)?
+                .is_empty()
+            {
+                migration::Migrator::up(db, None)
+                    .await
+                    .with_context(context)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The file of a `sqlite://` URL; `None` for in-memory databases.
+fn sqlite_file(url: &str) -> Option<&str> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or(rest);
+    (!path.is_empty() && !path.contains(":memory:")).then_some(path)
 }
 
 /// A database URL without its password, for messages.
