@@ -58,7 +58,7 @@ fn hostile_trainers_are_stopped_at_their_limits_and_stored_data_survives() {
 }
 
 #[test]
-fn a_source_sees_only_its_granted_file_no_other_files_and_no_environment() {
+fn a_source_sees_only_its_granted_file_no_other_files_no_network_and_no_environment() {
     let home = Home::new("");
     let granted = home.write("data-in/granted.txt", "the granted line");
     let elsewhere = tempfile::tempdir().unwrap();
@@ -81,7 +81,11 @@ fn a_source_sees_only_its_granted_file_no_other_files_and_no_environment() {
         ..Default::default()
     };
     let mut job = host.source("read-outside", spec).unwrap();
-    let cfg = serde_json::json!({"path": granted, "probe": probes}).to_string();
+    // A real listener on loopback, so a connection would succeed if allowed.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let open_port = listener.local_addr().unwrap().to_string();
+    let cfg =
+        serde_json::json!({"path": granted, "probe": probes, "connect": [open_port]}).to_string();
     let out = job.read_all(&cfg, 100).unwrap();
     let leaks: Vec<_> = out
         .examples
