@@ -23,6 +23,7 @@ fn main() {
         "plugin-sdk/wit",
         "plugin-sdk/Cargo.toml",
         "Cargo.lock",
+        ".cargo/config.toml",
     ] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }

@@ -36,10 +36,9 @@ fn main() {
     let root = here.parent().unwrap().to_path_buf();
     let out = PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("plugins");
     println!("cargo:rerun-if-changed={}", here.join("fixtures").display());
-    println!(
-        "cargo:rerun-if-changed={}",
-        root.join("plugin-sdk").display()
-    );
+    for path in ["plugin-sdk", ".cargo/config.toml"] {
+        println!("cargo:rerun-if-changed={}", root.join(path).display());
+    }
     let mut packages: Vec<String> = FIXTURES
         .iter()
         .map(|f| format!("fixture-{}", f.1))

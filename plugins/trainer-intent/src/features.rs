@@ -1,7 +1,7 @@
 //! Text → sparse, L2-normalised TF-IDF vectors.
 
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 /// How text is cut into features.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -14,6 +14,9 @@ pub struct Featurizer {
     pub idf: Vec<f32>,
     #[serde(skip)]
     index: HashMap<String, u32>,
+    /// Per feature: is it a word n-gram (else a character n-gram)?
+    #[serde(skip)]
+    word_block: Vec<bool>,
 }
 
 /// A sparse vector: sorted feature indices and their weights.
@@ -40,34 +43,49 @@ pub fn tokenize(text: &str) -> Vec<String> {
     words
 }
 
-/// Every feature string of `text`, with repeats (term counts).
-fn raw_features(text: &str, word_ngrams: usize, char_min: usize, char_max: usize) -> Vec<String> {
+/// Call `f` with every feature string of `text`, repeats included (they are
+/// term counts). One buffer is reused for all of them.
+fn for_each_feature(
+    text: &str,
+    word_ngrams: usize,
+    char_min: usize,
+    char_max: usize,
+    mut f: impl FnMut(&str),
+) {
     let words = tokenize(text);
-    let mut out = Vec::new();
+    let mut buf = String::with_capacity(64);
     for n in 1..=word_ngrams {
         for w in words.windows(n) {
-            out.push(format!("w{n}:{}", w.join(" ")));
+            buf.clear();
+            buf.push('w');
+            buf.push(char::from(b'0' + n.min(9) as u8));
+            buf.push(':');
+            for (i, word) in w.iter().enumerate() {
+                if i > 0 {
+                    buf.push(' ');
+                }
+                buf.push_str(word);
+            }
+            f(&buf);
         }
     }
     if char_min > 0 {
+        let mut padded: Vec<char> = Vec::with_capacity(32);
         for w in &words {
-            let padded: Vec<char> = format!(" {w} ").chars().collect();
+            padded.clear();
+            padded.push(' ');
+            padded.extend(w.chars());
+            padded.push(' ');
             for n in char_min..=char_max {
                 for g in padded.windows(n) {
-                    out.push(format!("c:{}", g.iter().collect::<String>()));
+                    buf.clear();
+                    buf.push_str("c:");
+                    buf.extend(g.iter());
+                    f(&buf);
                 }
             }
         }
     }
-    out
-}
-
-fn counts(features: Vec<String>) -> BTreeMap<String, u32> {
-    let mut c = BTreeMap::new();
-    for f in features {
-        *c.entry(f).or_insert(0) += 1;
-    }
-    c
 }
 
 impl Featurizer {
@@ -82,17 +100,26 @@ impl Featurizer {
         min_df: usize,
         max_features: usize,
     ) -> Featurizer {
-        let mut df: BTreeMap<String, u32> = BTreeMap::new();
-        for t in texts {
-            for f in counts(raw_features(t, word_ngrams, char_min, char_max)).into_keys() {
-                *df.entry(f).or_insert(0) += 1;
-            }
+        // feature → (document frequency, last document that counted it)
+        let mut df: HashMap<String, (u32, u32)> = HashMap::new();
+        for (doc, t) in texts.iter().enumerate() {
+            let doc = doc as u32 + 1;
+            for_each_feature(t, word_ngrams, char_min, char_max, |feat| {
+                match df.get_mut(feat) {
+                    Some(e) if e.1 == doc => {}
+                    Some(e) => *e = (e.0 + 1, doc),
+                    None => {
+                        df.insert(feat.to_owned(), (1, doc));
+                    }
+                }
+            });
         }
         let mut ranked: Vec<(String, u32)> = df
             .into_iter()
-            .filter(|(_, d)| *d as usize >= min_df.max(1))
+            .filter(|(_, (d, _))| *d as usize >= min_df.max(1))
+            .map(|(f, (d, _))| (f, d))
             .collect();
-        ranked.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        ranked.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         ranked.truncate(max_features);
         let n = texts.len() as f32;
         let idf = ranked
@@ -107,12 +134,13 @@ impl Featurizer {
             vocab,
             idf,
             index: HashMap::new(),
+            word_block: Vec::new(),
         };
         f.build_index();
         f
     }
 
-    /// Rebuild the string → index map after deserialising.
+    /// Rebuild the lookup tables after deserialising.
     pub fn build_index(&mut self) {
         self.index = self
             .vocab
@@ -120,6 +148,7 @@ impl Featurizer {
             .enumerate()
             .map(|(i, f)| (f.clone(), i as u32))
             .collect();
+        self.word_block = self.vocab.iter().map(|f| f.starts_with('w')).collect();
     }
 
     pub fn len(&self) -> usize {
@@ -132,24 +161,52 @@ impl Featurizer {
 
     /// The TF-IDF vector of `text`; unknown features are dropped.
     pub fn transform(&self, text: &str) -> Sparse {
-        let mut pairs: Vec<(u32, f32)> = Vec::new();
-        for (f, c) in counts(raw_features(
+        let mut hits: Vec<u32> = Vec::with_capacity(256);
+        for_each_feature(
             text,
             self.word_ngrams,
             self.char_min,
             self.char_max,
-        )) {
-            if let Some(&i) = self.index.get(&f) {
-                pairs.push((i, (1.0 + (c as f32).ln()) * self.idf[i as usize]));
+            |feat| {
+                if let Some(&i) = self.index.get(feat) {
+                    hits.push(i);
+                }
+            },
+        );
+        hits.sort_unstable();
+        let mut idx = Vec::with_capacity(hits.len());
+        let mut val = Vec::with_capacity(hits.len());
+        let mut k = 0;
+        while k < hits.len() {
+            let i = hits[k];
+            let mut count = 0;
+            while k < hits.len() && hits[k] == i {
+                count += 1;
+                k += 1;
+            }
+            idx.push(i);
+            val.push((1.0 + (count as f32).ln()) * self.idf[i as usize]);
+        }
+        // Word and character features are normalised as separate blocks, so
+        // the many character n-grams do not drown the few words.
+        let (mut word_sq, mut char_sq) = (0.0f32, 0.0f32);
+        for (&i, &v) in idx.iter().zip(&val) {
+            if self.word_block[i as usize] {
+                word_sq += v * v;
+            } else {
+                char_sq += v * v;
             }
         }
-        pairs.sort_by_key(|p| p.0);
-        let norm = pairs.iter().map(|p| p.1 * p.1).sum::<f32>().sqrt();
-        let scale = if norm > 0.0 { 1.0 / norm } else { 0.0 };
-        Sparse {
-            idx: pairs.iter().map(|p| p.0).collect(),
-            val: pairs.iter().map(|p| p.1 * scale).collect(),
+        let inv = |sq: f32| if sq > 0.0 { 1.0 / sq.sqrt() } else { 0.0 };
+        let (word_scale, char_scale) = (inv(word_sq), inv(char_sq));
+        for (&i, v) in idx.iter().zip(val.iter_mut()) {
+            *v *= if self.word_block[i as usize] {
+                word_scale
+            } else {
+                char_scale
+            };
         }
+        Sparse { idx, val }
     }
 }
 
@@ -166,11 +223,11 @@ mod tests {
     }
 
     #[test]
-    fn vectors_are_unit_length_and_sorted() {
+    fn word_and_char_blocks_are_unit_length_and_sorted() {
         let f = Featurizer::fit(&["book a dj", "find a florist"], 2, 3, 4, 1, 1000);
         let v = f.transform("book a florist");
         let norm: f32 = v.val.iter().map(|x| x * x).sum();
-        assert!((norm - 1.0).abs() < 1e-5);
+        assert!((norm - 2.0).abs() < 1e-5);
         assert!(v.idx.windows(2).all(|w| w[0] < w[1]));
         assert!(f.transform("zzzz").idx.is_empty());
     }
