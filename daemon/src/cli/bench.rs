@@ -9,6 +9,11 @@ use std::time::{Duration, Instant};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
+    /// Intent classification on a public dataset through the real pipeline
+    /// (source plugin → split → trainer plugin → evaluate), with the
+    /// published CLINC150 results and, with `--peer sklearn`, the
+    /// scikit-learn peer measured in the same invocation.
+    Intent(super::bench_intent::Args),
     /// Plugin host costs: compile (cache miss), compile-cache hit, and a
     /// fresh sandboxed instance per job.
     Plugins {
@@ -34,6 +39,7 @@ fn stats(mut v: Vec<Duration>) -> (f64, f64, f64) {
 
 pub async fn run(config: Config, cmd: Command) -> Result<ExitCode> {
     match cmd {
+        Command::Intent(args) => return super::bench_intent::run(config, args).await,
         Command::Plugins {
             plugin,
             iterations,

@@ -103,6 +103,7 @@ pub fn print_report(r: &Report, rows: usize) {
         );
     }
     println!("  mean confidence     {:.3}", r.mean_confidence);
+    println!("  calibration error   {:.3}  (ECE, 15 bins)", r.ece);
     let mut per = r.per_intent.clone();
     per.sort_by(|a, b| a.f1.total_cmp(&b.f1).then_with(|| a.intent.cmp(&b.intent)));
     let shown = if rows == 0 {

@@ -110,6 +110,8 @@ pub struct Config {
     pub plugin_dirs: Vec<PathBuf>,
     pub limits: Limits,
     pub grants: BTreeMap<String, Grant>,
+    /// Compiled plugins; `<data_dir>/cache/components`.
+    pub compile_cache: PathBuf,
 }
 
 impl Config {
@@ -201,6 +203,7 @@ impl Config {
         };
         Ok(Config {
             source,
+            compile_cache: data_dir.join("cache").join("components"),
             data_dir,
             database_url,
             plugin_dirs: raw.plugin_dirs.iter().map(|p| resolve(p)).collect(),
@@ -232,7 +235,7 @@ impl Config {
     }
 
     pub fn cache_dir(&self) -> PathBuf {
-        self.data_dir.join("cache").join("components")
+        self.compile_cache.clone()
     }
 }
 

@@ -41,6 +41,9 @@ pub struct Report {
     pub confusions: Vec<Confusion>,
     /// Mean confidence of the predictions.
     pub mean_confidence: f64,
+    /// Expected calibration error: confidence against accuracy over 15
+    /// equal-width confidence bins, weighted by their share of examples.
+    pub ece: f64,
 }
 
 impl Report {
@@ -50,6 +53,7 @@ impl Report {
             ("accuracy".to_owned(), self.accuracy),
             ("macro_f1".to_owned(), self.macro_f1),
             ("mean_confidence".to_owned(), self.mean_confidence),
+            ("ece".to_owned(), self.ece),
             ("examples".to_owned(), self.examples as f64),
         ];
         if let Some(v) = self.in_scope_accuracy {
@@ -134,6 +138,15 @@ pub fn score(
             .then_with(|| (&a.truth, &a.predicted).cmp(&(&b.truth, &b.predicted)))
     });
     pairs.truncate(top_confusions);
+    const BINS: usize = 15;
+    let mut bins = [(0.0f64, 0.0f64, 0usize); BINS];
+    for (truth, pred, conf) in rows {
+        let b = ((*conf as f64 * BINS as f64) as usize).min(BINS - 1);
+        bins[b].0 += *conf as f64;
+        bins[b].1 += (truth == pred) as u8 as f64;
+        bins[b].2 += 1;
+    }
+    let ece = bins.iter().map(|(c, a, _)| (a - c).abs()).sum::<f64>() / rows.len().max(1) as f64;
     Report {
         split: split.to_owned(),
         examples: rows.len(),
@@ -149,6 +162,7 @@ pub fn score(
         } else {
             conf_sum / rows.len() as f64
         },
+        ece,
     }
 }
 
@@ -180,6 +194,16 @@ mod tests {
         assert!((b.precision - 0.5).abs() < 1e-9);
         assert!((r.macro_f1 - 0.5).abs() < 1e-9);
         assert_eq!(r.confusions.len(), 3);
+    }
+
+    #[test]
+    fn calibration_error_is_the_gap_between_confidence_and_accuracy() {
+        // Half right at confidence 0.5: perfectly calibrated.
+        let r = score("t", &[row("a", "a"), row("a", "b")], "oos", 5);
+        assert!(r.ece.abs() < 1e-9);
+        // Always right at confidence 0.5: under-confident by half.
+        let r = score("t", &[row("a", "a"), row("b", "b")], "oos", 5);
+        assert!((r.ece - 0.5).abs() < 1e-9);
     }
 
     #[test]

@@ -27,8 +27,8 @@ pub struct TrainConfig {
 impl Default for TrainConfig {
     fn default() -> Self {
         TrainConfig {
-            epochs: 20,
-            learning_rate: 2.0,
+            epochs: 15,
+            learning_rate: 3.0,
             l2: 1e-6,
             seed: 7,
             max_features: 120_000,
