@@ -42,7 +42,12 @@ fn quickstart_trains_registers_and_predicts() {
     let m: serde_json::Value = serde_json::from_str(&show.expect_ok().stdout()).unwrap();
     assert_eq!(m["trainer"]["plugin"], "trainer-intent");
     assert_eq!(m["artifact"]["sha256"].as_str().unwrap().len(), 64);
-    assert!(m["metrics"]["in_scope_accuracy"].as_f64().is_some(), "{m}");
+    // A quality floor on the quickstart's held-out test split.
+    assert!(
+        m["metrics"]["in_scope_accuracy"].as_f64().unwrap() >= 0.70,
+        "{m}"
+    );
+    assert!(m["metrics"]["oos_recall"].as_f64().unwrap() >= 0.50, "{m}");
 
     let runs = home.coach(&["runs", "show", "1", "--json"]);
     let r: serde_json::Value = serde_json::from_str(&runs.expect_ok().stdout()).unwrap();
@@ -83,4 +88,51 @@ fn training_is_deterministic_across_runs() {
         .map(|m| m["version"].as_i64().unwrap())
         .collect();
     assert_eq!(versions, [2, 1]);
+}
+
+#[test]
+fn the_test_split_never_reaches_the_trainer() {
+    let home = Home::new("");
+    let mut base = String::new();
+    let intents = ["book_dj", "find_florist", "weather"];
+    let phrases = [
+        "please {}",
+        "can you {}",
+        "I want to {}",
+        "help me {}",
+        "{} now",
+        "{} today",
+        "could you {}",
+        "{} for me",
+    ];
+    for (i, intent) in intents.iter().enumerate() {
+        let act = ["book a dj", "find a florist", "check the weather"][i];
+        for (k, p) in phrases.iter().enumerate() {
+            let split = if k < 6 { "train" } else { "validation" };
+            base.push_str(&format!(
+                "{{\"text\": \"{}\", \"intent\": \"{intent}\", \"split\": \"{split}\"}}\n",
+                p.replace("{}", act)
+            ));
+        }
+    }
+    let mut with_test = base.clone();
+    for k in 0..12 {
+        let intent = intents[k % 3];
+        with_test.push_str(&format!("{{\"text\": \"unrelated test sentence {k}\", \"intent\": \"{intent}\", \"split\": \"test\"}}\n"));
+    }
+    let mut hashes = Vec::new();
+    for (name, data) in [("a", &base), ("b", &with_test)] {
+        let file = home.write(&format!("data-in/{name}.jsonl"), data);
+        let wf = train_workflow(&file, "trainer-intent")
+            + "\n[[step]]\nid = \"register\"\nkind = \"register\"\nneeds = [\"train\"]\n";
+        let wf = home.write(&format!("{name}.toml"), &wf);
+        home.coach(&["run", wf.to_str().unwrap()]).expect_ok();
+        let show = home.coach(&["models", "show", "latest", "--json"]);
+        let m: serde_json::Value = serde_json::from_str(&show.expect_ok().stdout()).unwrap();
+        hashes.push(m["artifact"]["sha256"].clone());
+    }
+    assert_eq!(
+        hashes[0], hashes[1],
+        "test examples changed the trained model"
+    );
 }

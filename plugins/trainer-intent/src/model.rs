@@ -61,6 +61,8 @@ struct Meta {
 #[derive(Debug, Clone, PartialEq)]
 pub struct IntentModel {
     meta: Meta,
+    /// Words in the longest gazetteer value (derived, not stored).
+    max_value_words: usize,
     /// `features × classes`, row-major by feature.
     weights: Vec<f32>,
     bias: Vec<f32>,
@@ -71,6 +73,18 @@ const MAGIC: &[u8; 8] = b"COACHIM1";
 /// Gradients smaller than this are not applied (see the training loop).
 const GRAD_FLOOR: f32 = 1e-4;
 const FORMAT: u32 = 1;
+
+fn max_value_words(gazetteer: &BTreeMap<String, String>) -> usize {
+    gazetteer
+        .keys()
+        .map(|v| {
+            v.split(|c: char| !c.is_alphanumeric())
+                .filter(|w| !w.is_empty())
+                .count()
+        })
+        .max()
+        .unwrap_or(0)
+}
 
 /// SplitMix64: a small, seedable generator for shuffling.
 struct Rng(u64);
@@ -175,8 +189,10 @@ impl IntentModel {
         }
     }
 
-    /// Entity values seen in training, matched on word boundaries in `text`,
-    /// longest first, without overlaps.
+    /// Entity values seen in training, matched on word boundaries in `text`:
+    /// left to right, the longest value starting at each word, without
+    /// overlaps. Costs a few hash lookups per word, whatever the size of the
+    /// gazetteer.
     fn entities(&self, text: &str) -> Vec<EntitySpan> {
         if self.meta.gazetteer.is_empty() {
             return Vec::new();
@@ -184,36 +200,45 @@ impl IntentModel {
         let lower = text.to_lowercase();
         if lower.len() != text.len() {
             // Lower-casing changed byte lengths (rare scripts): offsets would
-            // not map back, so only exact-case matches are safe.
+            // not map back to the text.
             return Vec::new();
         }
-        let mut values: Vec<(&String, &String)> = self.meta.gazetteer.iter().collect();
-        values.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.0.cmp(b.0)));
-        let mut taken = vec![false; text.len()];
-        let mut spans = Vec::new();
-        let is_word = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric());
-        for (value, entity) in values {
-            let mut from = 0;
-            while let Some(pos) = lower[from..].find(value.as_str()) {
-                let s = from + pos;
-                let e = s + value.len();
-                from = s + 1;
-                if is_word(lower[..s].chars().next_back()) || is_word(lower[e..].chars().next()) {
-                    continue;
+        // Byte ranges of the words.
+        let mut words: Vec<(usize, usize)> = Vec::new();
+        let mut start = None;
+        for (i, ch) in lower.char_indices() {
+            match (ch.is_alphanumeric(), start) {
+                (true, None) => start = Some(i),
+                (false, Some(s)) => {
+                    words.push((s, i));
+                    start = None;
                 }
-                if taken[s..e].iter().any(|&t| t) {
-                    continue;
-                }
-                taken[s..e].iter_mut().for_each(|t| *t = true);
-                spans.push(EntitySpan {
-                    entity: entity.clone(),
-                    start: s as u32,
-                    end: e as u32,
-                    value: text[s..e].to_owned(),
-                });
+                _ => {}
             }
         }
-        spans.sort_by_key(|s| s.start);
+        if let Some(s) = start {
+            words.push((s, lower.len()));
+        }
+        let longest = self.max_value_words.max(1);
+        let mut spans = Vec::new();
+        let mut i = 0;
+        while i < words.len() {
+            let mut matched = 0;
+            for len in (1..=longest.min(words.len() - i)).rev() {
+                let (s, e) = (words[i].0, words[i + len - 1].1);
+                if let Some(entity) = self.meta.gazetteer.get(&lower[s..e]) {
+                    spans.push(EntitySpan {
+                        entity: entity.clone(),
+                        start: s as u32,
+                        end: e as u32,
+                        value: text[s..e].to_owned(),
+                    });
+                    matched = len;
+                    break;
+                }
+            }
+            i += matched.max(1);
+        }
         spans
     }
 
@@ -266,6 +291,7 @@ impl IntentModel {
         Ok(IntentModel {
             weights: floats[..split].to_vec(),
             bias: floats[split..].to_vec(),
+            max_value_words: max_value_words(&meta.gazetteer),
             meta,
         })
     }
@@ -386,6 +412,7 @@ pub fn train(
     }
 
     let mut model = IntentModel {
+        max_value_words: max_value_words(&gazetteer),
         meta: Meta {
             format: FORMAT,
             labels: labels.clone(),
@@ -733,6 +760,39 @@ mod tests {
         assert_eq!(a, b);
         let m = IntentModel::from_bytes(&a).unwrap();
         assert_eq!(m.to_bytes(), a);
+    }
+
+    #[test]
+    fn the_oos_threshold_comes_from_validation_alone() {
+        let (train, mut val) = toy();
+        let cfg = TrainConfig::default();
+        let without = super::train(&cfg, &train, &val[..3]).unwrap().0;
+        assert_eq!(
+            without.threshold(),
+            0.0,
+            "no out-of-scope validation, no threshold"
+        );
+        for q in [
+            "what is the meaning of life",
+            "how tall is everest",
+            "play jazz",
+            "who won the cup",
+        ] {
+            val.push(ex(q, "oos"));
+        }
+        let with = super::train(&cfg, &train, &val).unwrap().0;
+        assert!(
+            with.threshold() > 0.0,
+            "out-of-scope validation examples set a threshold"
+        );
+        let fixed = TrainConfig {
+            oos_threshold: Some(0.42),
+            ..TrainConfig::default()
+        };
+        assert_eq!(
+            super::train(&fixed, &train, &val).unwrap().0.threshold(),
+            0.42
+        );
     }
 
     #[test]
