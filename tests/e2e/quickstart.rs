@@ -136,3 +136,26 @@ fn the_test_split_never_reaches_the_trainer() {
         "test examples changed the trained model"
     );
 }
+
+#[test]
+fn cross_validation_scores_every_example_once() {
+    let home = Home::new("");
+    let wf = workspace().join("workflows/quickstart.toml");
+    let run = home.coach(&["evaluate", "--folds", "4", "--json", wf.to_str().unwrap()]);
+    let v: serde_json::Value = serde_json::from_str(&run.expect_ok().stdout()).unwrap();
+    assert_eq!(v["fold_accuracy"].as_array().unwrap().len(), 4);
+    // Every non-test example of the quickstart (554 minus the 104 held out
+    // as test) is predicted exactly once.
+    assert_eq!(v["examples"], 450);
+    assert_eq!(v["per_intent"].as_array().unwrap().len(), 17);
+    assert!(v["accuracy"].as_f64().unwrap() > 0.6, "{v}");
+    assert!(!v["confusions"].as_array().unwrap().is_empty());
+    // Cross-validation works in a scratch store: nothing is registered.
+    assert_eq!(
+        home.coach(&["models", "list", "--json"])
+            .expect_ok()
+            .stdout()
+            .trim(),
+        "[]"
+    );
+}

@@ -2,6 +2,7 @@
 
 mod bench;
 mod bench_intent;
+mod evaluate;
 mod models;
 mod predict;
 mod progress;
@@ -48,6 +49,8 @@ pub enum LogFormat {
 pub enum Command {
     /// Run a workflow now, in this process, and print its evaluation.
     Run(run::Args),
+    /// Cross-validate a workflow's trainer on its data (`--folds K`).
+    Evaluate(evaluate::Args),
     /// Check workflow files; print every error with file:line:column.
     Validate(validate::Args),
     /// Registered models.
@@ -88,15 +91,9 @@ fn init_tracing(format: LogFormat, verbose: u8, quiet_default: bool) {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     // `run` shows progress itself; its log lines would only interleave.
-    let quiet = matches!(
-        cli.command,
-        Command::Run(_)
-            | Command::Predict(_)
-            | Command::Validate(_)
-            | Command::Bench(_)
-            | Command::Models(_)
-            | Command::Runs(_)
-    );
+    // Every command so far reports its own progress; log lines would only
+    // interleave with it, so the default level is `warn`.
+    let quiet = true;
     init_tracing(cli.log_format, cli.verbose, quiet);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -122,6 +119,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Run(a) => run::run(config, a).await,
         Command::Validate(a) => validate::run(config, a),
+        Command::Evaluate(a) => evaluate::run(config, a).await,
         Command::Models(c) => models::run(config, c).await,
         Command::Runs(c) => runs::run(config, c).await,
         Command::Predict(a) => predict::run(config, a).await,

@@ -106,6 +106,27 @@ pub fn apply(rows: &mut [StoredExample], config: &SplitConfig) {
     }
 }
 
+/// Stratified K-fold assignment: the fold (0..k) of every row, each intent
+/// spread evenly over the folds, seeded.
+pub fn folds(rows: &[StoredExample], k: usize, seed: u64) -> Vec<usize> {
+    let mut by_intent: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (i, r) in rows.iter().enumerate() {
+        by_intent.entry(r.intent.as_str()).or_default().push(i);
+    }
+    let mut fold = vec![0; rows.len()];
+    let mut next = 0;
+    for (n, (_, mut idx)) in by_intent.into_iter().enumerate() {
+        shuffle(&mut idx, seed.wrapping_add(n as u64));
+        // Continue the round-robin across intents so small intents do not
+        // all land in fold 0.
+        for i in idx {
+            fold[i] = next % k.max(1);
+            next += 1;
+        }
+    }
+    fold
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,6 +170,23 @@ mod tests {
         let mut c = rows(200);
         apply(&mut c, &SplitConfig { seed: 4, ..cfg });
         assert_ne!(a, c);
+    }
+
+    #[test]
+    fn folds_are_stratified_and_cover_every_row() {
+        let r = rows(200);
+        let f = folds(&r, 5, 1);
+        for fold in 0..5 {
+            for i in 0..4 {
+                let n = r
+                    .iter()
+                    .zip(&f)
+                    .filter(|(x, k)| **k == fold && x.intent == format!("i{i}"))
+                    .count();
+                assert_eq!(n, 10);
+            }
+        }
+        assert_eq!(folds(&r, 5, 1), f);
     }
 
     #[test]

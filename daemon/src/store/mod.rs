@@ -182,6 +182,23 @@ impl Store {
         Ok((version.id, hash))
     }
 
+    /// The newest snapshot of dataset `name`, if any.
+    pub async fn latest_dataset_version(&self, name: &str) -> Result<Option<i64>> {
+        let Some(ds) = datasets::Entity::find()
+            .filter(datasets::Column::Name.eq(name))
+            .one(&self.db)
+            .await?
+        else {
+            return Ok(None);
+        };
+        Ok(dataset_versions::Entity::find()
+            .filter(dataset_versions::Column::DatasetId.eq(ds.id))
+            .order_by_desc(dataset_versions::Column::Id)
+            .one(&self.db)
+            .await?
+            .map(|v| v.id))
+    }
+
     pub async fn load_examples(&self, dataset_version_id: i64) -> Result<Vec<StoredExample>> {
         let rows = examples::Entity::find()
             .filter(examples::Column::DatasetVersionId.eq(dataset_version_id))

@@ -177,6 +177,28 @@ impl Workflow {
         self.steps.iter().find(|s| s.id == id)
     }
 
+    /// `id` and every step it needs, directly or not, in dependency order.
+    pub fn upstream_of(&self, id: &str) -> Workflow {
+        let mut keep = BTreeSet::new();
+        let mut todo = vec![id.to_owned()];
+        while let Some(s) = todo.pop() {
+            if keep.insert(s.clone())
+                && let Some(step) = self.step(&s)
+            {
+                todo.extend(step.needs.iter().cloned());
+            }
+        }
+        Workflow {
+            steps: self
+                .steps
+                .iter()
+                .filter(|s| keep.contains(&s.id))
+                .cloned()
+                .collect(),
+            ..self.clone()
+        }
+    }
+
     /// The nearest step before `id` (through `needs`, breadth first) that
     /// produces `what`.
     pub fn nearest(&self, id: &str, what: Produces) -> Option<&Step> {
