@@ -40,7 +40,7 @@ pub use wit_bindgen as __wit_bindgen;
 
 pub use base::coach::plugin::types::{
     Conversation, EntitySpan, Example, Message, Metric, PluginError, Prediction, RankedIntent,
-    Split,
+    Split, Trained,
 };
 
 /// The version of the plugin interface this SDK implements.
@@ -142,15 +142,6 @@ pub trait Cursor: 'static {
 // Trainers
 // ---------------------------------------------------------------------------
 
-/// What a training call returns.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Trained {
-    /// The model, opaque to the host; `Trainer::load` must accept it.
-    pub model: Vec<u8>,
-    /// Final metrics, e.g. validation accuracy.
-    pub metrics: Vec<Metric>,
-}
-
 /// An intent model trainer.
 ///
 /// Lifecycle: [`Trainer::train`] is called once per training step on a fresh
@@ -167,6 +158,22 @@ pub trait Trainer {
     /// [`host::progress`]; check [`host::cancelled`] in long loops.
     fn train(
         config: &str,
+        train: Vec<Example>,
+        validation: Vec<Example>,
+    ) -> Result<Trained, PluginError>;
+}
+
+/// A trainer that can continue from a model it produced before (enable the
+/// `warm-start` feature; `export_trainer!` then exports this too).
+///
+/// The host calls [`WarmStart::train_from`] instead of [`Trainer::train`]
+/// when a step names a base model. The examples may hold intents the base
+/// model did not know; include examples of the old intents too, or they
+/// will fade.
+pub trait WarmStart: Trainer {
+    fn train_from(
+        config: &str,
+        base: Vec<u8>,
         train: Vec<Example>,
         validation: Vec<Example>,
     ) -> Result<Trained, PluginError>;
@@ -276,12 +283,29 @@ macro_rules! export_source {
     };
 }
 
-#[cfg(feature = "trainer")]
+#[cfg(all(feature = "trainer", not(feature = "warm-start")))]
 #[doc(hidden)]
 pub mod trainer_world {
     wit_bindgen::generate!({
         path: "wit",
         world: "trainer",
+        with: {
+            "coach:plugin/types@0.1.0": crate::base::coach::plugin::types,
+            "coach:plugin/host@0.1.0": crate::base::coach::plugin::host,
+        },
+        pub_export_macro: true,
+        export_macro_name: "__export_trainer_world",
+        default_bindings_module: "::coach_plugin_sdk::trainer_world",
+        runtime_path: "::coach_plugin_sdk::__wit_bindgen::rt",
+    });
+}
+
+#[cfg(feature = "warm-start")]
+#[doc(hidden)]
+pub mod trainer_world {
+    wit_bindgen::generate!({
+        path: "wit",
+        world: "trainer-with-warm-start",
         with: {
             "coach:plugin/types@0.1.0": crate::base::coach::plugin::types,
             "coach:plugin/host@0.1.0": crate::base::coach::plugin::host,
@@ -310,12 +334,24 @@ pub mod trainer_adapter {
             config: String,
             train_set: Vec<Example>,
             validation_set: Vec<Example>,
-        ) -> Result<api::Trained, PluginError> {
+        ) -> Result<Trained, PluginError> {
             crate::host::install_panic_hook();
-            T::train(&config, train_set, validation_set).map(|t| api::Trained {
-                model: t.model,
-                metrics: t.metrics,
-            })
+            T::train(&config, train_set, validation_set)
+        }
+    }
+
+    #[cfg(feature = "warm-start")]
+    impl<T: WarmStart + 'static> crate::trainer_world::exports::coach::plugin::warm_start::Guest
+        for TrainerExport<T>
+    {
+        fn train_from(
+            config: String,
+            base: Vec<u8>,
+            train_set: Vec<Example>,
+            validation_set: Vec<Example>,
+        ) -> Result<Trained, PluginError> {
+            crate::host::install_panic_hook();
+            T::train_from(&config, base, train_set, validation_set)
         }
     }
 

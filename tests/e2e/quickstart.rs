@@ -159,3 +159,111 @@ fn cross_validation_scores_every_example_once() {
         "[]"
     );
 }
+
+#[test]
+fn a_warm_start_continues_from_the_registered_model_and_learns_a_new_intent() {
+    let home = Home::new("");
+    let quickstart = workspace().join("workflows/quickstart.toml");
+    home.coach(&["run", quickstart.to_str().unwrap()])
+        .expect_ok();
+    let mut honeymoon = String::new();
+    for place in [
+        "Bali",
+        "Santorini",
+        "Kyoto",
+        "Lisbon",
+        "the Maldives",
+        "Iceland",
+        "Tuscany",
+        "Cape Town",
+        "Mexico",
+        "Norway",
+    ] {
+        for phrase in ["plan our honeymoon in {}", "book a honeymoon trip to {}"] {
+            honeymoon.push_str(&format!(
+                "{{\"text\": \"{}\", \"intent\": \"plan_honeymoon\"}}\n",
+                phrase.replace("{}", place)
+            ));
+        }
+    }
+    let data = home.write("data-in/honeymoon.jsonl", &honeymoon);
+    let nlu = workspace().join("workflows/data/wedding/nlu.yml");
+    let wf = format!(
+        r#"version = 1
+name = "wedding-assistant"
+
+[[step]]
+id = "intents"
+uses = "source-files"
+with = {{ format = "rasa", path = "{}" }}
+
+[[step]]
+id = "new"
+uses = "source-files"
+with = {{ format = "jsonl", path = "{}" }}
+
+[[step]]
+id = "split"
+kind = "split"
+needs = ["intents", "new"]
+with = {{ mode = "stratified", validation = 0.15, test = 0.2 }}
+
+[[step]]
+id = "train"
+uses = "trainer-intent"
+needs = ["split"]
+warm_start = "wedding-assistant"
+
+[[step]]
+id = "evaluate"
+kind = "evaluate"
+needs = ["train"]
+
+[[step]]
+id = "register"
+kind = "register"
+needs = ["evaluate"]
+"#,
+        nlu.display(),
+        data.display()
+    );
+    let wf = home.write("continue.toml", &wf);
+    let run = home.coach(&["run", wf.to_str().unwrap()]);
+    run.expect_ok();
+    assert!(
+        run.stderr()
+            .contains("continuing from a model of 17 intents"),
+        "{}",
+        run.all()
+    );
+    let show = home.coach(&["models", "show", "latest", "--json"]);
+    let m: serde_json::Value = serde_json::from_str(&show.expect_ok().stdout()).unwrap();
+    assert_eq!(m["version"], 2);
+    assert_eq!(m["base_model"], 1, "{m}");
+    let intents = m["intents"].as_array().unwrap();
+    assert!(intents.iter().any(|i| i == "plan_honeymoon"));
+    assert!(intents.iter().any(|i| i == "oos"), "old intents are kept");
+    let p = home.coach(&[
+        "predict",
+        "--json",
+        "plan our honeymoon in Peru",
+        "book a dj for the party",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&p.expect_ok().stdout()).unwrap();
+    assert_eq!(v[0]["intent"], "plan_honeymoon", "{v}");
+    assert_eq!(v[1]["intent"], "book_music", "{v}");
+}
+
+#[test]
+fn warm_start_from_another_trainers_model_is_refused() {
+    let home = Home::new("");
+    let quickstart = workspace().join("workflows/quickstart.toml");
+    home.coach(&["run", quickstart.to_str().unwrap()])
+        .expect_ok();
+    let file = home.write("data-in/tiny.jsonl", TINY);
+    let wf = train_workflow(&file, "panicker")
+        .replace("with = { mode", "warm_start = \"latest\"\nwith = { mode");
+    let wf = home.write("wrong.toml", &wf);
+    home.coach(&["run", wf.to_str().unwrap()])
+        .expect_failure_with("cannot continue from model 1 (wedding-assistant v1): it was trained by `trainer-intent`, not `panicker`");
+}

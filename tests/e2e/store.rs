@@ -33,6 +33,7 @@ fn new_model(run_id: i64, dv: i64, hash: &str) -> NewModel {
         config_hash: "c".repeat(64),
         metrics: serde_json::json!({"accuracy": 0.9}),
         intents: vec!["a".into(), "b".into()],
+        base_model_id: None,
     }
 }
 

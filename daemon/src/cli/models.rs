@@ -30,6 +30,7 @@ pub fn model_json(m: &crate::store::ModelRow) -> serde_json::Value {
         "artifact": {"sha256": m.artifact_hash, "bytes": m.artifact_size},
         "data": {"dataset_version": m.dataset_version_id, "sha256": m.data_hash},
         "config_sha256": m.config_hash,
+        "base_model": m.base_model_id,
         "metrics": serde_json::from_str::<serde_json::Value>(&m.metrics).unwrap_or_default(),
         "intents": serde_json::from_str::<serde_json::Value>(&m.intents).unwrap_or_default(),
         "created_at": m.created_at.to_rfc3339(),
@@ -102,6 +103,9 @@ pub async fn run(config: Config, cmd: Command) -> Result<ExitCode> {
                     m.artifact_hash, m.artifact_size
                 );
                 println!("  config       {}", &m.config_hash[..16]);
+                if let Some(b) = m.base_model_id {
+                    println!("  warm start   from model {b}");
+                }
                 println!("  created      {}", m.created_at.to_rfc3339());
                 if let Some(obj) = v["metrics"].as_object() {
                     println!("  metrics");

@@ -66,6 +66,8 @@ pub struct ModelOut {
     pub dataset: Arc<DatasetOut>,
     pub metrics: Vec<(String, f64)>,
     pub intents: Vec<String>,
+    /// The registered model training continued from.
+    pub base_model_id: Option<i64>,
 }
 
 #[derive(Debug, Clone)]
@@ -423,12 +425,47 @@ impl Runner {
                     bail!("the dataset has no training examples");
                 }
                 let plugin = self.host.get(id)?.clone();
+                // A warm start continues from a registered model of the same
+                // plugin; before the first one exists, training starts fresh.
+                let base = match &step.warm_start {
+                    None => None,
+                    Some(selector) => match self.store.find_model(selector).await? {
+                        None => {
+                            reporter.step_note(
+                                &step.id,
+                                &format!("no model `{selector}` yet; training from scratch"),
+                            );
+                            None
+                        }
+                        Some(m) if m.trainer_plugin != *id => bail!(
+                            "cannot continue from model {} ({} v{}): it was trained by `{}`, not `{id}`",
+                            m.id,
+                            m.name,
+                            m.version,
+                            m.trainer_plugin
+                        ),
+                        Some(m) => {
+                            let bytes =
+                                self.artifacts.get(&m.artifact_hash).with_context(|| {
+                                    format!("model {} ({} v{})", m.id, m.name, m.version)
+                                })?;
+                            let known: Vec<String> =
+                                serde_json::from_str(&m.intents).unwrap_or_default();
+                            Some((m.id, bytes, known))
+                        }
+                    },
+                };
+                let base_model_id = base.as_ref().map(|b| b.0);
+                let base_intents = base.as_ref().map(|b| b.2.clone()).unwrap_or_default();
                 let host = self.host.clone();
                 let spec = self.spec(run_id, step, reporter, cancel);
                 let (pid, config) = (id.clone(), Value::Object(step.with.clone()).to_string());
                 let out = tokio::task::spawn_blocking(move || {
-                    host.trainer(&pid, spec)?
-                        .train(&config, &train, &validation)
+                    let mut job = host.trainer(&pid, spec)?;
+                    match base {
+                        Some((_, bytes, _)) => job.train_from(&config, &bytes, &train, &validation),
+                        None => job.train(&config, &train, &validation),
+                    }
                 })
                 .await
                 .context("the training job panicked")??;
@@ -441,10 +478,12 @@ impl Runner {
                     .map(|(n, v)| (n.clone(), *v, 0))
                     .collect();
                 self.store.add_metrics(run_id, &step.id, &finals).await?;
+                // A warm-started model also knows its base's intents.
                 let intents: Vec<String> = data
                     .rows
                     .iter()
                     .map(|r| r.intent.clone())
+                    .chain(base_intents)
                     .collect::<std::collections::BTreeSet<_>>()
                     .into_iter()
                     .collect();
@@ -457,6 +496,7 @@ impl Runner {
                     dataset: data,
                     metrics: out.metrics,
                     intents,
+                    base_model_id,
                 })))
             }
             Action::Plugin { kind, .. } => bail!("{kind} plugins cannot run as steps yet"),
@@ -624,6 +664,7 @@ impl Runner {
                         config_hash: model.config_hash.clone(),
                         metrics: Value::Object(metrics),
                         intents: model.intents.clone(),
+                        base_model_id: model.base_model_id,
                     })
                     .await?;
                 Ok(Output::Registered(Box::new(row)))

@@ -26,3 +26,15 @@ pub use trainer::coach::plugin::types::{
     Conversation, EntitySpan, Example, Message, Metric, PluginError as GuestError, Prediction,
     RankedIntent, Split,
 };
+
+/// The optional `warm-start` export, looked up on any trainer.
+pub mod warm_start {
+    wasmtime::component::bindgen!({
+        path: "../plugin-sdk/wit",
+        world: "warm-start-export",
+        with: {
+            "coach:plugin/types": super::trainer::coach::plugin::types,
+            "coach:plugin/host": super::trainer::coach::plugin::host,
+        },
+    });
+}

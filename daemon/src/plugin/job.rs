@@ -363,6 +363,8 @@ pub struct TrainOutput {
 pub struct TrainerJob {
     job: Job,
     bindings: bindings::trainer::Trainer,
+    /// The optional `warm-start` export, when the component has it.
+    warm_start: Option<bindings::warm_start::WarmStartExport>,
 }
 
 impl TrainerJob {
@@ -373,10 +375,57 @@ impl TrainerJob {
         spec: JobSpec,
     ) -> Result<TrainerJob, PluginFailure> {
         let mut job = Job::new(host, plugin, spec)?;
-        let pre = bindings::trainer::TrainerPre::new(pre)
+        let indices = bindings::trainer::TrainerIndices::new(&pre)
             .map_err(|e| instantiate_failure(&job.plugin, e))?;
-        let bindings = job.call(|s| pre.instantiate(s))?;
-        Ok(TrainerJob { job, bindings })
+        let warm_indices = bindings::warm_start::WarmStartExportIndices::new(&pre).ok();
+        let instance = job.call(|s| pre.instantiate(s))?;
+        let bindings = job.call(|s| indices.load(s, &instance))?;
+        let warm_start = match warm_indices {
+            Some(w) => Some(job.call(|s| w.load(s, &instance))?),
+            None => None,
+        };
+        Ok(TrainerJob {
+            job,
+            bindings,
+            warm_start,
+        })
+    }
+
+    /// Whether the plugin can continue from an earlier model.
+    pub fn supports_warm_start(&self) -> bool {
+        self.warm_start.is_some()
+    }
+
+    /// Train starting from `base`, model bytes this plugin produced before.
+    pub fn train_from(
+        &mut self,
+        config_json: &str,
+        base: &[u8],
+        train: &[Example],
+        validation: &[Example],
+    ) -> Result<TrainOutput, PluginFailure> {
+        let Some(warm) = &self.warm_start else {
+            return Err(PluginFailure::Reported {
+                plugin: self.job.plugin.clone(),
+                code: "unsupported".into(),
+                message: "it cannot continue from a model (it does not export `warm-start`)".into(),
+            });
+        };
+        let api = warm.coach_plugin_warm_start();
+        let config_json = config_json.to_owned();
+        let result = self
+            .job
+            .call(|s| api.call_train_from(s, &config_json, base, train, validation))?;
+        let trained = result.map_err(|e| self.job.reported(e))?;
+        Ok(TrainOutput {
+            model: trained.model,
+            metrics: trained
+                .metrics
+                .into_iter()
+                .map(|m| (m.name, m.value))
+                .collect(),
+            progress_metrics: std::mem::take(&mut self.job.store.data_mut().metrics),
+        })
     }
 
     pub fn train(

@@ -8,12 +8,19 @@ pub struct Migrator;
 
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(M0001Initial)]
+        vec![Box::new(M0001Initial), Box::new(M0002ModelBase)]
     }
 }
 
-#[derive(DeriveMigrationName)]
+// Names are written out: the derive would name every migration of this file
+// after the file, and two migrations must never share a name.
 struct M0001Initial;
+
+impl MigrationName for M0001Initial {
+    fn name(&self) -> &str {
+        "m0001_initial"
+    }
+}
 
 fn index(name: &str, table: &str, cols: &[&str], unique: bool) -> IndexCreateStatement {
     let mut i = Index::create();
@@ -149,5 +156,27 @@ impl MigrationTrait for M0001Initial {
             m.create_index(i).await?;
         }
         Ok(())
+    }
+}
+
+/// Lineage of warm starts: the model a model was trained from.
+struct M0002ModelBase;
+
+impl MigrationName for M0002ModelBase {
+    fn name(&self) -> &str {
+        "m0002_model_base"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for M0002ModelBase {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.alter_table(
+            Table::alter()
+                .table("models")
+                .add_column(big_integer_null("base_model_id"))
+                .to_owned(),
+        )
+        .await
     }
 }

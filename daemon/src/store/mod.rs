@@ -60,6 +60,8 @@ pub struct NewModel {
     pub config_hash: String,
     pub metrics: serde_json::Value,
     pub intents: Vec<String>,
+    /// The model this one continued from (warm start).
+    pub base_model_id: Option<i64>,
 }
 
 /// The content hash of a dataset version.
@@ -338,6 +340,7 @@ impl Store {
             metrics: Set(m.metrics.to_string()),
             intents: Set(serde_json::to_string(&m.intents)?),
             created_at: Set(Utc::now()),
+            base_model_id: Set(m.base_model_id),
             ..Default::default()
         }
         .insert(&tx)

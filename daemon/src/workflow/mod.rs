@@ -128,6 +128,9 @@ pub struct Step {
     pub read_paths: Vec<PathBuf>,
     pub timeout: Option<Duration>,
     pub retries: u32,
+    /// Trainer steps: continue from this registered model (an id, a name,
+    /// `name:version` or `latest`) when it exists.
+    pub warm_start: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -223,7 +226,16 @@ impl Workflow {
 }
 
 const TOP_KEYS: &[&str] = &["version", "name", "description", "trigger", "step"];
-const STEP_KEYS: &[&str] = &["id", "uses", "kind", "needs", "with", "timeout", "retries"];
+const STEP_KEYS: &[&str] = &[
+    "id",
+    "uses",
+    "kind",
+    "needs",
+    "with",
+    "timeout",
+    "retries",
+    "warm_start",
+];
 const TRIGGER_KEYS: &[&str] = &["cron", "watch", "on"];
 
 struct Checker<'a> {
@@ -563,6 +575,22 @@ impl<'a> Checker<'a> {
                 }
             },
         };
+        let warm_start = t.get("warm_start").and_then(|v| {
+            let s = self.string(v, "`warm_start`")?;
+            if !matches!(
+                action,
+                Some(Action::Plugin {
+                    kind: Kind::Trainer,
+                    ..
+                })
+            ) {
+                self.error(
+                    v.span(),
+                    format!("`warm_start` is for trainer steps; {what} is not one"),
+                );
+            }
+            Some(s)
+        });
         let mut with = Map::new();
         let mut read_paths = Vec::new();
         if let Some(w) = t.get("with") {
@@ -596,6 +624,7 @@ impl<'a> Checker<'a> {
                 read_paths,
                 timeout,
                 retries,
+                warm_start,
             },
             id_span,
             need_spans,

@@ -140,6 +140,34 @@ impl Featurizer {
         f
     }
 
+    /// This vocabulary plus the most frequent features of `texts` it lacks
+    /// (in at least `min_df` texts), up to `max_features` in all. Known
+    /// features keep their index and weight, so a model over the old
+    /// vocabulary carries over.
+    pub fn extended(&self, texts: &[&str], min_df: usize, max_features: usize) -> Featurizer {
+        let fresh = Featurizer::fit(
+            texts,
+            self.word_ngrams,
+            self.char_min,
+            self.char_max,
+            min_df,
+            usize::MAX,
+        );
+        let mut f = self.clone();
+        let room = max_features.saturating_sub(self.vocab.len());
+        for (feat, idf) in fresh.vocab.into_iter().zip(fresh.idf) {
+            if f.vocab.len() - self.vocab.len() >= room {
+                break;
+            }
+            if !self.index.contains_key(&feat) {
+                f.vocab.push(feat);
+                f.idf.push(idf);
+            }
+        }
+        f.build_index();
+        f
+    }
+
     /// Rebuild the lookup tables after deserialising.
     pub fn build_index(&mut self) {
         self.index = self

@@ -12,11 +12,15 @@
 //!   threshold tuned on the validation split only.
 //! - Entities: a lookup of the entity values labelled in training, matched on
 //!   word boundaries, longest first.
+//! - Warm start: continue from an earlier model, keeping its vocabulary,
+//!   intents and weights and adding what the new data brings.
 
 pub mod features;
 pub mod model;
 
-use coach_plugin_sdk::{Example, Metric, Model, PluginError, Prediction, Trained, Trainer};
+use coach_plugin_sdk::{
+    Example, Metric, Model, PluginError, Prediction, Trained, Trainer, WarmStart,
+};
 
 pub use model::{IntentModel, TrainConfig};
 
@@ -32,6 +36,26 @@ impl Trainer for IntentTrainer {
     ) -> Result<Trained, PluginError> {
         let config: TrainConfig = coach_plugin_sdk::parse_config(config)?;
         let (model, metrics) = model::train(&config, &train, &validation)?;
+        Ok(Trained {
+            model: model.to_bytes(),
+            metrics: metrics
+                .into_iter()
+                .map(|(name, value)| Metric { name, value })
+                .collect(),
+        })
+    }
+}
+
+impl WarmStart for IntentTrainer {
+    fn train_from(
+        config: &str,
+        base: Vec<u8>,
+        train: Vec<Example>,
+        validation: Vec<Example>,
+    ) -> Result<Trained, PluginError> {
+        let config: TrainConfig = coach_plugin_sdk::parse_config(config)?;
+        let base = IntentModel::from_bytes(&base)?;
+        let (model, metrics) = model::train_from(&config, &base, &train, &validation)?;
         Ok(Trained {
             model: model.to_bytes(),
             metrics: metrics

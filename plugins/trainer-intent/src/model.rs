@@ -328,6 +328,145 @@ pub fn train(
     train: &[Example],
     validation: &[Example],
 ) -> Result<(IntentModel, Vec<(String, f64)>), PluginError> {
+    check(config, train)?;
+    let labels = labels_of(train, &[])?;
+    host::progress(0.0, "building features");
+    let texts: Vec<&str> = train.iter().map(|e| e.text.as_str()).collect();
+    let featurizer = Featurizer::fit(
+        &texts,
+        config.word_ngrams.max(1),
+        config.char_ngrams[0],
+        config.char_ngrams[1],
+        config.min_df,
+        config.max_features,
+    );
+    let gazetteer = gazetteer_of(train, BTreeMap::new());
+    let (d, c) = (featurizer.len(), labels.len());
+    let model = IntentModel {
+        max_value_words: max_value_words(&gazetteer),
+        meta: Meta {
+            format: FORMAT,
+            labels,
+            featurizer,
+            temperature: 1.0,
+            threshold: 0.0,
+            oos_label: config.oos_label.clone(),
+            gazetteer,
+            config: config.clone(),
+        },
+        weights: vec![0.0; d * c],
+        bias: vec![0.0; c],
+    };
+    fit(config, model, train, validation)
+}
+
+/// Continue from `base`: its vocabulary, intents, weights and entity values
+/// are kept; features and intents new in `train` are added (new weights
+/// start at zero), then training runs as usual on `train`.
+pub fn train_from(
+    config: &TrainConfig,
+    base: &IntentModel,
+    train: &[Example],
+    validation: &[Example],
+) -> Result<(IntentModel, Vec<(String, f64)>), PluginError> {
+    check(config, train)?;
+    let labels = labels_of(train, &base.meta.labels)?;
+    let old = &base.meta.featurizer;
+    if (old.word_ngrams, old.char_min, old.char_max)
+        != (
+            config.word_ngrams.max(1),
+            config.char_ngrams[0],
+            config.char_ngrams[1],
+        )
+    {
+        return Err(PluginError::bad_config(
+            "word_ngrams and char_ngrams must match the base model's to continue from it",
+        ));
+    }
+    host::progress(0.0, "extending features");
+    let texts: Vec<&str> = train.iter().map(|e| e.text.as_str()).collect();
+    let featurizer = old.extended(&texts, config.min_df, config.max_features);
+    let (d, c) = (featurizer.len(), labels.len());
+    let (old_d, old_c) = (old.len(), base.meta.labels.len());
+    let column: Vec<usize> = base
+        .meta
+        .labels
+        .iter()
+        .map(|l| {
+            labels
+                .iter()
+                .position(|x| x == l)
+                .expect("old labels are kept")
+        })
+        .collect();
+    let mut weights = vec![0.0; d * c];
+    for j in 0..old_d {
+        for k in 0..old_c {
+            weights[j * c + column[k]] = base.weights[j * old_c + k];
+        }
+    }
+    let mut bias = vec![0.0; c];
+    for k in 0..old_c {
+        bias[column[k]] = base.bias[k];
+    }
+    let gazetteer = gazetteer_of(train, base.meta.gazetteer.clone());
+    host::info(&format!(
+        "continuing from a model of {old_c} intents and {old_d} features: now {c} intents, {d} features"
+    ));
+    let model = IntentModel {
+        max_value_words: max_value_words(&gazetteer),
+        meta: Meta {
+            format: FORMAT,
+            labels,
+            featurizer,
+            temperature: 1.0,
+            threshold: 0.0,
+            oos_label: config.oos_label.clone(),
+            gazetteer,
+            config: config.clone(),
+        },
+        weights,
+        bias,
+    };
+    fit(config, model, train, validation)
+}
+
+/// The sorted union of `known` and the intents of `train`.
+fn labels_of(train: &[Example], known: &[String]) -> Result<Vec<String>, PluginError> {
+    let labels: Vec<String> = train
+        .iter()
+        .map(|e| e.intent.clone())
+        .chain(known.iter().cloned())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    if labels.len() < 2 {
+        return Err(PluginError::bad_data(format!(
+            "need at least two intents to train, found {}",
+            labels.len()
+        )));
+    }
+    Ok(labels)
+}
+
+/// Entity values labelled in `train`, added to `known`.
+fn gazetteer_of(
+    train: &[Example],
+    mut known: BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    for e in train {
+        for s in &e.entities {
+            if !s.value.trim().is_empty() {
+                known
+                    .entry(s.value.to_lowercase())
+                    .or_insert_with(|| s.entity.clone());
+            }
+        }
+    }
+    known
+}
+
+fn check(config: &TrainConfig, train: &[Example]) -> Result<(), PluginError> {
     if train.is_empty() {
         return Err(PluginError::bad_data("the training set is empty"));
     }
@@ -341,34 +480,24 @@ pub fn train(
             "learning_rate must be > 0 and l2 >= 0",
         ));
     }
-    let labels: Vec<String> = train
-        .iter()
-        .map(|e| e.intent.clone())
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    if labels.len() < 2 {
-        return Err(PluginError::bad_data(format!(
-            "need at least two intents to train, found {}",
-            labels.len()
-        )));
-    }
+    Ok(())
+}
+
+/// The training loop shared by fresh and warm starts: SGD epochs with model
+/// selection on validation, then calibration and the OOS threshold.
+fn fit(
+    config: &TrainConfig,
+    mut model: IntentModel,
+    train: &[Example],
+    validation: &[Example],
+) -> Result<(IntentModel, Vec<(String, f64)>), PluginError> {
+    let labels = model.meta.labels.clone();
     let label_index: BTreeMap<&str, usize> = labels
         .iter()
         .enumerate()
         .map(|(i, l)| (l.as_str(), i))
         .collect();
-
-    host::progress(0.0, "building features");
-    let texts: Vec<&str> = train.iter().map(|e| e.text.as_str()).collect();
-    let featurizer = Featurizer::fit(
-        &texts,
-        config.word_ngrams.max(1),
-        config.char_ngrams[0],
-        config.char_ngrams[1],
-        config.min_df,
-        config.max_features,
-    );
+    let featurizer = &model.meta.featurizer;
     let xs: Vec<Sparse> = train
         .iter()
         .map(|e| featurizer.transform(&e.text))
@@ -377,7 +506,7 @@ pub fn train(
         .iter()
         .map(|e| label_index[e.intent.as_str()])
         .collect();
-    // Validation examples of intents the training set lacks cannot be scored.
+    // Validation examples of intents the model does not know cannot be scored.
     let (val_xs, val_ys): (Vec<Sparse>, Vec<usize>) = validation
         .iter()
         .filter_map(|e| {
@@ -399,33 +528,6 @@ pub fn train(
         c,
         val_xs.len()
     ));
-
-    let mut gazetteer = BTreeMap::new();
-    for e in train {
-        for s in &e.entities {
-            if !s.value.trim().is_empty() {
-                gazetteer
-                    .entry(s.value.to_lowercase())
-                    .or_insert_with(|| s.entity.clone());
-            }
-        }
-    }
-
-    let mut model = IntentModel {
-        max_value_words: max_value_words(&gazetteer),
-        meta: Meta {
-            format: FORMAT,
-            labels: labels.clone(),
-            featurizer,
-            temperature: 1.0,
-            threshold: 0.0,
-            oos_label: config.oos_label.clone(),
-            gazetteer,
-            config: config.clone(),
-        },
-        weights: vec![0.0; d * c],
-        bias: vec![0.0; c],
-    };
 
     // In-scope validation only, for model selection; unscorable oos rows
     // (no oos class) are kept aside for the threshold.
@@ -793,6 +895,40 @@ mod tests {
             super::train(&fixed, &train, &val).unwrap().0.threshold(),
             0.42
         );
+    }
+
+    #[test]
+    fn warm_start_keeps_old_intents_and_learns_a_new_one() {
+        let (train, val) = toy();
+        let cfg = TrainConfig::default();
+        let (base, _) = super::train(&cfg, &train, &val).unwrap();
+        // New data: a few reminders of the old intents and a new intent.
+        let mut more: Vec<Example> = train.iter().step_by(2).cloned().collect();
+        for i in 0..20 {
+            more.push(ex(
+                &format!("order the wedding cake with {i} tiers"),
+                "order_cake",
+            ));
+        }
+        let (warm, _) = super::train_from(&cfg, &base, &more, &val).unwrap();
+        assert_eq!(
+            warm.labels(),
+            ["book_dj", "find_florist", "order_cake", "weather"]
+        );
+        assert_eq!(warm.predict_one("can you book a dj").intent, "book_dj");
+        assert_eq!(warm.predict_one("florist nearby").intent, "find_florist");
+        assert_eq!(warm.predict_one("weather tomorrow").intent, "weather");
+        assert_eq!(
+            warm.predict_one("we want to order a cake").intent,
+            "order_cake"
+        );
+        // The base's vocabulary keeps its indices.
+        let old = &base.meta.featurizer.vocab;
+        assert_eq!(&warm.meta.featurizer.vocab[..old.len()], &old[..]);
+        // Deterministic, and its bytes load.
+        let again = super::train_from(&cfg, &base, &more, &val).unwrap().0;
+        assert_eq!(again.to_bytes(), warm.to_bytes());
+        assert_eq!(IntentModel::from_bytes(&warm.to_bytes()).unwrap(), warm);
     }
 
     #[test]

@@ -29,6 +29,8 @@ pub struct Model {
     /// JSON list of the intents the model knows.
     pub intents: String,
     pub created_at: DateTimeUtc,
+    /// The model this one was warm-started from, if any.
+    pub base_model_id: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
