@@ -43,3 +43,33 @@ fn bench_intent_prints_scores_with_the_peer_beside_them() {
     let models = home.coach(&["models", "list", "--json"]);
     assert_eq!(models.expect_ok().stdout().trim(), "[]");
 }
+
+#[test]
+fn bench_entities_scores_spans_per_type() {
+    let Some(data) = datasets() else { return };
+    let home = Home::new("");
+    let dir = data.join("restaurant8k");
+    let run = home.coach(&[
+        "bench",
+        "entities",
+        "--dataset",
+        "restaurant8k",
+        "--data",
+        dir.to_str().unwrap(),
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&run.expect_ok().stdout()).unwrap();
+    assert_eq!(v["dataset"], "restaurant8k");
+    assert!(v["spans"].as_u64().unwrap() > 500, "{v}");
+    // A floor well under what the tagger reaches, to catch regressions.
+    assert!(v["f1"].as_f64().unwrap() > 0.75, "{v}");
+    let types: Vec<_> = v["per_entity"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["entity"].as_str().unwrap().to_owned())
+        .collect();
+    for t in ["date", "first_name", "last_name", "people", "time"] {
+        assert!(types.iter().any(|x| x == t), "{types:?}");
+    }
+}

@@ -14,6 +14,9 @@ pub enum Command {
     /// published CLINC150 results and, with `--peer sklearn`, the
     /// scikit-learn peer measured in the same invocation.
     Intent(super::bench_intent::Args),
+    /// Entity extraction on a dataset with labelled spans: span-level
+    /// precision, recall and F1 per entity type.
+    Entities(super::bench_intent::EntityArgs),
     /// Plugin host costs: compile (cache miss), compile-cache hit, and a
     /// fresh sandboxed instance per job.
     Plugins {
@@ -40,6 +43,7 @@ fn stats(mut v: Vec<Duration>) -> (f64, f64, f64) {
 pub async fn run(config: Config, cmd: Command) -> Result<ExitCode> {
     match cmd {
         Command::Intent(args) => return super::bench_intent::run(config, args).await,
+        Command::Entities(args) => return super::bench_intent::run_entities(config, args).await,
         Command::Plugins {
             plugin,
             iterations,

@@ -25,6 +25,8 @@ pub enum Dataset {
     Banking77,
     Hwu64,
     Snips,
+    /// Entities only (`coach bench entities`).
+    Restaurant8k,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -131,30 +133,28 @@ struct Outcome {
     peer: Option<Value>,
 }
 
-/// The workflow for one dataset, written to `dir`.
-fn workflow(dataset: Dataset, data: &Path, variant: Option<Variant>, with: &str) -> Result<String> {
-    let (format, path, split) = match dataset {
+/// Source format, data path and split step of a benchmark dataset.
+fn layout(
+    dataset: Dataset,
+    data: &Path,
+    variant: Option<Variant>,
+) -> (&'static str, PathBuf, &'static str) {
+    const STRATIFIED: &str = r#"{ mode = "stratified", validation = 0.1, test = 0.0, seed = 7 }"#;
+    match dataset {
         Dataset::Clinc150 => (
             "clinc150",
             data.join(variant.unwrap_or(Variant::Full).file()),
             r#"{ mode = "keep" }"#,
         ),
-        Dataset::Banking77 => (
-            "banking77",
-            data.join("train.csv"),
-            r#"{ mode = "stratified", validation = 0.1, test = 0.0, seed = 7 }"#,
-        ),
-        Dataset::Hwu64 => (
-            "hwu64",
-            data.join("trainset"),
-            r#"{ mode = "stratified", validation = 0.1, test = 0.0, seed = 7 }"#,
-        ),
-        Dataset::Snips => (
-            "snips",
-            data.to_path_buf(),
-            r#"{ mode = "stratified", validation = 0.1, test = 0.0, seed = 7 }"#,
-        ),
-    };
+        Dataset::Banking77 => ("banking77", data.join("train.csv"), STRATIFIED),
+        Dataset::Hwu64 => ("hwu64", data.join("trainset"), STRATIFIED),
+        Dataset::Snips => ("snips", data.to_path_buf(), STRATIFIED),
+        Dataset::Restaurant8k => ("restaurant8k", data.join("train_0.json"), STRATIFIED),
+    }
+}
+
+/// The benchmark workflow: source → split → train → evaluate → register.
+fn workflow(format: &str, path: &Path, split: &str, with: &str) -> Result<String> {
     if !path.exists() {
         bail!(
             "{} does not exist; --data must be the dataset's folder",
@@ -202,13 +202,25 @@ needs = ["evaluate"]
     ))
 }
 
-async fn run_one(
+/// A finished benchmark run in its scratch store.
+struct Prepared {
+    coach: Coach,
+    model: crate::store::ModelRow,
+    report: Report,
+    held: Vec<crate::store::StoredExample>,
+    train: Vec<crate::store::StoredExample>,
+    train_seconds: f64,
+    _scratch: tempfile::TempDir,
+}
+
+async fn prepare(
     base: &Config,
-    dataset: Dataset,
     data: &Path,
-    variant: Option<Variant>,
-    args: &Args,
-) -> Result<Outcome> {
+    format: &str,
+    path: &Path,
+    split: &str,
+    with: &str,
+) -> Result<Prepared> {
     let scratch = tempfile::tempdir()?;
     // A scratch store, so benchmarks never touch the registry; the compile
     // cache is shared, so compiling plugins is not counted as training.
@@ -222,7 +234,7 @@ async fn run_one(
         .read
         .push(data.canonicalize()?);
     let coach = Coach::open(config).await?;
-    let text = workflow(dataset, data, variant, &args.with)?;
+    let text = workflow(format, path, split, with)?;
     let file = scratch.path().join("bench.toml");
     std::fs::write(&file, &text)?;
     let wf = Workflow::parse(&file, &text, &coach.catalog()).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -234,20 +246,48 @@ async fn run_one(
     if let Some(e) = summary.error {
         bail!("{e}");
     }
-    let report = summary
+    let report = (*summary
         .evaluation
-        .context("the run produced no evaluation")?;
+        .context("the run produced no evaluation")?)
+    .clone();
     let model = summary.model.context("the run registered no model")?;
+    let rows = coach.store.load_examples(model.dataset_version_id).await?;
+    let held = rows
+        .iter()
+        .filter(|r| r.split == report.split)
+        .cloned()
+        .collect();
+    let train = rows
+        .iter()
+        .filter(|r| r.split == "train" || r.split == "unspecified")
+        .cloned()
+        .collect();
+    Ok(Prepared {
+        coach,
+        model,
+        report,
+        held,
+        train,
+        train_seconds: timer.seconds("train"),
+        _scratch: scratch,
+    })
+}
+
+async fn run_one(
+    base: &Config,
+    dataset: Dataset,
+    data: &Path,
+    variant: Option<Variant>,
+    args: &Args,
+) -> Result<Outcome> {
+    let (format, path, split) = layout(dataset, data, variant);
+    let p = prepare(base, data, format, &path, split, &args.with).await?;
 
     // Prediction throughput through the plugin: one utterance per call, and
     // batches of 256.
-    let rows = coach.store.load_examples(model.dataset_version_id).await?;
-    let split = report.split.clone();
-    let held: Vec<&crate::store::StoredExample> =
-        rows.iter().filter(|r| r.split == split).collect();
-    let texts: Vec<String> = held.iter().map(|r| r.text.clone()).collect();
-    let bytes = coach.artifacts.get(&model.artifact_hash)?;
-    let host = coach.host.clone();
+    let texts: Vec<String> = p.held.iter().map(|r| r.text.clone()).collect();
+    let bytes = p.coach.artifacts.get(&p.model.artifact_hash)?;
+    let host = p.coach.host.clone();
     let (single, batched) = tokio::task::spawn_blocking(move || -> Result<(f64, f64)> {
         let mut job = host.trainer(
             "trainer-intent",
@@ -275,15 +315,13 @@ async fn run_one(
     let peer = match args.peer {
         None => None,
         Some(Peer::Sklearn) => {
-            let train: Vec<&crate::store::StoredExample> = rows
-                .iter()
-                .filter(|r| r.split == "train" || r.split == "unspecified")
-                .collect();
+            let train: Vec<&crate::store::StoredExample> = p.train.iter().collect();
+            let held: Vec<&crate::store::StoredExample> = p.held.iter().collect();
             Some(run_sklearn(
-                scratch.path(),
+                p._scratch.path(),
                 &train,
                 &held,
-                &report.oos_label,
+                &p.report.oos_label,
             )?)
         }
     };
@@ -293,8 +331,8 @@ async fn run_one(
     };
     Ok(Outcome {
         name,
-        train_seconds: timer.seconds("train"),
-        report: (*report).clone(),
+        train_seconds: p.train_seconds,
+        report: p.report,
         predict_single: single,
         predict_batched: batched,
         peer,
@@ -451,5 +489,132 @@ pub async fn run(config: Config, args: Args) -> Result<ExitCode> {
             "(Coach is scored on the split named above: the public test split is held back here.)"
         );
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, clap::Args)]
+pub struct EntityArgs {
+    /// restaurant8k, snips or hwu64 (the datasets with labelled spans).
+    #[arg(long, value_enum)]
+    pub dataset: Dataset,
+    /// The dataset's folder.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Trainer parameters as JSON (the workflow's `with` table).
+    #[arg(long, default_value = "{}")]
+    pub with: String,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `coach bench entities`: span-level precision, recall and F1 (exact type
+/// and offsets) of the trainer's entity extraction on held-out examples.
+pub async fn run_entities(config: Config, args: EntityArgs) -> Result<ExitCode> {
+    if matches!(args.dataset, Dataset::Clinc150 | Dataset::Banking77) {
+        bail!(
+            "{:?} has no entity annotations; use restaurant8k, snips or hwu64",
+            args.dataset
+        );
+    }
+    let (format, path, split) = layout(args.dataset, &args.data, None);
+    let p = prepare(&config, &args.data, format, &path, split, &args.with).await?;
+    let held: Vec<_> = p.held.iter().map(crate::pipeline::to_example).collect();
+    let texts: Vec<String> = held.iter().map(|e| e.text.clone()).collect();
+    let bytes = p.coach.artifacts.get(&p.model.artifact_hash)?;
+    let host = p.coach.host.clone();
+    let (predicted, per_second) = tokio::task::spawn_blocking(move || -> Result<_> {
+        let mut job = host.trainer(
+            "trainer-intent",
+            JobSpec {
+                run: "bench".into(),
+                step: "entities".into(),
+                ..Default::default()
+            },
+        )?;
+        let handle = job.load_model(&bytes)?;
+        let t = Instant::now();
+        let mut out = Vec::with_capacity(texts.len());
+        for chunk in texts.chunks(256) {
+            out.extend(job.predict(handle, chunk)?.into_iter().map(|p| p.entities));
+        }
+        Ok((out, texts.len() as f64 / t.elapsed().as_secs_f64()))
+    })
+    .await??;
+    // Per entity type: (true positives, predicted, gold).
+    let mut by_type: BTreeMap<String, (usize, usize, usize)> = BTreeMap::new();
+    for (e, got) in held.iter().zip(&predicted) {
+        for g in &e.entities {
+            by_type.entry(g.entity.clone()).or_default().2 += 1;
+        }
+        for s in got {
+            let entry = by_type.entry(s.entity.clone()).or_default();
+            entry.1 += 1;
+            if e.entities
+                .iter()
+                .any(|g| g.entity == s.entity && g.start == s.start && g.end == s.end)
+            {
+                entry.0 += 1;
+            }
+        }
+    }
+    let prf = |tp: usize, pr: usize, gd: usize| {
+        let p = if pr == 0 { 0.0 } else { tp as f64 / pr as f64 };
+        let r = if gd == 0 { 0.0 } else { tp as f64 / gd as f64 };
+        (
+            p,
+            r,
+            if p + r == 0.0 {
+                0.0
+            } else {
+                2.0 * p * r / (p + r)
+            },
+        )
+    };
+    let total = by_type
+        .values()
+        .fold((0, 0, 0), |a, b| (a.0 + b.0, a.1 + b.1, a.2 + b.2));
+    let (mp, mr, mf) = prf(total.0, total.1, total.2);
+    let name = format!("{:?}", args.dataset).to_lowercase();
+    if args.json {
+        let v = json!({
+            "dataset": name, "split": p.report.split, "examples": held.len(), "spans": total.2,
+            "precision": mp, "recall": mr, "f1": mf,
+            "train_seconds": p.train_seconds, "predict_per_second": per_second,
+            "per_entity": by_type.iter().map(|(k, &(tp, pr, gd))| { let (p, r, f) = prf(tp, pr, gd); json!({"entity": k, "precision": p, "recall": r, "f1": f, "support": gd}) }).collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "\n{name}: span-level scores on the {} split ({} examples, {} labelled spans); training {:.2} s, {:.0} utterances/s",
+        p.report.split,
+        held.len(),
+        total.2,
+        p.train_seconds,
+        per_second
+    );
+    println!(
+        "  {:<28} {:>9} {:>7} {:>6} {:>7}",
+        "entity", "precision", "recall", "F1", "support"
+    );
+    for (k, &(tp, pr, gd)) in &by_type {
+        let (p, r, f) = prf(tp, pr, gd);
+        println!(
+            "  {:<28} {:>9} {:>7} {:>6} {:>7}",
+            k,
+            pct(p),
+            pct(r),
+            pct(f),
+            gd
+        );
+    }
+    println!(
+        "  {:<28} {:>9} {:>7} {:>6} {:>7}",
+        "all (micro)",
+        pct(mp),
+        pct(mr),
+        pct(mf),
+        total.2
+    );
     Ok(ExitCode::SUCCESS)
 }

@@ -98,6 +98,13 @@ impl Store {
                 .busy_timeout(std::time::Duration::from_secs(10))
                 .foreign_keys(true)
         });
+        // Opening a new SQLite file switches it to WAL, which needs the
+        // write lock at once; processes opening the store together take
+        // turns through a lock file until the schema is in place.
+        let _lock = match sqlite_file(url) {
+            Some(path) => Some(lock_file(&format!("{path}.migrate-lock")).await?),
+            None => None,
+        };
         let db = Database::connect(opts)
             .await
             .with_context(|| format!("cannot open the database {}", redact(url)))?;
@@ -409,9 +416,8 @@ impl Store {
 }
 
 /// Apply pending migrations, once, however many processes start at the same
-/// time on a fresh database: SQLite through an exclusive lock on a file
-/// beside the database, PostgreSQL through a transaction-scoped advisory
-/// lock. With nothing pending (the usual case) nothing is written.
+/// time on a fresh database: SQLite under the lock file `connect` holds,
+/// PostgreSQL through a transaction-scoped advisory lock. With nothing pending (the usual case) nothing is written.
 async fn migrate(db: &DatabaseConnection, url: &str) -> Result<()> {
     let context = || format!("cannot migrate the database {}", redact(url));
     // Even reading the schema version may create sea-orm's bookkeeping
@@ -434,24 +440,8 @@ async fn migrate(db: &DatabaseConnection, url: &str) -> Result<()> {
             }
             tx.commit().await.with_context(context)?;
         }
+        // SQLite: `connect` holds the lock file around this.
         _ => {
-            let _lock = match sqlite_file(url) {
-                Some(path) => {
-                    let lock_path = format!("{path}.migrate-lock");
-                    let file = std::fs::OpenOptions::new()
-                        .create(true)
-                        .truncate(false)
-                        .write(true)
-                        .open(&lock_path)
-                        .with_context(|| format!("cannot create {lock_path}"))?;
-                    // Blocks only while another process migrates.
-                    let file = tokio::task::spawn_blocking(move || file.lock().map(|()| file))
-                        .await?
-                        .with_context(|| format!("cannot lock {lock_path}"))?;
-                    Some(file)
-                }
-                None => None,
-            };
             if !migration::Migrator::get_pending_migrations(db)
                 .await
                 .with_context(context)?
@@ -464,6 +454,21 @@ async fn migrate(db: &DatabaseConnection, url: &str) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// An exclusive lock on `path` (created if missing), held until dropped;
+/// waits while another process holds it.
+async fn lock_file(path: &str) -> Result<std::fs::File> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .with_context(|| format!("cannot create {path}"))?;
+    let path = path.to_owned();
+    tokio::task::spawn_blocking(move || file.lock().map(|()| file))
+        .await?
+        .with_context(|| format!("cannot lock {path}"))
 }
 
 /// The file of a `sqlite://` URL; `None` for in-memory databases.

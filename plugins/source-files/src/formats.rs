@@ -26,6 +26,9 @@ pub enum Format {
     Snips,
     /// HWU64: `;`-separated CSV with inline `[type : value]` annotations.
     Hwu64,
+    /// Restaurant8k: `[{userInput: {text}, labels: [{slot, valueSpan}]}]`;
+    /// every utterance gets intent `inform`.
+    Restaurant8k,
 }
 
 impl Format {
@@ -38,6 +41,7 @@ impl Format {
             Format::Rasa => "rasa",
             Format::Snips => "snips",
             Format::Hwu64 => "hwu64",
+            Format::Restaurant8k => "restaurant8k",
         }
     }
 
@@ -49,6 +53,7 @@ impl Format {
             Format::Jsonl => ext == "jsonl",
             Format::Csv | Format::Banking77 | Format::Hwu64 => ext == "csv",
             Format::Clinc150 => ext == "json" && name.starts_with("data_"),
+            Format::Restaurant8k => ext == "json" && name.starts_with("train_"),
             Format::Rasa => ext == "yml" || ext == "yaml",
             Format::Snips => {
                 ext == "json"
@@ -102,6 +107,7 @@ pub fn parse_file(
         }
         Format::Snips => snips(file, &text, split, out),
         Format::Hwu64 => hwu64(file, &text, split, out),
+        Format::Restaurant8k => restaurant8k(file, &text, split, out),
     }
 }
 
@@ -639,6 +645,96 @@ fn hwu64(file: &Path, text: &str, split: Split, out: &mut Parsed) -> Result<(), 
     Ok(())
 }
 
+// --- Restaurant8k -------------------------------------------------------------
+
+#[derive(Deserialize)]
+struct R8kTurn {
+    #[serde(rename = "userInput")]
+    user_input: R8kInput,
+    #[serde(default)]
+    labels: Vec<R8kLabel>,
+}
+
+#[derive(Deserialize)]
+struct R8kInput {
+    text: String,
+}
+
+#[derive(Deserialize)]
+struct R8kLabel {
+    slot: String,
+    #[serde(rename = "valueSpan")]
+    value_span: R8kSpan,
+}
+
+#[derive(Deserialize)]
+struct R8kSpan {
+    #[serde(rename = "startIndex", default)]
+    start: usize,
+    #[serde(rename = "endIndex")]
+    end: usize,
+}
+
+fn restaurant8k(
+    file: &Path,
+    text: &str,
+    split: Split,
+    out: &mut Parsed,
+) -> Result<(), PluginError> {
+    let turns: Vec<&RawValue> = serde_json::from_str(text).map_err(|e| {
+        PluginError::bad_data(format!(
+            "{}:{}:{}: not a Restaurant8k file: {e}",
+            file.display(),
+            e.line(),
+            e.column()
+        ))
+    })?;
+    let base = text.as_ptr() as usize;
+    for raw in turns {
+        let line = line_of(text, raw.get().as_ptr() as usize - base);
+        let turn: R8kTurn = match serde_json::from_str(raw.get()) {
+            Ok(t) => t,
+            Err(e) => {
+                out.bad.push(bad(file, line, format!("bad turn: {e}")));
+                continue;
+            }
+        };
+        let t = turn.user_input.text;
+        // Spans are character indices; Coach's are byte offsets.
+        let byte_at = |c: usize| {
+            t.char_indices()
+                .map(|(b, _)| b)
+                .chain(std::iter::once(t.len()))
+                .nth(c)
+        };
+        let mut spans = Vec::new();
+        let mut ok = true;
+        for l in turn.labels {
+            match (byte_at(l.value_span.start), byte_at(l.value_span.end)) {
+                (Some(s), Some(e)) if s < e => spans.push(EntitySpan {
+                    entity: l.slot,
+                    start: s as u32,
+                    end: e as u32,
+                    value: t[s..e].to_owned(),
+                }),
+                _ => {
+                    out.bad.push(bad(
+                        file,
+                        line,
+                        format!("slot `{}` span is outside the text", l.slot),
+                    ));
+                    ok = false;
+                    break;
+                }
+            }
+        }
+        if ok && !t.trim().is_empty() {
+            out.examples.push(example(t, "inform".into(), spans, split));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -744,6 +840,27 @@ mod tests {
         assert!(resumed.next_batch(100).unwrap().examples.is_empty());
         assert!(crate::Files::open(&cfg, Some("99".into())).is_err());
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn restaurant8k_character_spans_become_byte_spans() {
+        let data = r#"[{"userInput": {"text": "Café for 5 people"}, "labels": [{"slot": "people", "valueSpan": {"startIndex": 9, "endIndex": 17}}]},
+ {"userInput": {"text": "7pm"}, "labels": [{"slot": "time", "valueSpan": {"endIndex": 3}}]}]"#;
+        let mut out = Parsed::default();
+        parse_file(
+            &config("restaurant8k"),
+            Path::new("r.json"),
+            data.as_bytes(),
+            &mut out,
+        )
+        .unwrap();
+        let e = &out.examples[0];
+        assert_eq!(e.entities[0].value, "5 people");
+        assert_eq!(
+            &e.text[e.entities[0].start as usize..e.entities[0].end as usize],
+            "5 people"
+        );
+        assert_eq!(out.examples[1].entities[0].value, "7pm");
     }
 
     #[test]

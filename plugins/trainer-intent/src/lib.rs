@@ -10,11 +10,12 @@
 //!   minimising negative log-likelihood.
 //! - Out of scope: an `oos` class when the data has one, plus a confidence
 //!   threshold tuned on the validation split only.
-//! - Entities: a lookup of the entity values labelled in training, matched on
-//!   word boundaries, longest first.
+//! - Entities: a BIO tagger (averaged perceptron) trained on the labelled
+//!   spans, with the labelled values as a gazetteer feature ([`entities`]).
 //! - Warm start: continue from an earlier model, keeping its vocabulary,
 //!   intents and weights and adding what the new data brings.
 
+pub mod entities;
 pub mod features;
 pub mod model;
 

@@ -1,6 +1,7 @@
 //! Softmax regression over [`Featurizer`] vectors, its training loop,
 //! calibration, out-of-scope threshold and byte format.
 
+use crate::entities::Tagger;
 use crate::features::{Featurizer, Sparse};
 use coach_plugin_sdk::{EntitySpan, Example, PluginError, Prediction, RankedIntent, host};
 use serde::{Deserialize, Serialize};
@@ -22,6 +23,7 @@ pub struct TrainConfig {
     pub oos_label: String,
     pub oos_threshold: Option<f32>,
     pub max_in_scope_drop: f32,
+    pub entity_epochs: u32,
 }
 
 impl Default for TrainConfig {
@@ -39,6 +41,7 @@ impl Default for TrainConfig {
             oos_label: "oos".into(),
             oos_threshold: None,
             max_in_scope_drop: 0.0,
+            entity_epochs: 10,
         }
     }
 }
@@ -54,6 +57,9 @@ struct Meta {
     oos_label: String,
     /// Lower-cased entity value → entity name, from labelled spans.
     gazetteer: BTreeMap<String, String>,
+    /// The entity tagger; empty when the training data had no spans.
+    #[serde(default)]
+    tagger: Tagger,
     config: TrainConfig,
 }
 
@@ -185,7 +191,13 @@ impl IntentModel {
             intent,
             confidence,
             ranking,
-            entities: self.entities(text),
+            entities: if self.meta.tagger.is_empty() {
+                self.entities(text)
+            } else {
+                self.meta
+                    .tagger
+                    .tag(text, &self.meta.gazetteer, self.max_value_words)
+            },
         }
     }
 
@@ -274,6 +286,7 @@ impl IntentModel {
             )));
         }
         meta.featurizer.build_index();
+        meta.tagger.build_index();
         let c = meta.labels.len();
         let expected = (meta.featurizer.len() + 1) * c * 4;
         let rest = &bytes[meta_end..];
@@ -352,6 +365,7 @@ pub fn train(
             threshold: 0.0,
             oos_label: config.oos_label.clone(),
             gazetteer,
+            tagger: Tagger::default(),
             config: config.clone(),
         },
         weights: vec![0.0; d * c],
@@ -423,6 +437,7 @@ pub fn train_from(
             threshold: 0.0,
             oos_label: config.oos_label.clone(),
             gazetteer,
+            tagger: Tagger::default(),
             config: config.clone(),
         },
         weights,
@@ -440,7 +455,9 @@ fn labels_of(train: &[Example], known: &[String]) -> Result<Vec<String>, PluginE
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
         .collect();
-    if labels.len() < 2 {
+    // One intent is enough when the data is there for its entities.
+    let has_spans = train.iter().any(|e| !e.entities.is_empty());
+    if labels.len() < 2 && !(has_spans && labels.len() == 1) {
         return Err(PluginError::bad_data(format!(
             "need at least two intents to train, found {}",
             labels.len()
@@ -649,6 +666,27 @@ fn fit(
     metrics.push(("temperature".into(), model.meta.temperature as f64));
     metrics.push(("oos_threshold".into(), model.meta.threshold as f64));
     metrics.push(("features".into(), d as f64));
+    host::progress(1.0, "training the entity tagger");
+    if let Some(tagger) = Tagger::train(
+        train,
+        &model.meta.gazetteer,
+        model.max_value_words,
+        config.entity_epochs,
+        config.seed,
+    )? {
+        model.meta.tagger = tagger;
+        if !validation.is_empty() {
+            let (p, r, f) = crate::entities::span_scores(validation, |t| {
+                model
+                    .meta
+                    .tagger
+                    .tag(t, &model.meta.gazetteer, model.max_value_words)
+            });
+            metrics.push(("val_entity_precision".into(), p));
+            metrics.push(("val_entity_recall".into(), r));
+            metrics.push(("val_entity_f1".into(), f));
+        }
+    }
     if !val_xs.is_empty() {
         let (acc, in_acc, oos_recall, ece) = evaluate_validation(&model, &val_xs, &val_ys);
         metrics.push(("val_accuracy".into(), acc));
