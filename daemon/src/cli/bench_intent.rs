@@ -305,9 +305,7 @@ async fn run_one(
         }
         let single = n as f64 / t.elapsed().as_secs_f64();
         let t = Instant::now();
-        for chunk in texts.chunks(256) {
-            job.predict(handle, chunk)?;
-        }
+        job.predict_all(handle, &texts)?;
         Ok((single, texts.len() as f64 / t.elapsed().as_secs_f64()))
     })
     .await??;
@@ -533,10 +531,11 @@ pub async fn run_entities(config: Config, args: EntityArgs) -> Result<ExitCode> 
         )?;
         let handle = job.load_model(&bytes)?;
         let t = Instant::now();
-        let mut out = Vec::with_capacity(texts.len());
-        for chunk in texts.chunks(256) {
-            out.extend(job.predict(handle, chunk)?.into_iter().map(|p| p.entities));
-        }
+        let out: Vec<_> = job
+            .predict_all(handle, &texts)?
+            .into_iter()
+            .map(|p| p.entities)
+            .collect();
         Ok((out, texts.len() as f64 / t.elapsed().as_secs_f64()))
     })
     .await??;

@@ -159,15 +159,11 @@ pub async fn run(base: Config, args: Args) -> Result<ExitCode> {
             let mut job = host.trainer(&plugin, spec)?;
             let trained = job.train(&config_json, &train_set, &validation)?;
             let handle = job.load_model(&trained.model)?;
-            let mut out = Vec::with_capacity(texts.len());
-            for chunk in texts.chunks(256) {
-                out.extend(
-                    job.predict(handle, chunk)?
-                        .into_iter()
-                        .map(|p| (p.intent, p.confidence)),
-                );
-            }
-            Ok(out)
+            let preds = job.predict_all(handle, &texts)?;
+            Ok(preds
+                .into_iter()
+                .map(|p| (p.intent, p.confidence))
+                .collect())
         })
         .await??;
         let rows_fold: Vec<(String, String, f32)> = held

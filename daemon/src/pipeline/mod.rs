@@ -587,15 +587,11 @@ impl Runner {
                     move || -> Result<Vec<(String, f32)>, PluginFailure> {
                         let mut job = host.trainer(&m.plugin, spec)?;
                         let handle = job.load_model(&m.bytes)?;
-                        let mut out = Vec::with_capacity(texts.len());
-                        for chunk in texts.chunks(256) {
-                            out.extend(
-                                job.predict(handle, chunk)?
-                                    .into_iter()
-                                    .map(|p| (p.intent, p.confidence)),
-                            );
-                        }
-                        Ok(out)
+                        let preds = job.predict_all(handle, &texts)?;
+                        Ok(preds
+                            .into_iter()
+                            .map(|p| (p.intent, p.confidence))
+                            .collect())
                     },
                 )
                 .await

@@ -24,7 +24,7 @@ pub mod source {
 pub use trainer::coach::plugin::host::LogLevel;
 pub use trainer::coach::plugin::types::{
     Conversation, EntitySpan, Example, Message, Metric, PluginError as GuestError, Prediction,
-    RankedIntent, Split,
+    RankedIntent, Split, Trained,
 };
 
 /// The optional `warm-start` export, looked up on any trainer.

@@ -391,6 +391,18 @@ impl TrainerJob {
         })
     }
 
+    fn output(&mut self, trained: bindings::Trained) -> TrainOutput {
+        TrainOutput {
+            model: trained.model,
+            metrics: trained
+                .metrics
+                .into_iter()
+                .map(|m| (m.name, m.value))
+                .collect(),
+            progress_metrics: std::mem::take(&mut self.job.store.data_mut().metrics),
+        }
+    }
+
     /// Whether the plugin can continue from an earlier model.
     pub fn supports_warm_start(&self) -> bool {
         self.warm_start.is_some()
@@ -417,15 +429,7 @@ impl TrainerJob {
             .job
             .call(|s| api.call_train_from(s, &config_json, base, train, validation))?;
         let trained = result.map_err(|e| self.job.reported(e))?;
-        Ok(TrainOutput {
-            model: trained.model,
-            metrics: trained
-                .metrics
-                .into_iter()
-                .map(|m| (m.name, m.value))
-                .collect(),
-            progress_metrics: std::mem::take(&mut self.job.store.data_mut().metrics),
-        })
+        Ok(self.output(trained))
     }
 
     pub fn train(
@@ -440,15 +444,7 @@ impl TrainerJob {
             .job
             .call(|s| api.call_train(s, &config_json, train, validation))?;
         let trained = result.map_err(|e| self.job.reported(e))?;
-        Ok(TrainOutput {
-            model: trained.model,
-            metrics: trained
-                .metrics
-                .into_iter()
-                .map(|m| (m.name, m.value))
-                .collect(),
-            progress_metrics: std::mem::take(&mut self.job.store.data_mut().metrics),
-        })
+        Ok(self.output(trained))
     }
 
     /// Load model bytes into this instance.
@@ -456,6 +452,19 @@ impl TrainerJob {
         let api = self.bindings.coach_plugin_trainer_api();
         let result = self.job.call(|s| api.model().call_load(s, bytes))?;
         result.map_err(|e| self.job.reported(e))
+    }
+
+    /// Predict any number of texts, in calls of at most 256.
+    pub fn predict_all(
+        &mut self,
+        model: ResourceAny,
+        texts: &[String],
+    ) -> Result<Vec<Prediction>, PluginFailure> {
+        let mut out = Vec::with_capacity(texts.len());
+        for chunk in texts.chunks(256) {
+            out.extend(self.predict(model, chunk)?);
+        }
+        Ok(out)
     }
 
     pub fn predict(

@@ -89,6 +89,16 @@ pub struct Tagger {
     weights: Vec<(u64, Vec<(u16, f32)>)>,
     #[serde(skip)]
     index: HashMap<u64, usize>,
+    /// `follows[prev][label]`: may `label` come after `prev` in BIO?
+    #[serde(skip)]
+    follows: Vec<Vec<bool>>,
+}
+
+fn transitions(labels: &[String]) -> Vec<Vec<bool>> {
+    labels
+        .iter()
+        .map(|p| labels.iter().map(|l| allowed(p, l)).collect())
+        .collect()
 }
 
 /// Per-token gazetteer tags: `B-x` / `I-x` where a known value covers it.
@@ -195,6 +205,7 @@ impl Tagger {
             .enumerate()
             .map(|(i, (h, _))| (*h, i))
             .collect();
+        self.follows = transitions(&self.labels);
     }
 
     fn score(&self, feats: &[u64], scores: &mut [f32]) {
@@ -211,15 +222,15 @@ impl Tagger {
     fn decode(&self, toks: &[Token], gaz: &[String]) -> Vec<usize> {
         let mut out = Vec::with_capacity(toks.len());
         let mut scores = vec![0.0f32; self.labels.len()];
-        let mut prev = "O".to_owned();
+        let mut prev = 0; // `O`
         for i in 0..toks.len() {
-            let feats = features(toks, gaz, i, &prev);
+            let feats = features(toks, gaz, i, &self.labels[prev]);
             self.score(&feats, &mut scores);
             let best = (0..self.labels.len())
-                .filter(|&l| allowed(&prev, &self.labels[l]))
+                .filter(|&l| self.follows[prev][l])
                 .max_by(|&a, &b| scores[a].total_cmp(&scores[b]).then(b.cmp(&a)))
                 .unwrap_or(0);
-            prev = self.labels[best].clone();
+            prev = best;
             out.push(best);
         }
         out
@@ -329,6 +340,7 @@ impl Tagger {
             ..Default::default()
         };
         let mut scores = vec![0.0f32; labels.len()];
+        let follows = transitions(&labels);
         for epoch in 1..=epochs {
             for i in (1..order.len()).rev() {
                 rng = rng
@@ -355,10 +367,10 @@ impl Tagger {
                 } else {
                     gaz
                 };
-                let mut prev = "O".to_owned();
+                let mut prev = 0; // `O`
                 for (i, &truth) in gold.iter().enumerate() {
                     step += 1;
-                    let feats = features(toks, gaz, i, &prev);
+                    let feats = features(toks, gaz, i, &labels[prev]);
                     scores.iter_mut().for_each(|s| *s = 0.0);
                     for f in &feats {
                         for &(l, v, _, _) in w.get(f).map(Vec::as_slice).unwrap_or(&[]) {
@@ -366,7 +378,7 @@ impl Tagger {
                         }
                     }
                     let guess = (0..labels.len())
-                        .filter(|&l| allowed(&prev, &labels[l]))
+                        .filter(|&l| follows[prev][l])
                         .max_by(|&a, &b| scores[a].total_cmp(&scores[b]).then(b.cmp(&a)))
                         .unwrap_or(0);
                     if guess != truth {
@@ -390,7 +402,7 @@ impl Tagger {
                     }
                     // The next token sees the tag the tagger chose, as it
                     // will when tagging for real.
-                    prev = labels[guess].clone();
+                    prev = guess;
                 }
             }
             host::metric("entity_token_errors", errors as f64, epoch);

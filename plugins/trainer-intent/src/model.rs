@@ -125,6 +125,33 @@ fn softmax_in_place(z: &mut [f32]) {
 }
 
 impl IntentModel {
+    /// A model before `fit`: uncalibrated, no threshold, no tagger.
+    fn untrained(
+        config: &TrainConfig,
+        labels: Vec<String>,
+        featurizer: Featurizer,
+        gazetteer: BTreeMap<String, String>,
+        weights: Vec<f32>,
+        bias: Vec<f32>,
+    ) -> IntentModel {
+        IntentModel {
+            max_value_words: max_value_words(&gazetteer),
+            meta: Meta {
+                format: FORMAT,
+                labels,
+                featurizer,
+                temperature: 1.0,
+                threshold: 0.0,
+                oos_label: config.oos_label.clone(),
+                gazetteer,
+                tagger: Tagger::default(),
+                config: config.clone(),
+            },
+            weights,
+            bias,
+        }
+    }
+
     fn classes(&self) -> usize {
         self.meta.labels.len()
     }
@@ -355,22 +382,14 @@ pub fn train(
     );
     let gazetteer = gazetteer_of(train, BTreeMap::new());
     let (d, c) = (featurizer.len(), labels.len());
-    let model = IntentModel {
-        max_value_words: max_value_words(&gazetteer),
-        meta: Meta {
-            format: FORMAT,
-            labels,
-            featurizer,
-            temperature: 1.0,
-            threshold: 0.0,
-            oos_label: config.oos_label.clone(),
-            gazetteer,
-            tagger: Tagger::default(),
-            config: config.clone(),
-        },
-        weights: vec![0.0; d * c],
-        bias: vec![0.0; c],
-    };
+    let model = IntentModel::untrained(
+        config,
+        labels,
+        featurizer,
+        gazetteer,
+        vec![0.0; d * c],
+        vec![0.0; c],
+    );
     fit(config, model, train, validation)
 }
 
@@ -427,22 +446,7 @@ pub fn train_from(
     host::info(&format!(
         "continuing from a model of {old_c} intents and {old_d} features: now {c} intents, {d} features"
     ));
-    let model = IntentModel {
-        max_value_words: max_value_words(&gazetteer),
-        meta: Meta {
-            format: FORMAT,
-            labels,
-            featurizer,
-            temperature: 1.0,
-            threshold: 0.0,
-            oos_label: config.oos_label.clone(),
-            gazetteer,
-            tagger: Tagger::default(),
-            config: config.clone(),
-        },
-        weights,
-        bias,
-    };
+    let model = IntentModel::untrained(config, labels, featurizer, gazetteer, weights, bias);
     fit(config, model, train, validation)
 }
 
