@@ -27,6 +27,17 @@ pub use model::{IntentModel, TrainConfig};
 
 pub struct IntentTrainer;
 
+/// A trained model and its metrics, as the host receives them.
+fn trained((model, metrics): (IntentModel, Vec<(String, f64)>)) -> Trained {
+    Trained {
+        model: model.to_bytes(),
+        metrics: metrics
+            .into_iter()
+            .map(|(name, value)| Metric { name, value })
+            .collect(),
+    }
+}
+
 impl Trainer for IntentTrainer {
     type Model = IntentModel;
 
@@ -36,14 +47,7 @@ impl Trainer for IntentTrainer {
         validation: Vec<Example>,
     ) -> Result<Trained, PluginError> {
         let config: TrainConfig = coach_plugin_sdk::parse_config(config)?;
-        let (model, metrics) = model::train(&config, &train, &validation)?;
-        Ok(Trained {
-            model: model.to_bytes(),
-            metrics: metrics
-                .into_iter()
-                .map(|(name, value)| Metric { name, value })
-                .collect(),
-        })
+        model::train(&config, &train, &validation).map(trained)
     }
 }
 
@@ -56,14 +60,7 @@ impl WarmStart for IntentTrainer {
     ) -> Result<Trained, PluginError> {
         let config: TrainConfig = coach_plugin_sdk::parse_config(config)?;
         let base = IntentModel::from_bytes(&base)?;
-        let (model, metrics) = model::train_from(&config, &base, &train, &validation)?;
-        Ok(Trained {
-            model: model.to_bytes(),
-            metrics: metrics
-                .into_iter()
-                .map(|(name, value)| Metric { name, value })
-                .collect(),
-        })
+        model::train_from(&config, &base, &train, &validation).map(trained)
     }
 }
 
