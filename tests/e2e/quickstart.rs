@@ -42,12 +42,11 @@ fn quickstart_trains_registers_and_predicts() {
     let m: serde_json::Value = serde_json::from_str(&show.expect_ok().stdout()).unwrap();
     assert_eq!(m["trainer"]["plugin"], "trainer-intent");
     assert_eq!(m["artifact"]["sha256"].as_str().unwrap().len(), 64);
-    // A quality floor on the quickstart's held-out test split.
-    assert!(
-        m["metrics"]["in_scope_accuracy"].as_f64().unwrap() >= 0.70,
-        "{m}"
-    );
-    assert!(m["metrics"]["oos_recall"].as_f64().unwrap() >= 0.50, "{m}");
+    // A quality floor on the quickstart's held-out test split (measured:
+    // 81.2% in-scope, 4 of the 8 out-of-scope examples).
+    let in_scope = m["metrics"]["in_scope_accuracy"].as_f64().unwrap();
+    assert!(in_scope >= 0.75, "{m}");
+    assert!(m["metrics"]["oos_recall"].as_f64().unwrap() >= 0.375, "{m}");
 
     let runs = home.coach(&["runs", "show", "1", "--json"]);
     let r: serde_json::Value = serde_json::from_str(&runs.expect_ok().stdout()).unwrap();
