@@ -32,7 +32,7 @@ use manifest::{FsAccess, Kind, Manifest};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use wasmtime::component::{HasSelf, InstancePre, Linker};
 use wasmtime::{Engine, EngineWeak};
@@ -74,7 +74,7 @@ impl Installed {
     }
 }
 
-/// Timing of the last compile, for `coach bench`.
+/// How long compiling (or loading from the cache) took, for `coach bench`.
 #[derive(Debug, Clone, Copy)]
 pub struct LoadTiming {
     pub outcome: CacheOutcome,
@@ -88,7 +88,6 @@ pub struct PluginHost {
     plugins: BTreeMap<String, Arc<Installed>>,
     limits: Limits,
     grants: BTreeMap<String, Grant>,
-    last_load: Mutex<Option<LoadTiming>>,
     _ticker: EpochTicker,
 }
 
@@ -150,7 +149,6 @@ impl PluginHost {
             plugins: BTreeMap::new(),
             limits: config.limits.clone(),
             grants: config.grants.clone(),
-            last_load: Mutex::new(None),
             _ticker: ticker,
         };
         for b in builtin::BUILTIN {
@@ -248,7 +246,6 @@ impl PluginHost {
                 .instantiate_pre(&component)
                 .map_err(|e| format!("its imports cannot be satisfied: {e:#}"))?;
             let elapsed = start.elapsed();
-            *self.last_load.lock().expect("lock") = Some(LoadTiming { outcome, elapsed });
             tracing::debug!(plugin = plugin.id(), cache = ?outcome, ms = elapsed.as_millis() as u64, "plugin compiled and linked");
             Ok(pre)
         });
