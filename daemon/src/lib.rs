@@ -3,14 +3,23 @@
 //! built-in split / evaluate / register steps — and keeps every dataset
 //! snapshot, run and model in its store.
 //!
-//! Data flows one way: `cli` → `pipeline` → `plugin` / `store` / `registry`.
+//! `coach daemon` ([`service`]) keeps doing that: triggers queue runs, the
+//! executor runs them, the API shows them as they go.
+//!
+//! Data flows one way: `cli` / `api` / `trigger` → `scheduler` → `executor`
+//! → `pipeline` → `plugin` / `store` / `registry`.
 
+pub mod api;
 pub mod cli;
 pub mod config;
+pub mod executor;
 pub mod pipeline;
 pub mod plugin;
 pub mod registry;
+pub mod scheduler;
+pub mod service;
 pub mod store;
+pub mod trigger;
 pub mod workflow;
 
 use anyhow::Result;
@@ -62,6 +71,7 @@ impl Coach {
 
 pub fn catalog(host: &plugin::PluginHost) -> workflow::Catalog {
     host.plugins()
+        .iter()
         .map(|p| (p.id().to_owned(), p.manifest.clone()))
         .collect()
 }

@@ -4,6 +4,7 @@ mod common;
 
 mod bad_input;
 mod bench;
+mod daemon;
 mod hostile;
 mod quickstart;
 mod sources;

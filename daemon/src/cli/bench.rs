@@ -51,7 +51,7 @@ pub async fn run(config: Config, cmd: Command) -> Result<ExitCode> {
         } => {
             let host = PluginHost::new(&config)?;
             let ids: Vec<String> = if plugin.is_empty() {
-                host.plugins().map(|p| p.id().to_owned()).collect()
+                host.plugins().iter().map(|p| p.id().to_owned()).collect()
             } else {
                 plugin
             };

@@ -2,12 +2,16 @@
 
 mod bench;
 mod bench_intent;
+mod client;
+mod daemon;
 mod evaluate;
 mod models;
 mod predict;
 mod progress;
+mod remote;
 mod run;
 mod runs;
+mod token;
 mod validate;
 
 use anyhow::Result;
@@ -49,6 +53,17 @@ pub enum LogFormat {
 pub enum Command {
     /// Run a workflow now, in this process, and print its evaluation.
     Run(run::Args),
+    /// Run the service: triggers, the run queue, the HTTP API.
+    Daemon(daemon::Args),
+    /// A running daemon's state (`COACH_URL`, `COACH_TOKEN`).
+    Status(remote::StatusArgs),
+    /// Queue a run of a workflow on the running daemon.
+    Trigger(remote::TriggerArgs),
+    /// Cancel a queued or running run on the running daemon.
+    Cancel(remote::CancelArgs),
+    /// API tokens for the daemon.
+    #[command(subcommand)]
+    Token(token::Command),
     /// Cross-validate a workflow's trainer on its data (`--folds K`).
     Evaluate(evaluate::Args),
     /// Check workflow files; print every error with file:line:column.
@@ -56,7 +71,7 @@ pub enum Command {
     /// Registered models.
     #[command(subcommand)]
     Models(models::Command),
-    /// Training runs.
+    /// Training runs (from the daemon when `COACH_URL` is set).
     #[command(subcommand)]
     Runs(runs::Command),
     /// Predict intents with a registered model.
@@ -90,10 +105,9 @@ fn init_tracing(format: LogFormat, verbose: u8, quiet_default: bool) {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    // `run` shows progress itself; its log lines would only interleave.
-    // Every command so far reports its own progress; log lines would only
-    // interleave with it, so the default level is `warn`.
-    let quiet = true;
+    // Commands report their own progress; log lines would only interleave
+    // with it, so their default level is `warn`. The daemon logs at `info`.
+    let quiet = !matches!(cli.command, Command::Daemon(_));
     init_tracing(cli.log_format, cli.verbose, quiet);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -118,6 +132,11 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
     let config = crate::config::Config::load(cli.config.as_deref())?;
     match cli.command {
         Command::Run(a) => run::run(config, a).await,
+        Command::Daemon(a) => daemon::run(config, a).await,
+        Command::Status(a) => remote::status(&config, a),
+        Command::Trigger(a) => remote::trigger(&config, a),
+        Command::Cancel(a) => remote::cancel(&config, a),
+        Command::Token(c) => token::run(config, c).await,
         Command::Validate(a) => validate::run(config, a),
         Command::Evaluate(a) => evaluate::run(config, a).await,
         Command::Models(c) => models::run(config, c).await,

@@ -1,8 +1,13 @@
-//! `coach runs list|show`.
+//! `coach runs list|show|logs`: from a running daemon when `COACH_URL` (or
+//! `--url`) is set, else straight from the store.
 
-use crate::Coach;
+use super::client::{Client, Remote, follow};
+use crate::api::runs::{run_json, step_json};
 use crate::config::Config;
+use crate::store::Store;
+use crate::store::queue::RunFilter;
 use anyhow::{Result, bail};
+use serde_json::{Value, json};
 use std::process::ExitCode;
 
 #[derive(Debug, clap::Subcommand)]
@@ -11,98 +16,218 @@ pub enum Command {
     List {
         #[arg(long, default_value_t = 20)]
         limit: u64,
+        /// Only runs of this workflow.
+        #[arg(long)]
+        workflow: Option<String>,
+        /// Only runs in this state (queued, running, succeeded, failed,
+        /// cancelled).
+        #[arg(long)]
+        state: Option<String>,
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        remote: Remote,
     },
     /// One run with its steps and metrics.
     Show {
         id: i64,
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// A run's log lines; `--follow` streams them (and its steps) until the
+    /// run finishes.
+    Logs {
+        id: i64,
+        #[arg(long, short)]
+        follow: bool,
+        #[command(flatten)]
+        remote: Remote,
     },
 }
 
 pub async fn run(config: Config, cmd: Command) -> Result<ExitCode> {
-    let coach = Coach::open(config).await?;
     match cmd {
-        Command::List { limit, json } => {
-            let runs = coach.store.runs(limit).await?;
+        Command::List {
+            limit,
+            workflow,
+            state,
+            json,
+            remote,
+        } => {
+            let runs: Vec<Value> = if remote.url.is_some() {
+                let mut q = format!("/api/v1/runs?limit={limit}");
+                if let Some(w) = &workflow {
+                    q.push_str(&format!("&workflow={w}"));
+                }
+                if let Some(s) = &state {
+                    q.push_str(&format!("&state={s}"));
+                }
+                let v = Client::new(&remote, &config).get(&q)?;
+                v["runs"].as_array().cloned().unwrap_or_default()
+            } else {
+                let store = Store::connect(&config.database_url()).await?;
+                store
+                    .list_runs(&RunFilter {
+                        workflow,
+                        state,
+                        before: None,
+                        limit,
+                    })
+                    .await?
+                    .iter()
+                    .map(run_json)
+                    .collect()
+            };
             if json {
-                let v: Vec<_> = runs.iter().map(|r| serde_json::json!({"id": r.id, "workflow": r.workflow, "state": r.state, "error": r.error, "workflow_sha256": r.workflow_hash, "started_at": r.started_at.to_rfc3339(), "finished_at": r.finished_at.map(|t| t.to_rfc3339())})).collect();
-                println!("{}", serde_json::to_string_pretty(&v)?);
+                println!("{}", serde_json::to_string_pretty(&runs)?);
                 return Ok(ExitCode::SUCCESS);
             }
             if runs.is_empty() {
                 println!("no runs yet; try `coach run workflows/quickstart.toml`");
             }
             for r in &runs {
-                let took = r
-                    .finished_at
-                    .map(|f| {
-                        format!(
-                            "{:.1}s",
-                            (f - r.started_at).num_milliseconds() as f64 / 1000.0
-                        )
-                    })
-                    .unwrap_or_else(|| "-".into());
                 println!(
-                    "{:>4}  {:<24} {:<10} {:>8}  {}",
-                    r.id,
-                    r.workflow,
-                    r.state,
-                    took,
-                    r.started_at.format("%Y-%m-%d %H:%M:%S")
+                    "{:>4}  {:<24} {:<10} {:<8} {:>8}  {}",
+                    r["id"],
+                    r["workflow"].as_str().unwrap_or(""),
+                    r["state"].as_str().unwrap_or(""),
+                    r["trigger"].as_str().unwrap_or(""),
+                    took(&r["started_at"], &r["finished_at"], 1),
+                    r["started_at"]
+                        .as_str()
+                        .and_then(|t| t.get(..19))
+                        .unwrap_or("")
+                        .replace('T', " ")
                 );
             }
         }
-        Command::Show { id, json } => {
-            let Some((r, steps, metrics)) = coach.store.run(id).await? else {
-                bail!("no run {id}");
+        Command::Show { id, json, remote } => {
+            let v = if remote.url.is_some() {
+                Client::new(&remote, &config).get(&format!("/api/v1/runs/{id}"))?
+            } else {
+                let store = Store::connect(&config.database_url()).await?;
+                let Some((r, steps, metrics)) = store.run(id).await? else {
+                    bail!("no run {id}");
+                };
+                let mut v = run_json(&r);
+                v["steps"] = steps.iter().map(step_json).collect();
+                v["metrics"] = metrics
+                    .iter()
+                    .map(|m| json!({"step": m.step_id, "name": m.name, "value": m.value, "epoch": m.step}))
+                    .collect();
+                v
             };
             if json {
-                let v = serde_json::json!({
-                    "id": r.id, "workflow": r.workflow, "file": r.workflow_file, "workflow_sha256": r.workflow_hash, "state": r.state, "error": r.error,
-                    "steps": steps.iter().map(|s| serde_json::json!({"step": s.step_id, "action": s.action, "attempt": s.attempt, "state": s.state, "error": s.error,
-                        "output": s.output.as_deref().and_then(|o| serde_json::from_str::<serde_json::Value>(o).ok())})).collect::<Vec<_>>(),
-                    "metrics": metrics.iter().map(|m| serde_json::json!({"step": m.step_id, "name": m.name, "value": m.value, "epoch": m.step})).collect::<Vec<_>>(),
-                });
                 println!("{}", serde_json::to_string_pretty(&v)?);
                 return Ok(ExitCode::SUCCESS);
             }
-            println!(
-                "run {} — workflow `{}` ({}), {}",
-                r.id, r.workflow, r.workflow_file, r.state
-            );
-            println!("  workflow version {}", r.workflow_hash);
-            if let Some(e) = &r.error {
-                println!("  error: {e}");
-            }
-            for s in &steps {
-                let took = s
-                    .finished_at
-                    .map(|f| {
-                        format!(
-                            "{:.2}s",
-                            (f - s.started_at).num_milliseconds() as f64 / 1000.0
-                        )
-                    })
-                    .unwrap_or_else(|| "-".into());
+            show(&v);
+        }
+        Command::Logs {
+            id,
+            follow: f,
+            remote,
+        } => {
+            let lines: Vec<Value> = if remote.url.is_some() || f {
+                let c = Client::new(&remote, &config);
+                let v = c.get(&format!("/api/v1/runs/{id}/logs"))?;
+                v["lines"].as_array().cloned().unwrap_or_default()
+            } else {
+                let store = Store::connect(&config.database_url()).await?;
+                store
+                    .run_logs(id, 0, 100_000)
+                    .await?
+                    .iter()
+                    .map(|l| json!({"step": l.step_id, "level": l.level, "message": l.message, "at": l.at}))
+                    .collect()
+            };
+            for l in &lines {
                 println!(
-                    "  step {:<14} {:<16} attempt {} {:<10} {took}",
-                    s.step_id, s.action, s.attempt, s.state
+                    "{} [{}] {}: {}",
+                    l["at"].as_str().and_then(|t| t.get(11..19)).unwrap_or(""),
+                    l["level"].as_str().unwrap_or(""),
+                    l["step"].as_str().unwrap_or("-"),
+                    l["message"].as_str().unwrap_or("")
                 );
-                if let Some(e) = &s.error {
-                    println!("      {e}");
-                }
             }
-            let finals: Vec<_> = metrics.iter().filter(|m| m.step == 0).collect();
-            if !finals.is_empty() {
-                println!("  metrics");
-                for m in finals {
-                    println!("    {:<10} {:<28} {:.4}", m.step_id, m.name, m.value);
+            if f {
+                let state = follow(&Client::new(&remote, &config), id)?;
+                if state != "succeeded" {
+                    return Ok(ExitCode::from(1));
                 }
             }
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Seconds between two RFC 3339 times, or `-`.
+fn took(start: &Value, end: &Value, decimals: usize) -> String {
+    let parse = |v: &Value| {
+        v.as_str()
+            .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+    };
+    match (parse(start), parse(end)) {
+        (Some(s), Some(e)) => format!(
+            "{:.*}s",
+            decimals,
+            (e - s).num_milliseconds() as f64 / 1000.0
+        ),
+        _ => "-".into(),
+    }
+}
+
+fn show(v: &Value) {
+    let s = |v: &Value, k: &str| v[k].as_str().unwrap_or("").to_owned();
+    println!(
+        "run {} — workflow `{}` ({}), {}",
+        v["id"],
+        s(v, "workflow"),
+        s(v, "workflow_file"),
+        s(v, "state")
+    );
+    println!(
+        "  workflow version {}, trigger {}{}",
+        s(v, "version"),
+        s(v, "trigger"),
+        match v["resumes"].as_i64() {
+            Some(n) if n > 0 => format!(", resumed {n} time(s)"),
+            _ => String::new(),
+        }
+    );
+    if let Some(e) = v["error"].as_str() {
+        println!("  error: {e}");
+    }
+    for st in v["steps"].as_array().into_iter().flatten() {
+        println!(
+            "  step {:<14} {:<16} attempt {} {:<11} {}",
+            s(st, "step"),
+            s(st, "action"),
+            st["attempt"],
+            s(st, "state"),
+            took(&st["started_at"], &st["finished_at"], 2)
+        );
+        if let Some(e) = st["error"].as_str() {
+            println!("      {e}");
+        }
+    }
+    let finals: Vec<&Value> = v["metrics"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|m| m["epoch"] == 0)
+        .collect();
+    if !finals.is_empty() {
+        println!("  metrics");
+        for m in finals {
+            println!(
+                "    {:<10} {:<28} {:.4}",
+                s(m, "step"),
+                s(m, "name"),
+                m["value"].as_f64().unwrap_or(f64::NAN)
+            );
+        }
+    }
 }

@@ -1,6 +1,6 @@
 //! Daemon settings: the raw TOML ([`RawConfig`]) and the validated
 //! [`Config`] every command uses. Environment overrides: `COACH_DATA_DIR`,
-//! `COACH_DATABASE_URL`.
+//! `COACH_DATABASE_URL`, `COACH_LISTEN`.
 //!
 //! Relative paths in a config file are resolved against the file's folder;
 //! the embedded defaults resolve against the current directory.
@@ -28,6 +28,12 @@ hostcall_data = "256MiB"
 
 [grants.source-files]
 read = ["workflows", "${COACH_DATASETS}"]
+
+[daemon]
+listen = "127.0.0.1:7878"
+workflow_dirs = ["workflows"]
+max_parallel_runs = 2
+shutdown_grace = "30s"
 "#;
 
 /// `coach.toml` as written.
@@ -48,6 +54,26 @@ pub struct RawConfig {
     /// Capability grants by plugin id.
     #[serde(default)]
     pub grants: BTreeMap<String, RawGrant>,
+    #[serde(default)]
+    pub daemon: RawDaemon,
+}
+
+/// `[daemon]`: the long-running service.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDaemon {
+    /// Address the HTTP API listens on. Default `127.0.0.1:7878`;
+    /// `COACH_LISTEN` overrides. Every route but `/healthz` and `/readyz`
+    /// needs a token wherever it listens.
+    pub listen: Option<String>,
+    /// Folders whose `*.toml` files are the daemon's workflows. Default
+    /// `workflows`.
+    pub workflow_dirs: Option<Vec<PathBuf>>,
+    /// Runs executed at the same time. Default 2.
+    pub max_parallel_runs: Option<usize>,
+    /// On SIGTERM/SIGINT, how long running steps may take to finish before
+    /// they are cancelled (and resumed at the next start). Default `30s`.
+    pub shutdown_grace: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -112,6 +138,16 @@ pub struct Config {
     pub grants: BTreeMap<String, Grant>,
     /// Compiled plugins; `<data_dir>/cache/components`.
     pub compile_cache: PathBuf,
+    pub daemon: DaemonSettings,
+}
+
+/// Validated `[daemon]` settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DaemonSettings {
+    pub listen: std::net::SocketAddr,
+    pub workflow_dirs: Vec<PathBuf>,
+    pub max_parallel_runs: usize,
+    pub shutdown_grace: Duration,
 }
 
 impl Config {
@@ -187,6 +223,44 @@ impl Config {
             }
             grants.insert(plugin, Grant { read });
         }
+        let listen_text = match std::env::var("COACH_LISTEN") {
+            Ok(l) if !l.is_empty() => l,
+            _ => raw
+                .daemon
+                .listen
+                .clone()
+                .unwrap_or_else(|| "127.0.0.1:7878".into()),
+        };
+        let listen = listen_text.parse().unwrap_or_else(|e| {
+            errors.push(format!(
+                "daemon.listen: `{listen_text}` is not an address such as 127.0.0.1:7878 ({e})"
+            ));
+            std::net::SocketAddr::from(([127, 0, 0, 1], 7878))
+        });
+        let shutdown_grace = match &raw.daemon.shutdown_grace {
+            None => Duration::from_secs(30),
+            Some(s) => units::parse_duration(s).unwrap_or_else(|e| {
+                errors.push(format!("daemon.shutdown_grace: {e}"));
+                Duration::from_secs(30)
+            }),
+        };
+        let max_parallel_runs = raw.daemon.max_parallel_runs.unwrap_or(2);
+        if max_parallel_runs == 0 {
+            errors.push("daemon.max_parallel_runs must be at least 1".into());
+        }
+        let daemon = DaemonSettings {
+            listen,
+            workflow_dirs: raw
+                .daemon
+                .workflow_dirs
+                .clone()
+                .unwrap_or_else(|| vec![PathBuf::from("workflows")])
+                .iter()
+                .map(|p| resolve(p))
+                .collect(),
+            max_parallel_runs,
+            shutdown_grace,
+        };
         if !errors.is_empty() {
             bail!("{}", errors.join("; "));
         }
@@ -214,6 +288,7 @@ impl Config {
                 hostcall_data,
             },
             grants,
+            daemon,
         })
     }
 

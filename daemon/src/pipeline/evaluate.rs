@@ -4,10 +4,10 @@
 //! their correct intent) and out-of-scope recall (share of out-of-scope
 //! queries predicted as out of scope).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct IntentScore {
     pub intent: String,
     pub precision: f64,
@@ -16,14 +16,14 @@ pub struct IntentScore {
     pub support: usize,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Confusion {
     pub truth: String,
     pub predicted: String,
     pub count: usize,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Report {
     /// The split scored: `test` or `validation`.
     pub split: String,

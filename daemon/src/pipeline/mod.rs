@@ -27,6 +27,8 @@ pub trait Reporter: Send + Sync {
     fn step_event(&self, _step: &str, _event: &PluginEvent) {}
     fn step_note(&self, _step: &str, _message: &str) {}
     fn step_finished(&self, _step: &str, _result: Result<&str, &str>) {}
+    /// A step's plugin failed; called before `step_finished`.
+    fn plugin_failed(&self, _step: &str, _failure: &PluginFailure) {}
 }
 
 /// A reporter that only logs.
@@ -59,6 +61,9 @@ pub struct DatasetOut {
 #[derive(Debug)]
 pub struct ModelOut {
     pub bytes: Vec<u8>,
+    /// The bytes are also stored as this artifact, so a resumed run finds
+    /// them.
+    pub artifact_hash: String,
     pub plugin: String,
     pub plugin_version: String,
     pub plugin_hash: String,
@@ -85,7 +90,10 @@ impl Output {
                 json!({"dataset_version": d.version_id, "examples": d.rows.len(), "hash": d.hash})
             }
             Output::Model(m) => {
-                json!({"model_bytes": m.bytes.len(), "plugin": m.plugin, "metrics": m.metrics.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>()})
+                json!({"model_bytes": m.bytes.len(), "artifact": m.artifact_hash, "plugin": m.plugin,
+                    "plugin_version": m.plugin_version, "plugin_hash": m.plugin_hash, "config_hash": m.config_hash,
+                    "dataset_version": m.dataset.version_id, "intents": m.intents, "base_model": m.base_model_id,
+                    "metrics": m.metrics.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>()})
             }
             Output::Evaluation(r) => serde_json::to_value(r.as_ref()).unwrap_or(Value::Null),
             Output::Registered(m) => {
@@ -212,9 +220,32 @@ fn config_hash(with: &serde_json::Map<String, Value>) -> String {
     )
 }
 
+/// How a run is asked to stop.
+///
+/// `cancel` reaches into the plugin call that is running (it ends at the next
+/// epoch); `drain` lets the running step finish and stops before the next;
+/// `shutdown` says a stop is the daemon's, not the user's: the run is then
+/// interrupted (and resumes later) rather than cancelled.
+#[derive(Debug, Clone, Default)]
+pub struct RunControl {
+    pub cancel: Arc<AtomicBool>,
+    pub drain: Arc<AtomicBool>,
+    pub shutdown: Arc<AtomicBool>,
+}
+
+impl RunControl {
+    fn stop_state(&self) -> &'static str {
+        if self.shutdown.load(Ordering::Relaxed) {
+            state::INTERRUPTED
+        } else {
+            state::CANCELLED
+        }
+    }
+}
+
 impl Runner {
-    /// Run `wf` to the end; the returned summary says how it ended. Errors
-    /// are only for the store itself failing.
+    /// Run `wf` to the end in this process; the returned summary says how it
+    /// ended. Errors are only for the store itself failing.
     pub async fn run(
         &self,
         wf: &Workflow,
@@ -225,8 +256,27 @@ impl Runner {
             .store
             .start_run(&wf.name, &wf.file.display().to_string(), &wf.hash)
             .await?;
+        let control = RunControl {
+            cancel,
+            ..Default::default()
+        };
+        self.execute_run(run_id, wf, reporter, &control).await
+    }
+
+    /// Execute run `run_id` (already in the store, claimed) of `wf`. Steps
+    /// that succeeded in an earlier attempt of this run are not run again:
+    /// their outputs are restored from the store. An `interrupted` summary
+    /// leaves the run's row for the caller to put back in the queue.
+    pub async fn execute_run(
+        &self,
+        run_id: i64,
+        wf: &Workflow,
+        reporter: Arc<dyn Reporter>,
+        control: &RunControl,
+    ) -> Result<RunSummary> {
         tracing::info!(run = run_id, workflow = %wf.name, version = %&wf.hash[..12], "run started");
         reporter.run_started(run_id, wf);
+        let earlier = self.store.steps_of(run_id).await?;
         let mut outputs: BTreeMap<String, Output> = BTreeMap::new();
         let mut summary = RunSummary {
             run_id,
@@ -236,12 +286,42 @@ impl Runner {
             evaluation: None,
             model: None,
         };
+        let cancel = &control.cancel;
         'steps: for step in &wf.steps {
+            let tries: Vec<&crate::store::StepRow> =
+                earlier.iter().filter(|r| r.step_id == step.id).collect();
+            if let Some(done) = tries.iter().find(|r| r.state == state::SUCCEEDED) {
+                let out = self
+                    .restore(step, done)
+                    .await
+                    .with_context(|| format!("cannot resume step `{}`", step.id))?;
+                reporter.step_finished(&step.id, Ok(&format!("{} (done before)", out.line())));
+                match &out {
+                    Output::Evaluation(r) => summary.evaluation = Some(r.clone()),
+                    Output::Registered(m) => summary.model = Some((**m).clone()),
+                    _ => {}
+                }
+                outputs.insert(step.id.clone(), out);
+                continue;
+            }
+            // Attempts the daemon interrupted were not the step's fault and
+            // do not count against its retries.
+            let failures = tries.iter().filter(|r| r.state == state::FAILED).count() as u32;
+            let mut attempt = tries.len() as u32;
             let attempts = step.retries + 1;
-            for attempt in 1..=attempts {
-                if cancel.load(Ordering::Relaxed) {
-                    summary.state = state::CANCELLED.to_owned();
-                    summary.error = Some(format!("cancelled before step `{}`", step.id));
+            let mut failed = failures;
+            while failed < attempts {
+                attempt += 1;
+                if cancel.load(Ordering::Relaxed) || control.drain.load(Ordering::Relaxed) {
+                    let st = if control.drain.load(Ordering::Relaxed)
+                        && !cancel.load(Ordering::Relaxed)
+                    {
+                        state::INTERRUPTED
+                    } else {
+                        control.stop_state()
+                    };
+                    summary.state = st.to_owned();
+                    summary.error = Some(format!("stopped before step `{}`", step.id));
                     break 'steps;
                 }
                 let action = action_name(&step.action);
@@ -251,7 +331,7 @@ impl Runner {
                     .await?;
                 reporter.step_started(&step.id, &action, attempt);
                 match self
-                    .execute(run_id, wf, step, &outputs, &reporter, &cancel)
+                    .execute(run_id, wf, step, &outputs, &reporter, cancel)
                     .await
                 {
                     Ok(out) => {
@@ -265,25 +345,29 @@ impl Runner {
                             _ => {}
                         }
                         outputs.insert(step.id.clone(), out);
-                        break;
+                        continue 'steps;
                     }
                     Err(e) => {
-                        let cancelled = cancel.load(Ordering::Relaxed)
+                        let stopped = cancel.load(Ordering::Relaxed)
                             || matches!(
                                 e.downcast_ref::<PluginFailure>(),
                                 Some(PluginFailure::Cancelled { .. })
                             );
-                        let message = format!("step `{}`: {e:#}", step.id);
-                        let st = if cancelled {
-                            state::CANCELLED
+                        let st = if stopped {
+                            control.stop_state()
                         } else {
                             state::FAILED
                         };
+                        if let Some(pf) = e.downcast_ref::<PluginFailure>() {
+                            reporter.plugin_failed(&step.id, pf);
+                        }
+                        let message = format!("step `{}`: {e:#}", step.id);
                         self.store
                             .finish_step(row, st, Some(message.clone()), None)
                             .await?;
                         reporter.step_finished(&step.id, Err(&message));
-                        if cancelled || attempt == attempts {
+                        failed += 1;
+                        if stopped || failed >= attempts {
                             summary.state = st.to_owned();
                             summary.error = Some(message);
                             summary.failed_step = Some(step.id.clone());
@@ -293,12 +377,93 @@ impl Runner {
                     }
                 }
             }
+            // Only reached when earlier attempts already used up the retries.
+            summary.state = state::FAILED.to_owned();
+            summary.error = Some(format!("step `{}` failed {failed} time(s)", step.id));
+            summary.failed_step = Some(step.id.clone());
+            break;
         }
-        self.store
-            .finish_run(run_id, &summary.state, summary.error.clone())
-            .await?;
+        if summary.state != state::INTERRUPTED {
+            self.store
+                .finish_run(run_id, &summary.state, summary.error.clone())
+                .await?;
+        }
         tracing::info!(run = run_id, state = %summary.state, "run finished");
         Ok(summary)
+    }
+
+    /// The output of a step that succeeded in an earlier attempt of the run,
+    /// rebuilt from what its summary points at in the store.
+    async fn restore(&self, step: &Step, row: &crate::store::StepRow) -> Result<Output> {
+        let out: Value = serde_json::from_str(row.output.as_deref().unwrap_or("null"))
+            .context("its stored output is not JSON")?;
+        let int = |k: &str| {
+            out.get(k)
+                .and_then(Value::as_i64)
+                .ok_or_else(|| anyhow!("its stored output has no `{k}`"))
+        };
+        let text = |k: &str| out.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
+        let dataset = |id: i64| async move {
+            let (hash, rows) = self
+                .store
+                .dataset_version(id)
+                .await?
+                .ok_or_else(|| anyhow!("dataset snapshot {id} is gone"))?;
+            Ok::<_, anyhow::Error>(Arc::new(DatasetOut {
+                version_id: id,
+                hash,
+                rows,
+            }))
+        };
+        Ok(match step.action.produces() {
+            Produces::Dataset => Output::Dataset(dataset(int("dataset_version")?).await?),
+            Produces::Model => {
+                let artifact = text("artifact");
+                let bytes = self.artifacts.get(&artifact)?;
+                let metrics = out
+                    .get("metrics")
+                    .and_then(Value::as_object)
+                    .map(|m| {
+                        m.iter()
+                            .filter_map(|(k, v)| Some((k.clone(), v.as_f64()?)))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let intents = out
+                    .get("intents")
+                    .and_then(Value::as_array)
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|v| v.as_str().map(str::to_owned))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                Output::Model(Arc::new(ModelOut {
+                    bytes,
+                    artifact_hash: artifact,
+                    plugin: text("plugin"),
+                    plugin_version: text("plugin_version"),
+                    plugin_hash: text("plugin_hash"),
+                    config_hash: text("config_hash"),
+                    dataset: dataset(int("dataset_version")?).await?,
+                    metrics,
+                    intents,
+                    base_model_id: out.get("base_model").and_then(Value::as_i64),
+                }))
+            }
+            Produces::Evaluation => Output::Evaluation(Arc::new(
+                serde_json::from_value(out).context("its stored evaluation does not parse")?,
+            )),
+            Produces::Registration => {
+                let id = int("model")?;
+                let m = self
+                    .store
+                    .find_model(&id.to_string())
+                    .await?
+                    .ok_or_else(|| anyhow!("model {id} is gone"))?;
+                Output::Registered(Box::new(m))
+            }
+        })
     }
 
     fn spec(
@@ -424,7 +589,7 @@ impl Runner {
                 if train.is_empty() {
                     bail!("the dataset has no training examples");
                 }
-                let plugin = self.host.get(id)?.clone();
+                let plugin = self.host.get(id)?;
                 // A warm start continues from a registered model of the same
                 // plugin; before the first one exists, training starts fresh.
                 let base = match &step.warm_start {
@@ -472,6 +637,7 @@ impl Runner {
                 self.store
                     .add_metrics(run_id, &step.id, &out.progress_metrics)
                     .await?;
+                let out_metrics = out.metrics.clone();
                 let finals: Vec<(String, f64, u32)> = out
                     .metrics
                     .iter()
@@ -487,14 +653,22 @@ impl Runner {
                     .collect::<std::collections::BTreeSet<_>>()
                     .into_iter()
                     .collect();
+                let artifacts = self.artifacts.clone();
+                let (bytes, artifact_hash) = tokio::task::spawn_blocking(move || {
+                    let hash = artifacts.put(&out.model)?;
+                    Ok::<_, anyhow::Error>((out.model, hash))
+                })
+                .await
+                .context("storing the model panicked")??;
                 Ok(Output::Model(Arc::new(ModelOut {
-                    bytes: out.model,
+                    bytes,
+                    artifact_hash,
                     plugin: id.clone(),
                     plugin_version: plugin.manifest.version.clone(),
                     plugin_hash: plugin.wasm_sha256.clone(),
                     config_hash: config_hash(&step.with),
                     dataset: data,
-                    metrics: out.metrics,
+                    metrics: out_metrics,
                     intents,
                     base_model_id,
                 })))
@@ -628,7 +802,14 @@ impl Runner {
                         _ => None,
                     }
                 });
-                let artifact_hash = self.artifacts.put(&model.bytes)?;
+                let artifact_hash = model.artifact_hash.clone();
+                // A run resumed after a crash between registering and
+                // recording the step must not register the model twice.
+                if let Some(m) = self.store.model_of_run(run_id).await?
+                    && m.artifact_hash == artifact_hash
+                {
+                    return Ok(Output::Registered(Box::new(m)));
+                }
                 let mut metrics = serde_json::Map::new();
                 if let Some(r) = &evaluation {
                     metrics.insert("evaluated_on".into(), json!(r.split));

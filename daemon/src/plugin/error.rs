@@ -54,3 +54,35 @@ pub enum PluginFailure {
         reason: String,
     },
 }
+
+impl PluginFailure {
+    /// A short name for the failure, for metrics labels.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            PluginFailure::Unknown { .. } => "unknown",
+            PluginFailure::WrongKind { .. } => "wrong_kind",
+            PluginFailure::Load { .. } => "load",
+            PluginFailure::Timeout { .. } => "timeout",
+            PluginFailure::Memory { .. } => "memory",
+            PluginFailure::Output { .. } => "output",
+            PluginFailure::HostcallData { .. } => "hostcall_data",
+            PluginFailure::Cancelled { .. } => "cancelled",
+            PluginFailure::Trap { .. } => "trap",
+            PluginFailure::Reported { .. } => "reported",
+            PluginFailure::NotGranted { .. } => "not_granted",
+        }
+    }
+
+    /// The sandbox stopped the plugin (a limit or a crash), as opposed to the
+    /// plugin reporting an error or the host refusing to start it.
+    pub fn is_trap(&self) -> bool {
+        matches!(
+            self,
+            PluginFailure::Timeout { .. }
+                | PluginFailure::Memory { .. }
+                | PluginFailure::Output { .. }
+                | PluginFailure::HostcallData { .. }
+                | PluginFailure::Trap { .. }
+        )
+    }
+}

@@ -64,7 +64,7 @@ impl fmt::Display for Kind {
 /// API versions this host has bindings for.
 pub const SUPPORTED_APIS: &[&str] = &["0.1.0"];
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
     pub id: PluginId,
@@ -87,7 +87,7 @@ pub struct Manifest {
 }
 
 /// What the plugin asks the operator for.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Capabilities {
     /// `"read"`: read-only access to the files a step names in `path`
@@ -103,7 +103,7 @@ pub enum FsAccess {
 }
 
 /// Limits the plugin would like; the operator's ceilings still apply.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WantedLimits {
     pub memory: Option<String>,
@@ -111,7 +111,7 @@ pub struct WantedLimits {
 }
 
 /// One parameter a plugin accepts.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Parameter {
     #[serde(rename = "type")]

@@ -32,7 +32,7 @@ use manifest::{FsAccess, Kind, Manifest};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 use wasmtime::component::{HasSelf, InstancePre, Linker};
 use wasmtime::{Engine, EngineWeak};
@@ -85,10 +85,22 @@ pub struct PluginHost {
     engine: Engine,
     linker: Linker<job::JobState>,
     cache: CompileCache,
-    plugins: BTreeMap<String, Arc<Installed>>,
-    limits: Limits,
-    grants: BTreeMap<String, Grant>,
+    // Swapped whole on reload; jobs hold their own `Arc<Installed>`, so a
+    // reload never changes a plugin under a running job.
+    plugins: RwLock<BTreeMap<String, Arc<Installed>>>,
+    limits: RwLock<Limits>,
+    grants: RwLock<BTreeMap<String, Grant>>,
+    /// Why the last discovery or reload could not take a plugin folder, by
+    /// folder.
+    problems: RwLock<BTreeMap<String, String>>,
     _ticker: EpochTicker,
+}
+
+/// A plugin folder read from disk, not yet installed.
+struct Found {
+    manifest: Manifest,
+    origin: Origin,
+    wasm: Arc<[u8]>,
 }
 
 /// Advances the engine's epoch on a thread of its own; stops when dropped.
@@ -142,92 +154,147 @@ impl PluginHost {
         bindings::trainer::Trainer::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
             .map_err(|e| anyhow::anyhow!("{e:#}"))?;
         let ticker = EpochTicker::start(engine.weak());
-        let mut host = PluginHost {
+        let host = PluginHost {
             cache: CompileCache::new(&engine, config.cache_dir()),
             engine,
             linker,
-            plugins: BTreeMap::new(),
-            limits: config.limits.clone(),
-            grants: config.grants.clone(),
+            plugins: RwLock::new(BTreeMap::new()),
+            limits: RwLock::new(config.limits.clone()),
+            grants: RwLock::new(config.grants.clone()),
+            problems: RwLock::new(BTreeMap::new()),
             _ticker: ticker,
         };
-        for b in builtin::BUILTIN {
-            let manifest = Manifest::parse(b.manifest, &format!("built-in {}", b.name))
-                .map_err(anyhow::Error::msg)?;
-            host.add(manifest, Origin::BuiltIn, Arc::from(b.wasm))?;
+        let (found, problems) = discover(&config.plugin_dirs)?;
+        let mut plugins = BTreeMap::new();
+        for f in found {
+            let id = f.manifest.id.to_string();
+            if let Some(existing) = plugins.get(&id) {
+                let existing: &Arc<Installed> = existing;
+                anyhow::bail!(
+                    "plugin `{id}` is installed twice: {} and {}",
+                    existing.origin,
+                    f.origin
+                );
+            }
+            plugins.insert(id, Arc::new(Installed::from(f)));
         }
-        for dir in &config.plugin_dirs {
-            host.discover_dir(dir)?;
+        // A folder that cannot be read stops a one-shot command, which
+        // would otherwise fail later and less clearly.
+        if let Some((folder, why)) = problems.iter().next() {
+            anyhow::bail!("plugin folder {folder}: {why}");
         }
+        *host.plugins.write().expect("plugin table lock") = plugins;
         Ok(host)
     }
 
-    /// Every sub-folder of `dir` with a `plugin.toml` is a plugin. A missing
-    /// `dir` holds none.
-    fn discover_dir(&mut self, dir: &Path) -> Result<()> {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return Ok(());
-        };
-        let mut folders: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
-        folders.sort();
-        for folder in folders {
-            let manifest_path = folder.join("plugin.toml");
-            if !manifest_path.is_file() {
+    /// Read the plugin folders and the config again. A plugin whose files
+    /// changed is compiled before it replaces the old one; if it does not
+    /// compile (or its folder cannot be read), the old one stays and the
+    /// problem is returned — and kept for [`PluginHost::problems`].
+    /// Returns the ids that were added, replaced or removed.
+    pub fn reload(&self, config: &Config) -> Result<Vec<String>> {
+        *self.limits.write().expect("limits lock") = config.limits.clone();
+        *self.grants.write().expect("grants lock") = config.grants.clone();
+        let (found, mut problems) = discover(&config.plugin_dirs)?;
+        let old = self.plugins.read().expect("plugin table lock").clone();
+        let mut next: BTreeMap<String, Arc<Installed>> = BTreeMap::new();
+        let mut changed = Vec::new();
+        for f in found {
+            let id = f.manifest.id.to_string();
+            if let Some(existing) = next.get(&id) {
+                problems.insert(
+                    f.origin.to_string(),
+                    format!(
+                        "plugin `{id}` is already installed from {}",
+                        existing.origin
+                    ),
+                );
                 continue;
             }
-            let text = std::fs::read_to_string(&manifest_path)
-                .with_context(|| format!("cannot read {}", manifest_path.display()))?;
-            let manifest = Manifest::parse(&text, &manifest_path.display().to_string())
-                .map_err(anyhow::Error::msg)?;
-            let wasm_name = manifest
-                .wasm
-                .clone()
-                .unwrap_or_else(|| format!("{}.wasm", manifest.id));
-            let wasm_path = folder.join(&wasm_name);
-            let wasm = std::fs::read(&wasm_path).with_context(|| {
-                format!(
-                    "plugin `{}`: cannot read {}",
-                    manifest.id,
-                    wasm_path.display()
-                )
-            })?;
-            self.add(manifest, Origin::Dir(folder), Arc::from(wasm))?;
+            match old.get(&id) {
+                Some(o) if o.wasm_sha256 == sha256_hex(&f.wasm) && o.manifest == f.manifest => {
+                    next.insert(id, o.clone());
+                }
+                previous => {
+                    let candidate = Arc::new(Installed::from(f));
+                    if let (Some(prev), Err(e)) = (previous, self.instance_pre(&candidate)) {
+                        problems.insert(
+                            candidate.origin.to_string(),
+                            format!("{e}; still using the version loaded before"),
+                        );
+                        next.insert(id, prev.clone());
+                        continue;
+                    }
+                    changed.push(id.clone());
+                    next.insert(id, candidate);
+                }
+            }
         }
-        Ok(())
+        // A plugin whose folder became unreadable stays as it was.
+        for (id, o) in &old {
+            if !next.contains_key(id) {
+                if problems.contains_key(&o.origin.to_string()) {
+                    next.insert(id.clone(), o.clone());
+                } else {
+                    changed.push(id.clone());
+                }
+            }
+        }
+        *self.plugins.write().expect("plugin table lock") = next;
+        *self.problems.write().expect("plugin problems lock") = problems;
+        Ok(changed)
     }
 
-    fn add(&mut self, manifest: Manifest, origin: Origin, wasm: Arc<[u8]>) -> Result<()> {
-        let id = manifest.id.to_string();
-        if let Some(existing) = self.plugins.get(&id) {
-            anyhow::bail!(
-                "plugin `{id}` is installed twice: {} and {origin}",
-                existing.origin
-            );
-        }
-        let installed = Installed {
-            wasm_sha256: sha256_hex(&wasm),
-            manifest,
-            origin,
-            wasm,
-            pre: OnceLock::new(),
-        };
-        self.plugins.insert(id, Arc::new(installed));
-        Ok(())
+    /// Compile and link every plugin now (the daemon does this at start so
+    /// the first run does not wait); returns the plugins that failed.
+    pub fn warm_up(&self) -> Vec<(String, String)> {
+        self.plugins()
+            .iter()
+            .filter_map(|p| {
+                self.instance_pre(p)
+                    .err()
+                    .map(|e| (p.id().to_owned(), e.to_string()))
+            })
+            .collect()
+    }
+
+    /// Problems of the last reload, by plugin folder.
+    pub fn problems(&self) -> BTreeMap<String, String> {
+        self.problems.read().expect("plugin problems lock").clone()
     }
 
     pub fn engine(&self) -> &Engine {
         &self.engine
     }
 
-    pub fn plugins(&self) -> impl Iterator<Item = &Arc<Installed>> {
-        self.plugins.values()
+    pub fn plugins(&self) -> Vec<Arc<Installed>> {
+        self.plugins
+            .read()
+            .expect("plugin table lock")
+            .values()
+            .cloned()
+            .collect()
     }
 
-    pub fn get(&self, id: &str) -> Result<&Arc<Installed>, PluginFailure> {
-        self.plugins.get(id).ok_or_else(|| PluginFailure::Unknown {
-            plugin: id.to_owned(),
-            known: self.plugins.keys().cloned().collect::<Vec<_>>().join(", "),
-        })
+    pub fn get(&self, id: &str) -> Result<Arc<Installed>, PluginFailure> {
+        let plugins = self.plugins.read().expect("plugin table lock");
+        plugins
+            .get(id)
+            .cloned()
+            .ok_or_else(|| PluginFailure::Unknown {
+                plugin: id.to_owned(),
+                known: plugins.keys().cloned().collect::<Vec<_>>().join(", "),
+            })
+    }
+
+    /// What the operator grants `id`.
+    pub fn grant(&self, id: &str) -> Grant {
+        self.grants
+            .read()
+            .expect("grants lock")
+            .get(id)
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// Compile (or fetch from the cache) and link a plugin, once.
@@ -298,11 +365,8 @@ impl PluginHost {
                 "its manifest does not ask for filesystem access".into(),
             ));
         }
-        let roots = self
-            .grants
-            .get(plugin.id())
-            .map(|g| g.read.as_slice())
-            .unwrap_or(&[]);
+        let grant = self.grant(plugin.id());
+        let roots = grant.read.as_slice();
         let mut preopens = Vec::new();
         for path in paths {
             let canonical = path
@@ -347,22 +411,23 @@ impl PluginHost {
         plugin: &Installed,
         step_timeout: Option<Duration>,
     ) -> (u64, Duration) {
+        let limits = self.limits();
         let memory = plugin
             .manifest
             .wanted_memory()
             .ok()
             .flatten()
-            .unwrap_or(self.limits.memory)
-            .min(self.limits.memory);
+            .unwrap_or(limits.memory)
+            .min(limits.memory);
         let timeout = step_timeout
             .or(plugin.manifest.wanted_timeout().ok().flatten())
-            .unwrap_or(self.limits.timeout)
-            .min(self.limits.timeout);
+            .unwrap_or(limits.timeout)
+            .min(limits.timeout);
         (memory, timeout)
     }
 
-    pub fn limits(&self) -> &Limits {
-        &self.limits
+    pub fn limits(&self) -> Limits {
+        self.limits.read().expect("limits lock").clone()
     }
 
     fn expect_kind(&self, plugin: &Installed, kind: Kind) -> Result<(), PluginFailure> {
@@ -378,7 +443,7 @@ impl PluginHost {
 
     /// A fresh trainer instance for one job.
     pub fn trainer(&self, id: &str, spec: JobSpec) -> Result<TrainerJob, PluginFailure> {
-        let plugin = self.get(id)?.clone();
+        let plugin = self.get(id)?;
         self.expect_kind(&plugin, Kind::Trainer)?;
         let pre = self.instance_pre(&plugin)?;
         TrainerJob::new(self, &plugin, pre, spec)
@@ -386,9 +451,82 @@ impl PluginHost {
 
     /// A fresh source instance for one job.
     pub fn source(&self, id: &str, spec: JobSpec) -> Result<SourceJob, PluginFailure> {
-        let plugin = self.get(id)?.clone();
+        let plugin = self.get(id)?;
         self.expect_kind(&plugin, Kind::Source)?;
         let pre = self.instance_pre(&plugin)?;
         SourceJob::new(self, &plugin, pre, spec)
     }
+}
+
+impl From<Found> for Installed {
+    fn from(f: Found) -> Installed {
+        Installed {
+            wasm_sha256: sha256_hex(&f.wasm),
+            manifest: f.manifest,
+            origin: f.origin,
+            wasm: f.wasm,
+            pre: OnceLock::new(),
+        }
+    }
+}
+
+/// The built-in plugins, then every sub-folder of `dirs` with a
+/// `plugin.toml` (a missing dir holds none). Folders that cannot be read
+/// are returned apart, by folder, with the reason.
+fn discover(dirs: &[PathBuf]) -> Result<(Vec<Found>, BTreeMap<String, String>)> {
+    let mut found = Vec::new();
+    for b in builtin::BUILTIN {
+        let manifest = Manifest::parse(b.manifest, &format!("built-in {}", b.name))
+            .map_err(anyhow::Error::msg)?;
+        found.push(Found {
+            manifest,
+            origin: Origin::BuiltIn,
+            wasm: Arc::from(b.wasm),
+        });
+    }
+    let mut problems = BTreeMap::new();
+    for dir in dirs {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            continue;
+        };
+        let mut folders: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        folders.sort();
+        for folder in folders {
+            let manifest_path = folder.join("plugin.toml");
+            if !manifest_path.is_file() {
+                continue;
+            }
+            match read_folder(&folder, &manifest_path) {
+                Ok(f) => found.push(f),
+                Err(e) => {
+                    problems.insert(folder.display().to_string(), format!("{e:#}"));
+                }
+            }
+        }
+    }
+    Ok((found, problems))
+}
+
+fn read_folder(folder: &Path, manifest_path: &Path) -> Result<Found> {
+    let text = std::fs::read_to_string(manifest_path)
+        .with_context(|| format!("cannot read {}", manifest_path.display()))?;
+    let manifest =
+        Manifest::parse(&text, &manifest_path.display().to_string()).map_err(anyhow::Error::msg)?;
+    let wasm_name = manifest
+        .wasm
+        .clone()
+        .unwrap_or_else(|| format!("{}.wasm", manifest.id));
+    let wasm_path = folder.join(&wasm_name);
+    let wasm = std::fs::read(&wasm_path).with_context(|| {
+        format!(
+            "plugin `{}`: cannot read {}",
+            manifest.id,
+            wasm_path.display()
+        )
+    })?;
+    Ok(Found {
+        manifest,
+        origin: Origin::Dir(folder.to_path_buf()),
+        wasm: Arc::from(wasm),
+    })
 }

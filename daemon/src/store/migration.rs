@@ -8,7 +8,11 @@ pub struct Migrator;
 
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(M0001Initial), Box::new(M0002ModelBase)]
+        vec![
+            Box::new(M0001Initial),
+            Box::new(M0002ModelBase),
+            Box::new(M0003Daemon),
+        ]
     }
 }
 
@@ -178,5 +182,110 @@ impl MigrationTrait for M0002ModelBase {
                 .to_owned(),
         )
         .await
+    }
+}
+
+/// The daemon: a durable run queue (run trigger, executor, queue time,
+/// resumes), the workflow versions runs were queued with, run logs, API
+/// tokens and trigger fires.
+struct M0003Daemon;
+
+impl MigrationName for M0003Daemon {
+    fn name(&self) -> &str {
+        "m0003_daemon"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for M0003Daemon {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        // SQLite adds one column per ALTER TABLE.
+        for col in [
+            string("trigger").default("cli").to_owned(),
+            string("executor").default("cli").to_owned(),
+            timestamp_with_time_zone_null("queued_at"),
+            integer("resumes").default(0).to_owned(),
+        ] {
+            let mut col = col;
+            m.alter_table(
+                Table::alter()
+                    .table("training_runs")
+                    .add_column(&mut col)
+                    .to_owned(),
+            )
+            .await?;
+        }
+        let tables = [
+            Table::create()
+                .table("workflow_versions")
+                .if_not_exists()
+                .col(big_pk_auto("id"))
+                .col(string_uniq("hash"))
+                .col(string("workflow"))
+                .col(text("file"))
+                .col(text("content"))
+                .col(timestamp_with_time_zone("created_at"))
+                .to_owned(),
+            Table::create()
+                .table("run_logs")
+                .if_not_exists()
+                .col(big_pk_auto("id"))
+                .col(big_integer("run_id"))
+                .col(string_null("step_id"))
+                .col(string("level"))
+                .col(text("message"))
+                .col(timestamp_with_time_zone("at"))
+                .to_owned(),
+            Table::create()
+                .table("api_tokens")
+                .if_not_exists()
+                .col(big_pk_auto("id"))
+                .col(string("name"))
+                .col(string("role"))
+                .col(string_uniq("token_hash"))
+                .col(timestamp_with_time_zone("created_at"))
+                .col(timestamp_with_time_zone_null("revoked_at"))
+                .to_owned(),
+            Table::create()
+                .table("trigger_fires")
+                .if_not_exists()
+                .col(big_pk_auto("id"))
+                .col(string("workflow"))
+                .col(string("kind"))
+                .col(timestamp_with_time_zone("scheduled_for"))
+                .col(timestamp_with_time_zone("fired_at"))
+                .col(string("outcome"))
+                .col(text_null("detail"))
+                .col(big_integer_null("run_id"))
+                .to_owned(),
+        ];
+        for t in tables {
+            m.create_table(t).await?;
+        }
+        for i in [
+            index(
+                "ix_training_runs_state",
+                "training_runs",
+                &["state", "id"],
+                false,
+            ),
+            index(
+                "ix_training_runs_workflow",
+                "training_runs",
+                &["workflow", "id"],
+                false,
+            ),
+            index("ix_run_logs_run", "run_logs", &["run_id", "id"], false),
+            index(
+                "ix_trigger_fires_workflow",
+                "trigger_fires",
+                &["workflow", "kind", "id"],
+                false,
+            ),
+            index("ix_models_run", "models", &["run_id"], false),
+        ] {
+            m.create_index(i).await?;
+        }
+        Ok(())
     }
 }

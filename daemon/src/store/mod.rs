@@ -4,6 +4,8 @@
 
 pub mod entities;
 pub mod migration;
+pub mod queue;
+pub mod tokens;
 
 use anyhow::{Context, Result};
 use chrono::Utc;
@@ -39,6 +41,10 @@ pub struct Store {
 
 /// Run and step states.
 pub mod state {
+    pub const QUEUED: &str = "queued";
+    /// A step attempt the daemon stopped under (crash or shutdown); the run
+    /// resumes at that step.
+    pub const INTERRUPTED: &str = "interrupted";
     pub const RUNNING: &str = "running";
     pub const SUCCEEDED: &str = "succeeded";
     pub const FAILED: &str = "failed";
@@ -121,6 +127,20 @@ impl Store {
         &self.db
     }
 
+    /// A write transaction. On SQLite it takes the write lock at `BEGIN`
+    /// (waiting up to the busy timeout): a deferred transaction that reads
+    /// first cannot wait its turn when it later writes and fails with
+    /// "database is locked" whenever another connection wrote in between.
+    pub(crate) async fn begin_write(&self) -> Result<sea_orm::DatabaseTransaction> {
+        Ok(self
+            .db
+            .begin_with_options(sea_orm::TransactionOptions {
+                sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate),
+                ..Default::default()
+            })
+            .await?)
+    }
+
     /// Store a dataset snapshot unless an identical one exists; returns its
     /// id and content hash.
     pub async fn save_dataset_version(
@@ -130,7 +150,7 @@ impl Store {
         origin: serde_json::Value,
     ) -> Result<(i64, String)> {
         let hash = content_hash(rows);
-        let tx = self.db.begin().await?;
+        let tx = self.begin_write().await?;
         let ds = match datasets::Entity::find()
             .filter(datasets::Column::Name.eq(dataset))
             .one(&tx)
@@ -234,6 +254,10 @@ impl Store {
             error: Set(None),
             started_at: Set(Utc::now()),
             finished_at: Set(None),
+            trigger: Set("cli".to_owned()),
+            executor: Set("cli".to_owned()),
+            queued_at: Set(None),
+            resumes: Set(0),
             ..Default::default()
         }
         .insert(&self.db)
@@ -326,7 +350,7 @@ impl Store {
 
     /// Register a model as the next version of its name.
     pub async fn register_model(&self, m: NewModel) -> Result<ModelRow> {
-        let tx = self.db.begin().await?;
+        let tx = self.begin_write().await?;
         let latest = models::Entity::find()
             .filter(models::Column::Name.eq(&m.name))
             .order_by_desc(models::Column::Version)

@@ -8,6 +8,7 @@
 //! whose inputs no earlier step produces.
 
 pub mod error;
+pub mod trigger;
 
 use crate::config::units;
 use crate::plugin::manifest::{Kind, Manifest, ParamType, Parameter};
@@ -140,6 +141,7 @@ pub struct Workflow {
     pub hash: String,
     pub name: String,
     pub description: String,
+    pub trigger: trigger::Trigger,
     /// Steps in an order where every step comes after what it needs.
     pub steps: Vec<Step>,
 }
@@ -236,7 +238,15 @@ const STEP_KEYS: &[&str] = &[
     "retries",
     "warm_start",
 ];
-const TRIGGER_KEYS: &[&str] = &["cron", "watch", "on"];
+const TRIGGER_KEYS: &[&str] = &[
+    "cron",
+    "timezone",
+    "catch_up",
+    "watch",
+    "debounce",
+    "on",
+    "concurrency",
+];
 
 struct Checker<'a> {
     file: &'a Path,
@@ -352,9 +362,15 @@ impl<'a> Checker<'a> {
             .get("description")
             .and_then(|v| self.string(v, "`description`"))
             .unwrap_or_default();
-        if let Some(t) = doc.get("trigger") {
-            self.trigger(t);
-        }
+        let wf_dir = self
+            .file
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        let trigger = match doc.get("trigger") {
+            Some(t) => self.trigger(t, &wf_dir),
+            None => trigger::Trigger::default(),
+        };
 
         let Some(steps_value) = doc.get("step") else {
             self.error(0..0, "no steps: add at least one `[[step]]`");
@@ -367,11 +383,6 @@ impl<'a> Checker<'a> {
             );
             return None;
         };
-        let wf_dir = self
-            .file
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_default();
         let mut steps = Vec::new();
         let mut spans: BTreeMap<String, (Range<usize>, Vec<Range<usize>>)> = BTreeMap::new();
         let mut failed: BTreeSet<String> = BTreeSet::new();
@@ -417,25 +428,100 @@ impl<'a> Checker<'a> {
             hash: hex::encode(sha2::Sha256::digest(self.text.as_bytes())),
             name,
             description,
+            trigger,
             steps: ordered,
         })
     }
 
-    fn trigger(&mut self, t: &Spanned<DeValue<'_>>) {
+    fn trigger(&mut self, t: &Spanned<DeValue<'_>>, wf_dir: &Path) -> trigger::Trigger {
+        use trigger::{CatchUp, Concurrency, Cron, Trigger};
+        let mut out = Trigger {
+            debounce: trigger::DEFAULT_DEBOUNCE,
+            ..Trigger::default()
+        };
         let DeValue::Table(table) = t.get_ref() else {
             self.error(t.span(), "`trigger` must be a table");
-            return;
+            return out;
         };
         self.unknown_keys(table, TRIGGER_KEYS, "`trigger`");
-        if let Some(c) = table.get("cron") {
-            self.string(c, "`trigger.cron`");
+        let timezone = match table.get("timezone") {
+            None => chrono_tz::UTC,
+            Some(v) => match self.string(v, "`trigger.timezone`") {
+                None => chrono_tz::UTC,
+                Some(name) => name.parse::<chrono_tz::Tz>().unwrap_or_else(|_| {
+                    self.error(
+                        v.span(),
+                        format!("unknown time zone `{name}`; use an IANA name such as `UTC` or `Europe/Berlin`"),
+                    );
+                    chrono_tz::UTC
+                }),
+            },
+        };
+        if let Some(c) = table.get("cron")
+            && let Some(expr) = self.string(c, "`trigger.cron`")
+        {
+            match trigger::parse_cron(&expr) {
+                Ok(_) => out.cron = Some(Cron { expr, timezone }),
+                Err(e) => self.error(c.span(), e),
+            }
+        }
+        let mut choice = |key: &str, allowed: &[&str]| -> Option<String> {
+            let v = table.get(key)?;
+            let s = self.string(v, &format!("`trigger.{key}`"))?;
+            if allowed.contains(&s.as_str()) {
+                Some(s)
+            } else {
+                self.error(
+                    v.span(),
+                    format!(
+                        "`trigger.{key}` is `{s}`; expected one of: {}",
+                        allowed.join(", ")
+                    ),
+                );
+                None
+            }
+        };
+        out.catch_up = match choice("catch_up", &["once", "skip"]).as_deref() {
+            Some("skip") => CatchUp::Skip,
+            _ => CatchUp::Once,
+        };
+        out.concurrency = match choice("concurrency", &["allow", "forbid", "queue"]).as_deref() {
+            Some("allow") => Concurrency::Allow,
+            Some("forbid") => Concurrency::Forbid,
+            _ => Concurrency::Queue,
+        };
+        if let Some(v) = table.get("debounce")
+            && let Some(s) = self.string(v, "`trigger.debounce`")
+        {
+            match units::parse_duration(&s) {
+                Ok(d) => out.debounce = d,
+                Err(e) => self.error(v.span(), format!("`trigger.debounce`: {e}")),
+            }
         }
         for key in ["watch", "on"] {
             if let Some(v) = table.get(key) {
                 match v.get_ref() {
                     DeValue::Array(a) => {
                         for x in a.iter() {
-                            self.string(x, &format!("each entry of `trigger.{key}`"));
+                            let Some(s) = self.string(x, &format!("each entry of `trigger.{key}`"))
+                            else {
+                                continue;
+                            };
+                            if key == "on" {
+                                out.on.push(s);
+                                continue;
+                            }
+                            match crate::config::expand_env(&s) {
+                                Ok(p) => {
+                                    let p = Path::new(&p);
+                                    out.watch.push(if p.is_absolute() {
+                                        p.to_path_buf()
+                                    } else {
+                                        wf_dir.join(p)
+                                    });
+                                }
+                                Err(e) => self.error(x.span(), e),
+                            }
                         }
                     }
                     other => self.error(
@@ -448,6 +534,7 @@ impl<'a> Checker<'a> {
                 }
             }
         }
+        out
     }
 
     fn step(
@@ -842,6 +929,7 @@ impl<'a> Checker<'a> {
             hash: String::new(),
             name: String::new(),
             description: String::new(),
+            trigger: trigger::Trigger::default(),
             steps: steps.to_vec(),
         };
         for s in steps {

@@ -1,9 +1,13 @@
 //! sea-orm entities, one file per table. Names follow the design's schema.
 
+pub mod api_tokens;
 pub mod dataset_versions;
 pub mod datasets;
 pub mod examples;
 pub mod models;
+pub mod run_logs;
 pub mod run_metrics;
 pub mod run_steps;
 pub mod training_runs;
+pub mod trigger_fires;
+pub mod workflow_versions;

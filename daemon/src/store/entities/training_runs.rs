@@ -11,11 +11,21 @@ pub struct Model {
     pub workflow_file: String,
     /// SHA-256 of the workflow file the run used.
     pub workflow_hash: String,
-    /// `running`, `succeeded`, `failed` or `cancelled`.
+    /// `queued`, `running`, `succeeded`, `failed` or `cancelled`.
     pub state: String,
     pub error: Option<String>,
+    /// When the run was created (queued, or started by `coach run`); reset
+    /// to the start time when it leaves the queue.
     pub started_at: DateTimeUtc,
     pub finished_at: Option<DateTimeUtc>,
+    /// What started it: `cli`, `manual`, `cron`, `watch` or `catch-up`.
+    pub trigger: String,
+    /// Who executes it: `daemon` (resumed by the daemon after a crash) or
+    /// `cli` (a `coach run` process, never touched by the daemon).
+    pub executor: String,
+    pub queued_at: Option<DateTimeUtc>,
+    /// Times the run was interrupted (daemon stopped or killed) and resumed.
+    pub resumes: i32,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -1,0 +1,74 @@
+//! The one place errors become HTTP responses: `{code, message}` JSON with a
+//! status that matches the code.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    InvalidWorkflow(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl ApiError {
+    pub fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            ApiError::InvalidWorkflow(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_workflow"),
+            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ApiError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+}
+
+impl From<crate::trigger::FireError> for ApiError {
+    fn from(e: crate::trigger::FireError) -> ApiError {
+        use crate::trigger::FireError as F;
+        match e {
+            F::Unknown(_) => ApiError::NotFound(e.to_string()),
+            F::Invalid { .. } => ApiError::InvalidWorkflow(e.to_string()),
+            F::ShuttingDown => ApiError::Unavailable(e.to_string()),
+            F::Forbidden(_) => ApiError::Conflict(e.to_string()),
+            F::Store(e) => ApiError::Internal(e),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        let message = match &self {
+            ApiError::Internal(e) => {
+                tracing::error!("request failed: {e:#}");
+                format!("{e:#}")
+            }
+            other => other.to_string(),
+        };
+        (
+            status,
+            axum::Json(serde_json::json!({ "code": code, "message": message })),
+        )
+            .into_response()
+    }
+}

@@ -1,0 +1,101 @@
+//! Live progress as server-sent events: one run's stream (it ends when the
+//! run finishes) and the firehose of everything.
+
+use super::AppState;
+use super::error::ApiError;
+use super::extract::Path;
+use crate::service::events::{Event, EventKind};
+use crate::store::state;
+use axum::extract::State;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use futures_util::Stream;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::broadcast::error::RecvError;
+
+fn to_sse(e: &Event) -> SseEvent {
+    SseEvent::default()
+        .event(e.kind.name())
+        .id(e.seq.to_string())
+        .data(serde_json::to_string(e).unwrap_or_default())
+}
+
+fn finished(run: i64, st: &str, error: Option<String>) -> SseEvent {
+    let e = Event {
+        seq: 0,
+        at: chrono::Utc::now(),
+        run: Some(run),
+        workflow: None,
+        kind: EventKind::RunFinished {
+            state: st.to_owned(),
+            error,
+            model: None,
+        },
+    };
+    to_sse(&e)
+}
+
+/// Events of run `id`, from now until it finishes. A run that already
+/// finished gets its `run.finished` at once.
+pub async fn run_events(
+    State(s): State<AppState>,
+    Path(id): Path<i64>,
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
+    // Subscribe before reading the state, so nothing falls in between.
+    let mut rx = s.bus.subscribe();
+    let (run, _, _) = s
+        .store
+        .run(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no run {id}")))?;
+    let stopping = s.stopping.clone();
+    let stream = async_stream::stream! {
+        let done = [state::SUCCEEDED, state::FAILED, state::CANCELLED];
+        if done.contains(&run.state.as_str()) {
+            yield Ok(finished(id, &run.state, run.error.clone()));
+            return;
+        }
+        loop {
+            tokio::select! {
+                _ = stopping.cancelled() => return,
+                got = rx.recv() => match got {
+                    Ok(e) if e.run == Some(id) => {
+                        let end = matches!(e.kind, EventKind::RunFinished { .. });
+                        yield Ok(to_sse(&e));
+                        if end { return; }
+                    }
+                    Ok(_) => {}
+                    Err(RecvError::Lagged(n)) => {
+                        yield Ok(SseEvent::default().event("lagged").data(format!("{{\"missed\":{n}}}")));
+                    }
+                    Err(RecvError::Closed) => return,
+                }
+            }
+        }
+    };
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+/// Every event, until the client goes away or the daemon stops.
+pub async fn firehose(
+    State(s): State<AppState>,
+) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+    let mut rx = s.bus.subscribe();
+    let stopping = s.stopping.clone();
+    let stream = async_stream::stream! {
+        loop {
+            tokio::select! {
+                _ = stopping.cancelled() => return,
+                got = rx.recv() => match got {
+                    Ok(e) => { let e: Arc<Event> = e; yield Ok(to_sse(&e)); }
+                    Err(RecvError::Lagged(n)) => {
+                        yield Ok(SseEvent::default().event("lagged").data(format!("{{\"missed\":{n}}}")));
+                    }
+                    Err(RecvError::Closed) => return,
+                }
+            }
+        }
+    };
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}

@@ -1,0 +1,187 @@
+//! The HTTP API under `/api/v1` (axum), server-sent events, `/metrics` and
+//! the health checks.
+//!
+//! Every route is declared once, in [`routes`], with the role it needs; the
+//! router is built from that table and the OpenAPI document
+//! (`openapi.json`, served at `/api/v1/openapi.json`) is tested against it.
+
+pub mod auth;
+pub mod error;
+pub mod events;
+pub mod extract;
+pub mod meta;
+pub mod models;
+pub mod runs;
+pub mod tokens;
+pub mod workflows;
+
+use crate::service::Service;
+use crate::store::tokens::Role;
+use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::Method;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{MethodRouter, delete, get, post};
+use error::ApiError;
+use std::sync::Arc;
+use std::time::Instant;
+
+pub type AppState = Arc<Service>;
+
+/// One route: method, path, the role it needs (`None`: open) and handler.
+pub struct Route {
+    pub method: Method,
+    pub path: &'static str,
+    pub role: Option<Role>,
+    pub handler: MethodRouter<AppState>,
+}
+
+fn route(
+    method: Method,
+    path: &'static str,
+    role: Option<Role>,
+    handler: MethodRouter<AppState>,
+) -> Route {
+    Route {
+        method,
+        path,
+        role,
+        handler,
+    }
+}
+
+/// Every route the daemon serves.
+pub fn routes() -> Vec<Route> {
+    use Role::{Admin, Operator, Viewer};
+    let (g, p, d) = (Method::GET, Method::POST, Method::DELETE);
+    vec![
+        route(g.clone(), "/healthz", None, get(meta::healthz)),
+        route(g.clone(), "/readyz", None, get(meta::readyz)),
+        route(g.clone(), "/metrics", Some(Viewer), get(meta::metrics)),
+        route(
+            g.clone(),
+            "/api/v1/openapi.json",
+            Some(Viewer),
+            get(meta::openapi),
+        ),
+        route(g.clone(), "/api/v1/status", Some(Viewer), get(meta::status)),
+        route(
+            g.clone(),
+            "/api/v1/workflows",
+            Some(Viewer),
+            get(workflows::list),
+        ),
+        route(
+            g.clone(),
+            "/api/v1/workflows/{name}",
+            Some(Viewer),
+            get(workflows::show),
+        ),
+        route(
+            p.clone(),
+            "/api/v1/workflows/{name}/runs",
+            Some(Operator),
+            post(workflows::trigger),
+        ),
+        route(g.clone(), "/api/v1/runs", Some(Viewer), get(runs::list)),
+        route(
+            g.clone(),
+            "/api/v1/runs/{id}",
+            Some(Viewer),
+            get(runs::show),
+        ),
+        route(
+            p.clone(),
+            "/api/v1/runs/{id}/cancel",
+            Some(Operator),
+            post(runs::cancel),
+        ),
+        route(
+            g.clone(),
+            "/api/v1/runs/{id}/logs",
+            Some(Viewer),
+            get(runs::logs),
+        ),
+        route(
+            g.clone(),
+            "/api/v1/runs/{id}/events",
+            Some(Viewer),
+            get(events::run_events),
+        ),
+        route(
+            g.clone(),
+            "/api/v1/events",
+            Some(Viewer),
+            get(events::firehose),
+        ),
+        route(g.clone(), "/api/v1/models", Some(Viewer), get(models::list)),
+        route(
+            g.clone(),
+            "/api/v1/models/{selector}",
+            Some(Viewer),
+            get(models::show),
+        ),
+        route(
+            g.clone(),
+            "/api/v1/plugins",
+            Some(Viewer),
+            get(models::plugins),
+        ),
+        route(g.clone(), "/api/v1/tokens", Some(Admin), get(tokens::list)),
+        route(p, "/api/v1/tokens", Some(Admin), post(tokens::create)),
+        route(
+            d,
+            "/api/v1/tokens/{id}",
+            Some(Admin),
+            delete(tokens::revoke),
+        ),
+    ]
+}
+
+/// The daemon's router.
+pub fn router(service: AppState) -> Router {
+    let mut router = Router::new();
+    for r in routes() {
+        let handler = match r.role {
+            Some(role) => r.handler.route_layer(middleware::from_fn_with_state(
+                (service.clone(), role),
+                auth::require,
+            )),
+            None => r.handler,
+        };
+        router = router.route(r.path, handler);
+    }
+    router
+        .fallback(|| async { ApiError::NotFound("no such route; see /api/v1/openapi.json".into()) })
+        .method_not_allowed_fallback(|| async {
+            ApiError::MethodNotAllowed("this route does not take that method".into())
+        })
+        .layer(middleware::from_fn_with_state(service.clone(), track))
+        .with_state(service)
+}
+
+/// Latency per route into `/metrics`.
+async fn track(State(service): State<AppState>, req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let method = req.method().to_string();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".into());
+    let res = next.run(req).await;
+    service
+        .metrics
+        .http_seconds
+        .get_or_create(&crate::service::metrics::HttpLabels {
+            method,
+            route,
+            status: res.status().as_u16().to_string(),
+        })
+        .observe(start.elapsed().as_secs_f64());
+    res
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,53 @@
+//! API tokens (admins only): list, create, revoke.
+
+use super::AppState;
+use super::error::ApiError;
+use super::extract::{Json, Path};
+use crate::store::tokens::{Role, TokenRow};
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+fn token_json(t: &TokenRow) -> Value {
+    json!({"id": t.id, "name": t.name, "role": t.role, "created_at": t.created_at, "revoked_at": t.revoked_at})
+}
+
+pub async fn list(State(s): State<AppState>) -> Result<axum::Json<Value>, ApiError> {
+    let tokens = s.store.tokens().await?;
+    Ok(axum::Json(
+        json!({"tokens": tokens.iter().map(token_json).collect::<Vec<_>>()}),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewToken {
+    name: String,
+    role: String,
+}
+
+pub async fn create(
+    State(s): State<AppState>,
+    Json(body): Json<NewToken>,
+) -> Result<(StatusCode, axum::Json<Value>), ApiError> {
+    let role: Role = body.role.parse().map_err(ApiError::BadRequest)?;
+    if body.name.trim().is_empty() {
+        return Err(ApiError::BadRequest("`name` must not be empty".into()));
+    }
+    let (row, token) = s.store.create_token(body.name.trim(), role).await?;
+    let mut v = token_json(&row);
+    v["token"] = json!(token);
+    Ok((StatusCode::CREATED, axum::Json(v)))
+}
+
+pub async fn revoke(
+    State(s): State<AppState>,
+    Path(id): Path<i64>,
+) -> Result<StatusCode, ApiError> {
+    if s.store.revoke_token(id).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::NotFound(format!("no live token {id}")))
+    }
+}

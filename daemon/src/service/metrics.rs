@@ -1,0 +1,195 @@
+//! Prometheus metrics: runs by state, queue depth, step durations, plugin
+//! calls and traps, trigger fires, HTTP latency. Served at `/metrics`.
+
+use crate::plugin::PluginFailure;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabels {
+    pub state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StepLabels {
+    pub action: String,
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ActionLabels {
+    pub action: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TrapLabels {
+    pub plugin: String,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FireLabels {
+    pub kind: String,
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    pub method: String,
+    pub route: String,
+    pub status: String,
+}
+
+type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
+
+pub struct Metrics {
+    registry: Registry,
+    pub runs: Family<StateLabels, Gauge>,
+    pub queue_depth: Gauge,
+    pub steps_started: Family<ActionLabels, Counter>,
+    pub step_seconds: Histograms<StepLabels>,
+    pub plugin_failures: Family<TrapLabels, Counter>,
+    pub trigger_fires: Family<FireLabels, Counter>,
+    pub http_seconds: Histograms<HttpLabels>,
+}
+
+fn step_histogram() -> Histogram {
+    // 10 ms … about 23 hours.
+    Histogram::new(exponential_buckets(0.01, 3.0, 14))
+}
+
+fn http_histogram() -> Histogram {
+    // 100 µs … about 3 s.
+    Histogram::new(exponential_buckets(0.0001, 2.0, 16))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("coach");
+        let m = Metrics {
+            runs: Family::default(),
+            queue_depth: Gauge::default(),
+            steps_started: Family::default(),
+            step_seconds: Family::new_with_constructor(step_histogram),
+            plugin_failures: Family::default(),
+            trigger_fires: Family::default(),
+            http_seconds: Family::new_with_constructor(http_histogram),
+            registry: Registry::default(),
+        };
+        registry.register("runs", "Runs in the store, by state", m.runs.clone());
+        registry.register(
+            "queue_depth",
+            "Runs waiting in the queue",
+            m.queue_depth.clone(),
+        );
+        registry.register(
+            "steps_started",
+            "Step attempts started, by plugin id or built-in kind (plugin calls)",
+            m.steps_started.clone(),
+        );
+        registry.register(
+            "step_duration_seconds",
+            "Step attempt durations, by action and outcome",
+            m.step_seconds.clone(),
+        );
+        registry.register(
+            "plugin_failures",
+            "Plugin calls that failed, by plugin and reason (timeout, memory, output, trap are sandbox traps)",
+            m.plugin_failures.clone(),
+        );
+        registry.register(
+            "trigger_fires",
+            "Trigger fires, by kind and outcome",
+            m.trigger_fires.clone(),
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency, by method, route and status",
+            m.http_seconds.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+
+    pub fn step_started(&self, action: &str) {
+        self.steps_started
+            .get_or_create(&ActionLabels {
+                action: action.to_owned(),
+            })
+            .inc();
+    }
+
+    pub fn step_finished(&self, action: &str, ok: bool, seconds: f64) {
+        self.step_seconds
+            .get_or_create(&StepLabels {
+                action: action.to_owned(),
+                outcome: if ok { "succeeded" } else { "failed" }.to_owned(),
+            })
+            .observe(seconds);
+    }
+
+    pub fn plugin_failed(&self, failure: &PluginFailure) {
+        let plugin = match failure {
+            PluginFailure::Unknown { plugin, .. }
+            | PluginFailure::WrongKind { plugin, .. }
+            | PluginFailure::Load { plugin, .. }
+            | PluginFailure::Timeout { plugin, .. }
+            | PluginFailure::Memory { plugin, .. }
+            | PluginFailure::Output { plugin, .. }
+            | PluginFailure::HostcallData { plugin, .. }
+            | PluginFailure::Cancelled { plugin }
+            | PluginFailure::Trap { plugin, .. }
+            | PluginFailure::Reported { plugin, .. }
+            | PluginFailure::NotGranted { plugin, .. } => plugin.clone(),
+        };
+        self.plugin_failures
+            .get_or_create(&TrapLabels {
+                plugin,
+                reason: failure.reason().to_owned(),
+            })
+            .inc();
+    }
+
+    pub fn trigger_fired(&self, kind: &str, outcome: &str) {
+        self.trigger_fires
+            .get_or_create(&FireLabels {
+                kind: kind.to_owned(),
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Set the run gauges from the store's counts.
+    pub fn set_run_counts(&self, counts: &[(String, i64)]) {
+        self.runs.clear();
+        let mut queued = 0;
+        for (state, n) in counts {
+            self.runs
+                .get_or_create(&StateLabels {
+                    state: state.clone(),
+                })
+                .set(*n);
+            if state == crate::store::state::QUEUED {
+                queued = *n;
+            }
+        }
+        self.queue_depth.set(queued);
+    }
+
+    /// The text exposition format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}

@@ -1,0 +1,173 @@
+//! The daemon's workflows: every `*.toml` in the workflow folders, each kept
+//! at its last good version. A file that fails validation keeps the last
+//! good version in service and carries its located errors until fixed.
+
+use crate::workflow::{Catalog, Workflow};
+use chrono::{DateTime, Utc};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+/// A version of a workflow that passed validation.
+#[derive(Debug, Clone)]
+pub struct Good {
+    pub workflow: Arc<Workflow>,
+    /// The file's text (saved with each run, for resuming).
+    pub text: Arc<str>,
+    pub loaded_at: DateTime<Utc>,
+}
+
+/// One workflow file as the daemon sees it.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub file: PathBuf,
+    /// The version in service, if any version ever passed.
+    pub good: Option<Good>,
+    /// Why the file on disk now is not in service (located errors).
+    pub error: Option<String>,
+    /// Hash of the text last read, good or not.
+    seen: String,
+}
+
+impl Entry {
+    /// The workflow's name: from its good version, else the file's stem.
+    pub fn name(&self) -> String {
+        match &self.good {
+            Some(g) => g.workflow.name.clone(),
+            None => self
+                .file
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// What a reload changed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    Loaded { name: String, version: String },
+    Rejected { file: PathBuf, errors: String },
+    Removed { name: String },
+}
+
+#[derive(Default)]
+pub struct WorkflowSet {
+    entries: RwLock<BTreeMap<PathBuf, Entry>>,
+}
+
+impl WorkflowSet {
+    pub fn entries(&self) -> Vec<Entry> {
+        self.entries
+            .read()
+            .expect("workflow set lock")
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// The entry of workflow `name`.
+    pub fn get(&self, name: &str) -> Option<Entry> {
+        self.entries().into_iter().find(|e| e.name() == name)
+    }
+
+    /// Read the folders again. Unchanged files are not parsed again unless
+    /// `recheck` (the plugins changed under them).
+    pub fn reload(&self, dirs: &[PathBuf], catalog: &Catalog, recheck: bool) -> Vec<Change> {
+        let mut files: Vec<PathBuf> = dirs
+            .iter()
+            .filter_map(|d| std::fs::read_dir(d).ok())
+            .flat_map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())))
+            .filter(|p| p.extension().is_some_and(|x| x == "toml") && p.is_file())
+            .collect();
+        files.sort();
+        let mut changes = Vec::new();
+        let mut entries = self.entries.write().expect("workflow set lock");
+        let gone: Vec<PathBuf> = entries
+            .keys()
+            .filter(|k| !files.contains(k))
+            .cloned()
+            .collect();
+        for f in gone {
+            if let Some(e) = entries.remove(&f) {
+                changes.push(Change::Removed { name: e.name() });
+            }
+        }
+        for file in files {
+            let text = match std::fs::read_to_string(&file) {
+                Ok(t) => t,
+                Err(e) => {
+                    let errors = format!("{}: cannot read the workflow: {e}", file.display());
+                    let entry = entries.entry(file.clone()).or_insert_with(|| Entry {
+                        file: file.clone(),
+                        good: None,
+                        error: None,
+                        seen: String::new(),
+                    });
+                    if entry.error.as_ref() != Some(&errors) {
+                        entry.error = Some(errors.clone());
+                        changes.push(Change::Rejected { file, errors });
+                    }
+                    continue;
+                }
+            };
+            let hash = crate::plugin::sha256_hex(text.as_bytes());
+            if !recheck && entries.get(&file).is_some_and(|e| e.seen == hash) {
+                continue;
+            }
+            let parsed = Workflow::parse(&file, &text, catalog).map_err(|e| e.to_string());
+            // Two files may not claim one name.
+            let parsed = parsed.and_then(|wf| {
+                match entries.values().find(|o| {
+                    o.file != file && o.good.as_ref().is_some_and(|g| g.workflow.name == wf.name)
+                }) {
+                    Some(other) => Err(format!(
+                        "{}: workflow name `{}` is already used by {}",
+                        file.display(),
+                        wf.name,
+                        other.file.display()
+                    )),
+                    None => Ok(wf),
+                }
+            });
+            let entry = entries.entry(file.clone()).or_insert_with(|| Entry {
+                file: file.clone(),
+                good: None,
+                error: None,
+                seen: String::new(),
+            });
+            entry.seen = hash;
+            match parsed {
+                Ok(wf) => {
+                    let same = entry
+                        .good
+                        .as_ref()
+                        .is_some_and(|g| g.workflow.hash == wf.hash && !recheck);
+                    entry.error = None;
+                    if !same {
+                        changes.push(Change::Loaded {
+                            name: wf.name.clone(),
+                            version: wf.hash.clone(),
+                        });
+                        entry.good = Some(Good {
+                            workflow: Arc::new(wf),
+                            text: Arc::from(text),
+                            loaded_at: Utc::now(),
+                        });
+                    }
+                }
+                Err(errors) => {
+                    entry.error = Some(errors.clone());
+                    changes.push(Change::Rejected { file, errors });
+                }
+            }
+        }
+        changes
+    }
+}
+
+/// Whether `path` is a workflow file of `dirs` (for the file watcher).
+pub fn is_workflow_file(path: &Path, dirs: &[PathBuf]) -> bool {
+    path.extension().is_some_and(|x| x == "toml")
+        && path.parent().is_some_and(|p| dirs.iter().any(|d| d == p))
+}

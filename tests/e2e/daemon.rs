@@ -1,0 +1,638 @@
+//! `coach daemon` as a real process: HTTP, server-sent events, SIGKILL and
+//! restart, cron, hot reload, and the ways it refuses to start.
+
+use crate::common::{Home, fixture_plugins, workspace};
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running daemon.
+struct Daemon {
+    child: Child,
+    url: String,
+    log: std::path::PathBuf,
+}
+
+impl Daemon {
+    /// Start `coach daemon` on `home` and wait for its address.
+    fn start(home: &Home) -> Daemon {
+        let log = home.path(&format!(
+            "daemon-{}.log",
+            Instant::now().elapsed().as_nanos() ^ std::process::id() as u128 ^ rand_suffix()
+        ));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_coach-cli"))
+            .arg("--config")
+            .arg(&home.config)
+            .arg("daemon")
+            .env_remove("COACH_DATA_DIR")
+            .env_remove("COACH_DATABASE_URL")
+            .env_remove("COACH_LISTEN")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(url) = line.strip_prefix("coach daemon listening on ") {
+                    let _ = tx.send(url.to_owned());
+                }
+            }
+        });
+        let url = match rx.recv_timeout(Duration::from_secs(120)) {
+            Ok(url) => url,
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "the daemon did not start:\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
+        };
+        Daemon { child, url, log }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn kill9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// SIGTERM, then wait; the exit status.
+    fn term(mut self) -> (std::process::ExitStatus, String) {
+        signal(&self.child, "TERM");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return (status, self.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the daemon did not stop:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn rand_suffix() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+}
+
+fn signal(child: &Child, sig: &str) {
+    let ok = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(child.id().to_string())
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -{sig} failed");
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into()
+}
+
+fn call(method: &str, url: &str, token: &str) -> (u16, Value) {
+    let a = agent();
+    let auth = format!("Bearer {token}");
+    let res = match method {
+        "GET" => a.get(url).header("Authorization", &auth).call(),
+        "POST" => a.post(url).header("Authorization", &auth).send_empty(),
+        _ => unreachable!(),
+    };
+    let mut res = res.unwrap();
+    let status = res.status().as_u16();
+    let body = res.body_mut().read_to_string().unwrap_or_default();
+    (status, serde_json::from_str(&body).unwrap_or(Value::Null))
+}
+
+/// Read server-sent events from `url` until `stop` says so; the events as
+/// (name, data).
+fn sse(url: &str, token: &str, mut stop: impl FnMut(&str, &Value) -> bool) -> Vec<(String, Value)> {
+    let res = agent()
+        .get(url)
+        .header("Authorization", &format!("Bearer {token}"))
+        .call()
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    let mut out = Vec::new();
+    let (mut event, mut data) = (String::new(), String::new());
+    for line in BufReader::new(res.into_body().into_reader()).lines() {
+        let line = line.unwrap();
+        if line.is_empty() {
+            if !data.is_empty() {
+                let v: Value = serde_json::from_str(&data).unwrap();
+                let done = stop(&event, &v);
+                out.push((event.clone(), v));
+                if done {
+                    return out;
+                }
+            }
+            event.clear();
+            data.clear();
+        } else if let Some(e) = line.strip_prefix("event:") {
+            event = e.trim().to_owned();
+        } else if let Some(d) = line.strip_prefix("data:") {
+            data.push_str(d.trim_start());
+        }
+    }
+    out
+}
+
+/// A home whose daemon listens on a free port and owns `workflows/`.
+fn daemon_home(extra: &str) -> Home {
+    let home = Home::new(&format!(
+        "[daemon]\nlisten = \"127.0.0.1:0\"\nworkflow_dirs = [\"{}\"]\nshutdown_grace = \"2s\"\n{extra}",
+        Path::new(&std::env::temp_dir()).join("unused").display()
+    ));
+    // The workflow folder lives in the home; rewrite the placeholder.
+    let text = std::fs::read_to_string(&home.config).unwrap().replace(
+        &Path::new(&std::env::temp_dir())
+            .join("unused")
+            .display()
+            .to_string(),
+        &home.path("workflows").display().to_string(),
+    );
+    std::fs::write(&home.config, text).unwrap();
+    std::fs::create_dir_all(home.path("workflows")).unwrap();
+    home
+}
+
+/// The wedding assistant's data, trained for `epochs` (with no early stop).
+fn wedding_workflow(name: &str, epochs: u32, trigger: &str) -> String {
+    let data = workspace().join("workflows/data/wedding");
+    format!(
+        r#"version = 1
+name = "{name}"
+{trigger}
+
+[[step]]
+id = "intents"
+uses = "source-files"
+with = {{ format = "rasa", path = "{nlu}" }}
+
+[[step]]
+id = "split"
+kind = "split"
+needs = ["intents"]
+with = {{ mode = "stratified", validation = 0.15, test = 0.2, seed = 7 }}
+
+[[step]]
+id = "train"
+uses = "trainer-intent"
+needs = ["split"]
+with = {{ epochs = {epochs}, patience = {epochs}, seed = 7 }}
+
+[[step]]
+id = "evaluate"
+kind = "evaluate"
+needs = ["train"]
+
+[[step]]
+id = "register"
+kind = "register"
+needs = ["evaluate"]
+"#,
+        nlu = data.join("nlu.yml").display()
+    )
+}
+
+fn token(home: &Home, role: &str) -> String {
+    let out = home.coach(&["token", "create", "--role", role, "--name", "e2e"]);
+    out.expect_ok();
+    out.stdout().trim().to_owned()
+}
+
+fn wait_for_state(d: &Daemon, token: &str, run: i64, states: &[&str]) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let (s, v) = call("GET", &format!("{}/api/v1/runs/{run}", d.url), token);
+        assert_eq!(s, 200, "{v}");
+        if states.contains(&v["state"].as_str().unwrap_or("")) {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "run {run} stayed {}:\n{}",
+            v["state"],
+            d.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn runs_stream_live_and_survive_sigkill_exactly_once() {
+    let home = daemon_home("");
+    home.write("workflows/quick.toml", &wedding_workflow("quick", 30, ""));
+    home.write("workflows/slow.toml", &wedding_workflow("slow", 4000, ""));
+    let tok = token(&home, "operator");
+    let d = Daemon::start(&home);
+
+    // A run, followed live on the firehose from before it is queued.
+    let url = d.url.clone();
+    let t = tok.clone();
+    let watcher = std::thread::spawn(move || {
+        sse(&format!("{url}/api/v1/events"), &t, |e, v| {
+            e == "run.finished" && v["workflow"] == "quick"
+        })
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let (s, v) = call(
+        "POST",
+        &format!("{}/api/v1/workflows/quick/runs", d.url),
+        &tok,
+    );
+    assert_eq!(s, 202, "{v}");
+    let first = v["run"]["id"].as_i64().unwrap();
+    let events = watcher.join().unwrap();
+    let names: Vec<&str> = events
+        .iter()
+        .filter(|(_, v)| v["run"] == first)
+        .map(|(e, _)| e.as_str())
+        .collect();
+    for needed in [
+        "run.queued",
+        "run.started",
+        "step.started",
+        "progress",
+        "metric",
+        "log",
+        "step.finished",
+        "run.finished",
+    ] {
+        assert!(names.contains(&needed), "no `{needed}` event in {names:?}");
+    }
+    let (_, last) = events.last().unwrap();
+    assert_eq!(last["state"], "succeeded", "{last}");
+    // The run's own stream of a finished run ends at once with its state.
+    let after = sse(
+        &format!("{}/api/v1/runs/{first}/events", d.url),
+        &tok,
+        |e, _| e == "run.finished",
+    );
+    assert_eq!(after.last().unwrap().1["state"], "succeeded");
+
+    // A second run, killed with SIGKILL while it trains.
+    let (s, v) = call(
+        "POST",
+        &format!("{}/api/v1/workflows/slow/runs", d.url),
+        &tok,
+    );
+    assert_eq!(s, 202, "{v}");
+    let second = v["run"]["id"].as_i64().unwrap();
+    sse(
+        &format!("{}/api/v1/runs/{second}/events", d.url),
+        &tok,
+        |e, v| e == "step.started" && v["step"] == "train",
+    );
+    d.kill9();
+
+    // Restarted, the daemon resumes it at the interrupted step.
+    let d = Daemon::start(&home);
+    let run = wait_for_state(&d, &tok, second, &["succeeded", "failed", "cancelled"]);
+    assert_eq!(run["state"], "succeeded", "{run}\n{}", d.log());
+    assert_eq!(run["resumes"], 1, "{run}");
+    let attempts = |step: &str| -> Vec<String> {
+        run["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["step"] == step)
+            .map(|s| s["state"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(
+        attempts("intents"),
+        ["succeeded"],
+        "done steps are not run again"
+    );
+    assert_eq!(attempts("split"), ["succeeded"]);
+    assert_eq!(attempts("train"), ["interrupted", "succeeded"]);
+    assert_eq!(attempts("evaluate"), ["succeeded"]);
+    assert_eq!(attempts("register"), ["succeeded"]);
+    // Exactly once: two runs in all, one model per run.
+    let (_, runs) = call("GET", &format!("{}/api/v1/runs", d.url), &tok);
+    assert_eq!(runs["runs"].as_array().unwrap().len(), 2, "{runs}");
+    let (_, models) = call("GET", &format!("{}/api/v1/models", d.url), &tok);
+    let of = |r: i64| {
+        models["models"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["run"] == r)
+            .count()
+    };
+    assert_eq!((of(first), of(second)), (1, 1), "{models}");
+    assert!(d.log().contains("interrupted"), "{}", d.log());
+    let (status, log) = d.term();
+    assert!(status.success(), "{log}");
+}
+
+#[test]
+fn a_cron_workflow_fires_on_schedule() {
+    let home = daemon_home("");
+    let mut wf = wedding_workflow(
+        "every-two-seconds",
+        1,
+        "[trigger]\ncron = \"*/2 * * * * *\"\ntimezone = \"Europe/Berlin\"\nconcurrency = \"forbid\"",
+    );
+    // Data only: the schedule is what is under test.
+    wf.truncate(wf.find("[[step]]\nid = \"train\"").unwrap());
+    home.write("workflows/cron.toml", &wf);
+    let tok = token(&home, "viewer");
+    let d = Daemon::start(&home);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let fires = loop {
+        let (_, v) = call(
+            "GET",
+            &format!("{}/api/v1/workflows/every-two-seconds", d.url),
+            &tok,
+        );
+        let fires: Vec<Value> = v["recent_fires"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["kind"] == "cron" && f["outcome"] == "queued")
+            .cloned()
+            .collect();
+        if fires.len() >= 2 {
+            break fires;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "cron fired {} time(s) in 30 s:\n{}",
+            fires.len(),
+            d.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let times: Vec<chrono::DateTime<chrono::Utc>> = fires
+        .iter()
+        .map(|f| f["scheduled_for"].as_str().unwrap().parse().unwrap())
+        .collect();
+    for t in &times {
+        assert_eq!(
+            chrono::Timelike::second(t) % 2,
+            0,
+            "fired off schedule at {t}"
+        );
+    }
+    let gap = (times[0] - times[1]).num_seconds();
+    assert!(gap >= 2 && gap % 2 == 0, "fires {gap} s apart");
+    let (_, runs) = call(
+        "GET",
+        &format!("{}/api/v1/runs?workflow=every-two-seconds", d.url),
+        &tok,
+    );
+    assert!(
+        runs["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["trigger"] == "cron"),
+        "{runs}"
+    );
+    let (status, log) = d.term();
+    assert!(status.success() && log.contains("daemon stopped"), "{log}");
+}
+
+#[test]
+fn an_invalid_edit_keeps_the_last_good_version_running() {
+    let home = daemon_home("");
+    let file = home.write("workflows/wf.toml", &wedding_workflow("edited", 5, ""));
+    let tok = token(&home, "operator");
+    let d = Daemon::start(&home);
+    let (_, v) = call("GET", &format!("{}/api/v1/workflows/edited", d.url), &tok);
+    let good = v["version"].as_str().unwrap().to_owned();
+
+    // Break it: an unknown plugin on line 18.
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(
+        &file,
+        text.replace("uses = \"trainer-intent\"", "uses = \"trainer-nope\""),
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let v = loop {
+        let (_, v) = call("GET", &format!("{}/api/v1/workflows/edited", d.url), &tok);
+        if v["valid"] == false {
+            break v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the edit was not noticed:\n{}",
+            d.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let err = v["error"].as_str().unwrap();
+    assert!(
+        err.contains("wf.toml:18:8") && err.contains("trainer-nope"),
+        "{err}"
+    );
+    assert_eq!(
+        v["version"],
+        good.as_str(),
+        "the good version stays in service"
+    );
+    let (s, v) = call(
+        "POST",
+        &format!("{}/api/v1/workflows/edited/runs", d.url),
+        &tok,
+    );
+    assert_eq!(s, 202, "{v}");
+    assert_eq!(v["run"]["version"], good.as_str());
+    let run = wait_for_state(
+        &d,
+        &tok,
+        v["run"]["id"].as_i64().unwrap(),
+        &["succeeded", "failed"],
+    );
+    assert_eq!(run["state"], "succeeded", "{run}");
+
+    // Fixed, the new version goes into service.
+    std::fs::write(&file, text.replace("epochs = 5,", "epochs = 6,")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, v) = call("GET", &format!("{}/api/v1/workflows/edited", d.url), &tok);
+        if v["valid"] == true && v["version"] != good.as_str() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the fix was not noticed:\n{}",
+            d.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_plugin_replaced_by_garbage_keeps_the_old_one() {
+    let home = daemon_home("");
+    let src = fixture_plugins().join("panicker");
+    let dst = home.path("installed/panicker-copy");
+    std::fs::create_dir_all(&dst).unwrap();
+    for entry in std::fs::read_dir(&src).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let text_or_bytes = std::fs::read(entry.path()).unwrap();
+        if name == "plugin.toml" {
+            let t = String::from_utf8(text_or_bytes).unwrap().replace(
+                "id = \"panicker\"",
+                "id = \"panicker-copy\"\nwasm = \"panicker.wasm\"",
+            );
+            std::fs::write(dst.join(&name), t).unwrap();
+        } else {
+            std::fs::write(dst.join(&name), text_or_bytes).unwrap();
+        }
+    }
+    let tok = token(&home, "viewer");
+    let d = Daemon::start(&home);
+    let plugin = |d: &Daemon| {
+        let (_, v) = call("GET", &format!("{}/api/v1/plugins", d.url), &tok);
+        let p = v["plugins"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["id"] == "panicker-copy")
+            .cloned();
+        (p, v["problems"].clone())
+    };
+    let (before, _) = plugin(&d);
+    let before = before.expect("the copy is installed");
+    std::fs::write(dst.join("panicker.wasm"), b"\0asm garbage, not a component").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let problems = loop {
+        let (_, problems) = plugin(&d);
+        if problems.as_object().is_some_and(|o| !o.is_empty()) {
+            break problems;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the garbage was not noticed:\n{}",
+            d.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let why = problems.to_string();
+    assert!(
+        why.contains("panicker-copy")
+            && why.contains("cannot be loaded")
+            && why.contains("still using"),
+        "{why}"
+    );
+    let (after, _) = plugin(&d);
+    assert_eq!(
+        after.unwrap()["wasm_sha256"],
+        before["wasm_sha256"],
+        "the old build stays in service"
+    );
+}
+
+#[test]
+fn a_second_daemon_on_the_same_data_directory_refuses_to_start() {
+    let home = daemon_home("");
+    let _first = Daemon::start(&home);
+    let out = Command::new(env!("CARGO_BIN_EXE_coach-cli"))
+        .arg("--config")
+        .arg(&home.config)
+        .arg("daemon")
+        .env_remove("COACH_DATA_DIR")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("another Coach daemon is using the data directory"),
+        "{err}"
+    );
+}
+
+/// Start the daemon on a data directory that is a fresh tmpfs mounted by
+/// `setup` in a private mount namespace; `None` where mounting is not
+/// allowed (not root).
+fn daemon_on_mount(home: &Home, setup: &str) -> Option<std::process::Output> {
+    let probe = Command::new("unshare")
+        .args([
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            "mount -t tmpfs tmpfs /mnt",
+        ])
+        .output();
+    if !probe.is_ok_and(|o| o.status.success()) {
+        eprintln!("skipping: mounting a tmpfs in a private mount namespace is not allowed here");
+        return None;
+    }
+    let data = home.path("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let script = format!(
+        "{setup} && exec \"$0\" --config \"$1\" daemon",
+        setup = setup.replace("DATA", &data.display().to_string())
+    );
+    Some(
+        Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+            .arg(env!("CARGO_BIN_EXE_coach-cli"))
+            .arg(&home.config)
+            .env_remove("COACH_DATA_DIR")
+            .output()
+            .unwrap(),
+    )
+}
+
+#[test]
+fn a_read_only_data_directory_is_a_clear_error() {
+    let home = daemon_home("");
+    let Some(out) = daemon_on_mount(&home, "mount -t tmpfs -o ro tmpfs DATA") else {
+        return;
+    };
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("cannot write to the data directory") && err.contains("Read-only file system"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_full_disk_is_a_clear_error() {
+    let home = daemon_home("");
+    let Some(out) = daemon_on_mount(
+        &home,
+        "mount -t tmpfs -o size=64k tmpfs DATA && (dd if=/dev/zero of=DATA/fill bs=4k 2>/dev/null; true)",
+    ) else {
+        return;
+    };
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("is the disk full?") && err.contains("No space left"),
+        "{err}"
+    );
+}
