@@ -636,3 +636,130 @@ fn a_full_disk_is_a_clear_error() {
         "{err}"
     );
 }
+
+#[test]
+fn new_data_under_a_watched_folder_starts_one_run() {
+    let home = daemon_home("");
+    let mut wf = wedding_workflow(
+        "watcher",
+        1,
+        &format!(
+            "[trigger]\nwatch = [\"{}\"]\ndebounce = \"500ms\"",
+            home.path("data-in").display()
+        ),
+    );
+    wf.truncate(wf.find("[[step]]\nid = \"train\"").unwrap());
+    home.write("workflows/watch.toml", &wf);
+    let tok = token(&home, "viewer");
+    let d = Daemon::start(&home);
+    // A burst of changes is one fire.
+    for i in 0..5 {
+        home.write(&format!("data-in/batch-{i}.jsonl"), crate::common::TINY);
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let runs = loop {
+        let (_, v) = call(
+            "GET",
+            &format!("{}/api/v1/runs?workflow=watcher", d.url),
+            &tok,
+        );
+        let runs = v["runs"].as_array().unwrap().clone();
+        if !runs.is_empty() {
+            break runs;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no run after new data:\n{}",
+            d.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    std::thread::sleep(Duration::from_secs(2));
+    let (_, v) = call(
+        "GET",
+        &format!("{}/api/v1/runs?workflow=watcher", d.url),
+        &tok,
+    );
+    assert_eq!(
+        v["runs"].as_array().unwrap().len(),
+        1,
+        "debounced into one run: {v}"
+    );
+    assert_eq!(runs[0]["trigger"], "watch");
+}
+
+#[test]
+fn sigterm_stops_a_run_mid_step_and_the_next_start_resumes_it() {
+    let home = daemon_home("");
+    home.write("workflows/slow.toml", &wedding_workflow("slow", 4000, ""));
+    let tok = token(&home, "operator");
+    let d = Daemon::start(&home);
+    let (_, v) = call(
+        "POST",
+        &format!("{}/api/v1/workflows/slow/runs", d.url),
+        &tok,
+    );
+    let id = v["run"]["id"].as_i64().unwrap();
+    sse(
+        &format!("{}/api/v1/runs/{id}/events", d.url),
+        &tok,
+        |e, v| e == "step.started" && v["step"] == "train",
+    );
+    // The grace period (2 s) is shorter than the training.
+    let (status, log) = d.term();
+    assert!(status.success(), "{log}");
+    assert!(log.contains("stopped mid-step by the shutdown"), "{log}");
+    let d = Daemon::start(&home);
+    let run = wait_for_state(&d, &tok, id, &["succeeded", "failed", "cancelled"]);
+    assert_eq!(run["state"], "succeeded", "{run}");
+    let train: Vec<&str> = run["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["step"] == "train")
+        .map(|s| s["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(train, ["interrupted", "succeeded"], "{run}");
+}
+
+#[test]
+fn a_cron_fire_missed_while_stopped_runs_once_at_start() {
+    let home = daemon_home("");
+    let mut wf = wedding_workflow(
+        "nightly",
+        1,
+        "[trigger]\ncron = \"*/2 * * * * *\"\ncatch_up = \"once\"\nconcurrency = \"queue\"",
+    );
+    wf.truncate(wf.find("[[step]]\nid = \"train\"").unwrap());
+    home.write("workflows/cron.toml", &wf);
+    let tok = token(&home, "viewer");
+    let d = Daemon::start(&home);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, v) = call("GET", &format!("{}/api/v1/workflows/nightly", d.url), &tok);
+        if v["recent_fires"].as_array().is_some_and(|f| !f.is_empty()) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no fire:\n{}", d.log());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (status, log) = d.term();
+    assert!(status.success(), "{log}");
+    // Several fires fall while it is down.
+    std::thread::sleep(Duration::from_secs(5));
+    let d = Daemon::start(&home);
+    let (_, v) = call("GET", &format!("{}/api/v1/workflows/nightly", d.url), &tok);
+    let catch_up: Vec<&Value> = v["recent_fires"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["kind"] == "catch-up")
+        .collect();
+    assert_eq!(catch_up.len(), 1, "one catch-up for all missed fires: {v}");
+    assert_eq!(catch_up[0]["outcome"], "queued", "{v}");
+    assert!(
+        d.log().contains("missed while the daemon was down"),
+        "{}",
+        d.log()
+    );
+}
