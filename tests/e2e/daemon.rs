@@ -763,3 +763,62 @@ fn a_cron_fire_missed_while_stopped_runs_once_at_start() {
         d.log()
     );
 }
+
+#[test]
+fn sighup_reloads_the_config_and_a_broken_one_is_rejected() {
+    let home = daemon_home("");
+    let tok = token(&home, "viewer");
+    let d = Daemon::start(&home);
+    let timeout_of = |d: &Daemon| {
+        let (_, v) = call("GET", &format!("{}/api/v1/plugins", d.url), &tok);
+        v["plugins"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["id"] == "trainer-intent")
+            .unwrap()["limits"]["timeout_ms"]
+            .as_u64()
+            .unwrap()
+    };
+    assert_eq!(timeout_of(&d), 120_000);
+    let text = std::fs::read_to_string(&home.config).unwrap();
+    std::fs::write(
+        &home.config,
+        text.replace("timeout = \"2m\"", "timeout = \"90s\""),
+    )
+    .unwrap();
+    signal(&d.child, "HUP");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while timeout_of(&d) != 90_000 {
+        assert!(
+            Instant::now() < deadline,
+            "the new limit was not applied:\n{}",
+            d.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::fs::write(
+        &home.config,
+        text.replace("timeout = \"2m\"", "timeout = \"soon\""),
+    )
+    .unwrap();
+    signal(&d.child, "HUP");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let problem = loop {
+        let (_, v) = call("GET", &format!("{}/api/v1/status", d.url), &tok);
+        if let Some(p) = v["config_problem"].as_str() {
+            break p.to_owned();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the broken config was not reported:\n{}",
+            d.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        problem.contains("limits.timeout") && problem.contains("soon"),
+        "{problem}"
+    );
+    assert_eq!(timeout_of(&d), 90_000, "the config in service stays");
+}

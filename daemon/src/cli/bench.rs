@@ -17,6 +17,10 @@ pub enum Command {
     /// Entity extraction on a dataset with labelled spans: span-level
     /// precision, recall and F1 per entity type.
     Entities(super::bench_intent::EntityArgs),
+    /// The daemon as a service: start to ready, idle memory, API latency at
+    /// a fixed rate over many stored runs, trigger to first step, event
+    /// delivery.
+    Daemon(super::bench_daemon::Args),
     /// Plugin host costs: compile (cache miss), compile-cache hit, and a
     /// fresh sandboxed instance per job.
     Plugins {
@@ -44,6 +48,7 @@ pub async fn run(config: Config, cmd: Command) -> Result<ExitCode> {
     match cmd {
         Command::Intent(args) => return super::bench_intent::run(config, args).await,
         Command::Entities(args) => return super::bench_intent::run_entities(config, args).await,
+        Command::Daemon(args) => return super::bench_daemon::run(config, args).await,
         Command::Plugins {
             plugin,
             iterations,

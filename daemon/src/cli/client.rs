@@ -140,13 +140,6 @@ pub fn render(event: &str, v: &Value) -> Option<String> {
         ),
         "step.finished" if v["ok"] == true => format!("✓ {}: {}", s("step"), s("summary")),
         "step.finished" => format!("✗ {}", s("summary")),
-        "metric" => format!(
-            "  {} epoch {}: {} = {:.4}",
-            s("step"),
-            v["epoch"],
-            s("name"),
-            v["value"].as_f64().unwrap_or(f64::NAN)
-        ),
         "log" => format!("  [{}] {}: {}", s("level"), s("step"), s("message")),
         "run.finished" => match v["error"].as_str() {
             Some(e) => format!("run {} {}: {e}", v["run"], s("state")),
@@ -160,7 +153,32 @@ pub fn render(event: &str, v: &Value) -> Option<String> {
 pub fn follow(client: &Client, id: i64) -> Result<String> {
     let mut state = String::from("unknown");
     let mut last_tenth = -1i64;
+    // Metrics arrive one by one; print each epoch's on one line.
+    let mut epoch: Option<(String, i64, Vec<String>)> = None;
+    let flush = |epoch: &mut Option<(String, i64, Vec<String>)>| {
+        if let Some((step, n, values)) = epoch.take() {
+            println!("  {step} epoch {n}: {}", values.join(", "));
+        }
+    };
     client.events(&format!("/api/v1/runs/{id}/events"), |event, v| {
+        if event == "metric" {
+            let step = v["step"].as_str().unwrap_or("").to_owned();
+            let n = v["epoch"].as_i64().unwrap_or(0);
+            let value = format!(
+                "{} {:.4}",
+                v["name"].as_str().unwrap_or(""),
+                v["value"].as_f64().unwrap_or(f64::NAN)
+            );
+            match &mut epoch {
+                Some((s, e, values)) if *s == step && *e == n => values.push(value),
+                _ => {
+                    flush(&mut epoch);
+                    epoch = Some((step, n, vec![value]));
+                }
+            }
+            return true;
+        }
+        flush(&mut epoch);
         if event == "progress" {
             // One line per tenth of progress is plenty on a terminal.
             let tenth = (v["fraction"].as_f64().unwrap_or(0.0) * 10.0) as i64;

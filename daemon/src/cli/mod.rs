@@ -1,6 +1,7 @@
 //! The `coach` command line: one file per subcommand.
 
 mod bench;
+mod bench_daemon;
 mod bench_intent;
 mod client;
 mod daemon;

@@ -256,7 +256,10 @@ impl Config {
                 .clone()
                 .unwrap_or_else(|| vec![PathBuf::from("workflows")])
                 .iter()
-                .map(|p| resolve(p))
+                .map(|p| {
+                    let p = resolve(p);
+                    p.canonicalize().unwrap_or(p)
+                })
                 .collect(),
             max_parallel_runs,
             shutdown_grace,

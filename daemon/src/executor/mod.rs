@@ -41,6 +41,8 @@ pub enum Cancelled {
 
 pub struct Executor {
     pub runner: Runner,
+    /// This daemon's name in the store (`daemon:<host>:<data dir>`).
+    pub instance: String,
     pub workflows: Arc<WorkflowSet>,
     pub catalog: Arc<dyn Fn() -> Catalog + Send + Sync>,
     pub bus: Bus,
@@ -55,6 +57,7 @@ pub struct Executor {
 impl Executor {
     pub fn new(
         runner: Runner,
+        instance: String,
         workflows: Arc<WorkflowSet>,
         catalog: Arc<dyn Fn() -> Catalog + Send + Sync>,
         bus: Bus,
@@ -63,6 +66,7 @@ impl Executor {
     ) -> Executor {
         Executor {
             runner,
+            instance,
             workflows,
             catalog,
             bus,
@@ -134,7 +138,7 @@ impl Executor {
             let Some(run) = queued.iter().find(|r| r.id == id).cloned() else {
                 continue;
             };
-            if !self.runner.store.claim_run(id).await? {
+            if !self.runner.store.claim_run(id, &self.instance).await? {
                 continue;
             }
             let control = RunControl::default();

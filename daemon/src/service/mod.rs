@@ -141,7 +141,8 @@ impl Service {
         for (plugin, why) in host.warm_up() {
             tracing::error!(plugin = %plugin, "plugin cannot be loaded: {why}");
         }
-        for r in store.recover_interrupted().await? {
+        let instance = instance_name(&config.data_dir);
+        for r in store.recover_interrupted(&instance).await? {
             tracing::warn!(run = r.run.id, workflow = %r.run.workflow, steps = ?r.steps, "run was interrupted when the daemon stopped; it is queued again and resumes where it stopped");
         }
         let (bus, log_rx) = Bus::new();
@@ -156,6 +157,7 @@ impl Service {
         let catalog_host = host.clone();
         let executor = Arc::new(Executor::new(
             runner,
+            instance,
             workflows.clone(),
             Arc::new(move || crate::catalog(&catalog_host)),
             bus.clone(),
@@ -180,6 +182,20 @@ impl Service {
         service.reload_workflows(false).await;
         Ok((service, log_writer))
     }
+}
+
+/// How this daemon marks the runs it executes: host and data directory
+/// (one daemon per data directory), so daemons sharing a database each
+/// resume only their own runs.
+fn instance_name(data_dir: &std::path::Path) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".into());
+    let dir = data_dir
+        .canonicalize()
+        .unwrap_or_else(|_| data_dir.to_path_buf());
+    format!("daemon:{}:{}", host.trim(), dir.display())
 }
 
 /// Run the daemon until SIGTERM or SIGINT.

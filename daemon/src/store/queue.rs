@@ -124,21 +124,12 @@ impl Store {
             .await?)
     }
 
-    /// Runs the daemon is executing now.
-    pub async fn running_runs(&self) -> Result<Vec<RunRow>> {
-        Ok(training_runs::Entity::find()
-            .filter(training_runs::Column::State.eq(state::RUNNING))
-            .filter(training_runs::Column::Executor.eq("daemon"))
-            .order_by_asc(training_runs::Column::Id)
-            .all(&self.db)
-            .await?)
-    }
-
-    /// Take a queued run; `false` when it is no longer queued (cancelled, or
-    /// taken by another daemon).
-    pub async fn claim_run(&self, id: i64) -> Result<bool> {
+    /// Take a queued run for daemon `instance`; `false` when it is no longer
+    /// queued (cancelled, or taken by another daemon).
+    pub async fn claim_run(&self, id: i64, instance: &str) -> Result<bool> {
         let res = training_runs::Entity::update_many()
             .col_expr(training_runs::Column::State, Expr::value(state::RUNNING))
+            .col_expr(training_runs::Column::Executor, Expr::value(instance))
             .col_expr(training_runs::Column::StartedAt, Expr::value(Utc::now()))
             .filter(training_runs::Column::Id.eq(id))
             .filter(training_runs::Column::State.eq(state::QUEUED))
@@ -164,6 +155,7 @@ impl Store {
     pub async fn requeue_run(&self, id: i64) -> Result<()> {
         training_runs::Entity::update_many()
             .col_expr(training_runs::Column::State, Expr::value(state::QUEUED))
+            .col_expr(training_runs::Column::Executor, Expr::value("daemon"))
             .col_expr(
                 training_runs::Column::Resumes,
                 Expr::col(training_runs::Column::Resumes).add(1),
@@ -174,13 +166,15 @@ impl Store {
         Ok(())
     }
 
-    /// At daemon start: every run the daemon was executing when it stopped
-    /// goes back in the queue, its running steps marked interrupted.
-    pub async fn recover_interrupted(&self) -> Result<Vec<Recovered>> {
+    /// At daemon start: every run daemon `instance` was executing when it
+    /// stopped goes back in the queue, its running steps marked
+    /// interrupted. Runs of other daemons sharing the database, and of
+    /// `coach run` processes, are left alone.
+    pub async fn recover_interrupted(&self, instance: &str) -> Result<Vec<Recovered>> {
         let tx = self.begin_write().await?;
         let runs = training_runs::Entity::find()
             .filter(training_runs::Column::State.eq(state::RUNNING))
-            .filter(training_runs::Column::Executor.eq("daemon"))
+            .filter(training_runs::Column::Executor.eq(instance))
             .order_by_asc(training_runs::Column::Id)
             .all(&tx)
             .await?;
@@ -204,6 +198,7 @@ impl Store {
                 .await?;
             training_runs::Entity::update_many()
                 .col_expr(training_runs::Column::State, Expr::value(state::QUEUED))
+                .col_expr(training_runs::Column::Executor, Expr::value("daemon"))
                 .col_expr(
                     training_runs::Column::Resumes,
                     Expr::col(training_runs::Column::Resumes).add(1),

@@ -20,8 +20,9 @@ pub struct Model {
     pub finished_at: Option<DateTimeUtc>,
     /// What started it: `cli`, `manual`, `cron`, `watch` or `catch-up`.
     pub trigger: String,
-    /// Who executes it: `daemon` (resumed by the daemon after a crash) or
-    /// `cli` (a `coach run` process, never touched by the daemon).
+    /// Who executes it: `cli` (a `coach run` process, never touched by a
+    /// daemon), `daemon` (queued, not yet claimed) or `daemon:<instance>`
+    /// (claimed by that daemon, which resumes it after a crash).
     pub executor: String,
     pub queued_at: Option<DateTimeUtc>,
     /// Times the run was interrupted (daemon stopped or killed) and resumed.
