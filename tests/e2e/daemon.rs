@@ -137,26 +137,12 @@ fn sse(url: &str, token: &str, mut stop: impl FnMut(&str, &Value) -> bool) -> Ve
         .unwrap();
     assert_eq!(res.status().as_u16(), 200);
     let mut out = Vec::new();
-    let (mut event, mut data) = (String::new(), String::new());
-    for line in BufReader::new(res.into_body().into_reader()).lines() {
-        let line = line.unwrap();
-        if line.is_empty() {
-            if !data.is_empty() {
-                let v: Value = serde_json::from_str(&data).unwrap();
-                let done = stop(&event, &v);
-                out.push((event.clone(), v));
-                if done {
-                    return out;
-                }
-            }
-            event.clear();
-            data.clear();
-        } else if let Some(e) = line.strip_prefix("event:") {
-            event = e.trim().to_owned();
-        } else if let Some(d) = line.strip_prefix("data:") {
-            data.push_str(d.trim_start());
-        }
-    }
+    coach::api::events::read_stream(res.into_body().into_reader(), |event, v| {
+        let done = stop(event, v);
+        out.push((event.to_owned(), v.clone()));
+        !done
+    })
+    .unwrap();
     out
 }
 

@@ -223,25 +223,9 @@ fn triggers(url: &str, token: &str, n: usize) -> Result<(Vec<f64>, Vec<f64>)> {
         .call()
         .context("cannot open the event stream")?;
     std::thread::spawn(move || {
-        let (mut event, mut data) = (String::new(), String::new());
-        for line in BufReader::new(res.into_body().into_reader())
-            .lines()
-            .map_while(Result::ok)
-        {
-            if line.is_empty() {
-                if let Ok(v) = serde_json::from_str::<Value>(&data)
-                    && tx.send((event.clone(), v, Utc::now())).is_err()
-                {
-                    return;
-                }
-                event.clear();
-                data.clear();
-            } else if let Some(e) = line.strip_prefix("event:") {
-                event = e.trim().to_owned();
-            } else if let Some(d) = line.strip_prefix("data:") {
-                data.push_str(d.trim_start());
-            }
-        }
+        let _ = crate::api::events::read_stream(res.into_body().into_reader(), |event, v| {
+            tx.send((event.to_owned(), v.clone(), Utc::now())).is_ok()
+        });
     });
     let mut to_step = Vec::new();
     let mut delivery = Vec::new();

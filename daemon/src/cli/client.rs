@@ -3,7 +3,6 @@
 
 use anyhow::{Context, Result, anyhow, bail};
 use serde_json::Value;
-use std::io::BufRead;
 
 /// Where the daemon is and how to authenticate.
 #[derive(Debug, Clone, clap::Args)]
@@ -90,7 +89,7 @@ impl Client {
 
     /// Read server-sent events from `path`, calling `each(event, data)`
     /// until it returns `false` or the stream ends.
-    pub fn events(&self, path: &str, mut each: impl FnMut(&str, &Value) -> bool) -> Result<()> {
+    pub fn events(&self, path: &str, each: impl FnMut(&str, &Value) -> bool) -> Result<()> {
         let mut req = self
             .agent
             .get(format!("{}{path}", self.base))
@@ -103,25 +102,8 @@ impl Client {
             self.answer(res)?;
             return Ok(());
         }
-        let reader = std::io::BufReader::new(res.into_body().into_reader());
-        let (mut event, mut data) = (String::new(), String::new());
-        for line in reader.lines() {
-            let line = line.context("the event stream broke")?;
-            if line.is_empty() {
-                if !data.is_empty() {
-                    let v: Value = serde_json::from_str(&data).unwrap_or(Value::Null);
-                    if !each(&event, &v) {
-                        return Ok(());
-                    }
-                }
-                event.clear();
-                data.clear();
-            } else if let Some(e) = line.strip_prefix("event:") {
-                event = e.trim().to_owned();
-            } else if let Some(d) = line.strip_prefix("data:") {
-                data.push_str(d.trim_start());
-            }
-        }
+        crate::api::events::read_stream(res.into_body().into_reader(), each)
+            .context("the event stream broke")?;
         Ok(())
     }
 }

@@ -425,11 +425,7 @@ impl Store {
         let Some(run) = training_runs::Entity::find_by_id(id).one(&self.db).await? else {
             return Ok(None);
         };
-        let steps = run_steps::Entity::find()
-            .filter(run_steps::Column::RunId.eq(id))
-            .order_by_asc(run_steps::Column::Id)
-            .all(&self.db)
-            .await?;
+        let steps = self.steps_of(id).await?;
         let metrics = run_metrics::Entity::find()
             .filter(run_metrics::Column::RunId.eq(id))
             .order_by_asc(run_metrics::Column::Id)
