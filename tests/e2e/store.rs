@@ -119,6 +119,77 @@ async fn exercise(store: &Store) {
         1
     );
     assert!(store.find_model("nope").await.unwrap().is_none());
+    exercise_queue(store).await;
+}
+
+/// The daemon's durable run queue and its tokens.
+async fn exercise_queue(store: &Store) {
+    use coach::store::tokens::{Role, hash_token};
+    for _ in 0..2 {
+        store
+            .save_workflow_version("wf", "wf.toml", "abc", "version = 1")
+            .await
+            .unwrap();
+    }
+    let kept = store.workflow_version("abc").await.unwrap().unwrap();
+    assert_eq!(kept.content, "version = 1");
+    let a = store
+        .enqueue_run("wf", "wf.toml", "abc", "manual")
+        .await
+        .unwrap();
+    let b = store
+        .enqueue_run("wf", "wf.toml", "abc", "cron")
+        .await
+        .unwrap();
+    let queued: Vec<i64> = store
+        .queued_runs()
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(queued, [a.id, b.id], "oldest first");
+    assert!(store.claim_run(a.id, "daemon:one").await.unwrap());
+    assert!(
+        !store.claim_run(a.id, "daemon:two").await.unwrap(),
+        "claimed once"
+    );
+    store
+        .start_step(a.id, "train", "trainer-intent", 1)
+        .await
+        .unwrap();
+    assert!(
+        store
+            .recover_interrupted("daemon:two")
+            .await
+            .unwrap()
+            .is_empty(),
+        "a daemon resumes only its own runs"
+    );
+    let recovered = store.recover_interrupted("daemon:one").await.unwrap();
+    assert_eq!(recovered.len(), 1);
+    assert_eq!(recovered[0].steps, ["train"]);
+    assert_eq!(store.steps_of(a.id).await.unwrap()[0].state, "interrupted");
+    let (run, _, _) = store.run(a.id).await.unwrap().unwrap();
+    assert_eq!((run.state.as_str(), run.resumes), ("queued", 1));
+    assert!(store.cancel_queued(b.id, "not needed").await.unwrap());
+    assert!(!store.cancel_queued(b.id, "not needed").await.unwrap());
+    assert_eq!(store.active_runs_of("wf").await.unwrap(), 1);
+    let counts = store.run_counts().await.unwrap();
+    assert!(counts.contains(&("cancelled".to_owned(), 1)), "{counts:?}");
+    assert!(counts.contains(&("queued".to_owned(), 1)), "{counts:?}");
+
+    let (t, secret) = store.create_token("ops", Role::Operator).await.unwrap();
+    let found = store.token_by_hash(&hash_token(&secret)).await.unwrap();
+    assert_eq!(found.map(|f| f.id), Some(t.id));
+    assert!(store.revoke_token(t.id).await.unwrap());
+    assert!(
+        store
+            .token_by_hash(&hash_token(&secret))
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 #[tokio::test]

@@ -100,7 +100,13 @@ fn init_tracing(format: LogFormat, verbose: u8, quiet_default: bool) {
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.with_target(false).init(),
+        LogFormat::Text => {
+            use std::io::IsTerminal;
+            builder
+                .with_target(false)
+                .with_ansi(std::io::stderr().is_terminal())
+                .init()
+        }
     }
 }
 

@@ -508,6 +508,13 @@ impl<'a> Checker<'a> {
                                 continue;
                             };
                             if key == "on" {
+                                // Better refused than accepted and never
+                                // fired: no part of Coach emits named
+                                // events yet.
+                                self.error(
+                                    x.span(),
+                                    format!("`trigger.on = [\"{s}\"]`: event triggers are not available in this version of Coach; use `cron` or `watch`"),
+                                );
                                 out.on.push(s);
                                 continue;
                             }
