@@ -808,3 +808,91 @@ fn sighup_reloads_the_config_and_a_broken_one_is_rejected() {
     );
     assert_eq!(timeout_of(&d), 90_000, "the config in service stays");
 }
+
+/// `coach <args>` against the daemon at `url`.
+fn cli(home: &Home, url: &str, token: &str, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_coach-cli"))
+        .arg("--config")
+        .arg(&home.config)
+        .args(args)
+        .env("COACH_URL", url)
+        .env("COACH_TOKEN", token)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn the_cli_triggers_follows_and_cancels_runs_on_a_running_daemon() {
+    let home = daemon_home("");
+    home.write("workflows/quick.toml", &wedding_workflow("quick", 10, ""));
+    home.write("workflows/slow.toml", &wedding_workflow("slow", 4000, ""));
+    let tok = token(&home, "operator");
+    let d = Daemon::start(&home);
+
+    let out = cli(&home, &d.url, &tok, &["trigger", "quick", "--follow"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("✓ register: registered model") && text.contains("succeeded"),
+        "{text}"
+    );
+    assert!(
+        text.contains("train epoch 1: "),
+        "per-epoch metrics on one line: {text}"
+    );
+
+    let out = cli(&home, &d.url, &tok, &["trigger", "slow"]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let id: i64 = text
+        .trim()
+        .split_whitespace()
+        .nth(2)
+        .unwrap()
+        .parse()
+        .unwrap();
+    sse(
+        &format!("{}/api/v1/runs/{id}/events", d.url),
+        &tok,
+        |e, v| e == "step.started" && v["step"] == "train",
+    );
+    let out = cli(&home, &d.url, &tok, &["cancel", &id.to_string()]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("run {id}: stopping")
+    );
+    let out = cli(
+        &home,
+        &d.url,
+        &tok,
+        &["runs", "logs", &id.to_string(), "--follow"],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a cancelled run is not a success: {text}"
+    );
+    let run = wait_for_state(&d, &tok, id, &["cancelled", "succeeded", "failed"]);
+    assert_eq!(run["state"], "cancelled", "{run}");
+    let out = cli(&home, &d.url, &tok, &["cancel", &id.to_string()]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("only queued or running runs can be cancelled")
+    );
+
+    let out = cli(&home, &d.url, &tok, &["status"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("ready") && text.contains("cancelled 1") && text.contains("succeeded 1"),
+        "{text}"
+    );
+    let out = cli(&home, &d.url, &tok, &["runs", "list"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 2);
+    let out = cli(&home, &d.url, "coach_not_a_token", &["status"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown or revoked token"));
+}
