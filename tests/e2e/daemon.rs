@@ -847,13 +847,7 @@ fn the_cli_triggers_follows_and_cancels_runs_on_a_running_daemon() {
 
     let out = cli(&home, &d.url, &tok, &["trigger", "slow"]);
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let id: i64 = text
-        .trim()
-        .split_whitespace()
-        .nth(2)
-        .unwrap()
-        .parse()
-        .unwrap();
+    let id: i64 = text.split_whitespace().nth(2).unwrap().parse().unwrap();
     sse(
         &format!("{}/api/v1/runs/{id}/events", d.url),
         &tok,
