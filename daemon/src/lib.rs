@@ -17,6 +17,7 @@ pub mod pipeline;
 pub mod plugin;
 pub mod registry;
 pub mod scheduler;
+pub mod script;
 pub mod service;
 pub mod store;
 pub mod trigger;

@@ -122,6 +122,7 @@ pub fn render(event: &str, v: &Value) -> Option<String> {
         ),
         "step.finished" if v["ok"] == true => format!("✓ {}: {}", s("step"), s("summary")),
         "step.finished" => format!("✗ {}", s("summary")),
+        "step.skipped" => format!("– {} skipped: {}", s("step"), s("reason")),
         "log" => format!("  [{}] {}: {}", s("level"), s("step"), s("message")),
         "run.finished" => match v["error"].as_str() {
             Some(e) => format!("run {} {}: {e}", v["run"], s("state")),

@@ -105,6 +105,10 @@ impl Reporter for Terminal {
         }
     }
 
+    fn step_skipped(&self, step: &str, reason: &str) {
+        eprintln!("[{step}] skipped: {reason}");
+    }
+
     fn step_finished(&self, step: &str, result: Result<&str, &str>) {
         let bar = self.bar.lock().expect("progress lock").take();
         if let Some(b) = bar {

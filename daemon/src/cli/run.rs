@@ -58,11 +58,26 @@ pub async fn run(config: Config, args: Args) -> Result<ExitCode> {
             "error": summary.error,
             "evaluation": summary.evaluation.as_deref(),
             "model": summary.model.as_ref().map(|m| serde_json::json!({"id": m.id, "name": m.name, "version": m.version, "artifact": m.artifact_hash})),
+            "gates": summary.verdicts.iter().map(|(s, v)| serde_json::json!({"step": s, "pass": v.pass, "reason": v.reason})).collect::<Vec<_>>(),
+            "skipped": summary.skipped.iter().map(|(s, r)| serde_json::json!({"step": s, "reason": r})).collect::<Vec<_>>(),
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         if let Some(r) = &summary.evaluation {
             print_report(r, args.intents);
+        }
+        for (step, v) in &summary.verdicts {
+            println!(
+                "\ngate `{step}`: {}{}",
+                if v.pass { "PASS" } else { "NO" },
+                v.reason
+                    .as_ref()
+                    .map(|r| format!(" — {r}"))
+                    .unwrap_or_default()
+            );
+        }
+        for (step, why) in &summary.skipped {
+            println!("skipped `{step}`: {why}");
         }
         if let Some(m) = &summary.model {
             println!(

@@ -27,6 +27,9 @@ pub trait Reporter: Send + Sync {
     fn step_event(&self, _step: &str, _event: &PluginEvent) {}
     fn step_note(&self, _step: &str, _message: &str) {}
     fn step_finished(&self, _step: &str, _result: Result<&str, &str>) {}
+    /// A step did not run: a gate before it said no, a step it needs was
+    /// skipped, or its `when` was false.
+    fn step_skipped(&self, _step: &str, _reason: &str) {}
     /// A step's plugin failed; called before `step_finished`.
     fn plugin_failed(&self, _step: &str, _failure: &PluginFailure) {}
 }
@@ -46,6 +49,9 @@ impl Reporter for LogReporter {
             Ok(summary) => tracing::info!(step, "step finished: {summary}"),
             Err(e) => tracing::error!(step, "step failed: {e}"),
         }
+    }
+    fn step_skipped(&self, step: &str, reason: &str) {
+        tracing::info!(step, "step skipped: {reason}");
     }
 }
 
@@ -81,6 +87,9 @@ pub enum Output {
     Model(Arc<ModelOut>),
     Evaluation(Arc<evaluate::Report>),
     Registered(Box<ModelRow>),
+    Verdict(crate::script::hooks::Verdict),
+    /// A rules step's dataset, with what the rules did.
+    Ruled(Arc<DatasetOut>, crate::script::hooks::RuleStats),
 }
 
 impl Output {
@@ -98,6 +107,11 @@ impl Output {
             Output::Evaluation(r) => serde_json::to_value(r.as_ref()).unwrap_or(Value::Null),
             Output::Registered(m) => {
                 json!({"model": m.id, "name": m.name, "version": m.version, "artifact": m.artifact_hash})
+            }
+            Output::Verdict(v) => json!(v),
+            Output::Ruled(d, r) => {
+                json!({"dataset_version": d.version_id, "examples": d.rows.len(), "hash": d.hash,
+                       "kept": r.kept, "dropped": r.dropped, "changed": r.changed})
             }
         }
     }
@@ -136,6 +150,21 @@ impl Output {
             Output::Registered(m) => {
                 format!("registered model {} ({} v{})", m.id, m.name, m.version)
             }
+            Output::Verdict(v) => format!(
+                "{}{}",
+                if v.pass { "passed" } else { "said no" },
+                v.reason
+                    .as_ref()
+                    .map(|r| format!(": {r}"))
+                    .unwrap_or_default()
+            ),
+            Output::Ruled(d, r) => format!(
+                "kept {} examples, dropped {}, changed {}; snapshot {}",
+                r.kept,
+                r.dropped,
+                r.changed,
+                &d.hash[..12]
+            ),
         }
     }
 }
@@ -149,6 +178,10 @@ pub struct RunSummary {
     pub failed_step: Option<String>,
     pub evaluation: Option<Arc<evaluate::Report>>,
     pub model: Option<ModelRow>,
+    /// What each gate decided, in order.
+    pub verdicts: Vec<(String, crate::script::hooks::Verdict)>,
+    /// Steps that did not run, and why.
+    pub skipped: Vec<(String, String)>,
 }
 
 pub struct Runner {
@@ -285,22 +318,69 @@ impl Runner {
             failed_step: None,
             evaluation: None,
             model: None,
+            verdicts: Vec::new(),
+            skipped: Vec::new(),
         };
         let cancel = &control.cancel;
+        // Steps that will not run (and why); what every step came to.
+        let mut blocked: BTreeMap<String, String> = BTreeMap::new();
+        let mut states: BTreeMap<String, String> = BTreeMap::new();
         'steps: for step in &wf.steps {
             let tries: Vec<&crate::store::StepRow> =
                 earlier.iter().filter(|r| r.step_id == step.id).collect();
+            // (reason, whether to record it): a skip recorded by an earlier
+            // attempt of the run stands.
+            let skip = if let Some(r) = tries.iter().find(|r| r.state == state::SKIPPED) {
+                Some((r.error.clone().unwrap_or_default(), false))
+            } else if tries.iter().any(|r| r.state == state::SUCCEEDED) {
+                None
+            } else {
+                match self
+                    .skip_reason(run_id, wf, step, &blocked, &outputs, &states)
+                    .await
+                {
+                    Ok(r) => r.map(|r| (r, true)),
+                    Err(e) => {
+                        // A `when` that cannot be evaluated fails its step.
+                        let message = format!("step `{}`: {e:#}", step.id);
+                        let row = self
+                            .store
+                            .start_step(run_id, &step.id, &action_name(&step.action), 1)
+                            .await?;
+                        self.store
+                            .finish_step(row, state::FAILED, Some(message.clone()), None)
+                            .await?;
+                        reporter.step_finished(&step.id, Err(&message));
+                        summary.state = state::FAILED.to_owned();
+                        summary.error = Some(message);
+                        summary.failed_step = Some(step.id.clone());
+                        break 'steps;
+                    }
+                }
+            };
+            if let Some((reason, record)) = skip {
+                if record {
+                    let row = self
+                        .store
+                        .start_step(run_id, &step.id, &action_name(&step.action), 1)
+                        .await?;
+                    self.store
+                        .finish_step(row, state::SKIPPED, Some(reason.clone()), None)
+                        .await?;
+                }
+                reporter.step_skipped(&step.id, &reason);
+                summary.skipped.push((step.id.clone(), reason.clone()));
+                states.insert(step.id.clone(), state::SKIPPED.to_owned());
+                blocked.insert(step.id.clone(), reason);
+                continue;
+            }
             if let Some(done) = tries.iter().find(|r| r.state == state::SUCCEEDED) {
                 let out = self
                     .restore(step, done)
                     .await
                     .with_context(|| format!("cannot resume step `{}`", step.id))?;
                 reporter.step_finished(&step.id, Ok(&format!("{} (done before)", out.line())));
-                match &out {
-                    Output::Evaluation(r) => summary.evaluation = Some(r.clone()),
-                    Output::Registered(m) => summary.model = Some((**m).clone()),
-                    _ => {}
-                }
+                self.note_output(step, &out, &mut summary, &mut blocked, &mut states);
                 outputs.insert(step.id.clone(), out);
                 continue;
             }
@@ -331,7 +411,7 @@ impl Runner {
                     .await?;
                 reporter.step_started(&step.id, &action, attempt);
                 match self
-                    .execute(run_id, wf, step, &outputs, &reporter, cancel)
+                    .execute(run_id, wf, step, &outputs, &states, &reporter, cancel)
                     .await
                 {
                     Ok(out) => {
@@ -339,11 +419,7 @@ impl Runner {
                             .finish_step(row, state::SUCCEEDED, None, Some(out.summary()))
                             .await?;
                         reporter.step_finished(&step.id, Ok(&out.line()));
-                        match &out {
-                            Output::Evaluation(r) => summary.evaluation = Some(r.clone()),
-                            Output::Registered(m) => summary.model = Some((**m).clone()),
-                            _ => {}
-                        }
+                        self.note_output(step, &out, &mut summary, &mut blocked, &mut states);
                         outputs.insert(step.id.clone(), out);
                         continue 'steps;
                     }
@@ -392,6 +468,184 @@ impl Runner {
         Ok(summary)
     }
 
+    /// Fold a step's output into the run's summary; a gate that said no
+    /// blocks the steps after it.
+    fn note_output(
+        &self,
+        step: &Step,
+        out: &Output,
+        summary: &mut RunSummary,
+        blocked: &mut BTreeMap<String, String>,
+        states: &mut BTreeMap<String, String>,
+    ) {
+        states.insert(step.id.clone(), state::SUCCEEDED.to_owned());
+        match out {
+            Output::Evaluation(r) => summary.evaluation = Some(r.clone()),
+            Output::Registered(m) => summary.model = Some((**m).clone()),
+            Output::Verdict(v) => {
+                summary.verdicts.push((step.id.clone(), v.clone()));
+                if !v.pass {
+                    blocked.insert(
+                        step.id.clone(),
+                        format!(
+                            "gate `{}` said no{}",
+                            step.id,
+                            v.reason
+                                .as_ref()
+                                .map(|r| format!(": {r}"))
+                                .unwrap_or_default()
+                        ),
+                    );
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Why `step` should not run, if it should not.
+    async fn skip_reason(
+        &self,
+        run_id: i64,
+        wf: &Workflow,
+        step: &Step,
+        blocked: &BTreeMap<String, String>,
+        outputs: &BTreeMap<String, Output>,
+        states: &BTreeMap<String, String>,
+    ) -> Result<Option<String>> {
+        if let Some(reason) = step.needs.iter().find_map(|n| blocked.get(n)) {
+            return Ok(Some(reason.clone()));
+        }
+        match &step.when {
+            Some(script) if !matches!(step.action, Action::Builtin(Builtin::Gate)) => {
+                let v = self
+                    .verdict(run_id, wf, step, script, outputs, states)
+                    .await?;
+                Ok((!v.pass).then(|| {
+                    format!(
+                        "its `when` is false{}",
+                        v.reason.map(|r| format!(": {r}")).unwrap_or_default()
+                    )
+                }))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Evaluate a verdict script (a gate, or a `when`) for `step`.
+    async fn verdict(
+        &self,
+        run_id: i64,
+        wf: &Workflow,
+        step: &Step,
+        script: &crate::workflow::ScriptRef,
+        outputs: &BTreeMap<String, Output>,
+        states: &BTreeMap<String, String>,
+    ) -> Result<crate::script::hooks::Verdict> {
+        let inputs = self
+            .verdict_inputs(run_id, wf, step, outputs, states)
+            .await?;
+        let refs: Vec<(&str, &Value)> = inputs.iter().map(|(k, v)| (*k, v)).collect();
+        Ok(crate::script::hooks::verdict(
+            &script.0,
+            &run_id.to_string(),
+            &refs,
+        )?)
+    }
+
+    /// What a verdict script sees (documented in `docs/scripting.md`).
+    async fn verdict_inputs(
+        &self,
+        run_id: i64,
+        wf: &Workflow,
+        step: &Step,
+        outputs: &BTreeMap<String, Output>,
+        states: &BTreeMap<String, String>,
+    ) -> Result<Vec<(&'static str, Value)>> {
+        let near = |what: Produces| wf.nearest(&step.id, what).and_then(|s| outputs.get(&s.id));
+        let evaluation = match near(Produces::Evaluation) {
+            Some(Output::Evaluation(r)) => Some(r.clone()),
+            _ => None,
+        };
+        let candidate = match near(Produces::Model) {
+            Some(Output::Model(m)) => {
+                let mut metrics = serde_json::Map::new();
+                for (k, v) in &m.metrics {
+                    metrics.insert(format!("train.{k}"), json!(v));
+                }
+                if let Some(r) = &evaluation {
+                    for (k, v) in r.metrics() {
+                        metrics.insert(k, json!(v));
+                    }
+                }
+                json!({
+                    "metrics": metrics,
+                    "per_intent": evaluation.as_ref().map(|r| per_intent(r)).unwrap_or_else(|| json!({})),
+                    "intents": m.intents,
+                    "plugin": m.plugin,
+                })
+            }
+            _ => Value::Null,
+        };
+        let dataset = match near(Produces::Dataset) {
+            Some(Output::Dataset(d)) | Some(Output::Ruled(d, _)) => dataset_stats(&d.rows),
+            _ => Value::Null,
+        };
+        let production = self.production(run_id, wf).await?;
+        Ok(vec![
+            ("run", json!({"id": run_id, "workflow": wf.name})),
+            ("candidate", candidate),
+            ("production", production),
+            (
+                "evaluation",
+                evaluation
+                    .map(|r| serde_json::to_value(r.as_ref()).unwrap_or(Value::Null))
+                    .unwrap_or(Value::Null),
+            ),
+            ("dataset", dataset),
+            ("steps", json!(states)),
+        ])
+    }
+
+    /// The model in service for `wf`: until deployments exist, the latest
+    /// registered model of the name its register step uses (not one this
+    /// run registered), with the per-intent scores of the evaluation in its
+    /// run.
+    async fn production(&self, run_id: i64, wf: &Workflow) -> Result<Value> {
+        let name = wf
+            .steps
+            .iter()
+            .find(|s| s.action == Action::Builtin(Builtin::Register))
+            .and_then(|s| s.with.get("name").and_then(Value::as_str))
+            .unwrap_or(&wf.name)
+            .to_owned();
+        let Some(m) = self
+            .store
+            .models_named(&name)
+            .await?
+            .into_iter()
+            .find(|m| m.run_id != run_id)
+        else {
+            return Ok(Value::Null);
+        };
+        let report = self
+            .store
+            .steps_of(m.run_id)
+            .await?
+            .into_iter()
+            .filter(|s| s.action == "evaluate" && s.state == state::SUCCEEDED)
+            .filter_map(|s| serde_json::from_str::<evaluate::Report>(s.output.as_deref()?).ok())
+            .next_back();
+        Ok(json!({
+            "id": m.id,
+            "version": m.version,
+            "metrics": serde_json::from_str::<Value>(&m.metrics).unwrap_or(Value::Null),
+            "per_intent": report.as_ref().map(per_intent).unwrap_or_else(|| json!({})),
+            "intents": serde_json::from_str::<Value>(&m.intents).unwrap_or(Value::Null),
+            "plugin": m.trainer_plugin,
+            "created_at": m.created_at,
+        }))
+    }
+
     /// The output of a step that succeeded in an earlier attempt of the run,
     /// rebuilt from what its summary points at in the store.
     async fn restore(&self, step: &Step, row: &crate::store::StepRow) -> Result<Output> {
@@ -416,6 +670,14 @@ impl Runner {
             }))
         };
         Ok(match step.action.produces() {
+            Produces::Dataset if step.action == Action::Builtin(Builtin::Rules) => {
+                let stats = crate::script::hooks::RuleStats {
+                    kept: int("kept")? as usize,
+                    dropped: int("dropped")? as usize,
+                    changed: int("changed")? as usize,
+                };
+                Output::Ruled(dataset(int("dataset_version")?).await?, stats)
+            }
             Produces::Dataset => Output::Dataset(dataset(int("dataset_version")?).await?),
             Produces::Model => {
                 let artifact = text("artifact");
@@ -454,6 +716,9 @@ impl Runner {
             Produces::Evaluation => Output::Evaluation(Arc::new(
                 serde_json::from_value(out).context("its stored evaluation does not parse")?,
             )),
+            Produces::Verdict => Output::Verdict(
+                serde_json::from_value(out).context("its stored verdict does not parse")?,
+            ),
             Produces::Registration => {
                 let id = int("model")?;
                 let m = self
@@ -495,7 +760,7 @@ impl Runner {
             .nearest(&step.id, Produces::Dataset)
             .ok_or_else(|| anyhow!("no dataset before this step"))?;
         match outputs.get(&src.id) {
-            Some(Output::Dataset(d)) => Ok(d),
+            Some(Output::Dataset(d)) | Some(Output::Ruled(d, _)) => Ok(d),
             _ => bail!("step `{}` produced no dataset", src.id),
         }
     }
@@ -515,16 +780,101 @@ impl Runner {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn execute(
         &self,
         run_id: i64,
         wf: &Workflow,
         step: &Step,
         outputs: &BTreeMap<String, Output>,
+        states: &BTreeMap<String, String>,
         reporter: &Arc<dyn Reporter>,
         cancel: &Arc<AtomicBool>,
     ) -> Result<Output> {
+        // A `params` script computes parameters from the data, merged over
+        // `with`.
+        let computed;
+        let step = match &step.params {
+            None => step,
+            Some(script) => {
+                let dataset = match wf
+                    .nearest(&step.id, Produces::Dataset)
+                    .and_then(|s| outputs.get(&s.id))
+                {
+                    Some(Output::Dataset(d)) | Some(Output::Ruled(d, _)) => dataset_stats(&d.rows),
+                    _ => Value::Null,
+                };
+                let run = json!({"id": run_id, "workflow": wf.name});
+                let params = crate::script::hooks::params(
+                    &script.0,
+                    &run_id.to_string(),
+                    &[("run", &run), ("dataset", &dataset)],
+                )?;
+                crate::workflow::check_computed_params(
+                    &step.action,
+                    &crate::catalog(&self.host),
+                    &params,
+                )
+                .map_err(|e| anyhow!("{}: {e}", script.0.origin))?;
+                reporter.step_note(
+                    &step.id,
+                    &format!(
+                        "parameters from {}: {}",
+                        script.0.origin,
+                        Value::Object(params.clone())
+                    ),
+                );
+                let mut with = step.with.clone();
+                with.extend(params);
+                computed = Step {
+                    with,
+                    ..step.clone()
+                };
+                &computed
+            }
+        };
         match &step.action {
+            Action::Builtin(Builtin::Gate) => {
+                let script = step
+                    .when
+                    .as_ref()
+                    .ok_or_else(|| anyhow!("a gate without a `when` script"))?;
+                Ok(Output::Verdict(
+                    self.verdict(run_id, wf, step, script, outputs, states)
+                        .await?,
+                ))
+            }
+            Action::Builtin(Builtin::Rules) => {
+                let script = step
+                    .rules
+                    .as_ref()
+                    .ok_or_else(|| anyhow!("a rules step without a script"))?
+                    .0
+                    .clone();
+                let rows = self.dataset_for(wf, step, outputs)?.rows.clone();
+                let run = run_id.to_string();
+                let (rows, stats) = tokio::task::spawn_blocking(move || {
+                    crate::script::hooks::apply_rules(&script, &run, rows)
+                })
+                .await
+                .context("the data rules panicked")??;
+                if rows.is_empty() {
+                    bail!("the data rules dropped every example");
+                }
+                let origin = json!({"step": step.id, "kind": "rules", "kept": stats.kept, "dropped": stats.dropped, "changed": stats.changed});
+                let (version_id, hash) = self
+                    .store
+                    .save_dataset_version(&format!("{}/{}", wf.name, step.id), &rows, origin)
+                    .await?;
+                Ok(Output::Ruled(
+                    Arc::new(DatasetOut {
+                        version_id,
+                        hash,
+                        rows,
+                    }),
+                    stats,
+                ))
+            }
             Action::Plugin {
                 id,
                 kind: crate::plugin::manifest::Kind::Source,
@@ -678,7 +1028,7 @@ impl Runner {
                 let mut rows: Vec<StoredExample> = Vec::new();
                 let mut direct = 0;
                 for n in &step.needs {
-                    if let Some(Output::Dataset(d)) = outputs.get(n) {
+                    if let Some(Output::Dataset(d)) | Some(Output::Ruled(d, _)) = outputs.get(n) {
                         rows.extend(d.rows.iter().cloned());
                         direct += 1;
                     }
@@ -880,4 +1230,40 @@ pub async fn predict(
     .await
     .context("the prediction job panicked")??;
     Ok(preds)
+}
+
+/// Per-intent scores of a report, by intent.
+fn per_intent(r: &evaluate::Report) -> Value {
+    Value::Object(
+        r.per_intent
+            .iter()
+            .map(|s| {
+                (
+                    s.intent.clone(),
+                    json!({"precision": s.precision, "recall": s.recall, "f1": s.f1, "support": s.support}),
+                )
+            })
+            .collect(),
+    )
+}
+
+/// What scripts see of a dataset.
+pub fn dataset_stats(rows: &[StoredExample]) -> Value {
+    let mut per_intent: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut splits: BTreeMap<&str, u64> = BTreeMap::new();
+    for r in rows {
+        *per_intent.entry(r.intent.as_str()).or_default() += 1;
+        *splits.entry(r.split.as_str()).or_default() += 1;
+    }
+    json!({
+        "examples": rows.len(),
+        "intents": per_intent.len(),
+        "per_intent": per_intent,
+        "splits": {
+            "train": splits.get("train").copied().unwrap_or(0),
+            "validation": splits.get("validation").copied().unwrap_or(0),
+            "test": splits.get("test").copied().unwrap_or(0),
+            "unspecified": splits.get("unspecified").copied().unwrap_or(0),
+        },
+    })
 }

@@ -56,6 +56,8 @@ pub enum EventKind {
         ok: bool,
         summary: String,
     },
+    #[serde(rename = "step.skipped")]
+    StepSkipped { step: String, reason: String },
     #[serde(rename = "progress")]
     Progress {
         step: String,
@@ -93,6 +95,7 @@ impl EventKind {
             EventKind::RunFinished { .. } => "run.finished",
             EventKind::StepStarted { .. } => "step.started",
             EventKind::StepFinished { .. } => "step.finished",
+            EventKind::StepSkipped { .. } => "step.skipped",
             EventKind::Progress { .. } => "progress",
             EventKind::Metric { .. } => "metric",
             EventKind::Log { .. } => "log",
@@ -296,6 +299,14 @@ impl Reporter for RunReporter {
                 });
             }
         }
+    }
+
+    fn step_skipped(&self, step: &str, reason: &str) {
+        tracing::info!(run = self.run_id, step, "step skipped: {reason}");
+        self.emit(EventKind::StepSkipped {
+            step: step.to_owned(),
+            reason: reason.to_owned(),
+        });
     }
 
     fn run_started(&self, _run_id: i64, _workflow: &Workflow) {}

@@ -42,6 +42,8 @@ pub struct Store {
 /// Run and step states.
 pub mod state {
     pub const QUEUED: &str = "queued";
+    /// A step that did not run: a gate said no, or its `when` was false.
+    pub const SKIPPED: &str = "skipped";
     /// A step attempt the daemon stopped under (crash or shutdown); the run
     /// resumes at that step.
     pub const INTERRUPTED: &str = "interrupted";
@@ -378,6 +380,15 @@ impl Store {
         .await?;
         tx.commit().await?;
         Ok(row)
+    }
+
+    /// Every version of model `name`, newest first.
+    pub async fn models_named(&self, name: &str) -> Result<Vec<ModelRow>> {
+        Ok(models::Entity::find()
+            .filter(models::Column::Name.eq(name))
+            .order_by_desc(models::Column::Version)
+            .all(&self.db)
+            .await?)
     }
 
     pub async fn models(&self, limit: u64) -> Result<Vec<ModelRow>> {

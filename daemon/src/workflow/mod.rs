@@ -34,6 +34,10 @@ pub enum Builtin {
     Evaluate,
     /// Store the model as a content-addressed artifact with its lineage.
     Register,
+    /// Decide with a script (`when`) whether the run goes on.
+    Gate,
+    /// Filter and change examples with a script (`with.script`).
+    Rules,
 }
 
 impl Builtin {
@@ -42,6 +46,8 @@ impl Builtin {
             "split" => Some(Builtin::Split),
             "evaluate" => Some(Builtin::Evaluate),
             "register" => Some(Builtin::Register),
+            "gate" => Some(Builtin::Gate),
+            "rules" => Some(Builtin::Rules),
             _ => None,
         }
     }
@@ -51,6 +57,8 @@ impl Builtin {
             Builtin::Split => "split",
             Builtin::Evaluate => "evaluate",
             Builtin::Register => "register",
+            Builtin::Gate => "gate",
+            Builtin::Rules => "rules",
         }
     }
 
@@ -69,6 +77,8 @@ impl Builtin {
                 ("top_confusions", ParamType::Integer, &[]),
             ],
             Builtin::Register => vec![("name", ParamType::String, &[])],
+            Builtin::Gate => vec![],
+            Builtin::Rules => vec![("script", ParamType::String, &[])],
         }
     }
 }
@@ -87,6 +97,7 @@ pub enum Produces {
     Model,
     Evaluation,
     Registration,
+    Verdict,
 }
 
 impl Action {
@@ -100,6 +111,8 @@ impl Action {
             Action::Builtin(Builtin::Split) => Produces::Dataset,
             Action::Builtin(Builtin::Evaluate) => Produces::Evaluation,
             Action::Builtin(Builtin::Register) => Produces::Registration,
+            Action::Builtin(Builtin::Gate) => Produces::Verdict,
+            Action::Builtin(Builtin::Rules) => Produces::Dataset,
         }
     }
 
@@ -110,10 +123,12 @@ impl Action {
                 ..
             } => Some(Produces::Dataset),
             Action::Plugin { .. } => None,
-            Action::Builtin(Builtin::Split) => Some(Produces::Dataset),
-            Action::Builtin(Builtin::Evaluate) | Action::Builtin(Builtin::Register) => {
-                Some(Produces::Model)
+            Action::Builtin(Builtin::Split) | Action::Builtin(Builtin::Rules) => {
+                Some(Produces::Dataset)
             }
+            Action::Builtin(Builtin::Evaluate)
+            | Action::Builtin(Builtin::Register)
+            | Action::Builtin(Builtin::Gate) => Some(Produces::Model),
         }
     }
 }
@@ -132,6 +147,22 @@ pub struct Step {
     /// Trainer steps: continue from this registered model (an id, a name,
     /// `name:version` or `latest`) when it exists.
     pub warm_start: Option<String>,
+    /// Gate steps: the verdict; other steps: run only if true.
+    pub when: Option<ScriptRef>,
+    /// Computes parameters merged over `with`.
+    pub params: Option<ScriptRef>,
+    /// Rules steps: the `filter`/`map` script.
+    pub rules: Option<ScriptRef>,
+}
+
+/// A compiled script a step uses; equal when origin and content are.
+#[derive(Debug, Clone)]
+pub struct ScriptRef(pub std::sync::Arc<crate::script::Script>);
+
+impl PartialEq for ScriptRef {
+    fn eq(&self, other: &ScriptRef) -> bool {
+        self.0.origin == other.0.origin && self.0.hash == other.0.hash
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -144,6 +175,22 @@ pub struct Workflow {
     pub trigger: trigger::Trigger,
     /// Steps in an order where every step comes after what it needs.
     pub steps: Vec<Step>,
+}
+
+impl Workflow {
+    /// The script files the workflow uses, with their sources (they are
+    /// part of its version).
+    pub fn script_files(&self) -> BTreeMap<PathBuf, String> {
+        let mut out = BTreeMap::new();
+        for s in &self.steps {
+            for r in [&s.when, &s.params, &s.rules].into_iter().flatten() {
+                if let crate::script::Origin::File(f) = &r.0.origin {
+                    out.insert(f.clone(), r.0.source.clone());
+                }
+            }
+        }
+        out
+    }
 }
 
 impl Workflow {
@@ -237,6 +284,8 @@ const STEP_KEYS: &[&str] = &[
     "timeout",
     "retries",
     "warm_start",
+    "when",
+    "params",
 ];
 const TRIGGER_KEYS: &[&str] = &[
     "cron",
@@ -544,6 +593,44 @@ impl<'a> Checker<'a> {
         out
     }
 
+    /// A script named by `v`: a `.rhai` file (relative to the workflow) or,
+    /// where `inline` is allowed, an expression. Compile errors are located
+    /// in the script file, or in the workflow for expressions.
+    fn script_ref(
+        &mut self,
+        v: &Spanned<DeValue<'_>>,
+        hook: crate::script::Hook,
+        wf_dir: &Path,
+        inline: bool,
+    ) -> Option<ScriptRef> {
+        let text = self.string(v, "a script")?;
+        let result = if text.trim_end().ends_with(".rhai") {
+            let path = wf_dir.join(text.trim());
+            crate::script::compile_file(&path, hook)
+        } else if inline {
+            let at = Located::at(self.file, self.text, v.span(), "");
+            crate::script::compile(
+                crate::script::Origin::Inline {
+                    file: self.file.to_path_buf(),
+                    line: at.line,
+                    column: at.column,
+                },
+                hook,
+                &text,
+            )
+        } else {
+            self.error(v.span(), format!("`{text}` is not a `.rhai` file"));
+            return None;
+        };
+        match result {
+            Ok(s) => Some(ScriptRef(s)),
+            Err(e) => {
+                self.errors.push(script_located(&e));
+                None
+            }
+        }
+    }
+
     fn step(
         &mut self,
         t: &Table<'_>,
@@ -577,7 +664,7 @@ impl<'a> Checker<'a> {
                 None
             }
             (None, None) => {
-                self.error(id_span.clone(), format!("{what} needs `uses = \"<plugin>\"` or `kind = \"split|evaluate|register\"`"));
+                self.error(id_span.clone(), format!("{what} needs `uses = \"<plugin>\"` or `kind = \"split|evaluate|gate|rules|register\"`"));
                 None
             }
             (Some(u), None) => self.string(u, "`uses`").and_then(|p| match catalog.get(&p) {
@@ -596,7 +683,7 @@ impl<'a> Checker<'a> {
             (None, Some(k)) => self.string(k, "`kind`").and_then(|s| match Builtin::parse(&s) {
                 Some(b) => Some(Action::Builtin(b)),
                 None => {
-                    self.error(k.span(), format!("unknown step kind `{s}` in {what}; expected split, evaluate or register"));
+                    self.error(k.span(), format!("unknown step kind `{s}` in {what}; expected split, evaluate, gate, rules or register"));
                     None
                 }
             }),
@@ -685,6 +772,23 @@ impl<'a> Checker<'a> {
             }
             Some(s)
         });
+        use crate::script::Hook;
+        let is_gate = matches!(action, Some(Action::Builtin(Builtin::Gate)));
+        let when = t.get("when").and_then(|v| {
+            let hook = Hook::Verdict;
+            self.script_ref(v, hook, wf_dir, true)
+        });
+        if is_gate && t.get("when").is_none() {
+            self.error(
+                id_span.clone(),
+                format!(
+                    "{what} is a gate: give it `when = \"scripts/<gate>.rhai\"` (or an expression)"
+                ),
+            );
+        }
+        let params = t
+            .get("params")
+            .and_then(|v| self.script_ref(v, Hook::Params, wf_dir, true));
         let mut with = Map::new();
         let mut read_paths = Vec::new();
         if let Some(w) = t.get("with") {
@@ -706,11 +810,46 @@ impl<'a> Checker<'a> {
             (with, read_paths) =
                 self.parameters(&empty, id_span.clone(), action, catalog, &what, wf_dir);
         }
+        let rules = match (&action, t.get("with")) {
+            (Some(Action::Builtin(Builtin::Rules)), w) => {
+                let script = w.and_then(|w| match w.get_ref() {
+                    DeValue::Table(wt) => wt.get("script"),
+                    _ => None,
+                });
+                match script {
+                    Some(v) => self.script_ref(v, Hook::Rules, wf_dir, false),
+                    None => {
+                        self.error(
+                            id_span.clone(),
+                            format!("{what} is a rules step: give it `with = {{ script = \"scripts/<rules>.rhai\" }}`"),
+                        );
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
+        if let Some(r) = &rules
+            && !r.0.defines("filter", 1)
+            && !r.0.defines("map", 1)
+            && let Some(v) = t.get("with")
+        {
+            self.error(
+                v.span(),
+                format!(
+                    "{}: a data rule defines `fn filter(example)`, `fn map(example)` or both",
+                    r.0.origin
+                ),
+            );
+        }
         if self.errors.len() > before {
             return None;
         }
         Some((
             Step {
+                when,
+                params,
+                rules,
                 id,
                 action: action?,
                 needs,
@@ -982,3 +1121,84 @@ fn find_cycle(blocked: &[Step]) -> Vec<String> {
 
 #[cfg(test)]
 mod tests;
+
+/// Check parameters a `params` script computed for a step of `action`:
+/// known names, the right types, accepted values; no paths (those are
+/// granted at validation, so they belong in `with`).
+pub fn check_computed_params(
+    action: &Action,
+    catalog: &Catalog,
+    params: &Map<String, Value>,
+) -> Result<(), String> {
+    let known: Vec<(String, ParamType, Vec<String>)> = match action {
+        Action::Plugin { id, .. } => catalog
+            .get(id)
+            .map(|m| {
+                m.parameters
+                    .iter()
+                    .map(|(k, p)| (k.clone(), p.ty, p.one_of.clone()))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        Action::Builtin(b) => b
+            .parameters()
+            .into_iter()
+            .map(|(k, t, o)| (k.to_owned(), t, o.iter().map(|s| s.to_string()).collect()))
+            .collect(),
+    };
+    for (name, value) in params {
+        let Some((_, ty, one_of)) = known.iter().find(|(k, _, _)| k == name) else {
+            return Err(format!(
+                "unknown parameter `{name}`; expected one of: {}",
+                known
+                    .iter()
+                    .map(|k| k.0.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        };
+        let ok = match ty {
+            ParamType::String => value.is_string(),
+            ParamType::Integer => value.is_i64() || value.is_u64(),
+            ParamType::Float => value.is_number(),
+            ParamType::Boolean => value.is_boolean(),
+            ParamType::Array => value.is_array(),
+            ParamType::Table => value.is_object(),
+            ParamType::Path => {
+                return Err(format!(
+                    "parameter `{name}` is a path; paths go in `with`, where they are checked against the grants"
+                ));
+            }
+        };
+        if !ok {
+            return Err(format!("parameter `{name}` must be {ty}, got {value}"));
+        }
+        if let Some(s) = value.as_str()
+            && !one_of.is_empty()
+            && !one_of.iter().any(|o| o == s)
+        {
+            return Err(format!(
+                "parameter `{name}` is `{s}`; expected one of: {}",
+                one_of.join(", ")
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A script error as a located workflow error, with the script's line and a
+/// caret where the position is known.
+fn script_located(e: &crate::script::ScriptError) -> Located {
+    let snippet = (e.line > 0)
+        .then(|| std::fs::read_to_string(&e.file).ok())
+        .flatten()
+        .and_then(|src| src.lines().nth(e.line - 1).map(str::to_owned))
+        .map(|text| (text, e.column.max(1), 1));
+    Located {
+        file: e.file.clone(),
+        line: e.line.max(1),
+        column: e.column.max(1),
+        message: e.message.clone(),
+        snippet,
+    }
+}

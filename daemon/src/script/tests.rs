@@ -1,0 +1,204 @@
+//! Hostile and mistaken scripts: each fails with a located, named error.
+
+use super::hooks::{Verdict, apply_rules, params, verdict};
+use super::*;
+use serde_json::json;
+
+fn script(src: &str) -> Arc<Script> {
+    script_for(Hook::Verdict, src)
+}
+
+fn script_for(hook: Hook, src: &str) -> Arc<Script> {
+    compile(Origin::File(PathBuf::from("scripts/t.rhai")), hook, src).unwrap()
+}
+
+fn run_err(src: &str) -> ScriptError {
+    verdict(&script(src), "1", &[]).unwrap_err()
+}
+
+#[test]
+fn a_gate_returns_a_verdict_with_a_reason() {
+    let s = script(
+        "let gain = candidate.acc - production.acc;\n#{ pass: gain >= 0.005, reason: `gain ${gain}` }",
+    );
+    let (c, p) = (json!({"acc": 0.93}), json!({"acc": 0.92}));
+    let v = verdict(&s, "1", &[("candidate", &c), ("production", &p)]).unwrap();
+    assert!(v.pass);
+    assert!(v.reason.unwrap().starts_with("gain 0.0"));
+    assert_eq!(
+        verdict(&script("1 > 2"), "1", &[]).unwrap(),
+        Verdict {
+            pass: false,
+            reason: None
+        }
+    );
+}
+
+#[test]
+fn a_syntax_error_is_located() {
+    let e = compile(
+        Origin::File(PathBuf::from("scripts/bad.rhai")),
+        Hook::Verdict,
+        "let x = 1;\nlet y = ;\n",
+    )
+    .unwrap_err();
+    assert!(e.to_string().starts_with("scripts/bad.rhai:2:"), "{e}");
+    assert!(e.message.contains("syntax error"), "{e}");
+}
+
+#[test]
+fn an_inline_expression_is_located_in_its_workflow() {
+    let origin = Origin::Inline {
+        file: PathBuf::from("wf.toml"),
+        line: 12,
+        column: 9,
+    };
+    let e = compile(origin, Hook::Verdict, "candidate.x >").unwrap_err();
+    assert!(e.to_string().starts_with("wf.toml:12:"), "{e}");
+}
+
+#[test]
+fn an_endless_loop_hits_the_operations_limit() {
+    let e = run_err("let x = 0;\nloop { x += 1; }");
+    // Whichever comes first: a debug build is slower per operation.
+    assert!(
+        e.message.contains("operations") || e.message.contains("wall-time"),
+        "{e}"
+    );
+    assert!(e.to_string().starts_with("scripts/t.rhai:2:"), "{e}");
+}
+
+#[test]
+fn deep_recursion_hits_the_call_depth_limit() {
+    let e = run_err("fn down(n) { down(n + 1) }\ndown(0)");
+    assert!(e.message.contains("call depth"), "{e}");
+}
+
+#[test]
+fn a_string_bomb_hits_the_size_limit() {
+    let e = run_err("let s = \"boom\";\nloop { s += s; }");
+    assert!(e.message.contains("exceeds its limit"), "{e}");
+    assert!(e.to_string().starts_with("scripts/t.rhai:2:"), "{e}");
+}
+
+#[test]
+fn the_wrong_return_type_is_named() {
+    let e = run_err("\"yes\"");
+    assert!(
+        e.message.contains("must return true/false") && e.message.contains("string"),
+        "{e}"
+    );
+    let e = params(&script_for(Hook::Params, "42"), "1", &[]).unwrap_err();
+    assert!(e.message.contains("must return a map"), "{e}");
+}
+
+#[test]
+fn a_missing_field_is_a_located_runtime_error() {
+    let c = json!({"metrics": {}});
+    let e = verdict(
+        &script("\ncandidate.metrics.accuracy > 0.9"),
+        "1",
+        &[("candidate", &c)],
+    )
+    .unwrap_err();
+    assert!(e.to_string().starts_with("scripts/t.rhai:2:"), "{e}");
+    assert!(e.message.contains("accuracy"), "{e}");
+}
+
+#[test]
+fn no_eval_no_files_no_modules() {
+    assert!(compile(Origin::File("a.rhai".into()), Hook::Verdict, "eval(\"1\")").is_err());
+    assert!(
+        compile(
+            Origin::File("b.rhai".into()),
+            Hook::Verdict,
+            "import \"x\" as y;"
+        )
+        .is_err()
+    );
+    let e = compile(
+        Origin::File("c.rhai".into()),
+        Hook::Verdict,
+        "candidat.metrics",
+    )
+    .unwrap_err();
+    assert!(
+        e.message.contains("candidat"),
+        "a misspelt variable fails at compile time: {e}"
+    );
+    let e = run_err("open_file(\"/etc/passwd\")");
+    assert!(e.message.contains("open_file"), "{e}");
+}
+
+#[test]
+fn data_rules_filter_and_map() {
+    let s = script_for(
+        Hook::Rules,
+        "fn filter(e) { word_count(e.text) >= 2 }\nfn map(e) { e.text = redact(e.text, \"[0-9]+\", \"#\"); e }",
+    );
+    let ex = |t: &str| crate::store::StoredExample {
+        text: t.into(),
+        intent: "i".into(),
+        entities: "[]".into(),
+        split: "train".into(),
+    };
+    let (out, stats) = apply_rules(
+        &s,
+        "1",
+        vec![ex("hi"), ex("call 555 1234"), ex("two words")],
+    )
+    .unwrap();
+    assert_eq!(
+        out.iter().map(|e| e.text.as_str()).collect::<Vec<_>>(),
+        ["call # #", "two words"]
+    );
+    assert_eq!((stats.kept, stats.dropped, stats.changed), (2, 1, 1));
+    let bad = script_for(Hook::Rules, "fn map(e) { e.split = \"later\"; e }");
+    let e = apply_rules(&bad, "1", vec![ex("a b")]).unwrap_err();
+    assert!(e.message.contains("`split` is `later`"), "{e}");
+}
+
+#[test]
+fn parameter_rules_return_plain_maps() {
+    let d = json!({"examples": 25000});
+    let s = script_for(
+        Hook::Params,
+        "#{ epochs: if dataset.examples > 10000 { 10 } else { 30 } }",
+    );
+    assert_eq!(params(&s, "1", &[("dataset", &d)]).unwrap()["epochs"], 10);
+}
+
+#[test]
+fn statistics_helpers() {
+    let v = verdict(
+        &script("mean([1, 2, 3]) == 2.0 && median([3, 1, 2]) == 2.0 && percentile([1, 2, 3, 4, 5], 50) == 3.0 && sum([1, 2.5]) == 3.5"),
+        "1",
+        &[],
+    )
+    .unwrap();
+    assert!(v.pass);
+    let e = run_err("mean([])");
+    assert!(e.message.contains("empty"), "{e}");
+}
+
+#[test]
+fn every_registered_function_is_documented() {
+    let doc = include_str!("../../../docs/scripting.md");
+    let mut missing = Vec::new();
+    for sig in engine().gen_fn_signatures(false) {
+        let name = sig.split('(').next().unwrap_or_default().trim().to_owned();
+        if !doc.contains(&format!("`{name}(")) {
+            missing.push(sig);
+        }
+    }
+    assert!(missing.is_empty(), "not in docs/scripting.md: {missing:?}");
+}
+
+#[test]
+fn inputs_are_not_folded_in_at_compile_time() {
+    let p = json!({"a": 1});
+    let s = script("production != () && production.a == 1");
+    assert!(verdict(&s, "1", &[("production", &p)]).unwrap().pass);
+    let n = serde_json::Value::Null;
+    assert!(!verdict(&s, "1", &[("production", &n)]).unwrap().pass);
+}
