@@ -890,3 +890,47 @@ fn the_cli_triggers_follows_and_cancels_runs_on_a_running_daemon() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown or revoked token"));
 }
+
+#[test]
+fn a_hostile_script_fails_its_run_and_nothing_else() {
+    let home = daemon_home("");
+    let mut bad = wedding_workflow("bad-gate", 5, "");
+    bad.push_str("\n[[step]]\nid = \"gate\"\nkind = \"gate\"\nneeds = [\"evaluate\"]\nwhen = 'let s = \"boom\"; loop { s += s; }'\n");
+    home.write("workflows/bad.toml", &bad);
+    home.write("workflows/quick.toml", &wedding_workflow("quick", 5, ""));
+    let tok = token(&home, "operator");
+    let d = Daemon::start(&home);
+    let (_, b) = call(
+        "POST",
+        &format!("{}/api/v1/workflows/bad-gate/runs", d.url),
+        &tok,
+    );
+    let (_, q) = call(
+        "POST",
+        &format!("{}/api/v1/workflows/quick/runs", d.url),
+        &tok,
+    );
+    let b = wait_for_state(
+        &d,
+        &tok,
+        b["run"]["id"].as_i64().unwrap(),
+        &["succeeded", "failed"],
+    );
+    let q = wait_for_state(
+        &d,
+        &tok,
+        q["run"]["id"].as_i64().unwrap(),
+        &["succeeded", "failed"],
+    );
+    assert_eq!(b["state"], "failed", "{b}");
+    let err = b["error"].as_str().unwrap();
+    assert!(
+        err.contains("step `gate`")
+            && err.contains("bad.toml:")
+            && err.contains("exceeds its limit"),
+        "{err}"
+    );
+    assert_eq!(q["state"], "succeeded", "{q}");
+    let (s, _) = call("GET", &format!("{}/healthz", d.url), &tok);
+    assert_eq!(s, 200);
+}

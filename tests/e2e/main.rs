@@ -7,6 +7,7 @@ mod bench;
 mod daemon;
 mod hostile;
 mod quickstart;
+mod scripts;
 mod sources;
 mod store;
 mod ui;

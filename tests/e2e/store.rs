@@ -127,7 +127,7 @@ async fn exercise_queue(store: &Store) {
     use coach::store::tokens::{Role, hash_token};
     for _ in 0..2 {
         store
-            .save_workflow_version("wf", "wf.toml", "abc", "version = 1")
+            .save_workflow_version("wf", "wf.toml", "abc", "version = 1", &Default::default())
             .await
             .unwrap();
     }

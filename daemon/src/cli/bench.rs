@@ -21,6 +21,9 @@ pub enum Command {
     /// a fixed rate over many stored runs, trigger to first step, event
     /// delivery.
     Daemon(super::bench_daemon::Args),
+    /// Script costs: a gate evaluation and a data rule over 100,000
+    /// examples, after compilation.
+    Scripts(super::bench_scripts::Args),
     /// Plugin host costs: compile (cache miss), compile-cache hit, and a
     /// fresh sandboxed instance per job.
     Plugins {
@@ -49,6 +52,7 @@ pub async fn run(config: Config, cmd: Command) -> Result<ExitCode> {
         Command::Intent(args) => return super::bench_intent::run(config, args).await,
         Command::Entities(args) => return super::bench_intent::run_entities(config, args).await,
         Command::Daemon(args) => return super::bench_daemon::run(config, args).await,
+        Command::Scripts(args) => return super::bench_scripts::run(&config, args),
         Command::Plugins {
             plugin,
             iterations,

@@ -3,6 +3,7 @@
 mod bench;
 mod bench_daemon;
 mod bench_intent;
+mod bench_scripts;
 mod client;
 mod daemon;
 mod evaluate;
@@ -12,6 +13,7 @@ mod progress;
 mod remote;
 mod run;
 mod runs;
+mod script;
 mod token;
 mod validate;
 
@@ -77,6 +79,9 @@ pub enum Command {
     Runs(runs::Command),
     /// Predict intents with a registered model.
     Predict(predict::Args),
+    /// Try a Rhai script against inputs you give it.
+    #[command(subcommand)]
+    Script(script::Command),
     /// Benchmarks.
     #[command(subcommand)]
     Bench(bench::Command),
@@ -144,6 +149,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Trigger(a) => remote::trigger(&config, a),
         Command::Cancel(a) => remote::cancel(&config, a),
         Command::Token(c) => token::run(config, c).await,
+        Command::Script(c) => script::run(&config, c),
         Command::Validate(a) => validate::run(config, a),
         Command::Evaluate(a) => evaluate::run(config, a).await,
         Command::Models(c) => models::run(config, c).await,

@@ -172,10 +172,21 @@ impl Executor {
                     run.workflow
                 )
             })?;
-        Workflow::parse(
+        let scripts: std::collections::BTreeMap<std::path::PathBuf, String> = stored
+            .scripts
+            .as_deref()
+            .and_then(|s| {
+                serde_json::from_str::<std::collections::BTreeMap<String, String>>(s).ok()
+            })
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(p, s)| (std::path::PathBuf::from(p), s))
+            .collect();
+        Workflow::parse_with_scripts(
             std::path::Path::new(&stored.file),
             &stored.content,
             &(self.catalog)(),
+            Some(&scripts),
         )
         .map_err(|e| {
             format!("the workflow version this run was queued with no longer validates:\n{e}")

@@ -5,7 +5,7 @@
 use regex::Regex;
 use rhai::{Array, Engine, EvalAltResult};
 use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 type Fallible<T> = Result<T, Box<EvalAltResult>>;
 
@@ -42,17 +42,20 @@ fn percentile_of(mut v: Vec<f64>, p: f64) -> f64 {
     v[lo] + (v[hi] - v[lo]) * (rank - lo as f64)
 }
 
-/// Compiled patterns, kept: scripts call the same few many times.
-fn pattern(p: &str) -> Fallible<Regex> {
-    static CACHE: OnceLock<Mutex<HashMap<String, Regex>>> = OnceLock::new();
+/// Compiled patterns, kept: scripts call the same few many times. Shared
+/// behind an `Arc`: a cloned `Regex` would build its match cache anew.
+fn pattern(p: &str) -> Fallible<Arc<Regex>> {
+    static CACHE: OnceLock<Mutex<HashMap<String, Arc<Regex>>>> = OnceLock::new();
     let cache = CACHE.get_or_init(Mutex::default);
     if let Some(r) = cache.lock().expect("regex cache lock").get(p) {
         return Ok(r.clone());
     }
-    let r = regex::RegexBuilder::new(p)
-        .size_limit(1 << 20)
-        .build()
-        .map_err(|e| format!("pattern `{p}`: {e}"))?;
+    let r = Arc::new(
+        regex::RegexBuilder::new(p)
+            .size_limit(1 << 20)
+            .build()
+            .map_err(|e| format!("pattern `{p}`: {e}"))?,
+    );
     let mut c = cache.lock().expect("regex cache lock");
     if c.len() > 256 {
         c.clear();

@@ -36,7 +36,10 @@ pub fn scope_of(inputs: &[(&str, &Value)]) -> Scope<'static> {
     let mut scope = Scope::new();
     for (name, v) in inputs {
         let d = rhai::serde::to_dynamic(v).unwrap_or(Dynamic::UNIT);
-        scope.push_constant_dynamic(name.to_string(), d);
+        // Variables, not constants: Rhai reads a constant's properties
+        // from a copy, which for a model with hundreds of intents costs
+        // milliseconds per access.
+        scope.push_dynamic(name.to_string(), d);
     }
     scope
 }

@@ -290,7 +290,8 @@ fn watch_for_reload(service: &Arc<Service>) -> Result<notify::RecommendedWatcher
         .daemon
         .workflow_dirs
         .iter()
-        .map(|d| (d.clone(), notify::RecursiveMode::NonRecursive))
+        // Recursive: scripts live in sub-folders (`scripts/`).
+        .map(|d| (d.clone(), notify::RecursiveMode::Recursive))
         .chain(
             config
                 .plugin_dirs
@@ -310,7 +311,7 @@ fn watch_for_reload(service: &Arc<Service>) -> Result<notify::RecommendedWatcher
         }
     }
     let config_file = config.source.clone().and_then(|s| s.canonicalize().ok());
-    let dirs: Vec<PathBuf> = watched.into_iter().map(|(p, _)| p).collect();
+    let plugin_dirs = config.plugin_dirs.clone();
     let weak = Arc::downgrade(service);
     tokio::spawn(async move {
         while let Some(first) = rx.recv().await {
@@ -320,13 +321,15 @@ fn watch_for_reload(service: &Arc<Service>) -> Result<notify::RecommendedWatcher
             {
                 paths.push(p);
             }
-            // Only files that matter: the config, workflow files, plugins.
+            // Only files that matter: the config, workflows, scripts,
+            // plugins (not the data beside them).
             let relevant = paths.iter().any(|p| {
                 config_file
                     .as_ref()
                     .is_some_and(|c| p.canonicalize().ok().as_ref() == Some(c) || p == c)
-                    || p.extension().is_some_and(|x| x == "toml" || x == "wasm")
-                    || dirs.iter().any(|d| p.starts_with(d) && p != d)
+                    || p.extension()
+                        .is_some_and(|x| x == "toml" || x == "wasm" || x == "rhai")
+                    || plugin_dirs.iter().any(|d| p.starts_with(d) && p != d)
             });
             if !relevant {
                 continue;

@@ -25,8 +25,10 @@ pub struct Entry {
     pub good: Option<Good>,
     /// Why the file on disk now is not in service (located errors).
     pub error: Option<String>,
-    /// Hash of the text last read, good or not.
+    /// Hash of the text (and scripts) last read, good or not.
     seen: String,
+    /// The script files the last parse used.
+    deps: Vec<PathBuf>,
 }
 
 impl Entry {
@@ -103,6 +105,7 @@ impl WorkflowSet {
                         good: None,
                         error: None,
                         seen: String::new(),
+                        deps: Vec::new(),
                     });
                     if entry.error.as_ref() != Some(&errors) {
                         entry.error = Some(errors.clone());
@@ -111,7 +114,19 @@ impl WorkflowSet {
                     continue;
                 }
             };
-            let hash = crate::plugin::sha256_hex(text.as_bytes());
+            // The file and the scripts it used last time: a script edit is
+            // a change too.
+            let deps: BTreeMap<PathBuf, String> = entries
+                .get(&file)
+                .map(|e| e.deps.clone())
+                .unwrap_or_default()
+                .into_iter()
+                .map(|p| {
+                    let source = std::fs::read_to_string(&p).unwrap_or_default();
+                    (p, source)
+                })
+                .collect();
+            let hash = crate::workflow::version_hash(&text, &deps);
             if !recheck && entries.get(&file).is_some_and(|e| e.seen == hash) {
                 continue;
             }
@@ -135,10 +150,14 @@ impl WorkflowSet {
                 good: None,
                 error: None,
                 seen: String::new(),
+                deps: Vec::new(),
             });
             entry.seen = hash;
             match parsed {
                 Ok(wf) => {
+                    let scripts = wf.script_files();
+                    entry.deps = scripts.keys().cloned().collect();
+                    entry.seen = crate::workflow::version_hash(&text, &scripts);
                     let same = entry
                         .good
                         .as_ref()

@@ -12,6 +12,7 @@ impl MigratorTrait for Migrator {
             Box::new(M0001Initial),
             Box::new(M0002ModelBase),
             Box::new(M0003Daemon),
+            Box::new(M0004VersionScripts),
         ]
     }
 }
@@ -287,5 +288,27 @@ impl MigrationTrait for M0003Daemon {
             m.create_index(i).await?;
         }
         Ok(())
+    }
+}
+
+/// A workflow version includes the scripts it uses (JSON: path → source).
+struct M0004VersionScripts;
+
+impl MigrationName for M0004VersionScripts {
+    fn name(&self) -> &str {
+        "m0004_version_scripts"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for M0004VersionScripts {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.alter_table(
+            Table::alter()
+                .table("workflow_versions")
+                .add_column(text_null("scripts"))
+                .to_owned(),
+        )
+        .await
     }
 }

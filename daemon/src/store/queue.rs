@@ -59,19 +59,26 @@ pub struct NewFire {
 }
 
 impl Store {
-    /// Keep the text of a workflow version (once per hash).
+    /// Keep the text of a workflow version and of the scripts it uses
+    /// (once per hash).
     pub async fn save_workflow_version(
         &self,
         workflow: &str,
         file: &str,
         hash: &str,
         content: &str,
+        scripts: &std::collections::BTreeMap<std::path::PathBuf, String>,
     ) -> Result<()> {
+        let scripts: serde_json::Map<String, serde_json::Value> = scripts
+            .iter()
+            .map(|(p, s)| (p.display().to_string(), serde_json::Value::from(s.as_str())))
+            .collect();
         workflow_versions::Entity::insert(workflow_versions::ActiveModel {
             hash: Set(hash.to_owned()),
             workflow: Set(workflow.to_owned()),
             file: Set(file.to_owned()),
             content: Set(content.to_owned()),
+            scripts: Set(Some(serde_json::Value::Object(scripts).to_string())),
             created_at: Set(Utc::now()),
             ..Default::default()
         })

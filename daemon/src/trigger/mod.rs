@@ -103,7 +103,7 @@ async fn fire_inner(
     let file = wf.file.display().to_string();
     service
         .store
-        .save_workflow_version(name, &file, &wf.hash, &good.text)
+        .save_workflow_version(name, &file, &wf.hash, &good.text, &wf.script_files())
         .await?;
     let run = service
         .store

@@ -181,16 +181,36 @@ impl Workflow {
     /// The script files the workflow uses, with their sources (they are
     /// part of its version).
     pub fn script_files(&self) -> BTreeMap<PathBuf, String> {
-        let mut out = BTreeMap::new();
-        for s in &self.steps {
-            for r in [&s.when, &s.params, &s.rules].into_iter().flatten() {
-                if let crate::script::Origin::File(f) = &r.0.origin {
-                    out.insert(f.clone(), r.0.source.clone());
-                }
+        scripts_of(&self.steps)
+    }
+}
+
+fn scripts_of(steps: &[Step]) -> BTreeMap<PathBuf, String> {
+    let mut out = BTreeMap::new();
+    for s in steps {
+        for r in [&s.when, &s.params, &s.rules].into_iter().flatten() {
+            if let crate::script::Origin::File(f) = &r.0.origin {
+                out.insert(f.clone(), r.0.source.clone());
             }
         }
-        out
     }
+    out
+}
+
+/// The version of a workflow: SHA-256 over its text and, after it, each
+/// script file it uses (path and source), so editing a script is a new
+/// version too.
+pub fn version_hash(text: &str, scripts: &BTreeMap<PathBuf, String>) -> String {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    h.update(text.as_bytes());
+    for (path, source) in scripts {
+        h.update(b"\0");
+        h.update(path.to_string_lossy().as_bytes());
+        h.update(b"\0");
+        h.update(source.as_bytes());
+    }
+    hex::encode(h.finalize())
 }
 
 impl Workflow {
@@ -208,9 +228,22 @@ impl Workflow {
     /// Compile workflow `text`; `file` names it in errors and anchors
     /// relative paths.
     pub fn parse(file: &Path, text: &str, catalog: &Catalog) -> Result<Workflow, Errors> {
+        Workflow::parse_with_scripts(file, text, catalog, None)
+    }
+
+    /// [`Workflow::parse`], reading script files from `scripts` (path →
+    /// source) instead of the disk: how a run resumes on the exact version
+    /// it was queued with.
+    pub fn parse_with_scripts(
+        file: &Path,
+        text: &str,
+        catalog: &Catalog,
+        scripts: Option<&BTreeMap<PathBuf, String>>,
+    ) -> Result<Workflow, Errors> {
         let mut c = Checker {
             file,
             text,
+            scripts,
             errors: Vec::new(),
         };
         let wf = c.workflow(catalog);
@@ -300,6 +333,7 @@ const TRIGGER_KEYS: &[&str] = &[
 struct Checker<'a> {
     file: &'a Path,
     text: &'a str,
+    scripts: Option<&'a BTreeMap<PathBuf, String>>,
     errors: Vec<Located>,
 }
 
@@ -471,10 +505,9 @@ impl<'a> Checker<'a> {
         }
         let ordered = self.order(steps, &spans, &failed)?;
         self.check_inputs(&ordered, &spans);
-        use sha2::Digest;
         Some(Workflow {
             file: self.file.to_path_buf(),
-            hash: hex::encode(sha2::Sha256::digest(self.text.as_bytes())),
+            hash: version_hash(self.text, &scripts_of(&ordered)),
             name,
             description,
             trigger,
@@ -606,7 +639,12 @@ impl<'a> Checker<'a> {
         let text = self.string(v, "a script")?;
         let result = if text.trim_end().ends_with(".rhai") {
             let path = wf_dir.join(text.trim());
-            crate::script::compile_file(&path, hook)
+            match self.scripts.and_then(|m| m.get(&path)) {
+                Some(source) => {
+                    crate::script::compile(crate::script::Origin::File(path), hook, source)
+                }
+                None => crate::script::compile_file(&path, hook),
+            }
         } else if inline {
             let at = Located::at(self.file, self.text, v.span(), "");
             crate::script::compile(

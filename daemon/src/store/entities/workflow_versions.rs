@@ -15,6 +15,8 @@ pub struct Model {
     pub file: String,
     pub content: String,
     pub created_at: DateTimeUtc,
+    /// JSON object: script path → source, for the scripts the version uses.
+    pub scripts: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
