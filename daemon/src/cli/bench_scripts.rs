@@ -14,12 +14,20 @@ use std::time::Instant;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
+    /// Intents in the candidate and production models the gate compares
+    /// (the quickstart has 17, CLINC150 150).
+    #[arg(long, default_value_t = 150)]
+    pub intents: usize,
     /// Gate evaluations to time.
     #[arg(long, default_value_t = 20_000)]
     pub gates: usize,
     /// Examples the data rule runs over.
     #[arg(long, default_value_t = 100_000)]
     pub examples: usize,
+    /// Also time building the gate's inputs alone (a gate returning `true`
+    /// with the same inputs) and converting one model.
+    #[arg(long)]
+    pub breakdown: bool,
     #[arg(long)]
     pub json: bool,
 }
@@ -44,7 +52,7 @@ pub fn run(_config: &Config, a: Args) -> Result<ExitCode> {
     let t = Instant::now();
     let gate = crate::script::compile_file(&dir.join("beats_production.rhai"), Hook::Verdict)?;
     let compile_us = t.elapsed().as_secs_f64() * 1e6;
-    let (candidate, production) = (model(0.935, 150), model(0.93, 150));
+    let (candidate, production) = (model(0.935, a.intents), model(0.93, a.intents));
     let inputs = [("candidate", &candidate), ("production", &production)];
     // Warm up, then time each evaluation.
     for _ in 0..100 {
@@ -58,6 +66,29 @@ pub fn run(_config: &Config, a: Args) -> Result<ExitCode> {
         times.push(t.elapsed().as_secs_f64() * 1e6);
     }
     times.sort_by(f64::total_cmp);
+    if a.breakdown {
+        let trivial = crate::script::compile(
+            crate::script::Origin::File("trivial.rhai".into()),
+            Hook::Verdict,
+            "true",
+        )?;
+        let t = Instant::now();
+        for _ in 0..1000 {
+            hooks::verdict(&trivial, "bench", &inputs)?;
+        }
+        println!(
+            "      inputs alone (a gate returning true): {:.1} µs",
+            t.elapsed().as_secs_f64() * 1e3
+        );
+        let t = Instant::now();
+        for _ in 0..1000 {
+            let _ = std::hint::black_box(hooks::to_dynamic(&candidate));
+        }
+        println!(
+            "      one model converted to Rhai values: {:.1} µs",
+            t.elapsed().as_secs_f64() * 1e3
+        );
+    }
     let pct = |p: f64| times[((times.len() as f64 * p) as usize).min(times.len() - 1)];
 
     let rules = crate::script::compile_file(&dir.join("redact.rhai"), Hook::Rules)?;
@@ -81,7 +112,7 @@ pub fn run(_config: &Config, a: Args) -> Result<ExitCode> {
     let rules_s = t.elapsed().as_secs_f64();
 
     let report = json!({
-        "gate": {"script": "workflows/scripts/beats_production.rhai", "intents": 150, "compile_us": compile_us,
+        "gate": {"script": "workflows/scripts/beats_production.rhai", "intents": a.intents, "compile_us": compile_us,
                  "evaluations": a.gates, "mean_us": times.iter().sum::<f64>() / times.len() as f64,
                  "p50_us": pct(0.5), "p99_us": pct(0.99), "verdict": verdict},
         "rules": {"script": "workflows/scripts/redact.rhai", "examples": a.examples, "seconds": rules_s,
@@ -94,7 +125,8 @@ pub fn run(_config: &Config, a: Args) -> Result<ExitCode> {
     }
     let g = &report["gate"];
     println!(
-        "gate  beats_production.rhai, 150 intents: compile {:.0} µs; evaluation mean {:.1} µs, p50 {:.1} µs, p99 {:.1} µs over {} runs   (target ≤ 50 µs)",
+        "gate  beats_production.rhai, {} intents: compile {:.0} µs; evaluation mean {:.1} µs, p50 {:.1} µs, p99 {:.1} µs over {} runs   (target ≤ 50 µs)",
+        a.intents,
         compile_us,
         g["mean_us"].as_f64().unwrap_or(f64::NAN),
         pct(0.5),
