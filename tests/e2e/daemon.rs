@@ -934,3 +934,80 @@ fn a_hostile_script_fails_its_run_and_nothing_else() {
     let (s, _) = call("GET", &format!("{}/healthz", d.url), &tok);
     assert_eq!(s, 200);
 }
+
+#[test]
+fn a_retrain_condition_fires_when_new_data_arrives() {
+    let home = daemon_home("");
+    let inbox = home.write("data-in/inbox.jsonl", crate::common::TINY);
+    home.write(
+        "workflows/cond.toml",
+        &format!(
+            r#"version = 1
+name = "conditional"
+
+[trigger]
+when = '#{{ pass: data.new_examples >= 3, reason: `${{data.new_examples}} new examples` }}'
+check_every = "200ms"
+min_interval = "1s"
+
+[[step]]
+id = "inbox"
+uses = "source-files"
+with = {{ format = "jsonl", path = "{}" }}
+"#,
+            inbox.display()
+        ),
+    );
+    let tok = token(&home, "viewer");
+    let d = Daemon::start(&home);
+    let runs = |d: &Daemon| {
+        let (_, v) = call(
+            "GET",
+            &format!("{}/api/v1/runs?workflow=conditional", d.url),
+            &tok,
+        );
+        v["runs"].as_array().unwrap().clone()
+    };
+    let wait_for = |d: &Daemon, n: usize| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let r = runs(d);
+            if r.len() >= n && r.iter().all(|r| r["state"] == "succeeded") {
+                return r;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} run(s), wanted {n}:\n{}",
+                r.len(),
+                d.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    // Everything is new at first.
+    let first = wait_for(&d, 1);
+    assert_eq!(first[0]["trigger"], "condition");
+    // Nothing new: no further run, however long it is checked.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(runs(&d).len(), 1, "no new data, no run");
+    // Three new examples: a second run.
+    let mut text = std::fs::read_to_string(&inbox).unwrap();
+    text.push_str("{\"text\": \"hey\", \"intent\": \"greet\"}\n{\"text\": \"farewell\", \"intent\": \"goodbye\"}\n{\"text\": \"yo\", \"intent\": \"greet\"}\n");
+    std::fs::write(&inbox, text).unwrap();
+    wait_for(&d, 2);
+    let (_, v) = call(
+        "GET",
+        &format!("{}/api/v1/workflows/conditional", d.url),
+        &tok,
+    );
+    let details: Vec<&str> = v["recent_fires"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f["detail"].as_str())
+        .collect();
+    assert!(
+        details.contains(&"6 new examples") && details.contains(&"3 new examples"),
+        "{v}"
+    );
+}

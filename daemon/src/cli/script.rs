@@ -26,6 +26,9 @@ pub enum HookArg {
     /// A parameter rule: the input is an object of variables (`dataset`,
     /// `run`).
     Params,
+    /// A trigger condition: the input is an object of variables (`now`,
+    /// `last_run`, `model`, `data`).
+    Trigger,
 }
 
 #[derive(Debug, clap::Args)]
@@ -57,6 +60,7 @@ pub fn run(_config: &Config, cmd: Command) -> Result<ExitCode> {
         HookArg::Gate => Hook::Verdict,
         HookArg::Rules => Hook::Rules,
         HookArg::Params => Hook::Params,
+        HookArg::Trigger => Hook::Trigger,
     };
     let script = crate::script::compile_file(&a.file, hook)?;
     let variables = |input: &Value| -> Result<Vec<(String, Value)>> {
@@ -80,7 +84,7 @@ pub fn run(_config: &Config, cmd: Command) -> Result<ExitCode> {
             .collect())
     };
     let out = match hook {
-        Hook::Verdict => {
+        Hook::Verdict | Hook::Trigger => {
             let vars = variables(&input)?;
             let refs: Vec<(&str, &Value)> = vars.iter().map(|(k, v)| (k.as_str(), v)).collect();
             json!(hooks::verdict(&script, "eval", &refs)?)

@@ -102,6 +102,8 @@ pub enum Hook {
     Rules,
     /// A step's `params`: returns a map of step parameters.
     Params,
+    /// `[trigger] when`: returns a verdict; true starts a run.
+    Trigger,
 }
 
 impl Hook {
@@ -118,6 +120,7 @@ impl Hook {
             ],
             Hook::Rules => &[],
             Hook::Params => &["run", "dataset"],
+            Hook::Trigger => &["now", "last_run", "model", "data"],
         }
     }
 }

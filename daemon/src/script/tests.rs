@@ -202,3 +202,33 @@ fn inputs_are_not_folded_in_at_compile_time() {
     let n = serde_json::Value::Null;
     assert!(!verdict(&s, "1", &[("production", &n)]).unwrap().pass);
 }
+
+#[test]
+fn the_shipped_examples_compile_and_answer() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../workflows/scripts");
+    let gate = compile_file(&dir.join("beats_production.rhai"), Hook::Verdict).unwrap();
+    let model = |acc: f64, f1: f64| json!({"version": 1, "metrics": {"in_scope_accuracy": acc}, "per_intent": {"a": {"f1": f1}}});
+    let (c, p) = (model(0.95, 0.9), model(0.93, 0.9));
+    assert!(
+        verdict(&gate, "1", &[("candidate", &c), ("production", &p)])
+            .unwrap()
+            .pass
+    );
+    let (c, p) = (model(0.95, 0.8), model(0.93, 0.9));
+    let v = verdict(&gate, "1", &[("candidate", &c), ("production", &p)]).unwrap();
+    assert_eq!(
+        v.reason.as_deref(),
+        Some("F1 of a drops from 90.0% to 80.0%")
+    );
+    compile_file(&dir.join("redact.rhai"), Hook::Rules).unwrap();
+    compile_file(&dir.join("epochs_from_size.rhai"), Hook::Params).unwrap();
+    let retrain = compile_file(&dir.join("should_retrain.rhai"), Hook::Trigger).unwrap();
+    let data = json!({"new_examples": 60});
+    let model = json!({"age_hours": 2.0});
+    let v = verdict(&retrain, "1", &[("data", &data), ("model", &model)]).unwrap();
+    assert_eq!(v.reason.as_deref(), Some("60 new labelled examples"));
+    let data = json!({"new_examples": 1});
+    let model = json!({"age_hours": 200.0});
+    let v = verdict(&retrain, "1", &[("data", &data), ("model", &model)]).unwrap();
+    assert_eq!(v.reason.as_deref(), Some("the model is 8.0 days old"));
+}

@@ -45,6 +45,7 @@ pub struct Service {
     pub metrics: Arc<Metrics>,
     pub cron: CronTriggers,
     pub watch: WatchTriggers,
+    pub conditions: crate::trigger::condition::ConditionTriggers,
     pub ready: AtomicBool,
     pub started: Instant,
     /// Ends long-lived responses (event streams) at shutdown.
@@ -127,6 +128,7 @@ impl Service {
         }
         self.cron.sync(self).await;
         self.watch.sync(self);
+        self.conditions.sync(self);
     }
 }
 
@@ -174,6 +176,7 @@ impl Service {
             metrics,
             cron: CronTriggers::start().await?,
             watch: WatchTriggers::default(),
+            conditions: Default::default(),
             ready: AtomicBool::new(false),
             started: Instant::now(),
             stopping: CancellationToken::new(),
@@ -232,6 +235,7 @@ pub async fn run(config: Config) -> Result<()> {
     tracing::info!(grace = ?grace, "stopping: no new runs; running steps may finish");
     service.cron.shutdown().await;
     service.watch.shutdown();
+    service.conditions.shutdown();
     let stopped = executor.shutdown(grace).await;
     for (run, workflow) in &stopped {
         tracing::warn!(run, workflow = %workflow, "run stopped mid-step by the shutdown; it resumes at the next start");

@@ -4,6 +4,7 @@
 //! workflow's concurrency policy, writes the run to the queue and records
 //! the fire.
 
+pub mod condition;
 pub mod cron;
 pub mod watch;
 
@@ -36,6 +37,17 @@ pub async fn fire(
     kind: &str,
     at: DateTime<Utc>,
 ) -> Result<RunRow, FireError> {
+    fire_with(service, name, kind, at, None).await
+}
+
+/// [`fire`], recording why (a condition script's reason).
+pub async fn fire_with(
+    service: &Service,
+    name: &str,
+    kind: &str,
+    at: DateTime<Utc>,
+    why: Option<String>,
+) -> Result<RunRow, FireError> {
     let result = fire_inner(service, name, kind, at).await;
     let outcome = match &result {
         Ok(_) => "queued",
@@ -49,7 +61,10 @@ pub async fn fire(
             kind: kind.to_owned(),
             scheduled_for: at,
             outcome: outcome.to_owned(),
-            detail: result.as_ref().err().map(|e| e.to_string()),
+            detail: match &result {
+                Ok(_) => why,
+                Err(e) => Some(e.to_string()),
+            },
             run_id: result.as_ref().ok().map(|r| r.id),
         };
         if let Err(e) = service.store.record_fire(record).await {

@@ -181,7 +181,13 @@ impl Workflow {
     /// The script files the workflow uses, with their sources (they are
     /// part of its version).
     pub fn script_files(&self) -> BTreeMap<PathBuf, String> {
-        scripts_of(&self.steps)
+        let mut out = scripts_of(&self.steps);
+        if let Some(r) = &self.trigger.when
+            && let crate::script::Origin::File(f) = &r.0.origin
+        {
+            out.insert(f.clone(), r.0.source.clone());
+        }
+        out
     }
 }
 
@@ -328,6 +334,9 @@ const TRIGGER_KEYS: &[&str] = &[
     "debounce",
     "on",
     "concurrency",
+    "when",
+    "check_every",
+    "min_interval",
 ];
 
 struct Checker<'a> {
@@ -507,7 +516,15 @@ impl<'a> Checker<'a> {
         self.check_inputs(&ordered, &spans);
         Some(Workflow {
             file: self.file.to_path_buf(),
-            hash: version_hash(self.text, &scripts_of(&ordered)),
+            hash: version_hash(self.text, &{
+                let mut all = scripts_of(&ordered);
+                if let Some(r) = &trigger.when
+                    && let crate::script::Origin::File(f) = &r.0.origin
+                {
+                    all.insert(f.clone(), r.0.source.clone());
+                }
+                all
+            }),
             name,
             description,
             trigger,
@@ -519,6 +536,8 @@ impl<'a> Checker<'a> {
         use trigger::{CatchUp, Concurrency, Cron, Trigger};
         let mut out = Trigger {
             debounce: trigger::DEFAULT_DEBOUNCE,
+            check_every: trigger::DEFAULT_CHECK_EVERY,
+            min_interval: trigger::DEFAULT_MIN_INTERVAL,
             ..Trigger::default()
         };
         let DeValue::Table(table) = t.get_ref() else {
@@ -572,13 +591,22 @@ impl<'a> Checker<'a> {
             Some("forbid") => Concurrency::Forbid,
             _ => Concurrency::Queue,
         };
-        if let Some(v) = table.get("debounce")
-            && let Some(s) = self.string(v, "`trigger.debounce`")
-        {
-            match units::parse_duration(&s) {
-                Ok(d) => out.debounce = d,
-                Err(e) => self.error(v.span(), format!("`trigger.debounce`: {e}")),
+        for (key, slot) in [
+            ("debounce", &mut out.debounce),
+            ("check_every", &mut out.check_every),
+            ("min_interval", &mut out.min_interval),
+        ] {
+            if let Some(v) = table.get(key)
+                && let Some(s) = self.string(v, &format!("`trigger.{key}`"))
+            {
+                match units::parse_duration(&s) {
+                    Ok(d) => *slot = d,
+                    Err(e) => self.error(v.span(), format!("`trigger.{key}`: {e}")),
+                }
             }
+        }
+        if let Some(v) = table.get("when") {
+            out.when = self.script_ref(v, crate::script::Hook::Trigger, wf_dir, true);
         }
         for key in ["watch", "on"] {
             if let Some(v) = table.get(key) {

@@ -63,9 +63,16 @@ pub struct Trigger {
     /// Named events (`feedback.threshold`, …) that start a run.
     pub on: Vec<String>,
     pub concurrency: Concurrency,
+    /// A condition script, checked every `check_every`: a run starts when
+    /// it says so, but never sooner than `min_interval` after the last.
+    pub when: Option<super::ScriptRef>,
+    pub check_every: Duration,
+    pub min_interval: Duration,
 }
 
 pub const DEFAULT_DEBOUNCE: Duration = Duration::from_secs(2);
+pub const DEFAULT_CHECK_EVERY: Duration = Duration::from_secs(300);
+pub const DEFAULT_MIN_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// Parse a cron expression exactly as the scheduler will: seconds required,
 /// day-of-month and day-of-week both honoured.
