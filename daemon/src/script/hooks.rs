@@ -52,11 +52,20 @@ pub fn to_dynamic(v: &Value) -> Dynamic {
     }
 }
 
-/// A scope holding `inputs` (JSON values become Rhai values).
+/// Variables that hold a model: given to scripts as read-only `Model`
+/// views.
+const MODELS: &[&str] = &["candidate", "production"];
+
+/// A scope holding `inputs` (JSON values become Rhai values; models become
+/// views).
 pub fn scope_of(inputs: &[(&str, &Value)]) -> Scope<'static> {
     let mut scope = Scope::new();
     for (name, v) in inputs {
-        let d = to_dynamic(v);
+        let d = if MODELS.contains(name) {
+            super::views::ModelView::from_json(v)
+        } else {
+            to_dynamic(v)
+        };
         // Variables, not constants: Rhai reads a constant's properties
         // from a copy, which for a model with hundreds of intents costs
         // milliseconds per access.

@@ -14,6 +14,7 @@
 
 pub mod api;
 pub mod hooks;
+pub mod views;
 
 use rhai::{AST, Dynamic, Engine, EvalAltResult, Position, Scope};
 use std::cell::RefCell;
@@ -226,6 +227,7 @@ fn build(limits: Limits) -> Engine {
         })
     });
     api::register(&mut e);
+    views::register(&mut e);
     e
 }
 
