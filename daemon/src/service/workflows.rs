@@ -5,7 +5,7 @@
 use crate::workflow::{Catalog, Workflow};
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
 /// A version of a workflow that passed validation.
@@ -183,10 +183,4 @@ impl WorkflowSet {
         }
         changes
     }
-}
-
-/// Whether `path` is a workflow file of `dirs` (for the file watcher).
-pub fn is_workflow_file(path: &Path, dirs: &[PathBuf]) -> bool {
-    path.extension().is_some_and(|x| x == "toml")
-        && path.parent().is_some_and(|p| dirs.iter().any(|d| d == p))
 }
