@@ -1,10 +1,13 @@
-//! Pure decisions: which queued runs start now. No I/O; the executor feeds
-//! it a snapshot and carries out the plan.
+//! Pure decisions: which queued runs start now, and ([`gpu`]) where GPU
+//! work is placed. No I/O; the executor feeds it a snapshot and carries out
+//! the plan.
 //!
 //! Rules: oldest first; at most `capacity` runs at once; a workflow whose
 //! concurrency is `queue` or `forbid` runs one at a time; `allow` runs beside
 //! itself. A run that cannot start keeps its place (runs of other workflows
 //! behind it may start).
+
+pub mod gpu;
 
 use crate::workflow::trigger::Concurrency;
 use std::collections::{BTreeMap, BTreeSet};
