@@ -24,6 +24,9 @@ pub enum Command {
     /// Script costs: a gate evaluation and a data rule over 100,000
     /// examples, after compilation.
     Scripts(super::bench_scripts::Args),
+    /// GPU placement: one pass over a long queue, and a simulated day
+    /// (utilisation, p95 wait per priority class, fair share).
+    Scheduler(super::bench_scheduler::Args),
     /// Plugin host costs: compile (cache miss), compile-cache hit, and a
     /// fresh sandboxed instance per job.
     Plugins {
@@ -53,6 +56,7 @@ pub async fn run(config: Config, cmd: Command) -> Result<ExitCode> {
         Command::Entities(args) => return super::bench_intent::run_entities(config, args).await,
         Command::Daemon(args) => return super::bench_daemon::run(config, args).await,
         Command::Scripts(args) => return super::bench_scripts::run(&config, args),
+        Command::Scheduler(args) => return super::bench_scheduler::run(&config, args),
         Command::Plugins {
             plugin,
             iterations,

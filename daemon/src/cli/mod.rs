@@ -3,6 +3,7 @@
 mod bench;
 mod bench_daemon;
 mod bench_intent;
+mod bench_scheduler;
 mod bench_scripts;
 mod client;
 mod daemon;

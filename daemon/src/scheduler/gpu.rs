@@ -4,8 +4,9 @@
 //! why everything else waits. No I/O; the executor carries the plan out.
 //!
 //! Order: priority class (`low` < `normal` < `high` < `critical`), raised
-//! one class per `aging` of waiting so nothing starves; within a class, the
-//! queue furthest below its weighted fair share first; then oldest first.
+//! one class per `aging` of waiting up to `high`, so nothing starves and
+//! `critical` keeps its meaning; within a class, the queue furthest below
+//! its weighted fair share first; then oldest first.
 //!
 //! Placement: all of a request's GPUs on one node or none (gang).
 //! Exclusive requests take whole idle devices; shared ones are packed by
@@ -289,16 +290,19 @@ impl Free {
     }
 }
 
+/// The class a request competes in: its own, raised one class per `aging`
+/// of waiting — up to `high`, never to `critical`, which stays for work
+/// declared critical (otherwise, in a saturated cluster, everything old
+/// would be critical and the classes would mean nothing).
 fn effective(r: &Request, s: &Snapshot) -> Priority {
-    if s.aging == 0 {
+    if s.aging == 0 || r.priority >= Priority::High {
         return r.priority;
     }
     let raised = r.priority as u64 + s.now.saturating_sub(r.submitted) / s.aging;
-    match raised.min(3) {
+    match raised.min(2) {
         0 => Priority::Low,
         1 => Priority::Normal,
-        2 => Priority::High,
-        _ => Priority::Critical,
+        _ => Priority::High,
     }
 }
 

@@ -179,9 +179,17 @@ fn priority_classes_order_the_queue_and_aging_lifts_the_old() {
         ..Default::default()
     };
     assert_eq!(started(&plan(&s)), [2]);
-    // Waited 1000 s with one class per 300 s: low is now critical.
+    // Waited 1000 s with one class per 300 s: low is now high, and older.
     let s = Snapshot { aging: 300, ..s };
     assert_eq!(started(&plan(&s)), [1]);
+    // But aging never outranks work declared critical.
+    let mut critical = high.clone();
+    critical.priority = Priority::Critical;
+    let s = Snapshot {
+        waiting: vec![low, critical],
+        ..s
+    };
+    assert_eq!(started(&plan(&s)), [2]);
 }
 
 #[test]
