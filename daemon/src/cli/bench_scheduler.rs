@@ -4,7 +4,9 @@
 //! weight.
 
 use crate::config::Config;
-use crate::scheduler::gpu::{Allocation, Device, Priority, Quota, Request, Snapshot, plan};
+use crate::scheduler::gpu::{
+    Allocation, Priority, Quota, Request, Snapshot, plan, uniform_cluster,
+};
 use anyhow::Result;
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -53,20 +55,6 @@ impl Rng {
     }
 }
 
-fn cluster(nodes: u32, per: u32) -> Vec<Device> {
-    (0..nodes)
-        .flat_map(|n| {
-            (0..per).map(move |i| Device {
-                id: format!("n{n}/{i}"),
-                node: format!("n{n}"),
-                memory: 80 * GIB,
-                foreign_used: 0,
-                healthy: true,
-            })
-        })
-        .collect()
-}
-
 fn request(rng: &mut Rng, job: u64, now: u64) -> Request {
     let gpus = [1, 1, 1, 1, 2, 2, 4, 8][rng.below(8) as usize];
     let exclusive = gpus > 1 || rng.below(2) == 0;
@@ -88,7 +76,7 @@ fn request(rng: &mut Rng, job: u64, now: u64) -> Request {
 }
 
 pub fn run(_config: &Config, a: Args) -> Result<ExitCode> {
-    let devices = cluster(a.nodes, a.gpus_per_node);
+    let devices = uniform_cluster(a.nodes, a.gpus_per_node, 80 * GIB);
     let quotas: BTreeMap<String, Quota> = QUEUES
         .iter()
         .map(|(q, w)| {

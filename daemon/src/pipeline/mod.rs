@@ -343,12 +343,14 @@ impl Runner {
                     Err(e) => {
                         // A `when` that cannot be evaluated fails its step.
                         let message = format!("step `{}`: {e:#}", step.id);
-                        let row = self
-                            .store
-                            .start_step(run_id, &step.id, &action_name(&step.action), 1)
-                            .await?;
                         self.store
-                            .finish_step(row, state::FAILED, Some(message.clone()), None)
+                            .record_step(
+                                run_id,
+                                &step.id,
+                                &action_name(&step.action),
+                                state::FAILED,
+                                message.clone(),
+                            )
                             .await?;
                         reporter.step_finished(&step.id, Err(&message));
                         summary.state = state::FAILED.to_owned();
@@ -360,12 +362,14 @@ impl Runner {
             };
             if let Some((reason, record)) = skip {
                 if record {
-                    let row = self
-                        .store
-                        .start_step(run_id, &step.id, &action_name(&step.action), 1)
-                        .await?;
                     self.store
-                        .finish_step(row, state::SKIPPED, Some(reason.clone()), None)
+                        .record_step(
+                            run_id,
+                            &step.id,
+                            &action_name(&step.action),
+                            state::SKIPPED,
+                            reason.clone(),
+                        )
                         .await?;
                 }
                 reporter.step_skipped(&step.id, &reason);

@@ -49,6 +49,22 @@ pub struct Device {
     pub healthy: bool,
 }
 
+/// `nodes` nodes of `per_node` healthy devices of `memory` bytes each, ids
+/// `n<node>/<index>` (a simulated or static cluster).
+pub fn uniform_cluster(nodes: u32, per_node: u32, memory: u64) -> Vec<Device> {
+    (0..nodes)
+        .flat_map(|n| {
+            (0..per_node).map(move |i| Device {
+                id: format!("n{n}/{i}"),
+                node: format!("n{n}"),
+                memory,
+                foreign_used: 0,
+                healthy: true,
+            })
+        })
+        .collect()
+}
+
 /// What a waiting step asks for.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Request {

@@ -6,7 +6,6 @@ use crate::plugin::{PluginEvent, PluginFailure};
 use crate::service::metrics::Metrics;
 use crate::store::Store;
 use crate::store::queue::NewLog;
-use crate::workflow::Workflow;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -308,8 +307,6 @@ impl Reporter for RunReporter {
             reason: reason.to_owned(),
         });
     }
-
-    fn run_started(&self, _run_id: i64, _workflow: &Workflow) {}
 }
 
 fn level_name(level: crate::plugin::bindings::LogLevel) -> &'static str {

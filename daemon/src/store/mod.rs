@@ -304,6 +304,20 @@ impl Store {
         Ok(s.id)
     }
 
+    /// Record a step attempt that ended as soon as it began (skipped, or
+    /// failed before it could run).
+    pub async fn record_step(
+        &self,
+        run_id: i64,
+        step_id: &str,
+        action: &str,
+        state: &str,
+        error: String,
+    ) -> Result<()> {
+        let row = self.start_step(run_id, step_id, action, 1).await?;
+        self.finish_step(row, state, Some(error), None).await
+    }
+
     pub async fn finish_step(
         &self,
         id: i64,

@@ -48,7 +48,7 @@ pub async fn fire_with(
     at: DateTime<Utc>,
     why: Option<String>,
 ) -> Result<RunRow, FireError> {
-    let result = fire_inner(service, name, kind, at).await;
+    let result = fire_inner(service, name, kind).await;
     let outcome = match &result {
         Ok(_) => "queued",
         Err(FireError::Forbidden(_)) => "skipped",
@@ -90,12 +90,7 @@ pub async fn fire_with(
     result
 }
 
-async fn fire_inner(
-    service: &Service,
-    name: &str,
-    kind: &str,
-    _at: DateTime<Utc>,
-) -> Result<RunRow, FireError> {
+async fn fire_inner(service: &Service, name: &str, kind: &str) -> Result<RunRow, FireError> {
     if service.executor.is_stopping() {
         return Err(FireError::ShuttingDown);
     }

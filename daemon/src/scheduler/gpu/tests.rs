@@ -5,17 +5,7 @@ use super::*;
 const GIB: u64 = 1 << 30;
 
 fn devices(nodes: u32, per_node: u32) -> Vec<Device> {
-    (0..nodes)
-        .flat_map(|n| {
-            (0..per_node).map(move |i| Device {
-                id: format!("n{n}/{i}"),
-                node: format!("n{n}"),
-                memory: 80 * GIB,
-                foreign_used: 0,
-                healthy: true,
-            })
-        })
-        .collect()
+    uniform_cluster(nodes, per_node, 80 * GIB)
 }
 
 fn req(job: u64, gpus: u32) -> Request {
