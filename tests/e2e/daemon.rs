@@ -147,6 +147,17 @@ fn sse(url: &str, token: &str, mut stop: impl FnMut(&str, &Value) -> bool) -> Ve
 }
 
 /// A home whose daemon listens on a free port and owns `workflows/`.
+fn post_json(url: &str, token: &str, body: &Value) -> (u16, Value) {
+    let mut res = agent()
+        .post(url)
+        .header("Authorization", &format!("Bearer {token}"))
+        .send_json(body)
+        .unwrap();
+    let status = res.status().as_u16();
+    let body = res.body_mut().read_to_string().unwrap_or_default();
+    (status, serde_json::from_str(&body).unwrap_or(Value::Null))
+}
+
 fn daemon_home(extra: &str) -> Home {
     let home = Home::new(&format!(
         "[daemon]\nlisten = \"127.0.0.1:0\"\nworkflow_dirs = [\"{}\"]\nshutdown_grace = \"2s\"\n{extra}",
@@ -935,6 +946,49 @@ fn a_hostile_script_fails_its_run_and_nothing_else() {
     assert_eq!(s, 200);
 }
 
+fn runs_of(d: &Daemon, tok: &str, workflow: &str) -> Vec<Value> {
+    let (_, v) = call(
+        "GET",
+        &format!("{}/api/v1/runs?workflow={workflow}", d.url),
+        tok,
+    );
+    v["runs"].as_array().unwrap().clone()
+}
+
+/// Waits until the workflow has `n` runs, all succeeded.
+fn wait_for_succeeded(d: &Daemon, tok: &str, workflow: &str, n: usize) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = runs_of(d, tok, workflow);
+        if r.len() >= n && r.iter().all(|r| r["state"] == "succeeded") {
+            return r;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} run(s), wanted {n}:\n{}",
+            r.len(),
+            d.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The workflow as the API shows it, and the details of its recent fires.
+fn fire_details(d: &Daemon, tok: &str, workflow: &str) -> (Value, Vec<String>) {
+    let (_, v) = call(
+        "GET",
+        &format!("{}/api/v1/workflows/{workflow}", d.url),
+        tok,
+    );
+    let details = v["recent_fires"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f["detail"].as_str().map(str::to_owned))
+        .collect();
+    (v, details)
+}
+
 #[test]
 fn a_retrain_condition_fires_when_new_data_arrives() {
     let home = daemon_home("");
@@ -960,30 +1014,8 @@ with = {{ format = "jsonl", path = "{}" }}
     );
     let tok = token(&home, "viewer");
     let d = Daemon::start(&home);
-    let runs = |d: &Daemon| {
-        let (_, v) = call(
-            "GET",
-            &format!("{}/api/v1/runs?workflow=conditional", d.url),
-            &tok,
-        );
-        v["runs"].as_array().unwrap().clone()
-    };
-    let wait_for = |d: &Daemon, n: usize| {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let r = runs(d);
-            if r.len() >= n && r.iter().all(|r| r["state"] == "succeeded") {
-                return r;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{} run(s), wanted {n}:\n{}",
-                r.len(),
-                d.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    };
+    let runs = |d: &Daemon| runs_of(d, &tok, "conditional");
+    let wait_for = |d: &Daemon, n: usize| wait_for_succeeded(d, &tok, "conditional", n);
     // Everything is new at first.
     let first = wait_for(&d, 1);
     assert_eq!(first[0]["trigger"], "condition");
@@ -995,19 +1027,92 @@ with = {{ format = "jsonl", path = "{}" }}
     text.push_str("{\"text\": \"hey\", \"intent\": \"greet\"}\n{\"text\": \"farewell\", \"intent\": \"goodbye\"}\n{\"text\": \"yo\", \"intent\": \"greet\"}\n");
     std::fs::write(&inbox, text).unwrap();
     wait_for(&d, 2);
-    let (_, v) = call(
-        "GET",
-        &format!("{}/api/v1/workflows/conditional", d.url),
-        &tok,
-    );
-    let details: Vec<&str> = v["recent_fires"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|f| f["detail"].as_str())
-        .collect();
+    let (v, details) = fire_details(&d, &tok, "conditional");
     assert!(
-        details.contains(&"6 new examples") && details.contains(&"3 new examples"),
+        details.iter().any(|d| d == "6 new examples")
+            && details.iter().any(|d| d == "3 new examples"),
+        "{v}"
+    );
+}
+
+#[test]
+fn a_retrain_condition_fires_on_fallbacks_and_on_feedback() {
+    let home = daemon_home("");
+    let inbox = home.write("data-in/inbox.jsonl", crate::common::TINY);
+    home.write(
+        "workflows/cond.toml",
+        &format!(
+            r#"version = 1
+name = "listening"
+
+[trigger]
+when = """
+if feedback.corrections >= 2 {{ return #{{ pass: true, reason: `${{feedback.corrections}} corrections` }}; }}
+if conversations.user_messages >= 4 && conversations.fallback_rate > 0.5 {{
+    return #{{ pass: true, reason: `fallback rate ${{conversations.fallback_rate}}` }};
+}}
+false
+"""
+check_every = "200ms"
+min_interval = "1s"
+
+[[step]]
+id = "inbox"
+uses = "source-files"
+with = {{ format = "jsonl", path = "{}" }}
+"#,
+            inbox.display()
+        ),
+    );
+    let tok = token(&home, "operator");
+    let d = Daemon::start(&home);
+    let runs = |d: &Daemon| runs_of(d, &tok, "listening");
+    let wait_for = |d: &Daemon, n: usize| wait_for_succeeded(d, &tok, "listening", n);
+    let log = |messages: Value| {
+        let (s, v) = post_json(
+            &format!("{}/api/v1/conversations", d.url),
+            &tok,
+            &serde_json::json!({"conversations": [{"model": "listening", "id": "c1", "messages": messages}]}),
+        );
+        assert_eq!(s, 201, "{v}");
+    };
+    let user =
+        |fallback: bool| serde_json::json!({"role": "user", "text": "hm", "fallback": fallback});
+    // Quiet: no traffic, no run.
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(runs(&d).is_empty(), "no traffic, no run");
+    // 2 of 4 messages fell back: 50% is not above 50%.
+    log(serde_json::json!([
+        user(true),
+        user(false),
+        user(true),
+        user(false)
+    ]));
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(runs(&d).is_empty(), "a 50% fallback rate does not fire");
+    // One more fallback: 3 of 5.
+    log(serde_json::json!([user(true)]));
+    let first = wait_for(&d, 1);
+    assert_eq!(first[0]["trigger"], "condition");
+    // After the run, its traffic no longer counts; one correction is not enough.
+    let feedback = |message: i64| {
+        let (s, v) = post_json(
+            &format!("{}/api/v1/feedback", d.url),
+            &tok,
+            &serde_json::json!({"feedback": [{"model": "listening", "conversation": "c1",
+                                               "message": message, "correction": "greet"}]}),
+        );
+        assert_eq!(s, 201, "{v}");
+    };
+    feedback(0);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(runs(&d).len(), 1, "old traffic and one correction: no run");
+    feedback(2);
+    wait_for(&d, 2);
+    let (v, details) = fire_details(&d, &tok, "listening");
+    assert!(
+        details.iter().any(|d| d == "fallback rate 0.6")
+            && details.iter().any(|d| d == "2 corrections"),
         "{v}"
     );
 }

@@ -120,6 +120,92 @@ async fn exercise(store: &Store) {
     );
     assert!(store.find_model("nope").await.unwrap().is_none());
     exercise_queue(store).await;
+    exercise_traffic(store).await;
+}
+
+/// Conversations, feedback and the traffic counts trigger conditions read.
+async fn exercise_traffic(store: &Store) {
+    use coach::store::conversations::{NewConversation, NewFeedback, NewMessage};
+    let msg = |role, intent: Option<&str>, fallback| NewMessage {
+        role,
+        text: "hello".into(),
+        intent: intent.map(str::to_owned),
+        confidence: Some(0.5),
+        fallback,
+        model_version: Some(1),
+        at: chrono::Utc::now(),
+    };
+    let conv = |id: &str, messages| NewConversation {
+        model: "bot".into(),
+        id: id.into(),
+        channel: None,
+        messages,
+    };
+    // 600 messages in one conversation: stored in several statements.
+    let long: Vec<NewMessage> = (0..600).map(|i| msg("user", None, i % 3 == 0)).collect();
+    let n = store
+        .log_conversations(&[
+            conv(
+                "a",
+                vec![msg("user", Some("hi"), false), msg("bot", None, false)],
+            ),
+            conv("b", long),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(n, 602);
+    let before_more = chrono::Utc::now();
+    store
+        .log_conversations(&[conv("a", vec![msg("user", Some("bye"), true)])])
+        .await
+        .unwrap();
+    let fb = |conversation: Option<&str>, message, rating, correction: Option<&str>| NewFeedback {
+        model: "bot".into(),
+        conversation: conversation.map(str::to_owned),
+        message,
+        rating,
+        correction: correction.map(str::to_owned),
+        comment: None,
+        at: chrono::Utc::now(),
+    };
+    store
+        .record_feedback(&[
+            fb(Some("a"), Some(2), Some(-1), Some("goodbye")),
+            fb(None, None, Some(1), None),
+        ])
+        .await
+        .unwrap();
+    let err = store
+        .record_feedback(&[fb(Some("a"), Some(3), Some(1), None)])
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "feedback[0]: conversation `a` has no message 3"
+    );
+    let t = store.traffic_since("bot", None).await.unwrap();
+    assert_eq!(
+        (t.conversations, t.messages, t.user_messages, t.fallbacks),
+        (2, 603, 602, 201)
+    );
+    assert_eq!(
+        (t.feedback, t.positive, t.negative, t.corrections),
+        (2, 1, 1, 1)
+    );
+    assert!((t.fallback_rate - 201.0 / 602.0).abs() < 1e-9);
+    let recent = store.traffic_since("bot", Some(before_more)).await.unwrap();
+    assert_eq!(
+        (
+            recent.conversations,
+            recent.messages,
+            recent.fallbacks,
+            recent.feedback
+        ),
+        (0, 1, 1, 2),
+        "counted by when received; appending does not make a conversation new"
+    );
+    let other = store.traffic_since("other", None).await.unwrap();
+    assert_eq!(other, Default::default());
 }
 
 /// The daemon's durable run queue and its tokens.

@@ -18,6 +18,9 @@ pub enum ApiError {
     Conflict(String),
     #[error("{0}")]
     InvalidWorkflow(String),
+    /// Well-formed input that does not make sense (names the field at fault).
+    #[error("{0}")]
+    Invalid(String),
     #[error("{0}")]
     Unavailable(String),
     #[error("{0}")]
@@ -35,6 +38,7 @@ impl ApiError {
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::InvalidWorkflow(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_workflow"),
+            ApiError::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),

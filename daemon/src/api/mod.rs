@@ -6,6 +6,7 @@
 //! (`openapi.json`, served at `/api/v1/openapi.json`) is tested against it.
 
 pub mod auth;
+pub mod conversations;
 pub mod error;
 pub mod events;
 pub mod extract;
@@ -121,6 +122,24 @@ pub fn routes() -> Vec<Route> {
             "/api/v1/models/{selector}",
             Some(Viewer),
             get(models::show),
+        ),
+        route(
+            g.clone(),
+            "/api/v1/models/{name}/traffic",
+            Some(Viewer),
+            get(conversations::traffic),
+        ),
+        route(
+            p.clone(),
+            "/api/v1/conversations",
+            Some(Operator),
+            post(conversations::log),
+        ),
+        route(
+            p.clone(),
+            "/api/v1/feedback",
+            Some(Operator),
+            post(conversations::record),
         ),
         route(
             g.clone(),

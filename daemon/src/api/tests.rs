@@ -4,7 +4,7 @@
 use super::*;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use serde_json::Value;
+use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use tower::ServiceExt;
 
@@ -219,4 +219,178 @@ async fn an_invalid_workflow_shows_its_errors_and_cannot_be_triggered() {
     );
     let (s, _) = call(&f, "POST", "/api/v1/workflows/nope/runs", Some(&op), "").await;
     assert_eq!(s, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn conversations_and_feedback_are_logged_checked_and_counted() {
+    use crate::store::tokens::Role;
+    let f = fixture().await;
+    let op = token(&f, Role::Operator).await;
+    let viewer = token(&f, Role::Viewer).await;
+    let post = |uri: &'static str, body: String| {
+        let (f, op) = (&f, op.clone());
+        async move { call(f, "POST", uri, Some(&op), &body).await }
+    };
+    let traffic = || async {
+        call(
+            &f,
+            "GET",
+            "/api/v1/models/support/traffic",
+            Some(&viewer),
+            "",
+        )
+        .await
+        .1
+    };
+
+    let (s, v) = post(
+        "/api/v1/conversations",
+        r#"{"conversations": [{"model": "support", "id": "c1", "messages": [
+            {"role": "user", "text": "lost my card", "intent": "card_lost", "confidence": 0.9},
+            {"role": "bot", "text": "I can freeze it."},
+            {"role": "user", "text": "can i pay with my watch", "intent": "oos", "fallback": true}]}]}"#
+            .into(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(v["messages"], 3);
+    // The same conversation again: messages are appended after the others.
+    let (s, _) = post(
+        "/api/v1/conversations",
+        r#"{"conversations": [{"model": "support", "id": "c1", "messages": [
+            {"role": "user", "text": "thanks", "intent": "thanks"}]}]}"#
+            .into(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let t = traffic().await;
+    assert_eq!(
+        (
+            &t["conversations"],
+            &t["messages"],
+            &t["user_messages"],
+            &t["fallbacks"]
+        ),
+        (&json!(1), &json!(4), &json!(3), &json!(1)),
+        "{t}"
+    );
+    assert!((t["fallback_rate"].as_f64().unwrap() - 1.0 / 3.0).abs() < 1e-9);
+
+    // Feedback on message 2 (the fallback) and on the appended message 3.
+    let (s, v) = post(
+        "/api/v1/feedback",
+        r#"{"feedback": [
+            {"model": "support", "conversation": "c1", "message": 2, "rating": -1, "correction": "apple_pay"},
+            {"model": "support", "conversation": "c1", "message": 3, "rating": 1}]}"#
+            .into(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let t = traffic().await;
+    assert_eq!(
+        (
+            &t["feedback"],
+            &t["positive"],
+            &t["negative"],
+            &t["corrections"]
+        ),
+        (&json!(2), &json!(1), &json!(1), &json!(1)),
+        "{t}"
+    );
+
+    // Bad input names the field at fault, and nothing of the request is kept.
+    let bad = [
+        (
+            "/api/v1/conversations",
+            r#"{"conversations": [{"model": "support", "id": "c2", "messages": [
+                {"role": "user", "text": "hi"}, {"role": "agent", "text": "hello"}]}]}"#,
+            "conversations[0].messages[1].role: `agent`; expected `user` or `bot`",
+        ),
+        (
+            "/api/v1/conversations",
+            r#"{"conversations": [{"model": "support", "id": "c2", "messages": [
+                {"role": "user", "text": "hi", "confidence": 1.5}]}]}"#,
+            "conversations[0].messages[0].confidence: 1.5 is not between 0 and 1",
+        ),
+        (
+            "/api/v1/conversations",
+            r#"{"conversations": [{"model": "no such/model", "id": "c2", "messages": [
+                {"role": "user", "text": "hi"}]}]}"#,
+            "conversations[0].model: `no such/model` is not a model name",
+        ),
+        (
+            "/api/v1/conversations",
+            r#"{"conversations": []}"#,
+            "`conversations` is empty",
+        ),
+        (
+            "/api/v1/feedback",
+            r#"{"feedback": [
+                {"model": "support", "conversation": "c1", "rating": 1},
+                {"model": "support", "conversation": "c9", "rating": 1}]}"#,
+            "feedback[1]: no conversation `c9` has been logged for model `support`",
+        ),
+        (
+            "/api/v1/feedback",
+            r#"{"feedback": [{"model": "support", "conversation": "c1", "message": 7, "rating": 1}]}"#,
+            "feedback[0]: conversation `c1` has no message 7",
+        ),
+        (
+            "/api/v1/feedback",
+            r#"{"feedback": [{"model": "support", "rating": 5}]}"#,
+            "feedback[0].rating: 5; expected 1 (helpful) or -1 (not helpful)",
+        ),
+        (
+            "/api/v1/feedback",
+            r#"{"feedback": [{"model": "support"}]}"#,
+            "feedback[0]: says nothing",
+        ),
+    ];
+    for (uri, body, message) in bad {
+        let (s, v) = post(uri, body.into()).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {v}");
+        assert_eq!(v["code"], "invalid");
+        assert!(
+            v["message"].as_str().unwrap().starts_with(message),
+            "{body}: {v}"
+        );
+    }
+    let after = traffic().await;
+    assert_eq!(
+        (&after["messages"], &after["feedback"]),
+        (&json!(4), &json!(2)),
+        "{after}"
+    );
+    // A typo in a field is a 400, like every malformed body.
+    let (s, v) = post(
+        "/api/v1/feedback",
+        r#"{"feedback": [{"model": "support", "ratng": 1}]}"#.into(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert!(v["message"].as_str().unwrap().contains("ratng"), "{v}");
+    // Viewers read traffic but cannot log it.
+    let (s, _) = call(
+        &f,
+        "POST",
+        "/api/v1/feedback",
+        Some(&viewer),
+        r#"{"feedback": [{"model": "support", "rating": 1}]}"#,
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    // `since` after everything: nothing.
+    let (s, t) = call(
+        &f,
+        "GET",
+        "/api/v1/models/support/traffic?since=2999-01-01T00:00:00Z",
+        Some(&viewer),
+        "",
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        (&t["messages"], &t["fallback_rate"]),
+        (&json!(0), &json!(0.0))
+    );
 }

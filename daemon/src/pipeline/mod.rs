@@ -615,13 +615,7 @@ impl Runner {
     /// run registered), with the per-intent scores of the evaluation in its
     /// run.
     async fn production(&self, run_id: i64, wf: &Workflow) -> Result<Value> {
-        let name = wf
-            .steps
-            .iter()
-            .find(|s| s.action == Action::Builtin(Builtin::Register))
-            .and_then(|s| s.with.get("name").and_then(Value::as_str))
-            .unwrap_or(&wf.name)
-            .to_owned();
+        let name = wf.model_name().to_owned();
         let Some(m) = self
             .store
             .models_named(&name)

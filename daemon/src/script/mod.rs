@@ -121,7 +121,14 @@ impl Hook {
             ],
             Hook::Rules => &[],
             Hook::Params => &["run", "dataset"],
-            Hook::Trigger => &["now", "last_run", "model", "data"],
+            Hook::Trigger => &[
+                "now",
+                "last_run",
+                "model",
+                "data",
+                "conversations",
+                "feedback",
+            ],
         }
     }
 }

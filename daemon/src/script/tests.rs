@@ -2,7 +2,7 @@
 
 use super::hooks::{Verdict, apply_rules, params, verdict};
 use super::*;
-use serde_json::json;
+use serde_json::{Value, json};
 
 fn script(src: &str) -> Arc<Script> {
     script_for(Hook::Verdict, src)
@@ -233,12 +233,45 @@ fn the_shipped_examples_compile_and_answer() {
     compile_file(&dir.join("redact.rhai"), Hook::Rules).unwrap();
     compile_file(&dir.join("epochs_from_size.rhai"), Hook::Params).unwrap();
     let retrain = compile_file(&dir.join("should_retrain.rhai"), Hook::Trigger).unwrap();
-    let data = json!({"new_examples": 60});
-    let model = json!({"age_hours": 2.0});
-    let v = verdict(&retrain, "1", &[("data", &data), ("model", &model)]).unwrap();
+    let quiet = json!({"user_messages": 10, "fallback_rate": 0.5});
+    let no_feedback = json!({"corrections": 0});
+    let young = json!({"age_hours": 2.0});
+    let ask = |data: Value, conv: &Value, fb: &Value, model: &Value| {
+        verdict(
+            &retrain,
+            "1",
+            &[
+                ("data", &data),
+                ("conversations", conv),
+                ("feedback", fb),
+                ("model", model),
+            ],
+        )
+        .unwrap()
+    };
+    let v = ask(json!({"new_examples": 60}), &quiet, &no_feedback, &young);
     assert_eq!(v.reason.as_deref(), Some("60 new labelled examples"));
-    let data = json!({"new_examples": 1});
-    let model = json!({"age_hours": 200.0});
-    let v = verdict(&retrain, "1", &[("data", &data), ("model", &model)]).unwrap();
+    let v = ask(
+        json!({"new_examples": 20}),
+        &quiet,
+        &json!({"corrections": 30}),
+        &young,
+    );
+    assert_eq!(v.reason.as_deref(), Some("50 new labelled examples"));
+    // A high fallback rate over too few messages is not enough.
+    let v = ask(json!({"new_examples": 1}), &quiet, &no_feedback, &young);
+    assert!(!v.pass, "{v:?}");
+    let busy = json!({"user_messages": 400, "fallback_rate": 0.2125});
+    let v = ask(json!({"new_examples": 1}), &busy, &no_feedback, &young);
+    assert_eq!(
+        v.reason.as_deref(),
+        Some("fallback rate 21.3% over 400 messages")
+    );
+    let v = ask(
+        json!({"new_examples": 1}),
+        &quiet,
+        &no_feedback,
+        &json!({"age_hours": 200.0}),
+    );
     assert_eq!(v.reason.as_deref(), Some("the model is 8.0 days old"));
 }

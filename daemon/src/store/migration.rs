@@ -13,6 +13,7 @@ impl MigratorTrait for Migrator {
             Box::new(M0002ModelBase),
             Box::new(M0003Daemon),
             Box::new(M0004VersionScripts),
+            Box::new(M0005Conversations),
         ]
     }
 }
@@ -310,5 +311,99 @@ impl MigrationTrait for M0004VersionScripts {
                 .to_owned(),
         )
         .await
+    }
+}
+
+/// Conversations, their messages and feedback, as chatbot platforms log them.
+struct M0005Conversations;
+
+impl MigrationName for M0005Conversations {
+    fn name(&self) -> &str {
+        "m0005_conversations"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for M0005Conversations {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        let tables = [
+            Table::create()
+                .table("conversations")
+                .if_not_exists()
+                .col(big_pk_auto("id"))
+                .col(string("model_name"))
+                .col(string("external_id"))
+                .col(string_null("channel"))
+                .col(timestamp_with_time_zone("started_at"))
+                .col(timestamp_with_time_zone("received_at"))
+                .to_owned(),
+            Table::create()
+                .table("messages")
+                .if_not_exists()
+                .col(big_pk_auto("id"))
+                .col(big_integer("conversation_id"))
+                .col(string("model_name"))
+                .col(integer("position"))
+                .col(string("role"))
+                .col(text("text"))
+                .col(string_null("intent"))
+                .col(double_null("confidence"))
+                .col(boolean("fallback"))
+                .col(integer_null("model_version"))
+                .col(timestamp_with_time_zone("at"))
+                .col(timestamp_with_time_zone("received_at"))
+                .to_owned(),
+            Table::create()
+                .table("feedback")
+                .if_not_exists()
+                .col(big_pk_auto("id"))
+                .col(string("model_name"))
+                .col(big_integer_null("conversation_id"))
+                .col(big_integer_null("message_id"))
+                .col(integer_null("rating"))
+                .col(string_null("correction"))
+                .col(text_null("comment"))
+                .col(timestamp_with_time_zone("at"))
+                .col(timestamp_with_time_zone("received_at"))
+                .to_owned(),
+        ];
+        for t in tables {
+            m.create_table(t).await?;
+        }
+        for i in [
+            index(
+                "ux_conversations_external",
+                "conversations",
+                &["model_name", "external_id"],
+                true,
+            ),
+            index(
+                "ix_conversations_received",
+                "conversations",
+                &["model_name", "received_at"],
+                false,
+            ),
+            index(
+                "ux_messages_position",
+                "messages",
+                &["conversation_id", "position"],
+                true,
+            ),
+            index(
+                "ix_messages_received",
+                "messages",
+                &["model_name", "received_at"],
+                false,
+            ),
+            index(
+                "ix_feedback_received",
+                "feedback",
+                &["model_name", "received_at"],
+                false,
+            ),
+        ] {
+            m.create_index(i).await?;
+        }
+        Ok(())
     }
 }

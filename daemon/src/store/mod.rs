@@ -2,6 +2,7 @@
 //! (WAL), PostgreSQL by URL. Migrations run on connect. Typed queries live
 //! here; the store never calls back into the pipeline.
 
+pub mod conversations;
 pub mod entities;
 pub mod migration;
 pub mod queue;

@@ -6,10 +6,12 @@
 //! The script sees `now`, `last_run`, `model` (the latest registered model
 //! of the workflow's name) and `data`: the workflow's sources read now
 //! (through their plugins, in the sandbox) against what its last
-//! successful run read.
+//! successful run read; `conversations` and `feedback`: what the model's
+//! users did since that run started (logged through the API).
 
 use crate::plugin::JobSpec;
 use crate::service::Service;
+use crate::store::conversations::Traffic;
 use crate::store::state;
 use crate::workflow::{Action, Workflow};
 use anyhow::Result;
@@ -116,7 +118,7 @@ async fn check(service: &Service, wf: &Workflow) -> Result<()> {
             "hours_ago": (Utc::now() - r.started_at).num_seconds() as f64 / 3600.0,
         }),
     };
-    let model = match service.store.models_named(&wf.name).await?.first() {
+    let model = match service.store.models_named(wf.model_name()).await?.first() {
         None => Value::Null,
         Some(m) => json!({
             "id": m.id, "version": m.version, "created_at": secs(m.created_at),
@@ -126,11 +128,17 @@ async fn check(service: &Service, wf: &Workflow) -> Result<()> {
     };
     let last_ok = runs.iter().find(|r| r.state == state::SUCCEEDED);
     let data = data_now(service, wf, last_ok.map(|r| r.id)).await?;
+    let traffic = service
+        .store
+        .traffic_since(wf.model_name(), last_ok.map(|r| r.started_at))
+        .await?;
     let inputs = [
         ("now", json!(secs(Utc::now()))),
         ("last_run", last_run),
         ("model", model),
         ("data", data),
+        ("conversations", conversations_input(&traffic)),
+        ("feedback", feedback_input(&traffic)),
     ];
     let owned: Vec<(String, Value)> = inputs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
     let script = script.0.clone();
@@ -144,6 +152,29 @@ async fn check(service: &Service, wf: &Workflow) -> Result<()> {
         super::fire_with(service, &wf.name, "condition", Utc::now(), verdict.reason).await?;
     }
     Ok(())
+}
+
+/// `conversations`: the model's logged traffic since the last successful
+/// run started.
+pub fn conversations_input(t: &Traffic) -> Value {
+    json!({
+        "count": t.conversations,
+        "messages": t.messages,
+        "user_messages": t.user_messages,
+        "fallbacks": t.fallbacks,
+        "fallback_rate": t.fallback_rate,
+    })
+}
+
+/// `feedback`: what was said about the model's answers since the last
+/// successful run started.
+pub fn feedback_input(t: &Traffic) -> Value {
+    json!({
+        "total": t.feedback,
+        "positive": t.positive,
+        "negative": t.negative,
+        "corrections": t.corrections,
+    })
 }
 
 /// The workflow's sources read now, against what its last successful run

@@ -189,6 +189,17 @@ impl Workflow {
         }
         out
     }
+
+    /// The name the workflow registers its model under: its register step's
+    /// `name`, else the workflow's name. Traffic and feedback are logged
+    /// against it.
+    pub fn model_name(&self) -> &str {
+        self.steps
+            .iter()
+            .find(|s| s.action == Action::Builtin(Builtin::Register))
+            .and_then(|s| s.with.get("name").and_then(serde_json::Value::as_str))
+            .unwrap_or(&self.name)
+    }
 }
 
 fn scripts_of(steps: &[Step]) -> BTreeMap<PathBuf, String> {
@@ -360,7 +371,9 @@ fn kind_of(v: &DeValue<'_>) -> &'static str {
     }
 }
 
-fn is_identifier(s: &str) -> bool {
+/// A name as workflows, steps and models are named: up to 64 letters,
+/// digits, `-` or `_`, starting with a letter or digit.
+pub fn is_identifier(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
         && s.chars()

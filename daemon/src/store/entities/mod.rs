@@ -1,9 +1,12 @@
 //! sea-orm entities, one file per table. Names follow the design's schema.
 
 pub mod api_tokens;
+pub mod conversations;
 pub mod dataset_versions;
 pub mod datasets;
 pub mod examples;
+pub mod feedback;
+pub mod messages;
 pub mod models;
 pub mod run_logs;
 pub mod run_metrics;

@@ -1,0 +1,244 @@
+//! Conversation logs and feedback pushed by chatbot platforms, and the
+//! traffic they add up to per model.
+
+use super::AppState;
+use super::error::ApiError;
+use super::extract::{Json, Path, Query};
+use crate::store::conversations::{NewConversation, NewFeedback, NewMessage, UnknownReference};
+use axum::extract::State;
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+/// Most conversations (or feedback items) one request may carry.
+const MAX_BATCH: usize = 1000;
+/// Longest message text, in bytes.
+const MAX_TEXT: usize = 64 * 1024;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConversationBatch {
+    conversations: Vec<ConversationIn>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConversationIn {
+    model: String,
+    id: String,
+    channel: Option<String>,
+    messages: Vec<MessageIn>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MessageIn {
+    role: String,
+    text: String,
+    intent: Option<String>,
+    confidence: Option<f64>,
+    #[serde(default)]
+    fallback: bool,
+    model_version: Option<i32>,
+    at: Option<DateTime<Utc>>,
+}
+
+/// A model name as workflows spell them (it is a workflow's name).
+fn check_model(at: &str, model: &str) -> Result<(), String> {
+    if crate::workflow::is_identifier(model) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{at}.model: `{model}` is not a model name (up to 64 letters, digits, `-` or `_`)"
+        ))
+    }
+}
+
+fn check_batch<T>(what: &str, items: &[T]) -> Result<(), ApiError> {
+    if items.is_empty() {
+        return Err(ApiError::Invalid(format!("`{what}` is empty")));
+    }
+    if items.len() > MAX_BATCH {
+        return Err(ApiError::Invalid(format!(
+            "`{what}` has {} items; at most {MAX_BATCH} per request",
+            items.len()
+        )));
+    }
+    Ok(())
+}
+
+fn conversation(i: usize, c: ConversationIn) -> Result<NewConversation, String> {
+    let at = format!("conversations[{i}]");
+    check_model(&at, &c.model)?;
+    if c.id.trim().is_empty() || c.id.len() > 256 {
+        return Err(format!("{at}.id: must be 1 to 256 characters"));
+    }
+    if c.messages.is_empty() {
+        return Err(format!("{at}.messages: is empty"));
+    }
+    let now = Utc::now();
+    let messages = c
+        .messages
+        .into_iter()
+        .enumerate()
+        .map(|(j, m)| {
+            let at = format!("{at}.messages[{j}]");
+            let role = match m.role.as_str() {
+                "user" => "user",
+                "bot" => "bot",
+                other => return Err(format!("{at}.role: `{other}`; expected `user` or `bot`")),
+            };
+            if m.text.len() > MAX_TEXT {
+                return Err(format!(
+                    "{at}.text: {} bytes; at most {MAX_TEXT}",
+                    m.text.len()
+                ));
+            }
+            if let Some(p) = m.confidence
+                && !(0.0..=1.0).contains(&p)
+            {
+                return Err(format!("{at}.confidence: {p} is not between 0 and 1"));
+            }
+            if role == "bot" && (m.intent.is_some() || m.confidence.is_some() || m.fallback) {
+                return Err(format!(
+                    "{at}: `intent`, `confidence` and `fallback` describe a user message, not the bot's"
+                ));
+            }
+            Ok(NewMessage {
+                role,
+                text: m.text,
+                intent: m.intent,
+                confidence: m.confidence,
+                fallback: m.fallback,
+                model_version: m.model_version,
+                at: m.at.unwrap_or(now),
+            })
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    Ok(NewConversation {
+        model: c.model,
+        id: c.id,
+        channel: c.channel,
+        messages,
+    })
+}
+
+/// `POST /api/v1/conversations`: log conversations (or more turns of ones
+/// already logged). All or nothing.
+pub async fn log(
+    State(s): State<AppState>,
+    Json(body): Json<ConversationBatch>,
+) -> Result<(StatusCode, axum::Json<Value>), ApiError> {
+    check_batch("conversations", &body.conversations)?;
+    let batch = body
+        .conversations
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| conversation(i, c))
+        .collect::<Result<Vec<_>, String>>()
+        .map_err(ApiError::Invalid)?;
+    let messages = s.store.log_conversations(&batch).await?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(json!({"conversations": batch.len(), "messages": messages})),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeedbackBatch {
+    feedback: Vec<FeedbackIn>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FeedbackIn {
+    model: String,
+    conversation: Option<String>,
+    message: Option<i32>,
+    rating: Option<i32>,
+    correction: Option<String>,
+    comment: Option<String>,
+    at: Option<DateTime<Utc>>,
+}
+
+fn feedback(i: usize, f: FeedbackIn) -> Result<NewFeedback, String> {
+    let at = format!("feedback[{i}]");
+    check_model(&at, &f.model)?;
+    if let Some(r) = f.rating
+        && r != 1
+        && r != -1
+    {
+        return Err(format!(
+            "{at}.rating: {r}; expected 1 (helpful) or -1 (not helpful)"
+        ));
+    }
+    if f.message.is_some() && f.conversation.is_none() {
+        return Err(format!("{at}.message: needs `conversation`"));
+    }
+    if let Some(c) = &f.correction
+        && c.trim().is_empty()
+    {
+        return Err(format!("{at}.correction: is empty"));
+    }
+    if f.rating.is_none() && f.correction.is_none() && f.comment.is_none() {
+        return Err(format!(
+            "{at}: says nothing; give `rating`, `correction` or `comment`"
+        ));
+    }
+    Ok(NewFeedback {
+        model: f.model,
+        conversation: f.conversation,
+        message: f.message,
+        rating: f.rating,
+        correction: f.correction,
+        comment: f.comment,
+        at: f.at.unwrap_or_else(Utc::now),
+    })
+}
+
+/// `POST /api/v1/feedback`: ratings, corrected intents and comments. All or
+/// nothing: an item naming a conversation or message never logged rejects
+/// the request.
+pub async fn record(
+    State(s): State<AppState>,
+    Json(body): Json<FeedbackBatch>,
+) -> Result<(StatusCode, axum::Json<Value>), ApiError> {
+    check_batch("feedback", &body.feedback)?;
+    let batch = body
+        .feedback
+        .into_iter()
+        .enumerate()
+        .map(|(i, f)| feedback(i, f))
+        .collect::<Result<Vec<_>, String>>()
+        .map_err(ApiError::Invalid)?;
+    let n = s.store.record_feedback(&batch).await.map_err(|e| {
+        match e.downcast::<UnknownReference>() {
+            Ok(u) => ApiError::Invalid(u.to_string()),
+            Err(e) => ApiError::Internal(e),
+        }
+    })?;
+    Ok((StatusCode::CREATED, axum::Json(json!({"feedback": n}))))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrafficQuery {
+    since: Option<DateTime<Utc>>,
+}
+
+/// `GET /api/v1/models/{name}/traffic`: what the model's users did since
+/// `since` (RFC 3339; default: ever).
+pub async fn traffic(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    Query(q): Query<TrafficQuery>,
+) -> Result<axum::Json<Value>, ApiError> {
+    check_model("path", &name).map_err(ApiError::BadRequest)?;
+    let t = s.store.traffic_since(&name, q.since).await?;
+    let mut v = serde_json::to_value(&t).map_err(anyhow::Error::from)?;
+    v["model"] = json!(name);
+    v["since"] = json!(q.since);
+    Ok(axum::Json(v))
+}

@@ -1,0 +1,270 @@
+//! Conversations, messages and feedback as chatbot platforms log them, and
+//! the traffic counts that trigger conditions read (what arrived since the
+//! last run, how often the bot fell back).
+
+use super::Store;
+use super::entities::{conversations, feedback, messages};
+use anyhow::Result;
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QueryTrait, Set,
+};
+
+/// One conversation (or more turns of one already logged), checked.
+#[derive(Debug, Clone)]
+pub struct NewConversation {
+    /// The model name the bot serves.
+    pub model: String,
+    /// The platform's id of the conversation.
+    pub id: String,
+    pub channel: Option<String>,
+    pub messages: Vec<NewMessage>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    /// `user` or `bot`.
+    pub role: &'static str,
+    pub text: String,
+    pub intent: Option<String>,
+    pub confidence: Option<f64>,
+    pub fallback: bool,
+    pub model_version: Option<i32>,
+    pub at: DateTime<Utc>,
+}
+
+/// One piece of feedback, checked.
+#[derive(Debug, Clone)]
+pub struct NewFeedback {
+    pub model: String,
+    /// The platform's id of the conversation it is about.
+    pub conversation: Option<String>,
+    /// The message's position in that conversation.
+    pub message: Option<i32>,
+    pub rating: Option<i32>,
+    pub correction: Option<String>,
+    pub comment: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+/// Feedback that names a conversation or message Coach has not been sent.
+#[derive(Debug, thiserror::Error)]
+#[error("feedback[{index}]: {what}")]
+pub struct UnknownReference {
+    pub index: usize,
+    pub what: String,
+}
+
+/// What a model's users did in a window: the trigger conditions' inputs.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct Traffic {
+    pub conversations: u64,
+    pub messages: u64,
+    pub user_messages: u64,
+    pub fallbacks: u64,
+    /// `fallbacks / user_messages`; 0 when there were none.
+    pub fallback_rate: f64,
+    pub feedback: u64,
+    pub positive: u64,
+    pub negative: u64,
+    pub corrections: u64,
+}
+
+impl Store {
+    /// Log conversations in one transaction; a conversation already logged
+    /// (same model and id) gets the new messages appended. Returns the
+    /// number of messages stored.
+    pub async fn log_conversations(&self, batch: &[NewConversation]) -> Result<u64> {
+        let now = Utc::now();
+        let tx = self.begin_write().await?;
+        let mut stored = 0;
+        for c in batch {
+            let existing = conversations::Entity::find()
+                .filter(conversations::Column::ModelName.eq(&c.model))
+                .filter(conversations::Column::ExternalId.eq(&c.id))
+                .one(&tx)
+                .await?;
+            let (conversation, mut position) = match existing {
+                Some(row) => {
+                    let last = messages::Entity::find()
+                        .filter(messages::Column::ConversationId.eq(row.id))
+                        .order_by_desc(messages::Column::Position)
+                        .one(&tx)
+                        .await?;
+                    (row.id, last.map_or(0, |m| m.position + 1))
+                }
+                None => {
+                    let started = c.messages.iter().map(|m| m.at).min().unwrap_or(now);
+                    let row = conversations::ActiveModel {
+                        model_name: Set(c.model.clone()),
+                        external_id: Set(c.id.clone()),
+                        channel: Set(c.channel.clone()),
+                        started_at: Set(started),
+                        received_at: Set(now),
+                        ..Default::default()
+                    }
+                    .insert(&tx)
+                    .await?;
+                    (row.id, 0)
+                }
+            };
+            let rows: Vec<messages::ActiveModel> = c
+                .messages
+                .iter()
+                .map(|m| {
+                    let row = messages::ActiveModel {
+                        conversation_id: Set(conversation),
+                        model_name: Set(c.model.clone()),
+                        position: Set(position),
+                        role: Set(m.role.to_owned()),
+                        text: Set(m.text.clone()),
+                        intent: Set(m.intent.clone()),
+                        confidence: Set(m.confidence),
+                        fallback: Set(m.fallback),
+                        model_version: Set(m.model_version),
+                        at: Set(m.at),
+                        received_at: Set(now),
+                        ..Default::default()
+                    };
+                    position += 1;
+                    row
+                })
+                .collect();
+            stored += rows.len() as u64;
+            // Chunks keep each statement under SQLite's bound-parameter limit.
+            for chunk in rows.chunks(500) {
+                messages::Entity::insert_many(chunk.to_vec())
+                    .exec(&tx)
+                    .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(stored)
+    }
+
+    /// Store feedback in one transaction: all of it, or (when an item names
+    /// a conversation or message that was never logged) none of it.
+    pub async fn record_feedback(&self, batch: &[NewFeedback]) -> Result<u64> {
+        let now = Utc::now();
+        let tx = self.begin_write().await?;
+        let mut rows = Vec::with_capacity(batch.len());
+        for (index, f) in batch.iter().enumerate() {
+            let unknown = |what: String| UnknownReference { index, what };
+            let mut conversation_id = None;
+            let mut message_id = None;
+            if let Some(external) = &f.conversation {
+                let c = conversations::Entity::find()
+                    .filter(conversations::Column::ModelName.eq(&f.model))
+                    .filter(conversations::Column::ExternalId.eq(external))
+                    .one(&tx)
+                    .await?
+                    .ok_or_else(|| {
+                        unknown(format!(
+                            "no conversation `{external}` has been logged for model `{}`",
+                            f.model
+                        ))
+                    })?;
+                conversation_id = Some(c.id);
+                if let Some(position) = f.message {
+                    let m = messages::Entity::find()
+                        .filter(messages::Column::ConversationId.eq(c.id))
+                        .filter(messages::Column::Position.eq(position))
+                        .one(&tx)
+                        .await?
+                        .ok_or_else(|| {
+                            unknown(format!(
+                                "conversation `{external}` has no message {position}"
+                            ))
+                        })?;
+                    message_id = Some(m.id);
+                }
+            }
+            rows.push(feedback::ActiveModel {
+                model_name: Set(f.model.clone()),
+                conversation_id: Set(conversation_id),
+                message_id: Set(message_id),
+                rating: Set(f.rating),
+                correction: Set(f.correction.clone()),
+                comment: Set(f.comment.clone()),
+                at: Set(f.at),
+                received_at: Set(now),
+                ..Default::default()
+            });
+        }
+        let n = rows.len() as u64;
+        for chunk in rows.chunks(500) {
+            feedback::Entity::insert_many(chunk.to_vec())
+                .exec(&tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    /// Traffic of `model` received at or after `since` (all of it when
+    /// `None`). Counted by when Coach received it, so logs sent late still
+    /// count once.
+    pub async fn traffic_since(
+        &self,
+        model: &str,
+        since: Option<DateTime<Utc>>,
+    ) -> Result<Traffic> {
+        let db = &self.db;
+        let conversations = conversations::Entity::find()
+            .filter(conversations::Column::ModelName.eq(model))
+            .apply_if(since, |q, t| {
+                q.filter(conversations::Column::ReceivedAt.gte(t))
+            })
+            .count(db)
+            .await?;
+        let msgs = || {
+            messages::Entity::find()
+                .filter(messages::Column::ModelName.eq(model))
+                .apply_if(since, |q, t| q.filter(messages::Column::ReceivedAt.gte(t)))
+        };
+        let messages = msgs().count(db).await?;
+        let user_messages = msgs()
+            .filter(messages::Column::Role.eq("user"))
+            .count(db)
+            .await?;
+        let fallbacks = msgs()
+            .filter(messages::Column::Role.eq("user"))
+            .filter(messages::Column::Fallback.eq(true))
+            .count(db)
+            .await?;
+        let fb = || {
+            feedback::Entity::find()
+                .filter(feedback::Column::ModelName.eq(model))
+                .apply_if(since, |q, t| q.filter(feedback::Column::ReceivedAt.gte(t)))
+        };
+        let feedback = fb().count(db).await?;
+        let positive = fb()
+            .filter(feedback::Column::Rating.gt(0))
+            .count(db)
+            .await?;
+        let negative = fb()
+            .filter(feedback::Column::Rating.lt(0))
+            .count(db)
+            .await?;
+        let corrections = fb()
+            .filter(feedback::Column::Correction.is_not_null())
+            .count(db)
+            .await?;
+        Ok(Traffic {
+            conversations,
+            messages,
+            user_messages,
+            fallbacks,
+            fallback_rate: if user_messages == 0 {
+                0.0
+            } else {
+                fallbacks as f64 / user_messages as f64
+            },
+            feedback,
+            positive,
+            negative,
+            corrections,
+        })
+    }
+}

@@ -1,0 +1,33 @@
+//! `messages`: the turns of a conversation, in order. A user turn carries
+//! what the model predicted for it and whether the bot fell back.
+
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+#[sea_orm(table_name = "messages")]
+pub struct Model {
+    #[sea_orm(primary_key)]
+    pub id: i64,
+    pub conversation_id: i64,
+    /// Kept beside the conversation's so traffic is counted without a join.
+    pub model_name: String,
+    /// 0-based position in the conversation.
+    pub position: i32,
+    /// `user` or `bot`.
+    pub role: String,
+    pub text: String,
+    /// The intent the model predicted (user turns).
+    pub intent: Option<String>,
+    pub confidence: Option<f64>,
+    /// The bot did not understand and fell back.
+    pub fallback: bool,
+    /// The version of the model that answered.
+    pub model_version: Option<i32>,
+    pub at: DateTimeUtc,
+    pub received_at: DateTimeUtc,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}
