@@ -1047,6 +1047,7 @@ name = "listening"
 
 [trigger]
 when = """
+if recent_runs.len() >= 2 {{ return false; }}
 if feedback.corrections >= 2 {{ return #{{ pass: true, reason: `${{feedback.corrections}} corrections` }}; }}
 if conversations.user_messages >= 4 && conversations.fallback_rate > 0.5 {{
     return #{{ pass: true, reason: `fallback rate ${{conversations.fallback_rate}}` }};
@@ -1115,4 +1116,9 @@ with = {{ format = "jsonl", path = "{}" }}
             && details.iter().any(|d| d == "2 corrections"),
         "{v}"
     );
+    // The script reads the recent runs: two are enough for it.
+    feedback(3);
+    feedback(4);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(runs(&d).len(), 2, "recent_runs holds it back");
 }

@@ -586,6 +586,11 @@ impl Runner {
                     "per_intent": evaluation.as_ref().map(|r| per_intent(r)).unwrap_or_else(|| json!({})),
                     "intents": m.intents,
                     "plugin": m.plugin,
+                    "lineage": {
+                        "run": run_id, "dataset_version": m.dataset.version_id,
+                        "data_hash": m.dataset.hash, "config_hash": m.config_hash,
+                        "plugin_hash": m.plugin_hash, "base_model": m.base_model_id,
+                    },
                 })
             }
             _ => Value::Null,
@@ -641,6 +646,11 @@ impl Runner {
             "intents": serde_json::from_str::<Value>(&m.intents).unwrap_or(Value::Null),
             "plugin": m.trainer_plugin,
             "created_at": m.created_at,
+            "lineage": {
+                "run": m.run_id, "dataset_version": m.dataset_version_id,
+                "data_hash": m.data_hash, "config_hash": m.config_hash,
+                "plugin_hash": m.plugin_hash, "base_model": m.base_model_id,
+            },
         }))
     }
 

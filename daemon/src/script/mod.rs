@@ -124,6 +124,7 @@ impl Hook {
             Hook::Trigger => &[
                 "now",
                 "last_run",
+                "recent_runs",
                 "model",
                 "data",
                 "conversations",

@@ -214,6 +214,26 @@ fn inputs_are_not_folded_in_at_compile_time() {
 }
 
 #[test]
+fn a_gate_reads_lineage() {
+    let s = script(
+        "if candidate.lineage.data_hash == production.lineage.data_hash { #{ pass: false, reason: `same data as run ${production.lineage.run}` } } else { true }",
+    );
+    let m = |hash: &str, run: i64| json!({"lineage": {"run": run, "data_hash": hash, "base_model": null}});
+    let (c, p) = (m("abc", 9), m("abc", 4));
+    let v = verdict(&s, "1", &[("candidate", &c), ("production", &p)]).unwrap();
+    assert_eq!(
+        (v.pass, v.reason.as_deref()),
+        (false, Some("same data as run 4"))
+    );
+    let c = m("def", 9);
+    assert!(
+        verdict(&s, "1", &[("candidate", &c), ("production", &p)])
+            .unwrap()
+            .pass
+    );
+}
+
+#[test]
 fn the_shipped_examples_compile_and_answer() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../workflows/scripts");
     let gate = compile_file(&dir.join("beats_production.rhai"), Hook::Verdict).unwrap();

@@ -28,6 +28,7 @@ struct ModelData {
     version: Dynamic,
     plugin: Dynamic,
     created_at: Dynamic,
+    lineage: Dynamic,
     metrics: Map,
     per_intent: PerIntent,
     intents: Array,
@@ -81,6 +82,7 @@ impl ModelView {
             version: field("version"),
             plugin: field("plugin"),
             created_at: field("created_at"),
+            lineage: field("lineage"),
             metrics,
             per_intent: PerIntent(Arc::new(per_intent)),
             intents,
@@ -95,6 +97,7 @@ pub fn register(e: &mut Engine) {
         .register_get("version", |m: &mut ModelView| m.0.version.clone())
         .register_get("plugin", |m: &mut ModelView| m.0.plugin.clone())
         .register_get("created_at", |m: &mut ModelView| m.0.created_at.clone())
+        .register_get("lineage", |m: &mut ModelView| m.0.lineage.clone())
         .register_get("metrics", |m: &mut ModelView| m.0.metrics.clone())
         .register_get("per_intent", |m: &mut ModelView| m.0.per_intent.clone())
         .register_get("intents", |m: &mut ModelView| m.0.intents.clone());

@@ -3,7 +3,7 @@
 //! not while one is active, and not sooner than `min_interval` after the
 //! last run started (a debounce).
 //!
-//! The script sees `now`, `last_run`, `model` (the latest registered model
+//! The script sees `now`, `last_run`, `recent_runs`, `model` (the latest registered model
 //! of the workflow's name) and `data`: the workflow's sources read now
 //! (through their plugins, in the sandbox) against what its last
 //! successful run read; `conversations` and `feedback`: what the model's
@@ -110,14 +110,15 @@ async fn check(service: &Service, wf: &Workflow) -> Result<()> {
         }
     }
     let secs = |t: chrono::DateTime<Utc>| t.timestamp_micros() as f64 / 1e6;
-    let last_run = match last {
-        None => Value::Null,
-        Some(r) => json!({
+    let run_json = |r: &crate::store::RunRow| {
+        json!({
             "id": r.id, "state": r.state, "trigger": r.trigger,
             "started_at": secs(r.started_at), "finished_at": r.finished_at.map(secs),
             "hours_ago": (Utc::now() - r.started_at).num_seconds() as f64 / 3600.0,
-        }),
+        })
     };
+    let last_run = last.map(run_json).unwrap_or(Value::Null);
+    let recent_runs: Vec<Value> = runs.iter().take(10).map(run_json).collect();
     let model = match service.store.models_named(wf.model_name()).await?.first() {
         None => Value::Null,
         Some(m) => json!({
@@ -135,6 +136,7 @@ async fn check(service: &Service, wf: &Workflow) -> Result<()> {
     let inputs = [
         ("now", json!(secs(Utc::now()))),
         ("last_run", last_run),
+        ("recent_runs", json!(recent_runs)),
         ("model", model),
         ("data", data),
         ("conversations", conversations_input(&traffic)),
