@@ -13,6 +13,7 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod executor;
+pub mod gpu;
 pub mod pipeline;
 pub mod plugin;
 pub mod registry;
@@ -32,6 +33,8 @@ pub struct Coach {
     pub host: Arc<plugin::PluginHost>,
     pub store: store::Store,
     pub artifacts: registry::Artifacts,
+    /// The GPU inventory and allocations (for process steps).
+    pub gpus: Arc<executor::gpus::GpuQueue>,
 }
 
 impl Coach {
@@ -48,11 +51,13 @@ impl Coach {
         let host = Arc::new(plugin::PluginHost::new(&config)?);
         let store = store::Store::connect(&config.database_url()).await?;
         let artifacts = registry::Artifacts::new(config.artifacts_dir());
+        let gpus = executor::gpus::GpuQueue::new(config.gpus.clone());
         Ok(Coach {
             config,
             host,
             store,
             artifacts,
+            gpus,
         })
     }
 
@@ -66,6 +71,9 @@ impl Coach {
             host: self.host.clone(),
             store: self.store.clone(),
             artifacts: self.artifacts.clone(),
+            gpus: self.gpus.clone(),
+            work_dir: self.config.work_dir(),
+            process_grace: self.config.daemon.shutdown_grace,
         }
     }
 }

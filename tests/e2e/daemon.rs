@@ -9,15 +9,15 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// A running daemon.
-struct Daemon {
+pub(crate) struct Daemon {
     child: Child,
-    url: String,
+    pub(crate) url: String,
     log: std::path::PathBuf,
 }
 
 impl Daemon {
     /// Start `coach daemon` on `home` and wait for its address.
-    fn start(home: &Home) -> Daemon {
+    pub(crate) fn start(home: &Home) -> Daemon {
         let log = home.path(&format!(
             "daemon-{}.log",
             Instant::now().elapsed().as_nanos() ^ std::process::id() as u128 ^ rand_suffix()
@@ -55,7 +55,7 @@ impl Daemon {
         Daemon { child, url, log }
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
@@ -96,7 +96,7 @@ fn rand_suffix() -> u128 {
         .as_nanos()
 }
 
-fn signal(child: &Child, sig: &str) {
+pub(crate) fn signal(child: &Child, sig: &str) {
     let ok = Command::new("kill")
         .arg(format!("-{sig}"))
         .arg(child.id().to_string())
@@ -113,7 +113,7 @@ fn agent() -> ureq::Agent {
         .into()
 }
 
-fn call(method: &str, url: &str, token: &str) -> (u16, Value) {
+pub(crate) fn call(method: &str, url: &str, token: &str) -> (u16, Value) {
     let a = agent();
     let auth = format!("Bearer {token}");
     let res = match method {
@@ -147,7 +147,7 @@ fn sse(url: &str, token: &str, mut stop: impl FnMut(&str, &Value) -> bool) -> Ve
 }
 
 /// A home whose daemon listens on a free port and owns `workflows/`.
-fn post_json(url: &str, token: &str, body: &Value) -> (u16, Value) {
+pub(crate) fn post_json(url: &str, token: &str, body: &Value) -> (u16, Value) {
     let mut res = agent()
         .post(url)
         .header("Authorization", &format!("Bearer {token}"))
@@ -158,7 +158,7 @@ fn post_json(url: &str, token: &str, body: &Value) -> (u16, Value) {
     (status, serde_json::from_str(&body).unwrap_or(Value::Null))
 }
 
-fn daemon_home(extra: &str) -> Home {
+pub(crate) fn daemon_home(extra: &str) -> Home {
     let home = Home::new(&format!(
         "[daemon]\nlisten = \"127.0.0.1:0\"\nworkflow_dirs = [\"{}\"]\nshutdown_grace = \"2s\"\n{extra}",
         Path::new(&std::env::temp_dir()).join("unused").display()
@@ -215,13 +215,13 @@ needs = ["evaluate"]
     )
 }
 
-fn token(home: &Home, role: &str) -> String {
+pub(crate) fn token(home: &Home, role: &str) -> String {
     let out = home.coach(&["token", "create", "--role", role, "--name", "e2e"]);
     out.expect_ok();
     out.stdout().trim().to_owned()
 }
 
-fn wait_for_state(d: &Daemon, token: &str, run: i64, states: &[&str]) -> Value {
+pub(crate) fn wait_for_state(d: &Daemon, token: &str, run: i64, states: &[&str]) -> Value {
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
         let (s, v) = call("GET", &format!("{}/api/v1/runs/{run}", d.url), token);
@@ -821,7 +821,7 @@ fn sighup_reloads_the_config_and_a_broken_one_is_rejected() {
 }
 
 /// `coach <args>` against the daemon at `url`.
-fn cli(home: &Home, url: &str, token: &str, args: &[&str]) -> std::process::Output {
+pub(crate) fn cli(home: &Home, url: &str, token: &str, args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_coach-cli"))
         .arg("--config")
         .arg(&home.config)
@@ -946,7 +946,7 @@ fn a_hostile_script_fails_its_run_and_nothing_else() {
     assert_eq!(s, 200);
 }
 
-fn runs_of(d: &Daemon, tok: &str, workflow: &str) -> Vec<Value> {
+pub(crate) fn runs_of(d: &Daemon, tok: &str, workflow: &str) -> Vec<Value> {
     let (_, v) = call(
         "GET",
         &format!("{}/api/v1/runs?workflow={workflow}", d.url),

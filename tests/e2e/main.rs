@@ -5,6 +5,7 @@ mod common;
 mod bad_input;
 mod bench;
 mod daemon;
+mod gpus;
 mod hostile;
 mod quickstart;
 mod scripts;

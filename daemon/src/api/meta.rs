@@ -33,6 +33,7 @@ pub async fn openapi() -> impl IntoResponse {
 
 pub async fn metrics(State(s): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     s.metrics.set_run_counts(&s.store.run_counts().await?);
+    s.metrics.set_gpus(s.gpus());
     Ok((
         [(
             header::CONTENT_TYPE,

@@ -10,6 +10,7 @@ pub mod conversations;
 pub mod error;
 pub mod events;
 pub mod extract;
+pub mod gpus;
 pub mod meta;
 pub mod models;
 pub mod runs;
@@ -141,6 +142,13 @@ pub fn routes() -> Vec<Route> {
             Some(Operator),
             post(conversations::record),
         ),
+        route(
+            g.clone(),
+            "/api/v1/gpus",
+            Some(Viewer),
+            get(gpus::inventory),
+        ),
+        route(g.clone(), "/api/v1/queue", Some(Viewer), get(gpus::queue)),
         route(
             g.clone(),
             "/api/v1/plugins",

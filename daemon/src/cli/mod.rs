@@ -8,6 +8,7 @@ mod bench_scripts;
 mod client;
 mod daemon;
 mod evaluate;
+mod gpu;
 mod models;
 mod predict;
 mod progress;
@@ -65,6 +66,11 @@ pub enum Command {
     Trigger(remote::TriggerArgs),
     /// Cancel a queued or running run on the running daemon.
     Cancel(remote::CancelArgs),
+    /// The GPU inventory: NVML, static or none (the daemon's, with its
+    /// allocations, when `COACH_URL` is set).
+    Gpu(gpu::GpuArgs),
+    /// Steps waiting for GPUs on the running daemon, with why each waits.
+    Queue(gpu::QueueArgs),
     /// API tokens for the daemon.
     #[command(subcommand)]
     Token(token::Command),
@@ -149,6 +155,8 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Status(a) => remote::status(&config, a),
         Command::Trigger(a) => remote::trigger(&config, a),
         Command::Cancel(a) => remote::cancel(&config, a),
+        Command::Gpu(a) => gpu::gpu(&config, a),
+        Command::Queue(a) => gpu::queue(&config, a),
         Command::Token(c) => token::run(config, c).await,
         Command::Script(c) => script::run(&config, c),
         Command::Validate(a) => validate::run(config, a),

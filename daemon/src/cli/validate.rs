@@ -17,6 +17,9 @@ pub struct Args {
 pub fn run(config: Config, args: Args) -> Result<ExitCode> {
     let host = crate::plugin::PluginHost::new(&config)?;
     let catalog = crate::catalog(&host);
+    // GPU requests are checked against this machine's inventory.
+    let gpus = crate::executor::gpus::GpuQueue::new(config.gpus.clone());
+    let fits = |r: &crate::workflow::Resources| gpus.never_message(r);
     let mut files = Vec::new();
     for p in &args.paths {
         if p.is_dir() {
@@ -32,7 +35,7 @@ pub fn run(config: Config, args: Args) -> Result<ExitCode> {
     }
     let mut errors = 0;
     for f in &files {
-        match Workflow::load(f, &catalog) {
+        match Workflow::load(f, &catalog).and_then(|wf| wf.check_fits(&fits).map(|()| wf)) {
             Ok(wf) => println!(
                 "ok: {} ({}, {} steps)",
                 f.display(),

@@ -56,6 +56,153 @@ pub struct RawConfig {
     pub grants: BTreeMap<String, RawGrant>,
     #[serde(default)]
     pub daemon: RawDaemon,
+    #[serde(default)]
+    pub gpus: RawGpus,
+}
+
+/// `[gpus]`: where the GPU inventory comes from, and how GPU work shares it.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGpus {
+    /// `auto` (default: NVML when the driver is there, else the `devices`
+    /// declared here, else none), `nvml`, `static` or `none`.
+    pub inventory: Option<String>,
+    /// GPUs declared by hand, in `CUDA_VISIBLE_DEVICES` order:
+    /// `[{ name = "A100", memory = "40GiB" }]`.
+    #[serde(default)]
+    pub devices: Vec<RawGpu>,
+    /// How often the inventory is read again. Default `10s`.
+    pub refresh: Option<String>,
+    /// Waiting this long raises a request one priority class (up to
+    /// `high`). Default `1h`; `0s` turns aging off.
+    pub aging: Option<String>,
+    /// Queues by name: `weight` (fair share, default 1), `gpus` (quota;
+    /// default: no limit), `borrow` (use GPUs other queues leave idle;
+    /// default true).
+    #[serde(default)]
+    pub queues: BTreeMap<String, RawQueue>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGpu {
+    pub name: String,
+    pub memory: String,
+    /// Declare a GPU drained. Default true.
+    pub healthy: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawQueue {
+    pub weight: Option<f64>,
+    pub gpus: Option<u32>,
+    pub borrow: Option<bool>,
+}
+
+/// Where the GPU inventory comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InventoryKind {
+    Auto,
+    Nvml,
+    Static,
+    None,
+}
+
+/// One GPU declared in `[gpus] devices`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StaticGpu {
+    pub name: String,
+    pub memory: u64,
+    pub healthy: bool,
+}
+
+/// Validated `[gpus]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GpuSettings {
+    pub inventory: InventoryKind,
+    pub devices: Vec<StaticGpu>,
+    pub refresh: Duration,
+    pub aging: Duration,
+    pub queues: BTreeMap<String, crate::scheduler::gpu::Quota>,
+}
+
+impl Default for GpuSettings {
+    fn default() -> Self {
+        GpuSettings {
+            inventory: InventoryKind::Auto,
+            devices: Vec::new(),
+            refresh: Duration::from_secs(10),
+            aging: Duration::from_secs(3600),
+            queues: BTreeMap::new(),
+        }
+    }
+}
+
+fn gpu_settings(raw: &RawGpus, errors: &mut Vec<String>) -> GpuSettings {
+    let d = GpuSettings::default();
+    let inventory = match raw.inventory.as_deref() {
+        None | Some("auto") => InventoryKind::Auto,
+        Some("nvml") => InventoryKind::Nvml,
+        Some("static") => InventoryKind::Static,
+        Some("none") => InventoryKind::None,
+        Some(other) => {
+            errors.push(format!(
+                "gpus.inventory: `{other}`; expected auto, nvml, static or none"
+            ));
+            InventoryKind::Auto
+        }
+    };
+    let devices = raw
+        .devices
+        .iter()
+        .enumerate()
+        .map(|(i, g)| StaticGpu {
+            name: g.name.clone(),
+            memory: units::parse_size(&g.memory).unwrap_or_else(|e| {
+                errors.push(format!("gpus.devices[{i}].memory: {e}"));
+                0
+            }),
+            healthy: g.healthy.unwrap_or(true),
+        })
+        .collect::<Vec<_>>();
+    if inventory == InventoryKind::Static && devices.is_empty() {
+        errors.push("gpus.inventory is `static` but `gpus.devices` declares none".into());
+    }
+    let mut duration = |field: &str, v: &Option<String>, default: Duration| match v {
+        None => default,
+        Some(s) => units::parse_duration(s).unwrap_or_else(|e| {
+            errors.push(format!("gpus.{field}: {e}"));
+            default
+        }),
+    };
+    let refresh = duration("refresh", &raw.refresh, d.refresh);
+    let aging = duration("aging", &raw.aging, d.aging);
+    let queues = raw
+        .queues
+        .iter()
+        .map(|(name, q)| {
+            let weight = q.weight.unwrap_or(1.0);
+            if !(weight > 0.0 && weight.is_finite()) {
+                errors.push(format!("gpus.queues.{name}.weight must be above 0"));
+            }
+            (
+                name.clone(),
+                crate::scheduler::gpu::Quota {
+                    weight,
+                    gpus: q.gpus.unwrap_or(u32::MAX),
+                    borrow: q.borrow.unwrap_or(true),
+                },
+            )
+        })
+        .collect();
+    GpuSettings {
+        inventory,
+        devices,
+        refresh: refresh.max(Duration::from_millis(100)),
+        aging,
+        queues,
+    }
 }
 
 /// `[daemon]`: the long-running service.
@@ -139,6 +286,7 @@ pub struct Config {
     /// Compiled plugins; `<data_dir>/cache/components`.
     pub compile_cache: PathBuf,
     pub daemon: DaemonSettings,
+    pub gpus: GpuSettings,
 }
 
 /// Validated `[daemon]` settings.
@@ -264,6 +412,7 @@ impl Config {
             max_parallel_runs,
             shutdown_grace,
         };
+        let gpus = gpu_settings(&raw.gpus, &mut errors);
         if !errors.is_empty() {
             bail!("{}", errors.join("; "));
         }
@@ -292,6 +441,7 @@ impl Config {
             },
             grants,
             daemon,
+            gpus,
         })
     }
 
@@ -310,6 +460,11 @@ impl Config {
 
     pub fn artifacts_dir(&self) -> PathBuf {
         self.data_dir.join("artifacts")
+    }
+
+    /// Process steps' checkpoint folders.
+    pub fn work_dir(&self) -> PathBuf {
+        self.data_dir.join("work")
     }
 
     pub fn cache_dir(&self) -> PathBuf {

@@ -4,6 +4,9 @@
 //! deadline, then stops them and leaves their runs queued, to resume at the
 //! next start.
 
+pub mod gpus;
+pub mod process;
+
 use crate::pipeline::{RunControl, Runner};
 use crate::scheduler::{self, Queued, Snapshot};
 use crate::service::events::{Bus, EventKind, RunReporter};

@@ -7,6 +7,7 @@
 //! snapshot and registered model is persisted with its lineage.
 
 pub mod evaluate;
+mod process;
 pub mod split;
 
 use crate::plugin::bindings::{EntitySpan, Example, Split};
@@ -90,6 +91,8 @@ pub enum Output {
     Verdict(crate::script::hooks::Verdict),
     /// A rules step's dataset, with what the rules did.
     Ruled(Arc<DatasetOut>, crate::script::hooks::RuleStats),
+    /// What a process step left: devices, time, metrics, artifacts.
+    Process(Arc<Value>),
 }
 
 impl Output {
@@ -113,6 +116,7 @@ impl Output {
                 json!({"dataset_version": d.version_id, "examples": d.rows.len(), "hash": d.hash,
                        "kept": r.kept, "dropped": r.dropped, "changed": r.changed})
             }
+            Output::Process(v) => (**v).clone(),
         }
     }
 
@@ -165,6 +169,23 @@ impl Output {
                 r.changed,
                 &d.hash[..12]
             ),
+            Output::Process(v) => {
+                let devices: Vec<&str> = v["devices"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(Value::as_str).collect())
+                    .unwrap_or_default();
+                format!(
+                    "ran {:.1} s{}, {} metric values, {} artifact file(s)",
+                    v["seconds"].as_f64().unwrap_or(0.0),
+                    if devices.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" on GPU {}", devices.join(","))
+                    },
+                    v["metrics"],
+                    v["artifacts"].as_array().map_or(0, Vec::len)
+                )
+            }
         }
     }
 }
@@ -188,6 +209,12 @@ pub struct Runner {
     pub host: Arc<PluginHost>,
     pub store: Store,
     pub artifacts: Artifacts,
+    /// GPU allocations for process steps.
+    pub gpus: Arc<crate::executor::gpus::GpuQueue>,
+    /// Process steps' checkpoint folders: `<work_dir>/run-<id>/<step>`.
+    pub work_dir: std::path::PathBuf,
+    /// Between SIGTERM and SIGKILL when a process is stopped.
+    pub process_grace: std::time::Duration,
 }
 
 pub fn to_stored(e: &Example) -> StoredExample {
@@ -678,6 +705,7 @@ impl Runner {
             }))
         };
         Ok(match step.action.produces() {
+            Produces::Artifact => Output::Process(Arc::new(out)),
             Produces::Dataset if step.action == Action::Builtin(Builtin::Rules) => {
                 let stats = crate::script::hooks::RuleStats {
                     kept: int("kept")? as usize,
@@ -842,6 +870,9 @@ impl Runner {
             }
         };
         match &step.action {
+            Action::Builtin(Builtin::Process) => {
+                self.run_process(run_id, wf, step, reporter, cancel).await
+            }
             Action::Builtin(Builtin::Gate) => {
                 let script = step
                     .when

@@ -174,20 +174,31 @@ pub enum Never {
 
 impl fmt::Display for Never {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let gib = |b: u64| format!("{:.1} GiB", b as f64 / (1u64 << 30) as f64);
         match self {
+            Never::TooManyGpus {
+                needs,
+                largest_node: 0,
+            } => write!(
+                f,
+                "needs {needs} GPU{}; there are no healthy GPUs",
+                if *needs == 1 { "" } else { "s" }
+            ),
             Never::TooManyGpus {
                 needs,
                 largest_node,
             } => write!(
                 f,
-                "needs {needs} GPUs on one node; the largest node has {largest_node}"
+                "needs {needs} GPUs on one node; the largest node has {largest_node} healthy"
             ),
             Never::TooMuchMemory {
                 needs,
                 largest_device,
             } => write!(
                 f,
-                "needs {needs} bytes of GPU memory per GPU; the largest device has {largest_device}"
+                "needs {} of GPU memory per GPU; the largest GPU has {}",
+                gib(*needs),
+                gib(*largest_device)
             ),
         }
     }
@@ -322,18 +333,31 @@ fn effective(r: &Request, s: &Snapshot) -> Priority {
     }
 }
 
+/// Why `gpus` GPUs with `gpu_memory` bytes each can never be placed on
+/// `devices` (the healthy ones), if they cannot.
+pub fn never_fits(devices: &[Device], gpus: u32, gpu_memory: u64) -> Option<Never> {
+    let mut per: BTreeMap<&str, u32> = BTreeMap::new();
+    for d in devices.iter().filter(|d| d.healthy) {
+        *per.entry(&d.node).or_default() += 1;
+    }
+    let largest_node = per.values().copied().max().unwrap_or(0);
+    if gpus > largest_node {
+        return Some(Never::TooManyGpus {
+            needs: gpus,
+            largest_node,
+        });
+    }
+    let largest_device = devices.iter().map(|d| d.memory).max().unwrap_or(0);
+    (gpu_memory > largest_device).then_some(Never::TooMuchMemory {
+        needs: gpu_memory,
+        largest_device,
+    })
+}
+
 /// Plan one scheduling pass.
 pub fn plan(s: &Snapshot) -> Plan {
     let mut out = Plan::default();
     let mut free = Free::new(s);
-    let largest_node = {
-        let mut per: BTreeMap<&str, u32> = BTreeMap::new();
-        for d in s.devices.iter().filter(|d| d.healthy) {
-            *per.entry(&d.node).or_default() += 1;
-        }
-        per.values().copied().max().unwrap_or(0)
-    };
-    let largest_device = s.devices.iter().map(|d| d.memory).max().unwrap_or(0);
     // GPUs in use per queue, and the fair-share order key.
     let mut used: BTreeMap<String, u32> = BTreeMap::new();
     for a in &s.running {
@@ -360,30 +384,18 @@ pub fn plan(s: &Snapshot) -> Plan {
             .then(a.submitted.cmp(&b.submitted))
             .then(a.job.cmp(&b.job))
     });
-    let total_quota: u32 = s.quotas.values().map(|q| q.gpus).sum();
+    // Saturating: a queue without a GPU limit has `u32::MAX`.
+    let total_quota: u32 = s
+        .quotas
+        .values()
+        .fold(0u32, |a, q| a.saturating_add(q.gpus));
     let healthy_gpus = s.devices.iter().filter(|d| d.healthy).count() as u32;
     // The head: when its GPUs are expected free (None: unknown).
     let mut head: Option<(u64, Option<u64>)> = None;
     let mut preempted: BTreeSet<u64> = BTreeSet::new();
     for r in order {
-        if r.gpus > largest_node {
-            out.rejected.push((
-                r.job,
-                Never::TooManyGpus {
-                    needs: r.gpus,
-                    largest_node,
-                },
-            ));
-            continue;
-        }
-        if r.gpu_memory > largest_device {
-            out.rejected.push((
-                r.job,
-                Never::TooMuchMemory {
-                    needs: r.gpu_memory,
-                    largest_device,
-                },
-            ));
+        if let Some(never) = never_fits(&s.devices, r.gpus, r.gpu_memory) {
+            out.rejected.push((r.job, never));
             continue;
         }
         let in_use = *used.get(&r.queue).unwrap_or(&0);
@@ -398,7 +410,9 @@ pub fn plan(s: &Snapshot) -> Plan {
                         .map(|(_, n)| *n)
                         .sum(),
                 );
-            let limit = q.gpus + if q.borrow { others_idle } else { 0 };
+            let limit = q
+                .gpus
+                .saturating_add(if q.borrow { others_idle } else { 0 });
             if in_use + r.gpus > limit {
                 out.waiting.push((
                     r.job,

@@ -44,6 +44,12 @@ pub struct HttpLabels {
     pub status: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GpuLabels {
+    pub gpu: String,
+    pub name: String,
+}
+
 type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
 
 pub struct Metrics {
@@ -55,6 +61,12 @@ pub struct Metrics {
     pub plugin_failures: Family<TrapLabels, Counter>,
     pub trigger_fires: Family<FireLabels, Counter>,
     pub http_seconds: Histograms<HttpLabels>,
+    pub gpu_allocations: Family<GpuLabels, Gauge>,
+    pub gpu_memory_used: Family<GpuLabels, Gauge>,
+    pub gpu_memory_total: Family<GpuLabels, Gauge>,
+    pub gpu_utilization: Family<GpuLabels, Gauge>,
+    pub gpu_healthy: Family<GpuLabels, Gauge>,
+    pub gpu_waiting: Gauge,
 }
 
 fn step_histogram() -> Histogram {
@@ -84,6 +96,12 @@ impl Metrics {
             plugin_failures: Family::default(),
             trigger_fires: Family::default(),
             http_seconds: Family::new_with_constructor(http_histogram),
+            gpu_allocations: Family::default(),
+            gpu_memory_used: Family::default(),
+            gpu_memory_total: Family::default(),
+            gpu_utilization: Family::default(),
+            gpu_healthy: Family::default(),
+            gpu_waiting: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register("runs", "Runs in the store, by state", m.runs.clone());
@@ -117,7 +135,65 @@ impl Metrics {
             "HTTP request latency, by method, route and status",
             m.http_seconds.clone(),
         );
+        for (name, help, family) in [
+            (
+                "gpu_allocations",
+                "Steps allocated to each GPU",
+                &m.gpu_allocations,
+            ),
+            (
+                "gpu_memory_used_bytes",
+                "GPU memory in use (all processes)",
+                &m.gpu_memory_used,
+            ),
+            (
+                "gpu_memory_total_bytes",
+                "GPU memory installed",
+                &m.gpu_memory_total,
+            ),
+            (
+                "gpu_utilization_percent",
+                "GPU utilisation the driver reports",
+                &m.gpu_utilization,
+            ),
+            ("gpu_healthy", "1 healthy, 0 drained", &m.gpu_healthy),
+        ] {
+            registry.register(name, help, family.clone());
+        }
+        registry.register(
+            "gpu_queue_waiting",
+            "Steps waiting for GPUs",
+            m.gpu_waiting.clone(),
+        );
         Metrics { registry, ..m }
+    }
+
+    /// GPU gauges from the inventory and the queue, at scrape time.
+    pub fn set_gpus(&self, q: &crate::executor::gpus::GpuQueue) {
+        let inv = q.inventory();
+        let allocations = q.allocations();
+        for g in &inv.gpus {
+            let l = GpuLabels {
+                gpu: g.index.clone(),
+                name: g.name.clone(),
+            };
+            let n = allocations
+                .iter()
+                .filter(|a| a.devices.contains(&g.index))
+                .count();
+            self.gpu_allocations.get_or_create(&l).set(n as i64);
+            self.gpu_memory_used
+                .get_or_create(&l)
+                .set(g.memory_used as i64);
+            self.gpu_memory_total
+                .get_or_create(&l)
+                .set(g.memory_total as i64);
+            if let Some(u) = g.utilization {
+                self.gpu_utilization.get_or_create(&l).set(i64::from(u));
+            }
+            self.gpu_healthy.get_or_create(&l).set(i64::from(g.healthy));
+        }
+        self.gpu_waiting.set(q.queue().len() as i64);
     }
 
     pub fn step_started(&self, action: &str) {

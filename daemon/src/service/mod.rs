@@ -59,6 +59,11 @@ impl Service {
         self.config.read().expect("config lock").clone()
     }
 
+    /// The GPU inventory and queue.
+    pub fn gpus(&self) -> &Arc<crate::executor::gpus::GpuQueue> {
+        &self.executor.runner.gpus
+    }
+
     /// Read the config, plugins and workflows again.
     pub async fn reload(self: &Arc<Self>, why: &str) {
         tracing::info!(reason = why, "reloading");
@@ -88,6 +93,7 @@ impl Service {
                 for (folder, why) in self.host.problems() {
                     tracing::error!(folder = %folder, "plugin rejected: {why}");
                 }
+                self.gpus().set_settings(new.gpus.clone());
                 *self.config.write().expect("config lock") = new;
                 *self.config_problem.write().expect("config lock") = None;
             }
@@ -103,7 +109,9 @@ impl Service {
     async fn reload_workflows(self: &Arc<Self>, recheck: bool) {
         let dirs = self.config().daemon.workflow_dirs;
         let catalog = crate::catalog(&self.host);
-        for change in self.workflows.reload(&dirs, &catalog, recheck) {
+        let gpus = self.gpus().clone();
+        let fits = move |r: &crate::workflow::Resources| gpus.never_message(r);
+        for change in self.workflows.reload(&dirs, &catalog, &fits, recheck) {
             match change {
                 Change::Loaded { name, version } => {
                     tracing::info!(workflow = %name, version = %&version[..12], "workflow loaded");
@@ -151,10 +159,14 @@ impl Service {
         let log_writer = tokio::spawn(events::write_logs(store.clone(), log_rx));
         let metrics = Arc::new(Metrics::new());
         let workflows = Arc::new(WorkflowSet::default());
+        let gpus = crate::executor::gpus::GpuQueue::new(config.gpus.clone());
         let runner = crate::pipeline::Runner {
             host: host.clone(),
             store: store.clone(),
             artifacts: crate::registry::Artifacts::new(config.artifacts_dir()),
+            gpus: gpus.clone(),
+            work_dir: config.work_dir(),
+            process_grace: config.daemon.shutdown_grace,
         };
         let catalog_host = host.clone();
         let executor = Arc::new(Executor::new(
@@ -202,6 +214,21 @@ fn instance_name(data_dir: &std::path::Path) -> String {
 }
 
 /// Run the daemon until SIGTERM or SIGINT.
+/// Read the GPU inventory again every `[gpus] refresh` (NVML calls block:
+/// off the async threads).
+async fn refresh_gpus(gpus: Arc<crate::executor::gpus::GpuQueue>) {
+    loop {
+        tokio::time::sleep(gpus.refresh_every()).await;
+        let g = gpus.clone();
+        if tokio::task::spawn_blocking(move || g.refresh())
+            .await
+            .is_err()
+        {
+            tracing::error!("reading the GPU inventory panicked");
+        }
+    }
+}
+
 pub async fn run(config: Config) -> Result<()> {
     let started = Instant::now();
     let _lock = lock::DataDirLock::acquire(&config.data_dir, &config.daemon.listen)?;
@@ -215,6 +242,7 @@ pub async fn run(config: Config) -> Result<()> {
     crate::trigger::cron::catch_up(&service).await?;
     let _reload_watcher = watch_for_reload(&service)?;
     let dispatcher = tokio::spawn(executor.clone().dispatch());
+    let gpu_refresh = tokio::spawn(refresh_gpus(service.gpus().clone()));
 
     let app = crate::api::router(service.clone());
     let stopping = service.stopping.clone();
@@ -241,6 +269,7 @@ pub async fn run(config: Config) -> Result<()> {
         tracing::warn!(run, workflow = %workflow, "run stopped mid-step by the shutdown; it resumes at the next start");
     }
     service.stopping.cancel();
+    gpu_refresh.abort();
     let _ = dispatcher.await;
     match tokio::time::timeout(Duration::from_secs(5), server).await {
         Ok(Ok(Ok(()))) => {}

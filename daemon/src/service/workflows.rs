@@ -75,7 +75,15 @@ impl WorkflowSet {
 
     /// Read the folders again. Unchanged files are not parsed again unless
     /// `recheck` (the plugins changed under them).
-    pub fn reload(&self, dirs: &[PathBuf], catalog: &Catalog, recheck: bool) -> Vec<Change> {
+    /// Read the workflow folders again. `fits` says why a step's GPU
+    /// request can never be held here, if it cannot.
+    pub fn reload(
+        &self,
+        dirs: &[PathBuf],
+        catalog: &Catalog,
+        fits: &dyn Fn(&crate::workflow::Resources) -> Option<String>,
+        recheck: bool,
+    ) -> Vec<Change> {
         let mut files: Vec<PathBuf> = dirs
             .iter()
             .filter_map(|d| std::fs::read_dir(d).ok())
@@ -130,7 +138,9 @@ impl WorkflowSet {
             if !recheck && entries.get(&file).is_some_and(|e| e.seen == hash) {
                 continue;
             }
-            let parsed = Workflow::parse(&file, &text, catalog).map_err(|e| e.to_string());
+            let parsed = Workflow::parse(&file, &text, catalog)
+                .and_then(|wf| wf.check_fits(fits).map(|()| wf))
+                .map_err(|e| e.to_string());
             // Two files may not claim one name.
             let parsed = parsed.and_then(|wf| {
                 match entries.values().find(|o| {

@@ -38,6 +38,9 @@ pub enum Builtin {
     Gate,
     /// Filter and change examples with a script (`with.script`).
     Rules,
+    /// Run a command as a process (a GPU trainer, say) on the GPUs the
+    /// scheduler allocates.
+    Process,
 }
 
 impl Builtin {
@@ -48,6 +51,7 @@ impl Builtin {
             "register" => Some(Builtin::Register),
             "gate" => Some(Builtin::Gate),
             "rules" => Some(Builtin::Rules),
+            "process" => Some(Builtin::Process),
             _ => None,
         }
     }
@@ -59,6 +63,7 @@ impl Builtin {
             Builtin::Register => "register",
             Builtin::Gate => "gate",
             Builtin::Rules => "rules",
+            Builtin::Process => "process",
         }
     }
 
@@ -79,6 +84,8 @@ impl Builtin {
             Builtin::Register => vec![("name", ParamType::String, &[])],
             Builtin::Gate => vec![],
             Builtin::Rules => vec![("script", ParamType::String, &[])],
+            // A process takes `command`, `env` and `workdir` instead.
+            Builtin::Process => vec![],
         }
     }
 }
@@ -98,6 +105,8 @@ pub enum Produces {
     Evaluation,
     Registration,
     Verdict,
+    /// A process's files and metrics.
+    Artifact,
 }
 
 impl Action {
@@ -113,6 +122,7 @@ impl Action {
             Action::Builtin(Builtin::Register) => Produces::Registration,
             Action::Builtin(Builtin::Gate) => Produces::Verdict,
             Action::Builtin(Builtin::Rules) => Produces::Dataset,
+            Action::Builtin(Builtin::Process) => Produces::Artifact,
         }
     }
 
@@ -122,7 +132,7 @@ impl Action {
                 kind: Kind::Trainer,
                 ..
             } => Some(Produces::Dataset),
-            Action::Plugin { .. } => None,
+            Action::Plugin { .. } | Action::Builtin(Builtin::Process) => None,
             Action::Builtin(Builtin::Split) | Action::Builtin(Builtin::Rules) => {
                 Some(Produces::Dataset)
             }
@@ -153,6 +163,59 @@ pub struct Step {
     pub params: Option<ScriptRef>,
     /// Rules steps: the `filter`/`map` script.
     pub rules: Option<ScriptRef>,
+    /// Process steps: what to run.
+    pub process: Option<ProcessSpec>,
+    pub resources: Resources,
+    pub placement: Placement,
+    /// Where `resources` is written, for errors found later (a request no
+    /// GPU inventory can hold).
+    pub resources_at: Option<Located>,
+}
+
+/// A process step's command.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProcessSpec {
+    /// Program and arguments (no shell); a relative program path is
+    /// relative to the working directory.
+    pub argv: Vec<String>,
+    /// Absolute; default the workflow's folder.
+    pub workdir: PathBuf,
+    /// Granted environment.
+    pub env: BTreeMap<String, String>,
+}
+
+/// What a step needs to run.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Resources {
+    pub gpus: u32,
+    /// Bytes of GPU memory per GPU; 0: not declared.
+    pub gpu_memory: u64,
+    pub cpus: Option<u32>,
+    /// Bytes of host memory.
+    pub memory: Option<u64>,
+    /// Whole GPUs (default), or shared by GPU memory.
+    pub exclusive: bool,
+}
+
+/// How a step competes for GPUs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Placement {
+    pub priority: crate::scheduler::gpu::Priority,
+    pub queue: String,
+    pub preemptible: bool,
+    /// Declared maximum run time (lets short work backfill).
+    pub max_duration: Option<Duration>,
+}
+
+impl Default for Placement {
+    fn default() -> Self {
+        Placement {
+            priority: crate::scheduler::gpu::Priority::Normal,
+            queue: "default".into(),
+            preemptible: false,
+            max_duration: None,
+        }
+    }
 }
 
 /// A compiled script a step uses; equal when origin and content are.
@@ -188,6 +251,30 @@ impl Workflow {
             out.insert(f.clone(), r.0.source.clone());
         }
         out
+    }
+
+    /// Every step whose GPU request this machine can never hold (`never`
+    /// says why, for a step's resources), as located errors.
+    pub fn check_fits(&self, never: &dyn Fn(&Resources) -> Option<String>) -> Result<(), Errors> {
+        let errors: Vec<Located> = self
+            .steps
+            .iter()
+            .filter(|s| s.resources.gpus > 0)
+            .filter_map(|s| {
+                let why = never(&s.resources)?;
+                let mut at = s
+                    .resources_at
+                    .clone()
+                    .unwrap_or_else(|| Located::file(&self.file, ""));
+                at.message = format!("step `{}` {why}", s.id);
+                Some(at)
+            })
+            .collect();
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(Errors(errors))
+        }
     }
 
     /// The name the workflow registers its model under: its register step's
@@ -336,6 +423,14 @@ const STEP_KEYS: &[&str] = &[
     "warm_start",
     "when",
     "params",
+    "command",
+    "workdir",
+    "env",
+    "resources",
+    "priority",
+    "queue",
+    "preemptible",
+    "max_duration",
 ];
 const TRIGGER_KEYS: &[&str] = &[
     "cron",
@@ -743,7 +838,7 @@ impl<'a> Checker<'a> {
                 None
             }
             (None, None) => {
-                self.error(id_span.clone(), format!("{what} needs `uses = \"<plugin>\"` or `kind = \"split|evaluate|gate|rules|register\"`"));
+                self.error(id_span.clone(), format!("{what} needs `uses = \"<plugin>\"` or `kind = \"split|evaluate|gate|rules|register|process\"`"));
                 None
             }
             (Some(u), None) => self.string(u, "`uses`").and_then(|p| match catalog.get(&p) {
@@ -762,7 +857,7 @@ impl<'a> Checker<'a> {
             (None, Some(k)) => self.string(k, "`kind`").and_then(|s| match Builtin::parse(&s) {
                 Some(b) => Some(Action::Builtin(b)),
                 None => {
-                    self.error(k.span(), format!("unknown step kind `{s}` in {what}; expected split, evaluate, gate, rules or register"));
+                    self.error(k.span(), format!("unknown step kind `{s}` in {what}; expected split, evaluate, gate, rules, register or process"));
                     None
                 }
             }),
@@ -921,6 +1016,10 @@ impl<'a> Checker<'a> {
                 ),
             );
         }
+        let is_process = matches!(action, Some(Action::Builtin(Builtin::Process)));
+        let process = self.process(t, &what, is_process, id_span.clone(), wf_dir);
+        let (resources, resources_at) = self.resources(t, &what, is_process);
+        let placement = self.placement(t);
         if self.errors.len() > before {
             return None;
         }
@@ -929,6 +1028,10 @@ impl<'a> Checker<'a> {
                 when,
                 params,
                 rules,
+                process,
+                resources,
+                placement,
+                resources_at,
                 id,
                 action: action?,
                 needs,
@@ -941,6 +1044,271 @@ impl<'a> Checker<'a> {
             id_span,
             need_spans,
         ))
+    }
+
+    /// `command`, `workdir` and `env`: only process steps have them, and
+    /// they must have a command.
+    fn process(
+        &mut self,
+        t: &Table<'_>,
+        what: &str,
+        is_process: bool,
+        id_span: Range<usize>,
+        wf_dir: &Path,
+    ) -> Option<ProcessSpec> {
+        if !is_process {
+            for key in ["command", "workdir", "env"] {
+                if let Some((k, _)) = t.get_key_value(key) {
+                    self.error(
+                        k.span(),
+                        format!("`{key}` is for `kind = \"process\"` steps; {what} is not one"),
+                    );
+                }
+            }
+            return None;
+        }
+        let argv = match t.get("command") {
+            None => {
+                self.error(
+                    id_span,
+                    format!(
+                        "{what} is a process step: give it `command = [\"program\", \"arg\", …]`"
+                    ),
+                );
+                return None;
+            }
+            Some(v) => match v.get_ref() {
+                DeValue::Array(a) if !a.is_empty() => {
+                    let args: Vec<String> = a
+                        .iter()
+                        .filter_map(|x| self.string(x, "each part of `command`"))
+                        .collect();
+                    if args[0].is_empty() {
+                        self.error(v.span(), "`command` starts with an empty program");
+                    }
+                    args
+                }
+                DeValue::Array(_) => {
+                    self.error(v.span(), "`command` is empty");
+                    return None;
+                }
+                other => {
+                    self.error(
+                        v.span(),
+                        format!(
+                            "`command` must be an array such as [\"python3\", \"train.py\"] (no shell), found {}",
+                            kind_of(other)
+                        ),
+                    );
+                    return None;
+                }
+            },
+        };
+        let workdir = match t.get("workdir") {
+            None => wf_dir.to_path_buf(),
+            Some(v) => {
+                let w = PathBuf::from(self.string(v, "`workdir`")?);
+                let w = if w.is_absolute() { w } else { wf_dir.join(w) };
+                if !w.is_dir() {
+                    self.error(
+                        v.span(),
+                        format!("`workdir` {} is not a folder", w.display()),
+                    );
+                }
+                w
+            }
+        };
+        let mut env = BTreeMap::new();
+        if let Some(v) = t.get("env") {
+            match v.get_ref() {
+                DeValue::Table(et) => {
+                    for (k, val) in et.iter() {
+                        let key = k.get_ref().to_string();
+                        let ok = !key.is_empty()
+                            && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                            && !key.starts_with(|c: char| c.is_ascii_digit());
+                        if !ok {
+                            self.error(
+                                k.span(),
+                                format!("`{key}` is not an environment variable name"),
+                            );
+                        } else if key == "CUDA_VISIBLE_DEVICES" || key.starts_with("COACH_") {
+                            self.error(
+                                k.span(),
+                                format!("`{key}` is set by Coach (to the step's allocation and run); leave it out"),
+                            );
+                        } else if let Some(x) = self.string(val, &format!("`env.{key}`")) {
+                            env.insert(key, x);
+                        }
+                    }
+                }
+                other => self.error(
+                    v.span(),
+                    format!("`env` must be a table of strings, found {}", kind_of(other)),
+                ),
+            }
+        }
+        Some(ProcessSpec { argv, workdir, env })
+    }
+
+    /// `resources = { gpus, gpu_memory, cpus, memory, exclusive }`.
+    fn resources(
+        &mut self,
+        t: &Table<'_>,
+        what: &str,
+        is_process: bool,
+    ) -> (Resources, Option<Located>) {
+        let mut r = Resources {
+            exclusive: true,
+            ..Default::default()
+        };
+        let Some(v) = t.get("resources") else {
+            return (r, None);
+        };
+        let at = Located::at(self.file, self.text, v.span(), "");
+        let DeValue::Table(rt) = v.get_ref() else {
+            self.error(
+                v.span(),
+                format!("`resources` must be a table such as {{ gpus = 1, gpu_memory = \"20GiB\" }}, found {}", kind_of(v.get_ref())),
+            );
+            return (r, None);
+        };
+        self.unknown_keys(
+            rt,
+            &["gpus", "gpu_memory", "cpus", "memory", "exclusive"],
+            "`resources`",
+        );
+        let int = |c: &mut Self, key: &str, min: u32| -> Option<u32> {
+            let v = rt.get(key)?;
+            match v.get_ref() {
+                DeValue::Integer(i) => match i.as_str().parse::<u32>() {
+                    Ok(n) if n >= min => Some(n),
+                    _ => {
+                        c.error(
+                            v.span(),
+                            format!("`resources.{key}` must be a whole number of at least {min}"),
+                        );
+                        None
+                    }
+                },
+                other => {
+                    c.error(
+                        v.span(),
+                        format!(
+                            "`resources.{key}` must be a whole number, found {}",
+                            kind_of(other)
+                        ),
+                    );
+                    None
+                }
+            }
+        };
+        let size = |c: &mut Self, key: &str| -> Option<u64> {
+            let v = rt.get(key)?;
+            let s = c.string(v, &format!("`resources.{key}`"))?;
+            match units::parse_size(&s) {
+                Ok(n) if n > 0 => Some(n),
+                Ok(_) => {
+                    c.error(
+                        v.span(),
+                        format!("`resources.{key}` must be more than zero"),
+                    );
+                    None
+                }
+                Err(e) => {
+                    c.error(v.span(), e);
+                    None
+                }
+            }
+        };
+        r.gpus = int(self, "gpus", 0).unwrap_or(0);
+        r.cpus = int(self, "cpus", 1);
+        r.gpu_memory = size(self, "gpu_memory").unwrap_or(0);
+        r.memory = size(self, "memory");
+        // Declaring GPU memory asks for a share of a GPU, unless told otherwise.
+        r.exclusive = match rt.get("exclusive") {
+            None => r.gpu_memory == 0,
+            Some(v) => match v.get_ref() {
+                DeValue::Boolean(b) => *b,
+                other => {
+                    self.error(
+                        v.span(),
+                        format!(
+                            "`resources.exclusive` must be true or false, found {}",
+                            kind_of(other)
+                        ),
+                    );
+                    true
+                }
+            },
+        };
+        if r.gpus > 0 && !is_process {
+            self.error(
+                v.span(),
+                format!("{what} asks for GPUs, but plugins run in the sandbox on the CPU; GPU work runs as a `kind = \"process\"` step"),
+            );
+        }
+        if r.gpus == 0 && r.gpu_memory > 0 {
+            self.error(v.span(), "`resources.gpu_memory` without `gpus`");
+        }
+        (r, Some(at))
+    }
+
+    /// `priority`, `queue`, `preemptible`, `max_duration`.
+    fn placement(&mut self, t: &Table<'_>) -> Placement {
+        use crate::scheduler::gpu::Priority;
+        let mut p = Placement::default();
+        if let Some(v) = t.get("priority")
+            && let Some(s) = self.string(v, "`priority`")
+        {
+            p.priority = match s.as_str() {
+                "low" => Priority::Low,
+                "normal" => Priority::Normal,
+                "high" => Priority::High,
+                "critical" => Priority::Critical,
+                other => {
+                    self.error(
+                        v.span(),
+                        format!("`priority` is `{other}`; expected low, normal, high or critical"),
+                    );
+                    Priority::Normal
+                }
+            };
+        }
+        if let Some(v) = t.get("queue")
+            && let Some(s) = self.string(v, "`queue`")
+        {
+            if is_identifier(&s) {
+                p.queue = s;
+            } else {
+                self.error(
+                    v.span(),
+                    format!("queue `{s}` must be letters, digits, `-` or `_`"),
+                );
+            }
+        }
+        if let Some(v) = t.get("preemptible") {
+            match v.get_ref() {
+                DeValue::Boolean(b) => p.preemptible = *b,
+                other => self.error(
+                    v.span(),
+                    format!(
+                        "`preemptible` must be true or false, found {}",
+                        kind_of(other)
+                    ),
+                ),
+            }
+        }
+        if let Some(v) = t.get("max_duration")
+            && let Some(s) = self.string(v, "`max_duration`")
+        {
+            match units::parse_duration(&s) {
+                Ok(d) if d > Duration::ZERO => p.max_duration = Some(d),
+                Ok(_) => self.error(v.span(), "`max_duration` must be longer than zero"),
+                Err(e) => self.error(v.span(), e),
+            }
+        }
+        p
     }
 
     /// Check `with` against the plugin's manifest (or the built-in kind's

@@ -1,0 +1,355 @@
+//! Runs a step's command as a real process: in its own process group (so
+//! cancel and timeout stop its children too), with `CUDA_VISIBLE_DEVICES`
+//! set to exactly its allocation, a cleared environment plus what the step
+//! grants, and the JSON-lines progress protocol read from stdout
+//! (`docs/gpus.md`).
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+/// What to run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Command {
+    /// Program and arguments; no shell.
+    pub argv: Vec<String>,
+    pub workdir: PathBuf,
+    /// Granted environment (on top of `PATH`, `HOME`, `LANG`).
+    pub env: BTreeMap<String, String>,
+    pub timeout: Option<Duration>,
+    /// Between SIGTERM and SIGKILL.
+    pub grace: Duration,
+}
+
+/// A protocol line, or what the process printed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    Progress {
+        fraction: f64,
+        message: String,
+    },
+    Metric {
+        name: String,
+        value: f64,
+        step: u32,
+    },
+    Artifact(PathBuf),
+    /// A line that is not JSON: the process's own output.
+    Output(String),
+    /// Stderr.
+    Stderr(String),
+    /// A JSON line that breaks the protocol; ignored with a warning.
+    Bad {
+        line: usize,
+        problem: String,
+    },
+}
+
+/// Parse stdout line `n` (1-based).
+pub fn parse_line(n: usize, line: &str) -> Event {
+    let trimmed = line.trim();
+    if !trimmed.starts_with('{') {
+        return Event::Output(line.to_owned());
+    }
+    let bad = |problem: String| Event::Bad { line: n, problem };
+    let v: serde_json::Value = match serde_json::from_str(trimmed) {
+        Ok(v) => v,
+        Err(e) => return bad(format!("not JSON: {e}")),
+    };
+    let o = v.as_object().expect("starts with {");
+    if let Some(p) = o.get("progress") {
+        return match p.as_f64() {
+            Some(f) if (0.0..=1.0).contains(&f) => Event::Progress {
+                fraction: f,
+                message: o
+                    .get("message")
+                    .and_then(|m| m.as_str())
+                    .unwrap_or("")
+                    .to_owned(),
+            },
+            _ => bad(format!("`progress` must be a number from 0 to 1, got {p}")),
+        };
+    }
+    if let Some(name) = o.get("metric") {
+        let Some(name) = name.as_str().filter(|s| !s.is_empty()) else {
+            return bad(format!("`metric` must be a name, got {name}"));
+        };
+        let Some(value) = o
+            .get("value")
+            .and_then(|v| v.as_f64())
+            .filter(|v| v.is_finite())
+        else {
+            return bad(format!("metric `{name}` needs a finite number `value`"));
+        };
+        let step = match o.get("step") {
+            None => 0,
+            Some(s) => match s.as_u64().and_then(|s| u32::try_from(s).ok()) {
+                Some(s) => s,
+                None => return bad(format!("metric `{name}`: `step` must be a whole number")),
+            },
+        };
+        return Event::Metric {
+            name: name.to_owned(),
+            value,
+            step,
+        };
+    }
+    if let Some(a) = o.get("artifact") {
+        return match a.as_str().filter(|s| !s.is_empty()) {
+            Some(p) => Event::Artifact(PathBuf::from(p)),
+            None => bad(format!("`artifact` must be a path, got {a}")),
+        };
+    }
+    bad("a JSON line needs `progress`, `metric` or `artifact`".into())
+}
+
+/// How the process ended, when it did not succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    #[error("cannot start `{program}`: {error}")]
+    Spawn { program: String, error: String },
+    #[error("exited with status {code}{tail}")]
+    Exit { code: i32, tail: String },
+    #[error("killed by signal {signal}{tail}")]
+    Signal { signal: i32, tail: String },
+    #[error("ran past its timeout of {0:?} and was stopped")]
+    Timeout(Duration),
+    #[error("cancelled")]
+    Cancelled,
+}
+
+/// What a successful process left.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub artifacts: Vec<PathBuf>,
+    pub bad_lines: usize,
+    pub duration: Duration,
+}
+
+fn tail(lines: &std::collections::VecDeque<String>) -> String {
+    if lines.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; last stderr:\n{}",
+            lines.iter().cloned().collect::<Vec<_>>().join("\n")
+        )
+    }
+}
+
+/// Signal the whole process group (gone already: nothing to do).
+fn signal_group(pgid: u32, signal: Signal) {
+    let _ = killpg(Pid::from_raw(pgid as i32), signal);
+}
+
+/// Kills the group if the step is dropped mid-run (daemon shutdown).
+struct GroupGuard(Option<u32>);
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        if let Some(pgid) = self.0 {
+            signal_group(pgid, Signal::SIGKILL);
+        }
+    }
+}
+
+/// Run `cmd` with `devices` visible; `on_event` sees every event as it
+/// happens; `started` gets the pid. Stops on `cancel` or the timeout:
+/// SIGTERM to the group, then SIGKILL after the grace period.
+pub async fn run(
+    cmd: &Command,
+    devices: &[String],
+    extra_env: &[(&str, String)],
+    cancel: &Arc<AtomicBool>,
+    started: &(dyn Fn(u32) + Send + Sync),
+    on_event: &(dyn Fn(&Event) + Send + Sync),
+) -> Result<Outcome, Failure> {
+    let program = cmd.argv.first().cloned().unwrap_or_default();
+    let mut c = tokio::process::Command::new(&program);
+    c.args(&cmd.argv[1..])
+        .current_dir(&cmd.workdir)
+        .env_clear()
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    for key in ["PATH", "HOME", "LANG", "TZ"] {
+        if let Some(v) = std::env::var_os(key) {
+            c.env(key, v);
+        }
+    }
+    c.envs(&cmd.env);
+    for (k, v) in extra_env {
+        c.env(k, v);
+    }
+    c.env("CUDA_VISIBLE_DEVICES", devices.join(","));
+    let begin = Instant::now();
+    let mut child = c.spawn().map_err(|e| Failure::Spawn {
+        program: program.clone(),
+        error: e.to_string(),
+    })?;
+    let pid = child.id().unwrap_or(0);
+    let mut guard = GroupGuard(Some(pid));
+    started(pid);
+    let stdout = child.stdout.take().expect("piped stdout");
+    let stderr = child.stderr.take().expect("piped stderr");
+    let mut out_lines = BufReader::new(stdout).lines();
+    let mut err_lines = BufReader::new(stderr).lines();
+    let mut stderr_tail = std::collections::VecDeque::new();
+    let mut outcome = Outcome::default();
+    let mut n = 0usize;
+    let (mut out_open, mut err_open) = (true, true);
+    // Set once SIGTERM was sent: (when, why).
+    let mut stopping: Option<(Instant, Failure)> = None;
+    let mut tick = tokio::time::interval(Duration::from_millis(50));
+    let status = loop {
+        tokio::select! {
+            line = out_lines.next_line(), if out_open => match line {
+                Ok(Some(line)) => {
+                    n += 1;
+                    let ev = parse_line(n, &line);
+                    match &ev {
+                        Event::Artifact(p) => outcome.artifacts.push(p.clone()),
+                        Event::Bad { .. } => outcome.bad_lines += 1,
+                        _ => {}
+                    }
+                    on_event(&ev);
+                }
+                _ => out_open = false,
+            },
+            line = err_lines.next_line(), if err_open => match line {
+                Ok(Some(line)) => {
+                    if stderr_tail.len() == 20 {
+                        stderr_tail.pop_front();
+                    }
+                    stderr_tail.push_back(line.clone());
+                    on_event(&Event::Stderr(line));
+                }
+                _ => err_open = false,
+            },
+            status = child.wait(), if !out_open && !err_open => break status,
+            _ = tick.tick() => {
+                if let Some((since, _)) = &stopping {
+                    if since.elapsed() >= cmd.grace {
+                        signal_group(pid, Signal::SIGKILL);
+                    }
+                } else if cancel.load(Ordering::Relaxed) {
+                    signal_group(pid, Signal::SIGTERM);
+                    stopping = Some((Instant::now(), Failure::Cancelled));
+                } else if let Some(t) = cmd.timeout.filter(|t| begin.elapsed() >= *t) {
+                    signal_group(pid, Signal::SIGTERM);
+                    stopping = Some((Instant::now(), Failure::Timeout(t)));
+                }
+            }
+        }
+    };
+    // The leader is gone; whatever it left in its group goes too.
+    signal_group(pid, Signal::SIGKILL);
+    guard.0 = None;
+    outcome.duration = begin.elapsed();
+    if let Some((_, why)) = stopping {
+        return Err(why);
+    }
+    let status = status.map_err(|e| Failure::Spawn {
+        program,
+        error: e.to_string(),
+    })?;
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(0), _) => Ok(outcome),
+        (Some(code), _) => Err(Failure::Exit {
+            code,
+            tail: tail(&stderr_tail),
+        }),
+        (None, Some(signal)) => Err(Failure::Signal {
+            signal,
+            tail: tail(&stderr_tail),
+        }),
+        (None, None) => Err(Failure::Exit {
+            code: -1,
+            tail: tail(&stderr_tail),
+        }),
+    }
+}
+
+/// An artifact path as the process named it: relative to its working
+/// directory.
+pub fn resolve_artifact(workdir: &Path, p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        workdir.join(p)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn protocol_lines_parse_and_bad_ones_are_named() {
+        assert_eq!(
+            parse_line(1, r#"{"progress": 0.4, "message": "epoch 2"}"#),
+            Event::Progress {
+                fraction: 0.4,
+                message: "epoch 2".into()
+            }
+        );
+        assert_eq!(
+            parse_line(2, r#"{"metric": "loss", "value": 0.25, "step": 10}"#),
+            Event::Metric {
+                name: "loss".into(),
+                value: 0.25,
+                step: 10
+            }
+        );
+        assert_eq!(
+            parse_line(3, r#"{"artifact": "out/model.safetensors"}"#),
+            Event::Artifact("out/model.safetensors".into())
+        );
+        assert_eq!(
+            parse_line(4, "Epoch 1: 100%|####|"),
+            Event::Output("Epoch 1: 100%|####|".into())
+        );
+        for (line, problem) in [
+            (
+                r#"{"progress": 1.5}"#,
+                "`progress` must be a number from 0 to 1",
+            ),
+            (
+                r#"{"progress": "half"}"#,
+                "`progress` must be a number from 0 to 1",
+            ),
+            (
+                r#"{"metric": "loss"}"#,
+                "metric `loss` needs a finite number `value`",
+            ),
+            (
+                r#"{"metric": "loss", "value": 1, "step": -1}"#,
+                "`step` must be a whole number",
+            ),
+            (r#"{"artifact": 3}"#, "`artifact` must be a path"),
+            (
+                r#"{"hello": 1}"#,
+                "needs `progress`, `metric` or `artifact`",
+            ),
+            (r#"{"progress": 0.5"#, "not JSON"),
+        ] {
+            match parse_line(7, line) {
+                Event::Bad {
+                    line: 7,
+                    problem: p,
+                } => {
+                    assert!(p.contains(problem), "{line}: {p}")
+                }
+                other => panic!("{line}: {other:?}"),
+            }
+        }
+    }
+}

@@ -1,0 +1,255 @@
+//! GPU work with a real daemon: a static inventory of fake GPUs, process
+//! steps placed on them with `CUDA_VISIBLE_DEVICES`, the queue with its
+//! reasons, and the faults (non-zero exits, garbage progress lines, a
+//! process that ignores SIGTERM, requests that can never fit).
+
+use crate::common::Home;
+use crate::daemon::{Daemon, call, cli, daemon_home, token, wait_for_state};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// Two fake 16 GiB GPUs, three runs at a time.
+fn two_gpu_home() -> Home {
+    daemon_home(
+        "max_parallel_runs = 3\n\n[gpus]\ninventory = \"static\"\ndevices = [{ name = \"Fake GPU\", memory = \"16GiB\" }, { name = \"Fake GPU\", memory = \"16GiB\" }]\n",
+    )
+}
+
+/// A workflow of one process step running `script` (sh) with 1 GPU.
+fn process_workflow(home: &Home, name: &str, script: &str, resources: &str) {
+    let script_path = home.write(&format!("workflows/{name}.sh"), script);
+    home.write(
+        &format!("workflows/{name}.toml"),
+        &format!(
+            r#"version = 1
+name = "{name}"
+
+[trigger]
+concurrency = "allow"
+
+[[step]]
+id = "finetune"
+kind = "process"
+command = ["sh", "{script}"]
+env = {{ MARKERS = "{markers}" }}
+resources = {resources}
+"#,
+            script = script_path.display(),
+            markers = home.path("markers").display(),
+        ),
+    );
+    std::fs::create_dir_all(home.path("markers")).unwrap();
+}
+
+fn wait_until<T>(what: &str, d: &Daemon, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "gave up waiting for {what}:\n{}",
+            d.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn trigger(d: &Daemon, tok: &str, workflow: &str) -> i64 {
+    let (s, v) = call(
+        "POST",
+        &format!("{}/api/v1/workflows/{workflow}/runs", d.url),
+        tok,
+    );
+    assert_eq!(s, 202, "{v}");
+    v["run"]["id"].as_i64().unwrap()
+}
+
+const TRAINER: &str = r#"set -eu
+# A stand-in for a GPU trainer: says what it was given, speaks the progress
+# protocol, and holds its GPU until the test lets it finish.
+echo "$CUDA_VISIBLE_DEVICES" > "$MARKERS/run-$COACH_RUN.devices"
+echo '{"progress": 0.0, "message": "loading"}'
+echo "training on GPU $CUDA_VISIBLE_DEVICES"
+while [ ! -e "$MARKERS/release" ]; do sleep 0.05; done
+echo '{"metric": "loss", "value": 0.5, "step": 1}'
+echo '{"metric": "loss", "value": 0.25, "step": 2}'
+echo "weights of run $COACH_RUN" > "$COACH_CHECKPOINT_DIR/model.bin"
+echo "{\"artifact\": \"$COACH_CHECKPOINT_DIR/model.bin\"}"
+echo '{"progress": 1.0, "message": "done"}'
+"#;
+
+#[test]
+fn three_one_gpu_steps_share_two_gpus_two_at_a_time() {
+    let home = two_gpu_home();
+    process_workflow(&home, "finetune", TRAINER, "{ gpus = 1 }");
+    let tok = token(&home, "operator");
+    let d = Daemon::start(&home);
+    let (_, gpus) = call("GET", &format!("{}/api/v1/gpus", d.url), &tok);
+    assert_eq!(gpus["source"], "static", "{gpus}");
+    assert_eq!(gpus["gpus"].as_array().unwrap().len(), 2, "{gpus}");
+
+    let runs: Vec<i64> = (0..3).map(|_| trigger(&d, &tok, "finetune")).collect();
+    let markers = home.path("markers");
+    let started = |markers: &Path| -> Vec<(i64, String)> {
+        runs.iter()
+            .filter_map(|r| {
+                let text =
+                    std::fs::read_to_string(markers.join(format!("run-{r}.devices"))).ok()?;
+                Some((*r, text.trim().to_owned()))
+            })
+            .collect()
+    };
+    // Two start, on different GPUs; the third waits, and says why.
+    let waiting = wait_until("two running and one waiting", &d, || {
+        let (_, q) = call("GET", &format!("{}/api/v1/queue", d.url), &tok);
+        let w = q["waiting"].as_array()?.clone();
+        (started(&markers).len() == 2 && w.len() == 1 && q["running"].as_array()?.len() == 2)
+            .then_some(w)
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let first = started(&markers);
+    assert_eq!(first.len(), 2, "still only two running: {first:?}");
+    let mut devices: Vec<&str> = first.iter().map(|(_, d)| d.as_str()).collect();
+    devices.sort();
+    assert_eq!(devices, ["0", "1"], "distinct CUDA_VISIBLE_DEVICES");
+    let w = &waiting[0];
+    assert_eq!(w["position"], 1);
+    assert_eq!(w["step"], "finetune");
+    assert_eq!(w["reason"], "needs 1 GPU on one node, 0 free", "{w}");
+    let third = runs
+        .iter()
+        .find(|r| !first.iter().any(|(f, _)| f == *r))
+        .copied()
+        .unwrap();
+    assert_eq!(w["run"], third);
+    // So do the metrics.
+    let metrics = ureq::get(&format!("{}/metrics", d.url))
+        .header("Authorization", &format!("Bearer {tok}"))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    for line in [
+        "coach_gpu_allocations{gpu=\"0\",name=\"Fake GPU\"} 1",
+        "coach_gpu_allocations{gpu=\"1\",name=\"Fake GPU\"} 1",
+        "coach_gpu_queue_waiting 1",
+    ] {
+        assert!(metrics.contains(line), "no `{line}` in\n{metrics}");
+    }
+    // `coach queue` shows the same.
+    let out = cli(&home, &d.url, &tok, &["queue"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        text.contains(&format!("1. run {third} step finetune"))
+            && text.contains("needs 1 GPU on one node, 0 free"),
+        "{text}"
+    );
+
+    // Let them finish: the third gets a GPU and runs.
+    std::fs::write(markers.join("release"), "").unwrap();
+    for r in &runs {
+        let v = wait_for_state(&d, &tok, *r, &["succeeded", "failed", "cancelled"]);
+        assert_eq!(v["state"], "succeeded", "{v}");
+        let losses: Vec<f64> = v["metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["name"] == "loss")
+            .map(|m| m["value"].as_f64().unwrap())
+            .collect();
+        assert_eq!(losses, [0.5, 0.25], "{v}");
+        let step = &v["steps"][0];
+        assert_eq!(
+            step["output"]["artifacts"][0]["bytes"],
+            format!("weights of run {r}\n").len(),
+            "{v}"
+        );
+    }
+    assert_eq!(started(&markers).len(), 3);
+    let (_, q) = call("GET", &format!("{}/api/v1/queue", d.url), &tok);
+    assert_eq!(q["waiting"].as_array().unwrap().len(), 0, "{q}");
+    assert_eq!(q["running"].as_array().unwrap().len(), 0, "{q}");
+}
+
+#[test]
+fn process_faults_fail_their_step_and_name_why() {
+    let home = two_gpu_home();
+    // Exits non-zero after garbage protocol lines.
+    process_workflow(
+        &home,
+        "crashes",
+        "echo '{\"progress\": 7}'\necho '{oops'\necho 'CUDA out of memory' >&2\nexit 3\n",
+        "{ gpus = 1 }",
+    );
+    // Ignores SIGTERM (and so do its children).
+    process_workflow(
+        &home,
+        "stubborn",
+        "trap '' TERM\necho $$ > \"$MARKERS/stubborn.pid\"\nwhile true; do sleep 0.1; done\n",
+        "{ gpus = 2 }",
+    );
+    // Asks for more GPUs than there are: refused at validation.
+    process_workflow(&home, "greedy", "exit 0\n", "{ gpus = 3 }");
+    let out = home.coach(&[
+        "validate",
+        &home.path("workflows/greedy.toml").display().to_string(),
+    ]);
+    out.expect_failure_with("greedy.toml:");
+    out.expect_failure_with(
+        "step `finetune` can never run here: it needs 3 GPUs on one node; the largest node has 2 healthy",
+    );
+    let tok = token(&home, "operator");
+    let d = Daemon::start(&home);
+    let (_, g) = call("GET", &format!("{}/api/v1/workflows/greedy", d.url), &tok);
+    assert_eq!(g["valid"], false, "{g}");
+
+    let crash = trigger(&d, &tok, "crashes");
+    let v = wait_for_state(&d, &tok, crash, &["succeeded", "failed"]);
+    assert_eq!(v["state"], "failed");
+    let err = v["error"].as_str().unwrap();
+    assert!(
+        err.contains("exited with status 3") && err.contains("CUDA out of memory"),
+        "{err}"
+    );
+    let (_, logs) = call("GET", &format!("{}/api/v1/runs/{crash}/logs", d.url), &tok);
+    let lines: Vec<&str> = logs["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|l| l["message"].as_str())
+        .collect();
+    assert!(
+        lines.iter().any(|l| l.starts_with(
+            "stdout line 1 breaks the progress protocol (`progress` must be a number from 0 to 1"
+        )) && lines
+            .iter()
+            .any(|l| l.starts_with("stdout line 2 breaks the progress protocol (not JSON")),
+        "{lines:?}"
+    );
+
+    let stubborn = trigger(&d, &tok, "stubborn");
+    let pid_file = home.path("markers/stubborn.pid");
+    let pid: i32 = wait_until("the stubborn process", &d, || {
+        std::fs::read_to_string(&pid_file).ok()?.trim().parse().ok()
+    });
+    let (s, _) = call(
+        "POST",
+        &format!("{}/api/v1/runs/{stubborn}/cancel", d.url),
+        &tok,
+    );
+    assert_eq!(s, 202);
+    let v = wait_for_state(&d, &tok, stubborn, &["cancelled", "failed", "succeeded"]);
+    assert_eq!(v["state"], "cancelled", "{v}");
+    // SIGKILL after the grace period took it and its children.
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists(),
+        "process {pid} outlived its cancelled step"
+    );
+    // Its GPUs are free again.
+    let (_, q) = call("GET", &format!("{}/api/v1/queue", d.url), &tok);
+    assert_eq!(q["running"].as_array().unwrap().len(), 0, "{q}");
+}
