@@ -72,7 +72,7 @@ const TRAINER: &str = r#"set -eu
 echo "$CUDA_VISIBLE_DEVICES" > "$MARKERS/run-$COACH_RUN.devices"
 echo '{"progress": 0.0, "message": "loading"}'
 echo "training on GPU $CUDA_VISIBLE_DEVICES"
-while [ ! -e "$MARKERS/release" ]; do sleep 0.05; done
+while [ ! -e "$MARKERS/release" ] && [ ! -e "$MARKERS/release-$COACH_RUN" ]; do sleep 0.05; done
 echo '{"metric": "loss", "value": 0.5, "step": 1}'
 echo '{"metric": "loss", "value": 0.25, "step": 2}'
 echo "weights of run $COACH_RUN" > "$COACH_CHECKPOINT_DIR/model.bin"
@@ -252,4 +252,84 @@ fn process_faults_fail_their_step_and_name_why() {
     // Its GPUs are free again.
     let (_, q) = call("GET", &format!("{}/api/v1/queue", d.url), &tok);
     assert_eq!(q["running"].as_array().unwrap().len(), 0, "{q}");
+}
+
+#[test]
+fn a_gpu_that_turns_unhealthy_is_drained_and_its_work_runs_on() {
+    let home = two_gpu_home();
+    process_workflow(&home, "finetune", TRAINER, "{ gpus = 1 }");
+    let tok = token(&home, "operator");
+    let d = Daemon::start(&home);
+    let markers = home.path("markers");
+    let devices_of = |run: i64| {
+        std::fs::read_to_string(markers.join(format!("run-{run}.devices")))
+            .ok()
+            .map(|s| s.trim().to_owned())
+    };
+    let a = trigger(&d, &tok, "finetune");
+    let gpu_a = wait_until("run A on a GPU", &d, || devices_of(a));
+    // The operator drains A's GPU (the config is watched and reloaded).
+    let healthy = "{ name = \"Fake GPU\", memory = \"16GiB\" }";
+    let drained = "{ name = \"Fake GPU\", memory = \"16GiB\", healthy = false }";
+    let config = std::fs::read_to_string(&home.config).unwrap();
+    let set = |index: &str, entry: &str| {
+        let list = if index == "0" {
+            format!("[{entry}, {healthy}]")
+        } else {
+            format!("[{healthy}, {entry}]")
+        };
+        std::fs::write(
+            &home.config,
+            config.replace(&format!("[{healthy}, {healthy}]"), &list),
+        )
+        .unwrap();
+    };
+    set(&gpu_a, drained);
+    wait_until("the GPU drained", &d, || {
+        let (_, g) = call("GET", &format!("{}/api/v1/gpus", d.url), &tok);
+        let gpu = g["gpus"]
+            .as_array()?
+            .iter()
+            .find(|x| x["index"] == gpu_a.as_str())?
+            .clone();
+        (gpu["healthy"] == false).then_some(gpu)
+    });
+    // B gets the other GPU; C waits, though A's GPU is about to be free.
+    let b = trigger(&d, &tok, "finetune");
+    let gpu_b = wait_until("run B on a GPU", &d, || devices_of(b));
+    assert_ne!(gpu_a, gpu_b);
+    let c = trigger(&d, &tok, "finetune");
+    std::fs::write(markers.join(format!("release-{a}")), "").unwrap();
+    let v = wait_for_state(&d, &tok, a, &["succeeded", "failed"]);
+    assert_eq!(
+        v["state"], "succeeded",
+        "work on a drained GPU runs on: {v}"
+    );
+    // A's GPU is free but drained: C still waits.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(devices_of(c), None, "C must not start on the drained GPU");
+    let (_, q) = call("GET", &format!("{}/api/v1/queue", d.url), &tok);
+    assert_eq!(q["waiting"][0]["run"], c, "{q}");
+    std::fs::write(markers.join("release"), "").unwrap();
+    // C gets B's GPU, never the drained one.
+    let v = wait_for_state(&d, &tok, c, &["succeeded", "failed"]);
+    assert_eq!(v["state"], "succeeded", "{v}");
+    assert_eq!(devices_of(c).as_deref(), Some(gpu_b.as_str()));
+}
+
+#[test]
+fn the_shipped_hugging_face_example_runs_dry_on_a_declared_gpu() {
+    let home = Home::new(
+        "\n[gpus]\ninventory = \"static\"\ndevices = [{ name = \"Fake GPU\", memory = \"16GiB\" }]\n",
+    );
+    let wf = crate::common::workspace().join("workflows/gpu/finetune.toml");
+    let out = home.coach(&["run", wf.to_str().unwrap()]);
+    out.expect_ok();
+    let text = out.all();
+    assert!(
+        text.contains("dry run: CUDA_VISIBLE_DEVICES=0")
+            && text.contains("eval_accuracy = 0.9000 (epoch 3)")
+            && text.contains("on GPU 0, 6 metric values, 1 artifact file(s)"),
+        "{text}"
+    );
 }

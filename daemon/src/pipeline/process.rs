@@ -46,13 +46,16 @@ impl Runner {
                 workflow: wf.name.clone(),
                 step: step.id.clone(),
             };
-            reporter.step_note(
+            reporter.step_event(
                 &step.id,
-                &format!(
-                    "waiting for {} GPU{}",
-                    r.gpus,
-                    if r.gpus == 1 { "" } else { "s" }
-                ),
+                &PluginEvent::Log {
+                    level: LogLevel::Info,
+                    message: format!(
+                        "asking for {} GPU{}",
+                        r.gpus,
+                        if r.gpus == 1 { "" } else { "s" }
+                    ),
+                },
             );
             let acquire = self.gpus.acquire(owner, need);
             tokio::pin!(acquire);

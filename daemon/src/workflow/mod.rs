@@ -1075,7 +1075,7 @@ impl<'a> Checker<'a> {
                         "{what} is a process step: give it `command = [\"program\", \"arg\", …]`"
                     ),
                 );
-                return None;
+                None
             }
             Some(v) => match v.get_ref() {
                 DeValue::Array(a) if !a.is_empty() => {
@@ -1083,14 +1083,14 @@ impl<'a> Checker<'a> {
                         .iter()
                         .filter_map(|x| self.string(x, "each part of `command`"))
                         .collect();
-                    if args[0].is_empty() {
+                    if args.first().is_some_and(String::is_empty) {
                         self.error(v.span(), "`command` starts with an empty program");
                     }
-                    args
+                    Some(args)
                 }
                 DeValue::Array(_) => {
                     self.error(v.span(), "`command` is empty");
-                    return None;
+                    None
                 }
                 other => {
                     self.error(
@@ -1100,14 +1100,14 @@ impl<'a> Checker<'a> {
                             kind_of(other)
                         ),
                     );
-                    return None;
+                    None
                 }
             },
         };
         let workdir = match t.get("workdir") {
             None => wf_dir.to_path_buf(),
             Some(v) => {
-                let w = PathBuf::from(self.string(v, "`workdir`")?);
+                let w = PathBuf::from(self.string(v, "`workdir`").unwrap_or_default());
                 let w = if w.is_absolute() { w } else { wf_dir.join(w) };
                 if !w.is_dir() {
                     self.error(
@@ -1148,7 +1148,11 @@ impl<'a> Checker<'a> {
                 ),
             }
         }
-        Some(ProcessSpec { argv, workdir, env })
+        Some(ProcessSpec {
+            argv: argv?,
+            workdir,
+            env,
+        })
     }
 
     /// `resources = { gpus, gpu_memory, cpus, memory, exclusive }`.
