@@ -946,6 +946,32 @@ fn a_hostile_script_fails_its_run_and_nothing_else() {
     assert_eq!(s, 200);
 }
 
+/// A workflow `name` reading `data-in/inbox.jsonl` (returned), started by
+/// the condition `when` (TOML, quoted) checked every 200 ms.
+fn condition_workflow(home: &Home, name: &str, when: &str) -> std::path::PathBuf {
+    let inbox = home.write("data-in/inbox.jsonl", crate::common::TINY);
+    home.write(
+        &format!("workflows/{name}.toml"),
+        &format!(
+            r#"version = 1
+name = "{name}"
+
+[trigger]
+when = {when}
+check_every = "200ms"
+min_interval = "1s"
+
+[[step]]
+id = "inbox"
+uses = "source-files"
+with = {{ format = "jsonl", path = "{}" }}
+"#,
+            inbox.display()
+        ),
+    );
+    inbox
+}
+
 pub(crate) fn runs_of(d: &Daemon, tok: &str, workflow: &str) -> Vec<Value> {
     let (_, v) = call(
         "GET",
@@ -992,25 +1018,10 @@ fn fire_details(d: &Daemon, tok: &str, workflow: &str) -> (Value, Vec<String>) {
 #[test]
 fn a_retrain_condition_fires_when_new_data_arrives() {
     let home = daemon_home("");
-    let inbox = home.write("data-in/inbox.jsonl", crate::common::TINY);
-    home.write(
-        "workflows/cond.toml",
-        &format!(
-            r#"version = 1
-name = "conditional"
-
-[trigger]
-when = '#{{ pass: data.new_examples >= 3, reason: `${{data.new_examples}} new examples` }}'
-check_every = "200ms"
-min_interval = "1s"
-
-[[step]]
-id = "inbox"
-uses = "source-files"
-with = {{ format = "jsonl", path = "{}" }}
-"#,
-            inbox.display()
-        ),
+    let inbox = condition_workflow(
+        &home,
+        "conditional",
+        "'#{ pass: data.new_examples >= 3, reason: `${data.new_examples} new examples` }'",
     );
     let tok = token(&home, "viewer");
     let d = Daemon::start(&home);
@@ -1038,32 +1049,17 @@ with = {{ format = "jsonl", path = "{}" }}
 #[test]
 fn a_retrain_condition_fires_on_fallbacks_and_on_feedback() {
     let home = daemon_home("");
-    let inbox = home.write("data-in/inbox.jsonl", crate::common::TINY);
-    home.write(
-        "workflows/cond.toml",
-        &format!(
-            r#"version = 1
-name = "listening"
-
-[trigger]
-when = """
-if recent_runs.len() >= 2 {{ return false; }}
-if feedback.corrections >= 2 {{ return #{{ pass: true, reason: `${{feedback.corrections}} corrections` }}; }}
-if conversations.user_messages >= 4 && conversations.fallback_rate > 0.5 {{
-    return #{{ pass: true, reason: `fallback rate ${{conversations.fallback_rate}}` }};
-}}
+    condition_workflow(
+        &home,
+        "listening",
+        r#""""
+if recent_runs.len() >= 2 { return false; }
+if feedback.corrections >= 2 { return #{ pass: true, reason: `${feedback.corrections} corrections` }; }
+if conversations.user_messages >= 4 && conversations.fallback_rate > 0.5 {
+    return #{ pass: true, reason: `fallback rate ${conversations.fallback_rate}` };
+}
 false
-"""
-check_every = "200ms"
-min_interval = "1s"
-
-[[step]]
-id = "inbox"
-uses = "source-files"
-with = {{ format = "jsonl", path = "{}" }}
-"#,
-            inbox.display()
-        ),
+""""#,
     );
     let tok = token(&home, "operator");
     let d = Daemon::start(&home);
