@@ -333,31 +333,51 @@ fn effective(r: &Request, s: &Snapshot) -> Priority {
     }
 }
 
+/// The largest request the devices could ever hold.
+struct Largest {
+    /// Healthy devices on the fullest node.
+    node: u32,
+    /// Bytes of the largest device.
+    device: u64,
+}
+
+impl Largest {
+    fn of(devices: &[Device]) -> Largest {
+        let mut per: BTreeMap<&str, u32> = BTreeMap::new();
+        for d in devices.iter().filter(|d| d.healthy) {
+            *per.entry(&d.node).or_default() += 1;
+        }
+        Largest {
+            node: per.values().copied().max().unwrap_or(0),
+            device: devices.iter().map(|d| d.memory).max().unwrap_or(0),
+        }
+    }
+
+    fn never(&self, gpus: u32, gpu_memory: u64) -> Option<Never> {
+        if gpus > self.node {
+            return Some(Never::TooManyGpus {
+                needs: gpus,
+                largest_node: self.node,
+            });
+        }
+        (gpu_memory > self.device).then_some(Never::TooMuchMemory {
+            needs: gpu_memory,
+            largest_device: self.device,
+        })
+    }
+}
+
 /// Why `gpus` GPUs with `gpu_memory` bytes each can never be placed on
 /// `devices` (the healthy ones), if they cannot.
 pub fn never_fits(devices: &[Device], gpus: u32, gpu_memory: u64) -> Option<Never> {
-    let mut per: BTreeMap<&str, u32> = BTreeMap::new();
-    for d in devices.iter().filter(|d| d.healthy) {
-        *per.entry(&d.node).or_default() += 1;
-    }
-    let largest_node = per.values().copied().max().unwrap_or(0);
-    if gpus > largest_node {
-        return Some(Never::TooManyGpus {
-            needs: gpus,
-            largest_node,
-        });
-    }
-    let largest_device = devices.iter().map(|d| d.memory).max().unwrap_or(0);
-    (gpu_memory > largest_device).then_some(Never::TooMuchMemory {
-        needs: gpu_memory,
-        largest_device,
-    })
+    Largest::of(devices).never(gpus, gpu_memory)
 }
 
 /// Plan one scheduling pass.
 pub fn plan(s: &Snapshot) -> Plan {
     let mut out = Plan::default();
     let mut free = Free::new(s);
+    let largest = Largest::of(&s.devices);
     // GPUs in use per queue, and the fair-share order key.
     let mut used: BTreeMap<String, u32> = BTreeMap::new();
     for a in &s.running {
@@ -394,7 +414,7 @@ pub fn plan(s: &Snapshot) -> Plan {
     let mut head: Option<(u64, Option<u64>)> = None;
     let mut preempted: BTreeSet<u64> = BTreeSet::new();
     for r in order {
-        if let Some(never) = never_fits(&s.devices, r.gpus, r.gpu_memory) {
+        if let Some(never) = largest.never(r.gpus, r.gpu_memory) {
             out.rejected.push((r.job, never));
             continue;
         }
