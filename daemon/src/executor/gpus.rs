@@ -190,17 +190,11 @@ impl GpuQueue {
         self.ours.lock().expect("pid lock").remove(&pid);
     }
 
-    /// Why `need` can never be placed on this inventory, if it cannot.
-    pub fn never_fits(&self, need: &Need) -> Option<Never> {
-        let devices = self.inventory().devices(&self.node);
-        plan::never_fits(&devices, need.gpus, need.gpu_memory)
-    }
-
-    /// [`GpuQueue::never_fits`] for a step's resources, in words.
+    /// Why a step's resources can never be placed on this inventory, in
+    /// words, if they cannot.
     pub fn never_message(&self, r: &crate::workflow::Resources) -> Option<String> {
-        let devices = self.inventory().devices(&self.node);
-        plan::never_fits(&devices, r.gpus, r.gpu_memory).map(|n| {
-            let inv = self.inventory();
+        let inv = self.inventory();
+        plan::never_fits(&inv.devices(&self.node), r.gpus, r.gpu_memory).map(|n| {
             let source = serde_json::to_value(inv.source).unwrap_or_default();
             format!(
                 "can never run here: it {n} ({} inventory: {})",
