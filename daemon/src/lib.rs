@@ -72,6 +72,7 @@ impl Coach {
             store: self.store.clone(),
             artifacts: self.artifacts.clone(),
             gpus: self.gpus.clone(),
+            slurm: Arc::new(executor::slurm::Slurm::new(self.config.slurm.clone())),
             work_dir: self.config.work_dir(),
             process_grace: self.config.daemon.shutdown_grace,
         }

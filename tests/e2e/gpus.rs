@@ -15,14 +15,26 @@ fn two_gpu_home() -> Home {
     )
 }
 
-/// A workflow of one process step running `script` (sh) with 1 GPU.
+/// A workflow of one process step running `script` (sh) with `resources`.
 fn process_workflow(home: &Home, name: &str, script: &str, resources: &str) {
+    process_workflow_with(home, name, script, resources, "");
+}
+
+/// The same, with more top-level keys (`executor = "slurm"`).
+pub(crate) fn process_workflow_with(
+    home: &Home,
+    name: &str,
+    script: &str,
+    resources: &str,
+    top: &str,
+) {
     let script_path = home.write(&format!("workflows/{name}.sh"), script);
     home.write(
         &format!("workflows/{name}.toml"),
         &format!(
             r#"version = 1
 name = "{name}"
+{top}
 
 [trigger]
 concurrency = "allow"
@@ -41,7 +53,7 @@ resources = {resources}
     std::fs::create_dir_all(home.path("markers")).unwrap();
 }
 
-fn wait_until<T>(what: &str, d: &Daemon, mut f: impl FnMut() -> Option<T>) -> T {
+pub(crate) fn wait_until<T>(what: &str, d: &Daemon, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if let Some(v) = f() {
@@ -56,7 +68,7 @@ fn wait_until<T>(what: &str, d: &Daemon, mut f: impl FnMut() -> Option<T>) -> T 
     }
 }
 
-fn trigger(d: &Daemon, tok: &str, workflow: &str) -> i64 {
+pub(crate) fn trigger(d: &Daemon, tok: &str, workflow: &str) -> i64 {
     let (s, v) = call(
         "POST",
         &format!("{}/api/v1/workflows/{workflow}/runs", d.url),
@@ -66,7 +78,7 @@ fn trigger(d: &Daemon, tok: &str, workflow: &str) -> i64 {
     v["run"]["id"].as_i64().unwrap()
 }
 
-const TRAINER: &str = r#"set -eu
+pub(crate) const TRAINER: &str = r#"set -eu
 # A stand-in for a GPU trainer: says what it was given, speaks the progress
 # protocol, and holds its GPU until the test lets it finish.
 echo "$CUDA_VISIBLE_DEVICES" > "$MARKERS/run-$COACH_RUN.devices"

@@ -9,6 +9,7 @@ mod gpus;
 mod hostile;
 mod quickstart;
 mod scripts;
+mod slurm;
 mod sources;
 mod store;
 mod ui;

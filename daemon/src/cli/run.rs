@@ -27,9 +27,10 @@ pub struct Args {
 pub async fn run(config: Config, args: Args) -> Result<ExitCode> {
     let coach = Coach::open(config).await?;
     let fits = |r: &crate::workflow::Resources| coach.gpus.never_message(r);
-    let wf = match Workflow::load(&args.workflow, &coach.catalog())
-        .and_then(|wf| wf.check_fits(&fits).map(|()| wf))
-    {
+    let wf = match Workflow::load(&args.workflow, &coach.catalog()).and_then(|wf| {
+        wf.check_fits(coach.config.slurm.default, &fits)
+            .map(|()| wf)
+    }) {
         Ok(wf) => wf,
         Err(errors) => {
             for e in &errors.0 {

@@ -35,7 +35,9 @@ pub fn run(config: Config, args: Args) -> Result<ExitCode> {
     }
     let mut errors = 0;
     for f in &files {
-        match Workflow::load(f, &catalog).and_then(|wf| wf.check_fits(&fits).map(|()| wf)) {
+        match Workflow::load(f, &catalog)
+            .and_then(|wf| wf.check_fits(config.slurm.default, &fits).map(|()| wf))
+        {
             Ok(wf) => println!(
                 "ok: {} ({}, {} steps)",
                 f.display(),

@@ -58,6 +58,109 @@ pub struct RawConfig {
     pub daemon: RawDaemon,
     #[serde(default)]
     pub gpus: RawGpus,
+    #[serde(default)]
+    pub slurm: RawSlurm,
+}
+
+/// `[slurm]`: process steps placed by a Slurm cluster instead of this
+/// machine's GPU queue.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSlurm {
+    /// Send process steps of workflows that do not say `executor` to
+    /// Slurm. Default false.
+    pub default: Option<bool>,
+    /// `--partition` for every job (default: the cluster's default).
+    pub partition: Option<String>,
+    /// Partition by step priority, over `partition`:
+    /// `{ critical = "urgent" }`.
+    #[serde(default)]
+    pub partitions: BTreeMap<String, String>,
+    /// `--account` for every job.
+    pub account: Option<String>,
+    /// `SLURM_CONF` for the client commands (default: the environment's).
+    pub conf: Option<PathBuf>,
+    /// Folder holding `sbatch`, `squeue`, `scontrol`, `sacct`, `scancel`
+    /// (default: `PATH`).
+    pub bin_dir: Option<PathBuf>,
+    /// How often job states are read. Default `2s`.
+    pub poll: Option<String>,
+    /// A client command that takes longer has failed (Slurm's commands
+    /// block while the controller is down). Default `20s`.
+    pub command_timeout: Option<String>,
+    /// More `sbatch` arguments, as given: `["--qos=normal"]`.
+    #[serde(default)]
+    pub sbatch_args: Vec<String>,
+}
+
+/// Validated `[slurm]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SlurmSettings {
+    pub default: bool,
+    pub partition: Option<String>,
+    pub partitions: BTreeMap<crate::scheduler::gpu::Priority, String>,
+    pub account: Option<String>,
+    pub conf: Option<PathBuf>,
+    pub bin_dir: Option<PathBuf>,
+    pub poll: Duration,
+    pub command_timeout: Duration,
+    pub sbatch_args: Vec<String>,
+}
+
+impl Default for SlurmSettings {
+    fn default() -> Self {
+        SlurmSettings {
+            default: false,
+            partition: None,
+            partitions: BTreeMap::new(),
+            account: None,
+            conf: None,
+            bin_dir: None,
+            poll: Duration::from_secs(2),
+            command_timeout: Duration::from_secs(20),
+            sbatch_args: Vec::new(),
+        }
+    }
+}
+
+fn slurm_settings(
+    raw: &RawSlurm,
+    resolve: &dyn Fn(&Path) -> PathBuf,
+    errors: &mut Vec<String>,
+) -> SlurmSettings {
+    let d = SlurmSettings::default();
+    let mut duration = |field: &str, v: &Option<String>, default: Duration| match v {
+        None => default,
+        Some(s) => units::parse_duration(s).unwrap_or_else(|e| {
+            errors.push(format!("slurm.{field}: {e}"));
+            default
+        }),
+    };
+    let poll = duration("poll", &raw.poll, d.poll);
+    let command_timeout = duration("command_timeout", &raw.command_timeout, d.command_timeout);
+    let mut partitions = BTreeMap::new();
+    for (name, partition) in &raw.partitions {
+        match crate::scheduler::gpu::Priority::parse(name) {
+            Some(p) => {
+                partitions.insert(p, partition.clone());
+            }
+            None => errors.push(format!(
+                "slurm.partitions.{name}: not a priority; expected low, normal, high or critical"
+            )),
+        }
+    }
+    let nonempty = |s: &Option<String>| s.clone().filter(|s| !s.is_empty());
+    SlurmSettings {
+        default: raw.default.unwrap_or(false),
+        partition: nonempty(&raw.partition),
+        partitions,
+        account: nonempty(&raw.account),
+        conf: raw.conf.as_deref().map(resolve),
+        bin_dir: raw.bin_dir.as_deref().map(resolve),
+        poll: poll.max(Duration::from_millis(100)),
+        command_timeout: command_timeout.max(Duration::from_secs(1)),
+        sbatch_args: raw.sbatch_args.clone(),
+    }
 }
 
 /// `[gpus]`: where the GPU inventory comes from, and how GPU work shares it.
@@ -287,6 +390,7 @@ pub struct Config {
     pub compile_cache: PathBuf,
     pub daemon: DaemonSettings,
     pub gpus: GpuSettings,
+    pub slurm: SlurmSettings,
 }
 
 /// Validated `[daemon]` settings.
@@ -413,6 +517,7 @@ impl Config {
             shutdown_grace,
         };
         let gpus = gpu_settings(&raw.gpus, &mut errors);
+        let slurm = slurm_settings(&raw.slurm, &resolve, &mut errors);
         if !errors.is_empty() {
             bail!("{}", errors.join("; "));
         }
@@ -442,6 +547,7 @@ impl Config {
             grants,
             daemon,
             gpus,
+            slurm,
         })
     }
 

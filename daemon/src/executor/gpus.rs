@@ -1,13 +1,15 @@
 //! The GPU queue: steps that need GPUs wait here for an allocation. Every
 //! change (a request, a release, an inventory refresh) runs one pass of the
 //! pure scheduler (`scheduler::gpu::plan`) over a snapshot and carries it
-//! out: starts what it places (handing over the device indexes), keeps the
-//! reason each other request waits, refuses what can never fit.
+//! out: starts what it places (handing over the device indexes), flags the
+//! leases it preempts, keeps the reason each other request waits, refuses
+//! what can never fit.
 
 use crate::config::GpuSettings;
 use crate::gpu::{Inventory, Probe};
 use crate::scheduler::gpu::{self as plan, Allocation, Never, Priority, Request, Snapshot};
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 use tokio::sync::oneshot;
@@ -38,12 +40,14 @@ struct Waiter {
     owner: Owner,
     since: chrono::DateTime<chrono::Utc>,
     tx: oneshot::Sender<Result<Vec<String>, Never>>,
+    preempt: Arc<AtomicBool>,
 }
 
 struct Running {
     alloc: Allocation,
     owner: Owner,
     since: chrono::DateTime<chrono::Utc>,
+    preempt: Arc<AtomicBool>,
 }
 
 #[derive(Default)]
@@ -108,6 +112,9 @@ pub struct Lease {
     queue: Arc<GpuQueue>,
     job: u64,
     pub devices: Vec<String>,
+    /// Set when the scheduler wants the devices back for higher-priority
+    /// work (only for preemptible steps).
+    pub preempt: Arc<AtomicBool>,
 }
 
 impl Drop for Lease {
@@ -223,6 +230,7 @@ impl GpuQueue {
     /// the request.
     pub async fn acquire(self: &Arc<Self>, owner: Owner, need: Need) -> Result<Lease, Never> {
         let (tx, rx) = oneshot::channel();
+        let preempt = Arc::new(AtomicBool::new(false));
         let job = {
             let mut st = self.state.lock().expect("gpu queue lock");
             st.next += 1;
@@ -234,6 +242,7 @@ impl GpuQueue {
                     owner,
                     since: chrono::Utc::now(),
                     tx,
+                    preempt: preempt.clone(),
                 },
             );
             job
@@ -254,6 +263,7 @@ impl GpuQueue {
             queue: self.clone(),
             job,
             devices,
+            preempt,
         })
     }
 
@@ -304,6 +314,7 @@ impl GpuQueue {
                         alloc,
                         owner: w.owner,
                         since: chrono::Utc::now(),
+                        preempt: w.preempt,
                     },
                 );
             }
@@ -313,8 +324,15 @@ impl GpuQueue {
                 let _ = w.tx.send(Err(never));
             }
         }
-        // Preemption is planned but not carried out by the local executor
-        // yet: the head keeps waiting for the work to end.
+        // The step holding a preempted lease stops its process (SIGTERM,
+        // grace, SIGKILL) and asks again; its devices free on the way.
+        for job in p.preempt {
+            if let Some(r) = st.running.get(&job)
+                && !r.preempt.swap(true, Ordering::Relaxed)
+            {
+                tracing::warn!(run = r.owner.run, step = %r.owner.step, devices = ?r.alloc.devices, "preempting lower-priority work");
+            }
+        }
         st.reasons = p
             .waiting
             .into_iter()

@@ -6,6 +6,7 @@
 
 pub mod gpus;
 pub mod process;
+pub mod slurm;
 
 use crate::pipeline::{RunControl, Runner};
 use crate::scheduler::{self, Queued, Snapshot};

@@ -122,6 +122,16 @@ pub enum Failure {
     Timeout(Duration),
     #[error("cancelled")]
     Cancelled,
+    /// Stopped to make room for higher-priority work.
+    #[error("preempted")]
+    Preempted,
+    #[error("Slurm job {job} ended {state}{detail}{tail}")]
+    Slurm {
+        job: u64,
+        state: String,
+        detail: String,
+        tail: String,
+    },
 }
 
 /// What a successful process left.
@@ -132,7 +142,7 @@ pub struct Outcome {
     pub duration: Duration,
 }
 
-fn tail(lines: &std::collections::VecDeque<String>) -> String {
+pub(crate) fn tail(lines: &std::collections::VecDeque<String>) -> String {
     if lines.is_empty() {
         String::new()
     } else {
@@ -142,6 +152,10 @@ fn tail(lines: &std::collections::VecDeque<String>) -> String {
         )
     }
 }
+
+/// How long output is still read after the leader exits, before what it
+/// left in its group is killed.
+const LEFTOVER_OUTPUT: Duration = Duration::from_secs(1);
 
 /// Signal the whole process group (gone already: nothing to do).
 fn signal_group(pgid: u32, signal: Signal) {
@@ -160,13 +174,14 @@ impl Drop for GroupGuard {
 }
 
 /// Run `cmd` with `devices` visible; `on_event` sees every event as it
-/// happens; `started` gets the pid. Stops on `cancel` or the timeout:
-/// SIGTERM to the group, then SIGKILL after the grace period.
+/// happens; `started` gets the pid. Stops on `cancel`, on `preempt` or at
+/// the timeout: SIGTERM to the group, then SIGKILL after the grace period.
 pub async fn run(
     cmd: &Command,
     devices: &[String],
     extra_env: &[(&str, String)],
     cancel: &Arc<AtomicBool>,
+    preempt: &AtomicBool,
     started: &(dyn Fn(u32) + Send + Sync),
     on_event: &(dyn Fn(&Event) + Send + Sync),
 ) -> Result<Outcome, Failure> {
@@ -208,7 +223,14 @@ pub async fn run(
     // Set once SIGTERM was sent: (when, why).
     let mut stopping: Option<(Instant, Failure)> = None;
     let mut tick = tokio::time::interval(Duration::from_millis(50));
+    // The leader's exit status, and when it came. Its children (data
+    // loaders, a stray `&`) may hold stdout open: their output is read
+    // for a moment more, then the group goes.
+    let mut exited: Option<(std::io::Result<std::process::ExitStatus>, Instant)> = None;
     let status = loop {
+        if !out_open && !err_open && exited.is_some() {
+            break exited.take().expect("exited").0;
+        }
         tokio::select! {
             line = out_lines.next_line(), if out_open => match line {
                 Ok(Some(line)) => {
@@ -233,15 +255,26 @@ pub async fn run(
                 }
                 _ => err_open = false,
             },
-            status = child.wait(), if !out_open && !err_open => break status,
+            status = child.wait(), if exited.is_none() => exited = Some((status, Instant::now())),
             _ = tick.tick() => {
-                if let Some((since, _)) = &stopping {
+                if let Some((_, at)) = &exited {
+                    if at.elapsed() >= LEFTOVER_OUTPUT {
+                        signal_group(pid, Signal::SIGKILL);
+                    }
+                    // Held open by something outside the group.
+                    if at.elapsed() >= LEFTOVER_OUTPUT * 4 {
+                        break exited.take().expect("exited").0;
+                    }
+                } else if let Some((since, _)) = &stopping {
                     if since.elapsed() >= cmd.grace {
                         signal_group(pid, Signal::SIGKILL);
                     }
                 } else if cancel.load(Ordering::Relaxed) {
                     signal_group(pid, Signal::SIGTERM);
                     stopping = Some((Instant::now(), Failure::Cancelled));
+                } else if preempt.load(Ordering::Relaxed) {
+                    signal_group(pid, Signal::SIGTERM);
+                    stopping = Some((Instant::now(), Failure::Preempted));
                 } else if let Some(t) = cmd.timeout.filter(|t| begin.elapsed() >= *t) {
                     signal_group(pid, Signal::SIGTERM);
                     stopping = Some((Instant::now(), Failure::Timeout(t)));
@@ -275,6 +308,54 @@ pub async fn run(
             code: -1,
             tail: tail(&stderr_tail),
         }),
+    }
+}
+
+/// What the store keeps of a started process group: `local:<pgid>:<the
+/// leader's start time>` (Linux; `None` elsewhere).
+pub fn handle(pid: u32) -> Option<String> {
+    start_time(pid).map(|t| format!("local:{pid}:{t}"))
+}
+
+/// A process's start time in clock ticks since boot (`/proc/<pid>/stat`
+/// field 22): with the pid, it names one process for good.
+fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name, in parentheses, may hold spaces.
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    rest.split(' ').nth(19)?.parse().ok()
+}
+
+fn group_alive(pgid: u32) -> bool {
+    killpg(Pid::from_raw(pgid as i32), None).is_ok()
+}
+
+/// Stop what is left of a process group a daemon started before it was
+/// killed outright (`handle`): SIGTERM, then SIGKILL after `grace`. A
+/// group whose id now belongs to some other process is left alone. Says
+/// what it did.
+pub async fn reap(handle: &str, grace: Duration) -> Option<String> {
+    let mut parts = handle.strip_prefix("local:")?.split(':');
+    let pgid: u32 = parts.next()?.parse().ok()?;
+    let started: u64 = parts.next()?.parse().ok()?;
+    if pgid <= 1 || !group_alive(pgid) {
+        return None;
+    }
+    // The leader still there: it must be the one Coach started. Gone: the
+    // id cannot be reused while its group lives, so the group is ours.
+    if start_time(pgid).is_some_and(|t| t != started) {
+        return None;
+    }
+    signal_group(pgid, Signal::SIGTERM);
+    let begin = Instant::now();
+    while group_alive(pgid) && begin.elapsed() < grace {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    if group_alive(pgid) {
+        signal_group(pgid, Signal::SIGKILL);
+        Some(format!("killed process group {pgid} (it ignored SIGTERM)"))
+    } else {
+        Some(format!("stopped process group {pgid}"))
     }
 }
 

@@ -211,6 +211,8 @@ pub struct Runner {
     pub artifacts: Artifacts,
     /// GPU allocations for process steps.
     pub gpus: Arc<crate::executor::gpus::GpuQueue>,
+    /// The Slurm client, for workflows whose process steps Slurm places.
+    pub slurm: Arc<crate::executor::slurm::Slurm>,
     /// Process steps' checkpoint folders: `<work_dir>/run-<id>/<step>`.
     pub work_dir: std::path::PathBuf,
     /// Between SIGTERM and SIGKILL when a process is stopped.
@@ -442,7 +444,7 @@ impl Runner {
                     .await?;
                 reporter.step_started(&step.id, &action, attempt);
                 match self
-                    .execute(run_id, wf, step, &outputs, &states, &reporter, cancel)
+                    .execute(run_id, row, wf, step, &outputs, &states, &reporter, cancel)
                     .await
                 {
                     Ok(out) => {
@@ -820,6 +822,7 @@ impl Runner {
     async fn execute(
         &self,
         run_id: i64,
+        row: i64,
         wf: &Workflow,
         step: &Step,
         outputs: &BTreeMap<String, Output>,
@@ -871,7 +874,8 @@ impl Runner {
         };
         match &step.action {
             Action::Builtin(Builtin::Process) => {
-                self.run_process(run_id, wf, step, reporter, cancel).await
+                self.run_process(run_id, row, wf, step, reporter, cancel)
+                    .await
             }
             Action::Builtin(Builtin::Gate) => {
                 let script = step

@@ -1,24 +1,90 @@
-//! The `process` step: wait for the GPUs the scheduler allocates, run the
-//! command on them (`executor::process`), store its metrics and the files
-//! it names as artifacts.
+//! The `process` step: run the command on GPUs this machine's queue
+//! allocates (`executor::process`), or as a job Slurm places
+//! (`executor::slurm`); store its metrics and the files it names as
+//! artifacts.
 
 use super::{Output, Reporter, Runner};
 use crate::executor::gpus::{Need, Owner};
-use crate::executor::process::{self, Event};
+use crate::executor::process::{self, Event, Failure};
+use crate::executor::slurm::{self, Job};
 use crate::plugin::PluginEvent;
 use crate::plugin::bindings::LogLevel;
-use crate::workflow::{Step, Workflow};
+use crate::workflow::{Executor, ProcessSpec, Step, Workflow};
 use anyhow::{Context, Result, anyhow};
 use serde_json::{Value, json};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// Turns protocol events into the step's log, progress and metrics.
+struct Collector<'a> {
+    reporter: &'a Arc<dyn Reporter>,
+    step: &'a str,
+    metrics: Mutex<Vec<(String, f64, u32)>>,
+}
+
+impl Collector<'_> {
+    fn log(&self, level: LogLevel, message: String) {
+        self.reporter
+            .step_event(self.step, &PluginEvent::Log { level, message });
+    }
+
+    fn event(&self, ev: &Event) {
+        match ev {
+            Event::Progress { fraction, message } => self.reporter.step_event(
+                self.step,
+                &PluginEvent::Progress {
+                    fraction: *fraction as f32,
+                    message: message.clone(),
+                },
+            ),
+            Event::Metric { name, value, step } => {
+                self.metrics
+                    .lock()
+                    .expect("metrics lock")
+                    .push((name.clone(), *value, *step));
+                self.reporter.step_event(
+                    self.step,
+                    &PluginEvent::Metric {
+                        name: name.clone(),
+                        value: *value,
+                        step: *step,
+                    },
+                );
+            }
+            Event::Artifact(p) => self.log(LogLevel::Info, format!("artifact {}", p.display())),
+            Event::Output(line) => self.log(LogLevel::Info, line.clone()),
+            Event::Stderr(line) => self.log(LogLevel::Warn, line.clone()),
+            Event::Bad { line, problem } => self.log(
+                LogLevel::Warn,
+                format!("stdout line {line} breaks the progress protocol ({problem}); ignored"),
+            ),
+        }
+    }
+}
+
+/// What a finished command left, wherever it ran.
+struct Ran {
+    artifacts: Vec<PathBuf>,
+    bad_lines: usize,
+    duration: Duration,
+    /// `devices` or `slurm_job`.
+    placed: (&'static str, Value),
+}
+
+fn cancelled() -> anyhow::Error {
+    anyhow!(crate::plugin::PluginFailure::Cancelled {
+        plugin: "process".into()
+    })
+}
+
 impl Runner {
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn run_process(
         &self,
         run_id: i64,
+        row: i64,
         wf: &Workflow,
         step: &Step,
         reporter: &Arc<dyn Reporter>,
@@ -28,54 +94,72 @@ impl Runner {
             .process
             .as_ref()
             .ok_or_else(|| anyhow!("a process step without a command"))?;
-        let r = &step.resources;
-        let lease = if r.gpus == 0 {
-            None
-        } else {
-            let need = Need {
-                gpus: r.gpus,
-                gpu_memory: r.gpu_memory,
-                exclusive: r.exclusive,
-                priority: step.placement.priority,
-                queue: step.placement.queue.clone(),
-                preemptible: step.placement.preemptible,
-                max_duration: step.placement.max_duration,
-            };
-            let owner = Owner {
-                run: run_id,
-                workflow: wf.name.clone(),
-                step: step.id.clone(),
-            };
-            reporter.step_event(
-                &step.id,
-                &PluginEvent::Log {
-                    level: LogLevel::Info,
-                    message: format!(
-                        "asking for {} GPU{}",
-                        r.gpus,
-                        if r.gpus == 1 { "" } else { "s" }
-                    ),
-                },
-            );
-            let acquire = self.gpus.acquire(owner, need);
-            tokio::pin!(acquire);
-            let mut tick = tokio::time::interval(Duration::from_millis(100));
-            loop {
-                tokio::select! {
-                    lease = &mut acquire => break Some(lease.map_err(|never| anyhow!("it can never run on this machine: {never}"))?),
-                    _ = tick.tick() => if cancel.load(Ordering::Relaxed) {
-                        return Err(anyhow!(crate::plugin::PluginFailure::Cancelled { plugin: "process".into() }));
-                    }
-                }
-            }
-        };
-        let devices = lease
-            .as_ref()
-            .map(|l| l.devices.clone())
-            .unwrap_or_default();
+        // Stable across attempts, so a trainer can resume from it.
         let checkpoints = self.work_dir.join(format!("run-{run_id}")).join(&step.id);
         std::fs::create_dir_all(&checkpoints)
             .with_context(|| format!("cannot create {}", checkpoints.display()))?;
+        let collector = Collector {
+            reporter,
+            step: &step.id,
+            metrics: Mutex::new(Vec::new()),
+        };
+        let executor = wf.executor(self.slurm.settings().default);
+        let result = match executor {
+            Executor::Local => {
+                self.on_local_gpus(
+                    run_id,
+                    row,
+                    wf,
+                    step,
+                    spec,
+                    &checkpoints,
+                    &collector,
+                    cancel,
+                )
+                .await
+            }
+            Executor::Slurm => {
+                self.on_slurm(run_id, row, step, spec, &checkpoints, &collector, cancel)
+                    .await
+            }
+        };
+        let metrics = std::mem::take(&mut *collector.metrics.lock().expect("metrics lock"));
+        self.store.add_metrics(run_id, &step.id, &metrics).await?;
+        let ran = result?;
+        let mut artifacts = Vec::new();
+        for a in &ran.artifacts {
+            let path = process::resolve_artifact(&spec.workdir, a);
+            artifacts.extend(self.store_artifact(&path).with_context(|| {
+                format!("cannot store the artifact {} it named", path.display())
+            })?);
+        }
+        let mut out = json!({
+            "executor": executor,
+            "devices": [],
+            "seconds": ran.duration.as_secs_f64(),
+            "metrics": metrics.len(),
+            "bad_lines": ran.bad_lines,
+            "artifacts": artifacts,
+            "checkpoint_dir": checkpoints.display().to_string(),
+        });
+        out[ran.placed.0] = ran.placed.1;
+        Ok(Output::Process(Arc::new(out)))
+    }
+
+    /// Wait for this machine's GPUs, run the command on them; a preempted
+    /// run asks again and starts over (from its checkpoint folder).
+    #[allow(clippy::too_many_arguments)]
+    async fn on_local_gpus(
+        &self,
+        run_id: i64,
+        row: i64,
+        wf: &Workflow,
+        step: &Step,
+        spec: &ProcessSpec,
+        checkpoints: &Path,
+        collector: &Collector<'_>,
+        cancel: &Arc<AtomicBool>,
+    ) -> Result<Ran> {
         let command = process::Command {
             argv: spec.argv.clone(),
             workdir: spec.workdir.clone(),
@@ -88,84 +172,239 @@ impl Runner {
             ("COACH_STEP", step.id.clone()),
             ("COACH_CHECKPOINT_DIR", checkpoints.display().to_string()),
         ];
-        tracing::info!(run = run_id, step = %step.id, devices = %devices.join(","), command = ?spec.argv, "process starting");
-        let metrics: Mutex<Vec<(String, f64, u32)>> = Mutex::new(Vec::new());
-        let gpus = self.gpus.clone();
-        let pid = Mutex::new(None);
-        let on_event = |ev: &Event| {
-            let log = |level, message: String| {
-                reporter.step_event(&step.id, &PluginEvent::Log { level, message })
-            };
-            match ev {
-                Event::Progress { fraction, message } => reporter.step_event(
-                    &step.id,
-                    &PluginEvent::Progress {
-                        fraction: *fraction as f32,
-                        message: message.clone(),
-                    },
-                ),
-                Event::Metric {
-                    name,
-                    value,
-                    step: s,
-                } => {
-                    metrics
-                        .lock()
-                        .expect("metrics lock")
-                        .push((name.clone(), *value, *s));
-                    reporter.step_event(
-                        &step.id,
-                        &PluginEvent::Metric {
-                            name: name.clone(),
-                            value: *value,
-                            step: *s,
-                        },
-                    );
+        loop {
+            let lease = self.lease(run_id, wf, step, collector, cancel).await?;
+            let devices = lease
+                .as_ref()
+                .map(|l| l.devices.clone())
+                .unwrap_or_default();
+            let not_preempted = AtomicBool::new(false);
+            let preempt = lease.as_ref().map_or(&not_preempted, |l| &*l.preempt);
+            tracing::info!(run = run_id, step = %step.id, devices = %devices.join(","), command = ?spec.argv, "process starting");
+            let gpus = self.gpus.clone();
+            let pid = Mutex::new(None);
+            let started = |p: u32| {
+                gpus.add_pid(p);
+                *pid.lock().expect("pid lock") = Some(p);
+                // Kept so a daemon killed outright can stop the group when
+                // it comes back.
+                if let Some(handle) = process::handle(p) {
+                    let store = self.store.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = store.set_step_handle(row, &handle).await {
+                            tracing::warn!("cannot record process group {handle}: {e:#}");
+                        }
+                    });
                 }
-                Event::Artifact(p) => log(LogLevel::Info, format!("artifact {}", p.display())),
-                Event::Output(line) => log(LogLevel::Info, line.clone()),
-                Event::Stderr(line) => log(LogLevel::Warn, line.clone()),
-                Event::Bad { line, problem } => log(
+            };
+            let result = process::run(
+                &command,
+                &devices,
+                &extra,
+                cancel,
+                preempt,
+                &started,
+                &|ev| collector.event(ev),
+            )
+            .await;
+            if let Some(p) = *pid.lock().expect("pid lock") {
+                self.gpus.remove_pid(p);
+            }
+            drop(lease);
+            match result {
+                Ok(o) => {
+                    return Ok(Ran {
+                        artifacts: o.artifacts,
+                        bad_lines: o.bad_lines,
+                        duration: o.duration,
+                        placed: ("devices", json!(devices)),
+                    });
+                }
+                Err(Failure::Cancelled) => return Err(cancelled()),
+                Err(Failure::Preempted) => collector.log(
                     LogLevel::Warn,
-                    format!("stdout line {line} breaks the progress protocol ({problem}); ignored"),
+                    format!(
+                        "preempted by higher-priority work on GPU {}; asks again and resumes from {}",
+                        devices.join(","),
+                        checkpoints.display()
+                    ),
                 ),
+                Err(e) => return Err(anyhow!("`{}` {e}", spec.argv[0])),
             }
-        };
-        let started = |p: u32| {
-            gpus.add_pid(p);
-            *pid.lock().expect("pid lock") = Some(p);
-        };
-        let result = process::run(&command, &devices, &extra, cancel, &started, &on_event).await;
-        if let Some(p) = *pid.lock().expect("pid lock") {
-            self.gpus.remove_pid(p);
         }
-        drop(lease);
-        let metrics = std::mem::take(&mut *metrics.lock().expect("metrics lock"));
-        self.store.add_metrics(run_id, &step.id, &metrics).await?;
-        let outcome = match result {
-            Ok(o) => o,
-            Err(process::Failure::Cancelled) => {
-                return Err(anyhow!(crate::plugin::PluginFailure::Cancelled {
-                    plugin: "process".into()
-                }));
+    }
+
+    /// Wait until the GPU queue allocates the step's GPUs (none needed:
+    /// no lease).
+    async fn lease(
+        &self,
+        run_id: i64,
+        wf: &Workflow,
+        step: &Step,
+        collector: &Collector<'_>,
+        cancel: &Arc<AtomicBool>,
+    ) -> Result<Option<crate::executor::gpus::Lease>> {
+        let r = &step.resources;
+        if r.gpus == 0 {
+            return Ok(None);
+        }
+        let need = Need {
+            gpus: r.gpus,
+            gpu_memory: r.gpu_memory,
+            exclusive: r.exclusive,
+            priority: step.placement.priority,
+            queue: step.placement.queue.clone(),
+            preemptible: step.placement.preemptible,
+            max_duration: step.placement.max_duration,
+        };
+        let owner = Owner {
+            run: run_id,
+            workflow: wf.name.clone(),
+            step: step.id.clone(),
+        };
+        collector.log(
+            LogLevel::Info,
+            format!(
+                "asking for {} GPU{}",
+                r.gpus,
+                if r.gpus == 1 { "" } else { "s" }
+            ),
+        );
+        let acquire = self.gpus.acquire(owner, need);
+        tokio::pin!(acquire);
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        loop {
+            tokio::select! {
+                lease = &mut acquire => return Ok(Some(lease.map_err(|never| anyhow!("it can never run on this machine: {never}"))?)),
+                _ = tick.tick() => if cancel.load(Ordering::Relaxed) {
+                    return Err(cancelled());
+                }
             }
-            Err(e) => return Err(anyhow!("`{}` {e}", spec.argv[0])),
-        };
-        let mut artifacts = Vec::new();
-        for a in &outcome.artifacts {
-            let path = process::resolve_artifact(&spec.workdir, a);
-            artifacts.extend(self.store_artifact(&path).with_context(|| {
-                format!("cannot store the artifact {} it named", path.display())
-            })?);
         }
-        Ok(Output::Process(Arc::new(json!({
-            "devices": devices,
-            "seconds": outcome.duration.as_secs_f64(),
-            "metrics": metrics.len(),
-            "bad_lines": outcome.bad_lines,
-            "artifacts": artifacts,
-            "checkpoint_dir": checkpoints.display().to_string(),
-        }))))
+    }
+
+    /// Hand the command to Slurm, or find the job it already has for this
+    /// step (submitted before the daemon stopped), and follow it to its end.
+    #[allow(clippy::too_many_arguments)]
+    async fn on_slurm(
+        &self,
+        run_id: i64,
+        row: i64,
+        step: &Step,
+        spec: &ProcessSpec,
+        checkpoints: &Path,
+        collector: &Collector<'_>,
+        cancel: &Arc<AtomicBool>,
+    ) -> Result<Ran> {
+        let mut env = spec.env.clone();
+        env.insert("COACH_RUN".into(), run_id.to_string());
+        env.insert("COACH_STEP".into(), step.id.clone());
+        env.insert(
+            "COACH_CHECKPOINT_DIR".into(),
+            checkpoints.display().to_string(),
+        );
+        let job = Job {
+            name: slurm::job_name(run_id, &step.id),
+            argv: spec.argv.clone(),
+            workdir: spec.workdir.clone(),
+            env,
+            dir: checkpoints.to_path_buf(),
+            gpus: step.resources.gpus,
+            cpus: step.resources.cpus,
+            memory: step.resources.memory,
+            time_limit: step.timeout.or(step.placement.max_duration),
+            priority: step.placement.priority,
+            requeue: step.placement.preemptible,
+        };
+        let note = |m: String| collector.log(LogLevel::Info, m);
+        let recorded = self
+            .store
+            .interrupted_handle(run_id, &step.id, row)
+            .await?
+            .and_then(|h| h.strip_prefix("slurm:")?.parse::<u64>().ok());
+        let id = match recorded {
+            Some(id) => {
+                note(format!(
+                    "following Slurm job {id} again (submitted before the daemon stopped)"
+                ));
+                id
+            }
+            None => self.submit(&job, collector, cancel).await?,
+        };
+        self.store
+            .set_step_handle(row, &format!("slurm:{id}"))
+            .await?;
+        let followed = slurm::follow(
+            &self.slurm,
+            &job,
+            id,
+            cancel,
+            &|ev| collector.event(ev),
+            &note,
+        )
+        .await;
+        match followed {
+            Ok(f) => Ok(Ran {
+                artifacts: f.artifacts,
+                bad_lines: f.bad_lines,
+                duration: f.duration,
+                placed: ("slurm_job", json!(id)),
+            }),
+            Err(Failure::Cancelled) => Err(cancelled()),
+            Err(e) => Err(anyhow!("`{}` {e}", spec.argv[0])),
+        }
+    }
+
+    /// Submit `job`, waiting out a cluster that does not answer. A job of
+    /// this name already in Slurm (submitted, but its id never recorded)
+    /// is taken instead of submitting twice.
+    async fn submit(
+        &self,
+        job: &Job,
+        collector: &Collector<'_>,
+        cancel: &Arc<AtomicBool>,
+    ) -> Result<u64> {
+        let mut down: Option<String> = None;
+        loop {
+            if cancel.load(Ordering::Relaxed) {
+                return Err(cancelled());
+            }
+            let attempt = match self.slurm.find(&job.name).await {
+                Ok(Some(id)) => {
+                    collector.log(
+                        LogLevel::Info,
+                        format!("found Slurm job {id} already submitted for this step"),
+                    );
+                    return Ok(id);
+                }
+                Ok(None) => self.slurm.submit(job).await,
+                Err(e) => Err(e),
+            };
+            match attempt {
+                Ok(id) => {
+                    collector.log(
+                        LogLevel::Info,
+                        format!(
+                            "submitted to Slurm as job {id} ({} GPU{})",
+                            job.gpus,
+                            if job.gpus == 1 { "" } else { "s" }
+                        ),
+                    );
+                    return Ok(id);
+                }
+                Err(e) if e.unreachable() => {
+                    if down.is_none() {
+                        collector.log(
+                            LogLevel::Warn,
+                            format!("Slurm is not answering ({e}); the step waits and tries again"),
+                        );
+                    }
+                    down = Some(e.to_string());
+                    tokio::time::sleep(self.slurm.settings().poll).await;
+                }
+                Err(e) => return Err(anyhow!("Slurm refused the job: {e}")),
+            }
+        }
     }
 
     /// Store a file, or every file under a folder, as artifacts.
@@ -185,7 +424,7 @@ impl Runner {
     }
 }
 
-fn collect_files(path: &Path, out: &mut Vec<std::path::PathBuf>) -> Result<()> {
+fn collect_files(path: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     let meta =
         std::fs::metadata(path).with_context(|| format!("{} is not there", path.display()))?;
     if meta.is_dir() {

@@ -35,6 +35,19 @@ pub enum Priority {
     Critical = 3,
 }
 
+impl Priority {
+    /// `low`, `normal`, `high` or `critical`.
+    pub fn parse(s: &str) -> Option<Priority> {
+        Some(match s {
+            "low" => Priority::Low,
+            "normal" => Priority::Normal,
+            "high" => Priority::High,
+            "critical" => Priority::Critical,
+            _ => return None,
+        })
+    }
+}
+
 /// A schedulable GPU (a whole device, or a MIG instance).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Device {

@@ -94,6 +94,10 @@ impl Service {
                     tracing::error!(folder = %folder, "plugin rejected: {why}");
                 }
                 self.gpus().set_settings(new.gpus.clone());
+                if new.slurm.default != old.slurm.default {
+                    recheck = true;
+                }
+                self.executor.runner.slurm.set_settings(new.slurm.clone());
                 *self.config.write().expect("config lock") = new;
                 *self.config_problem.write().expect("config lock") = None;
             }
@@ -110,8 +114,11 @@ impl Service {
         let dirs = self.config().daemon.workflow_dirs;
         let catalog = crate::catalog(&self.host);
         let gpus = self.gpus().clone();
-        let fits = move |r: &crate::workflow::Resources| gpus.never_message(r);
-        for change in self.workflows.reload(&dirs, &catalog, &fits, recheck) {
+        let slurm_default = self.config().slurm.default;
+        let check = move |wf: &crate::workflow::Workflow| {
+            wf.check_fits(slurm_default, &|r| gpus.never_message(r))
+        };
+        for change in self.workflows.reload(&dirs, &catalog, &check, recheck) {
             match change {
                 Change::Loaded { name, version } => {
                     tracing::info!(workflow = %name, version = %&version[..12], "workflow loaded");
@@ -154,6 +161,15 @@ impl Service {
         let instance = instance_name(&config.data_dir);
         for r in store.recover_interrupted(&instance).await? {
             tracing::warn!(run = r.run.id, workflow = %r.run.workflow, steps = ?r.steps, "run was interrupted when the daemon stopped; it is queued again and resumes where it stopped");
+            // Processes a daemon killed outright left behind would hold
+            // their GPUs beside the step's next attempt.
+            for h in &r.handles {
+                if let Some(done) =
+                    crate::executor::process::reap(h, config.daemon.shutdown_grace).await
+                {
+                    tracing::warn!(run = r.run.id, "left over from before the restart: {done}");
+                }
+            }
         }
         let (bus, log_rx) = Bus::new();
         let log_writer = tokio::spawn(events::write_logs(store.clone(), log_rx));
@@ -165,6 +181,7 @@ impl Service {
             store: store.clone(),
             artifacts: crate::registry::Artifacts::new(config.artifacts_dir()),
             gpus: gpus.clone(),
+            slurm: Arc::new(crate::executor::slurm::Slurm::new(config.slurm.clone())),
             work_dir: config.work_dir(),
             process_grace: config.daemon.shutdown_grace,
         };

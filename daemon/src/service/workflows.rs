@@ -81,7 +81,7 @@ impl WorkflowSet {
         &self,
         dirs: &[PathBuf],
         catalog: &Catalog,
-        fits: &dyn Fn(&crate::workflow::Resources) -> Option<String>,
+        check: &dyn Fn(&Workflow) -> Result<(), crate::workflow::error::Errors>,
         recheck: bool,
     ) -> Vec<Change> {
         let mut files: Vec<PathBuf> = dirs
@@ -139,7 +139,7 @@ impl WorkflowSet {
                 continue;
             }
             let parsed = Workflow::parse(&file, &text, catalog)
-                .and_then(|wf| wf.check_fits(fits).map(|()| wf))
+                .and_then(|wf| check(&wf).map(|()| wf))
                 .map_err(|e| e.to_string());
             // Two files may not claim one name.
             let parsed = parsed.and_then(|wf| {

@@ -14,6 +14,7 @@ impl MigratorTrait for Migrator {
             Box::new(M0003Daemon),
             Box::new(M0004VersionScripts),
             Box::new(M0005Conversations),
+            Box::new(M0006StepHandles),
         ]
     }
 }
@@ -405,5 +406,28 @@ impl MigrationTrait for M0005Conversations {
             m.create_index(i).await?;
         }
         Ok(())
+    }
+}
+
+/// What a step attempt runs as outside the daemon (a local process group,
+/// a Slurm job), so a restarted daemon can find it again.
+struct M0006StepHandles;
+
+impl MigrationName for M0006StepHandles {
+    fn name(&self) -> &str {
+        "m0006_step_handles"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for M0006StepHandles {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.alter_table(
+            Table::alter()
+                .table("run_steps")
+                .add_column(string_null("handle"))
+                .to_owned(),
+        )
+        .await
     }
 }

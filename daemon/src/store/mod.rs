@@ -298,6 +298,7 @@ impl Store {
             output: Set(None),
             started_at: Set(Utc::now()),
             finished_at: Set(None),
+            handle: Set(None),
             ..Default::default()
         }
         .insert(&self.db)
@@ -317,6 +318,37 @@ impl Store {
     ) -> Result<()> {
         let row = self.start_step(run_id, step_id, action, 1).await?;
         self.finish_step(row, state, Some(error), None).await
+    }
+
+    /// Record what attempt `id` runs as outside the daemon.
+    pub async fn set_step_handle(&self, id: i64, handle: &str) -> Result<()> {
+        run_steps::ActiveModel {
+            id: Set(id),
+            handle: Set(Some(handle.to_owned())),
+            ..Default::default()
+        }
+        .update(&self.db)
+        .await?;
+        Ok(())
+    }
+
+    /// The handle of the attempt before attempt `row` of a run's step, if
+    /// the daemon interrupted it and it had one (a job to find again).
+    pub async fn interrupted_handle(
+        &self,
+        run_id: i64,
+        step_id: &str,
+        row: i64,
+    ) -> Result<Option<String>> {
+        Ok(run_steps::Entity::find()
+            .filter(run_steps::Column::RunId.eq(run_id))
+            .filter(run_steps::Column::StepId.eq(step_id))
+            .filter(run_steps::Column::Id.lt(row))
+            .order_by_desc(run_steps::Column::Id)
+            .one(&self.db)
+            .await?
+            .filter(|r| r.state == state::INTERRUPTED)
+            .and_then(|r| r.handle))
     }
 
     pub async fn finish_step(

@@ -45,6 +45,8 @@ pub struct Recovered {
     pub run: RunRow,
     /// Steps that were running, now marked interrupted.
     pub steps: Vec<String>,
+    /// Their handles (`run_steps.handle`), where they had one.
+    pub handles: Vec<String>,
 }
 
 /// A trigger fire to record.
@@ -215,6 +217,7 @@ impl Store {
                 .await?;
             out.push(Recovered {
                 run,
+                handles: steps.iter().filter_map(|s| s.handle.clone()).collect(),
                 steps: steps.into_iter().map(|s| s.step_id).collect(),
             });
         }

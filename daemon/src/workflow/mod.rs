@@ -236,8 +236,19 @@ pub struct Workflow {
     pub name: String,
     pub description: String,
     pub trigger: trigger::Trigger,
+    /// Where process steps run; `None`: as the config says.
+    pub executor: Option<Executor>,
     /// Steps in an order where every step comes after what it needs.
     pub steps: Vec<Step>,
+}
+
+/// Where a workflow's process steps run: on this machine's GPUs, or placed
+/// by a Slurm cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Executor {
+    Local,
+    Slurm,
 }
 
 impl Workflow {
@@ -253,9 +264,28 @@ impl Workflow {
         out
     }
 
+    /// Where this workflow's process steps run, given the config's default
+    /// (`[slurm] default`).
+    pub fn executor(&self, slurm_by_default: bool) -> Executor {
+        self.executor.unwrap_or(if slurm_by_default {
+            Executor::Slurm
+        } else {
+            Executor::Local
+        })
+    }
+
     /// Every step whose GPU request this machine can never hold (`never`
-    /// says why, for a step's resources), as located errors.
-    pub fn check_fits(&self, never: &dyn Fn(&Resources) -> Option<String>) -> Result<(), Errors> {
+    /// says why, for a step's resources), as located errors. Work placed
+    /// by Slurm is the cluster's to judge (`sbatch` refuses what it can
+    /// never place).
+    pub fn check_fits(
+        &self,
+        slurm_by_default: bool,
+        never: &dyn Fn(&Resources) -> Option<String>,
+    ) -> Result<(), Errors> {
+        if self.executor(slurm_by_default) == Executor::Slurm {
+            return Ok(());
+        }
         let errors: Vec<Located> = self
             .steps
             .iter()
@@ -411,7 +441,14 @@ impl Workflow {
     }
 }
 
-const TOP_KEYS: &[&str] = &["version", "name", "description", "trigger", "step"];
+const TOP_KEYS: &[&str] = &[
+    "version",
+    "name",
+    "description",
+    "executor",
+    "trigger",
+    "step",
+];
 const STEP_KEYS: &[&str] = &[
     "id",
     "uses",
@@ -571,6 +608,19 @@ impl<'a> Checker<'a> {
             Some(t) => self.trigger(t, &wf_dir),
             None => trigger::Trigger::default(),
         };
+        let executor =
+            doc.get("executor")
+                .and_then(|v| match self.string(v, "`executor`")?.as_str() {
+                    "local" => Some(Executor::Local),
+                    "slurm" => Some(Executor::Slurm),
+                    other => {
+                        self.error(
+                            v.span(),
+                            format!("`executor` is `{other}`; expected `local` or `slurm`"),
+                        );
+                        None
+                    }
+                });
 
         let Some(steps_value) = doc.get("step") else {
             self.error(0..0, "no steps: add at least one `[[step]]`");
@@ -636,6 +686,7 @@ impl<'a> Checker<'a> {
             name,
             description,
             trigger,
+            executor,
             steps: ordered,
         })
     }
@@ -1265,19 +1316,13 @@ impl<'a> Checker<'a> {
         if let Some(v) = t.get("priority")
             && let Some(s) = self.string(v, "`priority`")
         {
-            p.priority = match s.as_str() {
-                "low" => Priority::Low,
-                "normal" => Priority::Normal,
-                "high" => Priority::High,
-                "critical" => Priority::Critical,
-                other => {
-                    self.error(
-                        v.span(),
-                        format!("`priority` is `{other}`; expected low, normal, high or critical"),
-                    );
-                    Priority::Normal
-                }
-            };
+            p.priority = Priority::parse(&s).unwrap_or_else(|| {
+                self.error(
+                    v.span(),
+                    format!("`priority` is `{s}`; expected low, normal, high or critical"),
+                );
+                Priority::Normal
+            });
         }
         if let Some(v) = t.get("queue")
             && let Some(s) = self.string(v, "`queue`")
@@ -1527,6 +1572,7 @@ impl<'a> Checker<'a> {
             name: String::new(),
             description: String::new(),
             trigger: trigger::Trigger::default(),
+            executor: None,
             steps: steps.to_vec(),
         };
         for s in steps {

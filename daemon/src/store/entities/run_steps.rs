@@ -19,6 +19,9 @@ pub struct Model {
     pub output: Option<String>,
     pub started_at: DateTimeUtc,
     pub finished_at: Option<DateTimeUtc>,
+    /// What the attempt runs as outside the daemon: `local:<pgid>:<start>`
+    /// (a process group and its leader's start time) or `slurm:<job id>`.
+    pub handle: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
