@@ -345,3 +345,85 @@ fn the_shipped_hugging_face_example_runs_dry_on_a_declared_gpu() {
         "{text}"
     );
 }
+
+#[test]
+fn critical_work_preempts_a_preemptible_step_which_resumes_from_its_checkpoint() {
+    let home = daemon_home(
+        "max_parallel_runs = 3\n\n[gpus]\ninventory = \"static\"\ndevices = [{ name = \"Fake GPU\", memory = \"16GiB\" }]\n",
+    );
+    // Saves a checkpoint when told to stop, and resumes from it.
+    let resumable = r#"set -eu
+echo "$CUDA_VISIBLE_DEVICES" > "$MARKERS/run-$COACH_RUN.devices"
+ckpt="$COACH_CHECKPOINT_DIR/state"
+if [ -e "$ckpt" ]; then echo "{\"metric\": \"resumed_from\", \"value\": $(cat "$ckpt")}"; fi
+trap 'echo 3 > "$ckpt"; exit 143' TERM
+while [ ! -e "$MARKERS/release-$COACH_RUN" ]; do sleep 0.05; done
+echo '{"metric": "loss", "value": 0.1}'
+"#;
+    process_workflow(
+        &home,
+        "nightly",
+        resumable,
+        "{ gpus = 1 }\npriority = \"low\"\npreemptible = true",
+    );
+    process_workflow(
+        &home,
+        "hotfix",
+        TRAINER,
+        "{ gpus = 1 }\npriority = \"critical\"",
+    );
+    let tok = token(&home, "operator");
+    let d = Daemon::start(&home);
+    let markers = home.path("markers");
+    let low = trigger(&d, &tok, "nightly");
+    wait_until("the low-priority step on the GPU", &d, || {
+        markers
+            .join(format!("run-{low}.devices"))
+            .exists()
+            .then_some(())
+    });
+    std::fs::remove_file(markers.join(format!("run-{low}.devices"))).unwrap();
+    let critical = trigger(&d, &tok, "hotfix");
+    // The critical step takes the GPU; the preempted one waits behind it.
+    wait_until("the critical step on the GPU", &d, || {
+        markers
+            .join(format!("run-{critical}.devices"))
+            .exists()
+            .then_some(())
+    });
+    let (_, q) = call("GET", &format!("{}/api/v1/queue", d.url), &tok);
+    assert_eq!(q["waiting"][0]["run"], low, "{q}");
+    assert!(!markers.join(format!("run-{low}.devices")).exists());
+    std::fs::write(markers.join(format!("release-{critical}")), "").unwrap();
+    let v = wait_for_state(&d, &tok, critical, &["succeeded", "failed"]);
+    assert_eq!(v["state"], "succeeded", "{v}");
+    // Then the preempted step runs again, from its checkpoint.
+    wait_until("the preempted step back on the GPU", &d, || {
+        markers
+            .join(format!("run-{low}.devices"))
+            .exists()
+            .then_some(())
+    });
+    std::fs::write(markers.join(format!("release-{low}")), "").unwrap();
+    let v = wait_for_state(&d, &tok, low, &["succeeded", "failed"]);
+    assert_eq!(v["state"], "succeeded", "{v}");
+    let resumed = v["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "resumed_from")
+        .unwrap_or_else(|| panic!("{v}"));
+    assert_eq!(resumed["value"], 3.0);
+    let (_, logs) = call("GET", &format!("{}/api/v1/runs/{low}/logs", d.url), &tok);
+    assert!(
+        logs["lines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["message"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("preempted by higher-priority work on GPU 0")),
+        "{logs}"
+    );
+}
