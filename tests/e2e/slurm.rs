@@ -411,3 +411,83 @@ fn a_killed_daemon_finds_its_slurm_job_and_local_process_again() {
         .collect();
     assert_eq!(losses, [0.5, 0.25], "{v}");
 }
+
+#[test]
+fn slurm_preempts_and_requeues_a_preemptible_step_which_resumes() {
+    let Some(cluster) = cluster() else { return };
+    // The recipe's `urgent` partition preempts (requeues) `debug` work.
+    let home = slurm_home(&cluster, "partitions = { critical = \"urgent\" }\n");
+    let resumable = r#"set -eu
+ckpt="$COACH_CHECKPOINT_DIR/state"
+if [ -e "$ckpt" ]; then echo "{\"metric\": \"resumed_from\", \"value\": $(cat "$ckpt")}"; fi
+trap 'echo 3 > "$ckpt"; exit 143' TERM
+echo "$SLURM_JOB_ID" > "$MARKERS/run-$COACH_RUN.devices"
+while [ ! -e "$MARKERS/release-$COACH_RUN" ]; do sleep 0.05; done
+echo '{"metric": "loss", "value": 0.1}'
+"#;
+    process_workflow_with(
+        &home,
+        "nightly",
+        resumable,
+        "{ gpus = 2 }\npriority = \"low\"\npreemptible = true",
+        SLURM,
+    );
+    process_workflow_with(
+        &home,
+        "hotfix",
+        TRAINER,
+        "{ gpus = 1 }\npriority = \"critical\"",
+        SLURM,
+    );
+    let tok = token(&home, "operator");
+    let d = Daemon::start(&home);
+    let markers = home.path("markers");
+    let low = trigger(&d, &tok, "nightly");
+    wait_until("the low-priority job running", &d, || {
+        markers
+            .join(format!("run-{low}.devices"))
+            .exists()
+            .then_some(())
+    });
+    std::fs::remove_file(markers.join(format!("run-{low}.devices"))).unwrap();
+    let critical = trigger(&d, &tok, "hotfix");
+    std::fs::write(markers.join(format!("release-{critical}")), "").unwrap();
+    let v = wait_for_state(&d, &tok, critical, &["succeeded", "failed"]);
+    assert_eq!(v["state"], "succeeded", "{v}");
+    // Requeued by Slurm, the low job waits out Slurm's requeue delay (two
+    // minutes; the operator lets it start now) and runs again, resuming.
+    let job = wait_until("the requeued job waiting", &d, || {
+        log_lines(&d, &tok, low).into_iter().find_map(|l| {
+            l.strip_suffix(" is pending (BeginTime)")?
+                .strip_prefix("Slurm job ")?
+                .parse::<u64>()
+                .ok()
+        })
+    });
+    cluster.client(
+        "scontrol",
+        &["update", &format!("JobId={job}"), "StartTime=now"],
+    );
+    wait_until("the requeued job running again", &d, || {
+        markers
+            .join(format!("run-{low}.devices"))
+            .exists()
+            .then_some(())
+    });
+    std::fs::write(markers.join(format!("release-{low}")), "").unwrap();
+    let v = wait_for_state(&d, &tok, low, &["succeeded", "failed"]);
+    assert_eq!(v["state"], "succeeded", "{v}");
+    let names: Vec<&str> = v["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["name"].as_str())
+        .collect();
+    assert_eq!(names, ["resumed_from", "loss"], "{v}");
+    assert_eq!(v["metrics"][0]["value"], 3.0, "{v}");
+    let logs = log_lines(&d, &tok, low);
+    assert!(
+        logs.iter().any(|l| l.contains("is running (restart 1)")),
+        "{logs:?}"
+    );
+}

@@ -27,6 +27,9 @@ pub enum Command {
     /// GPU placement: one pass over a long queue, and a simulated day
     /// (utilisation, p95 wait per priority class, fair share).
     Scheduler(super::bench_scheduler::Args),
+    /// GPU job submission to a running daemon, jobs per second, with
+    /// Slurm's `sbatch` measured beside it.
+    Submit(super::bench_submit::Args),
     /// Plugin host costs: compile (cache miss), compile-cache hit, and a
     /// fresh sandboxed instance per job.
     Plugins {
@@ -57,6 +60,7 @@ pub async fn run(config: Config, cmd: Command) -> Result<ExitCode> {
         Command::Daemon(args) => return super::bench_daemon::run(config, args).await,
         Command::Scripts(args) => return super::bench_scripts::run(&config, args),
         Command::Scheduler(args) => return super::bench_scheduler::run(&config, args),
+        Command::Submit(args) => return super::bench_submit::run(config, args).await,
         Command::Plugins {
             plugin,
             iterations,

@@ -37,9 +37,9 @@ pub struct Args {
     pub json: bool,
 }
 
-struct Proc {
+pub(super) struct Proc {
     child: Child,
-    url: String,
+    pub(super) url: String,
     ready_after: Duration,
 }
 
@@ -50,7 +50,7 @@ impl Drop for Proc {
     }
 }
 
-fn start(config: &Path, log: &Path) -> Result<Proc> {
+pub(super) fn start(config: &Path, log: &Path) -> Result<Proc> {
     let t = Instant::now();
     let mut child = Command::new(std::env::current_exe()?)
         .arg("--config")
@@ -82,7 +82,7 @@ fn start(config: &Path, log: &Path) -> Result<Proc> {
     })
 }
 
-fn stop(mut p: Proc) -> Result<Duration> {
+pub(super) fn stop(mut p: Proc) -> Result<Duration> {
     let t = Instant::now();
     Command::new("kill")
         .arg("-TERM")
@@ -104,14 +104,14 @@ fn rss_mib(pid: u32) -> Option<f64> {
     Some(kb / 1024.0)
 }
 
-fn agent() -> ureq::Agent {
+pub(super) fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
         .build()
         .into()
 }
 
-fn pct(sorted: &[f64], p: f64) -> f64 {
+pub(super) fn pct(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }

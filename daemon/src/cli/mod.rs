@@ -5,6 +5,7 @@ mod bench_daemon;
 mod bench_intent;
 mod bench_scheduler;
 mod bench_scripts;
+mod bench_submit;
 mod client;
 mod daemon;
 mod evaluate;

@@ -638,6 +638,33 @@ mod tests {
     }
 
     #[test]
+    fn slurm_settings_are_read_and_checked() {
+        let c = Config::from_toml(
+            "[slurm]\ndefault = true\npartition = \"gpu\"\npartitions = { critical = \"urgent\" }\nconf = \"slurm.conf\"\npoll = \"500ms\"",
+            Path::new("/etc/coach"),
+            None,
+        )
+        .unwrap();
+        assert!(c.slurm.default);
+        assert_eq!(c.slurm.partition.as_deref(), Some("gpu"));
+        assert_eq!(
+            c.slurm.partitions[&crate::scheduler::gpu::Priority::Critical],
+            "urgent"
+        );
+        assert_eq!(c.slurm.conf, Some(PathBuf::from("/etc/coach/slurm.conf")));
+        assert_eq!(c.slurm.poll, Duration::from_millis(500));
+        let e = Config::from_toml(
+            "[slurm]\npartitions = { urgent = \"x\" }\ncommand_timeout = \"soon\"",
+            Path::new("."),
+            None,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("slurm.partitions.urgent: not a priority"), "{e}");
+        assert!(e.contains("slurm.command_timeout"), "{e}");
+    }
+
+    #[test]
     fn unknown_keys_and_bad_units_are_errors() {
         let e = Config::from_toml("data_dri = 'x'", Path::new("."), None).unwrap_err();
         assert!(e.to_string().contains("data_dri"), "{e}");

@@ -112,7 +112,8 @@ impl Executor {
     }
 
     async fn dispatch_once(self: Arc<Self>) -> Result<()> {
-        if self.stop.is_cancelled() {
+        // Full: nothing can start, and a long queue is not worth reading.
+        if self.stop.is_cancelled() || self.active().len() >= self.capacity {
             return Ok(());
         }
         let queued = self.runner.store.queued_runs().await?;

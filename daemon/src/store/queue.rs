@@ -71,23 +71,7 @@ impl Store {
         content: &str,
         scripts: &std::collections::BTreeMap<std::path::PathBuf, String>,
     ) -> Result<()> {
-        let scripts: serde_json::Map<String, serde_json::Value> = scripts
-            .iter()
-            .map(|(p, s)| (p.display().to_string(), serde_json::Value::from(s.as_str())))
-            .collect();
-        workflow_versions::Entity::insert(workflow_versions::ActiveModel {
-            hash: Set(hash.to_owned()),
-            workflow: Set(workflow.to_owned()),
-            file: Set(file.to_owned()),
-            content: Set(content.to_owned()),
-            scripts: Set(Some(serde_json::Value::Object(scripts).to_string())),
-            created_at: Set(Utc::now()),
-            ..Default::default()
-        })
-        .on_conflict_do_nothing_on([workflow_versions::Column::Hash])
-        .exec(&self.db)
-        .await?;
-        Ok(())
+        insert_version(&self.db, (workflow, file, hash, content), scripts).await
     }
 
     pub async fn workflow_version(&self, hash: &str) -> Result<Option<WorkflowVersionRow>> {
@@ -95,6 +79,40 @@ impl Store {
             .filter(workflow_versions::Column::Hash.eq(hash))
             .one(&self.db)
             .await?)
+    }
+
+    /// What a trigger fire does when it queues a run, in one write
+    /// transaction (one commit per submission): keep the workflow version
+    /// (see [`Store::save_workflow_version`]), queue the run, record the
+    /// fire with the run's id.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn enqueue_fired(
+        &self,
+        version: (&str, &str, &str, &str),
+        scripts: &std::collections::BTreeMap<std::path::PathBuf, String>,
+        trigger: &str,
+        scheduled_for: DateTime<Utc>,
+        detail: Option<String>,
+    ) -> Result<RunRow> {
+        let tx = self.begin_write().await?;
+        insert_version(&tx, version, scripts).await?;
+        let run = insert_run(&tx, version.0, version.1, version.2, trigger).await?;
+        let workflow = version.0;
+        let now = run.queued_at.unwrap_or_else(Utc::now);
+        trigger_fires::ActiveModel {
+            workflow: Set(workflow.to_owned()),
+            kind: Set(trigger.to_owned()),
+            scheduled_for: Set(scheduled_for),
+            fired_at: Set(now),
+            outcome: Set("queued".to_owned()),
+            detail: Set(detail),
+            run_id: Set(Some(run.id)),
+            ..Default::default()
+        }
+        .insert(&tx)
+        .await?;
+        tx.commit().await?;
+        Ok(run)
     }
 
     /// Put a run of workflow version `hash` in the queue.
@@ -105,23 +123,7 @@ impl Store {
         hash: &str,
         trigger: &str,
     ) -> Result<RunRow> {
-        let now = Utc::now();
-        Ok(training_runs::ActiveModel {
-            workflow: Set(workflow.to_owned()),
-            workflow_file: Set(file.to_owned()),
-            workflow_hash: Set(hash.to_owned()),
-            state: Set(state::QUEUED.to_owned()),
-            error: Set(None),
-            started_at: Set(now),
-            finished_at: Set(None),
-            trigger: Set(trigger.to_owned()),
-            executor: Set("daemon".to_owned()),
-            queued_at: Set(Some(now)),
-            resumes: Set(0),
-            ..Default::default()
-        }
-        .insert(&self.db)
-        .await?)
+        insert_run(&self.db, workflow, file, hash, trigger).await
     }
 
     /// Runs waiting for the executor, oldest first.
@@ -354,4 +356,56 @@ impl Store {
             .all(&self.db)
             .await?)
     }
+}
+
+/// Keep a workflow version's text unless it is kept already.
+async fn insert_version<C: sea_orm::ConnectionTrait>(
+    db: &C,
+    (workflow, file, hash, content): (&str, &str, &str, &str),
+    scripts: &std::collections::BTreeMap<std::path::PathBuf, String>,
+) -> Result<()> {
+    let scripts: serde_json::Map<String, serde_json::Value> = scripts
+        .iter()
+        .map(|(p, s)| (p.display().to_string(), serde_json::Value::from(s.as_str())))
+        .collect();
+    workflow_versions::Entity::insert(workflow_versions::ActiveModel {
+        hash: Set(hash.to_owned()),
+        workflow: Set(workflow.to_owned()),
+        file: Set(file.to_owned()),
+        content: Set(content.to_owned()),
+        scripts: Set(Some(serde_json::Value::Object(scripts).to_string())),
+        created_at: Set(Utc::now()),
+        ..Default::default()
+    })
+    .on_conflict_do_nothing_on([workflow_versions::Column::Hash])
+    .exec(db)
+    .await?;
+    Ok(())
+}
+
+/// A queued run of workflow version `hash`.
+async fn insert_run<C: sea_orm::ConnectionTrait>(
+    db: &C,
+    workflow: &str,
+    file: &str,
+    hash: &str,
+    trigger: &str,
+) -> Result<RunRow> {
+    let now = Utc::now();
+    Ok(training_runs::ActiveModel {
+        workflow: Set(workflow.to_owned()),
+        workflow_file: Set(file.to_owned()),
+        workflow_hash: Set(hash.to_owned()),
+        state: Set(state::QUEUED.to_owned()),
+        error: Set(None),
+        started_at: Set(now),
+        finished_at: Set(None),
+        trigger: Set(trigger.to_owned()),
+        executor: Set("daemon".to_owned()),
+        queued_at: Set(Some(now)),
+        resumes: Set(0),
+        ..Default::default()
+    }
+    .insert(db)
+    .await?)
 }

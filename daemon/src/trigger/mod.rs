@@ -48,7 +48,7 @@ pub async fn fire_with(
     at: DateTime<Utc>,
     why: Option<String>,
 ) -> Result<RunRow, FireError> {
-    let result = fire_inner(service, name, kind).await;
+    let result = fire_inner(service, name, kind, at, why).await;
     let outcome = match &result {
         Ok(_) => "queued",
         Err(FireError::Forbidden(_)) => "skipped",
@@ -56,19 +56,19 @@ pub async fn fire_with(
     };
     service.metrics.trigger_fired(kind, outcome);
     if !matches!(result, Err(FireError::Unknown(_))) {
-        let record = NewFire {
-            workflow: name.to_owned(),
-            kind: kind.to_owned(),
-            scheduled_for: at,
-            outcome: outcome.to_owned(),
-            detail: match &result {
-                Ok(_) => why,
-                Err(e) => Some(e.to_string()),
-            },
-            run_id: result.as_ref().ok().map(|r| r.id),
-        };
-        if let Err(e) = service.store.record_fire(record).await {
-            tracing::error!(workflow = name, "cannot record a trigger fire: {e:#}");
+        // A queued run's fire was recorded with it.
+        if let Err(e) = &result {
+            let record = NewFire {
+                workflow: name.to_owned(),
+                kind: kind.to_owned(),
+                scheduled_for: at,
+                outcome: outcome.to_owned(),
+                detail: Some(e.to_string()),
+                run_id: None,
+            };
+            if let Err(e) = service.store.record_fire(record).await {
+                tracing::error!(workflow = name, "cannot record a trigger fire: {e:#}");
+            }
         }
         service.bus.emit(
             result.as_ref().ok().map(|r| r.id),
@@ -90,7 +90,13 @@ pub async fn fire_with(
     result
 }
 
-async fn fire_inner(service: &Service, name: &str, kind: &str) -> Result<RunRow, FireError> {
+async fn fire_inner(
+    service: &Service,
+    name: &str,
+    kind: &str,
+    at: DateTime<Utc>,
+    why: Option<String>,
+) -> Result<RunRow, FireError> {
     if service.executor.is_stopping() {
         return Err(FireError::ShuttingDown);
     }
@@ -111,13 +117,15 @@ async fn fire_inner(service: &Service, name: &str, kind: &str) -> Result<RunRow,
         return Err(FireError::Forbidden(name.to_owned()));
     }
     let file = wf.file.display().to_string();
-    service
-        .store
-        .save_workflow_version(name, &file, &wf.hash, &good.text, &wf.script_files())
-        .await?;
     let run = service
         .store
-        .enqueue_run(name, &file, &wf.hash, kind)
+        .enqueue_fired(
+            (name, &file, &wf.hash, &good.text),
+            &wf.script_files(),
+            kind,
+            at,
+            why,
+        )
         .await?;
     service.bus.emit(
         Some(run.id),
