@@ -243,19 +243,7 @@ fn process_faults_fail_their_step_and_name_why() {
         "{lines:?}"
     );
 
-    let stubborn = trigger(&d, &tok, "stubborn");
-    let pid_file = home.path("markers/stubborn.pid");
-    let pid: i32 = wait_until("the stubborn process", &d, || {
-        std::fs::read_to_string(&pid_file).ok()?.trim().parse().ok()
-    });
-    let (s, _) = call(
-        "POST",
-        &format!("{}/api/v1/runs/{stubborn}/cancel", d.url),
-        &tok,
-    );
-    assert_eq!(s, 202);
-    let v = wait_for_state(&d, &tok, stubborn, &["cancelled", "failed", "succeeded"]);
-    assert_eq!(v["state"], "cancelled", "{v}");
+    let pid = cancel_when_started(&d, &tok, &home, "stubborn", "stubborn.pid");
     // SIGKILL after the grace period took it and its children.
     assert!(
         !Path::new(&format!("/proc/{pid}")).exists(),
@@ -346,43 +334,94 @@ fn the_shipped_hugging_face_example_runs_dry_on_a_declared_gpu() {
     );
 }
 
+/// Saves a checkpoint when told to stop (SIGTERM), and says what it
+/// resumed from.
+const RESUMABLE: &str = r#"set -eu
+ckpt="$COACH_CHECKPOINT_DIR/state"
+if [ -e "$ckpt" ]; then echo "{\"metric\": \"resumed_from\", \"value\": $(cat "$ckpt")}"; fi
+trap 'echo 3 > "$ckpt"; exit 143' TERM
+echo "$CUDA_VISIBLE_DEVICES" > "$MARKERS/run-$COACH_RUN.devices"
+while [ ! -e "$MARKERS/release-$COACH_RUN" ]; do sleep 0.05; done
+echo '{"metric": "loss", "value": 0.1}'
+"#;
+
+/// A `nightly` workflow of low-priority preemptible work on `gpus` GPUs, a
+/// critical `hotfix` on one (`top`: their executor), and a daemon with
+/// `nightly` running: the daemon, a token and the nightly run.
+pub(crate) fn start_preemptible(home: &Home, gpus: u32, top: &str) -> (Daemon, String, i64) {
+    process_workflow_with(
+        home,
+        "nightly",
+        RESUMABLE,
+        &format!("{{ gpus = {gpus} }}\npriority = \"low\"\npreemptible = true"),
+        top,
+    );
+    process_workflow_with(
+        home,
+        "hotfix",
+        TRAINER,
+        "{ gpus = 1 }\npriority = \"critical\"",
+        top,
+    );
+    let tok = token(home, "operator");
+    let d = Daemon::start(home);
+    let low = trigger(&d, &tok, "nightly");
+    wait_started(&d, home, low);
+    (d, tok, low)
+}
+
+/// Wait for `run`'s trainer to start, and take its marker away so that
+/// a start again is seen.
+pub(crate) fn wait_started(d: &Daemon, home: &Home, run: i64) {
+    let marker = home.path(&format!("markers/run-{run}.devices"));
+    wait_until(&format!("run {run} started"), d, || {
+        marker.exists().then_some(())
+    });
+    std::fs::remove_file(marker).unwrap();
+}
+
+/// The preempted run succeeded after resuming from the checkpoint it saved.
+pub(crate) fn assert_resumed(v: &serde_json::Value) {
+    assert_eq!(v["state"], "succeeded", "{v}");
+    let names: Vec<&str> = v["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["name"].as_str())
+        .collect();
+    assert_eq!(names, ["resumed_from", "loss"], "{v}");
+    assert_eq!(v["metrics"][0]["value"], 3.0, "{v}");
+}
+
+/// Trigger `workflow`, whose process writes its pid to `markers/<pid>`,
+/// cancel it once that is there, and wait for the run to end cancelled;
+/// the pid.
+pub(crate) fn cancel_when_started(
+    d: &Daemon,
+    tok: &str,
+    home: &Home,
+    workflow: &str,
+    pid: &str,
+) -> u32 {
+    let run = trigger(d, tok, workflow);
+    let pid_file = home.path(&format!("markers/{pid}"));
+    let pid: u32 = wait_until("the process started", d, || {
+        std::fs::read_to_string(&pid_file).ok()?.trim().parse().ok()
+    });
+    let (s, _) = call("POST", &format!("{}/api/v1/runs/{run}/cancel", d.url), tok);
+    assert_eq!(s, 202);
+    let v = wait_for_state(d, tok, run, &["cancelled", "failed", "succeeded"]);
+    assert_eq!(v["state"], "cancelled", "{v}");
+    pid
+}
+
 #[test]
 fn critical_work_preempts_a_preemptible_step_which_resumes_from_its_checkpoint() {
     let home = daemon_home(
         "max_parallel_runs = 3\n\n[gpus]\ninventory = \"static\"\ndevices = [{ name = \"Fake GPU\", memory = \"16GiB\" }]\n",
     );
-    // Saves a checkpoint when told to stop, and resumes from it.
-    let resumable = r#"set -eu
-echo "$CUDA_VISIBLE_DEVICES" > "$MARKERS/run-$COACH_RUN.devices"
-ckpt="$COACH_CHECKPOINT_DIR/state"
-if [ -e "$ckpt" ]; then echo "{\"metric\": \"resumed_from\", \"value\": $(cat "$ckpt")}"; fi
-trap 'echo 3 > "$ckpt"; exit 143' TERM
-while [ ! -e "$MARKERS/release-$COACH_RUN" ]; do sleep 0.05; done
-echo '{"metric": "loss", "value": 0.1}'
-"#;
-    process_workflow(
-        &home,
-        "nightly",
-        resumable,
-        "{ gpus = 1 }\npriority = \"low\"\npreemptible = true",
-    );
-    process_workflow(
-        &home,
-        "hotfix",
-        TRAINER,
-        "{ gpus = 1 }\npriority = \"critical\"",
-    );
-    let tok = token(&home, "operator");
-    let d = Daemon::start(&home);
+    let (d, tok, low) = start_preemptible(&home, 1, "");
     let markers = home.path("markers");
-    let low = trigger(&d, &tok, "nightly");
-    wait_until("the low-priority step on the GPU", &d, || {
-        markers
-            .join(format!("run-{low}.devices"))
-            .exists()
-            .then_some(())
-    });
-    std::fs::remove_file(markers.join(format!("run-{low}.devices"))).unwrap();
     let critical = trigger(&d, &tok, "hotfix");
     // The critical step takes the GPU; the preempted one waits behind it.
     wait_until("the critical step on the GPU", &d, || {
@@ -405,15 +444,7 @@ echo '{"metric": "loss", "value": 0.1}'
             .then_some(())
     });
     std::fs::write(markers.join(format!("release-{low}")), "").unwrap();
-    let v = wait_for_state(&d, &tok, low, &["succeeded", "failed"]);
-    assert_eq!(v["state"], "succeeded", "{v}");
-    let resumed = v["metrics"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["name"] == "resumed_from")
-        .unwrap_or_else(|| panic!("{v}"));
-    assert_eq!(resumed["value"], 3.0);
+    assert_resumed(&wait_for_state(&d, &tok, low, &["succeeded", "failed"]));
     let (_, logs) = call("GET", &format!("{}/api/v1/runs/{low}/logs", d.url), &tok);
     assert!(
         logs["lines"]

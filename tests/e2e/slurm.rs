@@ -8,7 +8,10 @@
 
 use crate::common::{Home, workspace};
 use crate::daemon::{Daemon, call, daemon_home, token, wait_for_state};
-use crate::gpus::{TRAINER, process_workflow_with, trigger, wait_until};
+use crate::gpus::{
+    TRAINER, assert_resumed, cancel_when_started, process_workflow_with, start_preemptible,
+    trigger, wait_until,
+};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Mutex, MutexGuard, OnceLock};
@@ -271,19 +274,7 @@ fn slurm_failures_and_cancels_reach_the_run() {
     let err = v["error"].as_str().unwrap();
     assert!(err.contains("Slurm refused the job"), "{err}");
 
-    let endless = trigger(&d, &tok, "endless");
-    let pid_file = home.path("markers/endless.pid");
-    let pid: u32 = wait_until("the endless job", &d, || {
-        std::fs::read_to_string(&pid_file).ok()?.trim().parse().ok()
-    });
-    let (s, _) = call(
-        "POST",
-        &format!("{}/api/v1/runs/{endless}/cancel", d.url),
-        &tok,
-    );
-    assert_eq!(s, 202);
-    let v = wait_for_state(&d, &tok, endless, &["cancelled", "failed", "succeeded"]);
-    assert_eq!(v["state"], "cancelled", "{v}");
+    let pid = cancel_when_started(&d, &tok, &home, "endless", "endless.pid");
     wait_for("the cancelled job's process to end", || {
         !Path::new(&format!("/proc/{pid}")).exists()
     });
@@ -417,39 +408,8 @@ fn slurm_preempts_and_requeues_a_preemptible_step_which_resumes() {
     let Some(cluster) = cluster() else { return };
     // The recipe's `urgent` partition preempts (requeues) `debug` work.
     let home = slurm_home(&cluster, "partitions = { critical = \"urgent\" }\n");
-    let resumable = r#"set -eu
-ckpt="$COACH_CHECKPOINT_DIR/state"
-if [ -e "$ckpt" ]; then echo "{\"metric\": \"resumed_from\", \"value\": $(cat "$ckpt")}"; fi
-trap 'echo 3 > "$ckpt"; exit 143' TERM
-echo "$SLURM_JOB_ID" > "$MARKERS/run-$COACH_RUN.devices"
-while [ ! -e "$MARKERS/release-$COACH_RUN" ]; do sleep 0.05; done
-echo '{"metric": "loss", "value": 0.1}'
-"#;
-    process_workflow_with(
-        &home,
-        "nightly",
-        resumable,
-        "{ gpus = 2 }\npriority = \"low\"\npreemptible = true",
-        SLURM,
-    );
-    process_workflow_with(
-        &home,
-        "hotfix",
-        TRAINER,
-        "{ gpus = 1 }\npriority = \"critical\"",
-        SLURM,
-    );
-    let tok = token(&home, "operator");
-    let d = Daemon::start(&home);
+    let (d, tok, low) = start_preemptible(&home, 2, SLURM);
     let markers = home.path("markers");
-    let low = trigger(&d, &tok, "nightly");
-    wait_until("the low-priority job running", &d, || {
-        markers
-            .join(format!("run-{low}.devices"))
-            .exists()
-            .then_some(())
-    });
-    std::fs::remove_file(markers.join(format!("run-{low}.devices"))).unwrap();
     let critical = trigger(&d, &tok, "hotfix");
     std::fs::write(markers.join(format!("release-{critical}")), "").unwrap();
     let v = wait_for_state(&d, &tok, critical, &["succeeded", "failed"]);
@@ -475,19 +435,37 @@ echo '{"metric": "loss", "value": 0.1}'
             .then_some(())
     });
     std::fs::write(markers.join(format!("release-{low}")), "").unwrap();
-    let v = wait_for_state(&d, &tok, low, &["succeeded", "failed"]);
-    assert_eq!(v["state"], "succeeded", "{v}");
-    let names: Vec<&str> = v["metrics"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|m| m["name"].as_str())
-        .collect();
-    assert_eq!(names, ["resumed_from", "loss"], "{v}");
-    assert_eq!(v["metrics"][0]["value"], 3.0, "{v}");
-    let logs = log_lines(&d, &tok, low);
-    assert!(
-        logs.iter().any(|l| l.contains("is running (restart 1)")),
-        "{logs:?}"
-    );
+    assert_resumed(&wait_for_state(&d, &tok, low, &["succeeded", "failed"]));
+}
+
+#[test]
+fn bench_submit_measures_coach_and_slurm_side_by_side() {
+    let Some(cluster) = cluster() else { return };
+    let home = Home::new("");
+    let conf = cluster.conf().display().to_string();
+    let run = home.coach(&[
+        "bench",
+        "submit",
+        "--jobs",
+        "200",
+        "--clients",
+        "4",
+        "--slurm-jobs",
+        "40",
+        "--slurm-conf",
+        &conf,
+        "--json",
+    ]);
+    run.expect_ok();
+    let v: serde_json::Value = serde_json::from_str(&run.stdout()).unwrap();
+    assert_eq!(v["coach"]["accepted"], 200, "{v}");
+    assert_eq!(v["slurm"]["accepted"], 40, "{v}");
+    assert!(v["coach_over_slurm"].as_f64().unwrap() > 0.0, "{v}");
+    // The cluster is left as it was.
+    wait_for("the bench jobs gone", || {
+        cluster
+            .client("squeue", &["-h", "--name=coach-bench"])
+            .trim()
+            .is_empty()
+    });
 }

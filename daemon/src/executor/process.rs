@@ -142,14 +142,51 @@ pub struct Outcome {
     pub duration: Duration,
 }
 
-pub(crate) fn tail(lines: &std::collections::VecDeque<String>) -> String {
-    if lines.is_empty() {
-        String::new()
-    } else {
-        format!(
-            "; last stderr:\n{}",
-            lines.iter().cloned().collect::<Vec<_>>().join("\n")
-        )
+/// Reads a command's output as the protocol says: numbers the stdout
+/// lines, collects the artifacts and bad lines, keeps the last 20 lines of
+/// stderr for the failure message.
+#[derive(Debug, Default)]
+pub struct Reader {
+    lines: usize,
+    pub outcome: Outcome,
+    stderr: std::collections::VecDeque<String>,
+}
+
+impl Reader {
+    pub fn stdout(&mut self, line: &str) -> Event {
+        self.lines += 1;
+        let ev = parse_line(self.lines, line);
+        match &ev {
+            Event::Artifact(p) => self.outcome.artifacts.push(p.clone()),
+            Event::Bad { .. } => self.outcome.bad_lines += 1,
+            _ => {}
+        }
+        ev
+    }
+
+    pub fn stderr(&mut self, line: String) -> Event {
+        if self.stderr.len() == 20 {
+            self.stderr.pop_front();
+        }
+        self.stderr.push_back(line.clone());
+        Event::Stderr(line)
+    }
+
+    /// The output starts over (the command was started again).
+    pub fn restart(&mut self) {
+        self.lines = 0;
+    }
+
+    /// The last stderr lines, for a failure message.
+    pub fn tail(&self) -> String {
+        if self.stderr.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; last stderr:\n{}",
+                self.stderr.iter().cloned().collect::<Vec<_>>().join("\n")
+            )
+        }
     }
 }
 
@@ -216,9 +253,7 @@ pub async fn run(
     let stderr = child.stderr.take().expect("piped stderr");
     let mut out_lines = BufReader::new(stdout).lines();
     let mut err_lines = BufReader::new(stderr).lines();
-    let mut stderr_tail = std::collections::VecDeque::new();
-    let mut outcome = Outcome::default();
-    let mut n = 0usize;
+    let mut reader = Reader::default();
     let (mut out_open, mut err_open) = (true, true);
     // Set once SIGTERM was sent: (when, why).
     let mut stopping: Option<(Instant, Failure)> = None;
@@ -233,26 +268,11 @@ pub async fn run(
         }
         tokio::select! {
             line = out_lines.next_line(), if out_open => match line {
-                Ok(Some(line)) => {
-                    n += 1;
-                    let ev = parse_line(n, &line);
-                    match &ev {
-                        Event::Artifact(p) => outcome.artifacts.push(p.clone()),
-                        Event::Bad { .. } => outcome.bad_lines += 1,
-                        _ => {}
-                    }
-                    on_event(&ev);
-                }
+                Ok(Some(line)) => on_event(&reader.stdout(&line)),
                 _ => out_open = false,
             },
             line = err_lines.next_line(), if err_open => match line {
-                Ok(Some(line)) => {
-                    if stderr_tail.len() == 20 {
-                        stderr_tail.pop_front();
-                    }
-                    stderr_tail.push_back(line.clone());
-                    on_event(&Event::Stderr(line));
-                }
+                Ok(Some(line)) => on_event(&reader.stderr(line)),
                 _ => err_open = false,
             },
             status = child.wait(), if exited.is_none() => exited = Some((status, Instant::now())),
@@ -285,7 +305,7 @@ pub async fn run(
     // The leader is gone; whatever it left in its group goes too.
     signal_group(pid, Signal::SIGKILL);
     guard.0 = None;
-    outcome.duration = begin.elapsed();
+    reader.outcome.duration = begin.elapsed();
     if let Some((_, why)) = stopping {
         return Err(why);
     }
@@ -294,20 +314,12 @@ pub async fn run(
         error: e.to_string(),
     })?;
     use std::os::unix::process::ExitStatusExt;
+    let tail = reader.tail();
     match (status.code(), status.signal()) {
-        (Some(0), _) => Ok(outcome),
-        (Some(code), _) => Err(Failure::Exit {
-            code,
-            tail: tail(&stderr_tail),
-        }),
-        (None, Some(signal)) => Err(Failure::Signal {
-            signal,
-            tail: tail(&stderr_tail),
-        }),
-        (None, None) => Err(Failure::Exit {
-            code: -1,
-            tail: tail(&stderr_tail),
-        }),
+        (Some(0), _) => Ok(reader.outcome),
+        (Some(code), _) => Err(Failure::Exit { code, tail }),
+        (None, Some(signal)) => Err(Failure::Signal { signal, tail }),
+        (None, None) => Err(Failure::Exit { code: -1, tail }),
     }
 }
 

@@ -7,10 +7,10 @@
 //! commands block while the controller is down, and a step waiting on a
 //! dead cluster must say so rather than hang.
 
-use super::process::{Event, Failure, parse_line};
+use super::process::{Event, Failure, Outcome, Reader};
 use crate::config::SlurmSettings;
 use crate::scheduler::gpu::Priority;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -444,14 +444,6 @@ impl Tail {
     }
 }
 
-/// What following a job produced.
-#[derive(Debug, Default)]
-pub struct Followed {
-    pub artifacts: Vec<PathBuf>,
-    pub bad_lines: usize,
-    pub duration: Duration,
-}
-
 /// Follow job `id` to its end: stream its stdout through the protocol
 /// (`on_event`), say what changes (`note`), cancel it on `cancel`. A
 /// cluster that stops answering is waited for, and said so once.
@@ -462,21 +454,19 @@ pub async fn follow(
     cancel: &AtomicBool,
     on_event: &(dyn Fn(&Event) + Send + Sync),
     note: &(dyn Fn(String) + Send + Sync),
-) -> Result<Followed, Failure> {
+) -> Result<Outcome, Failure> {
     let begin = Instant::now();
     let mut out = Tail::new(job.stdout(id));
     let mut err = Tail::new(job.stderr(id));
-    let mut stderr_tail: VecDeque<String> = VecDeque::new();
-    let mut followed = Followed::default();
-    let mut n = 0usize;
+    let mut reader = Reader::default();
     let mut last: Option<JobState> = None;
     let mut unreachable: Option<SlurmError> = None;
     let mut cancelled_at: Option<Instant> = None;
-    let mut read = |out: &mut Tail, err: &mut Tail, end: bool, followed: &mut Followed| {
+    let read = |out: &mut Tail, err: &mut Tail, end: bool, reader: &mut Reader| {
         let mut lines = out.lines();
         if out.restarted {
             out.restarted = false;
-            n = 0;
+            reader.restart();
             note(format!(
                 "Slurm started job {id} again; its output starts over"
             ));
@@ -485,25 +475,14 @@ pub async fn follow(
             lines.extend(out.rest());
         }
         for line in lines {
-            n += 1;
-            let ev = parse_line(n, &line);
-            match &ev {
-                Event::Artifact(p) => followed.artifacts.push(p.clone()),
-                Event::Bad { .. } => followed.bad_lines += 1,
-                _ => {}
-            }
-            on_event(&ev);
+            on_event(&reader.stdout(&line));
         }
         let mut lines = err.lines();
         if end {
             lines.extend(err.rest());
         }
         for line in lines {
-            if stderr_tail.len() == 20 {
-                stderr_tail.pop_front();
-            }
-            stderr_tail.push_back(line.clone());
-            on_event(&Event::Stderr(line));
+            on_event(&reader.stderr(line));
         }
     };
     loop {
@@ -515,7 +494,7 @@ pub async fn follow(
             cancelled_at = Some(Instant::now());
         }
         let state = slurm.state(id).await;
-        read(&mut out, &mut err, false, &mut followed);
+        read(&mut out, &mut err, false, &mut reader);
         match state {
             Err(e) => {
                 if unreachable.is_none() {
@@ -538,11 +517,11 @@ pub async fn follow(
                     note(format!("Slurm answers again about job {id}"));
                 }
                 if st.is_final() {
-                    read(&mut out, &mut err, true, &mut followed);
-                    followed.duration = begin.elapsed();
-                    let tail = tail(&stderr_tail);
+                    read(&mut out, &mut err, true, &mut reader);
+                    reader.outcome.duration = begin.elapsed();
+                    let tail = reader.tail();
                     return match st {
-                        JobState::Completed => Ok(followed),
+                        JobState::Completed => Ok(reader.outcome),
                         _ if cancelled_at.is_some() => Err(Failure::Cancelled),
                         JobState::Ended {
                             state,
@@ -608,10 +587,6 @@ fn describe_end(reason: &str, exit_code: i32, signal: i32) -> String {
         d.push_str(reason);
     }
     if d == " (" { String::new() } else { d + ")" }
-}
-
-fn tail(lines: &VecDeque<String>) -> String {
-    super::process::tail(lines)
 }
 
 /// `run-<run>` and the step id make a job name unique per step of a run.

@@ -66,11 +66,44 @@ impl Collector<'_> {
 
 /// What a finished command left, wherever it ran.
 struct Ran {
-    artifacts: Vec<PathBuf>,
-    bad_lines: usize,
-    duration: Duration,
+    outcome: process::Outcome,
     /// `devices` or `slurm_job`.
     placed: (&'static str, Value),
+}
+
+/// One attempt of a process step, as the executors need it.
+struct Attempt<'a> {
+    run_id: i64,
+    /// Its `run_steps` row.
+    row: i64,
+    wf: &'a Workflow,
+    step: &'a Step,
+    spec: &'a ProcessSpec,
+    /// Stable across attempts, so a trainer can resume from it.
+    checkpoints: PathBuf,
+    collector: Collector<'a>,
+    cancel: &'a Arc<AtomicBool>,
+}
+
+impl Attempt<'_> {
+    /// What Coach tells the command about itself.
+    fn coach_env(&self) -> [(&'static str, String); 3] {
+        [
+            ("COACH_RUN", self.run_id.to_string()),
+            ("COACH_STEP", self.step.id.clone()),
+            (
+                "COACH_CHECKPOINT_DIR",
+                self.checkpoints.display().to_string(),
+            ),
+        ]
+    }
+
+    fn failed(&self, e: Failure) -> anyhow::Error {
+        match e {
+            Failure::Cancelled => cancelled(),
+            e => anyhow!("`{}` {e}", self.spec.argv[0]),
+        }
+    }
 }
 
 fn cancelled() -> anyhow::Error {
@@ -94,40 +127,33 @@ impl Runner {
             .process
             .as_ref()
             .ok_or_else(|| anyhow!("a process step without a command"))?;
-        // Stable across attempts, so a trainer can resume from it.
         let checkpoints = self.work_dir.join(format!("run-{run_id}")).join(&step.id);
         std::fs::create_dir_all(&checkpoints)
             .with_context(|| format!("cannot create {}", checkpoints.display()))?;
-        let collector = Collector {
-            reporter,
-            step: &step.id,
-            metrics: Mutex::new(Vec::new()),
+        let attempt = Attempt {
+            run_id,
+            row,
+            wf,
+            step,
+            spec,
+            checkpoints,
+            collector: Collector {
+                reporter,
+                step: &step.id,
+                metrics: Mutex::new(Vec::new()),
+            },
+            cancel,
         };
         let executor = wf.executor(self.slurm.settings().default);
         let result = match executor {
-            Executor::Local => {
-                self.on_local_gpus(
-                    run_id,
-                    row,
-                    wf,
-                    step,
-                    spec,
-                    &checkpoints,
-                    &collector,
-                    cancel,
-                )
-                .await
-            }
-            Executor::Slurm => {
-                self.on_slurm(run_id, row, step, spec, &checkpoints, &collector, cancel)
-                    .await
-            }
+            Executor::Local => self.on_local_gpus(&attempt).await,
+            Executor::Slurm => self.on_slurm(&attempt).await,
         };
-        let metrics = std::mem::take(&mut *collector.metrics.lock().expect("metrics lock"));
+        let metrics = std::mem::take(&mut *attempt.collector.metrics.lock().expect("metrics lock"));
         self.store.add_metrics(run_id, &step.id, &metrics).await?;
         let ran = result?;
         let mut artifacts = Vec::new();
-        for a in &ran.artifacts {
+        for a in &ran.outcome.artifacts {
             let path = process::resolve_artifact(&spec.workdir, a);
             artifacts.extend(self.store_artifact(&path).with_context(|| {
                 format!("cannot store the artifact {} it named", path.display())
@@ -136,11 +162,11 @@ impl Runner {
         let mut out = json!({
             "executor": executor,
             "devices": [],
-            "seconds": ran.duration.as_secs_f64(),
+            "seconds": ran.outcome.duration.as_secs_f64(),
             "metrics": metrics.len(),
-            "bad_lines": ran.bad_lines,
+            "bad_lines": ran.outcome.bad_lines,
             "artifacts": artifacts,
-            "checkpoint_dir": checkpoints.display().to_string(),
+            "checkpoint_dir": attempt.checkpoints.display().to_string(),
         });
         out[ran.placed.0] = ran.placed.1;
         Ok(Output::Process(Arc::new(out)))
@@ -148,18 +174,8 @@ impl Runner {
 
     /// Wait for this machine's GPUs, run the command on them; a preempted
     /// run asks again and starts over (from its checkpoint folder).
-    #[allow(clippy::too_many_arguments)]
-    async fn on_local_gpus(
-        &self,
-        run_id: i64,
-        row: i64,
-        wf: &Workflow,
-        step: &Step,
-        spec: &ProcessSpec,
-        checkpoints: &Path,
-        collector: &Collector<'_>,
-        cancel: &Arc<AtomicBool>,
-    ) -> Result<Ran> {
+    async fn on_local_gpus(&self, a: &Attempt<'_>) -> Result<Ran> {
+        let (step, spec, collector) = (a.step, a.spec, &a.collector);
         let command = process::Command {
             argv: spec.argv.clone(),
             workdir: spec.workdir.clone(),
@@ -167,20 +183,16 @@ impl Runner {
             timeout: step.timeout,
             grace: self.process_grace,
         };
-        let extra = [
-            ("COACH_RUN", run_id.to_string()),
-            ("COACH_STEP", step.id.clone()),
-            ("COACH_CHECKPOINT_DIR", checkpoints.display().to_string()),
-        ];
+        let extra = a.coach_env();
         loop {
-            let lease = self.lease(run_id, wf, step, collector, cancel).await?;
+            let lease = self.lease(a).await?;
             let devices = lease
                 .as_ref()
                 .map(|l| l.devices.clone())
                 .unwrap_or_default();
             let not_preempted = AtomicBool::new(false);
             let preempt = lease.as_ref().map_or(&not_preempted, |l| &*l.preempt);
-            tracing::info!(run = run_id, step = %step.id, devices = %devices.join(","), command = ?spec.argv, "process starting");
+            tracing::info!(run = a.run_id, step = %step.id, devices = %devices.join(","), command = ?spec.argv, "process starting");
             let gpus = self.gpus.clone();
             let pid = Mutex::new(None);
             let started = |p: u32| {
@@ -189,7 +201,7 @@ impl Runner {
                 // Kept so a daemon killed outright can stop the group when
                 // it comes back.
                 if let Some(handle) = process::handle(p) {
-                    let store = self.store.clone();
+                    let (store, row) = (self.store.clone(), a.row);
                     tokio::spawn(async move {
                         if let Err(e) = store.set_step_handle(row, &handle).await {
                             tracing::warn!("cannot record process group {handle}: {e:#}");
@@ -201,7 +213,7 @@ impl Runner {
                 &command,
                 &devices,
                 &extra,
-                cancel,
+                a.cancel,
                 preempt,
                 &started,
                 &|ev| collector.event(ev),
@@ -212,38 +224,29 @@ impl Runner {
             }
             drop(lease);
             match result {
-                Ok(o) => {
+                Ok(outcome) => {
                     return Ok(Ran {
-                        artifacts: o.artifacts,
-                        bad_lines: o.bad_lines,
-                        duration: o.duration,
+                        outcome,
                         placed: ("devices", json!(devices)),
                     });
                 }
-                Err(Failure::Cancelled) => return Err(cancelled()),
                 Err(Failure::Preempted) => collector.log(
                     LogLevel::Warn,
                     format!(
                         "preempted by higher-priority work on GPU {}; asks again and resumes from {}",
                         devices.join(","),
-                        checkpoints.display()
+                        a.checkpoints.display()
                     ),
                 ),
-                Err(e) => return Err(anyhow!("`{}` {e}", spec.argv[0])),
+                Err(e) => return Err(a.failed(e)),
             }
         }
     }
 
     /// Wait until the GPU queue allocates the step's GPUs (none needed:
     /// no lease).
-    async fn lease(
-        &self,
-        run_id: i64,
-        wf: &Workflow,
-        step: &Step,
-        collector: &Collector<'_>,
-        cancel: &Arc<AtomicBool>,
-    ) -> Result<Option<crate::executor::gpus::Lease>> {
+    async fn lease(&self, a: &Attempt<'_>) -> Result<Option<crate::executor::gpus::Lease>> {
+        let step = a.step;
         let r = &step.resources;
         if r.gpus == 0 {
             return Ok(None);
@@ -258,11 +261,11 @@ impl Runner {
             max_duration: step.placement.max_duration,
         };
         let owner = Owner {
-            run: run_id,
-            workflow: wf.name.clone(),
+            run: a.run_id,
+            workflow: a.wf.name.clone(),
             step: step.id.clone(),
         };
-        collector.log(
+        a.collector.log(
             LogLevel::Info,
             format!(
                 "asking for {} GPU{}",
@@ -276,7 +279,7 @@ impl Runner {
         loop {
             tokio::select! {
                 lease = &mut acquire => return Ok(Some(lease.map_err(|never| anyhow!("it can never run on this machine: {never}"))?)),
-                _ = tick.tick() => if cancel.load(Ordering::Relaxed) {
+                _ = tick.tick() => if a.cancel.load(Ordering::Relaxed) {
                     return Err(cancelled());
                 }
             }
@@ -285,30 +288,16 @@ impl Runner {
 
     /// Hand the command to Slurm, or find the job it already has for this
     /// step (submitted before the daemon stopped), and follow it to its end.
-    #[allow(clippy::too_many_arguments)]
-    async fn on_slurm(
-        &self,
-        run_id: i64,
-        row: i64,
-        step: &Step,
-        spec: &ProcessSpec,
-        checkpoints: &Path,
-        collector: &Collector<'_>,
-        cancel: &Arc<AtomicBool>,
-    ) -> Result<Ran> {
+    async fn on_slurm(&self, a: &Attempt<'_>) -> Result<Ran> {
+        let (step, spec, collector) = (a.step, a.spec, &a.collector);
         let mut env = spec.env.clone();
-        env.insert("COACH_RUN".into(), run_id.to_string());
-        env.insert("COACH_STEP".into(), step.id.clone());
-        env.insert(
-            "COACH_CHECKPOINT_DIR".into(),
-            checkpoints.display().to_string(),
-        );
+        env.extend(a.coach_env().map(|(k, v)| (k.to_owned(), v)));
         let job = Job {
-            name: slurm::job_name(run_id, &step.id),
+            name: slurm::job_name(a.run_id, &step.id),
             argv: spec.argv.clone(),
             workdir: spec.workdir.clone(),
             env,
-            dir: checkpoints.to_path_buf(),
+            dir: a.checkpoints.clone(),
             gpus: step.resources.gpus,
             cpus: step.resources.cpus,
             memory: step.resources.memory,
@@ -319,7 +308,7 @@ impl Runner {
         let note = |m: String| collector.log(LogLevel::Info, m);
         let recorded = self
             .store
-            .interrupted_handle(run_id, &step.id, row)
+            .interrupted_handle(a.run_id, &step.id, a.row)
             .await?
             .and_then(|h| h.strip_prefix("slurm:")?.parse::<u64>().ok());
         let id = match recorded {
@@ -329,44 +318,36 @@ impl Runner {
                 ));
                 id
             }
-            None => self.submit(&job, collector, cancel).await?,
+            None => self.submit(&job, a).await?,
         };
         self.store
-            .set_step_handle(row, &format!("slurm:{id}"))
+            .set_step_handle(a.row, &format!("slurm:{id}"))
             .await?;
         let followed = slurm::follow(
             &self.slurm,
             &job,
             id,
-            cancel,
+            a.cancel,
             &|ev| collector.event(ev),
             &note,
         )
         .await;
-        match followed {
-            Ok(f) => Ok(Ran {
-                artifacts: f.artifacts,
-                bad_lines: f.bad_lines,
-                duration: f.duration,
+        followed
+            .map(|outcome| Ran {
+                outcome,
                 placed: ("slurm_job", json!(id)),
-            }),
-            Err(Failure::Cancelled) => Err(cancelled()),
-            Err(e) => Err(anyhow!("`{}` {e}", spec.argv[0])),
-        }
+            })
+            .map_err(|e| a.failed(e))
     }
 
     /// Submit `job`, waiting out a cluster that does not answer. A job of
     /// this name already in Slurm (submitted, but its id never recorded)
     /// is taken instead of submitting twice.
-    async fn submit(
-        &self,
-        job: &Job,
-        collector: &Collector<'_>,
-        cancel: &Arc<AtomicBool>,
-    ) -> Result<u64> {
+    async fn submit(&self, job: &Job, a: &Attempt<'_>) -> Result<u64> {
+        let collector = &a.collector;
         let mut down: Option<String> = None;
         loop {
-            if cancel.load(Ordering::Relaxed) {
+            if a.cancel.load(Ordering::Relaxed) {
                 return Err(cancelled());
             }
             let attempt = match self.slurm.find(&job.name).await {
