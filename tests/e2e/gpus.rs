@@ -164,22 +164,12 @@ fn three_one_gpu_steps_share_two_gpus_two_at_a_time() {
     // Let them finish: the third gets a GPU and runs.
     std::fs::write(markers.join("release"), "").unwrap();
     for r in &runs {
-        let v = wait_for_state(&d, &tok, *r, &["succeeded", "failed", "cancelled"]);
-        assert_eq!(v["state"], "succeeded", "{v}");
-        let losses: Vec<f64> = v["metrics"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|m| m["name"] == "loss")
-            .map(|m| m["value"].as_f64().unwrap())
-            .collect();
-        assert_eq!(losses, [0.5, 0.25], "{v}");
-        let step = &v["steps"][0];
-        assert_eq!(
-            step["output"]["artifacts"][0]["bytes"],
-            format!("weights of run {r}\n").len(),
-            "{v}"
-        );
+        assert_trained(&wait_for_state(
+            &d,
+            &tok,
+            *r,
+            &["succeeded", "failed", "cancelled"],
+        ));
     }
     assert_eq!(started(&markers).len(), 3);
     let (_, q) = call("GET", &format!("{}/api/v1/queue", d.url), &tok);
@@ -334,6 +324,24 @@ fn the_shipped_hugging_face_example_runs_dry_on_a_declared_gpu() {
     );
 }
 
+/// Run `v` of a [`TRAINER`] succeeded, with its metrics and artifact.
+pub(crate) fn assert_trained(v: &serde_json::Value) {
+    assert_eq!(v["state"], "succeeded", "{v}");
+    let losses: Vec<f64> = v["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["name"] == "loss")
+        .map(|m| m["value"].as_f64().unwrap())
+        .collect();
+    assert_eq!(losses, [0.5, 0.25], "{v}");
+    assert_eq!(
+        v["steps"][0]["output"]["artifacts"][0]["bytes"],
+        format!("weights of run {}\n", v["id"]).len(),
+        "{v}"
+    );
+}
+
 /// Saves a checkpoint when told to stop (SIGTERM), and says what it
 /// resumed from.
 const RESUMABLE: &str = r#"set -eu
@@ -380,8 +388,18 @@ pub(crate) fn wait_started(d: &Daemon, home: &Home, run: i64) {
     std::fs::remove_file(marker).unwrap();
 }
 
-/// The preempted run succeeded after resuming from the checkpoint it saved.
-pub(crate) fn assert_resumed(v: &serde_json::Value) {
+/// The preempted run `low`, once started again, is let finish, and
+/// succeeds after resuming from the checkpoint it saved.
+pub(crate) fn finish_resumed(d: &Daemon, tok: &str, home: &Home, low: i64) {
+    let marker = home.path(&format!("markers/run-{low}.devices"));
+    wait_until("the preempted step running again", d, || {
+        marker.exists().then_some(())
+    });
+    std::fs::write(home.path(&format!("markers/release-{low}")), "").unwrap();
+    assert_resumed(&wait_for_state(d, tok, low, &["succeeded", "failed"]));
+}
+
+fn assert_resumed(v: &serde_json::Value) {
     assert_eq!(v["state"], "succeeded", "{v}");
     let names: Vec<&str> = v["metrics"]
         .as_array()
@@ -437,14 +455,7 @@ fn critical_work_preempts_a_preemptible_step_which_resumes_from_its_checkpoint()
     let v = wait_for_state(&d, &tok, critical, &["succeeded", "failed"]);
     assert_eq!(v["state"], "succeeded", "{v}");
     // Then the preempted step runs again, from its checkpoint.
-    wait_until("the preempted step back on the GPU", &d, || {
-        markers
-            .join(format!("run-{low}.devices"))
-            .exists()
-            .then_some(())
-    });
-    std::fs::write(markers.join(format!("release-{low}")), "").unwrap();
-    assert_resumed(&wait_for_state(&d, &tok, low, &["succeeded", "failed"]));
+    finish_resumed(&d, &tok, &home, low);
     let (_, logs) = call("GET", &format!("{}/api/v1/runs/{low}/logs", d.url), &tok);
     assert!(
         logs["lines"]
