@@ -7,7 +7,7 @@
 //! One cluster serves them all, one test at a time.
 
 use crate::common::{Home, workspace};
-use crate::daemon::{Daemon, call, daemon_home, token, wait_for_state};
+use crate::daemon::{Daemon, call, cli, daemon_home, token, wait_for_state};
 use crate::gpus::{
     TRAINER, assert_trained, cancel_when_started, finish_resumed, process_workflow_with,
     start_preemptible, trigger, wait_until,
@@ -187,6 +187,37 @@ fn the_gpu_workflow_runs_through_slurm_with_its_metrics_in_coach() {
             .into_iter()
             .find(|l| l.ends_with("is pending (Resources)"))
     });
+    // `coach queue` and /metrics show the jobs with Slurm's word on them.
+    let (_, q) = call("GET", &format!("{}/api/v1/queue", d.url), &tok);
+    let jobs = q["slurm"].as_array().unwrap();
+    assert_eq!(jobs.len(), 3, "{q}");
+    let pending = jobs.iter().find(|j| j["run"] == third).unwrap();
+    assert_eq!(
+        (pending["state"].as_str(), pending["reason"].as_str()),
+        (Some("pending"), Some("Resources")),
+        "{q}"
+    );
+    let out = cli(&home, &d.url, &tok, &["queue"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!(
+            "run {third} step finetune (finetune): 1 GPU(s), pending (Resources)"
+        )),
+        "{text}"
+    );
+    let metrics = ureq::get(&format!("{}/metrics", d.url))
+        .header("Authorization", &format!("Bearer {tok}"))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    for line in [
+        "coach_slurm_jobs{state=\"running\"} 2",
+        "coach_slurm_jobs{state=\"pending\"} 1",
+    ] {
+        assert!(metrics.contains(line), "no `{line}` in\n{metrics}");
+    }
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(devices_of(third), None, "the third job must wait for a GPU");
 

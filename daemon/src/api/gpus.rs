@@ -42,5 +42,9 @@ pub fn gpus_json(q: &crate::executor::gpus::GpuQueue) -> Value {
 /// `GET /api/v1/queue`.
 pub async fn queue(State(s): State<AppState>) -> Json<Value> {
     let q = s.gpus();
-    Json(json!({"waiting": q.queue(), "running": q.allocations()}))
+    Json(json!({
+        "waiting": q.queue(),
+        "running": q.allocations(),
+        "slurm": s.slurm().jobs(),
+    }))
 }

@@ -34,6 +34,7 @@ pub async fn openapi() -> impl IntoResponse {
 pub async fn metrics(State(s): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     s.metrics.set_run_counts(&s.store.run_counts().await?);
     s.metrics.set_gpus(s.gpus());
+    s.metrics.set_slurm(&s.slurm().jobs());
     Ok((
         [(
             header::CONTENT_TYPE,

@@ -90,7 +90,7 @@ pub fn queue(config: &Config, a: QueueArgs) -> Result<ExitCode> {
     }
     let waiting = v["waiting"].as_array().cloned().unwrap_or_default();
     if waiting.is_empty() {
-        println!("nothing waits for GPUs");
+        println!("nothing waits for GPUs here");
     }
     for w in &waiting {
         println!(
@@ -103,6 +103,23 @@ pub fn queue(config: &Config, a: QueueArgs) -> Result<ExitCode> {
             w["queue"].as_str().unwrap_or(""),
             w["gpus"],
             w["reason"].as_str().unwrap_or("")
+        );
+    }
+    for j in v["slurm"].as_array().into_iter().flatten() {
+        let reason = j["reason"].as_str().unwrap_or("");
+        println!(
+            "slurm: job {} — run {} step {} ({}): {} GPU(s), {}{}",
+            j["job"],
+            j["run"],
+            j["step"].as_str().unwrap_or(""),
+            j["workflow"].as_str().unwrap_or(""),
+            j["gpus"],
+            j["state"].as_str().unwrap_or(""),
+            if reason.is_empty() {
+                String::new()
+            } else {
+                format!(" ({reason})")
+            }
         );
     }
     for r in v["running"].as_array().into_iter().flatten() {

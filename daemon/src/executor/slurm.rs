@@ -233,16 +233,79 @@ pub fn parse_scontrol(text: &str) -> Option<JobState> {
     ))
 }
 
-/// The Slurm client, with its settings (replaced on a config reload).
+/// A job Coach follows, as `coach queue` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Followed {
+    pub job: u64,
+    #[serde(flatten)]
+    pub owner: super::gpus::Owner,
+    pub gpus: u32,
+    /// Slurm's state, lower case (`pending`, `running`, …); `unknown`
+    /// until it is read, or while Slurm does not answer.
+    pub state: String,
+    /// Slurm's reason (`Resources`, `Priority`, `BeginTime`), or why the
+    /// state is unknown.
+    pub reason: String,
+    pub since: chrono::DateTime<chrono::Utc>,
+}
+
+/// The Slurm client, with its settings (replaced on a config reload), and
+/// the jobs being followed.
 pub struct Slurm {
     settings: RwLock<SlurmSettings>,
+    followed: std::sync::Mutex<BTreeMap<u64, Followed>>,
+}
+
+/// Stops showing a job when its step stops following it.
+pub struct Following<'a> {
+    slurm: &'a Slurm,
+    job: u64,
+}
+
+impl Drop for Following<'_> {
+    fn drop(&mut self) {
+        self.slurm.followed().remove(&self.job);
+    }
 }
 
 impl Slurm {
     pub fn new(settings: SlurmSettings) -> Slurm {
         Slurm {
             settings: RwLock::new(settings),
+            followed: Default::default(),
         }
+    }
+
+    fn followed(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Followed>> {
+        self.followed.lock().expect("slurm jobs lock")
+    }
+
+    /// Show job `job` of `owner` (in `coach queue`) while the guard lives.
+    pub fn follow_as(&self, job: u64, owner: super::gpus::Owner, gpus: u32) -> Following<'_> {
+        self.followed().insert(
+            job,
+            Followed {
+                job,
+                owner,
+                gpus,
+                state: "unknown".into(),
+                reason: String::new(),
+                since: chrono::Utc::now(),
+            },
+        );
+        Following { slurm: self, job }
+    }
+
+    fn set_state(&self, job: u64, state: &str, reason: &str) {
+        if let Some(f) = self.followed().get_mut(&job) {
+            f.state = state.to_lowercase();
+            f.reason = reason.to_owned();
+        }
+    }
+
+    /// The jobs being followed, by job id.
+    pub fn jobs(&self) -> Vec<Followed> {
+        self.followed().values().cloned().collect()
     }
 
     pub fn settings(&self) -> SlurmSettings {
@@ -502,6 +565,7 @@ pub async fn follow(
                         "Slurm is not answering about job {id} ({e}); still waiting"
                     ));
                 }
+                slurm.set_state(id, "unknown", &format!("Slurm is not answering: {e}"));
                 unreachable = Some(e);
                 if let Some(at) = cancelled_at
                     && at.elapsed() > slurm.settings().command_timeout * 3
@@ -542,6 +606,11 @@ pub async fn follow(
                             tail,
                         }),
                     };
+                }
+                match &st {
+                    JobState::Waiting { state, reason } => slurm.set_state(id, state, reason),
+                    JobState::Running { state, .. } => slurm.set_state(id, state, ""),
+                    _ => {}
                 }
                 if last.as_ref() != Some(&st) {
                     match &st {

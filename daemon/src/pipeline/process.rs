@@ -323,6 +323,15 @@ impl Runner {
         self.store
             .set_step_handle(a.row, &format!("slurm:{id}"))
             .await?;
+        let _shown = self.slurm.follow_as(
+            id,
+            Owner {
+                run: a.run_id,
+                workflow: a.wf.name.clone(),
+                step: step.id.clone(),
+            },
+            step.resources.gpus,
+        );
         let followed = slurm::follow(
             &self.slurm,
             &job,

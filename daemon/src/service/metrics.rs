@@ -67,6 +67,7 @@ pub struct Metrics {
     pub gpu_utilization: Family<GpuLabels, Gauge>,
     pub gpu_healthy: Family<GpuLabels, Gauge>,
     pub gpu_waiting: Gauge,
+    pub slurm_jobs: Family<StateLabels, Gauge>,
 }
 
 fn step_histogram() -> Histogram {
@@ -102,6 +103,7 @@ impl Metrics {
             gpu_utilization: Family::default(),
             gpu_healthy: Family::default(),
             gpu_waiting: Gauge::default(),
+            slurm_jobs: Family::default(),
             registry: Registry::default(),
         };
         registry.register("runs", "Runs in the store, by state", m.runs.clone());
@@ -165,6 +167,11 @@ impl Metrics {
             "Steps waiting for GPUs",
             m.gpu_waiting.clone(),
         );
+        registry.register(
+            "slurm_jobs",
+            "Slurm jobs of process steps Coach follows, by Slurm state",
+            m.slurm_jobs.clone(),
+        );
         Metrics { registry, ..m }
     }
 
@@ -194,6 +201,18 @@ impl Metrics {
             self.gpu_healthy.get_or_create(&l).set(i64::from(g.healthy));
         }
         self.gpu_waiting.set(q.queue().len() as i64);
+    }
+
+    /// Followed Slurm jobs by state, at scrape time.
+    pub fn set_slurm(&self, jobs: &[crate::executor::slurm::Followed]) {
+        self.slurm_jobs.clear();
+        for j in jobs {
+            self.slurm_jobs
+                .get_or_create(&StateLabels {
+                    state: j.state.clone(),
+                })
+                .inc();
+        }
     }
 
     pub fn step_started(&self, action: &str) {

@@ -64,6 +64,10 @@ impl Service {
         &self.executor.runner.gpus
     }
 
+    pub fn slurm(&self) -> &Arc<crate::executor::slurm::Slurm> {
+        &self.executor.runner.slurm
+    }
+
     /// Read the config, plugins and workflows again.
     pub async fn reload(self: &Arc<Self>, why: &str) {
         tracing::info!(reason = why, "reloading");
@@ -97,7 +101,7 @@ impl Service {
                 if new.slurm.default != old.slurm.default {
                     recheck = true;
                 }
-                self.executor.runner.slurm.set_settings(new.slurm.clone());
+                self.slurm().set_settings(new.slurm.clone());
                 *self.config.write().expect("config lock") = new;
                 *self.config_problem.write().expect("config lock") = None;
             }
