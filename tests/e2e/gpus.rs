@@ -469,3 +469,63 @@ fn critical_work_preempts_a_preemptible_step_which_resumes_from_its_checkpoint()
         "{logs}"
     );
 }
+
+#[test]
+fn a_process_steps_artifacts_register_as_a_model_version() {
+    let home = two_gpu_home();
+    let script = home.write("workflows/finetune.sh", TRAINER);
+    std::fs::create_dir_all(home.path("markers")).unwrap();
+    std::fs::write(home.path("markers/release"), "").unwrap();
+    home.write(
+        "workflows/finetune.toml",
+        &format!(
+            r#"version = 1
+name = "finetune"
+
+[[step]]
+id = "finetune"
+kind = "process"
+command = ["sh", "{script}"]
+env = {{ MARKERS = "{markers}" }}
+resources = {{ gpus = 1 }}
+
+[[step]]
+id = "register"
+kind = "register"
+needs = ["finetune"]
+with = {{ name = "support-llm" }}
+"#,
+            script = script.display(),
+            markers = home.path("markers").display(),
+        ),
+    );
+    let tok = token(&home, "operator");
+    let d = Daemon::start(&home);
+    let run = trigger(&d, &tok, "finetune");
+    let v = wait_for_state(&d, &tok, run, &["succeeded", "failed"]);
+    assert_eq!(v["state"], "succeeded", "{v}");
+    let (s, m) = call("GET", &format!("{}/api/v1/models/support-llm", d.url), &tok);
+    assert_eq!(s, 200, "{m}");
+    assert_eq!(m["version"], 1, "{m}");
+    assert_eq!(m["run"], run, "{m}");
+    assert_eq!(m["trainer"]["plugin"], "process", "{m}");
+    assert_eq!(m["trainer"]["version"], "sh", "{m}");
+    assert_eq!(m["metrics"]["loss"], 0.25, "the last value: {m}");
+    assert_eq!(
+        m["artifact"]["bytes"],
+        format!("weights of run {run}\n").len(),
+        "{m}"
+    );
+    // Coach keeps it, but does not pretend to serve it.
+    let out = home.coach(&["predict", "--model", "support-llm", "hello"]);
+    out.expect_failure_with("is the artifacts of a process step, not a model Coach can load");
+    // A second run registers version 2, with its own weights.
+    let again = trigger(&d, &tok, "finetune");
+    wait_for_state(&d, &tok, again, &["succeeded", "failed"]);
+    let (_, m2) = call("GET", &format!("{}/api/v1/models/support-llm", d.url), &tok);
+    assert_eq!(m2["version"], 2, "{m2}");
+    assert_ne!(
+        m2["artifact"]["sha256"], m["artifact"]["sha256"],
+        "weights differ by run: {m2}"
+    );
+}

@@ -273,6 +273,9 @@ fn action_name(a: &Action) -> String {
 }
 
 /// Canonical JSON (sorted keys) of step parameters, hashed.
+/// `trainer_plugin` of a model registered from a process step's artifacts.
+pub const PROCESS_TRAINER: &str = "process";
+
 fn config_hash(with: &serde_json::Map<String, Value>) -> String {
     let sorted: BTreeMap<&String, &Value> = with.iter().collect();
     crate::plugin::sha256_hex(
@@ -1188,6 +1191,13 @@ impl Runner {
                 Ok(Output::Evaluation(Arc::new(report)))
             }
             Action::Builtin(Builtin::Register) => {
+                if let Some(src) = wf.nearest_of(&step.id, &[Produces::Model, Produces::Artifact])
+                    && let Some(Output::Process(out)) = outputs.get(&src.id)
+                {
+                    return self
+                        .register_process(run_id, wf, step, src, out, outputs)
+                        .await;
+                }
                 let model = self.model_for(wf, step, outputs)?.clone();
                 let evaluation = wf.nearest(&step.id, Produces::Evaluation).and_then(|s| {
                     match outputs.get(&s.id) {
@@ -1250,6 +1260,15 @@ pub async fn predict(
     model: &ModelRow,
     texts: Vec<String>,
 ) -> Result<Vec<crate::plugin::bindings::Prediction>> {
+    if model.trainer_plugin == PROCESS_TRAINER {
+        bail!(
+            "model {} ({} v{}) is the artifacts of a process step, not a model Coach can load; `coach models show {}` lists its files",
+            model.id,
+            model.name,
+            model.version,
+            model.id
+        );
+    }
     let bytes = artifacts
         .get(&model.artifact_hash)
         .with_context(|| format!("model {} ({} v{})", model.id, model.name, model.version))?;

@@ -159,8 +159,15 @@ impl Runner {
                 format!("cannot store the artifact {} it named", path.display())
             })?);
         }
+        // The last value of each metric: what a model registered from the
+        // artifacts is judged by.
+        let last: serde_json::Map<String, Value> = metrics
+            .iter()
+            .map(|(name, value, _)| (name.clone(), json!(value)))
+            .collect();
         let mut out = json!({
             "executor": executor,
+            "final_metrics": last,
             "devices": [],
             "seconds": ran.outcome.duration.as_secs_f64(),
             "metrics": metrics.len(),
@@ -397,6 +404,101 @@ impl Runner {
         }
     }
 
+    /// Register a process step's artifacts as a model version: a manifest
+    /// of its files (paths relative to their common folder, content
+    /// hashes) is the model's artifact, its final metrics the model's
+    /// metrics, its command and the dataset before it (if any) the lineage.
+    pub(super) async fn register_process(
+        &self,
+        run_id: i64,
+        wf: &Workflow,
+        step: &Step,
+        src: &Step,
+        out: &Value,
+        outputs: &std::collections::BTreeMap<String, Output>,
+    ) -> Result<Output> {
+        let files = out["artifacts"].as_array().cloned().unwrap_or_default();
+        if files.is_empty() {
+            anyhow::bail!(
+                "step `{}` named no artifact to register; its command must print {{\"artifact\": \"path\"}}",
+                src.id
+            );
+        }
+        let paths: Vec<PathBuf> = files
+            .iter()
+            .filter_map(|f| f["path"].as_str().map(PathBuf::from))
+            .collect();
+        let root = common_folder(&paths);
+        let listed: Vec<Value> = files
+            .iter()
+            .map(|f| {
+                let path = Path::new(f["path"].as_str().unwrap_or(""));
+                let rel = path.strip_prefix(&root).unwrap_or(path);
+                json!({"path": rel.display().to_string(), "sha256": f["sha256"], "bytes": f["bytes"]})
+            })
+            .collect();
+        let spec = src.process.as_ref();
+        let command = json!({
+            "command": spec.map(|p| &p.argv),
+            "env": spec.map(|p| &p.env),
+        });
+        let manifest = json!({"kind": "process", "files": listed});
+        let artifact_hash = self.artifacts.put(manifest.to_string().as_bytes())?;
+        if let Some(m) = self.store.model_of_run(run_id).await?
+            && m.artifact_hash == artifact_hash
+        {
+            return Ok(Output::Registered(Box::new(m)));
+        }
+        let dataset = wf
+            .nearest(&src.id, crate::workflow::Produces::Dataset)
+            .and_then(|d| match outputs.get(&d.id) {
+                Some(Output::Dataset(d)) | Some(Output::Ruled(d, _)) => Some(d.clone()),
+                _ => None,
+            });
+        let program = spec
+            .and_then(|p| p.argv.first())
+            .map(|a| {
+                Path::new(a)
+                    .file_name()
+                    .map_or(a.clone(), |f| f.to_string_lossy().into_owned())
+            })
+            .unwrap_or_default();
+        let metrics = out["final_metrics"].clone();
+        let row = self
+            .store
+            .register_model(crate::store::NewModel {
+                name: step
+                    .with
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or(&wf.name)
+                    .to_owned(),
+                run_id,
+                trainer_plugin: super::PROCESS_TRAINER.into(),
+                trainer_version: program,
+                plugin_hash: crate::plugin::sha256_hex(command.to_string().as_bytes()),
+                artifact_hash,
+                artifact_size: files.iter().filter_map(|f| f["bytes"].as_i64()).sum(),
+                // 0: no dataset snapshot before the process.
+                dataset_version_id: dataset.as_ref().map_or(0, |d| d.version_id),
+                data_hash: dataset.map(|d| d.hash.clone()).unwrap_or_default(),
+                config_hash: crate::plugin::sha256_hex(
+                    json!({"command": command, "resources": format!("{:?}", src.resources)})
+                        .to_string()
+                        .as_bytes(),
+                ),
+                metrics: if metrics.is_object() {
+                    metrics
+                } else {
+                    json!({})
+                },
+                intents: Vec::new(),
+                base_model_id: None,
+            })
+            .await?;
+        Ok(Output::Registered(Box::new(row)))
+    }
+
     /// Store a file, or every file under a folder, as artifacts.
     fn store_artifact(&self, path: &Path) -> Result<Vec<Value>> {
         let mut files = Vec::new();
@@ -412,6 +514,22 @@ impl Runner {
             })
             .collect()
     }
+}
+
+/// The deepest folder holding every path (a single file: its folder).
+fn common_folder(paths: &[PathBuf]) -> PathBuf {
+    let Some(first) = paths.first() else {
+        return PathBuf::new();
+    };
+    let mut root = first.parent().map(Path::to_path_buf).unwrap_or_default();
+    for p in &paths[1..] {
+        while !p.starts_with(&root) {
+            if !root.pop() {
+                return PathBuf::new();
+            }
+        }
+    }
+    root
 }
 
 fn collect_files(path: &Path, out: &mut Vec<PathBuf>) -> Result<()> {

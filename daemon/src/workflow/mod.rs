@@ -126,19 +126,22 @@ impl Action {
         }
     }
 
-    fn requires(&self) -> Option<Produces> {
+    /// What a step needs before it (any one of these).
+    fn requires(&self) -> Option<&'static [Produces]> {
         match self {
             Action::Plugin {
                 kind: Kind::Trainer,
                 ..
-            } => Some(Produces::Dataset),
+            } => Some(&[Produces::Dataset]),
             Action::Plugin { .. } | Action::Builtin(Builtin::Process) => None,
             Action::Builtin(Builtin::Split) | Action::Builtin(Builtin::Rules) => {
-                Some(Produces::Dataset)
+                Some(&[Produces::Dataset])
             }
-            Action::Builtin(Builtin::Evaluate)
-            | Action::Builtin(Builtin::Register)
-            | Action::Builtin(Builtin::Gate) => Some(Produces::Model),
+            Action::Builtin(Builtin::Evaluate) | Action::Builtin(Builtin::Gate) => {
+                Some(&[Produces::Model])
+            }
+            // A process step's artifacts register as a model too.
+            Action::Builtin(Builtin::Register) => Some(&[Produces::Model, Produces::Artifact]),
         }
     }
 }
@@ -421,6 +424,11 @@ impl Workflow {
     /// The nearest step before `id` (through `needs`, breadth first) that
     /// produces `what`.
     pub fn nearest(&self, id: &str, what: Produces) -> Option<&Step> {
+        self.nearest_of(id, &[what])
+    }
+
+    /// The nearest step before `id` that produces any of `what`.
+    pub fn nearest_of(&self, id: &str, what: &[Produces]) -> Option<&Step> {
         let mut queue: Vec<&str> = self.step(id)?.needs.iter().map(String::as_str).collect();
         let mut seen = BTreeSet::new();
         while !queue.is_empty() {
@@ -430,7 +438,7 @@ impl Workflow {
                     continue;
                 }
                 let step = self.step(s)?;
-                if step.action.produces() == what {
+                if what.contains(&step.action.produces()) {
                     return Some(step);
                 }
                 next.extend(step.needs.iter().map(String::as_str));
@@ -1577,11 +1585,14 @@ impl<'a> Checker<'a> {
         };
         for s in steps {
             if let Some(need) = s.action.requires()
-                && wf.nearest(&s.id, need).is_none()
+                && wf.nearest_of(&s.id, need).is_none()
             {
                 let what = match need {
-                    Produces::Dataset => "a dataset (a source or split step)",
-                    Produces::Model => "a trained model (a trainer step)",
+                    [Produces::Dataset] => "a dataset (a source or split step)",
+                    [Produces::Model] => "a trained model (a trainer step)",
+                    [Produces::Model, Produces::Artifact] => {
+                        "a trained model (a trainer step, or a process step's artifacts)"
+                    }
                     _ => "an input",
                 };
                 self.error(

@@ -150,3 +150,35 @@ fn render_shows_a_caret_under_the_span() {
     assert!(r.contains("3 | bogus = 1"), "{r}");
     assert!(r.contains("  | ^^^^^"), "{r}");
 }
+
+#[test]
+fn register_takes_a_trained_model_or_a_process_steps_artifacts() {
+    let e = parse("version = 1\nname = \"x\"\n[[step]]\nid = \"r\"\nkind = \"register\"\n")
+        .unwrap_err();
+    assert!(
+        e.0[0]
+            .message
+            .contains("needs a trained model (a trainer step, or a process step's artifacts)"),
+        "{e}"
+    );
+    let wf = parse(
+        "version = 1\nname = \"x\"\n[[step]]\nid = \"ft\"\nkind = \"process\"\ncommand = [\"true\"]\n[[step]]\nid = \"r\"\nkind = \"register\"\nneeds = [\"ft\"]\n",
+    )
+    .unwrap();
+    assert_eq!(
+        wf.nearest_of("r", &[Produces::Model, Produces::Artifact])
+            .map(|s| s.id.as_str()),
+        Some("ft")
+    );
+    // Evaluating needs a model Coach trained.
+    let e = parse(
+        "version = 1\nname = \"x\"\n[[step]]\nid = \"ft\"\nkind = \"process\"\ncommand = [\"true\"]\n[[step]]\nid = \"ev\"\nkind = \"evaluate\"\nneeds = [\"ft\"]\n",
+    )
+    .unwrap_err();
+    assert!(
+        e.0[0]
+            .message
+            .contains("needs a trained model (a trainer step)"),
+        "{e}"
+    );
+}
