@@ -65,7 +65,7 @@ impl Daemon {
     }
 
     /// SIGTERM, then wait; the exit status.
-    fn term(mut self) -> (std::process::ExitStatus, String) {
+    pub(crate) fn term(mut self) -> (std::process::ExitStatus, String) {
         signal(&self.child, "TERM");
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {

@@ -480,3 +480,41 @@ fn bench_submit_measures_coach_and_slurm_side_by_side() {
             .is_empty()
     });
 }
+
+#[test]
+fn a_clean_daemon_stop_leaves_the_slurm_job_running_to_be_followed_again() {
+    let Some(cluster) = cluster() else { return };
+    let home = slurm_home(&cluster, "");
+    process_workflow_with(&home, "remote", TRAINER, "{ gpus = 1 }", SLURM);
+    let tok = token(&home, "operator");
+    let d = Daemon::start(&home);
+    let run = trigger(&d, &tok, "remote");
+    let marker = home.path(&format!("markers/run-{run}.devices"));
+    wait_until("the job running", &d, || marker.exists().then_some(()));
+    let (status, log) = d.term();
+    assert!(status.success(), "{log}");
+    // Still in Slurm, running.
+    let listed = cluster.client("squeue", &["-h", "-o", "%j %T"]);
+    assert_eq!(
+        listed.trim(),
+        format!("coach-r{run}-finetune RUNNING"),
+        "{log}"
+    );
+    let d = Daemon::start(&home);
+    std::fs::write(home.path("markers/release"), "").unwrap();
+    let v = wait_for_state(&d, &tok, run, &["succeeded", "failed", "cancelled"]);
+    assert_trained(&v);
+    let logs = log_lines(&d, &tok, run);
+    assert_eq!(
+        logs.iter()
+            .filter(|l| l.starts_with("submitted to Slurm"))
+            .count(),
+        1,
+        "{logs:?}"
+    );
+    assert!(
+        logs.iter()
+            .any(|l| l.starts_with("the daemon is stopping; Slurm job")),
+        "{logs:?}"
+    );
+}

@@ -508,13 +508,16 @@ impl Tail {
 }
 
 /// Follow job `id` to its end: stream its stdout through the protocol
-/// (`on_event`), say what changes (`note`), cancel it on `cancel`. A
-/// cluster that stops answering is waited for, and said so once.
+/// (`on_event`), say what changes (`note`), cancel it on `cancel` — unless
+/// `detach` is set too (the daemon is stopping): then the job is left to
+/// run. A cluster that stops answering is waited for, and said so once.
+#[allow(clippy::too_many_arguments)]
 pub async fn follow(
     slurm: &Slurm,
     job: &Job,
     id: u64,
     cancel: &AtomicBool,
+    detach: &AtomicBool,
     on_event: &(dyn Fn(&Event) + Send + Sync),
     note: &(dyn Fn(String) + Send + Sync),
 ) -> Result<Outcome, Failure> {
@@ -549,6 +552,13 @@ pub async fn follow(
         }
     };
     loop {
+        if cancel.load(Ordering::Relaxed) && detach.load(Ordering::Relaxed) {
+            read(&mut out, &mut err, false, &mut reader);
+            note(format!(
+                "the daemon is stopping; Slurm job {id} runs on and is followed again at the next start"
+            ));
+            return Err(Failure::Cancelled);
+        }
         if cancel.load(Ordering::Relaxed) && cancelled_at.is_none() {
             match slurm.cancel(id).await {
                 Ok(()) => note(format!("cancelling Slurm job {id}")),

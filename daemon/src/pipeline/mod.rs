@@ -447,7 +447,7 @@ impl Runner {
                     .await?;
                 reporter.step_started(&step.id, &action, attempt);
                 match self
-                    .execute(run_id, row, wf, step, &outputs, &states, &reporter, cancel)
+                    .execute(run_id, row, wf, step, &outputs, &states, &reporter, control)
                     .await
                 {
                     Ok(out) => {
@@ -831,8 +831,9 @@ impl Runner {
         outputs: &BTreeMap<String, Output>,
         states: &BTreeMap<String, String>,
         reporter: &Arc<dyn Reporter>,
-        cancel: &Arc<AtomicBool>,
+        control: &RunControl,
     ) -> Result<Output> {
+        let cancel = &control.cancel;
         // A `params` script computes parameters from the data, merged over
         // `with`.
         let computed;
@@ -877,7 +878,7 @@ impl Runner {
         };
         match &step.action {
             Action::Builtin(Builtin::Process) => {
-                self.run_process(run_id, row, wf, step, reporter, cancel)
+                self.run_process(run_id, row, wf, step, reporter, control)
                     .await
             }
             Action::Builtin(Builtin::Gate) => {

@@ -83,6 +83,9 @@ struct Attempt<'a> {
     checkpoints: PathBuf,
     collector: Collector<'a>,
     cancel: &'a Arc<AtomicBool>,
+    /// Set with `cancel` when the daemon stops: work outside it (a Slurm
+    /// job) is left running, to be followed again after the restart.
+    detach: &'a AtomicBool,
 }
 
 impl Attempt<'_> {
@@ -121,7 +124,7 @@ impl Runner {
         wf: &Workflow,
         step: &Step,
         reporter: &Arc<dyn Reporter>,
-        cancel: &Arc<AtomicBool>,
+        control: &super::RunControl,
     ) -> Result<Output> {
         let spec = step
             .process
@@ -142,7 +145,8 @@ impl Runner {
                 step: &step.id,
                 metrics: Mutex::new(Vec::new()),
             },
-            cancel,
+            cancel: &control.cancel,
+            detach: &control.shutdown,
         };
         let executor = wf.executor(self.slurm.settings().default);
         let result = match executor {
@@ -344,6 +348,7 @@ impl Runner {
             &job,
             id,
             a.cancel,
+            a.detach,
             &|ev| collector.event(ev),
             &note,
         )
