@@ -517,4 +517,9 @@ fn a_clean_daemon_stop_leaves_the_slurm_job_running_to_be_followed_again() {
             .any(|l| l.starts_with("the daemon is stopping; Slurm job")),
         "{logs:?}"
     );
+    assert_eq!(
+        v["steps"][0]["error"],
+        "step `finetune`: the daemon stopped while it ran; it resumes at the next start",
+        "{v}"
+    );
 }

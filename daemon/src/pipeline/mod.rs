@@ -473,7 +473,14 @@ impl Runner {
                         if let Some(pf) = e.downcast_ref::<PluginFailure>() {
                             reporter.plugin_failed(&step.id, pf);
                         }
-                        let message = format!("step `{}`: {e:#}", step.id);
+                        let message = if st == state::INTERRUPTED {
+                            format!(
+                                "step `{}`: the daemon stopped while it ran; it resumes at the next start",
+                                step.id
+                            )
+                        } else {
+                            format!("step `{}`: {e:#}", step.id)
+                        };
                         self.store
                             .finish_step(row, st, Some(message.clone()), None)
                             .await?;

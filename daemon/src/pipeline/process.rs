@@ -159,7 +159,7 @@ impl Runner {
         let mut artifacts = Vec::new();
         for a in &ran.outcome.artifacts {
             let path = process::resolve_artifact(&spec.workdir, a);
-            artifacts.extend(self.store_artifact(&path).with_context(|| {
+            artifacts.extend(self.store_artifact(&path).await.with_context(|| {
                 format!("cannot store the artifact {} it named", path.display())
             })?);
         }
@@ -504,20 +504,21 @@ impl Runner {
         Ok(Output::Registered(Box::new(row)))
     }
 
-    /// Store a file, or every file under a folder, as artifacts.
-    fn store_artifact(&self, path: &Path) -> Result<Vec<Value>> {
+    /// Store a file, or every file under a folder, as artifacts (streamed,
+    /// off the async threads: checkpoints run to gigabytes).
+    async fn store_artifact(&self, path: &Path) -> Result<Vec<Value>> {
         let mut files = Vec::new();
         collect_files(path, &mut files)?;
         files.sort();
-        files
-            .into_iter()
-            .map(|f| {
-                let bytes =
-                    std::fs::read(&f).with_context(|| format!("cannot read {}", f.display()))?;
-                let sha256 = self.artifacts.put(&bytes)?;
-                Ok(json!({"path": f.display().to_string(), "sha256": sha256, "bytes": bytes.len()}))
-            })
-            .collect()
+        let mut out = Vec::new();
+        for f in files {
+            let artifacts = self.artifacts.clone();
+            let file = f.clone();
+            let (sha256, bytes) =
+                tokio::task::spawn_blocking(move || artifacts.put_file(&file)).await??;
+            out.push(json!({"path": f.display().to_string(), "sha256": sha256, "bytes": bytes}));
+        }
+        Ok(out)
     }
 }
 

@@ -46,6 +46,48 @@ impl Artifacts {
         Ok(hash)
     }
 
+    /// Store the file at `src`, streamed (a multi-GB checkpoint is never
+    /// held in memory); returns its SHA-256 and size.
+    pub fn put_file(&self, src: &Path) -> Result<(String, u64)> {
+        use sha2::{Digest, Sha256};
+        use std::io::{Read, Write};
+        std::fs::create_dir_all(&self.dir)
+            .with_context(|| format!("cannot create {}", self.dir.display()))?;
+        let tmp = self.dir.join(format!(
+            ".incoming.tmp{}.{}",
+            std::process::id(),
+            INCOMING.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        let copy = || -> std::io::Result<(String, u64)> {
+            let mut from = std::fs::File::open(src)?;
+            let mut to = std::fs::File::create(&tmp)?;
+            let mut hasher = Sha256::new();
+            let mut buf = vec![0u8; 1 << 20];
+            let mut size = 0u64;
+            loop {
+                let n = from.read(&mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                hasher.update(&buf[..n]);
+                to.write_all(&buf[..n])?;
+                size += n as u64;
+            }
+            to.sync_all()?;
+            Ok((hex::encode(hasher.finalize()), size))
+        };
+        let (hash, size) = copy().map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            anyhow::anyhow!("cannot store {}: {e}", src.display())
+        })?;
+        let path = self.path_of(&hash);
+        let dir = path.parent().expect("artifact path has a parent");
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        std::fs::rename(&tmp, &path)
+            .with_context(|| format!("cannot move the artifact into {}", path.display()))?;
+        Ok((hash, size))
+    }
+
     /// The bytes of artifact `hash`, checked against it.
     pub fn get(&self, hash: &str) -> Result<Vec<u8>> {
         if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -67,6 +109,9 @@ impl Artifacts {
         Ok(bytes)
     }
 }
+
+/// Tells apart the temporary files of concurrent [`Artifacts::put_file`]s.
+static INCOMING: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
@@ -91,5 +136,20 @@ mod tests {
         // Putting the bytes again repairs the file.
         a.put(b"model bytes").unwrap();
         assert!(a.get(&h).is_ok());
+    }
+
+    #[test]
+    fn a_file_is_stored_streamed_under_the_same_name_as_its_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Artifacts::new(dir.path().join("store"));
+        let src = dir.path().join("weights.bin");
+        let bytes: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&src, &bytes).unwrap();
+        let (h, size) = a.put_file(&src).unwrap();
+        assert_eq!(size, bytes.len() as u64);
+        assert_eq!(h, a.put(&bytes).unwrap());
+        assert_eq!(a.get(&h).unwrap(), bytes);
+        let e = a.put_file(&dir.path().join("absent")).unwrap_err();
+        assert!(e.to_string().contains("cannot store"), "{e}");
     }
 }
