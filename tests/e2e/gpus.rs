@@ -530,3 +530,62 @@ with = {{ name = "support-llm" }}
         "weights differ by run: {m2}"
     );
 }
+
+#[test]
+fn three_process_steps_of_one_run_share_two_gpus_two_at_a_time() {
+    let home = two_gpu_home();
+    // A sweep: three trainers, each writing its own markers.
+    let script = home.write(
+        "workflows/sweep.sh",
+        r#"set -eu
+echo "$CUDA_VISIBLE_DEVICES" > "$MARKERS/$COACH_STEP.devices"
+while [ ! -e "$MARKERS/release" ]; do sleep 0.05; done
+echo "{\"metric\": \"loss\", \"value\": 0.5}"
+"#,
+    );
+    std::fs::create_dir_all(home.path("markers")).unwrap();
+    let step = |id: &str| {
+        format!(
+            "[[step]]\nid = \"{id}\"\nkind = \"process\"\ncommand = [\"sh\", \"{}\"]\nenv = {{ MARKERS = \"{}\" }}\nresources = {{ gpus = 1 }}\n\n",
+            script.display(),
+            home.path("markers").display()
+        )
+    };
+    home.write(
+        "workflows/sweep.toml",
+        &format!(
+            "version = 1\nname = \"sweep\"\n\n{}{}{}",
+            step("lr-1e-4"),
+            step("lr-3e-4"),
+            step("lr-1e-3")
+        ),
+    );
+    let tok = token(&home, "operator");
+    let d = Daemon::start(&home);
+    let run = trigger(&d, &tok, "sweep");
+    let markers = home.path("markers");
+    let started = || -> Vec<(String, String)> {
+        ["lr-1e-4", "lr-3e-4", "lr-1e-3"]
+            .iter()
+            .filter_map(|s| {
+                let d = std::fs::read_to_string(markers.join(format!("{s}.devices"))).ok()?;
+                Some((s.to_string(), d.trim().to_owned()))
+            })
+            .collect()
+    };
+    let waiting = wait_until("two steps running and one waiting", &d, || {
+        let (_, q) = call("GET", &format!("{}/api/v1/queue", d.url), &tok);
+        let w = q["waiting"].as_array()?.clone();
+        (started().len() == 2 && w.len() == 1).then_some(w)
+    });
+    let mut devices: Vec<String> = started().into_iter().map(|(_, d)| d).collect();
+    devices.sort();
+    assert_eq!(devices, ["0", "1"], "distinct CUDA_VISIBLE_DEVICES");
+    assert_eq!(waiting[0]["run"], run);
+    assert_eq!(waiting[0]["reason"], "needs 1 GPU on one node, 0 free");
+    std::fs::write(markers.join("release"), "").unwrap();
+    let v = wait_for_state(&d, &tok, run, &["succeeded", "failed", "cancelled"]);
+    assert_eq!(v["state"], "succeeded", "{v}");
+    assert_eq!(started().len(), 3);
+    assert_eq!(v["metrics"].as_array().unwrap().len(), 3, "{v}");
+}

@@ -190,6 +190,21 @@ impl Output {
     }
 }
 
+/// What one step of a run came to.
+enum StepEnd {
+    /// Succeeded now, or in an earlier attempt of the run (restored).
+    Done(Output),
+    /// Did not run, and why.
+    Skipped(String),
+    /// The run stops here: its state, why, and the step at fault (none
+    /// when it stopped before the step began).
+    Stop {
+        state: &'static str,
+        error: String,
+        step: Option<String>,
+    },
+}
+
 /// How a run ended.
 #[derive(Debug, Clone)]
 pub struct RunSummary {
@@ -353,154 +368,53 @@ impl Runner {
             verdicts: Vec::new(),
             skipped: Vec::new(),
         };
-        let cancel = &control.cancel;
         // Steps that will not run (and why); what every step came to.
         let mut blocked: BTreeMap<String, String> = BTreeMap::new();
         let mut states: BTreeMap<String, String> = BTreeMap::new();
-        'steps: for step in &wf.steps {
-            let tries: Vec<&crate::store::StepRow> =
-                earlier.iter().filter(|r| r.step_id == step.id).collect();
-            // (reason, whether to record it): a skip recorded by an earlier
-            // attempt of the run stands.
-            let skip = if let Some(r) = tries.iter().find(|r| r.state == state::SKIPPED) {
-                Some((r.error.clone().unwrap_or_default(), false))
-            } else if tries.iter().any(|r| r.state == state::SUCCEEDED) {
-                None
-            } else {
-                match self
-                    .skip_reason(run_id, wf, step, &blocked, &outputs, &states)
-                    .await
+        let mut next = 0;
+        while next < wf.steps.len() {
+            // Process steps whose inputs are all settled run side by side: a
+            // sweep of trainers on GPUs (or in Slurm) does not wait one for
+            // another. Other steps run one at a time, in order.
+            let mut group = vec![&wf.steps[next]];
+            if wf.steps[next].action == Action::Builtin(Builtin::Process) {
+                while let Some(s) = wf.steps.get(next + group.len())
+                    && s.action == Action::Builtin(Builtin::Process)
+                    && s.needs.iter().all(|n| states.contains_key(n))
                 {
-                    Ok(r) => r.map(|r| (r, true)),
-                    Err(e) => {
-                        // A `when` that cannot be evaluated fails its step.
-                        let message = format!("step `{}`: {e:#}", step.id);
-                        self.store
-                            .record_step(
-                                run_id,
-                                &step.id,
-                                &action_name(&step.action),
-                                state::FAILED,
-                                message.clone(),
-                            )
-                            .await?;
-                        reporter.step_finished(&step.id, Err(&message));
-                        summary.state = state::FAILED.to_owned();
-                        summary.error = Some(message);
-                        summary.failed_step = Some(step.id.clone());
-                        break 'steps;
-                    }
+                    group.push(s);
                 }
-            };
-            if let Some((reason, record)) = skip {
-                if record {
-                    self.store
-                        .record_step(
-                            run_id,
-                            &step.id,
-                            &action_name(&step.action),
-                            state::SKIPPED,
-                            reason.clone(),
-                        )
-                        .await?;
-                }
-                reporter.step_skipped(&step.id, &reason);
-                summary.skipped.push((step.id.clone(), reason.clone()));
-                states.insert(step.id.clone(), state::SKIPPED.to_owned());
-                blocked.insert(step.id.clone(), reason);
-                continue;
             }
-            if let Some(done) = tries.iter().find(|r| r.state == state::SUCCEEDED) {
-                let out = self
-                    .restore(step, done)
-                    .await
-                    .with_context(|| format!("cannot resume step `{}`", step.id))?;
-                reporter.step_finished(&step.id, Ok(&format!("{} (done before)", out.line())));
-                self.note_output(step, &out, &mut summary, &mut blocked, &mut states);
-                outputs.insert(step.id.clone(), out);
-                continue;
-            }
-            // Attempts the daemon interrupted were not the step's fault and
-            // do not count against its retries.
-            let failures = tries.iter().filter(|r| r.state == state::FAILED).count() as u32;
-            let mut attempt = tries.len() as u32;
-            let attempts = step.retries + 1;
-            let mut failed = failures;
-            while failed < attempts {
-                attempt += 1;
-                if cancel.load(Ordering::Relaxed) || control.drain.load(Ordering::Relaxed) {
-                    let st = if control.drain.load(Ordering::Relaxed)
-                        && !cancel.load(Ordering::Relaxed)
-                    {
-                        state::INTERRUPTED
-                    } else {
-                        control.stop_state()
-                    };
-                    summary.state = st.to_owned();
-                    summary.error = Some(format!("stopped before step `{}`", step.id));
-                    break 'steps;
-                }
-                let action = action_name(&step.action);
-                let row = self
-                    .store
-                    .start_step(run_id, &step.id, &action, attempt as i32)
-                    .await?;
-                reporter.step_started(&step.id, &action, attempt);
-                match self
-                    .execute(run_id, row, wf, step, &outputs, &states, &reporter, control)
-                    .await
-                {
-                    Ok(out) => {
-                        self.store
-                            .finish_step(row, state::SUCCEEDED, None, Some(out.summary()))
-                            .await?;
-                        reporter.step_finished(&step.id, Ok(&out.line()));
+            next += group.len();
+            let ends = futures_util::future::join_all(group.iter().map(|step| {
+                self.step_once(
+                    run_id, wf, step, &earlier, &outputs, &blocked, &states, &reporter, control,
+                )
+            }))
+            .await;
+            let mut stop = None;
+            for (step, end) in group.iter().zip(ends) {
+                match end? {
+                    StepEnd::Done(out) => {
                         self.note_output(step, &out, &mut summary, &mut blocked, &mut states);
                         outputs.insert(step.id.clone(), out);
-                        continue 'steps;
                     }
-                    Err(e) => {
-                        let stopped = cancel.load(Ordering::Relaxed)
-                            || matches!(
-                                e.downcast_ref::<PluginFailure>(),
-                                Some(PluginFailure::Cancelled { .. })
-                            );
-                        let st = if stopped {
-                            control.stop_state()
-                        } else {
-                            state::FAILED
-                        };
-                        if let Some(pf) = e.downcast_ref::<PluginFailure>() {
-                            reporter.plugin_failed(&step.id, pf);
-                        }
-                        let message = if st == state::INTERRUPTED {
-                            format!(
-                                "step `{}`: the daemon stopped while it ran; it resumes at the next start",
-                                step.id
-                            )
-                        } else {
-                            format!("step `{}`: {e:#}", step.id)
-                        };
-                        self.store
-                            .finish_step(row, st, Some(message.clone()), None)
-                            .await?;
-                        reporter.step_finished(&step.id, Err(&message));
-                        failed += 1;
-                        if stopped || failed >= attempts {
-                            summary.state = st.to_owned();
-                            summary.error = Some(message);
-                            summary.failed_step = Some(step.id.clone());
-                            break 'steps;
-                        }
-                        tracing::warn!(run = run_id, step = %step.id, attempt, "step failed; retrying");
+                    StepEnd::Skipped(reason) => {
+                        summary.skipped.push((step.id.clone(), reason.clone()));
+                        states.insert(step.id.clone(), state::SKIPPED.to_owned());
+                        blocked.insert(step.id.clone(), reason);
+                    }
+                    StepEnd::Stop { state, error, step } => {
+                        stop.get_or_insert((state, error, step));
                     }
                 }
             }
-            // Only reached when earlier attempts already used up the retries.
-            summary.state = state::FAILED.to_owned();
-            summary.error = Some(format!("step `{}` failed {failed} time(s)", step.id));
-            summary.failed_step = Some(step.id.clone());
-            break;
+            if let Some((st, error, step)) = stop {
+                summary.state = st.to_owned();
+                summary.error = Some(error);
+                summary.failed_step = step;
+                break;
+            }
         }
         if summary.state != state::INTERRUPTED {
             self.store
@@ -509,6 +423,165 @@ impl Runner {
         }
         tracing::info!(run = run_id, state = %summary.state, "run finished");
         Ok(summary)
+    }
+
+    /// Run one step of run `run_id` (or restore it, or skip it), with its
+    /// retries; what it came to, for the caller to fold into the run.
+    /// Errors are only for the store itself failing.
+    #[allow(clippy::too_many_arguments)]
+    async fn step_once(
+        &self,
+        run_id: i64,
+        wf: &Workflow,
+        step: &Step,
+        earlier: &[crate::store::StepRow],
+        outputs: &BTreeMap<String, Output>,
+        blocked: &BTreeMap<String, String>,
+        states: &BTreeMap<String, String>,
+        reporter: &Arc<dyn Reporter>,
+        control: &RunControl,
+    ) -> Result<StepEnd> {
+        let cancel = &control.cancel;
+        let tries: Vec<&crate::store::StepRow> =
+            earlier.iter().filter(|r| r.step_id == step.id).collect();
+        // (reason, whether to record it): a skip recorded by an earlier
+        // attempt of the run stands.
+        let skip = if let Some(r) = tries.iter().find(|r| r.state == state::SKIPPED) {
+            Some((r.error.clone().unwrap_or_default(), false))
+        } else if tries.iter().any(|r| r.state == state::SUCCEEDED) {
+            None
+        } else {
+            match self
+                .skip_reason(run_id, wf, step, blocked, outputs, states)
+                .await
+            {
+                Ok(r) => r.map(|r| (r, true)),
+                Err(e) => {
+                    // A `when` that cannot be evaluated fails its step.
+                    let message = format!("step `{}`: {e:#}", step.id);
+                    self.store
+                        .record_step(
+                            run_id,
+                            &step.id,
+                            &action_name(&step.action),
+                            state::FAILED,
+                            message.clone(),
+                        )
+                        .await?;
+                    reporter.step_finished(&step.id, Err(&message));
+                    return Ok(StepEnd::Stop {
+                        state: state::FAILED,
+                        error: message,
+                        step: Some(step.id.clone()),
+                    });
+                }
+            }
+        };
+        if let Some((reason, record)) = skip {
+            if record {
+                self.store
+                    .record_step(
+                        run_id,
+                        &step.id,
+                        &action_name(&step.action),
+                        state::SKIPPED,
+                        reason.clone(),
+                    )
+                    .await?;
+            }
+            reporter.step_skipped(&step.id, &reason);
+            return Ok(StepEnd::Skipped(reason));
+        }
+        if let Some(done) = tries.iter().find(|r| r.state == state::SUCCEEDED) {
+            let out = self
+                .restore(step, done)
+                .await
+                .with_context(|| format!("cannot resume step `{}`", step.id))?;
+            reporter.step_finished(&step.id, Ok(&format!("{} (done before)", out.line())));
+            return Ok(StepEnd::Done(out));
+        }
+        // Attempts the daemon interrupted were not the step's fault and
+        // do not count against its retries.
+        let failures = tries.iter().filter(|r| r.state == state::FAILED).count() as u32;
+        let mut attempt = tries.len() as u32;
+        let attempts = step.retries + 1;
+        let mut failed = failures;
+        while failed < attempts {
+            attempt += 1;
+            if cancel.load(Ordering::Relaxed) || control.drain.load(Ordering::Relaxed) {
+                let st = if control.drain.load(Ordering::Relaxed) && !cancel.load(Ordering::Relaxed)
+                {
+                    state::INTERRUPTED
+                } else {
+                    control.stop_state()
+                };
+                return Ok(StepEnd::Stop {
+                    state: st,
+                    error: format!("stopped before step `{}`", step.id),
+                    step: None,
+                });
+            }
+            let action = action_name(&step.action);
+            let row = self
+                .store
+                .start_step(run_id, &step.id, &action, attempt as i32)
+                .await?;
+            reporter.step_started(&step.id, &action, attempt);
+            match self
+                .execute(run_id, row, wf, step, outputs, states, reporter, control)
+                .await
+            {
+                Ok(out) => {
+                    self.store
+                        .finish_step(row, state::SUCCEEDED, None, Some(out.summary()))
+                        .await?;
+                    reporter.step_finished(&step.id, Ok(&out.line()));
+                    return Ok(StepEnd::Done(out));
+                }
+                Err(e) => {
+                    let stopped = cancel.load(Ordering::Relaxed)
+                        || matches!(
+                            e.downcast_ref::<PluginFailure>(),
+                            Some(PluginFailure::Cancelled { .. })
+                        );
+                    let st = if stopped {
+                        control.stop_state()
+                    } else {
+                        state::FAILED
+                    };
+                    if let Some(pf) = e.downcast_ref::<PluginFailure>() {
+                        reporter.plugin_failed(&step.id, pf);
+                    }
+                    let message = if st == state::INTERRUPTED {
+                        format!(
+                            "step `{}`: the daemon stopped while it ran; it resumes at the next start",
+                            step.id
+                        )
+                    } else {
+                        format!("step `{}`: {e:#}", step.id)
+                    };
+                    self.store
+                        .finish_step(row, st, Some(message.clone()), None)
+                        .await?;
+                    reporter.step_finished(&step.id, Err(&message));
+                    failed += 1;
+                    if stopped || failed >= attempts {
+                        return Ok(StepEnd::Stop {
+                            state: st,
+                            error: message,
+                            step: Some(step.id.clone()),
+                        });
+                    }
+                    tracing::warn!(run = run_id, step = %step.id, attempt, "step failed; retrying");
+                }
+            }
+        }
+        // Only reached when earlier attempts already used up the retries.
+        Ok(StepEnd::Stop {
+            state: state::FAILED,
+            error: format!("step `{}` failed {failed} time(s)", step.id),
+            step: Some(step.id.clone()),
+        })
     }
 
     /// Fold a step's output into the run's summary; a gate that said no
