@@ -254,7 +254,13 @@ pub struct Followed {
 pub struct Slurm {
     settings: RwLock<SlurmSettings>,
     followed: std::sync::Mutex<BTreeMap<u64, Followed>>,
+    /// The last `squeue` over every followed job: when, and each job's
+    /// (state, reason). One query serves all the steps that poll.
+    live: tokio::sync::Mutex<Option<(Instant, LiveStates)>>,
 }
+
+/// Job id → (Slurm state, reason), as `squeue` lists them.
+type LiveStates = BTreeMap<u64, (String, String)>;
 
 /// Stops showing a job when its step stops following it.
 pub struct Following<'a> {
@@ -273,6 +279,7 @@ impl Slurm {
         Slurm {
             settings: RwLock::new(settings),
             followed: Default::default(),
+            live: Default::default(),
         }
     }
 
@@ -400,9 +407,68 @@ impl Slurm {
         Ok(out.lines().filter_map(|l| l.trim().parse().ok()).max())
     }
 
-    /// Where job `id` stands: the controller's word while it remembers the
-    /// job (`MinJobAge`), then accounting's.
+    /// Where job `id` stands. While it waits or runs, from one `squeue`
+    /// shared by every followed job (read at most once per `poll`); once
+    /// it ends, in detail from [`Slurm::state_of`].
     pub async fn state(&self, id: u64) -> Result<JobState, SlurmError> {
+        let poll = self.settings().poll;
+        let (state, reason) = {
+            let mut live = self.live.lock().await;
+            let stale = live
+                .as_ref()
+                .is_none_or(|(at, jobs)| at.elapsed() >= poll / 2 || !jobs.contains_key(&id));
+            if stale {
+                let mut ids: Vec<u64> = self.followed().keys().copied().collect();
+                if !ids.contains(&id) {
+                    ids.push(id);
+                }
+                *live = Some((Instant::now(), self.squeue(&ids).await?));
+            }
+            match live.as_ref().and_then(|(_, jobs)| jobs.get(&id)) {
+                Some(s) => s.clone(),
+                None => return self.state_of(id).await,
+            }
+        };
+        match job_state(&state, &reason, "", 0) {
+            st if st.is_final() => self.state_of(id).await,
+            st => Ok(st),
+        }
+    }
+
+    /// `squeue` over `ids`: each known job's (state, reason).
+    async fn squeue(&self, ids: &[u64]) -> Result<LiveStates, SlurmError> {
+        let list: Vec<String> = ids.iter().map(u64::to_string).collect();
+        let args = [
+            "-h".to_owned(),
+            "--states=all".into(),
+            format!("--jobs={}", list.join(",")),
+            "-o".into(),
+            "%i|%T|%r".into(),
+        ];
+        match self.output("squeue", &args).await {
+            Ok(out) => Ok(out
+                .lines()
+                .filter_map(|l| {
+                    let mut f = l.trim().split('|');
+                    let id = f.next()?.parse().ok()?;
+                    Some((
+                        id,
+                        (f.next()?.to_owned(), f.next().unwrap_or("").to_owned()),
+                    ))
+                })
+                .collect()),
+            // None of them is known any more.
+            Err(SlurmError::Failed { stderr, .. }) if stderr.contains("Invalid job id") => {
+                Ok(BTreeMap::new())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Where job `id` stands, in detail (exit status, restarts): the
+    /// controller's word while it remembers the job (`MinJobAge`), then
+    /// accounting's.
+    pub async fn state_of(&self, id: u64) -> Result<JobState, SlurmError> {
         match self
             .output(
                 "scontrol",
