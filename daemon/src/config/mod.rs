@@ -78,6 +78,10 @@ pub struct RawSlurm {
     pub partitions: BTreeMap<String, String>,
     /// `--account` for every job.
     pub account: Option<String>,
+    /// Account by the step's `queue`, over `account`:
+    /// `{ research = "lab-research" }`.
+    #[serde(default)]
+    pub accounts: BTreeMap<String, String>,
     /// `SLURM_CONF` for the client commands (default: the environment's).
     pub conf: Option<PathBuf>,
     /// Folder holding `sbatch`, `squeue`, `scontrol`, `sacct`, `scancel`
@@ -100,6 +104,7 @@ pub struct SlurmSettings {
     pub partition: Option<String>,
     pub partitions: BTreeMap<crate::scheduler::gpu::Priority, String>,
     pub account: Option<String>,
+    pub accounts: BTreeMap<String, String>,
     pub conf: Option<PathBuf>,
     pub bin_dir: Option<PathBuf>,
     pub poll: Duration,
@@ -114,6 +119,7 @@ impl Default for SlurmSettings {
             partition: None,
             partitions: BTreeMap::new(),
             account: None,
+            accounts: BTreeMap::new(),
             conf: None,
             bin_dir: None,
             poll: Duration::from_secs(2),
@@ -155,6 +161,7 @@ fn slurm_settings(
         partition: nonempty(&raw.partition),
         partitions,
         account: nonempty(&raw.account),
+        accounts: raw.accounts.clone(),
         conf: raw.conf.as_deref().map(resolve),
         bin_dir: raw.bin_dir.as_deref().map(resolve),
         poll: poll.max(Duration::from_millis(100)),

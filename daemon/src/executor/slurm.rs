@@ -66,6 +66,8 @@ pub struct Job {
     pub memory: Option<u64>,
     pub time_limit: Option<Duration>,
     pub priority: Priority,
+    /// The step's queue (organization): picks the account.
+    pub queue: String,
     /// Slurm may requeue it (preemption).
     pub requeue: bool,
 }
@@ -145,7 +147,11 @@ pub fn sbatch_args(job: &Job, settings: &SlurmSettings) -> Vec<String> {
     {
         a.push(format!("--partition={p}"));
     }
-    if let Some(acct) = &settings.account {
+    if let Some(acct) = settings
+        .accounts
+        .get(&job.queue)
+        .or(settings.account.as_ref())
+    {
         a.push(format!("--account={acct}"));
     }
     a.extend(settings.sbatch_args.iter().cloned());
@@ -755,6 +761,7 @@ mod tests {
             memory: Some(3 << 30),
             time_limit: Some(Duration::from_secs(90)),
             priority: Priority::Critical,
+            queue: "research".into(),
             requeue: true,
         }
     }
@@ -773,6 +780,7 @@ mod tests {
             partition: Some("debug".into()),
             partitions: [(Priority::Critical, "urgent".to_owned())].into(),
             account: Some("bots".into()),
+            accounts: [("research".to_owned(), "lab".to_owned())].into(),
             sbatch_args: vec!["--qos=normal".into()],
             ..SlurmSettings::default()
         };
@@ -784,7 +792,7 @@ mod tests {
             "--mem=3072M",
             "--time=2",
             "--partition=urgent",
-            "--account=bots",
+            "--account=lab",
             "--requeue",
             "--export=NONE",
             "--output=/var/coach/work/run-7/train/slurm-%j.out",
@@ -799,8 +807,10 @@ mod tests {
         let mut low = job();
         low.priority = Priority::Low;
         low.requeue = false;
+        low.queue = "default".into();
         let a = sbatch_args(&low, &settings);
         assert!(a.iter().any(|x| x == "--partition=debug"), "{a:?}");
+        assert!(a.iter().any(|x| x == "--account=bots"), "{a:?}");
         assert!(a.iter().any(|x| x == "--no-requeue"), "{a:?}");
     }
 

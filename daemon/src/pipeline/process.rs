@@ -314,6 +314,7 @@ impl Runner {
             memory: step.resources.memory,
             time_limit: step.timeout.or(step.placement.max_duration),
             priority: step.placement.priority,
+            queue: step.placement.queue.clone(),
             requeue: step.placement.preemptible,
         };
         let note = |m: String| collector.log(LogLevel::Info, m);
