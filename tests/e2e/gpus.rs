@@ -53,6 +53,20 @@ resources = {resources}
     std::fs::create_dir_all(home.path("markers")).unwrap();
 }
 
+/// `/metrics` holds every one of `lines`.
+pub(crate) fn assert_metrics(d: &Daemon, tok: &str, lines: &[&str]) {
+    let metrics = ureq::get(&format!("{}/metrics", d.url))
+        .header("Authorization", &format!("Bearer {tok}"))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    for line in lines {
+        assert!(metrics.contains(line), "no `{line}` in\n{metrics}");
+    }
+}
+
 pub(crate) fn wait_until<T>(what: &str, d: &Daemon, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -137,20 +151,15 @@ fn three_one_gpu_steps_share_two_gpus_two_at_a_time() {
         .unwrap();
     assert_eq!(w["run"], third);
     // So do the metrics.
-    let metrics = ureq::get(&format!("{}/metrics", d.url))
-        .header("Authorization", &format!("Bearer {tok}"))
-        .call()
-        .unwrap()
-        .body_mut()
-        .read_to_string()
-        .unwrap();
-    for line in [
-        "coach_gpu_allocations{gpu=\"0\",name=\"Fake GPU\"} 1",
-        "coach_gpu_allocations{gpu=\"1\",name=\"Fake GPU\"} 1",
-        "coach_gpu_queue_waiting 1",
-    ] {
-        assert!(metrics.contains(line), "no `{line}` in\n{metrics}");
-    }
+    assert_metrics(
+        &d,
+        &tok,
+        &[
+            "coach_gpu_allocations{gpu=\"0\",name=\"Fake GPU\"} 1",
+            "coach_gpu_allocations{gpu=\"1\",name=\"Fake GPU\"} 1",
+            "coach_gpu_queue_waiting 1",
+        ],
+    );
     // `coach queue` shows the same.
     let out = cli(&home, &d.url, &tok, &["queue"]);
     let text = String::from_utf8_lossy(&out.stdout);

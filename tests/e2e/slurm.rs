@@ -9,8 +9,8 @@
 use crate::common::{Home, workspace};
 use crate::daemon::{Daemon, call, cli, daemon_home, token, wait_for_state};
 use crate::gpus::{
-    TRAINER, assert_trained, cancel_when_started, finish_resumed, process_workflow_with,
-    start_preemptible, trigger, wait_until,
+    TRAINER, assert_metrics, assert_trained, cancel_when_started, finish_resumed,
+    process_workflow_with, start_preemptible, trigger, wait_until,
 };
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -205,19 +205,14 @@ fn the_gpu_workflow_runs_through_slurm_with_its_metrics_in_coach() {
         )),
         "{text}"
     );
-    let metrics = ureq::get(&format!("{}/metrics", d.url))
-        .header("Authorization", &format!("Bearer {tok}"))
-        .call()
-        .unwrap()
-        .body_mut()
-        .read_to_string()
-        .unwrap();
-    for line in [
-        "coach_slurm_jobs{state=\"running\"} 2",
-        "coach_slurm_jobs{state=\"pending\"} 1",
-    ] {
-        assert!(metrics.contains(line), "no `{line}` in\n{metrics}");
-    }
+    assert_metrics(
+        &d,
+        &tok,
+        &[
+            "coach_slurm_jobs{state=\"running\"} 2",
+            "coach_slurm_jobs{state=\"pending\"} 1",
+        ],
+    );
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(devices_of(third), None, "the third job must wait for a GPU");
 
