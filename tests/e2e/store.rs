@@ -211,22 +211,17 @@ async fn exercise_traffic(store: &Store) {
 /// The daemon's durable run queue and its tokens.
 async fn exercise_queue(store: &Store) {
     use coach::store::tokens::{Role, hash_token};
-    for _ in 0..2 {
-        store
-            .save_workflow_version("wf", "wf.toml", "abc", "version = 1", &Default::default())
-            .await
-            .unwrap();
-    }
+    // Two fires of one workflow version: the version is kept once, each
+    // run is queued with its fire, in one transaction each.
+    let version = ("wf", "wf.toml", "abc", "version = 1");
+    let no_scripts = std::collections::BTreeMap::new();
+    let fire = |trigger: &'static str| {
+        store.enqueue_fired(version, &no_scripts, trigger, chrono::Utc::now(), None)
+    };
+    let a = fire("manual").await.unwrap();
+    let b = fire("cron").await.unwrap();
     let kept = store.workflow_version("abc").await.unwrap().unwrap();
     assert_eq!(kept.content, "version = 1");
-    let a = store
-        .enqueue_run("wf", "wf.toml", "abc", "manual")
-        .await
-        .unwrap();
-    let b = store
-        .enqueue_run("wf", "wf.toml", "abc", "cron")
-        .await
-        .unwrap();
     let queued: Vec<i64> = store
         .queued_runs()
         .await

@@ -61,19 +61,6 @@ pub struct NewFire {
 }
 
 impl Store {
-    /// Keep the text of a workflow version and of the scripts it uses
-    /// (once per hash).
-    pub async fn save_workflow_version(
-        &self,
-        workflow: &str,
-        file: &str,
-        hash: &str,
-        content: &str,
-        scripts: &std::collections::BTreeMap<std::path::PathBuf, String>,
-    ) -> Result<()> {
-        insert_version(&self.db, (workflow, file, hash, content), scripts).await
-    }
-
     pub async fn workflow_version(&self, hash: &str) -> Result<Option<WorkflowVersionRow>> {
         Ok(workflow_versions::Entity::find()
             .filter(workflow_versions::Column::Hash.eq(hash))
@@ -82,9 +69,9 @@ impl Store {
     }
 
     /// What a trigger fire does when it queues a run, in one write
-    /// transaction (one commit per submission): keep the workflow version
-    /// (see [`Store::save_workflow_version`]), queue the run, record the
-    /// fire with the run's id.
+    /// transaction (one commit per submission): keep the text of the
+    /// workflow version and of the scripts it uses (once per hash), queue
+    /// the run, record the fire with the run's id.
     #[allow(clippy::too_many_arguments)]
     pub async fn enqueue_fired(
         &self,
@@ -113,17 +100,6 @@ impl Store {
         .await?;
         tx.commit().await?;
         Ok(run)
-    }
-
-    /// Put a run of workflow version `hash` in the queue.
-    pub async fn enqueue_run(
-        &self,
-        workflow: &str,
-        file: &str,
-        hash: &str,
-        trigger: &str,
-    ) -> Result<RunRow> {
-        insert_run(&self.db, workflow, file, hash, trigger).await
     }
 
     /// Runs waiting for the executor, oldest first.
