@@ -137,7 +137,7 @@ fn sse(url: &str, token: &str, mut stop: impl FnMut(&str, &Value) -> bool) -> Ve
         .unwrap();
     assert_eq!(res.status().as_u16(), 200);
     let mut out = Vec::new();
-    coach::api::events::read_stream(res.into_body().into_reader(), |event, v| {
+    coach::events::stream::read(res.into_body().into_reader(), |event, v| {
         let done = stop(event, v);
         out.push((event.to_owned(), v.clone()));
         !done

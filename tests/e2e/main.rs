@@ -2,12 +2,14 @@
 
 mod common;
 
+mod architecture;
 mod bad_input;
 mod bench;
 mod daemon;
 mod gpus;
 mod hostile;
 mod quickstart;
+mod runs;
 mod scripts;
 mod slurm;
 mod sources;

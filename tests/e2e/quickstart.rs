@@ -254,7 +254,7 @@ needs = ["evaluate"]
     let show = home.coach(&["models", "show", "latest", "--json"]);
     let m: serde_json::Value = serde_json::from_str(&show.expect_ok().stdout()).unwrap();
     assert_eq!(m["version"], 2);
-    assert_eq!(m["base_model"], 1, "{m}");
+    assert_eq!(m["lineage"]["base_model"], 1, "{m}");
     let intents = m["intents"].as_array().unwrap();
     assert!(intents.iter().any(|i| i == "plan_honeymoon"));
     assert!(intents.iter().any(|i| i == "oos"), "old intents are kept");

@@ -1,25 +1,36 @@
 //! The store on both backends: SQLite (the default) and PostgreSQL (the one
 //! on this machine, `COACH_TEST_POSTGRES` to point elsewhere).
 
-use coach::store::{NewModel, Store, StoredExample, state};
+use coach::core::example::{EntitySpan, Example, Split};
+use coach::core::ids::{ModelRef, RunId};
+use coach::core::output::{StepOutput, Verdict};
+use coach::core::state::{RunState, StepState, TriggerKind};
+use coach::store::queue::{Submission, Submitted};
+use coach::store::{NewModel, Store};
 use sea_orm::{ConnectionTrait, Database};
+use std::collections::BTreeMap;
 
-fn rows(n: usize) -> Vec<StoredExample> {
+fn rows(n: usize) -> Vec<Example> {
     (0..n)
-        .map(|i| StoredExample {
+        .map(|i| Example {
             text: format!("utterance {i} — ünïcode"),
             intent: format!("intent_{}", i % 3),
-            entities: r#"[{"entity":"x","start":0,"end":9,"value":"utterance"}]"#.into(),
+            entities: vec![EntitySpan {
+                entity: "x".into(),
+                start: 0,
+                end: 9,
+                value: "utterance".into(),
+            }],
             split: if i % 5 == 0 {
-                "validation".into()
+                Split::Validation
             } else {
-                "train".into()
+                Split::Train
             },
         })
         .collect()
 }
 
-fn new_model(run_id: i64, dv: i64, hash: &str) -> NewModel {
+fn new_model(run_id: RunId, dv: i64, hash: &str) -> NewModel {
     NewModel {
         name: "demo".into(),
         run_id,
@@ -28,7 +39,7 @@ fn new_model(run_id: i64, dv: i64, hash: &str) -> NewModel {
         plugin_hash: "a".repeat(64),
         artifact_hash: "b".repeat(64),
         artifact_size: 10,
-        dataset_version_id: dv,
+        dataset_version_id: Some(dv),
         data_hash: hash.into(),
         config_hash: "c".repeat(64),
         metrics: serde_json::json!({"accuracy": 0.9}),
@@ -60,10 +71,20 @@ async fn exercise(store: &Store) {
     assert_eq!(store.load_examples(v1).await.unwrap(), data);
 
     // Runs, steps, metrics.
-    let run = store
-        .start_run("demo", "wf.toml", &"f".repeat(64))
+    let Submitted::Run(run) = store
+        .submit(submission(
+            "demo",
+            TriggerKind::Cli,
+            false,
+            Some("cli:test"),
+        ))
         .await
-        .unwrap();
+        .unwrap()
+    else {
+        panic!("refused")
+    };
+    assert_eq!(run.state, RunState::Running, "claimed by its submitter");
+    let run = run.run_id();
     let step = store
         .start_step(run, "train", "trainer-intent", 1)
         .await
@@ -83,15 +104,21 @@ async fn exercise(store: &Store) {
     store
         .finish_step(
             step,
-            state::SUCCEEDED,
+            StepState::Succeeded,
             None,
-            Some(serde_json::json!({"ok": true})),
+            Some(&StepOutput::Verdict(Verdict {
+                pass: true,
+                reason: None,
+            })),
         )
         .await
         .unwrap();
-    store.finish_run(run, state::SUCCEEDED, None).await.unwrap();
+    store
+        .finish_run(run, RunState::Succeeded, None)
+        .await
+        .unwrap();
     let (r, steps, metrics) = store.run(run).await.unwrap().unwrap();
-    assert_eq!(r.state, "succeeded");
+    assert_eq!(r.state, RunState::Succeeded);
     assert!(r.finished_at.is_some());
     assert_eq!(steps.len(), 1);
     assert_eq!(
@@ -106,19 +133,15 @@ async fn exercise(store: &Store) {
     let m1 = store.register_model(new_model(run, v1, &h1)).await.unwrap();
     let m2 = store.register_model(new_model(run, v3, &h3)).await.unwrap();
     assert_eq!((m1.version, m2.version), (1, 2));
-    assert_eq!(store.find_model("latest").await.unwrap().unwrap().id, m2.id);
-    assert_eq!(store.find_model("demo").await.unwrap().unwrap().id, m2.id);
-    assert_eq!(store.find_model("demo:1").await.unwrap().unwrap().id, m1.id);
-    assert_eq!(
-        store
-            .find_model(&m1.id.to_string())
-            .await
-            .unwrap()
-            .unwrap()
-            .version,
-        1
-    );
-    assert!(store.find_model("nope").await.unwrap().is_none());
+    let find = |s: &str| {
+        let r: ModelRef = s.parse().unwrap();
+        async move { store.find_model(&r).await.unwrap() }
+    };
+    assert_eq!(find("latest").await.unwrap().id, m2.id);
+    assert_eq!(find("demo").await.unwrap().id, m2.id);
+    assert_eq!(find("demo:1").await.unwrap().id, m1.id);
+    assert_eq!(find(&m1.id.to_string()).await.unwrap().version, 1);
+    assert!(find("nope").await.is_none());
     exercise_queue(store).await;
     exercise_traffic(store).await;
 }
@@ -208,19 +231,85 @@ async fn exercise_traffic(store: &Store) {
     assert_eq!(other, Default::default());
 }
 
+const HASH: &str = "abcdef";
+
+fn submission(
+    workflow: &'static str,
+    trigger: TriggerKind,
+    exclusive: bool,
+    claimed_by: Option<&'static str>,
+) -> Submission<'static> {
+    static NO_SCRIPTS: BTreeMap<std::path::PathBuf, String> = BTreeMap::new();
+    Submission {
+        workflow,
+        file: "wf.toml",
+        hash: HASH,
+        text: "version = 1",
+        scripts: &NO_SCRIPTS,
+        trigger,
+        scheduled_for: chrono::Utc::now(),
+        detail: None,
+        exclusive,
+        claimed_by,
+    }
+}
+
+/// 50 submissions of a `forbid` workflow at once: exactly one run, and 49
+/// fires recorded as skipped.
+async fn exercise_exclusive(store: &Store) {
+    let racers: Vec<_> = (0..50)
+        .map(|i| {
+            let store = store.clone();
+            let trigger = if i % 2 == 0 {
+                TriggerKind::Manual
+            } else {
+                TriggerKind::Cron
+            };
+            tokio::spawn(async move {
+                store
+                    .submit(submission("only-one", trigger, true, None))
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut runs = 0;
+    for r in racers {
+        if let Submitted::Run(_) = r.await.unwrap() {
+            runs += 1;
+        }
+    }
+    assert_eq!(runs, 1, "exactly one of 50 racing submissions runs");
+    assert_eq!(store.active_runs_of("only-one").await.unwrap(), 1);
+    let fires = store.fires_of("only-one", 100).await.unwrap();
+    assert_eq!(fires.len(), 50);
+    assert_eq!(
+        fires
+            .iter()
+            .filter(|f| f.outcome == coach::core::state::FireOutcome::Skipped)
+            .count(),
+        49
+    );
+}
+
 /// The daemon's durable run queue and its tokens.
 async fn exercise_queue(store: &Store) {
     use coach::store::tokens::{Role, hash_token};
     // Two fires of one workflow version: the version is kept once, each
     // run is queued with its fire, in one transaction each.
-    let version = ("wf", "wf.toml", "abc", "version = 1");
-    let no_scripts = std::collections::BTreeMap::new();
-    let fire = |trigger: &'static str| {
-        store.enqueue_fired(version, &no_scripts, trigger, chrono::Utc::now(), None)
+    let fire = |trigger| async move {
+        match store
+            .submit(submission("wf", trigger, false, None))
+            .await
+            .unwrap()
+        {
+            Submitted::Run(r) => r,
+            Submitted::Refused { .. } => panic!("refused"),
+        }
     };
-    let a = fire("manual").await.unwrap();
-    let b = fire("cron").await.unwrap();
-    let kept = store.workflow_version("abc").await.unwrap().unwrap();
+    let a = fire(TriggerKind::Manual).await;
+    let b = fire(TriggerKind::Cron).await;
+    let kept = store.workflow_version(HASH).await.unwrap().unwrap();
     assert_eq!(kept.content, "version = 1");
     let queued: Vec<i64> = store
         .queued_runs()
@@ -230,13 +319,14 @@ async fn exercise_queue(store: &Store) {
         .map(|r| r.id)
         .collect();
     assert_eq!(queued, [a.id, b.id], "oldest first");
-    assert!(store.claim_run(a.id, "daemon:one").await.unwrap());
+    let (a, b) = (a.run_id(), b.run_id());
+    assert!(store.claim_run(a, "daemon:one").await.unwrap());
     assert!(
-        !store.claim_run(a.id, "daemon:two").await.unwrap(),
+        !store.claim_run(a, "daemon:two").await.unwrap(),
         "claimed once"
     );
     store
-        .start_step(a.id, "train", "trainer-intent", 1)
+        .start_step(a, "train", "trainer-intent", 1)
         .await
         .unwrap();
     assert!(
@@ -250,15 +340,57 @@ async fn exercise_queue(store: &Store) {
     let recovered = store.recover_interrupted("daemon:one").await.unwrap();
     assert_eq!(recovered.len(), 1);
     assert_eq!(recovered[0].steps, ["train"]);
-    assert_eq!(store.steps_of(a.id).await.unwrap()[0].state, "interrupted");
-    let (run, _, _) = store.run(a.id).await.unwrap().unwrap();
-    assert_eq!((run.state.as_str(), run.resumes), ("queued", 1));
-    assert!(store.cancel_queued(b.id, "not needed").await.unwrap());
-    assert!(!store.cancel_queued(b.id, "not needed").await.unwrap());
+    assert_eq!(
+        store.steps_of(a).await.unwrap()[0].state,
+        StepState::Interrupted
+    );
+    let (run, _, _) = store.run(a).await.unwrap().unwrap();
+    assert_eq!((run.state, run.resumes), (RunState::Queued, 1));
+    assert!(store.cancel_queued(b, "not needed").await.unwrap());
+    assert!(!store.cancel_queued(b, "not needed").await.unwrap());
     assert_eq!(store.active_runs_of("wf").await.unwrap(), 1);
     let counts = store.run_counts().await.unwrap();
-    assert!(counts.contains(&("cancelled".to_owned(), 1)), "{counts:?}");
-    assert!(counts.contains(&("queued".to_owned(), 1)), "{counts:?}");
+    assert!(counts.contains(&(RunState::Cancelled, 1)), "{counts:?}");
+    assert!(counts.contains(&(RunState::Queued, 1)), "{counts:?}");
+
+    // A process that claimed a run and died: the run ends interrupted,
+    // and only for the executor that holds it.
+    let Submitted::Run(c) = store
+        .submit(submission(
+            "wf2",
+            TriggerKind::Cli,
+            false,
+            Some("cli:host:1:2"),
+        ))
+        .await
+        .unwrap()
+    else {
+        panic!("refused")
+    };
+    store
+        .start_step(c.run_id(), "data", "source-files", 1)
+        .await
+        .unwrap();
+    assert_eq!(store.running_runs_of("cli:host:").await.unwrap().len(), 1);
+    assert!(
+        store
+            .interrupt_run(c.run_id(), "cli:other:1:2", "gone")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let ended = store
+        .interrupt_run(c.run_id(), "cli:host:1:2", "gone")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(ended.steps, ["data"]);
+    let (run, steps, _) = store.run(c.run_id()).await.unwrap().unwrap();
+    assert_eq!(run.state, RunState::Interrupted);
+    assert_eq!(steps[0].state, StepState::Interrupted);
+    assert!(store.running_runs_of("cli:host:").await.unwrap().is_empty());
+
+    exercise_exclusive(store).await;
 
     let (t, secret) = store.create_token("ops", Role::Operator).await.unwrap();
     let found = store.token_by_hash(&hash_token(&secret)).await.unwrap();
@@ -357,9 +489,72 @@ async fn store_on_postgres() {
         }
     })
     .await;
+    // A database of the version before foreign keys, upgraded.
+    let old = format!("{name}_old");
+    admin
+        .execute_unprepared(&format!("CREATE DATABASE {old}"))
+        .await
+        .unwrap();
+    let upgraded = tokio::spawn({
+        let url = format!("{base}/{old}");
+        async move { upgrade_to_foreign_keys(&url).await }
+    })
+    .await;
+    admin
+        .execute_unprepared(&format!("DROP DATABASE IF EXISTS {old} WITH (FORCE)"))
+        .await
+        .unwrap();
     admin
         .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
         .await
         .unwrap();
     result.unwrap();
+    upgraded.unwrap();
+}
+
+/// A store written before foreign keys existed (a process model saved with
+/// dataset version 0) upgrades keeping every row, and then refuses a row
+/// that points at nothing.
+async fn upgrade_to_foreign_keys(url: &str) {
+    use coach::store::migration::Migrator;
+    use sea_orm_migration::MigratorTrait;
+    let old = Database::connect(url).await.unwrap();
+    Migrator::up(&old, Some(6)).await.unwrap();
+    for sql in [
+        "INSERT INTO datasets (id, name, created_at) VALUES (1, 'd', '2026-01-01T00:00:00Z')",
+        "INSERT INTO dataset_versions (id, dataset_id, content_hash, examples, intents, origin, created_at) VALUES (1, 1, 'h', 1, 1, '{}', '2026-01-01T00:00:00Z')",
+        "INSERT INTO examples (dataset_version_id, position, text, intent, entities, split) VALUES (1, 0, 'hi', 'greet', '[]', 'train')",
+        "INSERT INTO training_runs (id, workflow, workflow_file, workflow_hash, state, started_at, trigger, executor, resumes) VALUES (1, 'w', 'w.toml', 'x', 'succeeded', '2026-01-01T00:00:00Z', 'cli', 'cli', 0)",
+        "INSERT INTO run_steps (run_id, step_id, action, attempt, state, started_at) VALUES (1, 'train', 'process', 1, 'succeeded', '2026-01-01T00:00:00Z')",
+        "INSERT INTO models (id, name, version, run_id, trainer_plugin, trainer_version, plugin_hash, artifact_hash, artifact_size, dataset_version_id, data_hash, config_hash, metrics, intents, created_at) VALUES (1, 'm', 1, 1, 'process', 'train.py', 'p', 'a', 1, 0, '', 'c', '{}', '[]', '2026-01-01T00:00:00Z')",
+        "INSERT INTO models (id, name, version, run_id, trainer_plugin, trainer_version, plugin_hash, artifact_hash, artifact_size, dataset_version_id, data_hash, config_hash, metrics, intents, created_at, base_model_id) VALUES (2, 'm', 2, 1, 'trainer-intent', '0.1.0', 'p', 'b', 1, 1, 'h', 'c', '{}', '[]', '2026-01-02T00:00:00Z', 1)",
+    ] {
+        old.execute_unprepared(sql).await.unwrap();
+    }
+    old.close().await.unwrap();
+    let store = Store::connect(url).await.unwrap();
+    let models = store.models(10).await.unwrap();
+    let dv: Vec<(i64, Option<i64>, Option<i64>)> = models
+        .iter()
+        .map(|m| (m.id, m.dataset_version_id, m.base_model_id))
+        .collect();
+    assert_eq!(dv, [(2, Some(1), Some(1)), (1, None, None)]);
+    assert_eq!(store.steps_of(RunId(1)).await.unwrap().len(), 1);
+    assert_eq!(store.load_examples(1).await.unwrap().len(), 1);
+    let orphan = store
+        .connection()
+        .execute_unprepared(
+            "INSERT INTO run_steps (run_id, step_id, action, attempt, state, started_at) VALUES (999, 's', 'a', 1, 'running', '2026-01-01T00:00:00Z')",
+        )
+        .await;
+    assert!(orphan.is_err(), "a step of no run is refused");
+    // Indexes came back with their tables.
+    assert_eq!(store.model_of_run(RunId(1)).await.unwrap().unwrap().id, 1);
+}
+
+#[tokio::test]
+async fn an_old_store_upgrades_to_foreign_keys_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("old.db").display());
+    upgrade_to_foreign_keys(&url).await;
 }

@@ -12,7 +12,7 @@ fn workflow_errors_match_their_golden_files() {
     let home = tempfile::tempdir().unwrap();
     let config = coach::config::Config::from_toml("", home.path(), None).unwrap();
     let host = PluginHost::new(&config).unwrap();
-    let catalog = coach::catalog(&host);
+    let catalog = host.catalog();
     let dir = workspace().join("tests/ui");
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()

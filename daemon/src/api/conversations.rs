@@ -46,7 +46,7 @@ struct MessageIn {
 
 /// A model name as workflows spell them (it is a workflow's name).
 fn check_model(at: &str, model: &str) -> Result<(), String> {
-    if crate::workflow::is_identifier(model) {
+    if crate::core::ids::is_identifier(model) {
         Ok(())
     } else {
         Err(format!(

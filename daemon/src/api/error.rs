@@ -46,14 +46,14 @@ impl ApiError {
     }
 }
 
-impl From<crate::trigger::FireError> for ApiError {
-    fn from(e: crate::trigger::FireError) -> ApiError {
-        use crate::trigger::FireError as F;
+impl From<crate::service::FireError> for ApiError {
+    fn from(e: crate::service::FireError) -> ApiError {
+        use crate::service::FireError as F;
         match e {
             F::Unknown(_) => ApiError::NotFound(e.to_string()),
             F::Invalid { .. } => ApiError::InvalidWorkflow(e.to_string()),
             F::ShuttingDown => ApiError::Unavailable(e.to_string()),
-            F::Forbidden(_) => ApiError::Conflict(e.to_string()),
+            F::Forbidden { .. } => ApiError::Conflict(e.to_string()),
             F::Store(e) => ApiError::Internal(e),
         }
     }

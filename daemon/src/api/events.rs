@@ -4,8 +4,9 @@
 use super::AppState;
 use super::error::ApiError;
 use super::extract::Path;
-use crate::service::events::{Event, EventKind};
-use crate::store::state;
+use crate::core::ids::RunId;
+use crate::core::state::RunState;
+use crate::events::{Event, EventKind};
 use axum::extract::State;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use futures_util::Stream;
@@ -21,14 +22,14 @@ fn to_sse(e: &Event) -> SseEvent {
         .data(serde_json::to_string(e).unwrap_or_default())
 }
 
-fn finished(run: i64, st: &str, error: Option<String>) -> SseEvent {
+fn finished(run: RunId, state: RunState, error: Option<String>) -> SseEvent {
     let e = Event {
         seq: 0,
         at: chrono::Utc::now(),
         run: Some(run),
         workflow: None,
         kind: EventKind::RunFinished {
-            state: st.to_owned(),
+            state,
             error,
             model: None,
         },
@@ -42,6 +43,7 @@ pub async fn run_events(
     State(s): State<AppState>,
     Path(id): Path<i64>,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
+    let id = RunId(id);
     // Subscribe before reading the state, so nothing falls in between.
     let mut rx = s.bus.subscribe();
     let (run, _, _) = s
@@ -51,9 +53,8 @@ pub async fn run_events(
         .ok_or_else(|| ApiError::NotFound(format!("no run {id}")))?;
     let stopping = s.stopping.clone();
     let stream = async_stream::stream! {
-        let done = [state::SUCCEEDED, state::FAILED, state::CANCELLED];
-        if done.contains(&run.state.as_str()) {
-            yield Ok(finished(id, &run.state, run.error.clone()));
+        if !run.state.is_active() {
+            yield Ok(finished(id, run.state, run.error.clone()));
             return;
         }
         loop {
@@ -98,32 +99,4 @@ pub async fn firehose(
         }
     };
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
-}
-
-/// Read an event stream as this daemon writes it (the client side, for the
-/// CLI and tests): `each(event, data)` for every event whose data is JSON,
-/// until it returns `false` or the stream ends.
-pub fn read_stream(
-    r: impl std::io::Read,
-    mut each: impl FnMut(&str, &serde_json::Value) -> bool,
-) -> std::io::Result<()> {
-    use std::io::BufRead;
-    let (mut event, mut data) = (String::new(), String::new());
-    for line in std::io::BufReader::new(r).lines() {
-        let line = line?;
-        if line.is_empty() {
-            if let Ok(v) = serde_json::from_str(&data)
-                && !each(&event, &v)
-            {
-                return Ok(());
-            }
-            event.clear();
-            data.clear();
-        } else if let Some(e) = line.strip_prefix("event:") {
-            event = e.trim().to_owned();
-        } else if let Some(d) = line.strip_prefix("data:") {
-            data.push_str(d.trim_start());
-        }
-    }
-    Ok(())
 }

@@ -32,41 +32,15 @@ pub async fn openapi() -> impl IntoResponse {
 }
 
 pub async fn metrics(State(s): State<AppState>) -> Result<impl IntoResponse, ApiError> {
-    s.metrics.set_run_counts(&s.store.run_counts().await?);
-    s.metrics.set_gpus(s.gpus());
-    s.metrics.set_slurm(&s.slurm().jobs());
     Ok((
         [(
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        s.metrics.encode(),
+        s.metrics_text().await?,
     ))
 }
 
 pub async fn status(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let counts = s.store.run_counts().await?;
-    let entries = s.workflows.entries();
-    let active: Vec<Value> = s
-        .executor
-        .active()
-        .iter()
-        .map(|(id, a)| json!({"run": id, "workflow": a.workflow}))
-        .collect();
-    Ok(Json(json!({
-        "version": env!("CARGO_PKG_VERSION"),
-        "ready": s.ready.load(Ordering::Relaxed),
-        "uptime_seconds": s.started.elapsed().as_secs(),
-        "runs": counts.into_iter().collect::<std::collections::BTreeMap<_, _>>(),
-        "running": active,
-        "workflows": {
-            "total": entries.len(),
-            "invalid": entries.iter().filter(|e| e.error.is_some()).count(),
-        },
-        "plugins": {
-            "total": s.host.plugins().len(),
-            "problems": s.host.problems(),
-        },
-        "config_problem": *s.config_problem.read().expect("config lock"),
-    })))
+    Ok(Json(s.status().await?))
 }

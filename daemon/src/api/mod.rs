@@ -199,9 +199,10 @@ async fn track(State(service): State<AppState>, req: Request, next: Next) -> Res
         .unwrap_or_else(|| "unmatched".into());
     let res = next.run(req).await;
     service
-        .metrics
+        .bus
+        .metrics()
         .http_seconds
-        .get_or_create(&crate::service::metrics::HttpLabels {
+        .get_or_create(&crate::events::metrics::HttpLabels {
             method,
             route,
             status: res.status().as_u16().to_string(),

@@ -41,6 +41,7 @@ fn the_openapi_document_lists_exactly_the_routes() {
 
 struct Fixture {
     _dir: tempfile::TempDir,
+    _app: crate::app::App,
     service: AppState,
 }
 
@@ -59,8 +60,15 @@ async fn fixture() -> Fixture {
         wf_dir
     );
     let config = crate::config::Config::from_toml(&text, dir.path(), None).unwrap();
-    let (service, _) = crate::service::Service::open(config).await.unwrap();
-    Fixture { _dir: dir, service }
+    let app = crate::app::App::open(config, crate::app::Mode::Daemon)
+        .await
+        .unwrap();
+    app.service.reload_workflows(false);
+    Fixture {
+        _dir: dir,
+        service: app.service.clone(),
+        _app: app,
+    }
 }
 
 async fn call(

@@ -102,7 +102,7 @@ impl Client {
             self.answer(res)?;
             return Ok(());
         }
-        crate::api::events::read_stream(res.into_body().into_reader(), each)
+        crate::events::stream::read(res.into_body().into_reader(), each)
             .context("the event stream broke")?;
         Ok(())
     }

@@ -8,6 +8,6 @@ use std::process::ExitCode;
 pub struct Args {}
 
 pub async fn run(config: Config, _args: Args) -> Result<ExitCode> {
-    crate::service::run(config).await?;
+    crate::app::run_daemon(config).await?;
     Ok(ExitCode::SUCCESS)
 }

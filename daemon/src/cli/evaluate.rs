@@ -8,18 +8,24 @@
 //! the held fold; the predictions of all folds are scored together.
 
 use super::pct;
-use crate::Coach;
+use crate::app::{App, Mode};
 use crate::config::Config;
-use crate::pipeline::{LogReporter, evaluate, split, to_example};
+use crate::core::evaluation::score;
+use crate::core::example::Split;
+use crate::core::params::Kind;
+use crate::core::stop::RunStop;
+use crate::events::LogReporter;
+use crate::pipeline::steps::split::{self, SplitConfig};
+use crate::pipeline::steps::train::train_and_predict;
 use crate::plugin::JobSpec;
-use crate::plugin::manifest::Kind;
-use crate::workflow::{Action, Produces, Workflow};
+use crate::workflow::params::SplitMode;
+use crate::workflow::set::Good;
+use crate::workflow::{Action, Produces};
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -48,9 +54,12 @@ pub async fn run(base: Config, args: Args) -> Result<ExitCode> {
     let mut config = base.clone();
     config.data_dir = scratch.path().join("data");
     config.database_url = String::new();
-    let coach = Coach::open(config).await?;
-    let wf =
-        Workflow::load(&args.workflow, &coach.catalog()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let app = App::open(config, Mode::Command).await?;
+    let good = app
+        .service
+        .load_workflow_file(&args.workflow)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let wf = &good.workflow;
     let trainer = match &args.step {
         Some(id) => wf
             .step(id)
@@ -79,32 +88,28 @@ pub async fn run(base: Config, args: Args) -> Result<ExitCode> {
     let data_step = wf
         .nearest(&trainer.id, Produces::Dataset)
         .context("the trainer has no dataset")?;
-    let upstream = wf.upstream_of(&data_step.id);
-    let summary = coach
-        .runner()
-        .run(
-            &upstream,
-            Arc::new(LogReporter),
-            Arc::new(AtomicBool::new(false)),
-        )
+    let upstream = Good::new(wf.upstream_of(&data_step.id), good.text.to_string());
+    let summary = app
+        .service
+        .run_here(&upstream, Arc::new(LogReporter), &RunStop::new())
         .await?;
     if let Some(e) = summary.error {
         bail!("preparing the data failed: {e}");
     }
-    let version = coach
+    let version = app
         .store
         .latest_dataset_version(&format!("{}/{}", wf.name, data_step.id))
         .await?
         .context("the data steps stored no dataset")?;
-    let rows: Vec<_> = coach
+    let rows: Vec<_> = app
         .store
         .load_examples(version)
         .await?
         .into_iter()
-        .filter(|r| r.split != "test")
+        .filter(|r| r.split != Split::Test)
         .collect();
     let fold_of = split::folds(&rows, args.folds, args.seed);
-    let config_json = Value::Object(trainer.with.clone()).to_string();
+    let config_json = Value::Object(trainer.with.clone());
     let oos = trainer
         .with
         .get("oos_label")
@@ -129,8 +134,8 @@ pub async fn run(base: Config, args: Args) -> Result<ExitCode> {
             .collect();
         split::apply(
             &mut train,
-            &split::SplitConfig {
-                mode: split::Mode::Stratified,
+            &SplitConfig {
+                mode: SplitMode::Stratified,
                 validation: 0.1,
                 test: 0.0,
                 seed: args.seed,
@@ -138,40 +143,37 @@ pub async fn run(base: Config, args: Args) -> Result<ExitCode> {
         );
         let train_set: Vec<_> = train
             .iter()
-            .filter(|r| r.split == "train")
-            .map(to_example)
+            .filter(|r| r.split == Split::Train)
+            .cloned()
             .collect();
         let validation: Vec<_> = train
             .iter()
-            .filter(|r| r.split == "validation")
-            .map(to_example)
+            .filter(|r| r.split == Split::Validation)
+            .cloned()
             .collect();
         let texts: Vec<String> = held.iter().map(|r| r.text.clone()).collect();
-        let host = coach.host.clone();
-        let (plugin, config_json) = (plugin.clone(), config_json.clone());
         let spec = JobSpec {
             run: "cross-validation".into(),
             step: format!("fold {}", fold + 1),
             timeout: trainer.timeout,
             ..Default::default()
         };
-        let preds = tokio::task::spawn_blocking(move || -> Result<Vec<(String, f32)>> {
-            let mut job = host.trainer(&plugin, spec)?;
-            let trained = job.train(&config_json, &train_set, &validation)?;
-            let handle = job.load_model(&trained.model)?;
-            let preds = job.predict_all(handle, &texts)?;
-            Ok(preds
-                .into_iter()
-                .map(|p| (p.intent, p.confidence))
-                .collect())
-        })
-        .await??;
+        let preds = train_and_predict(
+            app.host.clone(),
+            plugin,
+            &config_json,
+            &train_set,
+            &validation,
+            texts,
+            spec,
+        )
+        .await?;
         let rows_fold: Vec<(String, String, f32)> = held
             .iter()
             .zip(preds)
             .map(|(r, (p, c))| (r.intent.clone(), p, c))
             .collect();
-        let r = evaluate::score("fold", &rows_fold, &oos, 0);
+        let r = score("fold", &rows_fold, &oos, 0);
         if !args.json {
             eprintln!(
                 "fold {}/{}: accuracy {} on {} examples",
@@ -184,7 +186,7 @@ pub async fn run(base: Config, args: Args) -> Result<ExitCode> {
         per_fold.push(r.accuracy);
         scored.extend(rows_fold);
     }
-    let report = evaluate::score(
+    let report = score(
         &format!("{}-fold cross-validation", args.folds),
         &scored,
         &oos,

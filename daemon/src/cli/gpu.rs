@@ -32,8 +32,8 @@ pub fn gpu(config: &Config, a: GpuArgs) -> Result<ExitCode> {
     let v = if a.remote.url.is_some() {
         Client::new(&a.remote, config).get("/api/v1/gpus")?
     } else {
-        let q = crate::executor::gpus::GpuQueue::new(config.gpus.clone());
-        crate::api::gpus::gpus_json(&q)
+        let q = crate::compute::gpus::GpuQueue::new(config.gpus.clone());
+        serde_json::to_value(crate::service::views::GpuView::of(&q))?
     };
     if a.json {
         println!("{}", serde_json::to_string_pretty(&v)?);

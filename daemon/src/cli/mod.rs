@@ -1,11 +1,6 @@
 //! The `coach` command line: one file per subcommand.
 
 mod bench;
-mod bench_daemon;
-mod bench_intent;
-mod bench_scheduler;
-mod bench_scripts;
-mod bench_submit;
 mod client;
 mod daemon;
 mod evaluate;

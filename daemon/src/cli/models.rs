@@ -1,8 +1,9 @@
 //! `coach models list|show`.
 
-use crate::Coach;
+use crate::app::{App, Mode};
 use crate::config::Config;
-use anyhow::{Result, bail};
+use crate::core::ids::{ModelRef, short};
+use anyhow::{Result, anyhow, bail};
 use std::process::ExitCode;
 
 #[derive(Debug, clap::Subcommand)]
@@ -23,28 +24,14 @@ pub enum Command {
     },
 }
 
-pub fn model_json(m: &crate::store::ModelRow) -> serde_json::Value {
-    serde_json::json!({
-        "id": m.id, "name": m.name, "version": m.version, "run": m.run_id,
-        "trainer": {"plugin": m.trainer_plugin, "version": m.trainer_version, "wasm_sha256": m.plugin_hash},
-        "artifact": {"sha256": m.artifact_hash, "bytes": m.artifact_size},
-        "data": {"dataset_version": m.dataset_version_id, "sha256": m.data_hash},
-        "config_sha256": m.config_hash,
-        "base_model": m.base_model_id,
-        "metrics": serde_json::from_str::<serde_json::Value>(&m.metrics).unwrap_or_default(),
-        "intents": serde_json::from_str::<serde_json::Value>(&m.intents).unwrap_or_default(),
-        "created_at": m.created_at.to_rfc3339(),
-    })
-}
-
 pub async fn run(config: Config, cmd: Command) -> Result<ExitCode> {
-    let coach = Coach::open(config).await?;
+    let app = App::open(config, Mode::Command).await?;
+    let records = app.service.records();
     match cmd {
         Command::List { limit, json } => {
-            let models = coach.store.models(limit).await?;
+            let models = records.models(limit).await?;
             if json {
-                let v: Vec<_> = models.iter().map(model_json).collect();
-                println!("{}", serde_json::to_string_pretty(&v)?);
+                println!("{}", serde_json::to_string_pretty(&models)?);
                 return Ok(ExitCode::SUCCESS);
             }
             if models.is_empty() {
@@ -56,21 +43,13 @@ pub async fn run(config: Config, cmd: Command) -> Result<ExitCode> {
                 "id", "name", "ver", "trainer", "accuracy", "in-scope"
             );
             for m in &models {
-                let metrics: serde_json::Value =
-                    serde_json::from_str(&m.metrics).unwrap_or_default();
-                let get = |k: &str| {
-                    metrics
-                        .get(k)
-                        .and_then(|v| v.as_f64())
-                        .map(super::pct)
-                        .unwrap_or_else(|| "-".into())
-                };
+                let get = |k: &str| m.metric(k).map(super::pct).unwrap_or_else(|| "-".into());
                 println!(
                     "{:>4}  {:<24} {:>4}  {:<16} {:>9} {:>9}  {}",
                     m.id,
                     m.name,
                     m.version,
-                    m.trainer_plugin,
+                    m.trainer.plugin,
                     get("accuracy"),
                     get("in_scope_accuracy"),
                     m.created_at.format("%Y-%m-%d %H:%M:%S")
@@ -78,36 +57,38 @@ pub async fn run(config: Config, cmd: Command) -> Result<ExitCode> {
             }
         }
         Command::Show { model, json } => {
-            let Some(m) = coach.store.find_model(&model).await? else {
+            let r: ModelRef = model.parse().map_err(|e: String| anyhow!(e))?;
+            let Some(m) = records.model(&r).await? else {
                 bail!("no model `{model}`");
             };
-            let v = model_json(&m);
             if json {
-                println!("{}", serde_json::to_string_pretty(&v)?);
+                println!("{}", serde_json::to_string_pretty(&m)?);
             } else {
                 println!("model {} — {} v{}", m.id, m.name, m.version);
                 println!(
                     "  trained by   {} {} (wasm {})",
-                    m.trainer_plugin,
-                    m.trainer_version,
-                    &m.plugin_hash[..16]
+                    m.trainer.plugin,
+                    m.trainer.version,
+                    short(&m.trainer.wasm_sha256, 16)
                 );
-                println!("  run          {}", m.run_id);
-                println!(
-                    "  data         dataset version {} ({})",
-                    m.dataset_version_id,
-                    &m.data_hash[..16]
-                );
+                println!("  run          {}", m.run);
+                match m.lineage.dataset_version {
+                    Some(d) => println!(
+                        "  data         dataset version {d} ({})",
+                        short(&m.lineage.data_hash, 16)
+                    ),
+                    None => println!("  data         no dataset snapshot"),
+                }
                 println!(
                     "  artifact     {} ({} bytes)",
-                    m.artifact_hash, m.artifact_size
+                    m.artifact.sha256, m.artifact.bytes
                 );
-                println!("  config       {}", &m.config_hash[..16]);
-                if let Some(b) = m.base_model_id {
+                println!("  config       {}", short(&m.lineage.config_hash, 16));
+                if let Some(b) = m.lineage.base_model {
                     println!("  warm start   from model {b}");
                 }
                 println!("  created      {}", m.created_at.to_rfc3339());
-                if let Some(obj) = v["metrics"].as_object() {
+                if let Some(obj) = m.metrics.as_object() {
                     println!("  metrics");
                     for (k, val) in obj {
                         println!("    {k:<32} {val}");

@@ -1,8 +1,9 @@
 //! `coach predict --model <id|name|latest> <text…>`.
 
-use crate::Coach;
+use crate::app::{App, Mode};
 use crate::config::Config;
-use anyhow::{Result, bail};
+use crate::core::ids::ModelRef;
+use anyhow::{Result, anyhow, bail};
 use std::process::ExitCode;
 
 #[derive(Debug, clap::Args)]
@@ -18,16 +19,17 @@ pub struct Args {
 }
 
 pub async fn run(config: Config, args: Args) -> Result<ExitCode> {
-    let coach = Coach::open(config).await?;
-    let Some(model) = coach.store.find_model(&args.model).await? else {
+    let app = App::open(config, Mode::Command).await?;
+    let r: ModelRef = args.model.parse().map_err(|e: String| anyhow!(e))?;
+    let Some(model) = app.store.find_model(&r).await? else {
         bail!(
             "no model `{}`; list them with `coach models list`",
             args.model
         );
     };
     let preds = crate::pipeline::predict(
-        coach.host.clone(),
-        &coach.artifacts,
+        app.host.clone(),
+        app.service.artifacts(),
         &model,
         args.texts.clone(),
     )

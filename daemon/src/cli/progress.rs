@@ -1,9 +1,10 @@
 //! How `coach run` shows a run: a progress bar per step on a terminal,
 //! plain lines otherwise (CI logs, pipes).
 
-use crate::pipeline::Reporter;
-use crate::plugin::PluginEvent;
-use crate::workflow::Workflow;
+use crate::core::event::StepEvent as PluginEvent;
+use crate::core::sync::Lock;
+use crate::events::Reporter;
+use crate::events::report::RunStart;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
 use std::sync::Mutex;
@@ -23,19 +24,20 @@ impl Terminal {
     }
 
     fn with_bar(&self, f: impl FnOnce(&ProgressBar)) {
-        if let Some(b) = self.bar.lock().expect("progress lock").as_ref() {
+        if let Some(b) = self.bar.locked().as_ref() {
             f(b)
         }
     }
 }
 
 impl Reporter for Terminal {
-    fn run_started(&self, run_id: i64, wf: &Workflow) {
+    fn run_started(&self, run: RunStart<'_>) {
         eprintln!(
-            "run {run_id}: workflow `{}` ({} steps, version {})",
-            wf.name,
-            wf.steps.len(),
-            &wf.hash[..12]
+            "run {}: workflow `{}` ({} steps, version {})",
+            run.run,
+            run.workflow,
+            run.steps,
+            crate::core::ids::short(run.version, 12)
         );
     }
 
@@ -51,13 +53,13 @@ impl Reporter for Terminal {
                 ProgressStyle::with_template(
                     "{spinner} {prefix:>12} [{bar:30}] {elapsed:>4} {msg}",
                 )
-                .expect("valid template")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
                 .progress_chars("=> "),
             );
             bar.set_prefix(step.to_owned());
             bar.set_message(format!("{action}{retry}"));
             bar.enable_steady_tick(Duration::from_millis(120));
-            *self.bar.lock().expect("progress lock") = Some(bar);
+            *self.bar.locked() = Some(bar);
         } else {
             eprintln!("[{step}] started: {action}{retry}");
         }
@@ -110,7 +112,7 @@ impl Reporter for Terminal {
     }
 
     fn step_finished(&self, step: &str, result: Result<&str, &str>) {
-        let bar = self.bar.lock().expect("progress lock").take();
+        let bar = self.bar.locked().take();
         if let Some(b) = bar {
             b.finish_and_clear();
         }

@@ -2,15 +2,14 @@
 //! evaluation. Ctrl-C cancels the run cleanly.
 
 use super::pct;
-use crate::Coach;
+use crate::app::{App, Mode};
 use crate::config::Config;
-use crate::pipeline::evaluate::Report;
-use crate::workflow::Workflow;
+use crate::core::evaluation::Report;
+use crate::core::stop::{RunStop, StopReason};
 use anyhow::Result;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -25,13 +24,9 @@ pub struct Args {
 }
 
 pub async fn run(config: Config, args: Args) -> Result<ExitCode> {
-    let coach = Coach::open(config).await?;
-    let fits = |r: &crate::workflow::Resources| coach.gpus.never_message(r);
-    let wf = match Workflow::load(&args.workflow, &coach.catalog()).and_then(|wf| {
-        wf.check_fits(coach.config.slurm.default, &fits)
-            .map(|()| wf)
-    }) {
-        Ok(wf) => wf,
+    let app = App::open(config, Mode::Command).await?;
+    let good = match app.service.load_workflow_file(&args.workflow) {
+        Ok(good) => good,
         Err(errors) => {
             for e in &errors.0 {
                 eprintln!("{}\n", e.render());
@@ -40,21 +35,28 @@ pub async fn run(config: Config, args: Args) -> Result<ExitCode> {
             return Ok(ExitCode::from(1));
         }
     };
-    let cancel = Arc::new(AtomicBool::new(false));
-    let flag = cancel.clone();
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("cancelling the run (Ctrl-C again to stop at once)");
-            flag.store(true, Ordering::Relaxed);
-            if tokio::signal::ctrl_c().await.is_ok() {
-                std::process::exit(130);
+    let stop = RunStop::new();
+    {
+        let (stop, quit) = (stop.clone(), app.stop.clone());
+        app.tracker.spawn(async move {
+            tokio::select! {
+                r = tokio::signal::ctrl_c() => if r.is_err() { return },
+                () = quit.cancelled() => return,
             }
-        }
-    });
-    let summary = coach
-        .runner()
-        .run(&wf, Arc::new(super::progress::Terminal::new()), cancel)
-        .await?;
+            eprintln!("cancelling the run (Ctrl-C again to stop at once)");
+            stop.abort(StopReason::Cancelled);
+            tokio::select! {
+                r = tokio::signal::ctrl_c() => if r.is_ok() { std::process::exit(130) },
+                () = quit.cancelled() => {}
+            }
+        });
+    }
+    let summary = app
+        .service
+        .run_here(&good, Arc::new(super::progress::Terminal::new()), &stop)
+        .await;
+    app.close(std::time::Duration::from_secs(5)).await;
+    let summary = summary?;
     if args.json {
         let v = serde_json::json!({
             "run": summary.run_id,
@@ -89,7 +91,7 @@ pub async fn run(config: Config, args: Args) -> Result<ExitCode> {
                 m.id,
                 m.name,
                 m.version,
-                &m.artifact_hash[..16]
+                crate::core::ids::short(&m.artifact_hash, 16)
             );
             println!("try: coach predict --model {} \"<an utterance>\"", m.id);
         }

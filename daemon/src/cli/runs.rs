@@ -2,12 +2,13 @@
 //! `--url`) is set, else straight from the store.
 
 use super::client::{Client, Remote, follow};
-use crate::api::runs::{run_json, step_json};
+use crate::app::{App, Mode};
 use crate::config::Config;
-use crate::store::Store;
+use crate::core::ids::RunId;
+use crate::core::state::RunState;
 use crate::store::queue::RunFilter;
-use anyhow::{Result, bail};
-use serde_json::{Value, json};
+use anyhow::{Result, anyhow, bail};
+use serde_json::Value;
 use std::process::ExitCode;
 
 #[derive(Debug, clap::Subcommand)]
@@ -67,18 +68,25 @@ pub async fn run(config: Config, cmd: Command) -> Result<ExitCode> {
                 let v = Client::new(&remote, &config).get(&q)?;
                 v["runs"].as_array().cloned().unwrap_or_default()
             } else {
-                let store = Store::connect(&config.database_url()).await?;
-                store
-                    .list_runs(&RunFilter {
+                let state = state
+                    .as_deref()
+                    .map(str::parse::<RunState>)
+                    .transpose()
+                    .map_err(|e| anyhow!(e))?;
+                let app = App::open(config, Mode::Command).await?;
+                let runs = app
+                    .service
+                    .records()
+                    .runs(&RunFilter {
                         workflow,
                         state,
                         before: None,
                         limit,
                     })
-                    .await?
-                    .iter()
-                    .map(run_json)
-                    .collect()
+                    .await?;
+                runs.iter()
+                    .map(serde_json::to_value)
+                    .collect::<Result<_, _>>()?
             };
             if json {
                 println!("{}", serde_json::to_string_pretty(&runs)?);
@@ -107,17 +115,11 @@ pub async fn run(config: Config, cmd: Command) -> Result<ExitCode> {
             let v = if remote.url.is_some() {
                 Client::new(&remote, &config).get(&format!("/api/v1/runs/{id}"))?
             } else {
-                let store = Store::connect(&config.database_url()).await?;
-                let Some((r, steps, metrics)) = store.run(id).await? else {
+                let app = App::open(config, Mode::Command).await?;
+                let Some(run) = app.service.records().run(RunId(id)).await? else {
                     bail!("no run {id}");
                 };
-                let mut v = run_json(&r);
-                v["steps"] = steps.iter().map(step_json).collect();
-                v["metrics"] = metrics
-                    .iter()
-                    .map(|m| json!({"step": m.step_id, "name": m.name, "value": m.value, "epoch": m.step}))
-                    .collect();
-                v
+                serde_json::to_value(run)?
             };
             if json {
                 println!("{}", serde_json::to_string_pretty(&v)?);
@@ -135,13 +137,12 @@ pub async fn run(config: Config, cmd: Command) -> Result<ExitCode> {
                 let v = c.get(&format!("/api/v1/runs/{id}/logs"))?;
                 v["lines"].as_array().cloned().unwrap_or_default()
             } else {
-                let store = Store::connect(&config.database_url()).await?;
-                store
-                    .run_logs(id, 0, 100_000)
-                    .await?
+                let app = App::open(config.clone(), Mode::Command).await?;
+                let lines = app.service.records().logs(RunId(id), 0, 100_000).await?;
+                lines
                     .iter()
-                    .map(|l| json!({"step": l.step_id, "level": l.level, "message": l.message, "at": l.at}))
-                    .collect()
+                    .map(serde_json::to_value)
+                    .collect::<Result<_, _>>()?
             };
             for l in &lines {
                 println!(

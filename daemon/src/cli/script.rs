@@ -2,8 +2,8 @@
 //! a workflow would run it.
 
 use crate::config::Config;
+use crate::core::example::{EntitySpan, Example};
 use crate::script::{Hook, hooks};
-use crate::store::StoredExample;
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 use std::path::PathBuf;
@@ -105,21 +105,28 @@ pub fn run(_config: &Config, cmd: Command) -> Result<ExitCode> {
                 if e.get("text").and_then(Value::as_str).is_none() {
                     bail!("example {i} has no `text`");
                 }
-                examples.push(StoredExample {
+                let split = text("split", "unspecified")
+                    .parse()
+                    .map_err(|e| anyhow::anyhow!("example {i}: {e}"))?;
+                let entities: Vec<EntitySpan> = match e.get("entities") {
+                    None => Vec::new(),
+                    Some(v) => serde_json::from_value(v.clone()).map_err(|err| {
+                        anyhow::anyhow!(
+                            "example {i}: `entities` must be a list of {{entity, start, end, value}}: {err}"
+                        )
+                    })?,
+                };
+                examples.push(Example {
                     text: text("text", ""),
                     intent: text("intent", ""),
-                    split: text("split", "unspecified"),
-                    entities: e
-                        .get("entities")
-                        .cloned()
-                        .unwrap_or(Value::Array(vec![]))
-                        .to_string(),
+                    split,
+                    entities,
                 });
             }
             let (kept, stats) = hooks::apply_rules(&script, "eval", examples)?;
             json!({
                 "examples": kept.iter().map(|e| json!({"text": e.text, "intent": e.intent, "split": e.split,
-                    "entities": serde_json::from_str::<Value>(&e.entities).unwrap_or(Value::Null)})).collect::<Vec<_>>(),
+                    "entities": e.entities})).collect::<Vec<_>>(),
                 "kept": stats.kept, "dropped": stats.dropped, "changed": stats.changed,
             })
         }

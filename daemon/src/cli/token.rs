@@ -1,8 +1,8 @@
 //! `coach token create|list|revoke`: API tokens, managed on the store
 //! directly (this is how the first admin token comes to exist).
 
+use crate::app::{App, Mode};
 use crate::config::Config;
-use crate::store::Store;
 use crate::store::tokens::Role;
 use anyhow::{Result, bail};
 use std::process::ExitCode;
@@ -26,7 +26,8 @@ pub enum Command {
 }
 
 pub async fn run(config: Config, cmd: Command) -> Result<ExitCode> {
-    let store = Store::connect(&config.database_url()).await?;
+    let app = App::open(config, Mode::Command).await?;
+    let store = &app.store;
     match cmd {
         Command::Create { role, name } => {
             let role: Role = role.parse().map_err(anyhow::Error::msg)?;

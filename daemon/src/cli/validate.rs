@@ -1,8 +1,10 @@
 //! `coach validate <paths…>`: check workflows (files, or folders of
 //! `*.toml`), print every error with its location, exit 1 if any.
 
+use crate::compute::gpus::GpuQueue;
 use crate::config::Config;
-use crate::workflow::Workflow;
+use crate::plugin::PluginHost;
+use crate::service::lifecycle::load_workflow_file;
 use anyhow::Result;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -15,11 +17,10 @@ pub struct Args {
 }
 
 pub fn run(config: Config, args: Args) -> Result<ExitCode> {
-    let host = crate::plugin::PluginHost::new(&config)?;
-    let catalog = crate::catalog(&host);
-    // GPU requests are checked against this machine's inventory.
-    let gpus = crate::executor::gpus::GpuQueue::new(config.gpus.clone());
-    let fits = |r: &crate::workflow::Resources| gpus.never_message(r);
+    // No store: a workflow can be checked anywhere. GPU requests are
+    // checked against this machine's inventory.
+    let host = PluginHost::new(&config)?;
+    let gpus = GpuQueue::new(config.gpus.clone());
     let mut files = Vec::new();
     for p in &args.paths {
         if p.is_dir() {
@@ -35,14 +36,12 @@ pub fn run(config: Config, args: Args) -> Result<ExitCode> {
     }
     let mut errors = 0;
     for f in &files {
-        match Workflow::load(f, &catalog)
-            .and_then(|wf| wf.check_fits(config.slurm.default, &fits).map(|()| wf))
-        {
-            Ok(wf) => println!(
+        match load_workflow_file(&config, &host, &gpus, f) {
+            Ok(good) => println!(
                 "ok: {} ({}, {} steps)",
                 f.display(),
-                wf.name,
-                wf.steps.len()
+                good.workflow.name,
+                good.workflow.steps.len()
             ),
             Err(es) => {
                 for e in &es.0 {

@@ -1,25 +1,24 @@
-//! Carries out the scheduler's plan: claims queued runs and executes them
-//! with the pipeline, each on the workflow version it was queued with.
+//! The dispatcher: claims queued runs as the scheduler's plan allows and
+//! hands each to the pipeline, on the workflow version it was queued with.
 //! Cancels on request; on shutdown lets running steps finish up to a
 //! deadline, then stops them and leaves their runs queued, to resume at the
-//! next start.
+//! next start. Every run it starts is a task of its tracker, under its
+//! stop tree.
 
-pub mod gpus;
-pub mod process;
-pub mod slurm;
-
-use crate::pipeline::{RunControl, Runner};
+use crate::core::ids::{RunId, short};
+use crate::core::state::RunState;
+use crate::core::stop::{RunStop, StopReason};
+use crate::core::sync::Lock;
+use crate::events::{Bus, EventKind, Reporter, RunReporter};
+use crate::pipeline::{RunSummary, Runner};
 use crate::scheduler::{self, Queued, Snapshot};
-use crate::service::events::{Bus, EventKind, RunReporter};
-use crate::service::metrics::Metrics;
-use crate::service::workflows::WorkflowSet;
-use crate::store::{RunRow, state};
-use crate::workflow::{Catalog, Workflow};
+use crate::store::RunRow;
+use crate::workflow::Workflow;
+use crate::workflow::set::WorkflowSet;
 use anyhow::Result;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -29,7 +28,7 @@ use tokio_util::task::TaskTracker;
 #[derive(Debug, Clone)]
 pub struct Active {
     pub workflow: String,
-    pub control: RunControl,
+    pub stop: RunStop,
 }
 
 /// What `cancel` did.
@@ -44,42 +43,41 @@ pub enum Cancelled {
 }
 
 pub struct Executor {
-    pub runner: Runner,
+    pub runner: Arc<Runner>,
     /// This daemon's name in the store (`daemon:<host>:<data dir>`).
     pub instance: String,
     pub workflows: Arc<WorkflowSet>,
-    pub catalog: Arc<dyn Fn() -> Catalog + Send + Sync>,
     pub bus: Bus,
-    pub metrics: Arc<Metrics>,
     pub capacity: usize,
-    active: Mutex<BTreeMap<i64, Active>>,
+    active: Mutex<BTreeMap<RunId, Active>>,
     wake: Notify,
+    /// The runs it started.
     tracker: TaskTracker,
-    stop: CancellationToken,
+    /// Cancelled: start nothing more.
+    closed: CancellationToken,
+    /// Every run's stop controls are children of these.
+    runs: RunStop,
 }
 
 impl Executor {
     pub fn new(
-        runner: Runner,
+        runner: Arc<Runner>,
         instance: String,
         workflows: Arc<WorkflowSet>,
-        catalog: Arc<dyn Fn() -> Catalog + Send + Sync>,
         bus: Bus,
-        metrics: Arc<Metrics>,
         capacity: usize,
     ) -> Executor {
         Executor {
             runner,
             instance,
             workflows,
-            catalog,
             bus,
-            metrics,
             capacity,
             active: Mutex::default(),
             wake: Notify::new(),
             tracker: TaskTracker::new(),
-            stop: CancellationToken::new(),
+            closed: CancellationToken::new(),
+            runs: RunStop::new(),
         }
     }
 
@@ -88,12 +86,12 @@ impl Executor {
         self.wake.notify_one();
     }
 
-    pub fn active(&self) -> BTreeMap<i64, Active> {
-        self.active.lock().expect("active runs lock").clone()
+    pub fn active(&self) -> BTreeMap<RunId, Active> {
+        self.active.locked().clone()
     }
 
     pub fn is_stopping(&self) -> bool {
-        self.stop.is_cancelled()
+        self.closed.is_cancelled()
     }
 
     /// Start queued runs as the scheduler allows, until shutdown. Polls
@@ -106,14 +104,14 @@ impl Executor {
             tokio::select! {
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                _ = self.stop.cancelled() => break,
+                _ = self.closed.cancelled() => break,
             }
         }
     }
 
     async fn dispatch_once(self: Arc<Self>) -> Result<()> {
         // Full: nothing can start, and a long queue is not worth reading.
-        if self.stop.is_cancelled() || self.active().len() >= self.capacity {
+        if self.closed.is_cancelled() || self.active().len() >= self.capacity {
             return Ok(());
         }
         let queued = self.runner.store.queued_runs().await?;
@@ -131,10 +129,9 @@ impl Executor {
             running: self.active().values().map(|a| a.workflow.clone()).collect(),
             policies: self
                 .workflows
-                .entries()
+                .good()
                 .iter()
-                .filter_map(|e| e.good.as_ref())
-                .map(|g| (g.workflow.name.clone(), g.workflow.trigger.concurrency))
+                .map(|g| (g.workflow.name.to_string(), g.workflow.trigger.concurrency))
                 .collect(),
             capacity: self.capacity,
         };
@@ -143,20 +140,21 @@ impl Executor {
             let Some(run) = queued.iter().find(|r| r.id == id).cloned() else {
                 continue;
             };
+            let id = RunId(id);
             if !self.runner.store.claim_run(id, &self.instance).await? {
                 continue;
             }
-            let control = RunControl::default();
-            self.active.lock().expect("active runs lock").insert(
+            let stop = self.runs.child();
+            self.active.locked().insert(
                 id,
                 Active {
                     workflow: run.workflow.clone(),
-                    control: control.clone(),
+                    stop: stop.clone(),
                 },
             );
             let me = self.clone();
             self.tracker.spawn(async move {
-                me.execute(run, control).await;
+                me.execute(run, stop).await;
             });
         }
         Ok(())
@@ -173,7 +171,7 @@ impl Executor {
             .ok_or_else(|| {
                 format!(
                     "workflow version {} of `{}` is not in the store",
-                    &run.workflow_hash[..12.min(run.workflow_hash.len())],
+                    short(&run.workflow_hash, 12),
                     run.workflow
                 )
             })?;
@@ -190,7 +188,7 @@ impl Executor {
         Workflow::parse_with_scripts(
             std::path::Path::new(&stored.file),
             &stored.content,
-            &(self.catalog)(),
+            &self.runner.host.catalog(),
             Some(&scripts),
         )
         .map_err(|e| {
@@ -198,8 +196,8 @@ impl Executor {
         })
     }
 
-    async fn execute(self: Arc<Self>, run: RunRow, control: RunControl) {
-        let id = run.id;
+    async fn execute(self: Arc<Self>, run: RunRow, stop: RunStop) {
+        let id = run.run_id();
         let workflow = run.workflow.clone();
         self.bus.emit(
             Some(id),
@@ -210,30 +208,28 @@ impl Executor {
         );
         let outcome = match self.version_of(&run).await {
             Err(why) => {
-                tracing::error!(run = id, workflow = %workflow, "{why}");
-                let _ = self
+                tracing::error!(run = %id, workflow = %workflow, "{why}");
+                if let Err(e) = self
                     .runner
                     .store
-                    .finish_run(id, state::FAILED, Some(why.clone()))
-                    .await;
-                Ok((state::FAILED.to_owned(), Some(why), None))
+                    .finish_run(id, RunState::Failed, Some(why.clone()))
+                    .await
+                {
+                    tracing::error!(run = %id, "cannot record the run's failure: {e:#}");
+                }
+                Ok((RunState::Failed, Some(why), None))
             }
             Ok(wf) => {
-                let reporter = Arc::new(RunReporter::new(
-                    self.bus.clone(),
-                    self.metrics.clone(),
-                    id,
-                    &workflow,
-                ));
-                match self.runner.execute_run(id, &wf, reporter, &control).await {
-                    Ok(s) if s.state == state::INTERRUPTED => {
+                let reporter = Arc::new(RunReporter::new(self.bus.clone(), id, &workflow));
+                match self.runner.execute_run(id, &wf, reporter, &stop).await {
+                    Ok(s) if s.state == RunState::Interrupted => {
                         match self.runner.store.requeue_run(id).await {
                             Ok(()) => tracing::warn!(
-                                run = id,
+                                run = %id,
                                 "run interrupted by shutdown; it resumes at the next start"
                             ),
                             Err(e) => tracing::error!(
-                                run = id,
+                                run = %id,
                                 "cannot put the interrupted run back in the queue: {e:#}"
                             ),
                         }
@@ -244,26 +240,29 @@ impl Executor {
                 }
             }
         };
-        let (st, error, model) = match outcome {
+        let (state, error, model) = match outcome {
             Ok(x) => x,
             Err(e) => {
                 // The store failed under the run; record what we can.
                 let why = format!("{e:#}");
-                tracing::error!(run = id, "run failed in the store: {why}");
-                let _ = self
+                tracing::error!(run = %id, "run failed in the store: {why}");
+                if let Err(e) = self
                     .runner
                     .store
-                    .finish_run(id, state::FAILED, Some(why.clone()))
-                    .await;
-                (state::FAILED.to_owned(), Some(why), None)
+                    .finish_run(id, RunState::Failed, Some(why.clone()))
+                    .await
+                {
+                    tracing::error!(run = %id, "cannot record the run's failure: {e:#}");
+                }
+                (RunState::Failed, Some(why), None)
             }
         };
-        self.active.lock().expect("active runs lock").remove(&id);
+        self.active.locked().remove(&id);
         self.bus.emit(
             Some(id),
             Some(&workflow),
             EventKind::RunFinished {
-                state: st,
+                state,
                 error,
                 model,
             },
@@ -271,10 +270,23 @@ impl Executor {
         self.wake();
     }
 
+    /// Execute a run this process has claimed already (`coach run`), to
+    /// its end, reporting to `reporter`. Errors are only for the store
+    /// failing.
+    pub async fn run_claimed(
+        &self,
+        run: RunId,
+        wf: &Workflow,
+        reporter: Arc<dyn Reporter>,
+        stop: &RunStop,
+    ) -> Result<RunSummary> {
+        self.runner.execute_run(run, wf, reporter, stop).await
+    }
+
     /// Cancel run `id`.
-    pub async fn cancel(&self, id: i64) -> Result<Cancelled> {
+    pub async fn cancel(&self, id: RunId) -> Result<Cancelled> {
         if let Some(a) = self.active().get(&id) {
-            a.control.cancel.store(true, Ordering::Relaxed);
+            a.stop.abort(StopReason::Cancelled);
             return Ok(Cancelled::Stopping);
         }
         if self
@@ -287,7 +299,7 @@ impl Executor {
                 Some(id),
                 None,
                 EventKind::RunFinished {
-                    state: state::CANCELLED.into(),
+                    state: RunState::Cancelled,
                     error: Some("cancelled before it started".into()),
                     model: None,
                 },
@@ -300,28 +312,23 @@ impl Executor {
     /// Stop taking work; let running steps finish within `grace`, then stop
     /// them. Returns the runs that were stopped mid-step (they stay queued
     /// and resume at the next start).
-    pub async fn shutdown(&self, grace: Duration) -> Vec<(i64, String)> {
-        self.stop.cancel();
+    pub async fn shutdown(&self, grace: Duration) -> Vec<(RunId, String)> {
+        self.closed.cancel();
         self.tracker.close();
-        for a in self.active().values() {
-            a.control.drain.store(true, Ordering::Relaxed);
-        }
+        self.runs.drain();
         if tokio::time::timeout(grace, self.tracker.wait())
             .await
             .is_ok()
         {
             return Vec::new();
         }
-        let stopped: Vec<(i64, String)> = self
+        let stopped: Vec<(RunId, String)> = self
             .active()
             .into_iter()
-            .map(|(id, a)| {
-                a.control.shutdown.store(true, Ordering::Relaxed);
-                a.control.cancel.store(true, Ordering::Relaxed);
-                (id, a.workflow)
-            })
+            .map(|(id, a)| (id, a.workflow))
             .collect();
-        // A cancelled plugin call ends at the next epoch tick; the store
+        self.runs.abort(StopReason::Shutdown);
+        // A stopped plugin call ends at the next epoch tick; the store
         // writes after it are quick.
         if tokio::time::timeout(Duration::from_secs(10), self.tracker.wait())
             .await

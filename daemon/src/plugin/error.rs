@@ -56,6 +56,23 @@ pub enum PluginFailure {
 }
 
 impl PluginFailure {
+    /// The plugin that failed.
+    pub fn plugin(&self) -> &str {
+        match self {
+            PluginFailure::Unknown { plugin, .. }
+            | PluginFailure::WrongKind { plugin, .. }
+            | PluginFailure::Load { plugin, .. }
+            | PluginFailure::Timeout { plugin, .. }
+            | PluginFailure::Memory { plugin, .. }
+            | PluginFailure::Output { plugin, .. }
+            | PluginFailure::HostcallData { plugin, .. }
+            | PluginFailure::Cancelled { plugin }
+            | PluginFailure::Trap { plugin, .. }
+            | PluginFailure::Reported { plugin, .. }
+            | PluginFailure::NotGranted { plugin, .. } => plugin,
+        }
+    }
+
     /// A short name for the failure, for metrics labels.
     pub fn reason(&self) -> &'static str {
         match self {

@@ -3,22 +3,18 @@
 
 use super::bindings::{self, Conversation, Example, LogLevel, Prediction};
 use super::{Installed, PluginFailure, PluginHost};
+use crate::core::event::StepEvent;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
 use wasmtime::component::{InstancePre, ResourceAny, ResourceTable};
 use wasmtime::{Store, UpdateDeadline};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 /// Something a plugin reported during a call.
-#[derive(Debug, Clone, PartialEq)]
-pub enum PluginEvent {
-    Log { level: LogLevel, message: String },
-    Progress { fraction: f32, message: String },
-    Metric { name: String, value: f64, step: u32 },
-}
+pub type PluginEvent = StepEvent;
 
 /// Receives a job's events as they happen (progress bars, the store).
 pub type Observer = Arc<dyn Fn(&PluginEvent) + Send + Sync>;
@@ -33,8 +29,9 @@ pub struct JobSpec {
     pub read_paths: Vec<PathBuf>,
     /// The step's own timeout, if it sets one.
     pub timeout: Option<Duration>,
-    /// Set to ask the plugin to stop; also ends the call at the next epoch.
-    pub cancel: Arc<AtomicBool>,
+    /// Cancelled to ask the plugin to stop; also ends the call at the next
+    /// epoch.
+    pub cancel: CancellationToken,
     pub observer: Option<Observer>,
 }
 
@@ -50,7 +47,7 @@ pub struct JobState {
     run: String,
     step: String,
     deadline: Instant,
-    cancel: Arc<AtomicBool>,
+    cancel: CancellationToken,
     observer: Option<Observer>,
     /// Metrics reported during the job, in order.
     pub metrics: Vec<(String, f64, u32)>,
@@ -143,7 +140,10 @@ impl bindings::trainer::coach::plugin::host::Host for JobState {
                 self.last_error_log = Some(message.clone());
             }
         }
-        self.emit(PluginEvent::Log { level, message });
+        self.emit(PluginEvent::Log {
+            level: super::convert::log_level(level),
+            message,
+        });
     }
 
     fn progress(&mut self, fraction: f32, message: String) {
@@ -163,7 +163,7 @@ impl bindings::trainer::coach::plugin::host::Host for JobState {
     }
 
     fn cancelled(&mut self) -> bool {
-        self.cancel.load(Ordering::Relaxed)
+        self.cancel.is_cancelled()
     }
 }
 
@@ -223,7 +223,7 @@ impl Job {
         store.set_hostcall_fuel(host.limits().hostcall_data as usize);
         store.epoch_deadline_callback(|ctx| {
             let s = ctx.data();
-            if Instant::now() >= s.deadline || s.cancel.load(Ordering::Relaxed) {
+            if Instant::now() >= s.deadline || s.cancel.is_cancelled() {
                 Ok(UpdateDeadline::Interrupt)
             } else {
                 Ok(UpdateDeadline::Continue(1))
@@ -277,7 +277,7 @@ impl Job {
             };
         }
         if let Some(wasmtime::Trap::Interrupt) = e.downcast_ref::<wasmtime::Trap>() {
-            if state.cancel.load(Ordering::Relaxed) {
+            if state.cancel.is_cancelled() {
                 return PluginFailure::Cancelled { plugin };
             }
             return PluginFailure::Timeout {

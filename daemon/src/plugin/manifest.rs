@@ -42,24 +42,7 @@ impl fmt::Display for PluginId {
     }
 }
 
-/// The plugin kinds of `coach:plugin@0.1.0`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Kind {
-    Source,
-    Trainer,
-    Analyzer,
-}
-
-impl fmt::Display for Kind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Kind::Source => "source",
-            Kind::Trainer => "trainer",
-            Kind::Analyzer => "analyzer",
-        })
-    }
-}
+pub use crate::core::params::{Kind, ParamType, Parameter};
 
 /// API versions this host has bindings for.
 pub const SUPPORTED_APIS: &[&str] = &["0.1.0"];
@@ -108,49 +91,6 @@ pub enum FsAccess {
 pub struct WantedLimits {
     pub memory: Option<String>,
     pub timeout: Option<String>,
-}
-
-/// One parameter a plugin accepts.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Parameter {
-    #[serde(rename = "type")]
-    pub ty: ParamType,
-    #[serde(default)]
-    pub required: bool,
-    /// For strings: the accepted values.
-    #[serde(default)]
-    pub one_of: Vec<String>,
-    #[serde(default)]
-    pub description: String,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ParamType {
-    String,
-    Integer,
-    Float,
-    Boolean,
-    /// A file or folder; resolved against the workflow's folder and granted
-    /// read-only when the operator allows it.
-    Path,
-    Array,
-    Table,
-}
-
-impl fmt::Display for ParamType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            ParamType::String => "a string",
-            ParamType::Integer => "an integer",
-            ParamType::Float => "a number",
-            ParamType::Boolean => "a boolean",
-            ParamType::Path => "a path (string)",
-            ParamType::Array => "an array",
-            ParamType::Table => "a table",
-        })
-    }
 }
 
 impl Manifest {

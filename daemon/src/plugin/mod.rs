@@ -21,15 +21,16 @@
 pub mod bindings;
 pub mod builtin;
 pub mod cache;
+pub mod convert;
 pub mod error;
 pub mod job;
 pub mod manifest;
 
 use crate::config::{Config, Grant, Limits};
+use crate::core::sync::ReadWrite;
 use anyhow::{Context, Result};
 use cache::{CacheOutcome, CompileCache};
 use manifest::{FsAccess, Kind, Manifest};
-use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock, RwLock};
@@ -109,7 +110,7 @@ struct EpochTicker {
 }
 
 impl EpochTicker {
-    fn start(engine: EngineWeak) -> EpochTicker {
+    fn start(engine: EngineWeak) -> Result<EpochTicker> {
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = stop.clone();
         std::thread::Builder::new()
@@ -123,8 +124,8 @@ impl EpochTicker {
                     }
                 }
             })
-            .expect("spawn the epoch ticker thread");
-        EpochTicker { stop }
+            .context("cannot start the plugin host's epoch thread")?;
+        Ok(EpochTicker { stop })
     }
 }
 
@@ -134,9 +135,7 @@ impl Drop for EpochTicker {
     }
 }
 
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
+use crate::core::hash::sha256_hex;
 
 impl PluginHost {
     /// One engine for the process; discovers built-in and installed plugins.
@@ -153,7 +152,7 @@ impl PluginHost {
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| anyhow::anyhow!("{e:#}"))?;
         bindings::trainer::Trainer::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
             .map_err(|e| anyhow::anyhow!("{e:#}"))?;
-        let ticker = EpochTicker::start(engine.weak());
+        let ticker = EpochTicker::start(engine.weak())?;
         let host = PluginHost {
             cache: CompileCache::new(&engine, config.cache_dir()),
             engine,
@@ -183,7 +182,7 @@ impl PluginHost {
         if let Some((folder, why)) = problems.iter().next() {
             anyhow::bail!("plugin folder {folder}: {why}");
         }
-        *host.plugins.write().expect("plugin table lock") = plugins;
+        *host.plugins.writing() = plugins;
         Ok(host)
     }
 
@@ -193,10 +192,10 @@ impl PluginHost {
     /// problem is returned — and kept for [`PluginHost::problems`].
     /// Returns the ids that were added, replaced or removed.
     pub fn reload(&self, config: &Config) -> Result<Vec<String>> {
-        *self.limits.write().expect("limits lock") = config.limits.clone();
-        *self.grants.write().expect("grants lock") = config.grants.clone();
+        *self.limits.writing() = config.limits.clone();
+        *self.grants.writing() = config.grants.clone();
         let (found, mut problems) = discover(&config.plugin_dirs)?;
-        let old = self.plugins.read().expect("plugin table lock").clone();
+        let old = self.plugins.reading().clone();
         let mut next: BTreeMap<String, Arc<Installed>> = BTreeMap::new();
         let mut changed = Vec::new();
         for f in found {
@@ -240,8 +239,8 @@ impl PluginHost {
                 }
             }
         }
-        *self.plugins.write().expect("plugin table lock") = next;
-        *self.problems.write().expect("plugin problems lock") = problems;
+        *self.plugins.writing() = next;
+        *self.problems.writing() = problems;
         Ok(changed)
     }
 
@@ -260,7 +259,7 @@ impl PluginHost {
 
     /// Problems of the last reload, by plugin folder.
     pub fn problems(&self) -> BTreeMap<String, String> {
-        self.problems.read().expect("plugin problems lock").clone()
+        self.problems.reading().clone()
     }
 
     pub fn engine(&self) -> &Engine {
@@ -268,16 +267,11 @@ impl PluginHost {
     }
 
     pub fn plugins(&self) -> Vec<Arc<Installed>> {
-        self.plugins
-            .read()
-            .expect("plugin table lock")
-            .values()
-            .cloned()
-            .collect()
+        self.plugins.reading().values().cloned().collect()
     }
 
     pub fn get(&self, id: &str) -> Result<Arc<Installed>, PluginFailure> {
-        let plugins = self.plugins.read().expect("plugin table lock");
+        let plugins = self.plugins.reading();
         plugins
             .get(id)
             .cloned()
@@ -289,12 +283,7 @@ impl PluginHost {
 
     /// What the operator grants `id`.
     pub fn grant(&self, id: &str) -> Grant {
-        self.grants
-            .read()
-            .expect("grants lock")
-            .get(id)
-            .cloned()
-            .unwrap_or_default()
+        self.grants.reading().get(id).cloned().unwrap_or_default()
     }
 
     /// Compile (or fetch from the cache) and link a plugin, once.
@@ -427,7 +416,7 @@ impl PluginHost {
     }
 
     pub fn limits(&self) -> Limits {
-        self.limits.read().expect("limits lock").clone()
+        self.limits.reading().clone()
     }
 
     fn expect_kind(&self, plugin: &Installed, kind: Kind) -> Result<(), PluginFailure> {
@@ -439,6 +428,22 @@ impl PluginHost {
             });
         }
         Ok(())
+    }
+
+    /// The plugins workflows may name, with what a step must give each.
+    pub fn catalog(&self) -> crate::core::params::Catalog {
+        self.plugins()
+            .iter()
+            .map(|p| {
+                (
+                    p.id().to_owned(),
+                    crate::core::params::PluginSpec {
+                        kind: p.manifest.kind,
+                        parameters: p.manifest.parameters.clone(),
+                    },
+                )
+            })
+            .collect()
     }
 
     /// A fresh trainer instance for one job.

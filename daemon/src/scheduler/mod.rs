@@ -9,7 +9,7 @@
 
 pub mod gpu;
 
-use crate::workflow::trigger::Concurrency;
+use crate::core::policy::Concurrency;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// A queued run, as the scheduler sees it.

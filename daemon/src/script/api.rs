@@ -2,6 +2,7 @@
 //! text helpers. Every function registered here is documented in
 //! `docs/scripting.md` (a test checks it).
 
+use crate::core::sync::Lock;
 use regex::Regex;
 use rhai::{Array, Engine, EvalAltResult};
 use std::collections::HashMap;
@@ -47,7 +48,7 @@ fn percentile_of(mut v: Vec<f64>, p: f64) -> f64 {
 fn pattern(p: &str) -> Fallible<Arc<Regex>> {
     static CACHE: OnceLock<Mutex<HashMap<String, Arc<Regex>>>> = OnceLock::new();
     let cache = CACHE.get_or_init(Mutex::default);
-    if let Some(r) = cache.lock().expect("regex cache lock").get(p) {
+    if let Some(r) = cache.locked().get(p) {
         return Ok(r.clone());
     }
     let r = Arc::new(
@@ -56,7 +57,7 @@ fn pattern(p: &str) -> Fallible<Arc<Regex>> {
             .build()
             .map_err(|e| format!("pattern `{p}`: {e}"))?,
     );
-    let mut c = cache.lock().expect("regex cache lock");
+    let mut c = cache.locked();
     if c.len() > 256 {
         c.clear();
     }

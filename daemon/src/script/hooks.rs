@@ -8,17 +8,13 @@
 //! - **parameter rules** — a step's `params` script returns a map of step
 //!   parameters computed from the data.
 
+use super::convert::to_dynamic;
 use super::{Script, ScriptError, call, eval, evaluation};
-use crate::store::StoredExample;
+use crate::core::example::{EntitySpan, Example, Split};
 use rhai::{Dynamic, Map, Scope};
 use serde_json::Value;
 
-/// What a gate or `when` decided.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Verdict {
-    pub pass: bool,
-    pub reason: Option<String>,
-}
+pub use crate::core::output::{RuleStats, Verdict};
 
 fn whole(script: &Script, message: String) -> ScriptError {
     script.origin.error(rhai::Position::NONE, message)
@@ -29,27 +25,6 @@ fn wrong_type(script: &Script, what: &str, got: &Dynamic) -> ScriptError {
         script,
         format!("{what}, but it returned {}", got.type_name()),
     )
-}
-
-/// A JSON value as a Rhai value: `null` is `()`, integers `i64`, other
-/// numbers `f64`. Built directly (serde's route is several times slower,
-/// and inputs are built for every evaluation).
-pub fn to_dynamic(v: &Value) -> Dynamic {
-    match v {
-        Value::Null => Dynamic::UNIT,
-        Value::Bool(b) => (*b).into(),
-        Value::Number(n) => match n.as_i64() {
-            Some(i) => i.into(),
-            None => n.as_f64().unwrap_or(f64::NAN).into(),
-        },
-        Value::String(s) => s.as_str().into(),
-        Value::Array(a) => Dynamic::from_array(a.iter().map(to_dynamic).collect()),
-        Value::Object(o) => Dynamic::from_map(
-            o.iter()
-                .map(|(k, v)| (k.as_str().into(), to_dynamic(v)))
-                .collect(),
-        ),
-    }
 }
 
 /// Variables that hold a model: given to scripts as read-only `Model`
@@ -106,25 +81,28 @@ pub fn verdict(
     Ok(Verdict { pass, reason })
 }
 
-/// What a data rule did.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
-pub struct RuleStats {
-    pub kept: usize,
-    pub dropped: usize,
-    pub changed: usize,
-}
-
-fn example_map(e: &StoredExample) -> Map {
+fn example_map(e: &Example) -> Map {
     let mut m = Map::new();
     m.insert("text".into(), e.text.clone().into());
     m.insert("intent".into(), e.intent.clone().into());
-    m.insert("split".into(), e.split.clone().into());
-    let entities: Value = serde_json::from_str(&e.entities).unwrap_or(Value::Array(vec![]));
-    m.insert("entities".into(), to_dynamic(&entities));
+    m.insert("split".into(), e.split.as_str().into());
+    let entities: rhai::Array = e
+        .entities
+        .iter()
+        .map(|s| {
+            let mut span = Map::new();
+            span.insert("entity".into(), s.entity.clone().into());
+            span.insert("start".into(), i64::from(s.start).into());
+            span.insert("end".into(), i64::from(s.end).into());
+            span.insert("value".into(), s.value.clone().into());
+            Dynamic::from_map(span)
+        })
+        .collect();
+    m.insert("entities".into(), entities.into());
     m
 }
 
-fn example_from(script: &Script, i: usize, d: Dynamic) -> Result<StoredExample, ScriptError> {
+fn example_from(script: &Script, i: usize, d: Dynamic) -> Result<Example, ScriptError> {
     let bad = |what: String| whole(script, format!("`map` on example {i}: {what}"));
     let ty = d.type_name();
     let m = d
@@ -138,19 +116,23 @@ fn example_from(script: &Script, i: usize, d: Dynamic) -> Result<StoredExample, 
             .map_err(|t| bad(format!("`{k}` must be a string, not {t}")))
     };
     let split = text("split")?;
-    if !["train", "validation", "test", "unspecified"].contains(&split.as_str()) {
-        return Err(bad(format!(
+    let split: Split = split.parse().map_err(|_| {
+        bad(format!(
             "`split` is `{split}`; expected train, validation, test or unspecified"
-        )));
-    }
-    let entities: Value = match m.get("entities") {
-        None => Value::Array(vec![]),
-        Some(e) => rhai::serde::from_dynamic(e).map_err(|e| bad(format!("`entities`: {e}")))?,
+        ))
+    })?;
+    let entities: Vec<EntitySpan> = match m.get("entities") {
+        None => Vec::new(),
+        Some(e) => rhai::serde::from_dynamic(e).map_err(|e| {
+            bad(format!(
+                "`entities` must be a list of #{{ entity, start, end, value }}: {e}"
+            ))
+        })?,
     };
-    Ok(StoredExample {
+    Ok(Example {
         text: text("text")?,
         intent: text("intent")?,
-        entities: entities.to_string(),
+        entities,
         split,
     })
 }
@@ -159,8 +141,8 @@ fn example_from(script: &Script, i: usize, d: Dynamic) -> Result<StoredExample, 
 pub fn apply_rules(
     script: &Script,
     run: &str,
-    examples: Vec<StoredExample>,
-) -> Result<(Vec<StoredExample>, RuleStats), ScriptError> {
+    examples: Vec<Example>,
+) -> Result<(Vec<Example>, RuleStats), ScriptError> {
     let (has_filter, has_map) = (script.defines("filter", 1), script.defines("map", 1));
     if !has_filter && !has_map {
         return Err(whole(

@@ -13,9 +13,11 @@
 //! documented in `docs/scripting.md`; a test checks the two agree.
 
 pub mod api;
+pub mod convert;
 pub mod hooks;
 pub mod views;
 
+use crate::core::sync::Lock;
 use rhai::{AST, Dynamic, Engine, EvalAltResult, Position, Scope};
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -250,9 +252,9 @@ fn cache() -> &'static Mutex<HashMap<CacheKey, Arc<Script>>> {
 /// Compile `source` for `hook` (once per origin, hook and content). A
 /// variable the hook does not provide is a compile error.
 pub fn compile(origin: Origin, hook: Hook, source: &str) -> Result<Arc<Script>, ScriptError> {
-    let hash = crate::plugin::sha256_hex(source.as_bytes());
+    let hash = crate::core::hash::sha256_hex(source.as_bytes());
     let key = (origin.clone(), hook, hash.clone());
-    if let Some(s) = cache().lock().expect("script cache lock").get(&key) {
+    if let Some(s) = cache().locked().get(&key) {
         return Ok(s.clone());
     }
     // Declared so that strict variables can check names; as variables, not
@@ -271,7 +273,7 @@ pub fn compile(origin: Origin, hook: Hook, source: &str) -> Result<Arc<Script>, 
         hash,
         ast,
     });
-    let mut c = cache().lock().expect("script cache lock");
+    let mut c = cache().locked();
     // Old versions go when the cache grows; scripts are small.
     if c.len() > 1000 {
         c.clear();

@@ -139,11 +139,11 @@ fn data_rules_filter_and_map() {
         Hook::Rules,
         "fn filter(e) { word_count(e.text) >= 2 }\nfn map(e) { e.text = redact(e.text, \"[0-9]+\", \"#\"); e }",
     );
-    let ex = |t: &str| crate::store::StoredExample {
+    let ex = |t: &str| crate::core::example::Example {
         text: t.into(),
         intent: "i".into(),
-        entities: "[]".into(),
-        split: "train".into(),
+        entities: Vec::new(),
+        split: crate::core::example::Split::Train,
     };
     let (out, stats) = apply_rules(
         &s,

@@ -3,7 +3,7 @@
 //! microseconds however many intents it has, and reading
 //! `candidate.per_intent[intent].f1` copies nothing.
 
-use super::hooks::to_dynamic;
+use super::convert::to_dynamic;
 use rhai::{Array, Dynamic, Engine, Map};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -80,7 +80,12 @@ impl ModelView {
         Dynamic::from(ModelView(Arc::new(ModelData {
             id: field("id"),
             version: field("version"),
-            plugin: field("plugin"),
+            // Registered models name it under `trainer`.
+            plugin: o
+                .get("plugin")
+                .or_else(|| o.get("trainer").and_then(|t| t.get("plugin")))
+                .map(to_dynamic)
+                .unwrap_or(Dynamic::UNIT),
             created_at: field("created_at"),
             lineage: field("lineage"),
             metrics,

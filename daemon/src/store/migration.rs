@@ -15,6 +15,7 @@ impl MigratorTrait for Migrator {
             Box::new(M0004VersionScripts),
             Box::new(M0005Conversations),
             Box::new(M0006StepHandles),
+            Box::new(M0007ForeignKeys),
         ]
     }
 }
@@ -430,4 +431,186 @@ impl MigrationTrait for M0006StepHandles {
         )
         .await
     }
+}
+
+/// Foreign keys between runs, their steps, metrics, logs and fires,
+/// datasets, their versions and examples, models, conversations, messages
+/// and feedback; a model without a dataset snapshot says so with `NULL`
+/// (earlier versions wrote 0).
+///
+/// PostgreSQL adds the constraints in place. SQLite cannot add a
+/// constraint to a table, so each child table is rebuilt with them, in one
+/// transaction: its own `CREATE` statement (read back from the schema, so
+/// column types stay exactly as created) gains the `FOREIGN KEY` clauses,
+/// the rows are copied, the old table is dropped, the new one renamed and
+/// its indexes created again. Parents are rebuilt before any new
+/// constraint points at them.
+struct M0007ForeignKeys;
+
+impl MigrationName for M0007ForeignKeys {
+    fn name(&self) -> &str {
+        "m0007_foreign_keys"
+    }
+}
+
+/// `(table, [(column, parent table)])`, parents first.
+const FOREIGN_KEYS: &[(&str, &[(&str, &str)])] = &[
+    ("dataset_versions", &[("dataset_id", "datasets")]),
+    ("examples", &[("dataset_version_id", "dataset_versions")]),
+    (
+        "models",
+        &[
+            ("run_id", "training_runs"),
+            ("dataset_version_id", "dataset_versions"),
+            ("base_model_id", "models"),
+        ],
+    ),
+    ("run_steps", &[("run_id", "training_runs")]),
+    ("run_metrics", &[("run_id", "training_runs")]),
+    ("run_logs", &[("run_id", "training_runs")]),
+    ("trigger_fires", &[("run_id", "training_runs")]),
+    ("messages", &[("conversation_id", "conversations")]),
+    (
+        "feedback",
+        &[
+            ("conversation_id", "conversations"),
+            ("message_id", "messages"),
+        ],
+    ),
+];
+
+#[async_trait::async_trait]
+impl MigrationTrait for M0007ForeignKeys {
+    /// One transaction on every backend: a rebuild half done must not stay.
+    fn use_transaction(&self) -> Option<bool> {
+        Some(true)
+    }
+
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        let db = m.get_connection();
+        match db.get_database_backend() {
+            sea_orm::DatabaseBackend::Postgres => {
+                db.execute_unprepared(
+                    "ALTER TABLE models ALTER COLUMN dataset_version_id DROP NOT NULL;
+                     UPDATE models SET dataset_version_id = NULL WHERE dataset_version_id = 0",
+                )
+                .await?;
+                for (table, keys) in FOREIGN_KEYS {
+                    for (column, parent) in *keys {
+                        db.execute_unprepared(&format!(
+                            "ALTER TABLE \"{table}\" ADD CONSTRAINT \"fk_{table}_{column}\" \
+                             FOREIGN KEY (\"{column}\") REFERENCES \"{parent}\" (\"id\")"
+                        ))
+                        .await?;
+                    }
+                }
+            }
+            _ => {
+                for (table, keys) in FOREIGN_KEYS {
+                    rebuild_sqlite_table(db, table, keys).await?;
+                }
+            }
+        }
+        for i in [
+            index("ix_models_run", "models", &["run_id"], false),
+            index("ix_trigger_fires_run", "trigger_fires", &["run_id"], false),
+        ] {
+            m.create_index(i).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Rebuild SQLite table `table` with foreign keys on `keys`.
+async fn rebuild_sqlite_table<C: ConnectionTrait>(
+    db: &C,
+    table: &str,
+    keys: &[(&str, &str)],
+) -> Result<(), DbErr> {
+    use sea_orm::{DbBackend, Statement};
+    let text = |row: &sea_orm::QueryResult, i: usize| row.try_get_by_index::<String>(i);
+    let schema = |sql: &str| Statement::from_sql_and_values(DbBackend::Sqlite, sql, [table.into()]);
+    let create = db
+        .query_one_raw(schema(
+            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?",
+        ))
+        .await?
+        .ok_or_else(|| DbErr::Migration(format!("table {table} is missing")))?;
+    let create = text(&create, 0)?;
+    let indexes: Vec<String> = db
+        .query_all_raw(schema(
+            "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? AND sql IS NOT NULL",
+        ))
+        .await?
+        .iter()
+        .map(|r| text(r, 0))
+        .collect::<Result<_, _>>()?;
+    let columns: Vec<String> = db
+        .query_all_raw(schema("SELECT name FROM pragma_table_info(?) ORDER BY cid"))
+        .await?
+        .iter()
+        .map(|r| text(r, 0))
+        .collect::<Result<_, _>>()?;
+    let new = format!("{table}_new");
+    let Some(close) = create.rfind(')') else {
+        return Err(DbErr::Migration(format!(
+            "cannot read the definition of {table}"
+        )));
+    };
+    let mut definition = create[..close].replacen(
+        &format!("CREATE TABLE \"{table}\""),
+        &format!("CREATE TABLE \"{new}\""),
+        1,
+    );
+    if table == "models" {
+        // No snapshot was written as 0; it is NULL now.
+        let not_null = regex::Regex::new(r#""dataset_version_id" (\w+) NOT NULL"#)
+            .map_err(|e| DbErr::Migration(e.to_string()))?;
+        definition = not_null
+            .replace(&definition, r#""dataset_version_id" $1 NULL"#)
+            .into_owned();
+    }
+    for (column, parent) in keys {
+        // A self-reference names the new table; the rename carries it over.
+        let parent = if *parent == table {
+            new.as_str()
+        } else {
+            parent
+        };
+        definition.push_str(&format!(
+            ", FOREIGN KEY (\"{column}\") REFERENCES \"{parent}\" (\"id\")"
+        ));
+    }
+    definition.push(')');
+    let select: Vec<String> = columns
+        .iter()
+        .map(|c| {
+            if table == "models" && c == "dataset_version_id" {
+                format!("NULLIF(\"{c}\", 0)")
+            } else {
+                format!("\"{c}\"")
+            }
+        })
+        .collect();
+    let quoted: Vec<String> = columns.iter().map(|c| format!("\"{c}\"")).collect();
+    db.execute_unprepared(&definition).await?;
+    db.execute_unprepared(&format!(
+        "INSERT INTO \"{new}\" ({}) SELECT {} FROM \"{table}\"",
+        quoted.join(", "),
+        select.join(", ")
+    ))
+    .await
+    .map_err(|e| {
+        DbErr::Migration(format!(
+            "cannot add foreign keys to {table}: a row points at something that is not there ({e})"
+        ))
+    })?;
+    db.execute_unprepared(&format!("DROP TABLE \"{table}\""))
+        .await?;
+    db.execute_unprepared(&format!("ALTER TABLE \"{new}\" RENAME TO \"{table}\""))
+        .await?;
+    for sql in indexes {
+        db.execute_unprepared(&sql).await?;
+    }
+    Ok(())
 }

@@ -8,6 +8,10 @@ pub mod migration;
 pub mod queue;
 pub mod tokens;
 
+use crate::core::example::{Example, dataset_hash};
+use crate::core::ids::{ModelRef, RunId};
+use crate::core::output::StepOutput;
+use crate::core::state::{RunState, StepState};
 use anyhow::{Context, Result};
 use chrono::Utc;
 use entities::{
@@ -18,71 +22,35 @@ use sea_orm::{
     EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
 };
 use sea_orm_migration::MigratorTrait;
-use sha2::{Digest, Sha256};
 
 pub use entities::models::Model as ModelRow;
 pub use entities::run_metrics::Model as MetricRow;
 pub use entities::run_steps::Model as StepRow;
 pub use entities::training_runs::Model as RunRow;
 
-/// One stored example, independent of any plugin interface version.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StoredExample {
-    pub text: String,
-    pub intent: String,
-    /// JSON list of `{entity, start, end, value}`.
-    pub entities: String,
-    pub split: String,
-}
-
 #[derive(Debug, Clone)]
 pub struct Store {
     db: DatabaseConnection,
-}
-
-/// Run and step states.
-pub mod state {
-    pub const QUEUED: &str = "queued";
-    /// A step that did not run: a gate said no, or its `when` was false.
-    pub const SKIPPED: &str = "skipped";
-    /// A step attempt the daemon stopped under (crash or shutdown); the run
-    /// resumes at that step.
-    pub const INTERRUPTED: &str = "interrupted";
-    pub const RUNNING: &str = "running";
-    pub const SUCCEEDED: &str = "succeeded";
-    pub const FAILED: &str = "failed";
-    pub const CANCELLED: &str = "cancelled";
 }
 
 /// A new model's row, before the store numbers it.
 #[derive(Debug, Clone)]
 pub struct NewModel {
     pub name: String,
-    pub run_id: i64,
+    pub run_id: RunId,
     pub trainer_plugin: String,
     pub trainer_version: String,
     pub plugin_hash: String,
     pub artifact_hash: String,
     pub artifact_size: i64,
-    pub dataset_version_id: i64,
+    /// The snapshot it was trained on, if any.
+    pub dataset_version_id: Option<i64>,
     pub data_hash: String,
     pub config_hash: String,
     pub metrics: serde_json::Value,
     pub intents: Vec<String>,
     /// The model this one continued from (warm start).
     pub base_model_id: Option<i64>,
-}
-
-/// The content hash of a dataset version.
-pub fn content_hash(examples: &[StoredExample]) -> String {
-    let mut h = Sha256::new();
-    for e in examples {
-        for part in [&e.text, &e.intent, &e.entities, &e.split] {
-            h.update((part.len() as u64).to_le_bytes());
-            h.update(part.as_bytes());
-        }
-    }
-    hex::encode(h.finalize())
 }
 
 impl Store {
@@ -149,10 +117,10 @@ impl Store {
     pub async fn save_dataset_version(
         &self,
         dataset: &str,
-        rows: &[StoredExample],
+        rows: &[Example],
         origin: serde_json::Value,
     ) -> Result<(i64, String)> {
-        let hash = content_hash(rows);
+        let hash = dataset_hash(rows);
         let tx = self.begin_write().await?;
         let ds = match datasets::Entity::find()
             .filter(datasets::Column::Name.eq(dataset))
@@ -204,8 +172,8 @@ impl Store {
                     position: Set((chunk_no * 500 + i) as i64),
                     text: Set(r.text.clone()),
                     intent: Set(r.intent.clone()),
-                    entities: Set(r.entities.clone()),
-                    split: Set(r.split.clone()),
+                    entities: Set(r.entities_json()),
+                    split: Set(r.split),
                     ..Default::default()
                 });
             examples::Entity::insert_many(models).exec(&tx).await?;
@@ -231,7 +199,7 @@ impl Store {
             .map(|v| v.id))
     }
 
-    pub async fn load_examples(&self, dataset_version_id: i64) -> Result<Vec<StoredExample>> {
+    pub async fn load_examples(&self, dataset_version_id: i64) -> Result<Vec<Example>> {
         let rows = examples::Entity::find()
             .filter(examples::Column::DatasetVersionId.eq(dataset_version_id))
             .order_by_asc(examples::Column::Position)
@@ -239,39 +207,24 @@ impl Store {
             .await?;
         Ok(rows
             .into_iter()
-            .map(|r| StoredExample {
+            .map(|r| Example {
+                entities: Example::parse_entities(&r.entities),
                 text: r.text,
                 intent: r.intent,
-                entities: r.entities,
                 split: r.split,
             })
             .collect())
     }
 
-    pub async fn start_run(&self, workflow: &str, file: &str, hash: &str) -> Result<i64> {
-        let run = training_runs::ActiveModel {
-            workflow: Set(workflow.to_owned()),
-            workflow_file: Set(file.to_owned()),
-            workflow_hash: Set(hash.to_owned()),
-            state: Set(state::RUNNING.to_owned()),
-            error: Set(None),
-            started_at: Set(Utc::now()),
-            finished_at: Set(None),
-            trigger: Set("cli".to_owned()),
-            executor: Set("cli".to_owned()),
-            queued_at: Set(None),
-            resumes: Set(0),
-            ..Default::default()
-        }
-        .insert(&self.db)
-        .await?;
-        Ok(run.id)
-    }
-
-    pub async fn finish_run(&self, run_id: i64, state: &str, error: Option<String>) -> Result<()> {
+    pub async fn finish_run(
+        &self,
+        run_id: RunId,
+        state: RunState,
+        error: Option<String>,
+    ) -> Result<()> {
         training_runs::ActiveModel {
-            id: Set(run_id),
-            state: Set(state.to_owned()),
+            id: Set(run_id.0),
+            state: Set(state),
             error: Set(error),
             finished_at: Set(Some(Utc::now())),
             ..Default::default()
@@ -283,17 +236,17 @@ impl Store {
 
     pub async fn start_step(
         &self,
-        run_id: i64,
+        run_id: RunId,
         step_id: &str,
         action: &str,
         attempt: i32,
     ) -> Result<i64> {
         let s = run_steps::ActiveModel {
-            run_id: Set(run_id),
+            run_id: Set(run_id.0),
             step_id: Set(step_id.to_owned()),
             action: Set(action.to_owned()),
             attempt: Set(attempt),
-            state: Set(state::RUNNING.to_owned()),
+            state: Set(StepState::Running),
             error: Set(None),
             output: Set(None),
             started_at: Set(Utc::now()),
@@ -310,10 +263,10 @@ impl Store {
     /// failed before it could run).
     pub async fn record_step(
         &self,
-        run_id: i64,
+        run_id: RunId,
         step_id: &str,
         action: &str,
-        state: &str,
+        state: StepState,
         error: String,
     ) -> Result<()> {
         let row = self.start_step(run_id, step_id, action, 1).await?;
@@ -336,33 +289,33 @@ impl Store {
     /// the daemon interrupted it and it had one (a job to find again).
     pub async fn interrupted_handle(
         &self,
-        run_id: i64,
+        run_id: RunId,
         step_id: &str,
         row: i64,
     ) -> Result<Option<String>> {
         Ok(run_steps::Entity::find()
-            .filter(run_steps::Column::RunId.eq(run_id))
+            .filter(run_steps::Column::RunId.eq(run_id.0))
             .filter(run_steps::Column::StepId.eq(step_id))
             .filter(run_steps::Column::Id.lt(row))
             .order_by_desc(run_steps::Column::Id)
             .one(&self.db)
             .await?
-            .filter(|r| r.state == state::INTERRUPTED)
+            .filter(|r| r.state == StepState::Interrupted)
             .and_then(|r| r.handle))
     }
 
     pub async fn finish_step(
         &self,
         id: i64,
-        state: &str,
+        state: StepState,
         error: Option<String>,
-        output: Option<serde_json::Value>,
+        output: Option<&StepOutput>,
     ) -> Result<()> {
         run_steps::ActiveModel {
             id: Set(id),
-            state: Set(state.to_owned()),
+            state: Set(state),
             error: Set(error),
-            output: Set(output.map(|o| o.to_string())),
+            output: Set(output.map(|o| o.to_json().to_string())),
             finished_at: Set(Some(Utc::now())),
             ..Default::default()
         }
@@ -373,7 +326,7 @@ impl Store {
 
     pub async fn add_metrics(
         &self,
-        run_id: i64,
+        run_id: RunId,
         step_id: &str,
         metrics: &[(String, f64, u32)],
     ) -> Result<()> {
@@ -381,7 +334,7 @@ impl Store {
             .iter()
             .filter(|m| m.1.is_finite())
             .map(|(name, value, step)| run_metrics::ActiveModel {
-                run_id: Set(run_id),
+                run_id: Set(run_id.0),
                 step_id: Set(step_id.to_owned()),
                 name: Set(name.clone()),
                 value: Set(*value),
@@ -408,7 +361,7 @@ impl Store {
         let row = models::ActiveModel {
             name: Set(m.name),
             version: Set(latest.map(|l| l.version + 1).unwrap_or(1)),
-            run_id: Set(m.run_id),
+            run_id: Set(m.run_id.0),
             trainer_plugin: Set(m.trainer_plugin),
             trainer_version: Set(m.trainer_version),
             plugin_hash: Set(m.plugin_hash),
@@ -446,29 +399,25 @@ impl Store {
             .await?)
     }
 
-    /// A model by id, by `name` (its latest version), by `name:version`, or
-    /// `latest` (the most recently registered).
-    pub async fn find_model(&self, selector: &str) -> Result<Option<ModelRow>> {
+    /// The model `r` names, if there is one.
+    pub async fn find_model(&self, r: &ModelRef) -> Result<Option<ModelRow>> {
         let q = models::Entity::find();
-        let row = if selector == "latest" {
-            q.order_by_desc(models::Column::Id).one(&self.db).await?
-        } else if let Ok(id) = selector.parse::<i64>() {
-            q.filter(models::Column::Id.eq(id)).one(&self.db).await?
-        } else if let Some((name, version)) = selector.rsplit_once(':') {
-            let version: i32 = version
-                .parse()
-                .with_context(|| format!("`{version}` is not a model version"))?;
-            q.filter(models::Column::Name.eq(name))
-                .filter(models::Column::Version.eq(version))
-                .one(&self.db)
-                .await?
-        } else {
-            q.filter(models::Column::Name.eq(selector))
-                .order_by_desc(models::Column::Version)
-                .one(&self.db)
-                .await?
-        };
-        Ok(row)
+        Ok(match r {
+            ModelRef::Latest => q.order_by_desc(models::Column::Id).one(&self.db).await?,
+            ModelRef::Id(id) => q.filter(models::Column::Id.eq(*id)).one(&self.db).await?,
+            ModelRef::Version(name, version) => {
+                q.filter(models::Column::Name.eq(name.as_str()))
+                    .filter(models::Column::Version.eq(*version))
+                    .one(&self.db)
+                    .await?
+            }
+            ModelRef::Name(name) => {
+                q.filter(models::Column::Name.eq(name.as_str()))
+                    .order_by_desc(models::Column::Version)
+                    .one(&self.db)
+                    .await?
+            }
+        })
     }
 
     pub async fn runs(&self, limit: u64) -> Result<Vec<RunRow>> {
@@ -479,13 +428,16 @@ impl Store {
             .await?)
     }
 
-    pub async fn run(&self, id: i64) -> Result<Option<(RunRow, Vec<StepRow>, Vec<MetricRow>)>> {
-        let Some(run) = training_runs::Entity::find_by_id(id).one(&self.db).await? else {
+    pub async fn run(&self, id: RunId) -> Result<Option<(RunRow, Vec<StepRow>, Vec<MetricRow>)>> {
+        let Some(run) = training_runs::Entity::find_by_id(id.0)
+            .one(&self.db)
+            .await?
+        else {
             return Ok(None);
         };
         let steps = self.steps_of(id).await?;
         let metrics = run_metrics::Entity::find()
-            .filter(run_metrics::Column::RunId.eq(id))
+            .filter(run_metrics::Column::RunId.eq(id.0))
             .order_by_asc(run_metrics::Column::Id)
             .all(&self.db)
             .await?;

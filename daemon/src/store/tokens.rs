@@ -46,7 +46,7 @@ impl std::str::FromStr for Role {
 }
 
 pub fn hash_token(token: &str) -> String {
-    crate::plugin::sha256_hex(token.as_bytes())
+    crate::core::hash::sha256_hex(token.as_bytes())
 }
 
 impl Store {

@@ -9,21 +9,31 @@
 //! successful run read; `conversations` and `feedback`: what the model's
 //! users did since that run started (logged through the API).
 
+use super::Context;
+use crate::core::ids::RunId;
+use crate::core::output::OutputKind;
+use crate::core::params::Kind;
+use crate::core::state::{RunState, StepState, TriggerKind};
+use crate::core::sync::Lock;
+use crate::pipeline::steps::source;
 use crate::plugin::JobSpec;
-use crate::service::Service;
+use crate::registry::ModelView;
+use crate::service::Fire;
+use crate::store::RunRow;
 use crate::store::conversations::Traffic;
-use crate::store::state;
+use crate::store::queue::RunFilter;
 use crate::workflow::{Action, Workflow};
 use anyhow::Result;
 use chrono::Utc;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 struct Checking {
     version: String,
-    task: tokio::task::JoinHandle<()>,
+    stop: CancellationToken,
 }
 
 #[derive(Default)]
@@ -32,21 +42,24 @@ pub struct ConditionTriggers {
 }
 
 impl ConditionTriggers {
-    /// Make the checks match the workflows' `trigger.when`.
-    pub fn sync(&self, service: &Arc<Service>) {
-        let wanted: BTreeMap<String, Arc<Workflow>> = service
-            .workflows
-            .entries()
-            .into_iter()
-            .filter_map(|e| e.good)
-            .filter(|g| g.workflow.trigger.when.is_some())
-            .map(|g| (g.workflow.name.clone(), g.workflow.clone()))
-            .collect();
-        let mut checking = self.checking.lock().expect("condition table lock");
+    /// Make the checks match the workflows' `trigger.when`; once stopping,
+    /// end them all.
+    pub fn sync(&self, ctx: &Context) {
+        let wanted: BTreeMap<String, Arc<Workflow>> = if ctx.stop.is_cancelled() {
+            BTreeMap::new()
+        } else {
+            ctx.workflows
+                .good()
+                .into_iter()
+                .filter(|g| g.workflow.trigger.when.is_some())
+                .map(|g| (g.workflow.name.to_string(), g.workflow.clone()))
+                .collect()
+        };
+        let mut checking = self.checking.locked();
         checking.retain(|name, c| {
             let keep = wanted.get(name).is_some_and(|w| w.hash == c.version);
             if !keep {
-                c.task.abort();
+                c.stop.cancel();
             }
             keep
         });
@@ -55,49 +68,68 @@ impl ConditionTriggers {
                 continue;
             }
             tracing::info!(workflow = %name, every = ?wf.trigger.check_every, "checking the retrain condition");
-            let task = tokio::spawn(check_loop(Arc::downgrade(service), wf.clone()));
+            let stop = ctx.stop.child_token();
+            ctx.tracker
+                .spawn(check_loop(ctx.clone(), wf.clone(), stop.clone()));
             checking.insert(
                 name,
                 Checking {
                     version: wf.hash.clone(),
-                    task,
+                    stop,
                 },
             );
         }
     }
-
-    pub fn shutdown(&self) {
-        for (_, c) in std::mem::take(&mut *self.checking.lock().expect("condition table lock")) {
-            c.task.abort();
-        }
-    }
 }
 
-async fn check_loop(service: Weak<Service>, wf: Arc<Workflow>) {
+async fn check_loop(ctx: Context, wf: Arc<Workflow>, stop: CancellationToken) {
     let mut tick = tokio::time::interval(wf.trigger.check_every.max(Duration::from_millis(100)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tick.tick().await;
-        let Some(service) = service.upgrade() else {
-            return;
-        };
-        if let Err(e) = check(&service, &wf).await {
-            tracing::error!(workflow = %wf.name, "cannot check the retrain condition: {e:#}");
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = stop.cancelled() => return,
+        }
+        match check(&ctx, &wf).await {
+            Ok(Some(fire)) => {
+                if !ctx.emit(fire).await {
+                    return;
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(workflow = %wf.name, "cannot check the retrain condition: {e:#}")
+            }
         }
     }
 }
 
-async fn check(service: &Service, wf: &Workflow) -> Result<()> {
+/// Seconds since 1970, as scripts take times.
+fn secs(t: chrono::DateTime<Utc>) -> f64 {
+    t.timestamp_micros() as f64 / 1e6
+}
+
+/// A run as condition scripts see it.
+fn run_input(r: &RunRow) -> Value {
+    json!({
+        "id": r.id, "state": r.state, "trigger": r.trigger,
+        "started_at": secs(r.started_at), "finished_at": r.finished_at.map(secs),
+        "hours_ago": (Utc::now() - r.started_at).num_seconds() as f64 / 3600.0,
+    })
+}
+
+/// Whether `wf` should run now: a fire when its script says so.
+async fn check(ctx: &Context, wf: &Workflow) -> Result<Option<Fire>> {
     let Some(script) = &wf.trigger.when else {
-        return Ok(());
+        return Ok(None);
     };
-    if service.store.active_runs_of(&wf.name).await? > 0 {
-        return Ok(());
+    let store = &ctx.store;
+    if store.active_runs_of(&wf.name).await? > 0 {
+        return Ok(None);
     }
-    let runs = service
-        .store
-        .list_runs(&crate::store::queue::RunFilter {
-            workflow: Some(wf.name.clone()),
+    let runs = store
+        .list_runs(&RunFilter {
+            workflow: Some(wf.name.to_string()),
             limit: 200,
             ..Default::default()
         })
@@ -106,31 +138,22 @@ async fn check(service: &Service, wf: &Workflow) -> Result<()> {
     if let Some(l) = last {
         let since = (Utc::now() - l.started_at).to_std().unwrap_or_default();
         if since < wf.trigger.min_interval {
-            return Ok(());
+            return Ok(None);
         }
     }
-    let secs = |t: chrono::DateTime<Utc>| t.timestamp_micros() as f64 / 1e6;
-    let run_json = |r: &crate::store::RunRow| {
-        json!({
-            "id": r.id, "state": r.state, "trigger": r.trigger,
-            "started_at": secs(r.started_at), "finished_at": r.finished_at.map(secs),
-            "hours_ago": (Utc::now() - r.started_at).num_seconds() as f64 / 3600.0,
-        })
-    };
-    let last_run = last.map(run_json).unwrap_or(Value::Null);
-    let recent_runs: Vec<Value> = runs.iter().take(10).map(run_json).collect();
-    let model = match service.store.models_named(wf.model_name()).await?.first() {
+    let last_run = last.map(run_input).unwrap_or(Value::Null);
+    let recent_runs: Vec<Value> = runs.iter().take(10).map(run_input).collect();
+    let model = match store.models_named(wf.model_name()).await?.first() {
         None => Value::Null,
-        Some(m) => json!({
-            "id": m.id, "version": m.version, "created_at": secs(m.created_at),
-            "age_hours": (Utc::now() - m.created_at).num_seconds() as f64 / 3600.0,
-            "metrics": serde_json::from_str::<Value>(&m.metrics).unwrap_or(Value::Null),
-        }),
+        Some(m) => {
+            let mut v = ModelView::from(m).to_json();
+            v["age_hours"] = json!((Utc::now() - m.created_at).num_seconds() as f64 / 3600.0);
+            v
+        }
     };
-    let last_ok = runs.iter().find(|r| r.state == state::SUCCEEDED);
-    let data = data_now(service, wf, last_ok.map(|r| r.id)).await?;
-    let traffic = service
-        .store
+    let last_ok = runs.iter().find(|r| r.state == RunState::Succeeded);
+    let data = data_now(ctx, wf, last_ok.map(RunRow::run_id)).await?;
+    let traffic = store
         .traffic_since(wf.model_name(), last_ok.map(|r| r.started_at))
         .await?;
     let inputs = [
@@ -149,11 +172,16 @@ async fn check(service: &Service, wf: &Workflow) -> Result<()> {
         crate::script::hooks::verdict(&script, "trigger", &refs)
     })
     .await??;
-    if verdict.pass {
-        tracing::info!(workflow = %wf.name, reason = verdict.reason.as_deref().unwrap_or(""), "retrain condition met");
-        super::fire_with(service, &wf.name, "condition", Utc::now(), verdict.reason).await?;
+    if !verdict.pass {
+        return Ok(None);
     }
-    Ok(())
+    tracing::info!(workflow = %wf.name, reason = verdict.reason.as_deref().unwrap_or(""), "retrain condition met");
+    Ok(Some(Fire {
+        workflow: wf.name.to_string(),
+        kind: TriggerKind::Condition,
+        at: Utc::now(),
+        why: verdict.reason,
+    }))
 }
 
 /// `conversations`: the model's logged traffic since the last successful
@@ -181,18 +209,23 @@ pub fn feedback_input(t: &Traffic) -> Value {
 
 /// The workflow's sources read now, against what its last successful run
 /// read: `#{ examples, examples_at_last_run, new_examples, per_source }`.
-async fn data_now(service: &Service, wf: &Workflow, last_ok: Option<i64>) -> Result<Value> {
+async fn data_now(ctx: &Context, wf: &Workflow, last_ok: Option<RunId>) -> Result<Value> {
     let before: BTreeMap<String, i64> = match last_ok {
         None => BTreeMap::new(),
-        Some(run) => service
+        Some(run) => ctx
             .store
             .steps_of(run)
             .await?
             .into_iter()
-            .filter(|s| s.state == state::SUCCEEDED)
+            .filter(|s| s.state == StepState::Succeeded)
             .filter_map(|s| {
-                let out: Value = serde_json::from_str(s.output.as_deref()?).ok()?;
-                Some((s.step_id, out.get("examples")?.as_i64()?))
+                let kind = wf.step(&s.step_id).map(crate::pipeline::output_kind)?;
+                if !matches!(kind, OutputKind::Dataset | OutputKind::Ruled) {
+                    return None;
+                }
+                let out = crate::core::output::StepOutput::from_stored(s.output.as_deref()?, kind)
+                    .ok()?;
+                Some((s.step_id, out.dataset()?.examples as i64))
             })
             .collect(),
     };
@@ -200,30 +233,26 @@ async fn data_now(service: &Service, wf: &Workflow, last_ok: Option<i64>) -> Res
     let (mut now_total, mut then_total) = (0i64, 0i64);
     for step in &wf.steps {
         let Action::Plugin {
-            id,
-            kind: crate::plugin::manifest::Kind::Source,
+            kind: Kind::Source, ..
         } = &step.action
         else {
             continue;
         };
-        let host = service.host.clone();
         let spec = JobSpec {
             run: "trigger".into(),
-            step: step.id.clone(),
+            step: step.id.to_string(),
             read_paths: step.read_paths.clone(),
             timeout: step.timeout,
+            cancel: ctx.stop.child_token(),
             ..Default::default()
         };
-        let (id, config) = (id.clone(), Value::Object(step.with.clone()).to_string());
-        let out =
-            tokio::task::spawn_blocking(move || host.source(&id, spec)?.read_all(&config, 1024))
-                .await??;
+        let out = source::read(ctx.host.clone(), step, spec).await?;
         let now = out.examples.len() as i64;
-        let then = before.get(&step.id).copied().unwrap_or(0);
+        let then = before.get(step.id.as_str()).copied().unwrap_or(0);
         now_total += now;
         then_total += then;
         per_source.insert(
-            step.id.clone(),
+            step.id.to_string(),
             json!({"examples": now, "examples_at_last_run": then}),
         );
     }

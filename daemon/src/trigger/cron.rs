@@ -3,20 +3,24 @@
 //! fires missed while the daemon was down are recorded and — by the
 //! workflow's `catch_up` — run once or skipped.
 
-use crate::service::Service;
+use super::Context;
+use crate::core::state::{FireOutcome, TriggerKind};
+use crate::service::Fire;
 use crate::store::queue::NewFire;
 use crate::workflow::trigger::{CatchUp, Cron};
 use anyhow::{Result, anyhow};
 use chrono::{DurationRound, Utc};
 use std::collections::BTreeMap;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use tokio::sync::Mutex;
 use tokio_cron_scheduler::{Job, JobScheduler};
 use uuid::Uuid;
 
+/// The scheduled jobs; cheap to clone.
+#[derive(Clone)]
 pub struct CronTriggers {
-    scheduler: Mutex<JobScheduler>,
-    jobs: Mutex<BTreeMap<String, (Uuid, Cron)>>,
+    scheduler: Arc<Mutex<JobScheduler>>,
+    jobs: Arc<Mutex<BTreeMap<String, (Uuid, Cron)>>>,
 }
 
 impl CronTriggers {
@@ -29,24 +33,28 @@ impl CronTriggers {
             .await
             .map_err(|e| anyhow!("cannot start the cron scheduler: {e}"))?;
         Ok(CronTriggers {
-            scheduler: Mutex::new(scheduler),
-            jobs: Mutex::default(),
+            scheduler: Arc::new(Mutex::new(scheduler)),
+            jobs: Arc::default(),
         })
     }
 
-    /// Make the scheduled jobs match the workflows' schedules.
-    pub async fn sync(&self, service: &Arc<Service>) {
-        let wanted: BTreeMap<String, Cron> = service
-            .workflows
-            .entries()
-            .into_iter()
-            .filter_map(|e| e.good)
-            .filter_map(|g| {
-                let c = g.workflow.trigger.cron.clone()?;
-                Some((g.workflow.name.clone(), c))
-            })
-            .collect();
-        let scheduler = self.scheduler.lock().await;
+    /// Make the scheduled jobs match the workflows' schedules; once
+    /// stopping, remove them all and stop the scheduler.
+    pub async fn sync(&self, ctx: &Context) {
+        let stopping = ctx.stop.is_cancelled();
+        let wanted: BTreeMap<String, Cron> = if stopping {
+            BTreeMap::new()
+        } else {
+            ctx.workflows
+                .good()
+                .into_iter()
+                .filter_map(|g| {
+                    let c = g.workflow.trigger.cron.clone()?;
+                    Some((g.workflow.name.to_string(), c))
+                })
+                .collect()
+        };
+        let mut scheduler = self.scheduler.lock().await;
         let mut jobs = self.jobs.lock().await;
         let stale: Vec<String> = jobs
             .iter()
@@ -61,25 +69,37 @@ impl CronTriggers {
                 tracing::info!(workflow = %name, "cron schedule removed");
             }
         }
+        if stopping {
+            if let Err(e) = scheduler.shutdown().await {
+                tracing::warn!("cron scheduler did not stop cleanly: {e}");
+            }
+            return;
+        }
         for (name, cron) in wanted {
             if jobs.contains_key(&name) {
                 continue;
             }
-            let weak: Weak<Service> = Arc::downgrade(service);
+            let fires = ctx.fires.clone();
             let wf = name.clone();
             let job = Job::new_async_tz(cron.expr.as_str(), cron.timezone, move |_, _| {
-                let weak = weak.clone();
+                let fires = fires.clone();
                 let wf = wf.clone();
                 Box::pin(async move {
-                    let Some(service) = weak.upgrade() else {
-                        return;
-                    };
                     // The scheduler fires on the second it was due.
                     let at = Utc::now()
                         .duration_trunc(chrono::Duration::seconds(1))
                         .unwrap_or_else(|_| Utc::now());
-                    // `fire` logs and records the outcome.
-                    let _ = super::fire(&service, &wf, "cron", at).await;
+                    let fire = Fire {
+                        workflow: wf,
+                        kind: TriggerKind::Cron,
+                        at,
+                        why: None,
+                    };
+                    // Full: the service is far behind; a fire now would
+                    // only pile up. Closed: the daemon is stopping.
+                    if let Err(e) = fires.try_send(fire) {
+                        tracing::warn!("cron fire dropped: {e}");
+                    }
                 })
             });
             match job {
@@ -96,25 +116,21 @@ impl CronTriggers {
             }
         }
     }
-
-    pub async fn shutdown(&self) {
-        if let Err(e) = self.scheduler.lock().await.shutdown().await {
-            tracing::warn!("cron scheduler did not stop cleanly: {e}");
-        }
-    }
 }
 
-/// Fires of each cron workflow missed while the daemon was down: recorded,
-/// and run once where the workflow's `catch_up` is `once`.
-pub async fn catch_up(service: &Service) -> Result<()> {
+/// Fires of each cron workflow missed while the daemon was down: recorded
+/// as missed where the workflow's `catch_up` is `skip`; where it is `once`,
+/// one fire for all of them, returned for the caller to submit before the
+/// daemon is ready.
+pub async fn catch_up(ctx: &Context) -> Result<Vec<Fire>> {
     let now = Utc::now();
-    for entry in service.workflows.entries() {
-        let Some(good) = entry.good else { continue };
+    let mut fires = Vec::new();
+    for good in ctx.workflows.good() {
         let wf = &good.workflow;
         let Some(cron) = &wf.trigger.cron else {
             continue;
         };
-        let Some(last) = service.store.last_cron_fire(&wf.name).await? else {
+        let Some(last) = ctx.store.last_cron_fire(&wf.name).await? else {
             continue;
         };
         let mut missed = Vec::new();
@@ -126,35 +142,37 @@ pub async fn catch_up(service: &Service) -> Result<()> {
             missed.push(next);
             t = next;
         }
-        let Some(&latest) = missed.last() else {
+        let (Some(&first), Some(&latest)) = (missed.first(), missed.last()) else {
             continue;
         };
         let detail = format!(
-            "{} fire(s) missed while the daemon was down, from {} to {}",
+            "{} fire(s) missed while the daemon was down, from {first} to {latest}",
             missed.len(),
-            missed[0],
-            latest
         );
         tracing::warn!(workflow = %wf.name, "{detail}");
         match wf.trigger.catch_up {
             CatchUp::Skip => {
-                service.metrics.trigger_fired("catch-up", "missed");
-                service
-                    .store
+                ctx.bus
+                    .metrics()
+                    .trigger_fired(TriggerKind::CatchUp.as_str(), FireOutcome::Missed.as_str());
+                ctx.store
                     .record_fire(NewFire {
-                        workflow: wf.name.clone(),
-                        kind: "catch-up".into(),
+                        workflow: wf.name.to_string(),
+                        kind: TriggerKind::CatchUp,
                         scheduled_for: latest,
-                        outcome: "missed".into(),
+                        outcome: FireOutcome::Missed,
                         detail: Some(format!("{detail}; catch_up = \"skip\"")),
                         run_id: None,
                     })
                     .await?;
             }
-            CatchUp::Once => {
-                let _ = super::fire(service, &wf.name, "catch-up", latest).await;
-            }
+            CatchUp::Once => fires.push(Fire {
+                workflow: wf.name.to_string(),
+                kind: TriggerKind::CatchUp,
+                at: latest,
+                why: None,
+            }),
         }
     }
-    Ok(())
+    Ok(fires)
 }

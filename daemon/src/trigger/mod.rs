@@ -1,139 +1,101 @@
-//! What starts runs: cron schedules ([`cron`]), changes under watched paths
-//! ([`watch`]) and people (the API's `POST /api/v1/workflows/{name}/runs`,
-//! `coach trigger`). Every fire goes through [`fire`], which applies the
-//! workflow's concurrency policy, writes the run to the queue and records
-//! the fire.
+//! What starts runs on its own: cron schedules ([`cron`]), changes under
+//! watched paths ([`watch`]) and condition scripts ([`condition`]). Each
+//! decides when a workflow should run and *emits* a [`Fire`] on a channel;
+//! what becomes of it — the concurrency policy, the queue, the record — is
+//! the service's, which the composition root hands every fire to. People
+//! fire runs through the service directly (`POST
+//! /api/v1/workflows/{name}/runs`, `coach trigger`).
+//!
+//! Each kind follows the workflows in service: it subscribes to the
+//! workflow set and brings its schedules, watchers and checks in line
+//! after every reload. Every task it starts is tracked and ends with the
+//! stop token it is given.
 
 pub mod condition;
 pub mod cron;
 pub mod watch;
 
-use crate::service::Service;
-use crate::service::events::EventKind;
-use crate::store::RunRow;
-use crate::store::queue::NewFire;
-use crate::workflow::trigger::Concurrency;
-use chrono::{DateTime, Utc};
+use crate::events::Bus;
+use crate::plugin::PluginHost;
+use crate::service::Fire;
+use crate::store::Store;
+use crate::workflow::set::WorkflowSet;
+use anyhow::Result;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
-/// Why a fire started no run.
-#[derive(Debug, thiserror::Error)]
-pub enum FireError {
-    #[error("no workflow named `{0}`")]
-    Unknown(String),
-    #[error("workflow `{name}` has no valid version to run:\n{errors}")]
-    Invalid { name: String, errors: String },
-    #[error("the daemon is shutting down")]
-    ShuttingDown,
-    #[error("workflow `{0}` already has a run queued or running and its concurrency is `forbid`")]
-    Forbidden(String),
-    #[error(transparent)]
-    Store(#[from] anyhow::Error),
+/// Fires waiting for the service, at most; a trigger that finds the
+/// channel full waits.
+pub const FIRE_BUFFER: usize = 1024;
+
+/// Where triggers send their fires.
+pub type Fires = mpsc::Sender<Fire>;
+
+/// What the triggers read and where they send what they decide.
+#[derive(Clone)]
+pub struct Context {
+    pub workflows: Arc<WorkflowSet>,
+    pub store: Store,
+    pub host: Arc<PluginHost>,
+    pub bus: Bus,
+    pub fires: Fires,
+    pub tracker: TaskTracker,
+    pub stop: CancellationToken,
 }
 
-/// Queue a run of `name` for trigger `kind` (scheduled for `at`).
-pub async fn fire(
-    service: &Service,
-    name: &str,
-    kind: &str,
-    at: DateTime<Utc>,
-) -> Result<RunRow, FireError> {
-    fire_with(service, name, kind, at, None).await
+impl Context {
+    /// Send `fire` to the service; false when nobody takes fires any more
+    /// (the daemon is stopping).
+    async fn emit(&self, fire: Fire) -> bool {
+        tokio::select! {
+            sent = self.fires.send(fire) => sent.is_ok(),
+            () = self.stop.cancelled() => false,
+        }
+    }
 }
 
-/// [`fire`], recording why (a condition script's reason).
-pub async fn fire_with(
-    service: &Service,
-    name: &str,
-    kind: &str,
-    at: DateTime<Utc>,
-    why: Option<String>,
-) -> Result<RunRow, FireError> {
-    let result = fire_inner(service, name, kind, at, why).await;
-    let outcome = match &result {
-        Ok(_) => "queued",
-        Err(FireError::Forbidden(_)) => "skipped",
-        Err(_) => "failed",
-    };
-    service.metrics.trigger_fired(kind, outcome);
-    if !matches!(result, Err(FireError::Unknown(_))) {
-        // A queued run's fire was recorded with it.
-        if let Err(e) = &result {
-            let record = NewFire {
-                workflow: name.to_owned(),
-                kind: kind.to_owned(),
-                scheduled_for: at,
-                outcome: outcome.to_owned(),
-                detail: Some(e.to_string()),
-                run_id: None,
-            };
-            if let Err(e) = service.store.record_fire(record).await {
-                tracing::error!(workflow = name, "cannot record a trigger fire: {e:#}");
+/// Start every kind of trigger: each follows the workflow set until
+/// `ctx.stop`. (Cron fires missed while the daemon was down are found by
+/// [`cron::catch_up`], before this.)
+pub async fn start(ctx: Context) -> Result<()> {
+    let crons = cron::CronTriggers::start().await?;
+    follow(ctx.clone(), move |ctx| {
+        let crons = crons.clone();
+        async move { crons.sync(&ctx).await }
+    });
+    let watches = Arc::new(watch::WatchTriggers::default());
+    follow(ctx.clone(), move |ctx| {
+        let watches = watches.clone();
+        async move { watches.sync(&ctx) }
+    });
+    let conditions = Arc::new(condition::ConditionTriggers::default());
+    follow(ctx, move |ctx| {
+        let conditions = conditions.clone();
+        async move { conditions.sync(&ctx) }
+    });
+    Ok(())
+}
+
+/// Run `sync` now and after every change of the workflow set, until
+/// `ctx.stop`; then once more with nothing, so everything it started
+/// stops.
+fn follow<F, Fut>(ctx: Context, sync: F)
+where
+    F: Fn(Context) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let tracker = ctx.tracker.clone();
+    tracker.spawn(async move {
+        let mut changes = ctx.workflows.subscribe();
+        loop {
+            sync(ctx.clone()).await;
+            tokio::select! {
+                changed = changes.changed() => if changed.is_err() { break },
+                () = ctx.stop.cancelled() => break,
             }
         }
-        service.bus.emit(
-            result.as_ref().ok().map(|r| r.id),
-            Some(name),
-            EventKind::TriggerFired {
-                kind: kind.to_owned(),
-                outcome: outcome.to_owned(),
-            },
-        );
-    }
-    match &result {
-        Ok(run) => tracing::info!(workflow = name, trigger = kind, run = run.id, "run queued"),
-        Err(e) => tracing::warn!(
-            workflow = name,
-            trigger = kind,
-            "trigger fired, no run: {e}"
-        ),
-    }
-    result
-}
-
-async fn fire_inner(
-    service: &Service,
-    name: &str,
-    kind: &str,
-    at: DateTime<Utc>,
-    why: Option<String>,
-) -> Result<RunRow, FireError> {
-    if service.executor.is_stopping() {
-        return Err(FireError::ShuttingDown);
-    }
-    let entry = service
-        .workflows
-        .get(name)
-        .ok_or_else(|| FireError::Unknown(name.to_owned()))?;
-    let Some(good) = entry.good else {
-        return Err(FireError::Invalid {
-            name: name.to_owned(),
-            errors: entry.error.unwrap_or_default(),
-        });
-    };
-    let wf = &good.workflow;
-    if wf.trigger.concurrency == Concurrency::Forbid
-        && service.store.active_runs_of(name).await? > 0
-    {
-        return Err(FireError::Forbidden(name.to_owned()));
-    }
-    let file = wf.file.display().to_string();
-    let run = service
-        .store
-        .enqueue_fired(
-            (name, &file, &wf.hash, &good.text),
-            &wf.script_files(),
-            kind,
-            at,
-            why,
-        )
-        .await?;
-    service.bus.emit(
-        Some(run.id),
-        Some(name),
-        EventKind::RunQueued {
-            trigger: kind.to_owned(),
-        },
-    );
-    service.executor.wake();
-    Ok(run)
+        sync(ctx).await;
+    });
 }

@@ -1,19 +1,27 @@
 //! File-watch triggers: a change under a workflow's `trigger.watch` paths
 //! fires it once things have been quiet for `trigger.debounce`.
 
-use crate::service::Service;
+use super::Context;
+use crate::core::state::TriggerKind;
+use crate::core::sync::Lock;
+use crate::service::Fire;
 use notify::{EventKind, RecursiveMode, Watcher};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::Mutex;
 use std::time::Duration;
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// Changes a watcher holds before the debouncer reads them; more in one
+/// burst carry nothing new (any change restarts the quiet period).
+const CHANGE_BUFFER: usize = 64;
 
 struct Watching {
     paths: Vec<PathBuf>,
     debounce: Duration,
     _watcher: notify::RecommendedWatcher,
-    task: tokio::task::JoinHandle<()>,
+    stop: CancellationToken,
 }
 
 #[derive(Default)]
@@ -22,26 +30,29 @@ pub struct WatchTriggers {
 }
 
 impl WatchTriggers {
-    /// Make the watchers match the workflows' `trigger.watch`.
-    pub fn sync(&self, service: &Arc<Service>) {
-        let wanted: BTreeMap<String, (Vec<PathBuf>, Duration)> = service
-            .workflows
-            .entries()
-            .into_iter()
-            .filter_map(|e| e.good)
-            .filter(|g| !g.workflow.trigger.watch.is_empty())
-            .map(|g| {
-                let t = &g.workflow.trigger;
-                (g.workflow.name.clone(), (t.watch.clone(), t.debounce))
-            })
-            .collect();
-        let mut watching = self.watching.lock().expect("watch table lock");
+    /// Make the watchers match the workflows' `trigger.watch`; once
+    /// stopping, drop them all.
+    pub fn sync(&self, ctx: &Context) {
+        let wanted: BTreeMap<String, (Vec<PathBuf>, Duration)> = if ctx.stop.is_cancelled() {
+            BTreeMap::new()
+        } else {
+            ctx.workflows
+                .good()
+                .into_iter()
+                .filter(|g| !g.workflow.trigger.watch.is_empty())
+                .map(|g| {
+                    let t = &g.workflow.trigger;
+                    (g.workflow.name.to_string(), (t.watch.clone(), t.debounce))
+                })
+                .collect()
+        };
+        let mut watching = self.watching.locked();
         watching.retain(|name, w| {
             let keep = wanted
                 .get(name)
                 .is_some_and(|(p, d)| *p == w.paths && *d == w.debounce);
             if !keep {
-                w.task.abort();
+                w.stop.cancel();
             }
             keep
         });
@@ -49,7 +60,7 @@ impl WatchTriggers {
             if watching.contains_key(&name) {
                 continue;
             }
-            match start(Arc::downgrade(service), &name, &paths, debounce) {
+            match start(ctx, &name, &paths, debounce) {
                 Ok(w) => {
                     tracing::info!(workflow = %name, paths = ?paths, "watching for changes");
                     watching.insert(name, w);
@@ -58,21 +69,15 @@ impl WatchTriggers {
             }
         }
     }
-
-    pub fn shutdown(&self) {
-        for (_, w) in std::mem::take(&mut *self.watching.lock().expect("watch table lock")) {
-            w.task.abort();
-        }
-    }
 }
 
 fn start(
-    service: Weak<Service>,
+    ctx: &Context,
     name: &str,
     paths: &[PathBuf],
     debounce: Duration,
 ) -> anyhow::Result<Watching> {
-    let (tx, mut rx) = mpsc::unbounded_channel::<()>();
+    let (tx, mut rx) = mpsc::channel::<()>(CHANGE_BUFFER);
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
         if let Ok(ev) = res
             && matches!(
@@ -80,7 +85,8 @@ fn start(
                 EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_)
             )
         {
-            let _ = tx.send(());
+            // Full: a change is already waiting, which is all that counts.
+            let _ = tx.try_send(());
         }
     })?;
     for p in paths {
@@ -88,21 +94,34 @@ fn start(
             .watch(p, RecursiveMode::Recursive)
             .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
     }
-    let wf = name.to_owned();
-    let task = tokio::spawn(async move {
-        while rx.recv().await.is_some() {
+    let stop = ctx.stop.child_token();
+    let (task_stop, ctx, wf) = (stop.clone(), ctx.clone(), name.to_owned());
+    ctx.tracker.clone().spawn(async move {
+        loop {
+            tokio::select! {
+                change = rx.recv() => if change.is_none() { return },
+                () = task_stop.cancelled() => return,
+            }
             // Wait for quiet: every further change restarts the clock.
-            while let Ok(Some(())) = tokio::time::timeout(debounce, rx.recv()).await {}
-            let Some(service) = service.upgrade() else {
+            loop {
+                tokio::select! {
+                    more = tokio::time::timeout(debounce, rx.recv()) => match more {
+                        Ok(Some(())) => continue,
+                        Ok(None) => return,
+                        Err(_) => break,
+                    },
+                    () = task_stop.cancelled() => return,
+                }
+            }
+            if !ctx.emit(Fire::now(&wf, TriggerKind::Watch)).await {
                 return;
-            };
-            let _ = super::fire(&service, &wf, "watch", chrono::Utc::now()).await;
+            }
         }
     });
     Ok(Watching {
         paths: paths.to_vec(),
         debounce,
         _watcher: watcher,
-        task,
+        stop,
     })
 }

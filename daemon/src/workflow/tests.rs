@@ -8,7 +8,13 @@ fn catalog() -> Catalog {
         include_str!("../../../plugins/trainer-intent/plugin.toml"),
     ] {
         let m = Manifest::parse(text, "plugin.toml").unwrap();
-        c.insert(m.id.to_string(), m);
+        c.insert(
+            m.id.to_string(),
+            crate::core::params::PluginSpec {
+                kind: m.kind,
+                parameters: m.parameters,
+            },
+        );
     }
     c
 }

@@ -18,6 +18,13 @@ pub struct Model {
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-pub enum Relation {}
+pub enum Relation {
+    #[sea_orm(
+        belongs_to = "super::datasets::Entity",
+        from = "Column::DatasetId",
+        to = "super::datasets::Column::Id"
+    )]
+    Dataset,
+}
 
 impl ActiveModelBehavior for ActiveModel {}

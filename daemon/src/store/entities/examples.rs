@@ -1,5 +1,6 @@
 //! `examples`: the records of a dataset version.
 
+use crate::core::example::Split;
 use sea_orm::entity::prelude::*;
 
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
@@ -13,11 +14,17 @@ pub struct Model {
     pub intent: String,
     /// JSON list of `{entity, start, end, value}`.
     pub entities: String,
-    /// `train`, `validation`, `test` or `unspecified`.
-    pub split: String,
+    pub split: Split,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-pub enum Relation {}
+pub enum Relation {
+    #[sea_orm(
+        belongs_to = "super::dataset_versions::Entity",
+        from = "Column::DatasetVersionId",
+        to = "super::dataset_versions::Column::Id"
+    )]
+    DatasetVersion,
+}
 
 impl ActiveModelBehavior for ActiveModel {}

@@ -19,7 +19,9 @@ pub struct Model {
     /// SHA-256 of the model bytes; names the artifact file.
     pub artifact_hash: String,
     pub artifact_size: i64,
-    pub dataset_version_id: i64,
+    /// The snapshot it was trained on; none for a process step's
+    /// artifacts registered without a dataset before them.
+    pub dataset_version_id: Option<i64>,
     /// Content hash of the training data.
     pub data_hash: String,
     /// SHA-256 of the trainer parameters (canonical JSON).
@@ -34,6 +36,21 @@ pub struct Model {
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-pub enum Relation {}
+pub enum Relation {
+    #[sea_orm(
+        belongs_to = "super::training_runs::Entity",
+        from = "Column::RunId",
+        to = "super::training_runs::Column::Id"
+    )]
+    Run,
+    #[sea_orm(
+        belongs_to = "super::dataset_versions::Entity",
+        from = "Column::DatasetVersionId",
+        to = "super::dataset_versions::Column::Id"
+    )]
+    DatasetVersion,
+    #[sea_orm(belongs_to = "Entity", from = "Column::BaseModelId", to = "Column::Id")]
+    BaseModel,
+}
 
 impl ActiveModelBehavior for ActiveModel {}

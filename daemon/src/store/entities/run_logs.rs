@@ -17,6 +17,13 @@ pub struct Model {
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-pub enum Relation {}
+pub enum Relation {
+    #[sea_orm(
+        belongs_to = "super::training_runs::Entity",
+        from = "Column::RunId",
+        to = "super::training_runs::Column::Id"
+    )]
+    Run,
+}
 
 impl ActiveModelBehavior for ActiveModel {}

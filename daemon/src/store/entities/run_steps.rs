@@ -1,5 +1,6 @@
 //! `run_steps`: one attempt (task) of one step of a run.
 
+use crate::core::state::StepState;
 use sea_orm::entity::prelude::*;
 
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
@@ -12,10 +13,9 @@ pub struct Model {
     /// The plugin id or built-in kind.
     pub action: String,
     pub attempt: i32,
-    /// `running`, `succeeded`, `failed` or `cancelled`.
-    pub state: String,
+    pub state: StepState,
     pub error: Option<String>,
-    /// JSON summary of what the step produced.
+    /// What the step produced: a `StepOutput` as JSON.
     pub output: Option<String>,
     pub started_at: DateTimeUtc,
     pub finished_at: Option<DateTimeUtc>,
@@ -25,6 +25,13 @@ pub struct Model {
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-pub enum Relation {}
+pub enum Relation {
+    #[sea_orm(
+        belongs_to = "super::training_runs::Entity",
+        from = "Column::RunId",
+        to = "super::training_runs::Column::Id"
+    )]
+    Run,
+}
 
 impl ActiveModelBehavior for ActiveModel {}

@@ -1,5 +1,6 @@
 //! `training_runs`: one execution of a workflow.
 
+use crate::core::state::{RunState, TriggerKind};
 use sea_orm::entity::prelude::*;
 
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
@@ -11,18 +12,20 @@ pub struct Model {
     pub workflow_file: String,
     /// SHA-256 of the workflow file the run used.
     pub workflow_hash: String,
-    /// `queued`, `running`, `succeeded`, `failed` or `cancelled`.
-    pub state: String,
+    pub state: RunState,
     pub error: Option<String>,
-    /// When the run was created (queued, or started by `coach run`); reset
-    /// to the start time when it leaves the queue.
+    /// When the run was created; reset to the start time when it leaves
+    /// the queue.
     pub started_at: DateTimeUtc,
     pub finished_at: Option<DateTimeUtc>,
-    /// What started it: `cli`, `manual`, `cron`, `watch` or `catch-up`.
-    pub trigger: String,
-    /// Who executes it: `cli` (a `coach run` process, never touched by a
-    /// daemon), `daemon` (queued, not yet claimed) or `daemon:<instance>`
-    /// (claimed by that daemon, which resumes it after a crash).
+    /// What started it.
+    pub trigger: TriggerKind,
+    /// Who executes it: `daemon` (queued, not yet claimed),
+    /// `daemon:<host>:<data dir>` (claimed by that daemon, which resumes it
+    /// after a crash), or `cli:<host>:<pid>:<start time>` (a `coach run`
+    /// process; a later `coach` start on that host marks the run
+    /// interrupted once the process is gone). `cli` alone: a `coach run`
+    /// of a version before process identities were recorded.
     pub executor: String,
     pub queued_at: Option<DateTimeUtc>,
     /// Times the run was interrupted (daemon stopped or killed) and resumed.
@@ -33,3 +36,9 @@ pub struct Model {
 pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}
+
+impl Model {
+    pub fn run_id(&self) -> crate::core::ids::RunId {
+        crate::core::ids::RunId(self.id)
+    }
+}

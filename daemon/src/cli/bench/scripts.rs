@@ -4,8 +4,8 @@
 //! `map` of the shipped `redact.rhai`) over 100,000 examples.
 
 use crate::config::Config;
+use crate::core::example::{Example, Split};
 use crate::script::{Hook, hooks};
-use crate::store::StoredExample;
 use anyhow::{Result, bail};
 use serde_json::{Value, json};
 use std::path::Path;
@@ -99,12 +99,12 @@ pub fn run(_config: &Config, a: Args) -> Result<ExitCode> {
         "call me back on +44 7700 900123 about the venue",
         "what is the weather going to be like on saturday",
     ];
-    let examples: Vec<StoredExample> = (0..a.examples)
-        .map(|i| StoredExample {
+    let examples: Vec<Example> = (0..a.examples)
+        .map(|i| Example {
             text: format!("{} {i}", texts[i % texts.len()]),
             intent: format!("intent_{}", i % 150),
-            entities: "[]".into(),
-            split: "train".into(),
+            entities: Vec::new(),
+            split: Split::Train,
         })
         .collect();
     let t = Instant::now();

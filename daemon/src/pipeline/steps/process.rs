@@ -1,21 +1,25 @@
-//! The `process` step: run the command on GPUs this machine's queue
-//! allocates (`executor::process`), or as a job Slurm places
-//! (`executor::slurm`); store its metrics and the files it names as
-//! artifacts.
+//! A process step: run the command on GPUs this machine's queue allocates
+//! ([`crate::compute::process`]), or as a job Slurm places
+//! ([`crate::compute::slurm`]); store its metrics and the files it names
+//! as artifacts.
 
-use super::{Output, Reporter, Runner};
-use crate::executor::gpus::{Need, Owner};
-use crate::executor::process::{self, Event, Failure};
-use crate::executor::slurm::{self, Job};
-use crate::plugin::PluginEvent;
-use crate::plugin::bindings::LogLevel;
+use super::StepCtx;
+use crate::compute::gpus::{Lease, Need, Owner};
+use crate::compute::process::{self, Event, Failure};
+use crate::compute::slurm::{self, Job};
+use crate::core::event::{LogLevel, StepEvent};
+use crate::core::ids::RunId;
+use crate::core::output::{ArtifactFile, ProcessOutput};
+use crate::core::stop::RunStop;
+use crate::core::sync::Lock;
+use crate::events::Reporter;
+use crate::pipeline::{Output, Runner};
 use crate::workflow::{Executor, ProcessSpec, Step, Workflow};
 use anyhow::{Context, Result, anyhow};
-use serde_json::{Value, json};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 /// Turns protocol events into the step's log, progress and metrics.
 struct Collector<'a> {
@@ -27,26 +31,23 @@ struct Collector<'a> {
 impl Collector<'_> {
     fn log(&self, level: LogLevel, message: String) {
         self.reporter
-            .step_event(self.step, &PluginEvent::Log { level, message });
+            .step_event(self.step, &StepEvent::Log { level, message });
     }
 
     fn event(&self, ev: &Event) {
         match ev {
             Event::Progress { fraction, message } => self.reporter.step_event(
                 self.step,
-                &PluginEvent::Progress {
+                &StepEvent::Progress {
                     fraction: *fraction as f32,
                     message: message.clone(),
                 },
             ),
             Event::Metric { name, value, step } => {
-                self.metrics
-                    .lock()
-                    .expect("metrics lock")
-                    .push((name.clone(), *value, *step));
+                self.metrics.locked().push((name.clone(), *value, *step));
                 self.reporter.step_event(
                     self.step,
-                    &PluginEvent::Metric {
+                    &StepEvent::Metric {
                         name: name.clone(),
                         value: *value,
                         step: *step,
@@ -64,16 +65,21 @@ impl Collector<'_> {
     }
 }
 
+/// Where a finished command ran.
+enum Placed {
+    Devices(Vec<String>),
+    SlurmJob(u64),
+}
+
 /// What a finished command left, wherever it ran.
 struct Ran {
     outcome: process::Outcome,
-    /// `devices` or `slurm_job`.
-    placed: (&'static str, Value),
+    placed: Placed,
 }
 
 /// One attempt of a process step, as the executors need it.
 struct Attempt<'a> {
-    run_id: i64,
+    run_id: RunId,
     /// Its `run_steps` row.
     row: i64,
     wf: &'a Workflow,
@@ -82,10 +88,9 @@ struct Attempt<'a> {
     /// Stable across attempts, so a trainer can resume from it.
     checkpoints: PathBuf,
     collector: Collector<'a>,
-    cancel: &'a Arc<AtomicBool>,
-    /// Set with `cancel` when the daemon stops: work outside it (a Slurm
-    /// job) is left running, to be followed again after the restart.
-    detach: &'a AtomicBool,
+    /// A daemon stop leaves work outside it (a Slurm job) running, to be
+    /// followed again after the restart; a cancel ends it.
+    stop: &'a RunStop,
 }
 
 impl Attempt<'_> {
@@ -93,7 +98,7 @@ impl Attempt<'_> {
     fn coach_env(&self) -> [(&'static str, String); 3] {
         [
             ("COACH_RUN", self.run_id.to_string()),
-            ("COACH_STEP", self.step.id.clone()),
+            ("COACH_STEP", self.step.id.to_string()),
             (
                 "COACH_CHECKPOINT_DIR",
                 self.checkpoints.display().to_string(),
@@ -115,22 +120,30 @@ fn cancelled() -> anyhow::Error {
     })
 }
 
+pub async fn run(ctx: &StepCtx<'_>) -> Result<Output> {
+    ctx.runner
+        .run_process(ctx.run, ctx.row, ctx.wf, ctx.step, ctx.reporter, ctx.stop)
+        .await
+}
+
 impl Runner {
-    #[allow(clippy::too_many_arguments)]
-    pub(super) async fn run_process(
+    async fn run_process(
         &self,
-        run_id: i64,
+        run_id: RunId,
         row: i64,
         wf: &Workflow,
         step: &Step,
         reporter: &Arc<dyn Reporter>,
-        control: &super::RunControl,
+        stop: &RunStop,
     ) -> Result<Output> {
         let spec = step
             .process
             .as_ref()
             .ok_or_else(|| anyhow!("a process step without a command"))?;
-        let checkpoints = self.work_dir.join(format!("run-{run_id}")).join(&step.id);
+        let checkpoints = self
+            .work_dir
+            .join(format!("run-{run_id}"))
+            .join(step.id.as_str());
         std::fs::create_dir_all(&checkpoints)
             .with_context(|| format!("cannot create {}", checkpoints.display()))?;
         let attempt = Attempt {
@@ -145,15 +158,14 @@ impl Runner {
                 step: &step.id,
                 metrics: Mutex::new(Vec::new()),
             },
-            cancel: &control.cancel,
-            detach: &control.shutdown,
+            stop,
         };
         let executor = wf.executor(self.slurm.settings().default);
         let result = match executor {
             Executor::Local => self.on_local_gpus(&attempt).await,
             Executor::Slurm => self.on_slurm(&attempt).await,
         };
-        let metrics = std::mem::take(&mut *attempt.collector.metrics.lock().expect("metrics lock"));
+        let metrics = std::mem::take(&mut *attempt.collector.metrics.locked());
         self.store.add_metrics(run_id, &step.id, &metrics).await?;
         let ran = result?;
         let mut artifacts = Vec::new();
@@ -165,22 +177,29 @@ impl Runner {
         }
         // The last value of each metric: what a model registered from the
         // artifacts is judged by.
-        let last: serde_json::Map<String, Value> = metrics
+        let final_metrics: BTreeMap<String, f64> = metrics
             .iter()
-            .map(|(name, value, _)| (name.clone(), json!(value)))
+            .map(|(name, value, _)| (name.clone(), *value))
             .collect();
-        let mut out = json!({
-            "executor": executor,
-            "final_metrics": last,
-            "devices": [],
-            "seconds": ran.outcome.duration.as_secs_f64(),
-            "metrics": metrics.len(),
-            "bad_lines": ran.outcome.bad_lines,
-            "artifacts": artifacts,
-            "checkpoint_dir": attempt.checkpoints.display().to_string(),
-        });
-        out[ran.placed.0] = ran.placed.1;
-        Ok(Output::Process(Arc::new(out)))
+        let (devices, slurm_job) = match ran.placed {
+            Placed::Devices(d) => (d, None),
+            Placed::SlurmJob(id) => (Vec::new(), Some(id)),
+        };
+        Ok(Output::Process(Arc::new(ProcessOutput {
+            executor: match executor {
+                Executor::Local => "local",
+                Executor::Slurm => "slurm",
+            }
+            .to_owned(),
+            devices,
+            slurm_job,
+            seconds: ran.outcome.duration.as_secs_f64(),
+            metrics: metrics.len(),
+            final_metrics,
+            bad_lines: ran.outcome.bad_lines as u64,
+            artifacts,
+            checkpoint_dir: attempt.checkpoints.display().to_string(),
+        })))
     }
 
     /// Wait for this machine's GPUs, run the command on them; a preempted
@@ -203,34 +222,47 @@ impl Runner {
                 .unwrap_or_default();
             let not_preempted = AtomicBool::new(false);
             let preempt = lease.as_ref().map_or(&not_preempted, |l| &*l.preempt);
-            tracing::info!(run = a.run_id, step = %step.id, devices = %devices.join(","), command = ?spec.argv, "process starting");
+            tracing::info!(run = %a.run_id, step = %step.id, devices = %devices.join(","), command = ?spec.argv, "process starting");
             let gpus = self.gpus.clone();
             let pid = Mutex::new(None);
+            let (pid_tx, mut pid_rx) = tokio::sync::watch::channel(None::<u32>);
             let started = |p: u32| {
                 gpus.add_pid(p);
-                *pid.lock().expect("pid lock") = Some(p);
-                // Kept so a daemon killed outright can stop the group when
-                // it comes back.
-                if let Some(handle) = process::handle(p) {
-                    let (store, row) = (self.store.clone(), a.row);
-                    tokio::spawn(async move {
-                        if let Err(e) = store.set_step_handle(row, &handle).await {
-                            tracing::warn!("cannot record process group {handle}: {e:#}");
+                *pid.locked() = Some(p);
+                pid_tx.send_replace(Some(p));
+            };
+            let on_event = |ev: &Event| collector.event(ev);
+            let result = {
+                let running = process::run(
+                    &command,
+                    &devices,
+                    &extra,
+                    a.stop.abort_token(),
+                    preempt,
+                    &started,
+                    &on_event,
+                );
+                tokio::pin!(running);
+                let mut recorded = false;
+                loop {
+                    tokio::select! {
+                        r = &mut running => break r,
+                        Ok(()) = pid_rx.changed(), if !recorded => {
+                            recorded = true;
+                            // Kept so a process killed outright (the daemon,
+                            // or `coach run`) can have its group stopped
+                            // when Coach comes back.
+                            let started = *pid_rx.borrow();
+                            if let Some(handle) = started.and_then(process::handle)
+                                && let Err(e) = self.store.set_step_handle(a.row, &handle).await
+                            {
+                                tracing::warn!("cannot record process group {handle}: {e:#}");
+                            }
                         }
-                    });
+                    }
                 }
             };
-            let result = process::run(
-                &command,
-                &devices,
-                &extra,
-                a.cancel,
-                preempt,
-                &started,
-                &|ev| collector.event(ev),
-            )
-            .await;
-            if let Some(p) = *pid.lock().expect("pid lock") {
+            if let Some(p) = *pid.locked() {
                 self.gpus.remove_pid(p);
             }
             drop(lease);
@@ -238,7 +270,7 @@ impl Runner {
                 Ok(outcome) => {
                     return Ok(Ran {
                         outcome,
-                        placed: ("devices", json!(devices)),
+                        placed: Placed::Devices(devices),
                     });
                 }
                 Err(Failure::Preempted) => collector.log(
@@ -256,7 +288,7 @@ impl Runner {
 
     /// Wait until the GPU queue allocates the step's GPUs (none needed:
     /// no lease).
-    async fn lease(&self, a: &Attempt<'_>) -> Result<Option<crate::executor::gpus::Lease>> {
+    async fn lease(&self, a: &Attempt<'_>) -> Result<Option<Lease>> {
         let step = a.step;
         let r = &step.resources;
         if r.gpus == 0 {
@@ -272,9 +304,9 @@ impl Runner {
             max_duration: step.placement.max_duration,
         };
         let owner = Owner {
-            run: a.run_id,
-            workflow: a.wf.name.clone(),
-            step: step.id.clone(),
+            run: a.run_id.0,
+            workflow: a.wf.name.to_string(),
+            step: step.id.to_string(),
         };
         a.collector.log(
             LogLevel::Info,
@@ -284,16 +316,9 @@ impl Runner {
                 if r.gpus == 1 { "" } else { "s" }
             ),
         );
-        let acquire = self.gpus.acquire(owner, need);
-        tokio::pin!(acquire);
-        let mut tick = tokio::time::interval(Duration::from_millis(100));
-        loop {
-            tokio::select! {
-                lease = &mut acquire => return Ok(Some(lease.map_err(|never| anyhow!("it can never run on this machine: {never}"))?)),
-                _ = tick.tick() => if a.cancel.load(Ordering::Relaxed) {
-                    return Err(cancelled());
-                }
-            }
+        tokio::select! {
+            lease = self.gpus.acquire(owner, need) => Ok(Some(lease.map_err(|never| anyhow!("it can never run on this machine: {never}"))?)),
+            () = a.stop.aborted() => Err(cancelled()),
         }
     }
 
@@ -304,7 +329,7 @@ impl Runner {
         let mut env = spec.env.clone();
         env.extend(a.coach_env().map(|(k, v)| (k.to_owned(), v)));
         let job = Job {
-            name: slurm::job_name(a.run_id, &step.id),
+            name: slurm::job_name(a.run_id.0, &step.id),
             argv: spec.argv.clone(),
             workdir: spec.workdir.clone(),
             env,
@@ -338,9 +363,9 @@ impl Runner {
         let _shown = self.slurm.follow_as(
             id,
             Owner {
-                run: a.run_id,
-                workflow: a.wf.name.clone(),
-                step: step.id.clone(),
+                run: a.run_id.0,
+                workflow: a.wf.name.to_string(),
+                step: step.id.to_string(),
             },
             step.resources.gpus,
         );
@@ -348,8 +373,7 @@ impl Runner {
             &self.slurm,
             &job,
             id,
-            a.cancel,
-            a.detach,
+            a.stop,
             &|ev| collector.event(ev),
             &note,
         )
@@ -357,7 +381,7 @@ impl Runner {
         followed
             .map(|outcome| Ran {
                 outcome,
-                placed: ("slurm_job", json!(id)),
+                placed: Placed::SlurmJob(id),
             })
             .map_err(|e| a.failed(e))
     }
@@ -369,7 +393,7 @@ impl Runner {
         let collector = &a.collector;
         let mut down: Option<String> = None;
         loop {
-            if a.cancel.load(Ordering::Relaxed) {
+            if a.stop.is_aborted() {
                 return Err(cancelled());
             }
             let attempt = match self.slurm.find(&job.name).await {
@@ -410,104 +434,9 @@ impl Runner {
         }
     }
 
-    /// Register a process step's artifacts as a model version: a manifest
-    /// of its files (paths relative to their common folder, content
-    /// hashes) is the model's artifact, its final metrics the model's
-    /// metrics, its command and the dataset before it (if any) the lineage.
-    pub(super) async fn register_process(
-        &self,
-        run_id: i64,
-        wf: &Workflow,
-        step: &Step,
-        src: &Step,
-        out: &Value,
-        outputs: &std::collections::BTreeMap<String, Output>,
-    ) -> Result<Output> {
-        let files = out["artifacts"].as_array().cloned().unwrap_or_default();
-        if files.is_empty() {
-            anyhow::bail!(
-                "step `{}` named no artifact to register; its command must print {{\"artifact\": \"path\"}}",
-                src.id
-            );
-        }
-        let paths: Vec<PathBuf> = files
-            .iter()
-            .filter_map(|f| f["path"].as_str().map(PathBuf::from))
-            .collect();
-        let root = common_folder(&paths);
-        let listed: Vec<Value> = files
-            .iter()
-            .map(|f| {
-                let path = Path::new(f["path"].as_str().unwrap_or(""));
-                let rel = path.strip_prefix(&root).unwrap_or(path);
-                json!({"path": rel.display().to_string(), "sha256": f["sha256"], "bytes": f["bytes"]})
-            })
-            .collect();
-        let spec = src.process.as_ref();
-        let command = json!({
-            "command": spec.map(|p| &p.argv),
-            "env": spec.map(|p| &p.env),
-        });
-        let manifest = json!({"kind": "process", "files": listed});
-        let artifact_hash = self.artifacts.put(manifest.to_string().as_bytes())?;
-        if let Some(m) = self.store.model_of_run(run_id).await?
-            && m.artifact_hash == artifact_hash
-        {
-            return Ok(Output::Registered(Box::new(m)));
-        }
-        let dataset = wf
-            .nearest(&src.id, crate::workflow::Produces::Dataset)
-            .and_then(|d| match outputs.get(&d.id) {
-                Some(Output::Dataset(d)) | Some(Output::Ruled(d, _)) => Some(d.clone()),
-                _ => None,
-            });
-        let program = spec
-            .and_then(|p| p.argv.first())
-            .map(|a| {
-                Path::new(a)
-                    .file_name()
-                    .map_or(a.clone(), |f| f.to_string_lossy().into_owned())
-            })
-            .unwrap_or_default();
-        let metrics = out["final_metrics"].clone();
-        let row = self
-            .store
-            .register_model(crate::store::NewModel {
-                name: step
-                    .with
-                    .get("name")
-                    .and_then(Value::as_str)
-                    .unwrap_or(&wf.name)
-                    .to_owned(),
-                run_id,
-                trainer_plugin: super::PROCESS_TRAINER.into(),
-                trainer_version: program,
-                plugin_hash: crate::plugin::sha256_hex(command.to_string().as_bytes()),
-                artifact_hash,
-                artifact_size: files.iter().filter_map(|f| f["bytes"].as_i64()).sum(),
-                // 0: no dataset snapshot before the process.
-                dataset_version_id: dataset.as_ref().map_or(0, |d| d.version_id),
-                data_hash: dataset.map(|d| d.hash.clone()).unwrap_or_default(),
-                config_hash: crate::plugin::sha256_hex(
-                    json!({"command": command, "resources": format!("{:?}", src.resources)})
-                        .to_string()
-                        .as_bytes(),
-                ),
-                metrics: if metrics.is_object() {
-                    metrics
-                } else {
-                    json!({})
-                },
-                intents: Vec::new(),
-                base_model_id: None,
-            })
-            .await?;
-        Ok(Output::Registered(Box::new(row)))
-    }
-
     /// Store a file, or every file under a folder, as artifacts (streamed,
     /// off the async threads: checkpoints run to gigabytes).
-    async fn store_artifact(&self, path: &Path) -> Result<Vec<Value>> {
+    async fn store_artifact(&self, path: &Path) -> Result<Vec<ArtifactFile>> {
         let mut files = Vec::new();
         collect_files(path, &mut files)?;
         files.sort();
@@ -517,26 +446,14 @@ impl Runner {
             let file = f.clone();
             let (sha256, bytes) =
                 tokio::task::spawn_blocking(move || artifacts.put_file(&file)).await??;
-            out.push(json!({"path": f.display().to_string(), "sha256": sha256, "bytes": bytes}));
+            out.push(ArtifactFile {
+                path: f.display().to_string(),
+                sha256,
+                bytes,
+            });
         }
         Ok(out)
     }
-}
-
-/// The deepest folder holding every path (a single file: its folder).
-fn common_folder(paths: &[PathBuf]) -> PathBuf {
-    let Some(first) = paths.first() else {
-        return PathBuf::new();
-    };
-    let mut root = first.parent().map(Path::to_path_buf).unwrap_or_default();
-    for p in &paths[1..] {
-        while !p.starts_with(&root) {
-            if !root.pop() {
-                return PathBuf::new();
-            }
-        }
-    }
-    root
 }
 
 fn collect_files(path: &Path, out: &mut Vec<PathBuf>) -> Result<()> {

@@ -5,6 +5,7 @@
 //! first step, and server-sent event delivery.
 
 use crate::config::Config;
+use crate::core::state::{RunState, TriggerKind};
 use crate::store::Store;
 use crate::store::entities::training_runs;
 use crate::store::tokens::Role;
@@ -126,7 +127,11 @@ async fn seed(config: &Config, runs: usize) -> Result<String> {
             workflow: Set(format!("bench-{}", i % 20)),
             workflow_file: Set("workflows/bench.toml".into()),
             workflow_hash: Set(format!("{:064x}", i % 7)),
-            state: Set(if i % 10 == 0 { "failed" } else { "succeeded" }.into()),
+            state: Set(if i % 10 == 0 {
+                RunState::Failed
+            } else {
+                RunState::Succeeded
+            }),
             error: Set(
                 (i % 10 == 0).then(|| "step `train`: plugin `x` ran past its 30m deadline".into())
             ),
@@ -134,7 +139,7 @@ async fn seed(config: &Config, runs: usize) -> Result<String> {
             finished_at: Set(Some(
                 now - chrono::Duration::seconds((runs - i) as i64 * 60 - 30),
             )),
-            trigger: Set("cron".into()),
+            trigger: Set(TriggerKind::Cron),
             executor: Set("daemon".into()),
             queued_at: Set(Some(
                 now - chrono::Duration::seconds((runs - i) as i64 * 60),
@@ -223,7 +228,7 @@ fn triggers(url: &str, token: &str, n: usize) -> Result<(Vec<f64>, Vec<f64>)> {
         .call()
         .context("cannot open the event stream")?;
     std::thread::spawn(move || {
-        let _ = crate::api::events::read_stream(res.into_body().into_reader(), |event, v| {
+        let _ = crate::events::stream::read(res.into_body().into_reader(), |event, v| {
             tx.send((event.to_owned(), v.clone(), Utc::now())).is_ok()
         });
     });

@@ -9,10 +9,10 @@ use nix::unistd::Pid;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio_util::sync::CancellationToken;
 
 /// What to run.
 #[derive(Debug, Clone, PartialEq)]
@@ -62,7 +62,9 @@ pub fn parse_line(n: usize, line: &str) -> Event {
         Ok(v) => v,
         Err(e) => return bad(format!("not JSON: {e}")),
     };
-    let o = v.as_object().expect("starts with {");
+    let Some(o) = v.as_object() else {
+        return bad("not a JSON object".into());
+    };
     if let Some(p) = o.get("progress") {
         return match p.as_f64() {
             Some(f) if (0.0..=1.0).contains(&f) => Event::Progress {
@@ -217,7 +219,7 @@ pub async fn run(
     cmd: &Command,
     devices: &[String],
     extra_env: &[(&str, String)],
-    cancel: &Arc<AtomicBool>,
+    cancel: &CancellationToken,
     preempt: &AtomicBool,
     started: &(dyn Fn(u32) + Send + Sync),
     on_event: &(dyn Fn(&Event) + Send + Sync),
@@ -249,8 +251,12 @@ pub async fn run(
     let pid = child.id().unwrap_or(0);
     let mut guard = GroupGuard(Some(pid));
     started(pid);
-    let stdout = child.stdout.take().expect("piped stdout");
-    let stderr = child.stderr.take().expect("piped stderr");
+    let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
+        return Err(Failure::Spawn {
+            program,
+            error: "its output could not be captured".into(),
+        });
+    };
     let mut out_lines = BufReader::new(stdout).lines();
     let mut err_lines = BufReader::new(stderr).lines();
     let mut reader = Reader::default();
@@ -263,8 +269,11 @@ pub async fn run(
     // for a moment more, then the group goes.
     let mut exited: Option<(std::io::Result<std::process::ExitStatus>, Instant)> = None;
     let status = loop {
-        if !out_open && !err_open && exited.is_some() {
-            break exited.take().expect("exited").0;
+        if !out_open
+            && !err_open
+            && let Some((status, _)) = exited.take()
+        {
+            break status;
         }
         tokio::select! {
             line = out_lines.next_line(), if out_open => match line {
@@ -282,14 +291,16 @@ pub async fn run(
                         signal_group(pid, Signal::SIGKILL);
                     }
                     // Held open by something outside the group.
-                    if at.elapsed() >= LEFTOVER_OUTPUT * 4 {
-                        break exited.take().expect("exited").0;
+                    if at.elapsed() >= LEFTOVER_OUTPUT * 4
+                        && let Some((status, _)) = exited.take()
+                    {
+                        break status;
                     }
                 } else if let Some((since, _)) = &stopping {
                     if since.elapsed() >= cmd.grace {
                         signal_group(pid, Signal::SIGKILL);
                     }
-                } else if cancel.load(Ordering::Relaxed) {
+                } else if cancel.is_cancelled() {
                     signal_group(pid, Signal::SIGTERM);
                     stopping = Some((Instant::now(), Failure::Cancelled));
                 } else if preempt.load(Ordering::Relaxed) {
@@ -327,6 +338,35 @@ pub async fn run(
 /// leader's start time>` (Linux; `None` elsewhere).
 pub fn handle(pid: u32) -> Option<String> {
     start_time(pid).map(|t| format!("local:{pid}:{t}"))
+}
+
+/// This process as the store names a process that runs work: its pid and
+/// start time, `<pid>:<start>` (Linux; the pid alone elsewhere).
+pub fn this_process() -> String {
+    let pid = std::process::id();
+    match start_time(pid) {
+        Some(t) => format!("{pid}:{t}"),
+        None => pid.to_string(),
+    }
+}
+
+/// Whether the process [`this_process`] named as `identity` still runs:
+/// the pid is alive and started when it did (a reused pid is another
+/// process). `None` when `identity` cannot be read.
+pub fn is_running(identity: &str) -> Option<bool> {
+    let mut parts = identity.split(':');
+    let pid: u32 = parts.next()?.parse().ok()?;
+    let started: Option<u64> = match parts.next() {
+        Some(t) => Some(t.parse().ok()?),
+        None => None,
+    };
+    let alive = nix::sys::signal::kill(Pid::from_raw(pid as i32), None).is_ok();
+    Some(match (alive, started, start_time(pid)) {
+        (false, _, _) => false,
+        (true, Some(s), Some(now)) => s == now,
+        // Alive, and nothing to tell it from another: assume it is.
+        (true, _, _) => true,
+    })
 }
 
 /// A process's start time in clock ticks since boot (`/proc/<pid>/stat`

@@ -1,12 +1,19 @@
 //! The daemon's workflows: every `*.toml` in the workflow folders, each kept
 //! at its last good version. A file that fails validation keeps the last
 //! good version in service and carries its located errors until fixed.
+//!
+//! Whoever acts on the set (the triggers) subscribes to it
+//! ([`WorkflowSet::subscribe`]) and is told after every reload that
+//! changed something; nothing in here calls out.
 
-use crate::workflow::{Catalog, Workflow};
+use super::error::Errors;
+use super::{Catalog, Workflow};
+use crate::core::sync::ReadWrite;
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
+use tokio::sync::watch;
 
 /// A version of a workflow that passed validation.
 #[derive(Debug, Clone)]
@@ -15,6 +22,17 @@ pub struct Good {
     /// The file's text (saved with each run, for resuming).
     pub text: Arc<str>,
     pub loaded_at: DateTime<Utc>,
+}
+
+impl Good {
+    /// A workflow that just passed validation, with its file's text.
+    pub fn new(workflow: Workflow, text: String) -> Good {
+        Good {
+            workflow: Arc::new(workflow),
+            text: Arc::from(text),
+            loaded_at: Utc::now(),
+        }
+    }
 }
 
 /// One workflow file as the daemon sees it.
@@ -35,7 +53,7 @@ impl Entry {
     /// The workflow's name: from its good version, else the file's stem.
     pub fn name(&self) -> String {
         match &self.good {
-            Some(g) => g.workflow.name.clone(),
+            Some(g) => g.workflow.name.to_string(),
             None => self
                 .file
                 .file_stem()
@@ -53,19 +71,38 @@ pub enum Change {
     Removed { name: String },
 }
 
-#[derive(Default)]
 pub struct WorkflowSet {
     entries: RwLock<BTreeMap<PathBuf, Entry>>,
+    /// Bumped after every reload that changed something.
+    changed: watch::Sender<u64>,
+}
+
+impl Default for WorkflowSet {
+    fn default() -> Self {
+        WorkflowSet {
+            entries: RwLock::default(),
+            changed: watch::Sender::new(0),
+        }
+    }
 }
 
 impl WorkflowSet {
     pub fn entries(&self) -> Vec<Entry> {
+        self.entries.reading().values().cloned().collect()
+    }
+
+    /// The workflows in service now (those with a good version).
+    pub fn good(&self) -> Vec<Good> {
         self.entries
-            .read()
-            .expect("workflow set lock")
+            .reading()
             .values()
-            .cloned()
+            .filter_map(|e| e.good.clone())
             .collect()
+    }
+
+    /// Told (the value changes) after every reload that changed the set.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
     }
 
     /// The entry of workflow `name`.
@@ -73,15 +110,29 @@ impl WorkflowSet {
         self.entries().into_iter().find(|e| e.name() == name)
     }
 
-    /// Read the folders again. Unchanged files are not parsed again unless
-    /// `recheck` (the plugins changed under them).
-    /// Read the workflow folders again. `fits` says why a step's GPU
-    /// request can never be held here, if it cannot.
+    /// Read the workflow folders again. Unchanged files are not parsed
+    /// again unless `recheck` (the plugins changed under them); `check`
+    /// runs on each parsed workflow (can this machine hold its GPU
+    /// requests?).
     pub fn reload(
         &self,
         dirs: &[PathBuf],
         catalog: &Catalog,
-        check: &dyn Fn(&Workflow) -> Result<(), crate::workflow::error::Errors>,
+        check: &dyn Fn(&Workflow) -> Result<(), Errors>,
+        recheck: bool,
+    ) -> Vec<Change> {
+        let changes = self.read_folders(dirs, catalog, check, recheck);
+        if !changes.is_empty() {
+            self.changed.send_modify(|n| *n += 1);
+        }
+        changes
+    }
+
+    fn read_folders(
+        &self,
+        dirs: &[PathBuf],
+        catalog: &Catalog,
+        check: &dyn Fn(&Workflow) -> Result<(), Errors>,
         recheck: bool,
     ) -> Vec<Change> {
         let mut files: Vec<PathBuf> = dirs
@@ -92,7 +143,7 @@ impl WorkflowSet {
             .collect();
         files.sort();
         let mut changes = Vec::new();
-        let mut entries = self.entries.write().expect("workflow set lock");
+        let mut entries = self.entries.writing();
         let gone: Vec<PathBuf> = entries
             .keys()
             .filter(|k| !files.contains(k))
@@ -134,7 +185,7 @@ impl WorkflowSet {
                     (p, source)
                 })
                 .collect();
-            let hash = crate::workflow::version_hash(&text, &deps);
+            let hash = super::version_hash(&text, &deps);
             if !recheck && entries.get(&file).is_some_and(|e| e.seen == hash) {
                 continue;
             }
@@ -167,7 +218,7 @@ impl WorkflowSet {
                 Ok(wf) => {
                     let scripts = wf.script_files();
                     entry.deps = scripts.keys().cloned().collect();
-                    entry.seen = crate::workflow::version_hash(&text, &scripts);
+                    entry.seen = super::version_hash(&text, &scripts);
                     let same = entry
                         .good
                         .as_ref()
@@ -175,7 +226,7 @@ impl WorkflowSet {
                     entry.error = None;
                     if !same {
                         changes.push(Change::Loaded {
-                            name: wf.name.clone(),
+                            name: wf.name.to_string(),
                             version: wf.hash.clone(),
                         });
                         entry.good = Some(Good {

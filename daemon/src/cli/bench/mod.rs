@@ -1,4 +1,14 @@
-//! `coach bench …`: measurements of Coach itself, printed as a table.
+//! `coach bench …`: measurements of Coach itself, printed as a table, with
+//! the peer each is compared against measured in the same invocation. One
+//! file per benchmark. They stay in the product binary (not a crate of
+//! their own) because users run them as `coach bench` on their own
+//! machines; they live in this folder so the rest of `cli/` stays small.
+
+mod daemon;
+mod intent;
+mod scheduler;
+mod scripts;
+mod submit;
 
 use crate::config::Config;
 use crate::plugin::cache::CacheOutcome;
@@ -13,23 +23,23 @@ pub enum Command {
     /// (source plugin → split → trainer plugin → evaluate), with the
     /// published CLINC150 results and, with `--peer sklearn`, the
     /// scikit-learn peer measured in the same invocation.
-    Intent(super::bench_intent::Args),
+    Intent(intent::Args),
     /// Entity extraction on a dataset with labelled spans: span-level
     /// precision, recall and F1 per entity type.
-    Entities(super::bench_intent::EntityArgs),
+    Entities(intent::EntityArgs),
     /// The daemon as a service: start to ready, idle memory, API latency at
     /// a fixed rate over many stored runs, trigger to first step, event
     /// delivery.
-    Daemon(super::bench_daemon::Args),
+    Daemon(daemon::Args),
     /// Script costs: a gate evaluation and a data rule over 100,000
     /// examples, after compilation.
-    Scripts(super::bench_scripts::Args),
+    Scripts(scripts::Args),
     /// GPU placement: one pass over a long queue, and a simulated day
     /// (utilisation, p95 wait per priority class, fair share).
-    Scheduler(super::bench_scheduler::Args),
+    Scheduler(scheduler::Args),
     /// GPU job submission to a running daemon, jobs per second, with
     /// Slurm's `sbatch` measured beside it.
-    Submit(super::bench_submit::Args),
+    Submit(submit::Args),
     /// Plugin host costs: compile (cache miss), compile-cache hit, and a
     /// fresh sandboxed instance per job.
     Plugins {
@@ -55,12 +65,12 @@ fn stats(mut v: Vec<Duration>) -> (f64, f64, f64) {
 
 pub async fn run(config: Config, cmd: Command) -> Result<ExitCode> {
     match cmd {
-        Command::Intent(args) => return super::bench_intent::run(config, args).await,
-        Command::Entities(args) => return super::bench_intent::run_entities(config, args).await,
-        Command::Daemon(args) => return super::bench_daemon::run(config, args).await,
-        Command::Scripts(args) => return super::bench_scripts::run(&config, args),
-        Command::Scheduler(args) => return super::bench_scheduler::run(&config, args),
-        Command::Submit(args) => return super::bench_submit::run(config, args).await,
+        Command::Intent(args) => return intent::run(config, args).await,
+        Command::Entities(args) => return intent::run_entities(config, args).await,
+        Command::Daemon(args) => return daemon::run(config, args).await,
+        Command::Scripts(args) => return scripts::run(&config, args),
+        Command::Scheduler(args) => return scheduler::run(&config, args),
+        Command::Submit(args) => return submit::run(config, args).await,
         Command::Plugins {
             plugin,
             iterations,

@@ -1,7 +1,8 @@
 //! Prometheus metrics: runs by state, queue depth, step durations, plugin
-//! calls and traps, trigger fires, HTTP latency. Served at `/metrics`.
+//! calls and traps, trigger fires, HTTP latency, GPUs, Slurm jobs, dropped
+//! log lines. Served at `/metrics`.
 
-use crate::plugin::PluginFailure;
+use crate::core::state::RunState;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -50,6 +51,19 @@ pub struct GpuLabels {
     pub name: String,
 }
 
+/// One GPU as the gauges show it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GpuGauge {
+    pub index: String,
+    pub name: String,
+    /// Steps allocated to it.
+    pub allocations: usize,
+    pub memory_used: u64,
+    pub memory_total: u64,
+    pub utilization: Option<u32>,
+    pub healthy: bool,
+}
+
 type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
 
 pub struct Metrics {
@@ -68,6 +82,7 @@ pub struct Metrics {
     pub gpu_healthy: Family<GpuLabels, Gauge>,
     pub gpu_waiting: Gauge,
     pub slurm_jobs: Family<StateLabels, Gauge>,
+    pub log_lines_dropped: Counter,
 }
 
 fn step_histogram() -> Histogram {
@@ -104,6 +119,7 @@ impl Metrics {
             gpu_healthy: Family::default(),
             gpu_waiting: Gauge::default(),
             slurm_jobs: Family::default(),
+            log_lines_dropped: Counter::default(),
             registry: Registry::default(),
         };
         registry.register("runs", "Runs in the store, by state", m.runs.clone());
@@ -172,23 +188,25 @@ impl Metrics {
             "Slurm jobs of process steps Coach follows, by Slurm state",
             m.slurm_jobs.clone(),
         );
+        registry.register(
+            "log_lines_dropped",
+            "Run log lines dropped because the store fell behind",
+            m.log_lines_dropped.clone(),
+        );
         Metrics { registry, ..m }
     }
 
-    /// GPU gauges from the inventory and the queue, at scrape time.
-    pub fn set_gpus(&self, q: &crate::executor::gpus::GpuQueue) {
-        let inv = q.inventory();
-        let allocations = q.allocations();
-        for g in &inv.gpus {
+    /// GPU gauges, at scrape time: one entry per GPU, and how many steps
+    /// wait for GPUs.
+    pub fn set_gpus(&self, gpus: &[GpuGauge], waiting: usize) {
+        for g in gpus {
             let l = GpuLabels {
                 gpu: g.index.clone(),
                 name: g.name.clone(),
             };
-            let n = allocations
-                .iter()
-                .filter(|a| a.devices.contains(&g.index))
-                .count();
-            self.gpu_allocations.get_or_create(&l).set(n as i64);
+            self.gpu_allocations
+                .get_or_create(&l)
+                .set(g.allocations as i64);
             self.gpu_memory_used
                 .get_or_create(&l)
                 .set(g.memory_used as i64);
@@ -200,16 +218,16 @@ impl Metrics {
             }
             self.gpu_healthy.get_or_create(&l).set(i64::from(g.healthy));
         }
-        self.gpu_waiting.set(q.queue().len() as i64);
+        self.gpu_waiting.set(waiting as i64);
     }
 
-    /// Followed Slurm jobs by state, at scrape time.
-    pub fn set_slurm(&self, jobs: &[crate::executor::slurm::Followed]) {
+    /// Followed Slurm jobs by Slurm state, at scrape time.
+    pub fn set_slurm<'a>(&self, states: impl IntoIterator<Item = &'a str>) {
         self.slurm_jobs.clear();
-        for j in jobs {
+        for state in states {
             self.slurm_jobs
                 .get_or_create(&StateLabels {
-                    state: j.state.clone(),
+                    state: state.to_owned(),
                 })
                 .inc();
         }
@@ -232,24 +250,13 @@ impl Metrics {
             .observe(seconds);
     }
 
-    pub fn plugin_failed(&self, failure: &PluginFailure) {
-        let plugin = match failure {
-            PluginFailure::Unknown { plugin, .. }
-            | PluginFailure::WrongKind { plugin, .. }
-            | PluginFailure::Load { plugin, .. }
-            | PluginFailure::Timeout { plugin, .. }
-            | PluginFailure::Memory { plugin, .. }
-            | PluginFailure::Output { plugin, .. }
-            | PluginFailure::HostcallData { plugin, .. }
-            | PluginFailure::Cancelled { plugin }
-            | PluginFailure::Trap { plugin, .. }
-            | PluginFailure::Reported { plugin, .. }
-            | PluginFailure::NotGranted { plugin, .. } => plugin.clone(),
-        };
+    /// A plugin call failed; `reason` is a short label (`timeout`,
+    /// `memory`, `trap`, …).
+    pub fn plugin_failed(&self, plugin: &str, reason: &str) {
         self.plugin_failures
             .get_or_create(&TrapLabels {
-                plugin,
-                reason: failure.reason().to_owned(),
+                plugin: plugin.to_owned(),
+                reason: reason.to_owned(),
             })
             .inc();
     }
@@ -264,16 +271,16 @@ impl Metrics {
     }
 
     /// Set the run gauges from the store's counts.
-    pub fn set_run_counts(&self, counts: &[(String, i64)]) {
+    pub fn set_run_counts(&self, counts: &[(RunState, i64)]) {
         self.runs.clear();
         let mut queued = 0;
         for (state, n) in counts {
             self.runs
                 .get_or_create(&StateLabels {
-                    state: state.clone(),
+                    state: state.to_string(),
                 })
                 .set(*n);
-            if state == crate::store::state::QUEUED {
+            if *state == RunState::Queued {
                 queued = *n;
             }
         }

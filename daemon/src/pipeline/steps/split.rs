@@ -5,13 +5,61 @@
 //! out of training. `mode = "stratified"` reassigns every example, per
 //! intent, so each split keeps the intent mix. Both are seeded.
 
-use crate::store::StoredExample;
+use super::{StepCtx, builtin_params, dataset_for, save_snapshot};
+use crate::core::example::{Example, Split};
+use crate::pipeline::Output;
+use crate::workflow::Builtin;
+use crate::workflow::params::{BuiltinParams, SplitMode as Mode};
+use anyhow::{Result, bail};
+use serde_json::json;
 use std::collections::BTreeMap;
 
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Mode {
-    Keep,
-    Stratified,
+/// The step: the examples of every dataset it needs directly (else of the
+/// nearest one before it), split and stored as a new snapshot.
+pub async fn run(ctx: &StepCtx<'_>) -> Result<Output> {
+    let BuiltinParams::Split(p) = builtin_params(ctx, Builtin::Split)? else {
+        bail!("a split step without split parameters");
+    };
+    let mut rows: Vec<Example> = Vec::new();
+    let mut direct = 0;
+    for n in &ctx.step.needs {
+        if let Some(d) = ctx
+            .progress
+            .outputs
+            .get(n.as_str())
+            .and_then(Output::dataset)
+        {
+            rows.extend(d.rows.iter().cloned());
+            direct += 1;
+        }
+    }
+    if direct == 0 {
+        rows = dataset_for(ctx)?.rows.clone();
+    }
+    let mode = p.mode_for(rows.iter().any(|r| r.split != Split::Unspecified));
+    let cfg = SplitConfig {
+        mode,
+        validation: p.validation,
+        test: p.test_for(mode),
+        seed: p.seed,
+    };
+    if cfg.validation + cfg.test >= 1.0 {
+        bail!(
+            "validation ({}) and test ({}) must be fractions that leave some training data",
+            cfg.validation,
+            cfg.test
+        );
+    }
+    apply(&mut rows, &cfg);
+    let origin = json!({
+        "step": ctx.step.id,
+        "kind": "split",
+        "mode": match mode { Mode::Keep => "keep", Mode::Stratified => "stratified" },
+        "validation": cfg.validation,
+        "test": cfg.test,
+        "seed": cfg.seed,
+    });
+    Ok(Output::Dataset(save_snapshot(ctx, rows, origin).await?))
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -40,10 +88,10 @@ fn shuffle<T>(v: &mut [T], seed: u64) {
 
 /// Per intent, move `fraction` of the examples at `candidates` to `to`.
 fn carve(
-    rows: &mut [StoredExample],
+    rows: &mut [Example],
     candidates: &[usize],
     fraction: f64,
-    to: &str,
+    to: Split,
     seed: u64,
 ) -> Vec<usize> {
     let mut by_intent: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
@@ -68,39 +116,45 @@ fn carve(
         keep.extend_from_slice(&idx[take..]);
     }
     for &i in &moved {
-        rows[i].split = to.to_owned();
+        rows[i].split = to;
     }
     keep.sort_unstable();
     keep
 }
 
 /// Assign splits in place.
-pub fn apply(rows: &mut [StoredExample], config: &SplitConfig) {
+pub fn apply(rows: &mut [Example], config: &SplitConfig) {
     match config.mode {
         Mode::Stratified => {
             for r in rows.iter_mut() {
-                r.split = "train".into();
+                r.split = Split::Train;
             }
             let all: Vec<usize> = (0..rows.len()).collect();
-            let rest = carve(rows, &all, config.test, "test", config.seed);
+            let rest = carve(rows, &all, config.test, Split::Test, config.seed);
             let share = if config.test < 1.0 {
                 config.validation / (1.0 - config.test)
             } else {
                 0.0
             };
-            carve(rows, &rest, share, "validation", config.seed ^ 0x5eed);
+            carve(rows, &rest, share, Split::Validation, config.seed ^ 0x5eed);
         }
         Mode::Keep => {
             for r in rows.iter_mut() {
-                if r.split == "unspecified" {
-                    r.split = "train".into();
+                if r.split == Split::Unspecified {
+                    r.split = Split::Train;
                 }
             }
-            if !rows.iter().any(|r| r.split == "validation") {
+            if !rows.iter().any(|r| r.split == Split::Validation) {
                 let train: Vec<usize> = (0..rows.len())
-                    .filter(|&i| rows[i].split == "train")
+                    .filter(|&i| rows[i].split == Split::Train)
                     .collect();
-                carve(rows, &train, config.validation, "validation", config.seed);
+                carve(
+                    rows,
+                    &train,
+                    config.validation,
+                    Split::Validation,
+                    config.seed,
+                );
             }
         }
     }
@@ -108,7 +162,7 @@ pub fn apply(rows: &mut [StoredExample], config: &SplitConfig) {
 
 /// Stratified K-fold assignment: the fold (0..k) of every row, each intent
 /// spread evenly over the folds, seeded.
-pub fn folds(rows: &[StoredExample], k: usize, seed: u64) -> Vec<usize> {
+pub fn folds(rows: &[Example], k: usize, seed: u64) -> Vec<usize> {
     let mut by_intent: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     for (i, r) in rows.iter().enumerate() {
         by_intent.entry(r.intent.as_str()).or_default().push(i);
@@ -131,18 +185,18 @@ pub fn folds(rows: &[StoredExample], k: usize, seed: u64) -> Vec<usize> {
 mod tests {
     use super::*;
 
-    fn rows(n: usize) -> Vec<StoredExample> {
+    fn rows(n: usize) -> Vec<Example> {
         (0..n)
-            .map(|i| StoredExample {
+            .map(|i| Example {
                 text: format!("t{i}"),
                 intent: format!("i{}", i % 4),
-                entities: "[]".into(),
-                split: "unspecified".into(),
+                entities: Vec::new(),
+                split: Split::Unspecified,
             })
             .collect()
     }
 
-    fn count(rows: &[StoredExample], split: &str, intent: &str) -> usize {
+    fn count(rows: &[Example], split: Split, intent: &str) -> usize {
         rows.iter()
             .filter(|r| r.split == split && r.intent == intent)
             .count()
@@ -160,9 +214,9 @@ mod tests {
         apply(&mut a, &cfg);
         for i in 0..4 {
             let intent = format!("i{i}");
-            assert_eq!(count(&a, "test", &intent), 10);
-            assert_eq!(count(&a, "validation", &intent), 5);
-            assert_eq!(count(&a, "train", &intent), 35);
+            assert_eq!(count(&a, Split::Test, &intent), 10);
+            assert_eq!(count(&a, Split::Validation, &intent), 5);
+            assert_eq!(count(&a, Split::Train, &intent), 35);
         }
         let mut b = rows(200);
         apply(&mut b, &cfg);
@@ -192,7 +246,7 @@ mod tests {
     #[test]
     fn keep_preserves_given_splits_and_carves_validation() {
         let mut r = rows(40);
-        r[0].split = "test".into();
+        r[0].split = Split::Test;
         apply(
             &mut r,
             &SplitConfig {
@@ -202,8 +256,8 @@ mod tests {
                 seed: 1,
             },
         );
-        assert_eq!(r[0].split, "test");
-        assert!(r.iter().any(|x| x.split == "validation"));
-        assert!(!r.iter().any(|x| x.split == "unspecified"));
+        assert_eq!(r[0].split, Split::Test);
+        assert!(r.iter().any(|x| x.split == Split::Validation));
+        assert!(!r.iter().any(|x| x.split == Split::Unspecified));
     }
 }

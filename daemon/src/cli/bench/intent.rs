@@ -3,19 +3,23 @@
 //! scores beside the published table and, optionally, the sklearn peer run
 //! on the very same examples.
 
-use super::pct;
-use crate::Coach;
+use crate::app::{App, Mode};
+use crate::cli::pct;
 use crate::config::Config;
-use crate::pipeline::{Reporter, evaluate::Report};
+use crate::core::evaluation::Report;
+use crate::core::example::Example;
+use crate::core::stop::RunStop;
+use crate::core::sync::Lock;
+use crate::events::Reporter;
 use crate::plugin::JobSpec;
 use crate::workflow::Workflow;
+use crate::workflow::set::Good;
 use anyhow::{Context, Result, bail};
 use clap::ValueEnum;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -101,12 +105,11 @@ struct Timer(Mutex<BTreeMap<String, (Instant, Option<Duration>)>>);
 impl Reporter for Timer {
     fn step_started(&self, step: &str, _action: &str, _attempt: u32) {
         self.0
-            .lock()
-            .expect("timer")
+            .locked()
             .insert(step.to_owned(), (Instant::now(), None));
     }
     fn step_finished(&self, step: &str, _result: Result<&str, &str>) {
-        if let Some(e) = self.0.lock().expect("timer").get_mut(step) {
+        if let Some(e) = self.0.locked().get_mut(step) {
             e.1 = Some(e.0.elapsed());
         }
     }
@@ -115,8 +118,7 @@ impl Reporter for Timer {
 impl Timer {
     fn seconds(&self, step: &str) -> f64 {
         self.0
-            .lock()
-            .expect("timer")
+            .locked()
             .get(step)
             .and_then(|e| e.1)
             .map(|d| d.as_secs_f64())
@@ -204,11 +206,11 @@ needs = ["evaluate"]
 
 /// A finished benchmark run in its scratch store.
 struct Prepared {
-    coach: Coach,
+    coach: App,
     model: crate::store::ModelRow,
     report: Report,
-    held: Vec<crate::store::StoredExample>,
-    train: Vec<crate::store::StoredExample>,
+    held: Vec<Example>,
+    train: Vec<Example>,
     train_seconds: f64,
     _scratch: tempfile::TempDir,
 }
@@ -233,15 +235,16 @@ async fn prepare(
         .or_default()
         .read
         .push(data.canonicalize()?);
-    let coach = Coach::open(config).await?;
+    let coach = App::open(config, Mode::Command).await?;
     let text = workflow(format, path, split, with)?;
     let file = scratch.path().join("bench.toml");
     std::fs::write(&file, &text)?;
-    let wf = Workflow::parse(&file, &text, &coach.catalog()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let wf =
+        Workflow::parse(&file, &text, &coach.host.catalog()).map_err(|e| anyhow::anyhow!("{e}"))?;
     let timer = Arc::new(Timer::default());
     let summary = coach
-        .runner()
-        .run(&wf, timer.clone(), Arc::new(AtomicBool::new(false)))
+        .service
+        .run_here(&Good::new(wf, text), timer.clone(), &RunStop::new())
         .await?;
     if let Some(e) = summary.error {
         bail!("{e}");
@@ -251,17 +254,16 @@ async fn prepare(
         .context("the run produced no evaluation")?)
     .clone();
     let model = summary.model.context("the run registered no model")?;
-    let rows = coach.store.load_examples(model.dataset_version_id).await?;
+    let version = model
+        .dataset_version_id
+        .context("the registered model names no dataset")?;
+    let rows = coach.store.load_examples(version).await?;
     let held = rows
         .iter()
-        .filter(|r| r.split == report.split)
+        .filter(|r| r.split.as_str() == report.split)
         .cloned()
         .collect();
-    let train = rows
-        .iter()
-        .filter(|r| r.split == "train" || r.split == "unspecified")
-        .cloned()
-        .collect();
+    let train = rows.iter().filter(|r| r.split.trains()).cloned().collect();
     Ok(Prepared {
         coach,
         model,
@@ -286,7 +288,7 @@ async fn run_one(
     // Prediction throughput through the plugin: one utterance per call, and
     // batches of 256.
     let texts: Vec<String> = p.held.iter().map(|r| r.text.clone()).collect();
-    let bytes = p.coach.artifacts.get(&p.model.artifact_hash)?;
+    let bytes = p.coach.service.artifacts().get(&p.model.artifact_hash)?;
     let host = p.coach.host.clone();
     let (single, batched) = tokio::task::spawn_blocking(move || -> Result<(f64, f64)> {
         let mut job = host.trainer(
@@ -313,8 +315,8 @@ async fn run_one(
     let peer = match args.peer {
         None => None,
         Some(Peer::Sklearn) => {
-            let train: Vec<&crate::store::StoredExample> = p.train.iter().collect();
-            let held: Vec<&crate::store::StoredExample> = p.held.iter().collect();
+            let train: Vec<&Example> = p.train.iter().collect();
+            let held: Vec<&Example> = p.held.iter().collect();
             Some(run_sklearn(
                 p._scratch.path(),
                 &train,
@@ -337,13 +339,8 @@ async fn run_one(
     })
 }
 
-fn run_sklearn(
-    dir: &Path,
-    train: &[&crate::store::StoredExample],
-    held: &[&crate::store::StoredExample],
-    oos: &str,
-) -> Result<Value> {
-    let write = |name: &str, rows: &[&crate::store::StoredExample]| -> Result<PathBuf> {
+fn run_sklearn(dir: &Path, train: &[&Example], held: &[&Example], oos: &str) -> Result<Value> {
+    let write = |name: &str, rows: &[&Example]| -> Result<PathBuf> {
         let path = dir.join(name);
         let mut out = String::new();
         for r in rows {
@@ -356,7 +353,7 @@ fn run_sklearn(
     let train_path = write("peer-train.jsonl", train)?;
     let eval_path = write("peer-eval.jsonl", held)?;
     let script = dir.join("sklearn_peer.py");
-    std::fs::write(&script, include_str!("bench_sklearn_peer.py"))?;
+    std::fs::write(&script, include_str!("sklearn_peer.py"))?;
     let out = std::process::Command::new("python3")
         .arg(&script)
         .arg(&train_path)
@@ -516,9 +513,9 @@ pub async fn run_entities(config: Config, args: EntityArgs) -> Result<ExitCode> 
     }
     let (format, path, split) = layout(args.dataset, &args.data, None);
     let p = prepare(&config, &args.data, format, &path, split, &args.with).await?;
-    let held: Vec<_> = p.held.iter().map(crate::pipeline::to_example).collect();
+    let held = &p.held;
     let texts: Vec<String> = held.iter().map(|e| e.text.clone()).collect();
-    let bytes = p.coach.artifacts.get(&p.model.artifact_hash)?;
+    let bytes = p.coach.service.artifacts().get(&p.model.artifact_hash)?;
     let host = p.coach.host.clone();
     let (predicted, per_second) = tokio::task::spawn_blocking(move || -> Result<_> {
         let mut job = host.trainer(

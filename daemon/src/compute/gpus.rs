@@ -5,8 +5,9 @@
 //! leases it preempts, keeps the reason each other request waits, refuses
 //! what can never fit.
 
+use super::inventory::{Inventory, Probe};
 use crate::config::GpuSettings;
-use crate::gpu::{Inventory, Probe};
+use crate::core::sync::{Lock, ReadWrite};
 use crate::scheduler::gpu::{self as plan, Allocation, Never, Priority, Request, Snapshot};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -133,7 +134,7 @@ struct Withdraw<'a> {
 impl Drop for Withdraw<'_> {
     fn drop(&mut self) {
         if self.armed {
-            let mut st = self.queue.state.lock().expect("gpu queue lock");
+            let mut st = self.queue.state.locked();
             st.waiting.remove(&self.job);
             st.reasons.retain(|(j, _)| *j != self.job);
         }
@@ -157,16 +158,16 @@ impl GpuQueue {
     }
 
     pub fn inventory(&self) -> Inventory {
-        self.inventory.read().expect("inventory lock").clone()
+        self.inventory.reading().clone()
     }
 
     /// Read the inventory again and run a pass (GPUs may have come back).
     pub fn refresh(&self) {
-        let ours = self.ours.lock().expect("pid lock").clone();
-        let settings = self.settings.read().expect("gpu settings lock").clone();
+        let ours = self.ours.locked().clone();
+        let settings = self.settings.reading().clone();
         let inv = self.probe.snapshot(&settings, &|pid| ours.contains(&pid));
         {
-            let old = self.inventory.read().expect("inventory lock");
+            let old = self.inventory.reading();
             for g in &inv.gpus {
                 let was = old.gpus.iter().find(|o| o.index == g.index);
                 if was.is_some_and(|o| o.healthy) && !g.healthy {
@@ -174,27 +175,27 @@ impl GpuQueue {
                 }
             }
         }
-        *self.inventory.write().expect("inventory lock") = inv;
+        *self.inventory.writing() = inv;
         self.pass();
     }
 
     /// New `[gpus]` settings (a config reload): the inventory is read
     /// again under them.
     pub fn set_settings(&self, settings: GpuSettings) {
-        *self.settings.write().expect("gpu settings lock") = settings;
+        *self.settings.writing() = settings;
         self.refresh();
     }
 
     pub fn refresh_every(&self) -> std::time::Duration {
-        self.settings.read().expect("gpu settings lock").refresh
+        self.settings.reading().refresh
     }
 
     pub fn add_pid(&self, pid: u32) {
-        self.ours.lock().expect("pid lock").insert(pid);
+        self.ours.locked().insert(pid);
     }
 
     pub fn remove_pid(&self, pid: u32) {
-        self.ours.lock().expect("pid lock").remove(&pid);
+        self.ours.locked().remove(&pid);
     }
 
     /// Why a step's resources can never be placed on this inventory, in
@@ -232,7 +233,7 @@ impl GpuQueue {
         let (tx, rx) = oneshot::channel();
         let preempt = Arc::new(AtomicBool::new(false));
         let job = {
-            let mut st = self.state.lock().expect("gpu queue lock");
+            let mut st = self.state.locked();
             st.next += 1;
             let job = st.next;
             st.waiting.insert(
@@ -268,19 +269,15 @@ impl GpuQueue {
     }
 
     fn release(&self, job: u64) {
-        self.state
-            .lock()
-            .expect("gpu queue lock")
-            .running
-            .remove(&job);
+        self.state.locked().running.remove(&job);
         self.pass();
     }
 
     /// One scheduling pass, carried out.
     pub fn pass(&self) {
         let devices = self.inventory().devices(&self.node);
-        let settings = self.settings.read().expect("gpu settings lock").clone();
-        let mut st = self.state.lock().expect("gpu queue lock");
+        let settings = self.settings.reading().clone();
+        let mut st = self.state.locked();
         let snapshot = Snapshot {
             now: self.epoch.elapsed().as_secs(),
             devices,
@@ -342,7 +339,7 @@ impl GpuQueue {
 
     /// Waiting requests in queue order, with why each waits.
     pub fn queue(&self) -> Vec<QueueEntry> {
-        let st = self.state.lock().expect("gpu queue lock");
+        let st = self.state.locked();
         st.reasons
             .iter()
             .filter_map(|(job, reason)| st.waiting.get(job).map(|w| (w, reason)))
@@ -362,7 +359,7 @@ impl GpuQueue {
     }
 
     pub fn allocations(&self) -> Vec<AllocationEntry> {
-        let st = self.state.lock().expect("gpu queue lock");
+        let st = self.state.locked();
         st.running
             .values()
             .map(|r| AllocationEntry {

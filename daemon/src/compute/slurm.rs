@@ -9,11 +9,12 @@
 
 use super::process::{Event, Failure, Outcome, Reader};
 use crate::config::SlurmSettings;
+use crate::core::stop::{RunStop, StopReason};
+use crate::core::sync::{Lock, ReadWrite};
 use crate::scheduler::gpu::Priority;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::RwLock;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// A Slurm client command that did not do its job.
@@ -290,7 +291,7 @@ impl Slurm {
     }
 
     fn followed(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Followed>> {
-        self.followed.lock().expect("slurm jobs lock")
+        self.followed.locked()
     }
 
     /// Show job `job` of `owner` (in `coach queue`) while the guard lives.
@@ -322,11 +323,11 @@ impl Slurm {
     }
 
     pub fn settings(&self) -> SlurmSettings {
-        self.settings.read().expect("slurm settings lock").clone()
+        self.settings.reading().clone()
     }
 
     pub fn set_settings(&self, s: SlurmSettings) {
-        *self.settings.write().expect("slurm settings lock") = s;
+        *self.settings.writing() = s;
     }
 
     /// Run a client command; its stdout.
@@ -580,16 +581,15 @@ impl Tail {
 }
 
 /// Follow job `id` to its end: stream its stdout through the protocol
-/// (`on_event`), say what changes (`note`), cancel it on `cancel` — unless
-/// `detach` is set too (the daemon is stopping): then the job is left to
-/// run. A cluster that stops answering is waited for, and said so once.
-#[allow(clippy::too_many_arguments)]
+/// (`on_event`), say what changes (`note`), cancel it when `stop` aborts —
+/// unless the daemon is stopping: then the job is left to run, and the
+/// restarted daemon follows it again. A cluster that stops answering is
+/// waited for, and said so once.
 pub async fn follow(
     slurm: &Slurm,
     job: &Job,
     id: u64,
-    cancel: &AtomicBool,
-    detach: &AtomicBool,
+    stop: &RunStop,
     on_event: &(dyn Fn(&Event) + Send + Sync),
     note: &(dyn Fn(String) + Send + Sync),
 ) -> Result<Outcome, Failure> {
@@ -624,14 +624,14 @@ pub async fn follow(
         }
     };
     loop {
-        if cancel.load(Ordering::Relaxed) && detach.load(Ordering::Relaxed) {
+        if stop.is_aborted() && stop.reason() == Some(StopReason::Shutdown) {
             read(&mut out, &mut err, false, &mut reader);
             note(format!(
                 "the daemon is stopping; Slurm job {id} runs on and is followed again at the next start"
             ));
             return Err(Failure::Cancelled);
         }
-        if cancel.load(Ordering::Relaxed) && cancelled_at.is_none() {
+        if stop.is_aborted() && cancelled_at.is_none() {
             match slurm.cancel(id).await {
                 Ok(()) => note(format!("cancelling Slurm job {id}")),
                 Err(e) => note(format!("cannot cancel Slurm job {id} yet: {e}")),

@@ -11,7 +11,7 @@
 //! means the controller holds the job. Both systems start their jobs while
 //! submissions go on, as they would in use.
 
-use super::bench_daemon::{agent, pct, start, stop};
+use super::daemon::{agent, pct, start, stop};
 use crate::config::Config;
 use anyhow::{Result, bail};
 use serde_json::{Value, json};

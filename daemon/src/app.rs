@@ -1,0 +1,361 @@
+//! The composition root: where Coach's parts are built — once — and wired
+//! together. Every command that works on the store opens an [`App`]; the
+//! daemon ([`run_daemon`]) adds what a long-running service has: the data
+//! directory lock, triggers, the HTTP API, hot reload, signals.
+//!
+//! One cancellation tree and one task tracker hold everything that runs
+//! in the background: stopping is cancelling the root and waiting for the
+//! tracker, with a deadline, saying what did not stop.
+
+use crate::compute::gpus::GpuQueue;
+use crate::compute::slurm::Slurm;
+use crate::config::Config;
+use crate::events::Bus;
+use crate::events::metrics::Metrics;
+use crate::executor::Executor;
+use crate::pipeline::Runner;
+use crate::plugin::PluginHost;
+use crate::registry::Artifacts;
+use crate::service::Service;
+use crate::service::lifecycle::{self, LeftBehind};
+use crate::service::lock::DataDirLock;
+use crate::store::Store;
+use crate::workflow::set::WorkflowSet;
+use anyhow::{Context, Result};
+use notify::Watcher;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Who opens the app: what its executor is called in the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// The daemon: it claims queued runs as `daemon:<host>:<data dir>`.
+    Daemon,
+    /// A command: a run it executes (`coach run`) is claimed as
+    /// `cli:<host>:<pid>:<start time>`.
+    Command,
+}
+
+/// Everything a command needs, built once.
+pub struct App {
+    pub config: Config,
+    pub store: Store,
+    pub host: Arc<PluginHost>,
+    pub runner: Arc<Runner>,
+    pub executor: Arc<Executor>,
+    pub service: Arc<Service>,
+    pub bus: Bus,
+    /// The root of the cancellation tree.
+    pub stop: CancellationToken,
+    /// Every background task.
+    pub tracker: TaskTracker,
+    /// Runs that processes which died left behind, found while opening.
+    pub left_behind: Vec<LeftBehind>,
+    /// Writes run log lines to the store until every sender is gone.
+    log_writer: tokio::task::JoinHandle<()>,
+}
+
+impl App {
+    /// Open the data directory and the store (migrated), discover plugins,
+    /// build the runner, executor and service. Runs of `coach run`
+    /// processes on this machine that died are marked interrupted.
+    pub async fn open(config: Config, mode: Mode) -> Result<App> {
+        std::fs::create_dir_all(&config.data_dir).with_context(|| {
+            format!(
+                "cannot create the data directory {}",
+                config.data_dir.display()
+            )
+        })?;
+        let store = Store::connect(&config.database_url()).await?;
+        let host = Arc::new(PluginHost::new(&config)?);
+        let grace = config.daemon.shutdown_grace;
+        let left_behind = lifecycle::end_orphaned_cli_runs(&store, grace).await?;
+        for l in &left_behind {
+            tracing::warn!(run = %l.run, workflow = %l.workflow, "{}", l.what);
+        }
+        let metrics = Arc::new(Metrics::new());
+        let (bus, log_rx) = Bus::new(metrics);
+        let log_writer = tokio::spawn(crate::store::queue::write_logs(store.clone(), log_rx));
+        let runner = Arc::new(Runner {
+            host: host.clone(),
+            store: store.clone(),
+            artifacts: Artifacts::new(config.artifacts_dir()),
+            gpus: GpuQueue::new(config.gpus.clone()),
+            slurm: Arc::new(Slurm::new(config.slurm.clone())),
+            work_dir: config.work_dir(),
+            process_grace: grace,
+        });
+        let instance = match mode {
+            Mode::Daemon => lifecycle::instance_name(&config.data_dir),
+            Mode::Command => lifecycle::cli_identity(),
+        };
+        let executor = Arc::new(Executor::new(
+            runner.clone(),
+            instance,
+            Arc::new(WorkflowSet::default()),
+            bus.clone(),
+            config.daemon.max_parallel_runs,
+        ));
+        let stop = CancellationToken::new();
+        let service = Arc::new(Service::new(
+            config.clone(),
+            executor.clone(),
+            bus.clone(),
+            stop.child_token(),
+        ));
+        Ok(App {
+            config,
+            store,
+            host,
+            runner,
+            executor,
+            service,
+            bus,
+            stop,
+            tracker: TaskTracker::new(),
+            left_behind,
+            log_writer,
+        })
+    }
+
+    /// Stop everything this app started: cancel the tree, wait up to
+    /// `deadline` for its tasks (saying how many did not stop), then let
+    /// the log writer store what is left.
+    pub async fn close(self, deadline: Duration) {
+        self.stop.cancel();
+        self.tracker.close();
+        if tokio::time::timeout(deadline, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                tasks = self.tracker.len(),
+                "background tasks did not stop within {deadline:?}; they end with the process"
+            );
+        }
+        let App {
+            log_writer,
+            service,
+            executor,
+            runner,
+            bus,
+            ..
+        } = self;
+        // The writer ends once every sender of the bus is gone.
+        drop((service, executor, runner, bus));
+        if tokio::time::timeout(Duration::from_secs(5), log_writer)
+            .await
+            .is_err()
+        {
+            tracing::warn!("run log lines still unwritten after 5 s are lost");
+        }
+    }
+}
+
+/// Run the daemon until SIGTERM or SIGINT.
+pub async fn run_daemon(config: Config) -> Result<()> {
+    let started = Instant::now();
+    let _lock = DataDirLock::acquire(&config.data_dir, &config.daemon.listen)?;
+    let listen = config.daemon.listen;
+    let app = App::open(config, Mode::Daemon).await?;
+    for (plugin, why) in app.host.warm_up() {
+        tracing::error!(plugin = %plugin, "plugin cannot be loaded: {why}");
+    }
+    let grace = app.config.daemon.shutdown_grace;
+    lifecycle::requeue_interrupted(&app.store, &app.executor.instance, grace).await?;
+    let service = app.service.clone();
+    service.reload_workflows(false);
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let addr = listener.local_addr()?;
+
+    // Triggers decide; the service acts on what they decide.
+    let (fires, mut fire_rx) = mpsc::channel(crate::trigger::FIRE_BUFFER);
+    let triggers_stop = app.stop.child_token();
+    {
+        let (service, stop) = (service.clone(), app.stop.clone());
+        app.tracker.spawn(async move {
+            loop {
+                tokio::select! {
+                    fire = fire_rx.recv() => match fire {
+                        // `fire` logs and records the outcome.
+                        Some(f) => { let _ = service.fire(f).await; }
+                        None => return,
+                    },
+                    () = stop.cancelled() => return,
+                }
+            }
+        });
+    }
+    let triggers = crate::trigger::Context {
+        workflows: app.executor.workflows.clone(),
+        store: app.store.clone(),
+        host: app.host.clone(),
+        bus: app.bus.clone(),
+        fires,
+        tracker: app.tracker.clone(),
+        stop: triggers_stop.clone(),
+    };
+    // Fires missed while the daemon was down are queued before it says it
+    // is ready.
+    for fire in crate::trigger::cron::catch_up(&triggers).await? {
+        // `fire` logs and records the outcome.
+        let _ = service.fire(fire).await;
+    }
+    crate::trigger::start(triggers).await?;
+    let _reload_watcher = watch_for_reload(&app)?;
+    app.tracker.spawn(app.executor.clone().dispatch());
+    app.tracker
+        .spawn(refresh_gpus(app.runner.gpus.clone(), app.stop.clone()));
+    let router = crate::api::router(service.clone());
+    let stopping = service.stopping.clone();
+    let server = app.tracker.spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move { stopping.cancelled().await })
+            .await
+    });
+    service.ready.store(true, Ordering::Relaxed);
+    tracing::info!(address = %addr, ms = started.elapsed().as_millis() as u64, "daemon ready");
+    // Scripts and tests read the address from this line.
+    println!("coach daemon listening on http://{addr}");
+
+    wait_for_stop(&service, &app.stop).await;
+
+    service.ready.store(false, Ordering::Relaxed);
+    tracing::info!(grace = ?grace, "stopping: no new runs; running steps may finish");
+    triggers_stop.cancel();
+    let stopped = app.executor.shutdown(grace).await;
+    for (run, workflow) in &stopped {
+        tracing::warn!(run = %run, workflow = %workflow, "run stopped mid-step by the shutdown; it resumes at the next start");
+    }
+    app.stop.cancel();
+    match tokio::time::timeout(Duration::from_secs(5), server).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => tracing::error!("the HTTP server failed: {e}"),
+        _ => tracing::warn!("the HTTP server did not stop within 5 s"),
+    }
+    drop(service);
+    app.close(Duration::from_secs(5)).await;
+    tracing::info!(stopped = stopped.len(), "daemon stopped");
+    Ok(())
+}
+
+/// Read the GPU inventory again every `[gpus] refresh` (NVML calls block:
+/// off the async threads).
+async fn refresh_gpus(gpus: Arc<GpuQueue>, stop: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(gpus.refresh_every()) => {}
+            () = stop.cancelled() => return,
+        }
+        let g = gpus.clone();
+        if tokio::task::spawn_blocking(move || g.refresh())
+            .await
+            .is_err()
+        {
+            tracing::error!("reading the GPU inventory panicked");
+        }
+    }
+}
+
+/// Until SIGTERM or SIGINT (or the app is stopped); SIGHUP reloads.
+async fn wait_for_stop(service: &Arc<Service>, stop: &CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop with Ctrl-C");
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = term.recv() => { tracing::info!("SIGTERM received"); return; }
+            _ = tokio::signal::ctrl_c() => { tracing::info!("SIGINT received"); return; }
+            _ = hup.recv() => service.reload("SIGHUP").await,
+            () = stop.cancelled() => return,
+        }
+    }
+}
+
+/// Paths a watcher reports before the reloader reads them; a burst beyond
+/// it carries nothing new (any change reloads everything).
+const RELOAD_BUFFER: usize = 1024;
+
+/// Watch the config file, workflow folders and plugin folders; a change
+/// reloads after 300 ms of quiet.
+fn watch_for_reload(app: &App) -> Result<notify::RecommendedWatcher> {
+    let (tx, mut rx) = mpsc::channel::<PathBuf>(RELOAD_BUFFER);
+    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        if let Ok(ev) = res
+            && !matches!(ev.kind, notify::EventKind::Access(_))
+        {
+            for p in ev.paths {
+                let _ = tx.try_send(p);
+            }
+        }
+    })?;
+    let config = &app.config;
+    let watched: Vec<(PathBuf, notify::RecursiveMode)> = config
+        .daemon
+        .workflow_dirs
+        .iter()
+        // Recursive: scripts live in sub-folders (`scripts/`).
+        .map(|d| (d.clone(), notify::RecursiveMode::Recursive))
+        .chain(
+            config
+                .plugin_dirs
+                .iter()
+                .map(|d| (d.clone(), notify::RecursiveMode::Recursive)),
+        )
+        .chain(config.source.iter().filter_map(|s| {
+            s.parent()
+                .map(|p| (p.to_path_buf(), notify::RecursiveMode::NonRecursive))
+        }))
+        .collect();
+    for (path, mode) in &watched {
+        if path.exists()
+            && let Err(e) = watcher.watch(path, *mode)
+        {
+            tracing::warn!(path = %path.display(), "cannot watch for changes: {e}");
+        }
+    }
+    let config_file = config.source.clone().and_then(|s| s.canonicalize().ok());
+    let plugin_dirs = config.plugin_dirs.clone();
+    let (service, stop) = (app.service.clone(), app.stop.clone());
+    app.tracker.spawn(async move {
+        loop {
+            let first = tokio::select! {
+                p = rx.recv() => match p { Some(p) => p, None => return },
+                () = stop.cancelled() => return,
+            };
+            let mut paths = vec![first];
+            while let Ok(Some(p)) =
+                tokio::time::timeout(Duration::from_millis(300), rx.recv()).await
+            {
+                paths.push(p);
+            }
+            // Only files that matter: the config, workflows, scripts,
+            // plugins (not the data beside them).
+            let relevant = paths.iter().any(|p| {
+                config_file
+                    .as_ref()
+                    .is_some_and(|c| p.canonicalize().ok().as_ref() == Some(c) || p == c)
+                    || p.extension()
+                        .is_some_and(|x| x == "toml" || x == "wasm" || x == "rhai")
+                    || plugin_dirs.iter().any(|d| p.starts_with(d) && p != d)
+            });
+            if relevant && !stop.is_cancelled() {
+                service.reload("files changed").await;
+            }
+        }
+    });
+    Ok(watcher)
+}

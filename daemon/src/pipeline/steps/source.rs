@@ -1,0 +1,62 @@
+//! A source step: read the plugin's records (in the sandbox), keep the
+//! examples as a dataset snapshot, and say which records were malformed.
+
+use super::{StepCtx, job_spec, save_snapshot};
+use crate::pipeline::Output;
+use crate::plugin::job::SourceOutput;
+use crate::plugin::{JobSpec, PluginHost};
+use crate::workflow::Step;
+use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+/// Batches a source hands over per call.
+const BATCH: u32 = 1024;
+
+/// Read everything step `step`'s source plugin produces, as job `spec`.
+/// The source step and trigger conditions (which compare the data now with
+/// the last run's) read through here.
+pub async fn read(host: Arc<PluginHost>, step: &Step, spec: JobSpec) -> Result<SourceOutput> {
+    let id = step.action_name().to_owned();
+    let config = Value::Object(step.with.clone()).to_string();
+    Ok(
+        tokio::task::spawn_blocking(move || host.source(&id, spec)?.read_all(&config, BATCH))
+            .await
+            .context("the source job panicked")??,
+    )
+}
+
+pub async fn run(ctx: &StepCtx<'_>) -> Result<Output> {
+    let out = read(ctx.runner.host.clone(), ctx.step, job_spec(ctx)).await?;
+    if out.bad_records > 0 {
+        let first: Vec<String> = out
+            .first_bad
+            .iter()
+            .take(5)
+            .map(|(l, r)| format!("{l}: {r}"))
+            .collect();
+        ctx.reporter.step_note(
+            &ctx.step.id,
+            &format!(
+                "skipped {} malformed record(s): {}",
+                out.bad_records,
+                first.join("; ")
+            ),
+        );
+    }
+    if out.examples.is_empty() {
+        bail!("the source produced no examples");
+    }
+    let rows = out
+        .examples
+        .iter()
+        .map(crate::plugin::convert::from_guest)
+        .collect();
+    let origin = json!({
+        "step": ctx.step.id,
+        "plugin": ctx.step.action_name(),
+        "bad_records": out.bad_records,
+        "first_bad": out.first_bad.iter().map(|(l, r)| json!({"location": l, "reason": r})).collect::<Vec<_>>(),
+    });
+    Ok(Output::Dataset(save_snapshot(ctx, rows, origin).await?))
+}

@@ -1,0 +1,334 @@
+//! The parameters of the built-in step kinds, typed: what each kind takes
+//! (the schema `coach validate` checks names and types against), its
+//! defaults, and its ranges. The same [`BuiltinParams::read`] runs when a
+//! workflow is validated and when a step runs (after a `params` script
+//! has added its own), so a value that would fail a run is refused by
+//! `coach validate` first.
+
+use super::Builtin;
+use crate::core::ids::ModelName;
+use crate::core::params::{ParamType, Parameter};
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+
+/// A parameter that is out of range, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParamError {
+    /// The parameter at fault (`None`: the combination).
+    pub key: Option<&'static str>,
+    pub message: String,
+}
+
+/// How a split step assigns splits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SplitMode {
+    /// Stratified by intent, seeded.
+    Stratified,
+    /// Keep the splits the data came with.
+    Keep,
+}
+
+/// `kind = "split"`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SplitParams {
+    /// `None`: keep the data's own splits when it has any, else stratify.
+    pub mode: Option<SplitMode>,
+    /// Share of each intent for validation. Default 0.1.
+    pub validation: f64,
+    /// Share of each intent held back for the test. Default 0.1 when
+    /// stratifying, 0 when keeping.
+    pub test: Option<f64>,
+    /// Default 7.
+    pub seed: u64,
+}
+
+impl SplitParams {
+    pub const DEFAULT_VALIDATION: f64 = 0.1;
+    pub const DEFAULT_TEST: f64 = 0.1;
+    pub const DEFAULT_SEED: u64 = 7;
+
+    /// The mode for a dataset that has (or has not) splits of its own.
+    pub fn mode_for(&self, data_has_splits: bool) -> SplitMode {
+        self.mode.unwrap_or(if data_has_splits {
+            SplitMode::Keep
+        } else {
+            SplitMode::Stratified
+        })
+    }
+
+    /// The test share in `mode`.
+    pub fn test_for(&self, mode: SplitMode) -> f64 {
+        self.test.unwrap_or(match mode {
+            SplitMode::Stratified => Self::DEFAULT_TEST,
+            SplitMode::Keep => 0.0,
+        })
+    }
+}
+
+/// Which split an evaluate step scores on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EvaluateOn {
+    /// The test split when the data has one, else validation.
+    Auto,
+    Test,
+    Validation,
+}
+
+/// `kind = "evaluate"`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EvaluateParams {
+    pub on: EvaluateOn,
+    /// The intent that means "out of scope". Default `oos`.
+    pub oos_label: String,
+    /// How many of the most frequent confusions to keep. Default 10.
+    pub top_confusions: usize,
+}
+
+/// `kind = "register"`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RegisterParams {
+    /// The model name; default the workflow's name.
+    pub name: Option<ModelName>,
+}
+
+/// The typed parameters of a built-in step.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BuiltinParams {
+    Split(SplitParams),
+    Evaluate(EvaluateParams),
+    Register(RegisterParams),
+    /// The kinds whose settings are keys of their own (`when`, `command`)
+    /// or a script (`with.script`).
+    Other,
+}
+
+/// `(name, type, accepted values)` of each built-in kind's parameters.
+type Schema = &'static [(&'static str, ParamType, &'static [&'static str])];
+
+impl Builtin {
+    fn schema(self) -> Schema {
+        match self {
+            Builtin::Split => &[
+                ("mode", ParamType::String, &["keep", "stratified"]),
+                ("validation", ParamType::Float, &[]),
+                ("test", ParamType::Float, &[]),
+                ("seed", ParamType::Integer, &[]),
+            ],
+            Builtin::Evaluate => &[
+                ("on", ParamType::String, &["auto", "test", "validation"]),
+                ("oos_label", ParamType::String, &[]),
+                ("top_confusions", ParamType::Integer, &[]),
+            ],
+            Builtin::Register => &[("name", ParamType::String, &[])],
+            Builtin::Rules => &[("script", ParamType::String, &[])],
+            Builtin::Gate => &[],
+            // A process takes `command`, `env` and `workdir` instead.
+            Builtin::Process => &[],
+        }
+    }
+
+    /// The parameters the kind accepts, as a plugin manifest declares its
+    /// own.
+    pub fn parameters(self) -> BTreeMap<String, Parameter> {
+        self.schema()
+            .iter()
+            .map(|(name, ty, one_of)| {
+                (
+                    (*name).to_owned(),
+                    Parameter {
+                        ty: *ty,
+                        required: false,
+                        one_of: one_of.iter().map(|s| (*s).to_owned()).collect(),
+                        description: String::new(),
+                    },
+                )
+            })
+            .collect()
+    }
+}
+
+impl BuiltinParams {
+    /// Read the parameters of a `kind` step from `with` (names and types
+    /// already checked against the schema): defaults filled in, ranges
+    /// checked. Every problem is returned, not only the first.
+    pub fn read(
+        kind: Builtin,
+        with: &Map<String, Value>,
+    ) -> Result<BuiltinParams, Vec<ParamError>> {
+        let mut errors = Vec::new();
+        let params = match kind {
+            Builtin::Split => BuiltinParams::Split(split(with, &mut errors)),
+            Builtin::Evaluate => BuiltinParams::Evaluate(evaluate(with, &mut errors)),
+            Builtin::Register => BuiltinParams::Register(register(with, &mut errors)),
+            Builtin::Gate | Builtin::Rules | Builtin::Process => BuiltinParams::Other,
+        };
+        if errors.is_empty() {
+            Ok(params)
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+fn error(errors: &mut Vec<ParamError>, key: &'static str, message: String) {
+    errors.push(ParamError {
+        key: Some(key),
+        message,
+    });
+}
+
+/// A fraction in `[0, 1)`.
+fn fraction(
+    with: &Map<String, Value>,
+    key: &'static str,
+    errors: &mut Vec<ParamError>,
+) -> Option<f64> {
+    let v = with.get(key)?.as_f64()?;
+    if (0.0..1.0).contains(&v) {
+        Some(v)
+    } else {
+        error(
+            errors,
+            key,
+            format!("`{key}` is {v}; it must be a fraction from 0 up to (not including) 1"),
+        );
+        None
+    }
+}
+
+fn split(with: &Map<String, Value>, errors: &mut Vec<ParamError>) -> SplitParams {
+    let mode = with.get("mode").and_then(Value::as_str).map(|m| match m {
+        "keep" => SplitMode::Keep,
+        _ => SplitMode::Stratified,
+    });
+    let validation = fraction(with, "validation", errors);
+    let test = fraction(with, "test", errors);
+    let seed = match with.get("seed").map(|v| (v, v.as_u64())) {
+        None => SplitParams::DEFAULT_SEED,
+        Some((_, Some(s))) => s,
+        Some((v, None)) => {
+            error(
+                errors,
+                "seed",
+                format!("`seed` is {v}; it must be 0 or more"),
+            );
+            SplitParams::DEFAULT_SEED
+        }
+    };
+    let p = SplitParams {
+        mode,
+        validation: validation.unwrap_or(SplitParams::DEFAULT_VALIDATION),
+        test,
+        seed,
+    };
+    // The sum can only be judged for the mode the step will run in; with no
+    // mode given, judge it as stratified when the test share is given (a
+    // kept split holds no test share of its own).
+    let sum_mode = p.mode.unwrap_or(if p.test.is_some() {
+        SplitMode::Stratified
+    } else {
+        SplitMode::Keep
+    });
+    let total = p.validation + p.test_for(sum_mode);
+    if errors.is_empty() && total >= 1.0 {
+        errors.push(ParamError {
+            key: None,
+            message: format!(
+                "`validation` ({}) and `test` ({}) together take every example; leave some for training",
+                p.validation,
+                p.test_for(sum_mode)
+            ),
+        });
+    }
+    p
+}
+
+fn evaluate(with: &Map<String, Value>, errors: &mut Vec<ParamError>) -> EvaluateParams {
+    let on = match with.get("on").and_then(Value::as_str) {
+        Some("test") => EvaluateOn::Test,
+        Some("validation") => EvaluateOn::Validation,
+        _ => EvaluateOn::Auto,
+    };
+    let oos_label = match with.get("oos_label").and_then(Value::as_str) {
+        None => "oos".to_owned(),
+        Some("") => {
+            error(errors, "oos_label", "`oos_label` is empty".into());
+            "oos".to_owned()
+        }
+        Some(l) => l.to_owned(),
+    };
+    let top_confusions = match with.get("top_confusions") {
+        None => 10,
+        Some(v) => match v.as_u64().filter(|n| *n <= 10_000) {
+            Some(n) => n as usize,
+            None => {
+                error(
+                    errors,
+                    "top_confusions",
+                    format!("`top_confusions` is {v}; it must be between 0 and 10000"),
+                );
+                10
+            }
+        },
+    };
+    EvaluateParams {
+        on,
+        oos_label,
+        top_confusions,
+    }
+}
+
+fn register(with: &Map<String, Value>, errors: &mut Vec<ParamError>) -> RegisterParams {
+    let name = with.get("name").and_then(Value::as_str).and_then(|n| {
+        ModelName::try_from(n)
+            .map_err(|e| error(errors, "name", e))
+            .ok()
+    });
+    RegisterParams { name }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn read(kind: Builtin, with: Value) -> Result<BuiltinParams, Vec<ParamError>> {
+        BuiltinParams::read(kind, with.as_object().unwrap())
+    }
+
+    #[test]
+    fn defaults_fill_what_is_not_given() {
+        let Ok(BuiltinParams::Split(s)) = read(Builtin::Split, json!({})) else {
+            panic!()
+        };
+        assert_eq!((s.mode, s.validation, s.test, s.seed), (None, 0.1, None, 7));
+        assert_eq!(s.mode_for(true), SplitMode::Keep);
+        assert_eq!(s.test_for(SplitMode::Stratified), 0.1);
+        let Ok(BuiltinParams::Evaluate(e)) = read(Builtin::Evaluate, json!({})) else {
+            panic!()
+        };
+        assert_eq!(
+            (e.on, e.oos_label.as_str(), e.top_confusions),
+            (EvaluateOn::Auto, "oos", 10)
+        );
+    }
+
+    #[test]
+    fn out_of_range_values_are_refused_each_by_name() {
+        let e = read(Builtin::Split, json!({"validation": 1.5, "test": -0.1})).unwrap_err();
+        assert_eq!(
+            e.iter().map(|e| e.key).collect::<Vec<_>>(),
+            [Some("validation"), Some("test")]
+        );
+        assert!(e[0].message.contains("1.5"), "{}", e[0].message);
+        let e = read(
+            Builtin::Split,
+            json!({"mode": "stratified", "validation": 0.5, "test": 0.5}),
+        )
+        .unwrap_err();
+        assert_eq!(e[0].key, None);
+        let e = read(Builtin::Register, json!({"name": "a b"})).unwrap_err();
+        assert_eq!(e[0].key, Some("name"));
+        assert!(read(Builtin::Evaluate, json!({"top_confusions": -1})).is_err());
+    }
+}
