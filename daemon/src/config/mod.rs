@@ -88,10 +88,10 @@ pub struct RawSlurm {
     /// (default: `PATH`).
     pub bin_dir: Option<PathBuf>,
     /// How often job states are read. Default `2s`.
-    pub poll: Option<String>,
+    pub poll: Option<units::HumanDuration>,
     /// A client command that takes longer has failed (Slurm's commands
     /// block while the controller is down). Default `20s`.
-    pub command_timeout: Option<String>,
+    pub command_timeout: Option<units::HumanDuration>,
     /// More `sbatch` arguments, as given: `["--qos=normal"]`.
     #[serde(default)]
     pub sbatch_args: Vec<String>,
@@ -135,15 +135,8 @@ fn slurm_settings(
     errors: &mut Vec<String>,
 ) -> SlurmSettings {
     let d = SlurmSettings::default();
-    let mut duration = |field: &str, v: &Option<String>, default: Duration| match v {
-        None => default,
-        Some(s) => units::parse_duration(s).unwrap_or_else(|e| {
-            errors.push(format!("slurm.{field}: {e}"));
-            default
-        }),
-    };
-    let poll = duration("poll", &raw.poll, d.poll);
-    let command_timeout = duration("command_timeout", &raw.command_timeout, d.command_timeout);
+    let poll = raw.poll.map_or(d.poll, |p| p.0);
+    let command_timeout = raw.command_timeout.map_or(d.command_timeout, |t| t.0);
     let mut partitions = BTreeMap::new();
     for (name, partition) in &raw.partitions {
         match crate::scheduler::gpu::Priority::parse(name) {
@@ -182,10 +175,10 @@ pub struct RawGpus {
     #[serde(default)]
     pub devices: Vec<RawGpu>,
     /// How often the inventory is read again. Default `10s`.
-    pub refresh: Option<String>,
+    pub refresh: Option<units::HumanDuration>,
     /// Waiting this long raises a request one priority class (up to
     /// `high`). Default `1h`; `0s` turns aging off.
-    pub aging: Option<String>,
+    pub aging: Option<units::HumanDuration>,
     /// Queues by name: `weight` (fair share, default 1), `gpus` (quota;
     /// default: no limit), `borrow` (use GPUs other queues leave idle;
     /// default true).
@@ -197,7 +190,7 @@ pub struct RawGpus {
 #[serde(deny_unknown_fields)]
 pub struct RawGpu {
     pub name: String,
-    pub memory: String,
+    pub memory: units::ByteSize,
     /// Declare a GPU drained. Default true.
     pub healthy: Option<bool>,
 }
@@ -266,28 +259,17 @@ fn gpu_settings(raw: &RawGpus, errors: &mut Vec<String>) -> GpuSettings {
     let devices = raw
         .devices
         .iter()
-        .enumerate()
-        .map(|(i, g)| StaticGpu {
+        .map(|g| StaticGpu {
             name: g.name.clone(),
-            memory: units::parse_size(&g.memory).unwrap_or_else(|e| {
-                errors.push(format!("gpus.devices[{i}].memory: {e}"));
-                0
-            }),
+            memory: g.memory.0,
             healthy: g.healthy.unwrap_or(true),
         })
         .collect::<Vec<_>>();
     if inventory == InventoryKind::Static && devices.is_empty() {
         errors.push("gpus.inventory is `static` but `gpus.devices` declares none".into());
     }
-    let mut duration = |field: &str, v: &Option<String>, default: Duration| match v {
-        None => default,
-        Some(s) => units::parse_duration(s).unwrap_or_else(|e| {
-            errors.push(format!("gpus.{field}: {e}"));
-            default
-        }),
-    };
-    let refresh = duration("refresh", &raw.refresh, d.refresh);
-    let aging = duration("aging", &raw.aging, d.aging);
+    let refresh = raw.refresh.map_or(d.refresh, |r| r.0);
+    let aging = raw.aging.map_or(d.aging, |a| a.0);
     let queues = raw
         .queues
         .iter()
@@ -330,20 +312,20 @@ pub struct RawDaemon {
     pub max_parallel_runs: Option<usize>,
     /// On SIGTERM/SIGINT, how long running steps may take to finish before
     /// they are cancelled (and resumed at the next start). Default `30s`.
-    pub shutdown_grace: Option<String>,
+    pub shutdown_grace: Option<units::HumanDuration>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawLimits {
     /// Linear memory per plugin instance. Default `2GiB`.
-    pub memory: Option<String>,
+    pub memory: Option<units::ByteSize>,
     /// Wall-clock time per plugin call. Default `30m`.
-    pub timeout: Option<String>,
+    pub timeout: Option<units::HumanDuration>,
     /// Bytes of stdout + stderr per call. Default `64KiB`.
-    pub output: Option<String>,
+    pub output: Option<units::ByteSize>,
     /// Bytes a plugin may pass to the host per call. Default `256MiB`.
-    pub hostcall_data: Option<String>,
+    pub hostcall_data: Option<units::ByteSize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -381,6 +363,39 @@ impl Default for Limits {
 pub struct Grant {
     /// Canonical folders under which files may be read.
     pub read: Vec<PathBuf>,
+}
+
+/// A config error named by the key at fault and its place: sizes and
+/// durations read themselves, so their errors come from the parser.
+fn located(text: &str, e: &toml::de::Error) -> anyhow::Error {
+    let Some(span) = e.span() else {
+        return anyhow::anyhow!("{e}");
+    };
+    let at = span.start.min(text.len());
+    let before = &text[..at];
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line_no = before.matches('\n').count() + 1;
+    let column = before[line_start..].chars().count() + 1;
+    let line = text[line_start..].lines().next().unwrap_or("");
+    let key = line
+        .split('=')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .trim_matches('"');
+    let table = before[..line_start].lines().rev().find_map(|l| {
+        let l = l.trim();
+        l.starts_with('[')
+            .then(|| l.trim_matches(['[', ']']).trim().to_owned())
+    });
+    let key = match table {
+        Some(t) if !t.is_empty() && !key.is_empty() => format!("{t}.{key}"),
+        _ => key.to_owned(),
+    };
+    anyhow::anyhow!(
+        "`{key}` (line {line_no}, column {column}): {}",
+        e.message().trim()
+    )
 }
 
 /// Validated settings.
@@ -440,7 +455,7 @@ impl Config {
 
     /// Parse and validate config text; relative paths resolve against `base`.
     pub fn from_toml(text: &str, base: &Path, source: Option<PathBuf>) -> Result<Config> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let raw: RawConfig = toml::from_str(text).map_err(|e| located(text, &e))?;
         let resolve = |p: &Path| {
             if p.is_absolute() {
                 p.to_path_buf()
@@ -449,24 +464,12 @@ impl Config {
             }
         };
         let mut errors = Vec::new();
-        let mut size = |field: &str, v: &Option<String>, default: u64| match v {
-            None => default,
-            Some(s) => units::parse_size(s).unwrap_or_else(|e| {
-                errors.push(format!("limits.{field}: {e}"));
-                default
-            }),
-        };
         let d = Limits::default();
-        let memory = size("memory", &raw.limits.memory, d.memory);
-        let output = size("output", &raw.limits.output, d.output);
-        let hostcall_data = size("hostcall_data", &raw.limits.hostcall_data, d.hostcall_data);
-        let timeout = match &raw.limits.timeout {
-            None => d.timeout,
-            Some(s) => units::parse_duration(s).unwrap_or_else(|e| {
-                errors.push(format!("limits.timeout: {e}"));
-                d.timeout
-            }),
-        };
+        let l = &raw.limits;
+        let memory = l.memory.map_or(d.memory, |m| m.0);
+        let output = l.output.map_or(d.output, |o| o.0);
+        let hostcall_data = l.hostcall_data.map_or(d.hostcall_data, |h| h.0);
+        let timeout = l.timeout.map_or(d.timeout, |t| t.0);
         let mut grants = BTreeMap::new();
         for (plugin, g) in raw.grants {
             let mut read = Vec::new();
@@ -496,13 +499,10 @@ impl Config {
             ));
             std::net::SocketAddr::from(([127, 0, 0, 1], 7878))
         });
-        let shutdown_grace = match &raw.daemon.shutdown_grace {
-            None => Duration::from_secs(30),
-            Some(s) => units::parse_duration(s).unwrap_or_else(|e| {
-                errors.push(format!("daemon.shutdown_grace: {e}"));
-                Duration::from_secs(30)
-            }),
-        };
+        let shutdown_grace = raw
+            .daemon
+            .shutdown_grace
+            .map_or(Duration::from_secs(30), |g| g.0);
         let max_parallel_runs = raw.daemon.max_parallel_runs.unwrap_or(2);
         if max_parallel_runs == 0 {
             errors.push("daemon.max_parallel_runs must be at least 1".into());
@@ -661,14 +661,20 @@ mod tests {
         assert_eq!(c.slurm.conf, Some(PathBuf::from("/etc/coach/slurm.conf")));
         assert_eq!(c.slurm.poll, Duration::from_millis(500));
         let e = Config::from_toml(
-            "[slurm]\npartitions = { urgent = \"x\" }\ncommand_timeout = \"soon\"",
+            "[slurm]\npartitions = { urgent = \"x\" }",
             Path::new("."),
             None,
         )
         .unwrap_err()
         .to_string();
         assert!(e.contains("slurm.partitions.urgent: not a priority"), "{e}");
-        assert!(e.contains("slurm.command_timeout"), "{e}");
+        let e = Config::from_toml("[slurm]\ncommand_timeout = \"soon\"", Path::new("."), None)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "`slurm.command_timeout` (line 2, column 19): `soon` is not a duration like `30s` or `10m`"
+        );
     }
 
     #[test]

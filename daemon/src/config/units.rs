@@ -1,7 +1,50 @@
 //! Human units in configuration: sizes (`64KiB`, `1GiB`) and durations
-//! (`500ms`, `30s`, `10m`, `2h`).
+//! (`500ms`, `30s`, `10m`, `2h`), as types that read themselves
+//! ([`ByteSize`], [`HumanDuration`]): a config field of either type is
+//! checked as the file is read, and a bad value is reported at its line
+//! and column.
 
+use serde::Deserialize;
+use std::fmt;
 use std::time::Duration;
+
+/// A number of bytes, written `512MiB`, `1GiB`, `64KiB` or plain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(try_from = "String")]
+pub struct ByteSize(pub u64);
+
+impl TryFrom<String> for ByteSize {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<ByteSize, String> {
+        parse_size(&s).map(ByteSize)
+    }
+}
+
+impl fmt::Display for ByteSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&format_size(self.0))
+    }
+}
+
+/// A span of time, written `250ms`, `30s`, `10m`, `2h` or plain seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(try_from = "String")]
+pub struct HumanDuration(pub Duration);
+
+impl TryFrom<String> for HumanDuration {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<HumanDuration, String> {
+        parse_duration(&s).map(HumanDuration)
+    }
+}
+
+impl fmt::Display for HumanDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&format_duration(self.0))
+    }
+}
 
 /// Parse a size such as `512MiB`, `1GiB`, `64KiB`, `1000B` or a plain byte count.
 pub fn parse_size(text: &str) -> Result<u64, String> {
@@ -107,5 +150,26 @@ mod tests {
         assert_eq!(parse_duration("10m").unwrap(), Duration::from_secs(600));
         assert!(parse_duration("soon").is_err());
         assert_eq!(format_duration(Duration::from_secs(150)), "2 min 30 s");
+    }
+
+    #[test]
+    fn config_fields_read_and_show_their_units() {
+        #[derive(Deserialize)]
+        struct T {
+            size: ByteSize,
+            wait: HumanDuration,
+        }
+        let t: T = toml::from_str("size = \"2GiB\"\nwait = \"90s\"").unwrap();
+        assert_eq!((t.size.0, t.wait.0), (2 << 30, Duration::from_secs(90)));
+        assert_eq!(t.size.to_string(), "2 GiB");
+        assert_eq!(t.wait.to_string(), "1 min 30 s");
+        let e = toml::from_str::<T>("size = \"2GiB\"\nwait = \"soon\"")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("line 2") && e.contains("`soon` is not a duration"),
+            "{e}"
+        );
     }
 }
