@@ -337,10 +337,14 @@ fn watch_for_reload(app: &App) -> Result<notify::RecommendedWatcher> {
                 () = stop.cancelled() => return,
             };
             let mut paths = vec![first];
-            while let Ok(Some(p)) =
-                tokio::time::timeout(Duration::from_millis(300), rx.recv()).await
-            {
-                paths.push(p);
+            loop {
+                tokio::select! {
+                    more = tokio::time::timeout(Duration::from_millis(300), rx.recv()) => match more {
+                        Ok(Some(p)) => paths.push(p),
+                        _ => break,
+                    },
+                    () = stop.cancelled() => return,
+                }
             }
             // Only files that matter: the config, workflows, scripts,
             // plugins (not the data beside them).

@@ -90,7 +90,13 @@ async fn check_loop(ctx: Context, wf: Arc<Workflow>, stop: CancellationToken) {
             _ = tick.tick() => {}
             () = stop.cancelled() => return,
         }
-        match check(&ctx, &wf).await {
+        let checked = tokio::select! {
+            checked = check(&ctx, &wf) => checked,
+            // A check reads sources through plugins: stopping does not
+            // wait for it (the plugin job is cancelled too).
+            () = stop.cancelled() => return,
+        };
+        match checked {
             Ok(Some(fire)) => {
                 if !ctx.emit(fire).await {
                     return;

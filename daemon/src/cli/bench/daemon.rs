@@ -64,7 +64,10 @@ pub(super) fn start(config: &Path, log: &Path) -> Result<Proc> {
         .stderr(std::fs::File::create(log)?)
         .spawn()
         .context("cannot start `coach daemon`")?;
-    let out = child.stdout.take().expect("piped stdout");
+    let out = child
+        .stdout
+        .take()
+        .context("cannot read the daemon's output")?;
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(out).lines().map_while(Result::ok) {

@@ -69,7 +69,14 @@ pub async fn run(ctx: &StepCtx<'_>) -> Result<Output> {
         .into_iter()
         .collect();
     let artifacts = ctx.runner.artifacts.clone();
-    let metrics = out.metrics.iter().cloned().collect();
+    // A metric that is not a number (NaN, ∞) says nothing and could not be
+    // stored as one.
+    let metrics = out
+        .metrics
+        .iter()
+        .filter(|(_, v)| v.is_finite())
+        .cloned()
+        .collect();
     let (bytes, artifact) = tokio::task::spawn_blocking(move || {
         let hash = artifacts.put(&out.model)?;
         Ok::<_, anyhow::Error>((out.model, hash))

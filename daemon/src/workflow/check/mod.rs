@@ -17,8 +17,10 @@
 //!    show up here again).
 
 mod graph;
+mod process;
 mod step;
 mod trigger;
+mod with;
 
 use super::error::{Errors, Located};
 use super::{Catalog, Executor, ScriptRef, Workflow, scripts_of, version_hash};
@@ -30,7 +32,7 @@ use std::path::{Path, PathBuf};
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
-pub use step::check_computed_params;
+pub use with::check_computed_params;
 
 const TOP_KEYS: &[&str] = &[
     "version",
