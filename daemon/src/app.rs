@@ -17,7 +17,7 @@ use crate::pipeline::Runner;
 use crate::plugin::PluginHost;
 use crate::registry::Artifacts;
 use crate::service::Service;
-use crate::service::lifecycle::{self, LeftBehind};
+use crate::service::lifecycle;
 use crate::service::lock::DataDirLock;
 use crate::store::Store;
 use crate::workflow::set::WorkflowSet;
@@ -54,8 +54,6 @@ pub struct App {
     pub stop: CancellationToken,
     /// Every background task.
     pub tracker: TaskTracker,
-    /// Runs that processes which died left behind, found while opening.
-    pub left_behind: Vec<LeftBehind>,
     /// Writes run log lines to the store until every sender is gone.
     log_writer: tokio::task::JoinHandle<()>,
 }
@@ -74,8 +72,7 @@ impl App {
         let store = Store::connect(&config.database_url()).await?;
         let host = Arc::new(PluginHost::new(&config)?);
         let grace = config.daemon.shutdown_grace;
-        let left_behind = lifecycle::end_orphaned_cli_runs(&store, grace).await?;
-        for l in &left_behind {
+        for l in lifecycle::end_orphaned_cli_runs(&store, grace).await? {
             tracing::warn!(run = %l.run, workflow = %l.workflow, "{}", l.what);
         }
         let metrics = Arc::new(Metrics::new());
@@ -94,14 +91,15 @@ impl App {
             Mode::Daemon => lifecycle::instance_name(&config.data_dir),
             Mode::Command => lifecycle::cli_identity(),
         };
+        let stop = CancellationToken::new();
         let executor = Arc::new(Executor::new(
             runner.clone(),
             instance,
             Arc::new(WorkflowSet::default()),
             bus.clone(),
             config.daemon.max_parallel_runs,
+            &stop,
         ));
-        let stop = CancellationToken::new();
         let service = Arc::new(Service::new(
             config.clone(),
             executor.clone(),
@@ -118,7 +116,6 @@ impl App {
             bus,
             stop,
             tracker: TaskTracker::new(),
-            left_behind,
             log_writer,
         })
     }
@@ -157,6 +154,10 @@ impl App {
     }
 }
 
+/// How often the daemon looks for runs of `coach run` processes on this
+/// host that died.
+const ORPHAN_SWEEP: Duration = Duration::from_secs(15);
+
 /// Run the daemon until SIGTERM or SIGINT.
 pub async fn run_daemon(config: Config) -> Result<()> {
     let started = Instant::now();
@@ -183,9 +184,14 @@ pub async fn run_daemon(config: Config) -> Result<()> {
         app.tracker.spawn(async move {
             loop {
                 tokio::select! {
-                    fire = fire_rx.recv() => match fire {
-                        // `fire` logs and records the outcome.
-                        Some(f) => { let _ = service.fire(f).await; }
+                    emitted = fire_rx.recv() => match emitted {
+                        Some(crate::trigger::Emitted { fire, done }) => {
+                            // `fire` logs and records the outcome.
+                            let _ = service.fire(fire).await;
+                            if let Some(done) = done {
+                                let _ = done.send(());
+                            }
+                        }
                         None => return,
                     },
                     () = stop.cancelled() => return,
@@ -211,6 +217,29 @@ pub async fn run_daemon(config: Config) -> Result<()> {
     crate::trigger::start(triggers).await?;
     let _reload_watcher = watch_for_reload(&app)?;
     app.tracker.spawn(app.executor.clone().dispatch());
+    // A `coach run` killed while the daemon runs leaves its run `running`;
+    // a `forbid` workflow would wait on it for ever.
+    {
+        let (store, stop) = (app.store.clone(), app.stop.clone());
+        app.tracker.spawn(async move {
+            loop {
+                tokio::select! {
+                    () = tokio::time::sleep(ORPHAN_SWEEP) => {}
+                    () = stop.cancelled() => return,
+                }
+                match lifecycle::end_orphaned_cli_runs(&store, grace).await {
+                    Ok(ended) => {
+                        for l in ended {
+                            tracing::warn!(run = %l.run, workflow = %l.workflow, "{}", l.what);
+                        }
+                    }
+                    Err(e) => tracing::error!(
+                        "cannot look for runs of `coach run` processes that are gone: {e:#}"
+                    ),
+                }
+            }
+        });
+    }
     app.tracker
         .spawn(refresh_gpus(app.runner.gpus.clone(), app.stop.clone()));
     let router = crate::api::router(service.clone());
@@ -228,6 +257,8 @@ pub async fn run_daemon(config: Config) -> Result<()> {
     wait_for_stop(&service, &app.stop).await;
 
     service.ready.store(false, Ordering::Relaxed);
+    // The grace in service now (a reload may have changed it).
+    let grace = service.config().daemon.shutdown_grace;
     tracing::info!(grace = ?grace, "stopping: no new runs; running steps may finish");
     triggers_stop.cancel();
     let stopped = app.executor.shutdown(grace).await;
@@ -285,20 +316,25 @@ async fn wait_for_stop(service: &Arc<Service>, stop: &CancellationToken) {
     }
 }
 
-/// Paths a watcher reports before the reloader reads them; a burst beyond
-/// it carries nothing new (any change reloads everything).
+/// Paths a watcher reports before the reloader reads them. A burst beyond
+/// it is not dropped silently: it forces a reload (a change that matters
+/// may have been among the paths not kept).
 const RELOAD_BUFFER: usize = 1024;
 
 /// Watch the config file, workflow folders and plugin folders; a change
 /// reloads after 300 ms of quiet.
 fn watch_for_reload(app: &App) -> Result<notify::RecommendedWatcher> {
     let (tx, mut rx) = mpsc::channel::<PathBuf>(RELOAD_BUFFER);
+    let overflowed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let overflow = overflowed.clone();
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
         if let Ok(ev) = res
             && !matches!(ev.kind, notify::EventKind::Access(_))
         {
             for p in ev.paths {
-                let _ = tx.try_send(p);
+                if let Err(mpsc::error::TrySendError::Full(_)) = tx.try_send(p) {
+                    overflow.store(true, Ordering::Relaxed);
+                }
             }
         }
     })?;
@@ -348,7 +384,8 @@ fn watch_for_reload(app: &App) -> Result<notify::RecommendedWatcher> {
             }
             // Only files that matter: the config, workflows, scripts,
             // plugins (not the data beside them).
-            let relevant = paths.iter().any(|p| {
+            let relevant = overflowed.swap(false, Ordering::Relaxed)
+                || paths.iter().any(|p| {
                 config_file
                     .as_ref()
                     .is_some_and(|c| p.canonicalize().ok().as_ref() == Some(c) || p == c)

@@ -46,22 +46,62 @@ fn read_layers(doc: &str) -> Layers {
     Layers { rank, never }
 }
 
-/// The code of a file without comments and without its test module (by
-/// convention last, after `#[cfg(test)]`).
+/// The code of a file without comments and without the items marked
+/// `#[cfg(test)]` (a `mod tests;` line, or a block up to its closing
+/// brace).
 fn product_code(text: &str) -> Vec<(usize, String)> {
     let mut out = Vec::new();
+    // Inside a test item: the brace depth so far (`None`: its first line
+    // is yet to come).
+    let mut test_item: Option<Option<i64>> = None;
     for (i, line) in text.lines().enumerate() {
-        let trimmed = line.trim_start();
-        if trimmed.starts_with("#[cfg(test)]") {
-            break;
-        }
         let code = match line.find("//") {
             Some(at) => &line[..at],
             None => line,
         };
+        if code.trim_start().starts_with("#[cfg(test)]") {
+            test_item = Some(None);
+            continue;
+        }
+        if let Some(depth) = test_item {
+            if code.trim().is_empty() {
+                continue;
+            }
+            let opened = code.matches('{').count() as i64 - code.matches('}').count() as i64;
+            let depth = depth.unwrap_or(0) + opened;
+            let ends_here = code.contains('}') || code.trim_end().ends_with(';');
+            test_item = if depth <= 0 && ends_here {
+                None
+            } else {
+                Some(Some(depth))
+            };
+            continue;
+        }
         out.push((i + 1, code.to_owned()));
     }
     out
+}
+
+/// Whether `file` is a test module its parent declares under
+/// `#[cfg(test)]` (`mod tests;` beside it).
+fn is_test_module(file: &Path) -> bool {
+    let Some(stem) = file.file_stem().and_then(|s| s.to_str()) else {
+        return false;
+    };
+    let Some(dir) = file.parent() else {
+        return false;
+    };
+    let parents = [
+        dir.join("mod.rs"),
+        dir.with_extension("rs"),
+        dir.join("lib.rs"),
+    ];
+    parents.iter().any(|p| {
+        std::fs::read_to_string(p).is_ok_and(|t| {
+            t.replace("\r\n", "\n")
+                .contains(&format!("#[cfg(test)]\nmod {stem};"))
+        })
+    })
 }
 
 /// The top-level modules a line of code names through `crate::`.
@@ -127,7 +167,7 @@ fn violations(src: &Path, layers: &Layers) -> Vec<String> {
         if module == "lib" || module == "main" {
             continue;
         }
-        if rel.file_name().is_some_and(|f| f == "tests.rs") {
+        if is_test_module(&file) {
             continue;
         }
         let Some(&own) = layers.rank.get(&module) else {
@@ -209,8 +249,9 @@ fn every_module_imports_only_the_layers_below_it() {
 }
 
 /// The check finds what it is meant to: an upward import, a grouped one,
-/// one written inline, one between siblings, and a forbidden pair; and it
-/// ignores comments and test modules.
+/// one written inline, one between siblings, a forbidden pair, and one
+/// after a test module; it ignores comments, test modules and the files
+/// their parents declare as such.
 #[test]
 fn the_layer_check_catches_upward_imports() {
     let dir = tempfile::tempdir().unwrap();
@@ -231,13 +272,16 @@ fn the_layer_check_catches_upward_imports() {
     );
     write(
         "plugin/mod.rs",
-        "use crate::compute::gpus;\n#[cfg(test)]\nmod tests { use crate::cli; }\n",
+        "use crate::compute::gpus;\n#[cfg(test)]\nmod tests {\n    use crate::cli;\n}\nfn after() { crate::api::x(); }\n",
     );
     write(
         "cli/mod.rs",
         "use crate::api::router;\nuse crate::store::Store;\n",
     );
+    write("compute/mod.rs", "#[cfg(test)]\nmod tests;\n");
     write("compute/tests.rs", "use crate::cli;\n");
+    // Not declared as a test module: checked like any file.
+    write("store/tests.rs", "use crate::cli;\n");
     let found = violations(dir.path(), &layers);
     let lines: Vec<String> = found
         .iter()
@@ -251,13 +295,16 @@ fn the_layer_check_catches_upward_imports() {
         [
             "/cli/mod.rs:1",
             "/plugin/mod.rs:1",
+            "/plugin/mod.rs:6",
             "/service/mod.rs:1",
-            "/store/mod.rs:1"
+            "/store/mod.rs:1",
+            "/store/tests.rs:1",
         ],
         "{found:#?}"
     );
     assert!(found[0].contains("never may"), "{}", found[0]);
     assert!(found[1].contains("beside it"), "{}", found[1]);
     assert!(found[2].contains("imports `api`"), "{}", found[2]);
-    assert!(found[3].contains("above it"), "{}", found[3]);
+    assert!(found[3].contains("imports `api`"), "{}", found[3]);
+    assert!(found[4].contains("above it"), "{}", found[4]);
 }

@@ -528,6 +528,8 @@ async fn upgrade_to_foreign_keys(url: &str) {
         "INSERT INTO run_steps (run_id, step_id, action, attempt, state, started_at) VALUES (1, 'train', 'process', 1, 'succeeded', '2026-01-01T00:00:00Z')",
         "INSERT INTO models (id, name, version, run_id, trainer_plugin, trainer_version, plugin_hash, artifact_hash, artifact_size, dataset_version_id, data_hash, config_hash, metrics, intents, created_at) VALUES (1, 'm', 1, 1, 'process', 'train.py', 'p', 'a', 1, 0, '', 'c', '{}', '[]', '2026-01-01T00:00:00Z')",
         "INSERT INTO models (id, name, version, run_id, trainer_plugin, trainer_version, plugin_hash, artifact_hash, artifact_size, dataset_version_id, data_hash, config_hash, metrics, intents, created_at, base_model_id) VALUES (2, 'm', 2, 1, 'trainer-intent', '0.1.0', 'p', 'b', 1, 1, 'h', 'c', '{}', '[]', '2026-01-02T00:00:00Z', 1)",
+        // A fire whose run is gone: the reference becomes NULL.
+        "INSERT INTO trigger_fires (workflow, kind, scheduled_for, fired_at, outcome, run_id) VALUES ('w', 'cron', '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z', 'queued', 999)",
     ] {
         old.execute_unprepared(sql).await.unwrap();
     }
@@ -540,6 +542,9 @@ async fn upgrade_to_foreign_keys(url: &str) {
         .collect();
     assert_eq!(dv, [(2, Some(1), Some(1)), (1, None, None)]);
     assert_eq!(store.steps_of(RunId(1)).await.unwrap().len(), 1);
+    let fires = store.fires_of("w", 10).await.unwrap();
+    assert_eq!(fires.len(), 1);
+    assert_eq!(fires[0].run_id, None, "a reference to nothing became NULL");
     assert_eq!(store.load_examples(1).await.unwrap().len(), 1);
     let orphan = store
         .connection()
@@ -557,4 +562,41 @@ async fn an_old_store_upgrades_to_foreign_keys_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}?mode=rwc", dir.path().join("old.db").display());
     upgrade_to_foreign_keys(&url).await;
+}
+
+/// A row that must name a parent and names none stops the upgrade, says
+/// where and how to see it, and changes nothing.
+#[tokio::test]
+async fn an_orphan_row_stops_the_foreign_key_upgrade_and_says_which() {
+    use coach::store::migration::Migrator;
+    use sea_orm_migration::MigratorTrait;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("old.db").display());
+    let old = Database::connect(&url).await.unwrap();
+    Migrator::up(&old, Some(6)).await.unwrap();
+    old.execute_unprepared(
+        "INSERT INTO run_steps (run_id, step_id, action, attempt, state, started_at) VALUES (42, 'train', 'x', 1, 'succeeded', '2026-01-01T00:00:00Z')",
+    )
+    .await
+    .unwrap();
+    old.close().await.unwrap();
+    let e = format!("{:#}", Store::connect(&url).await.unwrap_err());
+    assert!(
+        e.contains("1 row(s) of `run_steps`") && e.contains("SELECT * FROM \"run_steps\""),
+        "{e}"
+    );
+    let old = Database::connect(&url).await.unwrap();
+    let pending = Migrator::get_pending_migrations(&old).await.unwrap();
+    assert_eq!(pending.len(), 1, "the upgrade did not happen");
+    let kept = old
+        .query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DatabaseBackend::Sqlite,
+            "SELECT COUNT(*) FROM run_steps",
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get_by_index::<i64>(0)
+        .unwrap();
+    assert_eq!(kept, 1, "nothing was deleted");
 }

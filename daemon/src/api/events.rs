@@ -46,15 +46,15 @@ pub async fn run_events(
     let id = RunId(id);
     // Subscribe before reading the state, so nothing falls in between.
     let mut rx = s.bus.subscribe();
-    let (run, _, _) = s
-        .store
-        .run(id)
+    let (state, error) = s
+        .records()
+        .state_of(id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no run {id}")))?;
     let stopping = s.stopping.clone();
     let stream = async_stream::stream! {
-        if !run.state.is_active() {
-            yield Ok(finished(id, run.state, run.error.clone()));
+        if !state.is_active() {
+            yield Ok(finished(id, state, error.clone()));
             return;
         }
         loop {

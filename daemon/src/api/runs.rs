@@ -82,11 +82,10 @@ pub async fn cancel(
             StatusCode::ACCEPTED,
             Json(json!({"run": id, "state": "stopping"})),
         )),
-        Cancelled::NotActive => match s.store.run(RunId(id)).await? {
+        Cancelled::NotActive => match s.records().state_of(RunId(id)).await? {
             None => Err(ApiError::NotFound(format!("no run {id}"))),
-            Some((r, _, _)) => Err(ApiError::Conflict(format!(
-                "run {id} is {}; only queued or running runs can be cancelled",
-                r.state
+            Some((state, _)) => Err(ApiError::Conflict(format!(
+                "run {id} is {state}; only queued or running runs can be cancelled"
             ))),
         },
     }
@@ -105,7 +104,7 @@ pub async fn logs(
     Query(q): Query<LogQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let id = RunId(id);
-    if s.store.run(id).await?.is_none() {
+    if s.records().state_of(id).await?.is_none() {
         return Err(ApiError::NotFound(format!("no run {id}")));
     }
     let lines = s

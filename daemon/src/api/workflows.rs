@@ -24,7 +24,7 @@ pub async fn show(
         .workflows
         .get(&name)
         .ok_or_else(|| ApiError::NotFound(format!("no workflow named `{name}`")))?;
-    let fires = s.store.fires_of(&e.name(), 20).await?;
+    let fires = s.records().fires(&e.name(), 20).await?;
     Ok(Json(views::workflow_detail(&e, &fires)))
 }
 

@@ -360,7 +360,11 @@ pub fn is_running(identity: &str) -> Option<bool> {
         Some(t) => Some(t.parse().ok()?),
         None => None,
     };
-    let alive = nix::sys::signal::kill(Pid::from_raw(pid as i32), None).is_ok();
+    // EPERM: the process is there, owned by someone else.
+    let alive = !matches!(
+        nix::sys::signal::kill(Pid::from_raw(pid as i32), None),
+        Err(nix::errno::Errno::ESRCH)
+    );
     Some(match (alive, started, start_time(pid)) {
         (false, _, _) => false,
         (true, Some(s), Some(now)) => s == now,

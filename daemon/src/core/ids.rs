@@ -295,6 +295,14 @@ impl AsRef<str> for Sha256 {
     }
 }
 
+impl std::ops::Deref for Sha256 {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

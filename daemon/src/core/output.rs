@@ -61,6 +61,7 @@ pub struct ModelOutput {
     /// The registered model training continued from.
     pub base_model: Option<i64>,
     /// The trainer's final metrics (`val_accuracy`, …).
+    #[serde(deserialize_with = "numbers")]
     pub metrics: BTreeMap<String, f64>,
 }
 
@@ -97,11 +98,19 @@ pub struct ProcessOutput {
     /// How many metric values it reported.
     pub metrics: usize,
     /// The last value of each metric.
+    #[serde(deserialize_with = "numbers")]
     pub final_metrics: BTreeMap<String, f64>,
     pub bad_lines: u64,
     pub artifacts: Vec<ArtifactFile>,
     /// Where it could keep checkpoints across attempts.
     pub checkpoint_dir: String,
+}
+
+/// Metrics as stored: a value that was not a number (NaN written as
+/// `null` by earlier versions) is left out rather than failing the read.
+fn numbers<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTreeMap<String, f64>, D::Error> {
+    let raw: BTreeMap<String, Option<f64>> = Deserialize::deserialize(d)?;
+    Ok(raw.into_iter().filter_map(|(k, v)| Some((k, v?))).collect())
 }
 
 /// What a step produced.
@@ -303,6 +312,15 @@ mod tests {
             StepOutput::from_stored(old, OutputKind::Process),
             Ok(StepOutput::Process(p)) if p.devices == ["0"]
         ));
+    }
+
+    #[test]
+    fn metrics_that_were_not_numbers_are_left_out() {
+        let old = r#"{"artifact":"a","model_bytes":1,"plugin":"p","plugin_version":"1","plugin_hash":"h","config_hash":"c","dataset_version":1,"intents":[],"base_model":null,"metrics":{"loss":null,"val_accuracy":0.5}}"#;
+        let Ok(StepOutput::Model(m)) = StepOutput::from_stored(old, OutputKind::Model) else {
+            panic!("an old model output reads")
+        };
+        assert_eq!(m.metrics, [("val_accuracy".to_owned(), 0.5)].into());
     }
 
     #[test]

@@ -33,6 +33,17 @@ impl RunStop {
         RunStop::default()
     }
 
+    /// Controls whose drain and abort are both children of `root`:
+    /// cancelling `root` aborts (for [`StopReason::Shutdown`]) everything
+    /// under them.
+    pub fn under(root: &CancellationToken) -> RunStop {
+        RunStop {
+            drain: root.child_token(),
+            abort: root.child_token(),
+            reason: Arc::new(OnceLock::new()),
+        }
+    }
+
     /// Controls for one run under these: stopping these stops it too.
     pub fn child(&self) -> RunStop {
         RunStop {
@@ -42,7 +53,9 @@ impl RunStop {
         }
     }
 
-    /// Stop now, for `reason` (the first reason given stands).
+    /// Stop now, for `reason` (the first reason given to these controls
+    /// stands; a child stopped through its parent stops for
+    /// [`StopReason::Shutdown`] unless given a reason of its own).
     pub fn abort(&self, reason: StopReason) {
         let _ = self.reason.set(reason);
         self.drain.cancel();

@@ -60,12 +60,15 @@ pub struct Executor {
 }
 
 impl Executor {
+    /// An executor under `root`, the process's stop token: cancelling it
+    /// closes the dispatcher and aborts every run.
     pub fn new(
         runner: Arc<Runner>,
         instance: String,
         workflows: Arc<WorkflowSet>,
         bus: Bus,
         capacity: usize,
+        root: &CancellationToken,
     ) -> Executor {
         Executor {
             runner,
@@ -76,8 +79,8 @@ impl Executor {
             active: Mutex::default(),
             wake: Notify::new(),
             tracker: TaskTracker::new(),
-            closed: CancellationToken::new(),
-            runs: RunStop::new(),
+            closed: root.child_token(),
+            runs: RunStop::under(root),
         }
     }
 
@@ -141,6 +144,10 @@ impl Executor {
                 continue;
             };
             let id = RunId(id);
+            // Stopping while this pass ran: leave the rest queued.
+            if self.closed.is_cancelled() {
+                break;
+            }
             if !self.runner.store.claim_run(id, &self.instance).await? {
                 continue;
             }

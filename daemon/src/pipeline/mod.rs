@@ -103,11 +103,27 @@ pub struct StepCtx<'a> {
     pub stop: &'a RunStop,
 }
 
-/// The state a run (or step) ends in when it was asked to stop.
+/// The state a run (or step) ends in when it was asked to stop: the
+/// daemon's own stop interrupts it (it resumes later); anything else is a
+/// cancel.
 fn stop_state(stop: &RunStop) -> RunState {
     match stop.reason() {
-        Some(StopReason::Cancelled) => RunState::Cancelled,
-        _ => RunState::Interrupted,
+        Some(StopReason::Shutdown) => RunState::Interrupted,
+        Some(StopReason::Cancelled) | None => RunState::Cancelled,
+    }
+}
+
+/// What a step that ended in an error comes to: stopped (cancelled or
+/// interrupted) only when the run was asked to stop — a plugin that says
+/// it was cancelled on its own has failed. A step waiting for GPUs gives
+/// up as soon as the run drains, with a cancellation of its own.
+fn failed_as(stop: &RunStop, failure: Option<&PluginFailure>) -> RunState {
+    let stopped = stop.is_aborted()
+        || (stop.is_stopping() && matches!(failure, Some(PluginFailure::Cancelled { .. })));
+    if stopped {
+        stop_state(stop)
+    } else {
+        RunState::Failed
     }
 }
 
@@ -319,13 +335,8 @@ impl Runner {
                 }
                 Err(e) => {
                     let plugin_failure = e.downcast_ref::<PluginFailure>();
-                    let stopped = stop.is_aborted()
-                        || matches!(plugin_failure, Some(PluginFailure::Cancelled { .. }));
-                    let state = if stopped {
-                        stop_state(stop)
-                    } else {
-                        RunState::Failed
-                    };
+                    let state = failed_as(stop, plugin_failure);
+                    let stopped = state != RunState::Failed;
                     if let Some(pf) = plugin_failure {
                         reporter.plugin_failed(&step.id, pf.plugin(), pf.reason());
                     }

@@ -61,7 +61,7 @@ async fn outputs(runner: &Runner) -> Vec<StepOutput> {
         .await
         .unwrap();
     let dataset = Dataset::new(version, hash.clone(), rows).out;
-    let artifact = runner.artifacts.put(b"model bytes").unwrap();
+    let artifact = runner.artifacts.put(b"model bytes").unwrap().to_string();
     let scripts = BTreeMap::new();
     let Submitted::Run(run) = store
         .submit(Submission {
@@ -192,4 +192,33 @@ async fn a_missing_snapshot_or_artifact_fails_the_resume_with_the_reason() {
         .await
         .unwrap_err();
     assert!(format!("{e:#}").contains("missing"), "{e:#}");
+}
+
+#[test]
+fn a_step_is_stopped_only_when_its_run_was_asked_to_stop() {
+    let cancelled = PluginFailure::Cancelled { plugin: "p".into() };
+    let trap = PluginFailure::Trap {
+        plugin: "p".into(),
+        detail: "boom".into(),
+    };
+    // Nobody asked: a plugin's own "cancelled" is a failure, never an
+    // interruption the daemon would resume for ever.
+    let running = RunStop::new();
+    assert_eq!(failed_as(&running, Some(&cancelled)), RunState::Failed);
+    assert_eq!(failed_as(&running, None), RunState::Failed);
+    // A person cancelled.
+    let cancel = RunStop::new();
+    cancel.abort(StopReason::Cancelled);
+    assert_eq!(failed_as(&cancel, Some(&trap)), RunState::Cancelled);
+    // The daemon drains: a step that gave up waiting is interrupted; one
+    // that failed on its own failed.
+    let drain = RunStop::new();
+    drain.drain();
+    assert_eq!(failed_as(&drain, Some(&cancelled)), RunState::Interrupted);
+    assert_eq!(failed_as(&drain, Some(&trap)), RunState::Failed);
+    // The daemon aborts what is still running.
+    let all = RunStop::new();
+    let run = all.child();
+    all.abort(StopReason::Shutdown);
+    assert_eq!(failed_as(&run, None), RunState::Interrupted);
 }

@@ -1,6 +1,7 @@
 //! Artifacts: files named by the SHA-256 of their bytes under the data
 //! directory, written atomically and verified on every load.
 
+use crate::core::ids::Sha256;
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
 
@@ -37,25 +38,26 @@ impl Artifacts {
 
     /// Store `bytes`; returns their SHA-256. Storing the same bytes twice
     /// keeps one file.
-    pub fn put(&self, bytes: &[u8]) -> Result<String> {
-        let hash = crate::core::hash::sha256_hex(bytes);
-        let path = self.path_of(&hash);
-        if path.is_file() && self.get(&hash).is_ok() {
-            return Ok(hash);
+    pub fn put(&self, bytes: &[u8]) -> Result<Sha256> {
+        let sha = Sha256::of(bytes);
+        let hash = sha.as_str();
+        let path = self.path_of(hash);
+        if path.is_file() && self.get(hash).is_ok() {
+            return Ok(sha);
         }
-        let dir = &self.folder_of(&hash);
+        let dir = &self.folder_of(hash);
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let tmp = dir.join(format!(".{hash}.tmp{}", std::process::id()));
         write_synced(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
         std::fs::rename(&tmp, &path)
             .with_context(|| format!("cannot move the artifact into {}", path.display()))?;
-        Ok(hash)
+        Ok(sha)
     }
 
     /// Store the file at `src`, streamed (a multi-GB checkpoint is never
     /// held in memory); returns its SHA-256 and size.
-    pub fn put_file(&self, src: &Path) -> Result<(String, u64)> {
-        use sha2::{Digest, Sha256};
+    pub fn put_file(&self, src: &Path) -> Result<(Sha256, u64)> {
+        use sha2::Digest;
         use std::io::{Read, Write};
         std::fs::create_dir_all(&self.dir)
             .with_context(|| format!("cannot create {}", self.dir.display()))?;
@@ -67,7 +69,7 @@ impl Artifacts {
         let copy = || -> std::io::Result<(String, u64)> {
             let mut from = std::fs::File::open(src)?;
             let mut to = std::fs::File::create(&tmp)?;
-            let mut hasher = Sha256::new();
+            let mut hasher = sha2::Sha256::new();
             let mut buf = vec![0u8; 1 << 20];
             let mut size = 0u64;
             loop {
@@ -82,12 +84,13 @@ impl Artifacts {
             to.sync_all()?;
             Ok((hex::encode(hasher.finalize()), size))
         };
-        let (hash, size) = copy().map_err(|e| {
+        let (hex, size) = copy().map_err(|e| {
             let _ = std::fs::remove_file(&tmp);
             anyhow::anyhow!("cannot store {}: {e}", src.display())
         })?;
-        let path = self.path_of(&hash);
-        let dir = &self.folder_of(&hash);
+        let hash = Sha256::try_from(hex).map_err(anyhow::Error::msg)?;
+        let path = self.path_of(hash.as_str());
+        let dir = &self.folder_of(hash.as_str());
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         std::fs::rename(&tmp, &path)
             .with_context(|| format!("cannot move the artifact into {}", path.display()))?;

@@ -196,7 +196,7 @@ pub async fn register_process(
         );
     }
     let manifest = process_manifest(&out.artifacts);
-    let artifact_hash = artifacts.put(manifest.to_string().as_bytes())?;
+    let artifact_hash = artifacts.put(manifest.to_string().as_bytes())?.to_string();
     if let Some(m) = store.model_of_run(run).await?
         && m.artifact_hash == artifact_hash
     {

@@ -5,8 +5,9 @@
 use super::Service;
 use super::views::{GpuView, LogView, ModelView, QueueView, RunDetail, RunView};
 use crate::core::ids::{ModelRef, RunId};
+use crate::core::state::RunState;
 use crate::store::Store;
-use crate::store::queue::RunFilter;
+use crate::store::queue::{FireRow, RunFilter};
 use anyhow::Result;
 use serde_json::{Value, json};
 use std::sync::atomic::Ordering;
@@ -34,6 +35,16 @@ impl Records<'_> {
         };
         let model = self.0.model_of_run(id).await?;
         Ok(Some(RunDetail::new(&run, &steps, &metrics, model.as_ref())))
+    }
+
+    /// A run's state and error, if the run exists (a light read).
+    pub async fn state_of(&self, id: RunId) -> Result<Option<(RunState, Option<String>)>> {
+        self.0.run_state(id).await
+    }
+
+    /// The latest fires of a workflow's triggers, newest first.
+    pub async fn fires(&self, workflow: &str, limit: u64) -> Result<Vec<FireRow>> {
+        self.0.fires_of(workflow, limit).await
     }
 
     pub async fn logs(&self, id: RunId, after: i64, limit: u64) -> Result<Vec<LogView>> {

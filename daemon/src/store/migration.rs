@@ -453,31 +453,82 @@ impl MigrationName for M0007ForeignKeys {
     }
 }
 
-/// `(table, [(column, parent table)])`, parents first.
-const FOREIGN_KEYS: &[(&str, &[(&str, &str)])] = &[
-    ("dataset_versions", &[("dataset_id", "datasets")]),
-    ("examples", &[("dataset_version_id", "dataset_versions")]),
+/// A reference: `(column, parent table, nullable)`.
+type Reference = (&'static str, &'static str, bool);
+
+/// `(table, its references)`, parents first.
+const FOREIGN_KEYS: &[(&str, &[Reference])] = &[
+    ("dataset_versions", &[("dataset_id", "datasets", false)]),
+    (
+        "examples",
+        &[("dataset_version_id", "dataset_versions", false)],
+    ),
     (
         "models",
         &[
-            ("run_id", "training_runs"),
-            ("dataset_version_id", "dataset_versions"),
-            ("base_model_id", "models"),
+            ("run_id", "training_runs", false),
+            ("dataset_version_id", "dataset_versions", true),
+            ("base_model_id", "models", true),
         ],
     ),
-    ("run_steps", &[("run_id", "training_runs")]),
-    ("run_metrics", &[("run_id", "training_runs")]),
-    ("run_logs", &[("run_id", "training_runs")]),
-    ("trigger_fires", &[("run_id", "training_runs")]),
-    ("messages", &[("conversation_id", "conversations")]),
+    ("run_steps", &[("run_id", "training_runs", false)]),
+    ("run_metrics", &[("run_id", "training_runs", false)]),
+    ("run_logs", &[("run_id", "training_runs", false)]),
+    ("trigger_fires", &[("run_id", "training_runs", true)]),
+    ("messages", &[("conversation_id", "conversations", false)]),
     (
         "feedback",
         &[
-            ("conversation_id", "conversations"),
-            ("message_id", "messages"),
+            ("conversation_id", "conversations", true),
+            ("message_id", "messages", true),
         ],
     ),
 ];
+
+/// Rows whose `column` names no row of `parent`, as an SQL condition.
+fn orphans(column: &str, parent: &str) -> String {
+    format!("\"{column}\" IS NOT NULL AND \"{column}\" NOT IN (SELECT \"id\" FROM \"{parent}\")")
+}
+
+/// Before the constraints: an optional reference that names nothing (a
+/// model's dataset written as 0, a fire's run that is gone) becomes NULL;
+/// a required one stops the migration, naming the table, the column, how
+/// many rows, and the query that shows them — nothing is deleted.
+/// `models.dataset_version_id` is left to the caller (on SQLite it is
+/// NOT NULL until its table is rebuilt).
+async fn clear_orphans<C: ConnectionTrait>(db: &C) -> Result<(), DbErr> {
+    use sea_orm::Statement;
+    for (table, keys) in FOREIGN_KEYS {
+        for (column, parent, nullable) in *keys {
+            let bad = orphans(column, parent);
+            if *nullable {
+                if (*table, *column) != ("models", "dataset_version_id") {
+                    db.execute_unprepared(&format!(
+                        "UPDATE \"{table}\" SET \"{column}\" = NULL WHERE {bad}"
+                    ))
+                    .await?;
+                }
+                continue;
+            }
+            let backend = db.get_database_backend();
+            let n = db
+                .query_one_raw(Statement::from_string(
+                    backend,
+                    format!("SELECT COUNT(*) FROM \"{table}\" WHERE {bad}"),
+                ))
+                .await?
+                .map(|r| r.try_get_by_index::<i64>(0))
+                .transpose()?
+                .unwrap_or(0);
+            if n > 0 {
+                return Err(DbErr::Migration(format!(
+                    "{n} row(s) of `{table}` name a `{column}` that is no row of `{parent}`, so the foreign key cannot be added; nothing was changed. See them with: SELECT * FROM \"{table}\" WHERE {bad}"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
 
 #[async_trait::async_trait]
 impl MigrationTrait for M0007ForeignKeys {
@@ -490,13 +541,15 @@ impl MigrationTrait for M0007ForeignKeys {
         let db = m.get_connection();
         match db.get_database_backend() {
             sea_orm::DatabaseBackend::Postgres => {
-                db.execute_unprepared(
+                db.execute_unprepared(&format!(
                     "ALTER TABLE models ALTER COLUMN dataset_version_id DROP NOT NULL;
-                     UPDATE models SET dataset_version_id = NULL WHERE dataset_version_id = 0",
-                )
+                     UPDATE models SET dataset_version_id = NULL WHERE {}",
+                    orphans("dataset_version_id", "dataset_versions")
+                ))
                 .await?;
+                clear_orphans(db).await?;
                 for (table, keys) in FOREIGN_KEYS {
-                    for (column, parent) in *keys {
+                    for (column, parent, _) in *keys {
                         db.execute_unprepared(&format!(
                             "ALTER TABLE \"{table}\" ADD CONSTRAINT \"fk_{table}_{column}\" \
                              FOREIGN KEY (\"{column}\") REFERENCES \"{parent}\" (\"id\")"
@@ -506,6 +559,7 @@ impl MigrationTrait for M0007ForeignKeys {
                 }
             }
             _ => {
+                clear_orphans(db).await?;
                 for (table, keys) in FOREIGN_KEYS {
                     rebuild_sqlite_table(db, table, keys).await?;
                 }
@@ -525,7 +579,7 @@ impl MigrationTrait for M0007ForeignKeys {
 async fn rebuild_sqlite_table<C: ConnectionTrait>(
     db: &C,
     table: &str,
-    keys: &[(&str, &str)],
+    keys: &[Reference],
 ) -> Result<(), DbErr> {
     use sea_orm::{DbBackend, Statement};
     let text = |row: &sea_orm::QueryResult, i: usize| row.try_get_by_index::<String>(i);
@@ -570,7 +624,7 @@ async fn rebuild_sqlite_table<C: ConnectionTrait>(
             .replace(&definition, r#""dataset_version_id" $1 NULL"#)
             .into_owned();
     }
-    for (column, parent) in keys {
+    for (column, parent, _) in keys {
         // A self-reference names the new table; the rename carries it over.
         let parent = if *parent == table {
             new.as_str()
@@ -586,7 +640,10 @@ async fn rebuild_sqlite_table<C: ConnectionTrait>(
         .iter()
         .map(|c| {
             if table == "models" && c == "dataset_version_id" {
-                format!("NULLIF(\"{c}\", 0)")
+                // 0 (and anything else that names no snapshot) is NULL now.
+                format!(
+                    "(SELECT \"id\" FROM \"dataset_versions\" WHERE \"id\" = \"models\".\"{c}\")"
+                )
             } else {
                 format!("\"{c}\"")
             }
@@ -595,7 +652,8 @@ async fn rebuild_sqlite_table<C: ConnectionTrait>(
     let quoted: Vec<String> = columns.iter().map(|c| format!("\"{c}\"")).collect();
     db.execute_unprepared(&definition).await?;
     db.execute_unprepared(&format!(
-        "INSERT INTO \"{new}\" ({}) SELECT {} FROM \"{table}\"",
+        // In id order: a row may name an earlier row of its own table.
+        "INSERT INTO \"{new}\" ({}) SELECT {} FROM \"{table}\" ORDER BY \"id\"",
         quoted.join(", "),
         select.join(", ")
     ))

@@ -321,6 +321,14 @@ impl Store {
         }))
     }
 
+    /// A run's state and error, if it exists.
+    pub async fn run_state(&self, id: RunId) -> Result<Option<(RunState, Option<String>)>> {
+        Ok(training_runs::Entity::find_by_id(id.0)
+            .one(&self.db)
+            .await?
+            .map(|r| (r.state, r.error)))
+    }
+
     /// Queued or running runs of `workflow`.
     pub async fn active_runs_of(&self, workflow: &str) -> Result<u64> {
         Ok(training_runs::Entity::find()

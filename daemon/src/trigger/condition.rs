@@ -97,8 +97,10 @@ async fn check_loop(ctx: Context, wf: Arc<Workflow>, stop: CancellationToken) {
             () = stop.cancelled() => return,
         };
         match checked {
+            // Not checked again before the service has queued the run:
+            // the next check must see it active.
             Ok(Some(fire)) => {
-                if !ctx.emit(fire).await {
+                if !ctx.emit_and_wait(fire).await {
                     return;
                 }
             }

@@ -13,6 +13,7 @@ use chrono::{DurationRound, Utc};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use tokio::sync::Mutex;
+use tokio::sync::mpsc::error::TrySendError;
 use tokio_cron_scheduler::{Job, JobScheduler};
 use uuid::Uuid;
 
@@ -79,10 +80,10 @@ impl CronTriggers {
             if jobs.contains_key(&name) {
                 continue;
             }
-            let fires = ctx.fires.clone();
+            let (fires, store, bus) = (ctx.fires.clone(), ctx.store.clone(), ctx.bus.clone());
             let wf = name.clone();
             let job = Job::new_async_tz(cron.expr.as_str(), cron.timezone, move |_, _| {
-                let fires = fires.clone();
+                let (fires, store, bus) = (fires.clone(), store.clone(), bus.clone());
                 let wf = wf.clone();
                 Box::pin(async move {
                     // The scheduler fires on the second it was due.
@@ -90,15 +91,36 @@ impl CronTriggers {
                         .duration_trunc(chrono::Duration::seconds(1))
                         .unwrap_or_else(|_| Utc::now());
                     let fire = Fire {
-                        workflow: wf,
+                        workflow: wf.clone(),
                         kind: TriggerKind::Cron,
                         at,
                         why: None,
                     };
-                    // Full: the service is far behind; a fire now would
-                    // only pile up. Closed: the daemon is stopping.
-                    if let Err(e) = fires.try_send(fire) {
-                        tracing::warn!("cron fire dropped: {e}");
+                    // Full: the service is far behind (its store stalls);
+                    // the fire is recorded as failed rather than piled up.
+                    // Closed: the daemon is stopping.
+                    match fires.try_send(super::Emitted { fire, done: None }) {
+                        Ok(()) | Err(TrySendError::Closed(_)) => {}
+                        Err(TrySendError::Full(_)) => {
+                            tracing::warn!(workflow = %wf, "cron fire dropped: the service is behind");
+                            bus.metrics().trigger_fired(
+                                TriggerKind::Cron.as_str(),
+                                FireOutcome::Failed.as_str(),
+                            );
+                            let record = NewFire {
+                                workflow: wf,
+                                kind: TriggerKind::Cron,
+                                scheduled_for: at,
+                                outcome: FireOutcome::Failed,
+                                detail: Some(
+                                    "dropped: the daemon was too far behind to queue it".into(),
+                                ),
+                                run_id: None,
+                            };
+                            if let Err(e) = store.record_fire(record).await {
+                                tracing::error!("cannot record a dropped cron fire: {e:#}");
+                            }
+                        }
                     }
                 })
             });

@@ -30,8 +30,16 @@ use tokio_util::task::TaskTracker;
 /// channel full waits.
 pub const FIRE_BUFFER: usize = 1024;
 
+/// A fire on its way to the service; `done` is told once the service has
+/// acted on it (a trigger that must not fire again before then waits).
+#[derive(Debug)]
+pub struct Emitted {
+    pub fire: Fire,
+    pub done: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
 /// Where triggers send their fires.
-pub type Fires = mpsc::Sender<Fire>;
+pub type Fires = mpsc::Sender<Emitted>;
 
 /// What the triggers read and where they send what they decide.
 #[derive(Clone)]
@@ -49,8 +57,26 @@ impl Context {
     /// Send `fire` to the service; false when nobody takes fires any more
     /// (the daemon is stopping).
     async fn emit(&self, fire: Fire) -> bool {
+        let sent = Emitted { fire, done: None };
         tokio::select! {
-            sent = self.fires.send(fire) => sent.is_ok(),
+            sent = self.fires.send(sent) => sent.is_ok(),
+            () = self.stop.cancelled() => false,
+        }
+    }
+
+    /// [`Context::emit`], and wait until the service has acted on it.
+    async fn emit_and_wait(&self, fire: Fire) -> bool {
+        let (done, acted) = tokio::sync::oneshot::channel();
+        let sent = Emitted {
+            fire,
+            done: Some(done),
+        };
+        tokio::select! {
+            sent = self.fires.send(sent) => if sent.is_err() { return false },
+            () = self.stop.cancelled() => return false,
+        }
+        tokio::select! {
+            acted = acted => acted.is_ok(),
             () = self.stop.cancelled() => false,
         }
     }

@@ -221,14 +221,10 @@ fn split(with: &Map<String, Value>, errors: &mut Vec<ParamError>) -> SplitParams
         test,
         seed,
     };
-    // The sum can only be judged for the mode the step will run in; with no
-    // mode given, judge it as stratified when the test share is given (a
-    // kept split holds no test share of its own).
-    let sum_mode = p.mode.unwrap_or(if p.test.is_some() {
-        SplitMode::Stratified
-    } else {
-        SplitMode::Keep
-    });
+    // With no mode given, the data decides at run time: judge the sum as
+    // stratified (a test share is carved then), the stricter case, so a
+    // split that could fail a run fails validation instead.
+    let sum_mode = p.mode.unwrap_or(SplitMode::Stratified);
     let total = p.validation + p.test_for(sum_mode);
     if errors.is_empty() && total >= 1.0 {
         errors.push(ParamError {

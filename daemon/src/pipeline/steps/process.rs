@@ -318,7 +318,9 @@ impl Runner {
         );
         tokio::select! {
             lease = self.gpus.acquire(owner, need) => Ok(Some(lease.map_err(|never| anyhow!("it can never run on this machine: {never}"))?)),
-            () = a.stop.aborted() => Err(cancelled()),
+            // Draining (the daemon stops): a step that has not started
+            // does not start now; it waits again after the restart.
+            () = a.stop.stopping() => Err(cancelled()),
         }
     }
 
@@ -448,7 +450,7 @@ impl Runner {
                 tokio::task::spawn_blocking(move || artifacts.put_file(&file)).await??;
             out.push(ArtifactFile {
                 path: f.display().to_string(),
-                sha256,
+                sha256: sha256.to_string(),
                 bytes,
             });
         }

@@ -78,7 +78,7 @@ pub async fn run(ctx: &StepCtx<'_>) -> Result<Output> {
         .cloned()
         .collect();
     let (bytes, artifact) = tokio::task::spawn_blocking(move || {
-        let hash = artifacts.put(&out.model)?;
+        let hash = artifacts.put(&out.model)?.to_string();
         Ok::<_, anyhow::Error>((out.model, hash))
     })
     .await
