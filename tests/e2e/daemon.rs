@@ -177,7 +177,7 @@ pub(crate) fn daemon_home(extra: &str) -> Home {
 }
 
 /// The wedding assistant's data, trained for `epochs` (with no early stop).
-fn wedding_workflow(name: &str, epochs: u32, trigger: &str) -> String {
+pub(crate) fn wedding_workflow(name: &str, epochs: u32, trigger: &str) -> String {
     let data = workspace().join("workflows/data/wedding");
     format!(
         r#"version = 1

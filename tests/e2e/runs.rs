@@ -5,49 +5,12 @@
 //! step kind from the step outputs it stored.
 
 use crate::common::{Home, workspace};
-use crate::daemon::{Daemon, call, daemon_home, token, wait_for_state};
+use crate::daemon::{
+    Daemon, call, daemon_home, token, wait_for_state, wedding_workflow as wedding,
+};
 use serde_json::Value;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// The wedding assistant, `epochs` long, with `extra` steps appended.
-fn wedding(name: &str, epochs: u32, trigger: &str) -> String {
-    let nlu = workspace().join("workflows/data/wedding/nlu.yml");
-    format!(
-        r#"version = 1
-name = "{name}"
-{trigger}
-
-[[step]]
-id = "intents"
-uses = "source-files"
-with = {{ format = "rasa", path = "{nlu}" }}
-
-[[step]]
-id = "split"
-kind = "split"
-needs = ["intents"]
-with = {{ mode = "stratified", validation = 0.15, test = 0.2, seed = 7 }}
-
-[[step]]
-id = "train"
-uses = "trainer-intent"
-needs = ["split"]
-with = {{ epochs = {epochs}, patience = {epochs}, seed = 7 }}
-
-[[step]]
-id = "evaluate"
-kind = "evaluate"
-needs = ["train"]
-
-[[step]]
-id = "register"
-kind = "register"
-needs = ["evaluate"]
-"#,
-        nlu = nlu.display()
-    )
-}
 
 fn json_of(out: &crate::common::Run) -> Value {
     serde_json::from_str(&out.expect_ok().stdout()).unwrap()
