@@ -243,12 +243,13 @@ pub async fn run_daemon(config: Config) -> Result<()> {
     app.tracker
         .spawn(refresh_gpus(app.runner.gpus.clone(), app.stop.clone()));
     let router = crate::api::router(service.clone());
-    let stopping = service.stopping.clone();
-    let server = app.tracker.spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move { stopping.cancelled().await })
-            .await
-    });
+    let limits = crate::api::serve::ServeLimits::for_this_process();
+    let server = app.tracker.spawn(crate::api::serve::serve(
+        listener,
+        router,
+        limits,
+        service.stopping.clone(),
+    ));
     service.ready.store(true, Ordering::Relaxed);
     tracing::info!(address = %addr, ms = started.elapsed().as_millis() as u64, "daemon ready");
     // Scripts and tests read the address from this line.
@@ -266,10 +267,11 @@ pub async fn run_daemon(config: Config) -> Result<()> {
         tracing::warn!(run = %run, workflow = %workflow, "run stopped mid-step by the shutdown; it resumes at the next start");
     }
     app.stop.cancel();
-    match tokio::time::timeout(Duration::from_secs(5), server).await {
-        Ok(Ok(Ok(()))) => {}
-        Ok(Ok(Err(e))) => tracing::error!("the HTTP server failed: {e}"),
-        _ => tracing::warn!("the HTTP server did not stop within 5 s"),
+    if tokio::time::timeout(Duration::from_secs(6), server)
+        .await
+        .is_err()
+    {
+        tracing::warn!("the HTTP server did not stop within 6 s");
     }
     drop(service);
     app.close(Duration::from_secs(5)).await;

@@ -294,7 +294,7 @@ async fn exercise_exclusive(store: &Store) {
 
 /// The daemon's durable run queue and its tokens.
 async fn exercise_queue(store: &Store) {
-    use coach::store::tokens::{Role, hash_token};
+    use coach::store::tokens::{Revoked, Role, hash_token};
     // Two fires of one workflow version: the version is kept once, each
     // run is queued with its fire, in one transaction each.
     let fire = |trigger| async move {
@@ -395,7 +395,11 @@ async fn exercise_queue(store: &Store) {
     let (t, secret) = store.create_token("ops", Role::Operator).await.unwrap();
     let found = store.token_by_hash(&hash_token(&secret)).await.unwrap();
     assert_eq!(found.map(|f| f.id), Some(t.id));
-    assert!(store.revoke_token(t.id).await.unwrap());
+    assert_eq!(store.revoke_token(t.id).await.unwrap(), Revoked::Done);
+    assert_eq!(
+        store.revoke_token(t.id).await.unwrap(),
+        Revoked::NoSuchToken
+    );
     assert!(
         store
             .token_by_hash(&hash_token(&secret))
@@ -403,6 +407,14 @@ async fn exercise_queue(store: &Store) {
             .unwrap()
             .is_none()
     );
+    // The last live admin token cannot be revoked: nobody could make
+    // another one through the API.
+    let (a, _) = store.create_token("root", Role::Admin).await.unwrap();
+    let (b, _) = store.create_token("root2", Role::Admin).await.unwrap();
+    let (first, second) = tokio::join!(store.revoke_token(a.id), store.revoke_token(b.id));
+    let mut outcomes = [first.unwrap(), second.unwrap()];
+    outcomes.sort_by_key(|r| *r as u8);
+    assert_eq!(outcomes, [Revoked::Done, Revoked::LastAdmin]);
 }
 
 #[tokio::test]

@@ -27,11 +27,14 @@ pub async fn require(
                 "this route needs a token: send `Authorization: Bearer <token>` (create one with `coach token create`)".into(),
             )
         })?;
+    // The scheme is case-insensitive (RFC 7235).
     let token = header
         .to_str()
         .ok()
-        .and_then(|h| h.strip_prefix("Bearer "))
-        .map(str::trim)
+        .and_then(|h| h.trim().split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
+        .filter(|t| !t.is_empty())
         .ok_or_else(|| {
             ApiError::Unauthorized("the Authorization header must be `Bearer <token>`".into())
         })?;

@@ -57,7 +57,7 @@ fn check_model(at: &str, model: &str) -> Result<(), String> {
 
 fn check_batch<T>(what: &str, items: &[T]) -> Result<(), ApiError> {
     if items.is_empty() {
-        return Err(ApiError::Invalid(format!("`{what}` is empty")));
+        return Err(ApiError::Invalid(format!("{what}: is empty")));
     }
     if items.len() > MAX_BATCH {
         return Err(ApiError::Invalid(format!(

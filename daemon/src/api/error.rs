@@ -25,6 +25,13 @@ pub enum ApiError {
     Unavailable(String),
     #[error("{0}")]
     MethodNotAllowed(String),
+    /// A body larger than the route takes.
+    #[error("{0}")]
+    TooLarge(String),
+    #[error("{0}")]
+    UriTooLong(String),
+    #[error("{0}")]
+    HeadersTooLarge(String),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -41,6 +48,12 @@ impl ApiError {
             ApiError::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+            ApiError::UriTooLong(_) => (StatusCode::URI_TOO_LONG, "uri_too_long"),
+            ApiError::HeadersTooLarge(_) => (
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "headers_too_large",
+            ),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -59,13 +72,19 @@ impl From<crate::service::FireError> for ApiError {
     }
 }
 
+/// Numbers internal errors, so a client's report finds the log line.
+static INTERNAL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
         let message = match &self {
+            // What failed inside (a database's own words, a path) is for
+            // the operator's log, never for the client.
             ApiError::Internal(e) => {
-                tracing::error!("request failed: {e:#}");
-                format!("{e:#}")
+                let id = INTERNAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::error!(error = id, "request failed: {e:#}");
+                format!("internal error {id}; the daemon's log says what failed")
             }
             other => other.to_string(),
         };

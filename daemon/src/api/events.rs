@@ -2,11 +2,13 @@
 //! run finishes) and the firehose of everything.
 
 use super::AppState;
+use super::auth::Caller;
 use super::error::ApiError;
 use super::extract::Path;
 use crate::core::ids::RunId;
 use crate::core::state::RunState;
 use crate::events::{Event, EventKind};
+use axum::Extension;
 use axum::extract::State;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use futures_util::Stream;
@@ -37,10 +39,37 @@ fn finished(run: RunId, state: RunState, error: Option<String>) -> SseEvent {
     to_sse(&e)
 }
 
+/// How often an open stream checks that its token is still live.
+const TOKEN_CHECK: Duration = Duration::from_secs(2);
+
+fn token_check() -> tokio::time::Interval {
+    let mut t = tokio::time::interval(TOKEN_CHECK);
+    t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    t
+}
+
+/// Whether the token a stream was opened with is still live (revoked in
+/// the API or with `coach token revoke`: the stream ends). A store that
+/// cannot answer keeps the stream.
+async fn still_allowed(s: &AppState, caller: &Caller) -> bool {
+    s.store
+        .token_by_hash(&caller.0.token_hash)
+        .await
+        .map_or(true, |t| t.is_some())
+}
+
+/// The last event of a stream whose token was revoked.
+fn revoked() -> SseEvent {
+    SseEvent::default()
+        .event("revoked")
+        .data("{\"message\":\"the token of this stream was revoked\"}")
+}
+
 /// Events of run `id`, from now until it finishes. A run that already
 /// finished gets its `run.finished` at once.
 pub async fn run_events(
     State(s): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<i64>,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
     let id = RunId(id);
@@ -52,6 +81,7 @@ pub async fn run_events(
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no run {id}")))?;
     let stopping = s.stopping.clone();
+    let mut check = token_check();
     let stream = async_stream::stream! {
         if !state.is_active() {
             yield Ok(finished(id, state, error.clone()));
@@ -60,6 +90,10 @@ pub async fn run_events(
         loop {
             tokio::select! {
                 _ = stopping.cancelled() => return,
+                _ = check.tick() => if !still_allowed(&s, &caller).await {
+                    yield Ok(revoked());
+                    return;
+                },
                 got = rx.recv() => match got {
                     Ok(e) if e.run == Some(id) => {
                         let end = matches!(e.kind, EventKind::RunFinished { .. });
@@ -81,13 +115,19 @@ pub async fn run_events(
 /// Every event, until the client goes away or the daemon stops.
 pub async fn firehose(
     State(s): State<AppState>,
+    Extension(caller): Extension<Caller>,
 ) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
     let mut rx = s.bus.subscribe();
     let stopping = s.stopping.clone();
+    let mut check = token_check();
     let stream = async_stream::stream! {
         loop {
             tokio::select! {
                 _ = stopping.cancelled() => return,
+                _ = check.tick() => if !still_allowed(&s, &caller).await {
+                    yield Ok(revoked());
+                    return;
+                },
                 got = rx.recv() => match got {
                     Ok(e) => { let e: Arc<Event> = e; yield Ok(to_sse(&e)); }
                     Err(RecvError::Lagged(n)) => {

@@ -11,9 +11,12 @@ pub mod error;
 pub mod events;
 pub mod extract;
 pub mod gpus;
+pub mod limits;
 pub mod meta;
 pub mod models;
 pub mod runs;
+pub mod schema;
+pub mod serve;
 pub mod tokens;
 pub mod workflows;
 
@@ -170,12 +173,18 @@ pub fn routes() -> Vec<Route> {
 pub fn router(service: AppState) -> Router {
     let mut router = Router::new();
     for r in routes() {
+        // Latency is measured inside authentication: a request that fails
+        // before routing or auth adds no series to `/metrics` (labels come
+        // from the route table, never from the request).
+        let tracked = r
+            .handler
+            .route_layer(middleware::from_fn_with_state(service.clone(), track));
         let handler = match r.role {
-            Some(role) => r.handler.route_layer(middleware::from_fn_with_state(
+            Some(role) => tracked.route_layer(middleware::from_fn_with_state(
                 (service.clone(), role),
                 auth::require,
             )),
-            None => r.handler,
+            None => tracked,
         };
         router = router.route(r.path, handler);
     }
@@ -184,14 +193,29 @@ pub fn router(service: AppState) -> Router {
         .method_not_allowed_fallback(|| async {
             ApiError::MethodNotAllowed("this route does not take that method".into())
         })
-        .layer(middleware::from_fn_with_state(service.clone(), track))
+        .layer(middleware::from_fn(limits::request_limits))
+        .layer(axum::extract::DefaultBodyLimit::max(limits::MAX_BODY))
         .with_state(service)
+}
+
+/// A method as a metrics label: one of the methods routes take, else
+/// `other` (the label set stays bounded whatever arrives).
+fn method_label(m: &Method) -> &'static str {
+    match *m {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::DELETE => "DELETE",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        _ => "other",
+    }
 }
 
 /// Latency per route into `/metrics`.
 async fn track(State(service): State<AppState>, req: Request, next: Next) -> Response {
     let start = Instant::now();
-    let method = req.method().to_string();
+    let method = method_label(req.method()).to_owned();
     let route = req
         .extensions()
         .get::<MatchedPath>()

@@ -182,13 +182,32 @@ async fn malformed_requests_get_json_errors() {
     for body in [
         "{\"name\": ",
         "[1,2]",
-        "{\"name\":\"x\",\"role\":\"root\"}",
+        "{\"name\":\"x\"}",
         "{\"name\":\"x\",\"role\":\"viewer\",\"extra\":1}",
     ] {
         let (s, v) = call(&f, "POST", "/api/v1/tokens", Some(&admin), body).await;
         assert_eq!(s, StatusCode::BAD_REQUEST, "{body}: {v}");
         assert_eq!(v["code"], "bad_request");
         assert!(!v["message"].as_str().unwrap().is_empty());
+    }
+    // Well-formed, but a value out of its published bounds: 422.
+    for (body, message) in [
+        (
+            "{\"name\":\"x\",\"role\":\"root\"}",
+            "role: `root`; expected `viewer`, `operator` or `admin`",
+        ),
+        ("{\"name\":\"\",\"role\":\"viewer\"}", "name: is empty"),
+    ] {
+        let (s, v) = call(&f, "POST", "/api/v1/tokens", Some(&admin), body).await;
+        assert_eq!(
+            (s, v["code"].as_str(), v["message"].as_str()),
+            (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Some("invalid"),
+                Some(message)
+            ),
+            "{body}"
+        );
     }
     let (s, v) = call(&f, "GET", "/api/v1/runs/abc", Some(&admin), "").await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
@@ -329,7 +348,7 @@ async fn conversations_and_feedback_are_logged_checked_and_counted() {
         (
             "/api/v1/conversations",
             r#"{"conversations": []}"#,
-            "`conversations` is empty",
+            "conversations: is empty",
         ),
         (
             "/api/v1/feedback",

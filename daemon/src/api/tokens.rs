@@ -3,7 +3,7 @@
 use super::AppState;
 use super::error::ApiError;
 use super::extract::{Json, Path};
-use crate::store::tokens::{Role, TokenRow};
+use crate::store::tokens::{Revoked, Role, TokenRow};
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
@@ -27,15 +27,21 @@ pub struct NewToken {
     role: String,
 }
 
+/// Longest token name, in characters.
+const MAX_NAME: usize = 64;
+
 pub async fn create(
     State(s): State<AppState>,
     Json(body): Json<NewToken>,
 ) -> Result<(StatusCode, axum::Json<Value>), ApiError> {
     let role: Role = body.role.parse().map_err(ApiError::BadRequest)?;
-    if body.name.trim().is_empty() {
-        return Err(ApiError::BadRequest("`name` must not be empty".into()));
+    let name = body.name.trim();
+    if name.is_empty() || name.chars().count() > MAX_NAME || name.chars().any(char::is_control) {
+        return Err(ApiError::Invalid(format!(
+            "name: must be 1 to {MAX_NAME} characters, none of them control characters"
+        )));
     }
-    let (row, token) = s.store.create_token(body.name.trim(), role).await?;
+    let (row, token) = s.store.create_token(name, role).await?;
     let mut v = token_json(&row);
     v["token"] = json!(token);
     Ok((StatusCode::CREATED, axum::Json(v)))
@@ -45,9 +51,12 @@ pub async fn revoke(
     State(s): State<AppState>,
     Path(id): Path<i64>,
 ) -> Result<StatusCode, ApiError> {
-    if s.store.revoke_token(id).await? {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(ApiError::NotFound(format!("no live token {id}")))
+    match s.store.revoke_token(id).await? {
+        Revoked::Done => Ok(StatusCode::NO_CONTENT),
+        Revoked::NoSuchToken => Err(ApiError::NotFound(format!("no live token {id}"))),
+        Revoked::LastAdmin => Err(ApiError::Conflict(format!(
+            "token {id} was not revoked: {}",
+            Revoked::LAST_ADMIN
+        ))),
     }
 }

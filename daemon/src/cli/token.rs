@@ -3,7 +3,7 @@
 
 use crate::app::{App, Mode};
 use crate::config::Config;
-use crate::store::tokens::Role;
+use crate::store::tokens::{Revoked, Role};
 use anyhow::{Result, bail};
 use std::process::ExitCode;
 
@@ -52,12 +52,11 @@ pub async fn run(config: Config, cmd: Command) -> Result<ExitCode> {
                 );
             }
         }
-        Command::Revoke { id } => {
-            if !store.revoke_token(id).await? {
-                bail!("no live token {id}");
-            }
-            println!("revoked token {id}");
-        }
+        Command::Revoke { id } => match store.revoke_token(id).await? {
+            Revoked::Done => println!("revoked token {id}"),
+            Revoked::NoSuchToken => bail!("no live token {id}"),
+            Revoked::LastAdmin => bail!("token {id} was not revoked: {}", Revoked::LAST_ADMIN),
+        },
     }
     Ok(ExitCode::SUCCESS)
 }

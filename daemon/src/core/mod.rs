@@ -16,3 +16,4 @@ pub mod policy;
 pub mod state;
 pub mod stop;
 pub mod sync;
+pub mod text;

@@ -86,18 +86,50 @@ impl Store {
             .await?)
     }
 
-    /// Revoke token `id`; `false` when there is no such live token.
-    pub async fn revoke_token(&self, id: i64) -> Result<bool> {
+    /// Revoke token `id` — unless it is the last live admin token: that
+    /// would lock everyone out of the API's admin routes.
+    pub async fn revoke_token(&self, id: i64) -> Result<Revoked> {
+        let tx = self.begin_write().await?;
         let Some(t) = api_tokens::Entity::find_by_id(id)
             .filter(api_tokens::Column::RevokedAt.is_null())
-            .one(&self.db)
+            .one(&tx)
             .await?
         else {
-            return Ok(false);
+            return Ok(Revoked::NoSuchToken);
         };
+        if t.role == Role::Admin.as_str() {
+            // The live admin rows stay locked until the commit, so two
+            // revokes at once cannot both see "another admin is left"
+            // (PostgreSQL; SQLite's write transaction is already exclusive).
+            use sea_orm::QuerySelect;
+            let admins = api_tokens::Entity::find()
+                .filter(api_tokens::Column::RevokedAt.is_null())
+                .filter(api_tokens::Column::Role.eq(Role::Admin.as_str()))
+                .lock_exclusive()
+                .all(&tx)
+                .await?
+                .len();
+            if admins <= 1 {
+                return Ok(Revoked::LastAdmin);
+            }
+        }
         let mut t: api_tokens::ActiveModel = t.into();
         t.revoked_at = Set(Some(Utc::now()));
-        t.update(&self.db).await?;
-        Ok(true)
+        t.update(&tx).await?;
+        tx.commit().await?;
+        Ok(Revoked::Done)
     }
+}
+
+/// What [`Store::revoke_token`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Revoked {
+    Done,
+    NoSuchToken,
+    /// Refused: it is the last live admin token.
+    LastAdmin,
+}
+
+impl Revoked {
+    pub const LAST_ADMIN: &'static str = "it is the last admin token; create another admin token first (`coach token create --role admin`)";
 }

@@ -1,0 +1,52 @@
+//! Text from outside — plugin logs, intent names, token names, names in
+//! URLs — made safe to show: control characters (newlines, escape
+//! sequences, NUL) are written as escapes, so outside text can never forge
+//! a line of Coach's own output or drive a terminal.
+
+use std::borrow::Cow;
+
+/// `s` with every control character escaped (`\n`, `\u{1b}`, …).
+pub fn printable(s: &str) -> Cow<'_, str> {
+    if !s.chars().any(char::is_control) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// `s` cut to at most `max` bytes on a character boundary, with `…` when
+/// cut.
+pub fn clip(s: &str, max: usize) -> Cow<'_, str> {
+    if s.len() <= max {
+        return Cow::Borrowed(s);
+    }
+    let mut cut = max;
+    while !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    Cow::Owned(format!("{}…", &s[..cut]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(printable("plain"), "plain");
+        assert_eq!(
+            printable("a\n[register] done: registered model 999\u{1b}[2J"),
+            "a\\n[register] done: registered model 999\\u{1b}[2J"
+        );
+        assert_eq!(printable("nul\0"), "nul\\u{0}");
+        assert_eq!(clip("héllo", 2), "h…");
+        assert_eq!(clip("hi", 10), "hi");
+    }
+}
