@@ -185,3 +185,53 @@ needs = ["data"]
         data.display()
     )
 }
+
+/// A database of its own on the machine's PostgreSQL, dropped after.
+pub struct Postgres {
+    admin: String,
+    name: String,
+    pub url: String,
+}
+
+impl Postgres {
+    pub fn create() -> Postgres {
+        let admin = std::env::var("COACH_TEST_POSTGRES")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+        let name = format!(
+            "coach_e2e_{}_{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        );
+        Postgres::admin(&admin, &format!("CREATE DATABASE {name}"));
+        let (base, _) = admin.rsplit_once('/').unwrap();
+        Postgres {
+            url: format!("{base}/{name}"),
+            admin,
+            name,
+        }
+    }
+
+    fn admin(url: &str, sql: &str) {
+        use sea_orm::ConnectionTrait;
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let db = sea_orm::Database::connect(url)
+                .await
+                .unwrap_or_else(|e| panic!("PostgreSQL at {url} is required for this test: {e}"));
+            db.execute_unprepared(sql).await.unwrap();
+            db.close().await.unwrap();
+        });
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        Postgres::admin(
+            &self.admin,
+            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+        );
+    }
+}

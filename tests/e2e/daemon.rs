@@ -55,6 +55,10 @@ impl Daemon {
         Daemon { child, url, log }
     }
 
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -129,7 +133,11 @@ pub(crate) fn call(method: &str, url: &str, token: &str) -> (u16, Value) {
 
 /// Read server-sent events from `url` until `stop` says so; the events as
 /// (name, data).
-fn sse(url: &str, token: &str, mut stop: impl FnMut(&str, &Value) -> bool) -> Vec<(String, Value)> {
+pub(crate) fn sse(
+    url: &str,
+    token: &str,
+    mut stop: impl FnMut(&str, &Value) -> bool,
+) -> Vec<(String, Value)> {
     let res = agent()
         .get(url)
         .header("Authorization", &format!("Bearer {token}"))

@@ -8,6 +8,7 @@ mod bench;
 mod daemon;
 mod gpus;
 mod hostile;
+mod http;
 mod quickstart;
 mod runs;
 mod scripts;

@@ -4,7 +4,7 @@
 //! sharing the daemon's store, and a run resumed after SIGKILL at every
 //! step kind from the step outputs it stored.
 
-use crate::common::{Home, workspace};
+use crate::common::{Home, Postgres, workspace};
 use crate::daemon::{
     Daemon, call, daemon_home, token, wait_for_state, wedding_workflow as wedding,
 };
@@ -46,56 +46,6 @@ fn the_cli_and_the_api_show_a_run_and_a_model_as_one_document() {
     let (_, api_runs) = call("GET", &format!("{}/api/v1/runs", d.url), &tok);
     let cli_runs = json_of(&home.coach(&["runs", "list", "--json"]));
     assert_eq!(cli_runs, api_runs["runs"]);
-}
-
-/// A database of its own on the machine's PostgreSQL, dropped after.
-struct Postgres {
-    admin: String,
-    name: String,
-    pub url: String,
-}
-
-impl Postgres {
-    fn create() -> Postgres {
-        let admin = std::env::var("COACH_TEST_POSTGRES")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-        let name = format!(
-            "coach_runs_{}_{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos()
-        );
-        Postgres::admin(&admin, &format!("CREATE DATABASE {name}"));
-        let (base, _) = admin.rsplit_once('/').unwrap();
-        Postgres {
-            url: format!("{base}/{name}"),
-            admin,
-            name,
-        }
-    }
-
-    fn admin(url: &str, sql: &str) {
-        use sea_orm::ConnectionTrait;
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        rt.block_on(async {
-            let db = sea_orm::Database::connect(url)
-                .await
-                .unwrap_or_else(|e| panic!("PostgreSQL at {url} is required for this test: {e}"));
-            db.execute_unprepared(sql).await.unwrap();
-            db.close().await.unwrap();
-        });
-    }
-}
-
-impl Drop for Postgres {
-    fn drop(&mut self) {
-        Postgres::admin(
-            &self.admin,
-            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
-        );
-    }
 }
 
 /// 50 fires at once through the API while cron fires every second, for a
