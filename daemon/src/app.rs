@@ -253,7 +253,13 @@ pub async fn run_daemon(config: Config) -> Result<()> {
     service.ready.store(true, Ordering::Relaxed);
     tracing::info!(address = %addr, ms = started.elapsed().as_millis() as u64, "daemon ready");
     // Scripts and tests read the address from this line.
-    println!("coach daemon listening on http://{addr}");
+    // The address on stdout for whoever started the daemon; a closed
+    // stdout is not the daemon's concern.
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "coach daemon listening on http://{addr}").and_then(|()| out.flush());
+    }
 
     wait_for_stop(&service, &app.stop).await;
 

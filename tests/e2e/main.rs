@@ -9,6 +9,7 @@ mod daemon;
 mod gpus;
 mod hostile;
 mod http;
+mod output;
 mod quickstart;
 mod runs;
 mod scripts;

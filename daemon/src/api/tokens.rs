@@ -3,7 +3,7 @@
 use super::AppState;
 use super::error::ApiError;
 use super::extract::{Json, Path};
-use crate::store::tokens::{Revoked, Role, TokenRow};
+use crate::store::tokens::{Revoked, Role, TokenRow, token_name};
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
@@ -27,20 +27,12 @@ pub struct NewToken {
     role: String,
 }
 
-/// Longest token name, in characters.
-const MAX_NAME: usize = 64;
-
 pub async fn create(
     State(s): State<AppState>,
     Json(body): Json<NewToken>,
 ) -> Result<(StatusCode, axum::Json<Value>), ApiError> {
     let role: Role = body.role.parse().map_err(ApiError::BadRequest)?;
-    let name = body.name.trim();
-    if name.is_empty() || name.chars().count() > MAX_NAME || name.chars().any(char::is_control) {
-        return Err(ApiError::Invalid(format!(
-            "name: must be 1 to {MAX_NAME} characters, none of them control characters"
-        )));
-    }
+    let name = token_name(&body.name).map_err(|m| ApiError::Invalid(format!("name: {m}")))?;
     let (row, token) = s.store.create_token(name, role).await?;
     let mut v = token_json(&row);
     v["token"] = json!(token);

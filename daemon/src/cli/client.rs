@@ -1,6 +1,8 @@
 //! A small HTTP client for the commands that talk to a running daemon
 //! (`COACH_URL`, `COACH_TOKEN`), and the terminal rendering of its events.
 
+use crate::cli::{OutputFailed, out};
+use crate::core::text::printable;
 use anyhow::{Context, Result, anyhow, bail};
 use serde_json::Value;
 
@@ -110,7 +112,8 @@ impl Client {
 
 /// One event as a terminal line; `None` for events not worth a line.
 pub fn render(event: &str, v: &Value) -> Option<String> {
-    let s = |k: &str| v[k].as_str().unwrap_or("").to_owned();
+    // Outside text (plugin logs, summaries) on one line each.
+    let s = |k: &str| printable(v[k].as_str().unwrap_or("")).into_owned();
     Some(match event {
         "run.queued" => format!("run {} queued ({})", v["run"], s("trigger")),
         "run.started" => format!("run {} started", v["run"]),
@@ -134,16 +137,18 @@ pub fn render(event: &str, v: &Value) -> Option<String> {
 
 /// Follow run `id` on the terminal until it finishes; its final state.
 pub fn follow(client: &Client, id: i64) -> Result<String> {
+    type Epoch = Option<(String, i64, Vec<String>)>;
+    // Metrics arrive one by one; print each epoch's on one line.
+    fn flush(epoch: &mut Epoch) -> Result<(), OutputFailed> {
+        if let Some((step, n, values)) = epoch.take() {
+            out!("  {step} epoch {n}: {}", values.join(", "));
+        }
+        Ok(())
+    }
     let mut state = String::from("unknown");
     let mut last_tenth = -1i64;
-    // Metrics arrive one by one; print each epoch's on one line.
-    let mut epoch: Option<(String, i64, Vec<String>)> = None;
-    let flush = |epoch: &mut Option<(String, i64, Vec<String>)>| {
-        if let Some((step, n, values)) = epoch.take() {
-            println!("  {step} epoch {n}: {}", values.join(", "));
-        }
-    };
-    client.events(&format!("/api/v1/runs/{id}/events"), |event, v| {
+    let mut epoch: Epoch = None;
+    let mut on_event = |event: &str, v: &Value| -> Result<bool, OutputFailed> {
         if event == "metric" {
             let step = v["step"].as_str().unwrap_or("").to_owned();
             let n = v["epoch"].as_i64().unwrap_or(0);
@@ -155,38 +160,49 @@ pub fn follow(client: &Client, id: i64) -> Result<String> {
             match &mut epoch {
                 Some((s, e, values)) if *s == step && *e == n => values.push(value),
                 _ => {
-                    flush(&mut epoch);
+                    flush(&mut epoch)?;
                     epoch = Some((step, n, vec![value]));
                 }
             }
-            return true;
+            return Ok(true);
         }
-        flush(&mut epoch);
+        flush(&mut epoch)?;
         if event == "progress" {
             // One line per tenth of progress is plenty on a terminal.
             let tenth = (v["fraction"].as_f64().unwrap_or(0.0) * 10.0) as i64;
             if tenth != last_tenth {
                 last_tenth = tenth;
-                println!(
+                out!(
                     "  {} {:>3.0}% {}",
                     v["step"].as_str().unwrap_or(""),
                     v["fraction"].as_f64().unwrap_or(0.0) * 100.0,
-                    v["message"].as_str().unwrap_or("")
+                    printable(v["message"].as_str().unwrap_or(""))
                 );
             }
-            return true;
+            return Ok(true);
         }
         if event == "step.started" {
             last_tenth = -1;
         }
         if let Some(line) = render(event, v) {
-            println!("{line}");
+            out!("{line}");
         }
         if event == "run.finished" {
             state = v["state"].as_str().unwrap_or("unknown").to_owned();
-            return false;
+            return Ok(false);
         }
-        true
+        Ok(true)
+    };
+    // A failed write stops following and is the command's error.
+    let mut broken = None;
+    client.events(&format!("/api/v1/runs/{id}/events"), |event, v| {
+        on_event(event, v).unwrap_or_else(|e| {
+            broken = Some(e);
+            false
+        })
     })?;
+    if let Some(e) = broken {
+        return Err(e.into());
+    }
     Ok(state)
 }

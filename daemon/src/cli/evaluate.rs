@@ -9,6 +9,7 @@
 
 use super::pct;
 use crate::app::{App, Mode};
+use crate::cli::{note, out};
 use crate::config::Config;
 use crate::core::evaluation::score;
 use crate::core::example::Split;
@@ -175,7 +176,7 @@ pub async fn run(base: Config, args: Args) -> Result<ExitCode> {
             .collect();
         let r = score("fold", &rows_fold, &oos, 0);
         if !args.json {
-            eprintln!(
+            note!(
                 "fold {}/{}: accuracy {} on {} examples",
                 fold + 1,
                 args.folds,
@@ -202,15 +203,15 @@ pub async fn run(base: Config, args: Args) -> Result<ExitCode> {
         v["fold_accuracy"] = json!(per_fold);
         v["fold_accuracy_mean"] = json!(mean);
         v["fold_accuracy_sd"] = json!(sd);
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        out!("{}", serde_json::to_string_pretty(&v)?);
     } else {
-        println!(
+        out!(
             "\nper-fold accuracy {} ± {} (mean ± sd over {} folds)",
             pct(mean),
             pct(sd),
             args.folds
         );
-        super::run::print_report(&report, args.intents);
+        super::run::print_report(&report, args.intents)?;
     }
     Ok(ExitCode::SUCCESS)
 }

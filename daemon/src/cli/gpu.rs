@@ -3,6 +3,7 @@
 //! steps waiting for GPUs on the daemon, with why.
 
 use super::client::{Client, Remote};
+use crate::cli::out;
 use crate::config::Config;
 use anyhow::Result;
 use serde_json::Value;
@@ -36,16 +37,16 @@ pub fn gpu(config: &Config, a: GpuArgs) -> Result<ExitCode> {
         serde_json::to_value(crate::service::views::GpuView::of(&q))?
     };
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        out!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!(
+    out!(
         "inventory: {} — {}",
         v["source"].as_str().unwrap_or("?"),
         v["reason"].as_str().unwrap_or("")
     );
     if let Some(d) = v["driver"].as_str() {
-        println!("driver: {d}");
+        out!("driver: {d}");
     }
     for g in v["gpus"].as_array().into_iter().flatten() {
         let users: Vec<String> = g["allocated_to"]
@@ -54,7 +55,7 @@ pub fn gpu(config: &Config, a: GpuArgs) -> Result<ExitCode> {
             .flatten()
             .map(|a| format!("run {} step {}", a["run"], a["step"].as_str().unwrap_or("")))
             .collect();
-        println!(
+        out!(
             "  {:>3}  {:<24} {} of {} used{}{}{}",
             g["index"].as_str().unwrap_or("?"),
             g["name"].as_str().unwrap_or(""),
@@ -85,15 +86,15 @@ pub fn gpu(config: &Config, a: GpuArgs) -> Result<ExitCode> {
 pub fn queue(config: &Config, a: QueueArgs) -> Result<ExitCode> {
     let v = Client::new(&a.remote, config).get("/api/v1/queue")?;
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        out!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(ExitCode::SUCCESS);
     }
     let waiting = v["waiting"].as_array().cloned().unwrap_or_default();
     if waiting.is_empty() {
-        println!("nothing waits for GPUs here");
+        out!("nothing waits for GPUs here");
     }
     for w in &waiting {
-        println!(
+        out!(
             "{:>3}. run {} step {} ({}, {} priority, queue {}): {} GPU(s) — {}",
             w["position"],
             w["run"],
@@ -107,7 +108,7 @@ pub fn queue(config: &Config, a: QueueArgs) -> Result<ExitCode> {
     }
     for j in v["slurm"].as_array().into_iter().flatten() {
         let reason = j["reason"].as_str().unwrap_or("");
-        println!(
+        out!(
             "slurm: job {} — run {} step {} ({}): {} GPU(s), {}{}",
             j["job"],
             j["run"],
@@ -129,7 +130,7 @@ pub fn queue(config: &Config, a: QueueArgs) -> Result<ExitCode> {
             .flatten()
             .filter_map(Value::as_str)
             .collect();
-        println!(
+        out!(
             "running: run {} step {} on GPU {}",
             r["run"],
             r["step"].as_str().unwrap_or(""),

@@ -17,6 +17,7 @@ mod validate;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand, ValueEnum};
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -118,8 +119,75 @@ fn init_tracing(format: LogFormat, verbose: u8, quiet_default: bool) {
     }
 }
 
+/// A line on stdout, its control characters escaped (see
+/// [`crate::core::text::terminal_safe`]); a failed write ends the command
+/// with [`OutputFailed`], which [`main`] turns into a quiet exit (a closed
+/// pipe) or one line (a full device) — never a panic.
+macro_rules! out {
+    () => {
+        $crate::cli::write_out(format_args!(""))?
+    };
+    ($($t:tt)*) => {
+        $crate::cli::write_out(format_args!($($t)*))?
+    };
+}
+pub(crate) use out;
+
+/// A line on stderr (progress, warnings, errors), its control characters
+/// escaped. A failed write is ignored: there is nowhere left to say it.
+macro_rules! note {
+    ($($t:tt)*) => {
+        $crate::cli::write_note(format_args!($($t)*))
+    };
+}
+pub(crate) use note;
+
+/// Standard output could not be written.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot write the output: {0}")]
+pub struct OutputFailed(pub std::io::Error);
+
+pub(crate) fn write_out(line: std::fmt::Arguments) -> Result<(), OutputFailed> {
+    let text = line.to_string();
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{}", crate::core::text::terminal_safe(&text)).map_err(OutputFailed)
+}
+
+pub(crate) fn write_note(line: std::fmt::Arguments) {
+    let text = line.to_string();
+    let _ = writeln!(
+        std::io::stderr().lock(),
+        "{}",
+        crate::core::text::terminal_safe(&text)
+    );
+}
+
+/// The exit for a command's error: a closed pipe on stdout is the reader's
+/// choice (`coach runs list | head -1`), so exit quietly; anything else is
+/// one line on stderr.
+fn fail(e: &anyhow::Error) -> ExitCode {
+    if let Some(OutputFailed(io)) = e.downcast_ref::<OutputFailed>()
+        && io.kind() == std::io::ErrorKind::BrokenPipe
+    {
+        return ExitCode::SUCCESS;
+    }
+    note!("error: {e:#}");
+    ExitCode::from(1)
+}
+
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // Help and version go to stdout, through the same writer as every
+        // command's output.
+        Err(e) if !e.use_stderr() => {
+            return match write_out(format_args!("{}", e.render().to_string().trim_end())) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(err) => fail(&err.into()),
+            };
+        }
+        Err(e) => e.exit(),
+    };
     // Commands report their own progress; log lines would only interleave
     // with it, so their default level is `warn`. The daemon logs at `info`.
     let quiet = !matches!(cli.command, Command::Daemon(_));
@@ -130,16 +198,13 @@ pub fn main() -> ExitCode {
     {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            note!("error: cannot start the async runtime: {e}");
             return ExitCode::from(1);
         }
     };
     match runtime.block_on(dispatch(cli)) {
         Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::from(1)
-        }
+        Err(e) => fail(&e),
     }
 }
 

@@ -1,6 +1,7 @@
 //! `coach models list|show`.
 
 use crate::app::{App, Mode};
+use crate::cli::out;
 use crate::config::Config;
 use crate::core::ids::{ModelRef, short};
 use anyhow::{Result, anyhow, bail};
@@ -31,20 +32,25 @@ pub async fn run(config: Config, cmd: Command) -> Result<ExitCode> {
         Command::List { limit, json } => {
             let models = records.models(limit).await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&models)?);
+                out!("{}", serde_json::to_string_pretty(&models)?);
                 return Ok(ExitCode::SUCCESS);
             }
             if models.is_empty() {
-                println!("no models registered yet; run a workflow with a `register` step");
+                out!("no models registered yet; run a workflow with a `register` step");
                 return Ok(ExitCode::SUCCESS);
             }
-            println!(
+            out!(
                 "{:>4}  {:<24} {:>4}  {:<16} {:>9} {:>9}  created",
-                "id", "name", "ver", "trainer", "accuracy", "in-scope"
+                "id",
+                "name",
+                "ver",
+                "trainer",
+                "accuracy",
+                "in-scope"
             );
             for m in &models {
                 let get = |k: &str| m.metric(k).map(super::pct).unwrap_or_else(|| "-".into());
-                println!(
+                out!(
                     "{:>4}  {:<24} {:>4}  {:<16} {:>9} {:>9}  {}",
                     m.id,
                     m.name,
@@ -62,36 +68,37 @@ pub async fn run(config: Config, cmd: Command) -> Result<ExitCode> {
                 bail!("no model `{model}`");
             };
             if json {
-                println!("{}", serde_json::to_string_pretty(&m)?);
+                out!("{}", serde_json::to_string_pretty(&m)?);
             } else {
-                println!("model {} — {} v{}", m.id, m.name, m.version);
-                println!(
+                out!("model {} — {} v{}", m.id, m.name, m.version);
+                out!(
                     "  trained by   {} {} (wasm {})",
                     m.trainer.plugin,
                     m.trainer.version,
                     short(&m.trainer.wasm_sha256, 16)
                 );
-                println!("  run          {}", m.run);
+                out!("  run          {}", m.run);
                 match m.lineage.dataset_version {
-                    Some(d) => println!(
+                    Some(d) => out!(
                         "  data         dataset version {d} ({})",
                         short(&m.lineage.data_hash, 16)
                     ),
-                    None => println!("  data         no dataset snapshot"),
+                    None => out!("  data         no dataset snapshot"),
                 }
-                println!(
+                out!(
                     "  artifact     {} ({} bytes)",
-                    m.artifact.sha256, m.artifact.bytes
+                    m.artifact.sha256,
+                    m.artifact.bytes
                 );
-                println!("  config       {}", short(&m.lineage.config_hash, 16));
+                out!("  config       {}", short(&m.lineage.config_hash, 16));
                 if let Some(b) = m.lineage.base_model {
-                    println!("  warm start   from model {b}");
+                    out!("  warm start   from model {b}");
                 }
-                println!("  created      {}", m.created_at.to_rfc3339());
+                out!("  created      {}", m.created_at.to_rfc3339());
                 if let Some(obj) = m.metrics.as_object() {
-                    println!("  metrics");
+                    out!("  metrics");
                     for (k, val) in obj {
-                        println!("    {k:<32} {val}");
+                        out!("    {k:<32} {val}");
                     }
                 }
             }

@@ -1,6 +1,7 @@
 //! `coach predict --model <id|name|latest> <text…>`.
 
 use crate::app::{App, Mode};
+use crate::cli::out;
 use crate::config::Config;
 use crate::core::ids::ModelRef;
 use anyhow::{Result, anyhow, bail};
@@ -50,11 +51,11 @@ pub async fn run(config: Config, args: Args) -> Result<ExitCode> {
                 })
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        out!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(ExitCode::SUCCESS);
     }
     for (t, p) in args.texts.iter().zip(&preds) {
-        println!("{t}\n  → {} ({:.3})", p.intent, p.confidence);
+        out!("{t}\n  → {} ({:.3})", p.intent, p.confidence);
         let alts: Vec<String> = p
             .ranking
             .iter()
@@ -63,12 +64,15 @@ pub async fn run(config: Config, args: Args) -> Result<ExitCode> {
             .map(|r| format!("{} {:.3}", r.intent, r.confidence))
             .collect();
         if !alts.is_empty() {
-            println!("    next: {}", alts.join(", "));
+            out!("    next: {}", alts.join(", "));
         }
         for e in &p.entities {
-            println!(
+            out!(
                 "    entity {} = \"{}\" [{}..{}]",
-                e.entity, e.value, e.start, e.end
+                e.entity,
+                e.value,
+                e.start,
+                e.end
             );
         }
     }

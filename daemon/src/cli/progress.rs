@@ -1,6 +1,7 @@
 //! How `coach run` shows a run: a progress bar per step on a terminal,
 //! plain lines otherwise (CI logs, pipes).
 
+use crate::cli::note;
 use crate::core::event::StepEvent as PluginEvent;
 use crate::core::sync::Lock;
 use crate::events::Reporter;
@@ -32,7 +33,7 @@ impl Terminal {
 
 impl Reporter for Terminal {
     fn run_started(&self, run: RunStart<'_>) {
-        eprintln!(
+        note!(
             "run {}: workflow `{}` ({} steps, version {})",
             run.run,
             run.workflow,
@@ -61,7 +62,7 @@ impl Reporter for Terminal {
             bar.enable_steady_tick(Duration::from_millis(120));
             *self.bar.locked() = Some(bar);
         } else {
-            eprintln!("[{step}] started: {action}{retry}");
+            note!("[{step}] started: {action}{retry}");
         }
     }
 
@@ -84,7 +85,7 @@ impl Reporter for Terminal {
                 if self.fancy {
                     self.with_bar(|b| b.println(line));
                 } else {
-                    eprintln!("{line}");
+                    note!("{line}");
                 }
             }
             PluginEvent::Log { message, .. } => {
@@ -92,7 +93,7 @@ impl Reporter for Terminal {
                 if self.fancy {
                     self.with_bar(|b| b.println(line));
                 } else {
-                    eprintln!("{line}");
+                    note!("{line}");
                 }
             }
         }
@@ -103,12 +104,12 @@ impl Reporter for Terminal {
         if self.fancy {
             self.with_bar(|b| b.println(line));
         } else {
-            eprintln!("{line}");
+            note!("{line}");
         }
     }
 
     fn step_skipped(&self, step: &str, reason: &str) {
-        eprintln!("[{step}] skipped: {reason}");
+        note!("[{step}] skipped: {reason}");
     }
 
     fn step_finished(&self, step: &str, result: Result<&str, &str>) {
@@ -117,8 +118,8 @@ impl Reporter for Terminal {
             b.finish_and_clear();
         }
         match result {
-            Ok(summary) => eprintln!("[{step}] done: {summary}"),
-            Err(e) => eprintln!("[{step}] FAILED: {e}"),
+            Ok(summary) => note!("[{step}] done: {summary}"),
+            Err(e) => note!("[{step}] FAILED: {e}"),
         }
     }
 }

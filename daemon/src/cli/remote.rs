@@ -2,6 +2,7 @@
 //! `coach cancel`.
 
 use super::client::{Client, Remote, follow};
+use crate::cli::out;
 use crate::config::Config;
 use anyhow::Result;
 use std::process::ExitCode;
@@ -37,10 +38,10 @@ pub fn status(config: &Config, a: StatusArgs) -> Result<ExitCode> {
     let c = Client::new(&a.remote, config);
     let v = c.get("/api/v1/status")?;
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        out!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!(
+    out!(
         "coach daemon {}, {}, up {} s",
         v["version"].as_str().unwrap_or("?"),
         if v["ready"] == true {
@@ -52,7 +53,7 @@ pub fn status(config: &Config, a: StatusArgs) -> Result<ExitCode> {
     );
     let runs = v["runs"].as_object().cloned().unwrap_or_default();
     let counts: Vec<String> = runs.iter().map(|(k, n)| format!("{k} {n}")).collect();
-    println!(
+    out!(
         "runs: {}",
         if counts.is_empty() {
             "none".into()
@@ -61,26 +62,28 @@ pub fn status(config: &Config, a: StatusArgs) -> Result<ExitCode> {
         }
     );
     for r in v["running"].as_array().into_iter().flatten() {
-        println!(
+        out!(
             "  running: run {} ({})",
             r["run"],
             r["workflow"].as_str().unwrap_or("")
         );
     }
-    println!(
+    out!(
         "workflows: {} ({} invalid); plugins: {}",
-        v["workflows"]["total"], v["workflows"]["invalid"], v["plugins"]["total"]
+        v["workflows"]["total"],
+        v["workflows"]["invalid"],
+        v["plugins"]["total"]
     );
     for (folder, why) in v["plugins"]["problems"].as_object().into_iter().flatten() {
-        println!("  plugin problem: {folder}: {}", why.as_str().unwrap_or(""));
+        out!("  plugin problem: {folder}: {}", why.as_str().unwrap_or(""));
     }
     if let Some(p) = v["config_problem"].as_str() {
-        println!("  config problem: {p}");
+        out!("  config problem: {p}");
     }
     let workflows = c.get("/api/v1/workflows")?;
     for w in workflows["workflows"].as_array().into_iter().flatten() {
         if let Some(e) = w["error"].as_str() {
-            println!(
+            out!(
                 "workflow `{}` is not valid:\n{e}",
                 w["name"].as_str().unwrap_or("")
             );
@@ -93,7 +96,7 @@ pub fn trigger(config: &Config, a: TriggerArgs) -> Result<ExitCode> {
     let c = Client::new(&a.remote, config);
     let v = c.post(&format!("/api/v1/workflows/{}/runs", a.workflow))?;
     let id = v["run"]["id"].as_i64().unwrap_or(0);
-    println!("queued run {id} of {}", a.workflow);
+    out!("queued run {id} of {}", a.workflow);
     if !a.follow {
         return Ok(ExitCode::SUCCESS);
     }
@@ -108,6 +111,6 @@ pub fn trigger(config: &Config, a: TriggerArgs) -> Result<ExitCode> {
 pub fn cancel(config: &Config, a: CancelArgs) -> Result<ExitCode> {
     let c = Client::new(&a.remote, config);
     let v = c.post(&format!("/api/v1/runs/{}/cancel", a.run))?;
-    println!("run {}: {}", a.run, v["state"].as_str().unwrap_or("?"));
+    out!("run {}: {}", a.run, v["state"].as_str().unwrap_or("?"));
     Ok(ExitCode::SUCCESS)
 }

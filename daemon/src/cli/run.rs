@@ -3,6 +3,7 @@
 
 use super::pct;
 use crate::app::{App, Mode};
+use crate::cli::{note, out};
 use crate::config::Config;
 use crate::core::evaluation::Report;
 use crate::core::stop::{RunStop, StopReason};
@@ -29,9 +30,9 @@ pub async fn run(config: Config, args: Args) -> Result<ExitCode> {
         Ok(good) => good,
         Err(errors) => {
             for e in &errors.0 {
-                eprintln!("{}\n", e.render());
+                note!("{}\n", e.render());
             }
-            eprintln!("{} error(s); nothing was run", errors.0.len());
+            note!("{} error(s); nothing was run", errors.0.len());
             return Ok(ExitCode::from(1));
         }
     };
@@ -43,7 +44,7 @@ pub async fn run(config: Config, args: Args) -> Result<ExitCode> {
                 r = tokio::signal::ctrl_c() => if r.is_err() { return },
                 () = quit.cancelled() => return,
             }
-            eprintln!("cancelling the run (Ctrl-C again to stop at once)");
+            note!("cancelling the run (Ctrl-C again to stop at once)");
             stop.abort(StopReason::Cancelled);
             tokio::select! {
                 r = tokio::signal::ctrl_c() => if r.is_ok() { std::process::exit(130) },
@@ -67,13 +68,13 @@ pub async fn run(config: Config, args: Args) -> Result<ExitCode> {
             "gates": summary.verdicts.iter().map(|(s, v)| serde_json::json!({"step": s, "pass": v.pass, "reason": v.reason})).collect::<Vec<_>>(),
             "skipped": summary.skipped.iter().map(|(s, r)| serde_json::json!({"step": s, "reason": r})).collect::<Vec<_>>(),
         });
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        out!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         if let Some(r) = &summary.evaluation {
-            print_report(r, args.intents);
+            print_report(r, args.intents)?;
         }
         for (step, v) in &summary.verdicts {
-            println!(
+            out!(
                 "\ngate `{step}`: {}{}",
                 if v.pass { "PASS" } else { "NO" },
                 v.reason
@@ -83,48 +84,49 @@ pub async fn run(config: Config, args: Args) -> Result<ExitCode> {
             );
         }
         for (step, why) in &summary.skipped {
-            println!("skipped `{step}`: {why}");
+            out!("skipped `{step}`: {why}");
         }
         if let Some(m) = &summary.model {
-            println!(
+            out!(
                 "\nregistered model {} — {} v{} (artifact {})",
                 m.id,
                 m.name,
                 m.version,
                 crate::core::ids::short(&m.artifact_hash, 16)
             );
-            println!("try: coach predict --model {} \"<an utterance>\"", m.id);
+            out!("try: coach predict --model {} \"<an utterance>\"", m.id);
         }
     }
     match summary.error {
         None => Ok(ExitCode::SUCCESS),
         Some(e) => {
-            eprintln!("run {} {}: {e}", summary.run_id, summary.state);
+            note!("run {} {}: {e}", summary.run_id, summary.state);
             Ok(ExitCode::from(1))
         }
     }
 }
 
 /// The evaluation table.
-pub fn print_report(r: &Report, rows: usize) {
-    println!(
+pub fn print_report(r: &Report, rows: usize) -> Result<(), crate::cli::OutputFailed> {
+    out!(
         "\nevaluation on the {} split ({} examples)",
-        r.split, r.examples
+        r.split,
+        r.examples
     );
-    println!("  accuracy            {}", pct(r.accuracy));
-    println!("  macro-F1            {}", pct(r.macro_f1));
+    out!("  accuracy            {}", pct(r.accuracy));
+    out!("  macro-F1            {}", pct(r.macro_f1));
     if let Some(v) = r.in_scope_accuracy {
-        println!("  in-scope accuracy   {}", pct(v));
+        out!("  in-scope accuracy   {}", pct(v));
     }
     if let Some(v) = r.oos_recall {
-        println!(
+        out!(
             "  out-of-scope recall {}  (label `{}`)",
             pct(v),
             r.oos_label
         );
     }
-    println!("  mean confidence     {:.3}", r.mean_confidence);
-    println!("  calibration error   {:.3}  (ECE, 15 bins)", r.ece);
+    out!("  mean confidence     {:.3}", r.mean_confidence);
+    out!("  calibration error   {:.3}  (ECE, 15 bins)", r.ece);
     let mut per = r.per_intent.clone();
     per.sort_by(|a, b| a.f1.total_cmp(&b.f1).then_with(|| a.intent.cmp(&b.intent)));
     let shown = if rows == 0 {
@@ -134,7 +136,7 @@ pub fn print_report(r: &Report, rows: usize) {
     };
     if shown > 0 {
         let w = per.iter().map(|s| s.intent.len()).max().unwrap_or(6).max(6);
-        println!(
+        out!(
             "\n  {:<w$}  precision  recall     F1  support{}",
             "intent",
             if shown < per.len() {
@@ -144,7 +146,7 @@ pub fn print_report(r: &Report, rows: usize) {
             }
         );
         for s in per.iter().take(shown) {
-            println!(
+            out!(
                 "  {:<w$}  {:>9}  {:>6}  {:>5}  {:>7}",
                 s.intent,
                 pct(s.precision),
@@ -155,9 +157,10 @@ pub fn print_report(r: &Report, rows: usize) {
         }
     }
     if !r.confusions.is_empty() {
-        println!("\n  most frequent confusions (truth → predicted)");
+        out!("\n  most frequent confusions (truth → predicted)");
         for c in &r.confusions {
-            println!("  {:>4} × {} → {}", c.count, c.truth, c.predicted);
+            out!("  {:>4} × {} → {}", c.count, c.truth, c.predicted);
         }
     }
+    Ok(())
 }

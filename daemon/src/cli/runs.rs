@@ -3,6 +3,7 @@
 
 use super::client::{Client, Remote, follow};
 use crate::app::{App, Mode};
+use crate::cli::out;
 use crate::config::Config;
 use crate::core::ids::RunId;
 use crate::core::state::RunState;
@@ -89,14 +90,14 @@ pub async fn run(config: Config, cmd: Command) -> Result<ExitCode> {
                     .collect::<Result<_, _>>()?
             };
             if json {
-                println!("{}", serde_json::to_string_pretty(&runs)?);
+                out!("{}", serde_json::to_string_pretty(&runs)?);
                 return Ok(ExitCode::SUCCESS);
             }
             if runs.is_empty() {
-                println!("no runs yet; try `coach run workflows/quickstart.toml`");
+                out!("no runs yet; try `coach run workflows/quickstart.toml`");
             }
             for r in &runs {
-                println!(
+                out!(
                     "{:>4}  {:<24} {:<10} {:<8} {:>8}  {}",
                     r["id"],
                     r["workflow"].as_str().unwrap_or(""),
@@ -122,10 +123,10 @@ pub async fn run(config: Config, cmd: Command) -> Result<ExitCode> {
                 serde_json::to_value(run)?
             };
             if json {
-                println!("{}", serde_json::to_string_pretty(&v)?);
+                out!("{}", serde_json::to_string_pretty(&v)?);
                 return Ok(ExitCode::SUCCESS);
             }
-            show(&v);
+            show(&v)?;
         }
         Command::Logs {
             id,
@@ -145,7 +146,7 @@ pub async fn run(config: Config, cmd: Command) -> Result<ExitCode> {
                     .collect::<Result<_, _>>()?
             };
             for l in &lines {
-                println!(
+                out!(
                     "{} [{}] {}: {}",
                     l["at"].as_str().and_then(|t| t.get(11..19)).unwrap_or(""),
                     l["level"].as_str().unwrap_or(""),
@@ -180,16 +181,17 @@ fn took(start: &Value, end: &Value, decimals: usize) -> String {
     }
 }
 
-fn show(v: &Value) {
-    let s = |v: &Value, k: &str| v[k].as_str().unwrap_or("").to_owned();
-    println!(
+fn show(v: &Value) -> Result<(), crate::cli::OutputFailed> {
+    let s =
+        |v: &Value, k: &str| crate::core::text::printable(v[k].as_str().unwrap_or("")).into_owned();
+    out!(
         "run {} — workflow `{}` ({}), {}",
         v["id"],
         s(v, "workflow"),
         s(v, "workflow_file"),
         s(v, "state")
     );
-    println!(
+    out!(
         "  workflow version {}, trigger {}{}",
         s(v, "version"),
         s(v, "trigger"),
@@ -199,10 +201,10 @@ fn show(v: &Value) {
         }
     );
     if let Some(e) = v["error"].as_str() {
-        println!("  error: {e}");
+        out!("  error: {e}");
     }
     for st in v["steps"].as_array().into_iter().flatten() {
-        println!(
+        out!(
             "  step {:<14} {:<16} attempt {} {:<11} {}",
             s(st, "step"),
             s(st, "action"),
@@ -211,7 +213,7 @@ fn show(v: &Value) {
             took(&st["started_at"], &st["finished_at"], 2)
         );
         if let Some(e) = st["error"].as_str() {
-            println!("      {e}");
+            out!("      {e}");
         }
     }
     let finals: Vec<&Value> = v["metrics"]
@@ -221,9 +223,9 @@ fn show(v: &Value) {
         .filter(|m| m["epoch"] == 0)
         .collect();
     if !finals.is_empty() {
-        println!("  metrics");
+        out!("  metrics");
         for m in finals {
-            println!(
+            out!(
                 "    {:<10} {:<28} {:.4}",
                 s(m, "step"),
                 s(m, "name"),
@@ -231,4 +233,5 @@ fn show(v: &Value) {
             );
         }
     }
+    Ok(())
 }

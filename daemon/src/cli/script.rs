@@ -1,6 +1,7 @@
 //! `coach script eval`: try a script against inputs you give it, exactly as
 //! a workflow would run it.
 
+use crate::cli::out;
 use crate::config::Config;
 use crate::core::example::{EntitySpan, Example};
 use crate::script::{Hook, hooks};
@@ -131,6 +132,6 @@ pub fn run(_config: &Config, cmd: Command) -> Result<ExitCode> {
             })
         }
     };
-    println!("{}", serde_json::to_string_pretty(&out)?);
+    out!("{}", serde_json::to_string_pretty(&out)?);
     Ok(ExitCode::SUCCESS)
 }

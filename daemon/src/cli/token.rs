@@ -2,8 +2,10 @@
 //! directly (this is how the first admin token comes to exist).
 
 use crate::app::{App, Mode};
+use crate::cli::{note, out};
 use crate::config::Config;
-use crate::store::tokens::{Revoked, Role};
+use crate::core::text::printable;
+use crate::store::tokens::{Revoked, Role, token_name};
 use anyhow::{Result, bail};
 use std::process::ExitCode;
 
@@ -31,19 +33,22 @@ pub async fn run(config: Config, cmd: Command) -> Result<ExitCode> {
     match cmd {
         Command::Create { role, name } => {
             let role: Role = role.parse().map_err(anyhow::Error::msg)?;
-            let (row, token) = store.create_token(&name, role).await?;
-            eprintln!(
+            let name = token_name(&name).map_err(|m| anyhow::anyhow!("--name: {m}"))?;
+            let (row, token) = store.create_token(name, role).await?;
+            note!(
                 "created token {} ({}, {}); keep it secret, it is not shown again:",
-                row.id, row.name, row.role
+                row.id,
+                row.name,
+                row.role
             );
-            println!("{token}");
+            out!("{token}");
         }
         Command::List => {
             for t in store.tokens().await? {
-                println!(
+                out!(
                     "{:>4}  {:<20} {:<9} created {}{}",
                     t.id,
-                    t.name,
+                    printable(&t.name),
                     t.role,
                     t.created_at.format("%Y-%m-%d %H:%M"),
                     t.revoked_at
@@ -53,7 +58,7 @@ pub async fn run(config: Config, cmd: Command) -> Result<ExitCode> {
             }
         }
         Command::Revoke { id } => match store.revoke_token(id).await? {
-            Revoked::Done => println!("revoked token {id}"),
+            Revoked::Done => out!("revoked token {id}"),
             Revoked::NoSuchToken => bail!("no live token {id}"),
             Revoked::LastAdmin => bail!("token {id} was not revoked: {}", Revoked::LAST_ADMIN),
         },

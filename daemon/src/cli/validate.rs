@@ -1,6 +1,7 @@
 //! `coach validate <paths…>`: check workflows (files, or folders of
 //! `*.toml`), print every error with its location, exit 1 if any.
 
+use crate::cli::out;
 use crate::compute::gpus::GpuQueue;
 use crate::config::Config;
 use crate::plugin::PluginHost;
@@ -37,7 +38,7 @@ pub fn run(config: Config, args: Args) -> Result<ExitCode> {
     let mut errors = 0;
     for f in &files {
         match load_workflow_file(&config, &host, &gpus, f) {
-            Ok(good) => println!(
+            Ok(good) => out!(
                 "ok: {} ({}, {} steps)",
                 f.display(),
                 good.workflow.name,
@@ -45,14 +46,14 @@ pub fn run(config: Config, args: Args) -> Result<ExitCode> {
             ),
             Err(es) => {
                 for e in &es.0 {
-                    println!("{}\n", e.render());
+                    out!("{}\n", e.render());
                 }
                 errors += es.0.len();
             }
         }
     }
     if errors > 0 {
-        println!("{errors} error(s) in {} file(s) checked", files.len());
+        out!("{errors} error(s) in {} file(s) checked", files.len());
         return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)

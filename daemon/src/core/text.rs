@@ -21,6 +21,26 @@ pub fn printable(s: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// `s` with every control character but newline and tab escaped: for
+/// whole blocks of Coach's own output (tables, located errors with their
+/// carets) that may hold outside text. Outside text that could hold a
+/// newline of its own goes through [`printable`] first.
+pub fn terminal_safe(s: &str) -> Cow<'_, str> {
+    let unsafe_char = |c: char| c.is_control() && c != '\n' && c != '\t';
+    if !s.chars().any(unsafe_char) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if unsafe_char(c) {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
 /// `s` cut to at most `max` bytes on a character boundary, with `…` when
 /// cut.
 pub fn clip(s: &str, max: usize) -> Cow<'_, str> {
@@ -46,6 +66,10 @@ mod tests {
             "a\\n[register] done: registered model 999\\u{1b}[2J"
         );
         assert_eq!(printable("nul\0"), "nul\\u{0}");
+        assert_eq!(
+            terminal_safe("a table\n\tof\u{1b}[2J\r rows"),
+            "a table\n\tof\\u{1b}[2J\\r rows"
+        );
         assert_eq!(clip("héllo", 2), "h…");
         assert_eq!(clip("hi", 10), "hi");
     }

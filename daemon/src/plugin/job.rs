@@ -4,6 +4,7 @@
 use super::bindings::{self, Conversation, Example, LogLevel, Prediction};
 use super::{Installed, PluginFailure, PluginHost};
 use crate::core::event::StepEvent;
+use crate::core::text::{clip, printable};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -37,6 +38,8 @@ pub struct JobSpec {
 
 /// Longest log line kept from a plugin.
 const MAX_LOG_LINE: usize = 4096;
+/// Longest metric name kept from a plugin.
+const MAX_METRIC_NAME: usize = 128;
 
 /// The data of a job's `Store`.
 pub struct JobState {
@@ -120,15 +123,11 @@ impl JobState {
 impl bindings::trainer::coach::plugin::types::Host for JobState {}
 
 impl bindings::trainer::coach::plugin::host::Host for JobState {
-    fn log(&mut self, level: LogLevel, mut message: String) {
-        if message.len() > MAX_LOG_LINE {
-            let mut cut = MAX_LOG_LINE;
-            while !message.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            message.truncate(cut);
-            message.push('…');
-        }
+    fn log(&mut self, level: LogLevel, message: String) {
+        // One line of the plugin's, whatever it sent: control characters
+        // escaped, so it can neither forge a line of Coach's output nor
+        // drive a terminal.
+        let message = printable(&clip(&message, MAX_LOG_LINE)).into_owned();
         let (plugin, run, step) = (&self.plugin, &self.run, &self.step);
         match level {
             LogLevel::Trace => tracing::trace!(plugin, run, step, "{message}"),
@@ -152,10 +151,12 @@ impl bindings::trainer::coach::plugin::host::Host for JobState {
         } else {
             0.0
         };
+        let message = printable(&clip(&message, MAX_LOG_LINE)).into_owned();
         self.emit(PluginEvent::Progress { fraction, message });
     }
 
     fn metric(&mut self, name: String, value: f64, step: u32) {
+        let name = printable(&clip(&name, MAX_METRIC_NAME)).into_owned();
         if self.metrics.len() < 100_000 {
             self.metrics.push((name.clone(), value, step));
         }
@@ -318,6 +319,7 @@ impl Job {
             if bytes.len() > *seen {
                 let text = String::from_utf8_lossy(&bytes[*seen..]);
                 for line in text.lines().take(200) {
+                    let line = printable(&clip(line, MAX_LOG_LINE)).into_owned();
                     tracing::info!(plugin = %self.plugin, stream, "{line}");
                 }
                 *seen = bytes.len();
@@ -333,8 +335,8 @@ impl Job {
         }
         PluginFailure::Reported {
             plugin: self.plugin.clone(),
-            code: e.code,
-            message: e.message,
+            code: printable(&clip(&e.code, 64)).into_owned(),
+            message: printable(&clip(&e.message, MAX_LOG_LINE)).into_owned(),
         }
     }
 }

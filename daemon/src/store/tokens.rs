@@ -121,6 +121,21 @@ impl Store {
     }
 }
 
+/// Longest token name, in characters.
+pub const MAX_NAME: usize = 64;
+
+/// A token name as it is kept: trimmed, 1 to [`MAX_NAME`] characters,
+/// none of them a control character (names are shown on terminals).
+pub fn token_name(name: &str) -> Result<&str, String> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > MAX_NAME || name.chars().any(char::is_control) {
+        return Err(format!(
+            "must be 1 to {MAX_NAME} characters, none of them control characters"
+        ));
+    }
+    Ok(name)
+}
+
 /// What [`Store::revoke_token`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Revoked {

@@ -4,6 +4,7 @@
 //! latency at a fixed request rate over a store of many runs, trigger to
 //! first step, and server-sent event delivery.
 
+use crate::cli::{note, out};
 use crate::config::Config;
 use crate::core::state::{RunState, TriggerKind};
 use crate::store::Store;
@@ -295,7 +296,7 @@ pub async fn run(_config: Config, args: Args) -> Result<ExitCode> {
     std::fs::write(&cfg_path, text)?;
     let bench_config = Config::load(Some(&cfg_path))?;
     let log = scratch.path().join("daemon.log");
-    eprintln!("seeding {} runs …", args.runs);
+    note!("seeding {} runs …", args.runs);
     let token = seed(&bench_config, args.runs).await?;
 
     let cold = start(&cfg_path, &log)?;
@@ -304,13 +305,13 @@ pub async fn run(_config: Config, args: Args) -> Result<ExitCode> {
     let warm = start(&cfg_path, &log)?;
     std::thread::sleep(Duration::from_secs(2));
     let idle_rss = rss_mib(warm.child.id());
-    eprintln!("load: {} requests/s for {} s …", args.rate, args.seconds);
+    note!("load: {} requests/s for {} s …", args.rate, args.seconds);
     let url = warm.url.clone();
     let (tok, rate, secs) = (token.clone(), args.rate, args.seconds);
     let (from_due, service, errors) =
         tokio::task::spawn_blocking(move || load(&url, &tok, rate, secs)).await?;
     let loaded_rss = rss_mib(warm.child.id());
-    eprintln!("triggers: {} quickstart runs …", args.triggers);
+    note!("triggers: {} quickstart runs …", args.triggers);
     let url = warm.url.clone();
     let (tok, n) = (token.clone(), args.triggers);
     let (to_step, delivery) =
@@ -334,7 +335,7 @@ pub async fn run(_config: Config, args: Args) -> Result<ExitCode> {
         "shutdown_ms": stop_time.as_secs_f64() * 1000.0,
     });
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        out!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(ExitCode::SUCCESS);
     }
     let f = |v: &Value| {
@@ -342,36 +343,39 @@ pub async fn run(_config: Config, args: Args) -> Result<ExitCode> {
             .map(|x| format!("{x:.2}"))
             .unwrap_or_else(|| "-".into())
     };
-    println!("coach daemon on loopback, {} runs stored", args.runs);
-    println!(
+    out!("coach daemon on loopback, {} runs stored", args.runs);
+    out!(
         "  start to ready        cold cache {} ms, warm cache {} ms   (target ≤ 1000 ms warm)",
         f(&report["start_to_ready_ms"]["cold_cache"]),
         f(&report["start_to_ready_ms"]["warm_cache"])
     );
-    println!(
+    out!(
         "  memory                idle {} MiB, after load {} MiB   (target ≤ 60 MiB idle)",
         f(&report["idle_rss_mib"]),
         f(&report["rss_after_load_mib"])
     );
     let g = &report["get_runs_limit_50"];
-    println!(
+    out!(
         "  GET /api/v1/runs?limit=50 at {}/s for {} s: {} requests, {} errors",
-        args.rate, args.seconds, sent, errors
+        args.rate,
+        args.seconds,
+        sent,
+        errors
     );
-    println!(
+    out!(
         "      latency from due  p50 {} ms, p90 {} ms, p99 {} ms, max {} ms   (target p99 ≤ 10 ms)",
         f(&g["latency_from_due_ms"]["p50"]),
         f(&g["latency_from_due_ms"]["p90"]),
         f(&g["latency_from_due_ms"]["p99"]),
         f(&g["latency_from_due_ms"]["max"])
     );
-    println!(
+    out!(
         "      service time      p50 {} ms, p99 {} ms",
         f(&g["service_time_ms"]["p50"]),
         f(&g["service_time_ms"]["p99"])
     );
     let t = &report["trigger_to_first_step_ms"];
-    println!(
+    out!(
         "  trigger → first step  p50 {} ms, p99 {} ms, max {} ms over {} runs   (target ≤ 100 ms)",
         f(&t["p50"]),
         f(&t["p99"]),
@@ -379,13 +383,13 @@ pub async fn run(_config: Config, args: Args) -> Result<ExitCode> {
         t["n"]
     );
     let s = &report["sse_delivery_ms"];
-    println!(
+    out!(
         "  SSE delivery          p50 {} ms, p99 {} ms, max {} ms over {} events   (target ≤ 500 ms)",
         f(&s["p50"]),
         f(&s["p99"]),
         f(&s["max"]),
         s["events"]
     );
-    println!("  SIGTERM to exit       {} ms", f(&report["shutdown_ms"]));
+    out!("  SIGTERM to exit       {} ms", f(&report["shutdown_ms"]));
     Ok(ExitCode::SUCCESS)
 }

@@ -5,6 +5,7 @@
 
 use crate::app::{App, Mode};
 use crate::cli::pct;
+use crate::cli::{note, out};
 use crate::config::Config;
 use crate::core::evaluation::Report;
 use crate::core::example::Example;
@@ -390,7 +391,7 @@ pub async fn run(config: Config, args: Args) -> Result<ExitCode> {
     let mut outcomes = Vec::new();
     for v in variants {
         if !args.json {
-            eprintln!(
+            note!(
                 "running {:?}{} …",
                 args.dataset,
                 v.map(|v| format!(" {}", v.name())).unwrap_or_default()
@@ -416,11 +417,11 @@ pub async fn run(config: Config, args: Args) -> Result<ExitCode> {
                 })
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        out!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(ExitCode::SUCCESS);
     }
     let opt = |v: Option<f64>| v.map(pct).unwrap_or_else(|| "-".into());
-    println!(
+    out!(
         "\n{:<22} {:>10} {:>9} {:>9} {:>9} {:>6} {:>8} {:>12} {:>12}",
         "dataset",
         "split",
@@ -433,7 +434,7 @@ pub async fn run(config: Config, args: Args) -> Result<ExitCode> {
         "pred/s (256)"
     );
     for o in &outcomes {
-        println!(
+        out!(
             "{:<22} {:>10} {:>9} {:>9} {:>9} {:>6.3} {:>8.2} {:>12.0} {:>12.0}",
             format!("coach {}", o.name),
             o.report.split,
@@ -447,7 +448,7 @@ pub async fn run(config: Config, args: Args) -> Result<ExitCode> {
         );
         if let Some(p) = &o.peer {
             let fit = p["fit_seconds"].as_f64().unwrap_or(f64::NAN);
-            println!(
+            out!(
                 "{:<22} {:>10} {:>9} {:>9} {:>9} {:>6} {:>8.2} {:>12} {:>12.0}",
                 "  sklearn peer",
                 o.report.split,
@@ -463,7 +464,7 @@ pub async fn run(config: Config, args: Args) -> Result<ExitCode> {
                 .as_f64()
                 .zip(o.report.in_scope_accuracy)
                 .map(|(p, c)| (c - p) * 100.0);
-            println!(
+            out!(
                 "{:<22} training time coach/peer = {:.2}x{}",
                 "  ratio",
                 o.train_seconds / fit,
@@ -474,13 +475,13 @@ pub async fn run(config: Config, args: Args) -> Result<ExitCode> {
         }
     }
     if args.dataset == Dataset::Clinc150 {
-        println!(
+        out!(
             "\npublished, CLINC150 Full test split, oos-train (Larson et al., EMNLP 2019, Table 2):"
         );
         for (name, acc, rec) in PUBLISHED {
-            println!("  {name:<12} in-scope {acc:>5.1}%   OOS recall {rec:>5.1}%");
+            out!("  {name:<12} in-scope {acc:>5.1}%   OOS recall {rec:>5.1}%");
         }
-        println!(
+        out!(
             "(Coach is scored on the split named above: the public test split is held back here.)"
         );
     }
@@ -578,10 +579,10 @@ pub async fn run_entities(config: Config, args: EntityArgs) -> Result<ExitCode> 
             "train_seconds": p.train_seconds, "predict_per_second": per_second,
             "per_entity": by_type.iter().map(|(k, &(tp, pr, gd))| { let (p, r, f) = prf(tp, pr, gd); json!({"entity": k, "precision": p, "recall": r, "f1": f, "support": gd}) }).collect::<Vec<_>>(),
         });
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        out!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!(
+    out!(
         "\n{name}: span-level scores on the {} split ({} examples, {} labelled spans); training {:.2} s, {:.0} utterances/s",
         p.report.split,
         held.len(),
@@ -589,13 +590,17 @@ pub async fn run_entities(config: Config, args: EntityArgs) -> Result<ExitCode> 
         p.train_seconds,
         per_second
     );
-    println!(
+    out!(
         "  {:<28} {:>9} {:>7} {:>6} {:>7}",
-        "entity", "precision", "recall", "F1", "support"
+        "entity",
+        "precision",
+        "recall",
+        "F1",
+        "support"
     );
     for (k, &(tp, pr, gd)) in &by_type {
         let (p, r, f) = prf(tp, pr, gd);
-        println!(
+        out!(
             "  {:<28} {:>9} {:>7} {:>6} {:>7}",
             k,
             pct(p),
@@ -604,7 +609,7 @@ pub async fn run_entities(config: Config, args: EntityArgs) -> Result<ExitCode> 
             gd
         );
     }
-    println!(
+    out!(
         "  {:<28} {:>9} {:>7} {:>6} {:>7}",
         "all (micro)",
         pct(mp),

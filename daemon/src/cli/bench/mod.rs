@@ -4,6 +4,7 @@
 //! their own) because users run them as `coach bench` on their own
 //! machines; they live in this folder so the rest of `cli/` stays small.
 
+use crate::cli::out;
 mod daemon;
 mod intent;
 mod scheduler;
@@ -138,10 +139,10 @@ pub async fn run(config: Config, cmd: Command) -> Result<ExitCode> {
                         })
                     })
                     .collect();
-                println!("{}", serde_json::to_string_pretty(&v)?);
+                out!("{}", serde_json::to_string_pretty(&v)?);
             } else {
-                println!("plugin host ({iterations} jobs per plugin; times in ms)");
-                println!(
+                out!("plugin host ({iterations} jobs per plugin; times in ms)");
+                out!(
                     "{:<16} {:>9} {:>12} {:>18} {:>26}",
                     "plugin",
                     "wasm KiB",
@@ -150,7 +151,7 @@ pub async fn run(config: Config, cmd: Command) -> Result<ExitCode> {
                     "instance per job mean/p50/p99"
                 );
                 for (id, size, miss, hit, inst) in &rows {
-                    println!(
+                    out!(
                         "{:<16} {:>9} {:>12.1} {:>10.2} / {:<6.2} {:>11.3} / {:.3} / {:.3}",
                         id,
                         size / 1024,

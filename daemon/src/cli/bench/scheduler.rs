@@ -3,6 +3,7 @@
 //! per priority class, and each queue's share of GPU-hours against its
 //! weight.
 
+use crate::cli::out;
 use crate::config::Config;
 use crate::scheduler::gpu::{
     Allocation, Priority, Quota, Request, Snapshot, plan, uniform_cluster,
@@ -242,10 +243,10 @@ pub fn run(_config: &Config, a: Args) -> Result<ExitCode> {
         },
     });
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        out!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!(
+    out!(
         "one pass: {} queued over {} GPUs in {} nodes: p50 {:.2} ms, max {:.2} ms (started {}, waiting {}, rejected {}, preempted {})   (target ≤ 10 ms)",
         a.queued,
         devices.len(),
@@ -257,7 +258,7 @@ pub fn run(_config: &Config, a: Args) -> Result<ExitCode> {
         report["pass"]["rejected"],
         report["pass"]["preempted"]
     );
-    println!(
+    out!(
         "a simulated day at {} arrivals/hour: {} jobs, mean GPU utilisation {:.1}%, {} still waiting at the end (preempted jobs are requeued and counted again below)",
         a.jobs_per_hour,
         next_job,
@@ -265,7 +266,7 @@ pub fn run(_config: &Config, a: Args) -> Result<ExitCode> {
         waiting.len()
     );
     for (p, v) in &waits {
-        println!(
+        out!(
             "  p95 wait {:<9} {:>7.1} min over {} jobs",
             format!("{p:?}").to_lowercase(),
             p95(v),
@@ -274,7 +275,7 @@ pub fn run(_config: &Config, a: Args) -> Result<ExitCode> {
     }
     for (q, w) in QUEUES {
         let got = gpu_seconds.get(q).copied().unwrap_or(0.0);
-        println!(
+        out!(
             "  queue {q:<11} weight share {:>5.1}%, GPU-hours share {:>5.1}% ({:.0} GPU-hours)",
             w / total_weight * 100.0,
             got / total_gpu.max(1.0) * 100.0,

@@ -3,6 +3,7 @@
 //! a production model with 150 intents each) and a data rule (`filter` and
 //! `map` of the shipped `redact.rhai`) over 100,000 examples.
 
+use crate::cli::out;
 use crate::config::Config;
 use crate::core::example::{Example, Split};
 use crate::script::{Hook, hooks};
@@ -76,7 +77,7 @@ pub fn run(_config: &Config, a: Args) -> Result<ExitCode> {
         for _ in 0..1000 {
             hooks::verdict(&trivial, "bench", &inputs)?;
         }
-        println!(
+        out!(
             "      inputs alone (a gate returning true): {:.1} µs",
             t.elapsed().as_secs_f64() * 1e3
         );
@@ -84,7 +85,7 @@ pub fn run(_config: &Config, a: Args) -> Result<ExitCode> {
         for _ in 0..1000 {
             let _ = std::hint::black_box(crate::script::views::ModelView::from_json(&candidate));
         }
-        println!(
+        out!(
             "      one model's view built: {:.1} µs",
             t.elapsed().as_secs_f64() * 1e3
         );
@@ -120,11 +121,11 @@ pub fn run(_config: &Config, a: Args) -> Result<ExitCode> {
                   "kept": stats.kept, "dropped": stats.dropped, "changed": stats.changed},
     });
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        out!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(ExitCode::SUCCESS);
     }
     let g = &report["gate"];
-    println!(
+    out!(
         "gate  beats_production.rhai, {} intents: compile {:.0} µs; evaluation mean {:.1} µs, p50 {:.1} µs, p99 {:.1} µs over {} runs   (target ≤ 50 µs)",
         a.intents,
         compile_us,
@@ -133,7 +134,7 @@ pub fn run(_config: &Config, a: Args) -> Result<ExitCode> {
         pct(0.99),
         a.gates
     );
-    println!(
+    out!(
         "rules redact.rhai (filter + map): {} examples in {:.3} s ({:.2} µs each); kept {}, dropped {}, changed {}   (target ≤ 1 s)",
         a.examples,
         rules_s,

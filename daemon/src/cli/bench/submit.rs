@@ -12,6 +12,7 @@
 //! submissions go on, as they would in use.
 
 use super::daemon::{agent, pct, start, stop};
+use crate::cli::{note, out};
 use crate::config::Config;
 use anyhow::{Result, bail};
 use serde_json::{Value, json};
@@ -184,7 +185,7 @@ resources = { gpus = 1 }
     let daemon = start(&cfg_path, &scratch.path().join("daemon.log"))?;
     let url = format!("{}/api/v1/workflows/submit/runs", daemon.url);
     let auth = format!("Bearer {token}");
-    eprintln!("coach: {} jobs from {} clients …", args.jobs, args.clients);
+    note!("coach: {} jobs from {} clients …", args.jobs, args.clients);
     let submit = Arc::new(move || {
         thread_local! {
             static AGENT: ureq::Agent = agent();
@@ -211,9 +212,10 @@ resources = { gpus = 1 }
     if coach["accepted"] == 0 {
         bail!("Coach accepted no job: {}", coach["first_error"]);
     }
-    eprintln!(
+    note!(
         "slurm: {} jobs from {} clients …",
-        args.slurm_jobs, args.clients
+        args.slurm_jobs,
+        args.clients
     );
     let (clients, as_json) = (args.clients, args.json);
     let slurm = {
@@ -227,7 +229,7 @@ resources = { gpus = 1 }
     let report =
         json!({"clients": clients, "coach": coach, "slurm": slurm, "coach_over_slurm": ratio});
     if as_json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        out!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(ExitCode::SUCCESS);
     }
     let line = |name: &str, v: &Value| {
@@ -248,13 +250,13 @@ resources = { gpus = 1 }
                 .unwrap_or_default()
         )
     };
-    println!(
+    out!(
         "GPU job submission to a running scheduler, {clients} concurrent clients (target: Coach ≥ 500 jobs/s)"
     );
-    println!("{}", line("coach", &report["coach"]));
-    println!("{}", line("slurm", &report["slurm"]));
+    out!("{}", line("coach", &report["coach"]));
+    out!("{}", line("slurm", &report["slurm"]));
     if let Some(r) = ratio {
-        println!("  Coach / Slurm: {r:.2}×");
+        out!("  Coach / Slurm: {r:.2}×");
     }
     Ok(ExitCode::SUCCESS)
 }
