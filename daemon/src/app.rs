@@ -20,6 +20,7 @@ use crate::service::Service;
 use crate::service::lifecycle;
 use crate::service::lock::DataDirLock;
 use crate::store::Store;
+use crate::store::lease::DatabaseLease;
 use crate::workflow::set::WorkflowSet;
 use anyhow::{Context, Result};
 use notify::Watcher;
@@ -163,7 +164,27 @@ pub async fn run_daemon(config: Config) -> Result<()> {
     let started = Instant::now();
     let _lock = DataDirLock::acquire(&config.data_dir, &config.daemon.listen)?;
     let listen = config.daemon.listen;
+    let holder = format!(
+        "coach daemon {} pid {}",
+        lifecycle::host_name(),
+        std::process::id()
+    );
+    let database_url = config.database_url();
+    let lease = DatabaseLease::acquire(&database_url, &holder).await?;
     let app = App::open(config, Mode::Daemon).await?;
+    // Stopping asked for by the daemon itself (its database lock lost).
+    let shutdown = app.stop.child_token();
+    let lease_lost = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    if let Some(lease) = lease {
+        app.tracker.spawn(keep_lease(
+            lease,
+            database_url,
+            holder,
+            shutdown.clone(),
+            lease_lost.clone(),
+            app.stop.clone(),
+        ));
+    }
     for (plugin, why) in app.host.warm_up() {
         tracing::error!(plugin = %plugin, "plugin cannot be loaded: {why}");
     }
@@ -261,7 +282,7 @@ pub async fn run_daemon(config: Config) -> Result<()> {
         let _ = writeln!(out, "coach daemon listening on http://{addr}").and_then(|()| out.flush());
     }
 
-    wait_for_stop(&service, &app.stop).await;
+    wait_for_stop(&service, &shutdown).await;
 
     service.ready.store(false, Ordering::Relaxed);
     // The grace in service now (a reload may have changed it).
@@ -282,7 +303,58 @@ pub async fn run_daemon(config: Config) -> Result<()> {
     drop(service);
     app.close(Duration::from_secs(5)).await;
     tracing::info!(stopped = stopped.len(), "daemon stopped");
+    if lease_lost.load(Ordering::Relaxed) {
+        anyhow::bail!("stopped: the database lock was lost to another daemon");
+    }
     Ok(())
+}
+
+/// Hold the database lock: ping it, take it again on a new connection if
+/// the old one died, and stop the daemon if another daemon took it
+/// meanwhile (two daemons would fire every trigger twice).
+async fn keep_lease(
+    mut lease: DatabaseLease,
+    url: String,
+    holder: String,
+    shutdown: CancellationToken,
+    lost: Arc<std::sync::atomic::AtomicBool>,
+    stop: CancellationToken,
+) {
+    use crate::store::lease::PING;
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(PING) => {}
+            () = stop.cancelled() => {
+                lease.release().await;
+                return;
+            }
+        }
+        let Err(e) = lease.ping().await else {
+            continue;
+        };
+        tracing::warn!("{e:#}; taking the database lock again");
+        loop {
+            match DatabaseLease::acquire(&url, &holder).await {
+                Ok(Some(l)) => {
+                    tracing::info!("database lock taken again");
+                    lease = l;
+                    break;
+                }
+                Ok(None) => return,
+                Err(e) if format!("{e:#}").contains("another Coach daemon") => {
+                    tracing::error!("{e:#}; stopping");
+                    lost.store(true, Ordering::Relaxed);
+                    shutdown.cancel();
+                    return;
+                }
+                Err(e) => tracing::warn!("{e:#}; trying again in {PING:?}"),
+            }
+            tokio::select! {
+                () = tokio::time::sleep(PING) => {}
+                () = stop.cancelled() => return,
+            }
+        }
+    }
 }
 
 /// Read the GPU inventory again every `[gpus] refresh` (NVML calls block:

@@ -576,6 +576,55 @@ fn a_second_daemon_on_the_same_data_directory_refuses_to_start() {
     );
 }
 
+#[test]
+fn a_second_daemon_on_the_same_postgres_database_refuses_to_start_until_the_first_dies() {
+    let pg = crate::common::Postgres::create();
+    let on_pg = || {
+        let home = daemon_home("");
+        let config = std::fs::read_to_string(&home.config).unwrap();
+        std::fs::write(
+            &home.config,
+            format!("database_url = \"{}\"\n{config}", pg.url),
+        )
+        .unwrap();
+        home
+    };
+    // Two data directories, one database.
+    let (a, b) = (on_pg(), on_pg());
+    let first = Daemon::start(&a);
+    let out = Command::new(env!("CARGO_BIN_EXE_coach-cli"))
+        .arg("--config")
+        .arg(&b.config)
+        .arg("daemon")
+        .env_remove("COACH_DATA_DIR")
+        .env_remove("COACH_DATABASE_URL")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("another Coach daemon serves the database")
+            && err.contains(&format!("coach daemon {}", host())),
+        "the holder is named: {err}"
+    );
+    assert!(
+        err.contains(&format!("pid {}", first.pid())),
+        "the holder is named: {err}"
+    );
+    // A killed holder's lock dies with its session.
+    first.kill9();
+    let second = Daemon::start(&b);
+    let (status, log) = second.term();
+    assert!(status.success(), "{log}");
+}
+
+fn host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap_or_default()
+        .trim()
+        .to_owned()
+}
+
 /// Start the daemon on a data directory that is a fresh tmpfs mounted by
 /// `setup` in a private mount namespace; `None` where mounting is not
 /// allowed (not root).

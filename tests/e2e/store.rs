@@ -70,6 +70,32 @@ async fn exercise(store: &Store) {
     assert_ne!(h3, h1);
     assert_eq!(store.load_examples(v1).await.unwrap(), data);
 
+    // Ten first snapshots of a new dataset at once (ten first runs of a new
+    // workflow): one dataset, one version, every caller told its id.
+    let racers: Vec<_> = (0..10)
+        .map(|_| {
+            let (store, data) = (store.clone(), rows(300));
+            tokio::spawn(async move {
+                store
+                    .save_dataset_version("race/data", &data, serde_json::json!({}))
+                    .await
+            })
+        })
+        .collect();
+    let mut ids = std::collections::BTreeSet::new();
+    for r in racers {
+        ids.insert(r.await.unwrap().unwrap().0);
+    }
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    assert_eq!(
+        store
+            .load_examples(*ids.first().unwrap())
+            .await
+            .unwrap()
+            .len(),
+        300
+    );
+
     // Runs, steps, metrics.
     let Submitted::Run(run) = store
         .submit(submission(
@@ -144,6 +170,23 @@ async fn exercise(store: &Store) {
     assert!(find("nope").await.is_none());
     exercise_queue(store).await;
     exercise_traffic(store).await;
+
+    // Ten registrations of a new name at once: versions 1 to 10, no
+    // duplicate-key failure.
+    let racers: Vec<_> = (0..10)
+        .map(|_| {
+            let store = store.clone();
+            let mut m = new_model(run, v1, &h1);
+            m.name = "raced".into();
+            tokio::spawn(async move { store.register_model(m).await })
+        })
+        .collect();
+    let mut versions = Vec::new();
+    for r in racers {
+        versions.push(r.await.unwrap().unwrap().version);
+    }
+    versions.sort();
+    assert_eq!(versions, (1..=10).collect::<Vec<_>>());
 }
 
 /// Conversations, feedback and the traffic counts trigger conditions read.
@@ -429,7 +472,7 @@ async fn store_on_sqlite() {
     // Reopening migrates nothing and keeps everything.
     drop(store);
     let store = Store::connect(&url).await.unwrap();
-    assert_eq!(store.models(10).await.unwrap().len(), 2);
+    assert_eq!(store.models_named("demo").await.unwrap().len(), 2);
     let mode = store
         .connection()
         .query_one_raw(sea_orm::Statement::from_string(
@@ -496,7 +539,7 @@ async fn store_on_postgres() {
             drop(store);
             // Migrations are idempotent.
             let store = Store::connect(&url).await.unwrap();
-            assert_eq!(store.models(10).await.unwrap().len(), 2);
+            assert_eq!(store.models_named("demo").await.unwrap().len(), 2);
             store.connection().clone().close().await.unwrap();
         }
     })

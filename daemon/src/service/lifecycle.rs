@@ -34,7 +34,7 @@ pub fn cli_identity() -> String {
     format!("cli:{}:{}", host_name(), process::this_process())
 }
 
-fn host_name() -> String {
+pub fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .or_else(|| std::env::var("HOSTNAME").ok())

@@ -4,6 +4,7 @@
 
 pub mod conversations;
 pub mod entities;
+pub mod lease;
 pub mod migration;
 pub mod queue;
 pub mod tokens;
@@ -120,39 +121,36 @@ impl Store {
         rows: &[Example],
         origin: serde_json::Value,
     ) -> Result<(i64, String)> {
+        use sea_orm::sea_query::OnConflict;
         let hash = dataset_hash(rows);
         let tx = self.begin_write().await?;
-        let ds = match datasets::Entity::find()
+        // Upserts: first runs of a new workflow racing on PostgreSQL each
+        // insert-or-find the dataset and the version (a racer waits for the
+        // first insert to commit, then finds it) instead of one failing on
+        // the unique key.
+        datasets::Entity::insert(datasets::ActiveModel {
+            name: Set(dataset.to_owned()),
+            created_at: Set(Utc::now()),
+            ..Default::default()
+        })
+        .on_conflict(
+            OnConflict::column(datasets::Column::Name)
+                .do_nothing()
+                .to_owned(),
+        )
+        .exec_without_returning(&tx)
+        .await?;
+        let ds = datasets::Entity::find()
             .filter(datasets::Column::Name.eq(dataset))
             .one(&tx)
             .await?
-        {
-            Some(d) => d,
-            None => {
-                datasets::ActiveModel {
-                    name: Set(dataset.to_owned()),
-                    created_at: Set(Utc::now()),
-                    ..Default::default()
-                }
-                .insert(&tx)
-                .await?
-            }
-        };
-        if let Some(v) = dataset_versions::Entity::find()
-            .filter(dataset_versions::Column::DatasetId.eq(ds.id))
-            .filter(dataset_versions::Column::ContentHash.eq(&hash))
-            .one(&tx)
-            .await?
-        {
-            tx.commit().await?;
-            return Ok((v.id, hash));
-        }
+            .with_context(|| format!("dataset `{dataset}` vanished while it was saved"))?;
         let intents = rows
             .iter()
             .map(|r| r.intent.as_str())
             .collect::<std::collections::BTreeSet<_>>()
             .len();
-        let version = dataset_versions::ActiveModel {
+        let inserted = dataset_versions::Entity::insert(dataset_versions::ActiveModel {
             dataset_id: Set(ds.id),
             content_hash: Set(hash.clone()),
             examples: Set(rows.len() as i64),
@@ -160,9 +158,30 @@ impl Store {
             origin: Set(origin.to_string()),
             created_at: Set(Utc::now()),
             ..Default::default()
-        }
-        .insert(&tx)
+        })
+        .on_conflict(
+            OnConflict::columns([
+                dataset_versions::Column::DatasetId,
+                dataset_versions::Column::ContentHash,
+            ])
+            .do_nothing()
+            .to_owned(),
+        )
+        .exec_without_returning(&tx)
         .await?;
+        let version = dataset_versions::Entity::find()
+            .filter(dataset_versions::Column::DatasetId.eq(ds.id))
+            .filter(dataset_versions::Column::ContentHash.eq(&hash))
+            .one(&tx)
+            .await?
+            .with_context(|| {
+                format!("a version of dataset `{dataset}` vanished while it was saved")
+            })?;
+        if inserted == 0 {
+            // An identical snapshot exists already.
+            tx.commit().await?;
+            return Ok((version.id, hash));
+        }
         for (chunk_no, chunk) in rows.chunks(500).enumerate() {
             let models = chunk
                 .iter()
@@ -353,6 +372,9 @@ impl Store {
     /// Register a model as the next version of its name.
     pub async fn register_model(&self, m: NewModel) -> Result<ModelRow> {
         let tx = self.begin_write().await?;
+        // Registrations of one name take turns, so two cannot both take
+        // the next version.
+        serialize_on(&tx, &format!("model:{}", m.name)).await?;
         let latest = models::Entity::find()
             .filter(models::Column::Name.eq(&m.name))
             .order_by_desc(models::Column::Version)
@@ -499,6 +521,21 @@ async fn lock_file(path: &str) -> Result<std::fs::File> {
     tokio::task::spawn_blocking(move || file.lock().map(|()| file))
         .await?
         .with_context(|| format!("cannot lock {path}"))
+}
+
+/// Make transactions that name the same `key` take turns until each
+/// commits: a PostgreSQL transaction-scoped advisory lock. SQLite's write
+/// transactions are exclusive already.
+pub(crate) async fn serialize_on(tx: &sea_orm::DatabaseTransaction, key: &str) -> Result<()> {
+    if tx.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
+        tx.execute_raw(sea_orm::Statement::from_sql_and_values(
+            sea_orm::DatabaseBackend::Postgres,
+            "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+            [key.into()],
+        ))
+        .await?;
+    }
+    Ok(())
 }
 
 /// The file of a `sqlite://` URL; `None` for in-memory databases.
