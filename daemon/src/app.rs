@@ -70,7 +70,14 @@ impl App {
                 config.data_dir.display()
             )
         })?;
-        let store = Store::connect(&config.database_url()).await?;
+        let url = config.database_url();
+        if let Some(file) = crate::store::sqlite_file(&url) {
+            crate::store::health::refuse_a_lost_store(
+                std::path::Path::new(file),
+                &config.artifacts_dir(),
+            )?;
+        }
+        let store = Store::connect(&url).await?;
         let host = Arc::new(PluginHost::new(&config)?);
         let grace = config.daemon.shutdown_grace;
         for l in lifecycle::end_orphaned_cli_runs(&store, grace).await? {

@@ -686,7 +686,106 @@ fn a_full_disk_is_a_clear_error() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
-        err.contains("is the disk full?") && err.contains("No space left"),
+        err.contains("the disk holding")
+            && err.contains("is full")
+            && err.contains("No space left"),
+        "{err}"
+    );
+}
+
+/// A data directory that served a daemon and holds a model: the store,
+/// the artifacts and `daemon.lock`.
+fn served_home() -> Home {
+    let home = daemon_home("");
+    home.write("workflows/quick.toml", &wedding_workflow("quick", 3, ""));
+    let tok = token(&home, "operator");
+    let d = Daemon::start(&home);
+    let (s, v) = call(
+        "POST",
+        &format!("{}/api/v1/workflows/quick/runs", d.url),
+        &tok,
+    );
+    assert_eq!(s, 202, "{v}");
+    let run = wait_for_state(
+        &d,
+        &tok,
+        v["run"]["id"].as_i64().unwrap(),
+        &["succeeded", "failed"],
+    );
+    assert_eq!(run["state"], "succeeded", "{run}");
+    let (status, log) = d.term();
+    assert!(status.success(), "{log}");
+    home
+}
+
+fn start_fails(home: &Home) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_coach-cli"))
+        .arg("--config")
+        .arg(&home.config)
+        .arg("daemon")
+        .env_remove("COACH_DATA_DIR")
+        .env_remove("COACH_DATABASE_URL")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    err
+}
+
+#[test]
+fn a_full_disk_under_an_existing_store_is_named_at_start() {
+    let home = served_home();
+    let seed = home.path("seed");
+    std::fs::rename(home.path("data"), &seed).unwrap();
+    let Some(out) = daemon_on_mount(
+        &home,
+        &format!(
+            "mount -t tmpfs -o size=16m tmpfs DATA && cp -a {}/. DATA/ && (dd if=/dev/zero of=DATA/fill bs=4k 2>/dev/null; true)",
+            seed.display()
+        ),
+    ) else {
+        return;
+    };
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!("the disk holding {}", home.path("data").display()))
+            && err.contains("is full"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_emptied_store_beside_artifacts_is_refused() {
+    let home = served_home();
+    std::fs::write(home.path("data/coach.db"), "").unwrap();
+    let err = start_fails(&home);
+    assert!(
+        err.contains("coach.db is empty, but")
+            && err.contains("model artifact file(s): the database was lost or replaced"),
+        "{err}"
+    );
+    // Nothing was created beside the artifacts.
+    assert_eq!(
+        std::fs::metadata(home.path("data/coach.db")).unwrap().len(),
+        0
+    );
+}
+
+#[test]
+fn a_damaged_store_is_refused_at_start() {
+    let home = served_home();
+    let db = home.path("data/coach.db");
+    let mut bytes = std::fs::read(&db).unwrap();
+    assert!(bytes.len() > 80_000, "{} bytes", bytes.len());
+    let middle = bytes.len() / 2;
+    for (i, b) in bytes[middle..middle + 20_000].iter_mut().enumerate() {
+        *b = (i * 7 + 13) as u8;
+    }
+    std::fs::write(&db, bytes).unwrap();
+    let err = start_fails(&home);
+    assert!(
+        err.contains("coach.db is damaged (SQLite's quick_check") && err.contains(".recover"),
         "{err}"
     );
 }

@@ -47,11 +47,12 @@ impl DataDirLock {
         file.set_len(0)
             .and_then(|()| writeln!(file, "pid {} listening on {listen}", std::process::id()))
             .and_then(|()| file.sync_all())
-            .with_context(|| {
-                format!(
+            .with_context(|| match crate::store::health::full_disk(data_dir) {
+                Some(full) => full,
+                None => format!(
                     "cannot write to the data directory {} (is the disk full?)",
                     data_dir.display()
-                )
+                ),
             })?;
         Ok(DataDirLock { _file: file, path })
     }

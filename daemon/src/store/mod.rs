@@ -4,6 +4,7 @@
 
 pub mod conversations;
 pub mod entities;
+pub mod health;
 pub mod lease;
 pub mod migration;
 pub mod queue;
@@ -83,10 +84,27 @@ impl Store {
             Some(path) => Some(lock_file(&format!("{path}.migrate-lock")).await?),
             None => None,
         };
-        let db = Database::connect(opts)
-            .await
-            .with_context(|| format!("cannot open the database {}", redact(url)))?;
-        migrate(&db, url).await?;
+        let opened = async {
+            let db = Database::connect(opts)
+                .await
+                .with_context(|| format!("cannot open the database {}", redact(url)))?;
+            if let Some(path) = sqlite_file(url) {
+                health::check_sqlite(&db, std::path::Path::new(path)).await?;
+            }
+            migrate(&db, url).await?;
+            anyhow::Ok(db)
+        };
+        let db = match opened.await {
+            Ok(db) => db,
+            // A full disk shows as many SQLite errors ("disk I/O error",
+            // "database or disk is full"); say it plainly.
+            Err(e) => {
+                match sqlite_file(url).and_then(|p| health::full_disk(std::path::Path::new(p))) {
+                    Some(full) => return Err(e.context(full)),
+                    None => return Err(e),
+                }
+            }
+        };
         Ok(Store { db })
     }
 
@@ -539,7 +557,7 @@ pub(crate) async fn serialize_on(tx: &sea_orm::DatabaseTransaction, key: &str) -
 }
 
 /// The file of a `sqlite://` URL; `None` for in-memory databases.
-fn sqlite_file(url: &str) -> Option<&str> {
+pub fn sqlite_file(url: &str) -> Option<&str> {
     let rest = url
         .strip_prefix("sqlite://")
         .or_else(|| url.strip_prefix("sqlite:"))?;
