@@ -21,6 +21,7 @@ use crate::service::lifecycle;
 use crate::service::lock::DataDirLock;
 use crate::store::Store;
 use crate::store::lease::DatabaseLease;
+use crate::store::outcomes::OutcomeJournal;
 use crate::workflow::set::WorkflowSet;
 use anyhow::{Context, Result};
 use notify::Watcher;
@@ -195,6 +196,19 @@ pub async fn run_daemon(config: Config) -> Result<()> {
     for (plugin, why) in app.host.warm_up() {
         tracing::error!(plugin = %plugin, "plugin cannot be loaded: {why}");
     }
+    // Runs' ends an earlier start could not record go in first: a run
+    // that failed is never resumed.
+    let (journal, left) = OutcomeJournal::open(&app.config.data_dir)?;
+    for end in &left {
+        app.store.record_pending_end(end).await.with_context(|| {
+            format!(
+                "cannot record the end of run {} kept in the outcome journal",
+                end.run
+            )
+        })?;
+        journal.forget(end.run)?;
+    }
+    app.executor.use_journal(Arc::new(journal));
     let grace = app.config.daemon.shutdown_grace;
     lifecycle::requeue_interrupted(&app.store, &app.executor.instance, grace).await?;
     let service = app.service.clone();

@@ -18,11 +18,26 @@ pub(crate) struct Daemon {
 impl Daemon {
     /// Start `coach daemon` on `home` and wait for its address.
     pub(crate) fn start(home: &Home) -> Daemon {
+        Daemon::start_in(home, &[])
+    }
+
+    /// [`Daemon::start`] through `wrapper` (such as `nsenter … --`), which
+    /// must exec the daemon in its own place.
+    pub(crate) fn start_in(home: &Home, wrapper: &[&str]) -> Daemon {
         let log = home.path(&format!(
             "daemon-{}.log",
             Instant::now().elapsed().as_nanos() ^ std::process::id() as u128 ^ rand_suffix()
         ));
-        let mut child = Command::new(env!("CARGO_BIN_EXE_coach-cli"))
+        let coach = env!("CARGO_BIN_EXE_coach-cli");
+        let mut cmd = match wrapper {
+            [] => Command::new(coach),
+            [first, rest @ ..] => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(coach);
+                c
+            }
+        };
+        let mut child = cmd
             .arg("--config")
             .arg(&home.config)
             .arg("daemon")
@@ -752,6 +767,131 @@ fn a_full_disk_under_an_existing_store_is_named_at_start() {
         err.contains(&format!("the disk holding {}", home.path("data").display()))
             && err.contains("is full"),
         "{err}"
+    );
+}
+
+fn ready(d: &Daemon) -> (u16, Value) {
+    call("GET", &format!("{}/readyz", d.url), "")
+}
+
+fn wait_until(what: &str, d: &Daemon, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !ok() {
+        assert!(Instant::now() < deadline, "{what}:\n{}", d.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Trigger `nap` and wait until its step runs; the run's id.
+fn nap_started(d: &Daemon, tok: &str) -> i64 {
+    let (s, v) = call("POST", &format!("{}/api/v1/workflows/nap/runs", d.url), tok);
+    assert_eq!(s, 202, "{v}");
+    let id = v["run"]["id"].as_i64().unwrap();
+    wait_until("the step starts", d, || {
+        let (_, run) = call("GET", &format!("{}/api/v1/runs/{id}", d.url), tok);
+        run["steps"][0]["state"] == "running"
+    });
+    id
+}
+
+/// Make the store refuse to record runs' ends, as a full or read-only
+/// disk does (`on`), or take them again.
+fn refuse_ends(home: &Home, on: bool) {
+    let sql = if on {
+        "CREATE TRIGGER refuse_ends BEFORE UPDATE OF state ON training_runs \
+         BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END;"
+    } else {
+        "DROP TRIGGER refuse_ends;"
+    };
+    let out = Command::new("sqlite3")
+        .arg(home.path("data/coach.db"))
+        .arg(sql)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+}
+
+#[test]
+fn a_runs_end_outlasts_an_unwritable_store_and_is_never_resumed_into_success() {
+    if Command::new("sqlite3").arg("--version").output().is_err() {
+        eprintln!("skipped: the sqlite3 command is needed to make the store refuse writes");
+        return;
+    }
+    let home = daemon_home("");
+    home.write(
+        "workflows/nap.toml",
+        "version = 1\nname = \"nap\"\n\n[[step]]\nid = \"nap\"\nkind = \"process\"\ncommand = [\"sleep\", \"2\"]\n",
+    );
+    let tok = token(&home, "operator");
+    let d = Daemon::start(&home);
+    assert_eq!(ready(&d).0, 200);
+    assert_eq!(
+        std::fs::metadata(home.path("data/outcomes.journal"))
+            .unwrap()
+            .len(),
+        256 << 10,
+        "the journal's space is taken at start"
+    );
+
+    // The store stops taking writes while a run is in its step.
+    let id = nap_started(&d, &tok);
+    refuse_ends(&home, true);
+    wait_until("/readyz says not ready", &d, || ready(&d).0 == 503);
+    let (_, why) = ready(&d);
+    assert!(
+        why["reason"].as_str().is_some_and(|r| r
+            .contains(&format!("the end of run {id} cannot be recorded"))
+            && r.contains("database or disk is full")),
+        "{why}"
+    );
+    // Triggers pause; the run is not reported ended before it is recorded.
+    let (s, v) = call(
+        "POST",
+        &format!("{}/api/v1/workflows/nap/runs", d.url),
+        &tok,
+    );
+    assert_eq!(s, 503, "{v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("triggers are paused"),
+        "{v}"
+    );
+    let (_, run) = call("GET", &format!("{}/api/v1/runs/{id}", d.url), &tok);
+    assert_eq!(run["state"], "running", "{run}");
+    // Writes work again: the end is recorded (the store failed under the
+    // run, so it failed), and the daemon is ready.
+    refuse_ends(&home, false);
+    let run = wait_for_state(&d, &tok, id, &["failed", "succeeded"]);
+    assert_eq!(run["state"], "failed", "{run}");
+    assert!(
+        run["error"]
+            .as_str()
+            .unwrap()
+            .contains("the store failed under the run"),
+        "{run}"
+    );
+    wait_until("/readyz says ready again", &d, || ready(&d).0 == 200);
+
+    // The daemon killed while the store refuses: the next start records the
+    // failure from the journal instead of resuming the run.
+    let id = nap_started(&d, &tok);
+    refuse_ends(&home, true);
+    wait_until("/readyz says not ready", &d, || ready(&d).0 == 503);
+    d.kill9();
+    refuse_ends(&home, false);
+    let d = Daemon::start(&home);
+    let (_, run) = call("GET", &format!("{}/api/v1/runs/{id}", d.url), &tok);
+    assert_eq!(run["state"], "failed", "{run}\n{}", d.log());
+    std::thread::sleep(Duration::from_secs(3));
+    let (_, run) = call("GET", &format!("{}/api/v1/runs/{id}", d.url), &tok);
+    assert_eq!(run["state"], "failed", "never resumed: {run}");
+    assert!(
+        d.log()
+            .contains("recorded the end of a run that the store could not take"),
+        "{}",
+        d.log()
     );
 }
 

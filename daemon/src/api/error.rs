@@ -65,7 +65,7 @@ impl From<crate::service::FireError> for ApiError {
         match e {
             F::Unknown(_) => ApiError::NotFound(e.to_string()),
             F::Invalid { .. } => ApiError::InvalidWorkflow(e.to_string()),
-            F::ShuttingDown => ApiError::Unavailable(e.to_string()),
+            F::ShuttingDown | F::StoreUnwritable(_) => ApiError::Unavailable(e.to_string()),
             F::Forbidden { .. } => ApiError::Conflict(e.to_string()),
             F::Store(e) => ApiError::Internal(e),
         }

@@ -17,13 +17,18 @@ pub async fn healthz() -> Json<Value> {
 }
 
 pub async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
-    if s.ready.load(Ordering::Relaxed) {
-        (StatusCode::OK, Json(json!({"status": "ready"})))
-    } else {
-        (
+    if !s.ready.load(Ordering::Relaxed) {
+        return (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({"status": "not ready"})),
-        )
+        );
+    }
+    match s.store.write_health().failing() {
+        None => (StatusCode::OK, Json(json!({"status": "ready"}))),
+        Some(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "not ready", "reason": why})),
+        ),
     }
 }
 

@@ -13,6 +13,7 @@ use crate::events::{Bus, EventKind, Reporter, RunReporter};
 use crate::pipeline::{RunSummary, Runner};
 use crate::scheduler::{self, Queued, Snapshot};
 use crate::store::RunRow;
+use crate::store::outcomes::{OutcomeJournal, PendingEnd};
 use crate::workflow::Workflow;
 use crate::workflow::set::WorkflowSet;
 use anyhow::Result;
@@ -57,6 +58,8 @@ pub struct Executor {
     closed: CancellationToken,
     /// Every run's stop controls are children of these.
     runs: RunStop,
+    /// Where runs' ends wait while the store cannot take them (daemons).
+    journal: std::sync::OnceLock<Arc<OutcomeJournal>>,
 }
 
 impl Executor {
@@ -81,6 +84,7 @@ impl Executor {
             tracker: TaskTracker::new(),
             closed: root.child_token(),
             runs: RunStop::under(root),
+            journal: std::sync::OnceLock::new(),
         }
     }
 
@@ -216,14 +220,8 @@ impl Executor {
         let outcome = match self.version_of(&run).await {
             Err(why) => {
                 tracing::error!(run = %id, workflow = %workflow, "{why}");
-                if let Err(e) = self
-                    .runner
-                    .store
-                    .finish_run(id, RunState::Failed, Some(why.clone()))
-                    .await
-                {
-                    tracing::error!(run = %id, "cannot record the run's failure: {e:#}");
-                }
+                self.record_end(id, RunState::Failed, Some(why.clone()))
+                    .await;
                 Ok((RunState::Failed, Some(why), None))
             }
             Ok(wf) => {
@@ -251,16 +249,10 @@ impl Executor {
             Ok(x) => x,
             Err(e) => {
                 // The store failed under the run; record what we can.
-                let why = format!("{e:#}");
-                tracing::error!(run = %id, "run failed in the store: {why}");
-                if let Err(e) = self
-                    .runner
-                    .store
-                    .finish_run(id, RunState::Failed, Some(why.clone()))
-                    .await
-                {
-                    tracing::error!(run = %id, "cannot record the run's failure: {e:#}");
-                }
+                let why = format!("the store failed under the run: {e:#}");
+                tracing::error!(run = %id, "{why}");
+                self.record_end(id, RunState::Failed, Some(why.clone()))
+                    .await;
                 (RunState::Failed, Some(why), None)
             }
         };
@@ -275,6 +267,65 @@ impl Executor {
             },
         );
         self.wake();
+    }
+
+    /// Keep runs' ends that the store cannot take in `journal` until it
+    /// can (see [`OutcomeJournal`]).
+    pub fn use_journal(&self, journal: Arc<OutcomeJournal>) {
+        let _ = self.journal.set(journal);
+    }
+
+    /// Record that run `id` ended: retried, with the store marked unwritable
+    /// meanwhile (`/readyz` not ready, triggers paused) and the end kept in
+    /// the journal, until the store takes it or the daemon stops (the next
+    /// start records it from the journal).
+    async fn record_end(&self, id: RunId, state: RunState, error: Option<String>) {
+        let store = &self.runner.store;
+        let mut wait = Duration::from_secs(1);
+        let mut journaled = false;
+        let mut last_said: Option<std::time::Instant> = None;
+        loop {
+            match store.finish_run(id, state, error.clone()).await {
+                Ok(()) => {
+                    if journaled && let Some(j) = self.journal.get() {
+                        let _ = j.forget(id.0);
+                    }
+                    if store.write_health().failing().is_some() {
+                        tracing::info!(run = %id, state = %state, "the store takes writes again; the run's end is recorded");
+                        store.write_health().set_ok();
+                    }
+                    return;
+                }
+                Err(e) => {
+                    let why = format!("{e:#}");
+                    store
+                        .write_health()
+                        .set_failing(format!("the end of run {id} cannot be recorded: {why}"));
+                    if !journaled && let Some(j) = self.journal.get() {
+                        journaled = true;
+                        if let Err(je) = j.record(PendingEnd {
+                            run: id.0,
+                            state,
+                            error: error.clone(),
+                        }) {
+                            tracing::error!(run = %id, "cannot keep the run's end in the journal either: {je}");
+                        }
+                    }
+                    if last_said.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
+                        tracing::error!(run = %id, state = %state, "cannot record the run's end ({why}); not ready, triggers paused; retrying");
+                        last_said = Some(std::time::Instant::now());
+                    }
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = self.closed.cancelled() => {
+                    tracing::warn!(run = %id, state = %state, "stopping with the run's end unrecorded; the journal keeps it for the next start");
+                    return;
+                }
+            }
+            wait = (wait * 2).min(Duration::from_secs(30));
+        }
     }
 
     /// Execute a run this process has claimed already (`coach run`), to

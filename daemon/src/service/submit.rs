@@ -46,6 +46,9 @@ pub enum FireError {
     Invalid { name: String, errors: String },
     #[error("the daemon is shutting down")]
     ShuttingDown,
+    /// Triggers pause while the store cannot be written.
+    #[error("triggers are paused: {0}")]
+    StoreUnwritable(String),
     #[error(
         "workflow `{name}` already has a run queued or running (run {active}) and its concurrency is `forbid`"
     )]
@@ -87,6 +90,9 @@ impl Service {
     fn good_version(&self, fire: &Fire) -> Result<Good, FireError> {
         if self.executor.is_stopping() {
             return Err(FireError::ShuttingDown);
+        }
+        if let Some(why) = self.store.write_health().failing() {
+            return Err(FireError::StoreUnwritable(why));
         }
         let entry = self
             .workflows

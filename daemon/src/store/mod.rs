@@ -7,6 +7,7 @@ pub mod entities;
 pub mod health;
 pub mod lease;
 pub mod migration;
+pub mod outcomes;
 pub mod queue;
 pub mod tokens;
 
@@ -33,6 +34,7 @@ pub use entities::training_runs::Model as RunRow;
 #[derive(Debug, Clone)]
 pub struct Store {
     db: DatabaseConnection,
+    health: std::sync::Arc<outcomes::WriteHealth>,
 }
 
 /// A new model's row, before the store numbers it.
@@ -105,7 +107,10 @@ impl Store {
                 }
             }
         };
-        Ok(Store { db })
+        Ok(Store {
+            db,
+            health: Default::default(),
+        })
     }
 
     /// [`Store::connect`] for an owned URL (handy with `tokio::spawn`).
@@ -115,6 +120,11 @@ impl Store {
 
     pub fn connection(&self) -> &DatabaseConnection {
         &self.db
+    }
+
+    /// Whether recording runs' ends works (shared by every clone).
+    pub fn write_health(&self) -> &outcomes::WriteHealth {
+        &self.health
     }
 
     /// A write transaction. On SQLite it takes the write lock at `BEGIN`
