@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 /// Most conversations (or feedback items) one request may carry.
 const MAX_BATCH: usize = 1000;
 /// Longest message text, in bytes.
-const MAX_TEXT: usize = 64 * 1024;
+const MAX_TEXT: usize = 64 * 1024; // characters
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -71,7 +71,7 @@ fn check_batch<T>(what: &str, items: &[T]) -> Result<(), ApiError> {
 fn conversation(i: usize, c: ConversationIn) -> Result<NewConversation, String> {
     let at = format!("conversations[{i}]");
     check_model(&at, &c.model)?;
-    if c.id.trim().is_empty() || c.id.len() > 256 {
+    if c.id.trim().is_empty() || c.id.chars().count() > 256 {
         return Err(format!("{at}.id: must be 1 to 256 characters"));
     }
     if c.messages.is_empty() {
@@ -89,10 +89,10 @@ fn conversation(i: usize, c: ConversationIn) -> Result<NewConversation, String> 
                 "bot" => "bot",
                 other => return Err(format!("{at}.role: `{other}`; expected `user` or `bot`")),
             };
-            if m.text.len() > MAX_TEXT {
+            let chars = m.text.chars().count();
+            if chars > MAX_TEXT {
                 return Err(format!(
-                    "{at}.text: {} bytes; at most {MAX_TEXT}",
-                    m.text.len()
+                    "{at}.text: takes at most {MAX_TEXT} characters, got {chars}"
                 ));
             }
             if let Some(p) = m.confidence
