@@ -23,6 +23,37 @@ const FIXTURES: &[(&str, &str, &str)] = &[
     ),
     ("panicker", "hostile-trainer", "manifests/panicker.toml"),
     (
+        "endless-source",
+        "hostile-source",
+        "manifests/endless-source.toml",
+    ),
+    (
+        "spinning-source",
+        "hostile-source",
+        "manifests/spinning-source.toml",
+    ),
+    (
+        "bad-records-source",
+        "hostile-source",
+        "manifests/bad-records-source.toml",
+    ),
+    (
+        "lying-source",
+        "hostile-source",
+        "manifests/lying-source.toml",
+    ),
+    ("log-flood", "hostile-source", "manifests/log-flood.toml"),
+    (
+        "deep-recursion",
+        "hostile-source",
+        "manifests/deep-recursion.toml",
+    ),
+    (
+        "hostcall-hog",
+        "hostile-source",
+        "manifests/hostcall-hog.toml",
+    ),
+    (
         "read-outside",
         "read-outside",
         "plugins/read-outside/plugin.toml",

@@ -86,7 +86,7 @@ fn a_source_sees_only_its_granted_file_no_other_files_no_network_and_no_environm
     let open_port = listener.local_addr().unwrap().to_string();
     let cfg =
         serde_json::json!({"path": granted, "probe": probes, "connect": [open_port]}).to_string();
-    let out = job.read_all(&cfg, 100).unwrap();
+    let out = job.read_all(&cfg, 100, &config.limits).unwrap();
     let leaks: Vec<_> = out
         .examples
         .iter()

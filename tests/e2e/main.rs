@@ -12,6 +12,7 @@ mod http;
 mod output;
 mod quickstart;
 mod runs;
+mod sandbox;
 mod scripts;
 mod slurm;
 mod sources;

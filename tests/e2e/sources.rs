@@ -15,7 +15,7 @@ fn read(host: &PluginHost, path: &Path, format: &str) -> coach::plugin::job::Sou
     let cfg = serde_json::json!({"path": path, "format": format}).to_string();
     host.source("source-files", spec)
         .unwrap()
-        .read_all(&cfg, 4096)
+        .read_all(&cfg, 4096, &host.limits())
         .unwrap()
 }
 

@@ -389,12 +389,28 @@ async fn exercise_queue(store: &Store) {
     );
     let (run, _, _) = store.run(a).await.unwrap().unwrap();
     assert_eq!((run.state, run.resumes), (RunState::Queued, 1));
+    // A run that keeps taking its daemon down is failed, not resumed for
+    // ever.
+    for resumes in 2..=coach::store::queue::MAX_RESUMES + 1 {
+        assert!(store.claim_run(a, "daemon:one").await.unwrap());
+        store.recover_interrupted("daemon:one").await.unwrap();
+        let (run, _, _) = store.run(a).await.unwrap().unwrap();
+        if resumes <= coach::store::queue::MAX_RESUMES {
+            assert_eq!((run.state, run.resumes), (RunState::Queued, resumes));
+        } else {
+            assert_eq!(run.state, RunState::Failed);
+            assert!(
+                run.error.unwrap().contains("it is not resumed again"),
+                "the reason is kept"
+            );
+        }
+    }
     assert!(store.cancel_queued(b, "not needed").await.unwrap());
     assert!(!store.cancel_queued(b, "not needed").await.unwrap());
-    assert_eq!(store.active_runs_of("wf").await.unwrap(), 1);
+    assert_eq!(store.active_runs_of("wf").await.unwrap(), 0);
     let counts = store.run_counts().await.unwrap();
     assert!(counts.contains(&(RunState::Cancelled, 1)), "{counts:?}");
-    assert!(counts.contains(&(RunState::Queued, 1)), "{counts:?}");
+    assert!(counts.contains(&(RunState::Failed, 1)), "{counts:?}");
 
     // A process that claimed a run and died: the run ends interrupted,
     // and only for the executor that holds it.

@@ -20,6 +20,8 @@ pub struct Args {
 pub fn run(config: Config, args: Args) -> Result<ExitCode> {
     // No store: a workflow can be checked anywhere. GPU requests are
     // checked against this machine's inventory.
+    // Plugin folders that cannot be loaded are warned about as the host
+    // reads them; only a workflow that uses one fails.
     let host = PluginHost::new(&config)?;
     let gpus = GpuQueue::new(config.gpus.clone());
     let mut files = Vec::new();
@@ -38,12 +40,28 @@ pub fn run(config: Config, args: Args) -> Result<ExitCode> {
     let mut errors = 0;
     for f in &files {
         match load_workflow_file(&config, &host, &gpus, f) {
-            Ok(good) => out!(
-                "ok: {} ({}, {} steps)",
-                f.display(),
-                good.workflow.name,
-                good.workflow.steps.len()
-            ),
+            Ok(good) => {
+                // Each plugin the workflow uses must load: a component
+                // that compiles, links and exports what its kind needs.
+                let mut broken = 0;
+                for step in &good.workflow.steps {
+                    if let crate::workflow::Action::Plugin { id, .. } = &step.action
+                        && let Err(e) = host.check(id)
+                    {
+                        out!("{}: step `{}`: {e}", f.display(), step.id);
+                        broken += 1;
+                    }
+                }
+                if broken == 0 {
+                    out!(
+                        "ok: {} ({}, {} steps)",
+                        f.display(),
+                        good.workflow.name,
+                        good.workflow.steps.len()
+                    );
+                }
+                errors += broken;
+            }
             Err(es) => {
                 for e in &es.0 {
                     out!("{}\n", e.render());

@@ -25,6 +25,8 @@ memory = "2GiB"
 timeout = "30m"
 output = "64KiB"
 hostcall_data = "256MiB"
+reports = "1MiB"
+source_examples = 10000000
 
 [grants.source-files]
 read = ["workflows", "${COACH_DATASETS}"]
@@ -326,6 +328,14 @@ pub struct RawLimits {
     pub output: Option<units::ByteSize>,
     /// Bytes a plugin may pass to the host per call. Default `256MiB`.
     pub hostcall_data: Option<units::ByteSize>,
+    /// Bytes of log lines, progress messages and metric names a plugin may
+    /// report per job. Default `1MiB`.
+    pub reports: Option<units::ByteSize>,
+    /// Examples one source step may produce. Default `10000000`.
+    pub source_examples: Option<u64>,
+    /// Bytes of examples one source step may produce. Default: a quarter of
+    /// the machine's memory, at most `4GiB`.
+    pub source_bytes: Option<units::ByteSize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -338,13 +348,17 @@ pub struct RawGrant {
     pub read: Vec<PathBuf>,
 }
 
-/// Ceilings for every plugin call.
+/// Ceilings for every plugin job.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Limits {
     pub memory: u64,
+    /// For all the calls of one job (a step's plugin instance) together.
     pub timeout: Duration,
     pub output: u64,
     pub hostcall_data: u64,
+    pub reports: u64,
+    pub source_examples: u64,
+    pub source_bytes: u64,
 }
 
 impl Default for Limits {
@@ -354,7 +368,26 @@ impl Default for Limits {
             timeout: Duration::from_secs(30 * 60),
             output: 64 << 10,
             hostcall_data: 256 << 20,
+            reports: 1 << 20,
+            source_examples: 10_000_000,
+            source_bytes: default_source_bytes(),
         }
+    }
+}
+
+/// A quarter of the machine's memory, at most 4 GiB (1 GiB when the
+/// machine does not say).
+fn default_source_bytes() -> u64 {
+    let total = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            let line = m.lines().find(|l| l.starts_with("MemTotal:"))?;
+            line.split_whitespace().nth(1)?.parse::<u64>().ok()
+        })
+        .map(|kib| kib * 1024);
+    match total {
+        Some(t) => (t / 4).min(4 << 30),
+        None => 1 << 30,
     }
 }
 
@@ -469,6 +502,9 @@ impl Config {
         let memory = l.memory.map_or(d.memory, |m| m.0);
         let output = l.output.map_or(d.output, |o| o.0);
         let hostcall_data = l.hostcall_data.map_or(d.hostcall_data, |h| h.0);
+        let reports = l.reports.map_or(d.reports, |r| r.0);
+        let source_examples = l.source_examples.unwrap_or(d.source_examples);
+        let source_bytes = l.source_bytes.map_or(d.source_bytes, |b| b.0);
         let timeout = l.timeout.map_or(d.timeout, |t| t.0);
         let mut grants = BTreeMap::new();
         for (plugin, g) in raw.grants {
@@ -550,6 +586,9 @@ impl Config {
                 timeout,
                 output,
                 hostcall_data,
+                reports,
+                source_examples,
+                source_bytes,
             },
             grants,
             daemon,

@@ -89,6 +89,8 @@ impl ParamType {
 pub struct PluginSpec {
     pub kind: Kind,
     pub parameters: BTreeMap<String, Parameter>,
+    /// Installed but not loadable, and why: a workflow naming it is told.
+    pub problem: Option<String>,
 }
 
 /// The plugins a workflow may name, by id.

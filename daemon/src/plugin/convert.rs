@@ -53,6 +53,69 @@ pub fn from_guest(e: &bindings::Example) -> Example {
     }
 }
 
+/// Longest intent or entity name the host keeps, in bytes.
+pub const MAX_LABEL: usize = 128;
+
+/// Why the host refuses an example a source produced, if it does: the
+/// source's word is not taken for it.
+pub fn refuse(e: &bindings::Example) -> Option<String> {
+    let label = |what: &str, name: &str| -> Option<String> {
+        if name.trim().is_empty() {
+            return Some(format!("its {what} is empty"));
+        }
+        if name.chars().any(char::is_control) {
+            return Some(format!(
+                "its {what} `{}` holds control characters",
+                crate::core::text::printable(&crate::core::text::clip(name, 64))
+            ));
+        }
+        (name.len() > MAX_LABEL).then(|| format!("its {what} is longer than {MAX_LABEL} bytes"))
+    };
+    if e.text.contains('\0') {
+        return Some("its text holds a NUL character".into());
+    }
+    if e.text.trim().is_empty() {
+        return Some("its text is empty".into());
+    }
+    if let Some(why) = label("intent", &e.intent) {
+        return Some(why);
+    }
+    for s in &e.entities {
+        if let Some(why) = label("entity name", &s.entity) {
+            return Some(why);
+        }
+        let (start, end) = (s.start as usize, s.end as usize);
+        let name = crate::core::text::printable(&s.entity);
+        if end <= start {
+            return Some(format!(
+                "entity `{name}` ends (byte {end}) before it starts (byte {start})"
+            ));
+        }
+        if end > e.text.len() {
+            return Some(format!(
+                "entity `{name}` ends at byte {end}, past the text's {} bytes",
+                e.text.len()
+            ));
+        }
+        if !e.text.is_char_boundary(start) || !e.text.is_char_boundary(end) {
+            return Some(format!(
+                "entity `{name}` starts or ends inside a character (bytes {start}..{end})"
+            ));
+        }
+    }
+    None
+}
+
+/// The bytes an example takes, for the source limits.
+pub fn size(e: &bindings::Example) -> u64 {
+    (e.text.len()
+        + e.intent.len()
+        + e.entities
+            .iter()
+            .map(|s| s.entity.len() + s.value.len() + 8)
+            .sum::<usize>()) as u64
+}
+
 pub fn log_level(l: bindings::LogLevel) -> LogLevel {
     match l {
         bindings::LogLevel::Trace => LogLevel::Trace,

@@ -31,8 +31,26 @@ pub enum PluginFailure {
     #[error("plugin `{plugin}` wrote more than its {} output limit to stdout/stderr", format_size(*limit))]
     Output { plugin: String, limit: u64 },
 
-    #[error("plugin `{plugin}` passed more than its {} host-call data limit", format_size(*limit))]
+    #[error("plugin `{plugin}` passed more than its {} host-call data limit (`[limits] hostcall_data`)", format_size(*limit))]
     HostcallData { plugin: String, limit: u64 },
+
+    #[error("plugin `{plugin}` reported more than its {} of log lines, progress and metrics (`[limits] reports`)", format_size(*limit))]
+    Reports { plugin: String, limit: u64 },
+
+    #[error("plugin `{plugin}` ran out of stack (runaway recursion?): {detail}")]
+    Stack { plugin: String, detail: String },
+
+    #[error(
+        "plugin `{plugin}` produced more than the {limit} a source step may (`[limits] {key}`)"
+    )]
+    SourceLimit {
+        plugin: String,
+        limit: String,
+        key: &'static str,
+    },
+
+    #[error("plugin `{plugin}` broke the plugin protocol: {detail}")]
+    Misbehaved { plugin: String, detail: String },
 
     #[error("plugin `{plugin}` was cancelled")]
     Cancelled { plugin: String },
@@ -66,6 +84,10 @@ impl PluginFailure {
             | PluginFailure::Memory { plugin, .. }
             | PluginFailure::Output { plugin, .. }
             | PluginFailure::HostcallData { plugin, .. }
+            | PluginFailure::Reports { plugin, .. }
+            | PluginFailure::Stack { plugin, .. }
+            | PluginFailure::SourceLimit { plugin, .. }
+            | PluginFailure::Misbehaved { plugin, .. }
             | PluginFailure::Cancelled { plugin }
             | PluginFailure::Trap { plugin, .. }
             | PluginFailure::Reported { plugin, .. }
@@ -83,6 +105,10 @@ impl PluginFailure {
             PluginFailure::Memory { .. } => "memory",
             PluginFailure::Output { .. } => "output",
             PluginFailure::HostcallData { .. } => "hostcall_data",
+            PluginFailure::Reports { .. } => "reports",
+            PluginFailure::Stack { .. } => "stack",
+            PluginFailure::SourceLimit { .. } => "source_limit",
+            PluginFailure::Misbehaved { .. } => "misbehaved",
             PluginFailure::Cancelled { .. } => "cancelled",
             PluginFailure::Trap { .. } => "trap",
             PluginFailure::Reported { .. } => "reported",
@@ -99,6 +125,9 @@ impl PluginFailure {
                 | PluginFailure::Memory { .. }
                 | PluginFailure::Output { .. }
                 | PluginFailure::HostcallData { .. }
+                | PluginFailure::Reports { .. }
+                | PluginFailure::Stack { .. }
+                | PluginFailure::SourceLimit { .. }
                 | PluginFailure::Trap { .. }
         )
     }

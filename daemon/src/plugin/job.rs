@@ -55,6 +55,12 @@ pub struct JobState {
     /// Metrics reported during the job, in order.
     pub metrics: Vec<(String, f64, u32)>,
     last_error_log: Option<String>,
+    /// Bytes of logs, progress and metrics reported so far, and the cap.
+    reported: u64,
+    reports_limit: u64,
+    /// Set once the cap is passed: further reports are dropped and the
+    /// call is stopped at its next epoch check.
+    over_reports: bool,
 }
 
 impl WasiView for JobState {
@@ -113,6 +119,16 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
 }
 
 impl JobState {
+    /// Charge `bytes` of reports (plus a fixed cost per call); false once
+    /// the job is over its cap.
+    fn charge(&mut self, bytes: usize) -> bool {
+        self.reported = self.reported.saturating_add(bytes as u64 + 16);
+        if self.reported > self.reports_limit {
+            self.over_reports = true;
+        }
+        !self.over_reports
+    }
+
     fn emit(&self, event: PluginEvent) {
         if let Some(o) = &self.observer {
             o(&event);
@@ -127,6 +143,9 @@ impl bindings::trainer::coach::plugin::host::Host for JobState {
         // One line of the plugin's, whatever it sent: control characters
         // escaped, so it can neither forge a line of Coach's output nor
         // drive a terminal.
+        if !self.charge(message.len()) {
+            return;
+        }
         let message = printable(&clip(&message, MAX_LOG_LINE)).into_owned();
         let (plugin, run, step) = (&self.plugin, &self.run, &self.step);
         match level {
@@ -151,11 +170,17 @@ impl bindings::trainer::coach::plugin::host::Host for JobState {
         } else {
             0.0
         };
+        if !self.charge(message.len()) {
+            return;
+        }
         let message = printable(&clip(&message, MAX_LOG_LINE)).into_owned();
         self.emit(PluginEvent::Progress { fraction, message });
     }
 
     fn metric(&mut self, name: String, value: f64, step: u32) {
+        if !self.charge(name.len()) {
+            return;
+        }
         let name = printable(&clip(&name, MAX_METRIC_NAME)).into_owned();
         if self.metrics.len() < 100_000 {
             self.metrics.push((name.clone(), value, step));
@@ -174,6 +199,13 @@ struct Job {
     plugin: String,
     memory_limit: u64,
     timeout: Duration,
+    /// When the job's time is up: the timeout bounds all its calls
+    /// together, so a plugin cannot stretch a step by many short calls.
+    ends: Instant,
+    reports_limit: u64,
+    /// A private folder holding files granted one by one (see
+    /// [`PluginHost::check_read_paths`]), removed with the job.
+    _granted: Vec<tempfile::TempDir>,
     output_limit: u64,
     hostcall_limit: u64,
     stdout: MemoryOutputPipe,
@@ -186,7 +218,7 @@ struct Job {
 impl Job {
     fn new(host: &PluginHost, plugin: &Installed, spec: JobSpec) -> Result<Job, PluginFailure> {
         let id = plugin.id().to_owned();
-        let preopens = host.check_read_paths(plugin, &spec.read_paths)?;
+        let (preopens, granted) = host.check_read_paths(plugin, &spec.read_paths)?;
         let (memory_limit, timeout) = host.effective_limits(plugin, spec.timeout);
         let output_limit = host.limits().output;
         let stdout = MemoryOutputPipe::new(output_limit as usize);
@@ -194,9 +226,8 @@ impl Job {
         // Nothing inherited: no env, no args, no stdin, no network.
         let mut wasi = WasiCtxBuilder::new();
         wasi.stdout(stdout.clone()).stderr(stderr.clone());
-        for dir in &preopens {
-            let guest = dir.to_string_lossy().into_owned();
-            wasi.preopened_dir(dir, &guest, FsPerms::ReadOnly)
+        for (dir, guest) in &preopens {
+            wasi.preopened_dir(dir, guest, FsPerms::ReadOnly)
                 .map_err(|e| PluginFailure::NotGranted {
                     plugin: id.clone(),
                     path: guest.clone(),
@@ -218,13 +249,16 @@ impl Job {
             observer: spec.observer,
             metrics: Vec::new(),
             last_error_log: None,
+            reported: 0,
+            reports_limit: host.limits().reports,
+            over_reports: false,
         };
         let mut store = Store::new(host.engine(), state);
         store.limiter(|s| &mut s.limiter);
         store.set_hostcall_fuel(host.limits().hostcall_data as usize);
         store.epoch_deadline_callback(|ctx| {
             let s = ctx.data();
-            if Instant::now() >= s.deadline || s.cancel.is_cancelled() {
+            if s.over_reports || Instant::now() >= s.deadline || s.cancel.is_cancelled() {
                 Ok(UpdateDeadline::Interrupt)
             } else {
                 Ok(UpdateDeadline::Continue(1))
@@ -236,6 +270,9 @@ impl Job {
             plugin: id,
             memory_limit,
             timeout,
+            ends: Instant::now() + timeout,
+            reports_limit: host.limits().reports,
+            _granted: granted,
             output_limit,
             hostcall_limit: host.limits().hostcall_data,
             stdout,
@@ -257,7 +294,7 @@ impl Job {
                 detail: "the instance is unusable after an earlier failure".into(),
             });
         }
-        self.store.data_mut().deadline = Instant::now() + self.timeout;
+        self.store.data_mut().deadline = self.ends;
         self.store.set_epoch_deadline(1);
         let result = f(&mut self.store);
         self.flush_output();
@@ -270,6 +307,42 @@ impl Job {
     fn classify(&mut self, e: wasmtime::Error) -> PluginFailure {
         let plugin = self.plugin.clone();
         let state = self.store.data();
+        if state.over_reports {
+            return PluginFailure::Reports {
+                plugin,
+                limit: self.reports_limit,
+            };
+        }
+        // The trap itself, not the backtrace's heading.
+        let root = e.chain().last().map(|c| c.to_string()).unwrap_or_default();
+        if matches!(
+            e.downcast_ref::<wasmtime::Trap>(),
+            Some(wasmtime::Trap::StackOverflow)
+        ) || root.contains("call stack exhausted")
+        {
+            return PluginFailure::Stack {
+                plugin,
+                detail: format!(
+                    "the host's {} stack for WebAssembly is used up",
+                    crate::config::units::format_size(super::MAX_WASM_STACK as u64)
+                ),
+            };
+        }
+        // A guest's own stack lives at the bottom of its linear memory and
+        // grows down: running out of it shows as an access below address
+        // 0, which wraps above 4 GiB.
+        if let Some(addr) = format!("{e:#}")
+            .split("memory fault at wasm address 0x")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|h| u64::from_str_radix(h, 16).ok())
+            && addr >= 1 << 32
+        {
+            return PluginFailure::Stack {
+                plugin,
+                detail: "its own stack, in its linear memory, is used up (the plugin sets its size when it is built)".into(),
+            };
+        }
         if let Some(requested) = state.limiter.exceeded {
             return PluginFailure::Memory {
                 plugin,
@@ -296,15 +369,19 @@ impl Job {
                 limit: self.output_limit,
             };
         }
-        if chain.contains("hostcall fuel") || chain.contains("hostcall_fuel") {
+        if chain.contains("hostcall fuel")
+            || chain.contains("hostcall_fuel")
+            || chain.contains("fuel allocated for hostcalls")
+        {
             return PluginFailure::HostcallData {
                 plugin,
                 limit: self.hostcall_limit,
             };
         }
+        let trap = printable(&clip(root.trim(), 512)).into_owned();
         let detail = match &state.last_error_log {
-            Some(m) => format!("{m} ({})", first_line(&chain)),
-            None => first_line(&chain).to_owned(),
+            Some(m) => format!("{m} ({trap})"),
+            None => trap,
         };
         PluginFailure::Trap { plugin, detail }
     }
@@ -339,10 +416,6 @@ impl Job {
             message: printable(&clip(&e.message, MAX_LOG_LINE)).into_owned(),
         }
     }
-}
-
-fn first_line(s: &str) -> &str {
-    s.lines().next().unwrap_or(s)
 }
 
 fn instantiate_failure(plugin: &str, e: wasmtime::Error) -> PluginFailure {
@@ -485,10 +558,17 @@ pub struct SourceOutput {
     pub examples: Vec<Example>,
     pub conversations: Vec<Conversation>,
     pub records: u64,
+    /// Bad records: those the plugin skipped and those the host refused.
     pub bad_records: u64,
-    /// `(location, reason)` of the first bad records.
+    /// `(location, reason)` of the first bad records (at most
+    /// [`MAX_FIRST_BAD`]).
     pub first_bad: Vec<(String, String)>,
+    /// Counts the plugin reported that could not be true, said plainly.
+    pub doubtful: Option<String>,
 }
+
+/// Bad records shown, whatever a plugin reports.
+pub const MAX_FIRST_BAD: usize = 20;
 
 /// A source instance.
 pub struct SourceJob {
@@ -510,19 +590,26 @@ impl SourceJob {
         Ok(SourceJob { job, bindings })
     }
 
-    /// Open the source and read it to the end in batches of `batch`.
+    /// Open the source and read it to the end in batches of `batch`,
+    /// within the source limits (`[limits] source_examples` and
+    /// `source_bytes`). Examples the host refuses ([`convert::refuse`])
+    /// count as bad records, named by their place in the stream.
     pub fn read_all(
         &mut self,
         config_json: &str,
         batch: u32,
+        limits: &crate::config::Limits,
     ) -> Result<SourceOutput, PluginFailure> {
+        use super::convert;
         let api = self.bindings.coach_plugin_source_api();
         let config_json = config_json.to_owned();
         let cursor = self
             .job
             .call(|s| api.call_open(s, &config_json, None))?
             .map_err(|e| self.job.reported(e))?;
+        let plugin = self.job.plugin.clone();
         let mut out = SourceOutput::default();
+        let (mut seen, mut bytes, mut refused) = (0u64, 0u64, Vec::new());
         loop {
             let b = self
                 .job
@@ -531,17 +618,65 @@ impl SourceJob {
             if b.examples.is_empty() && b.conversations.is_empty() {
                 break;
             }
-            out.examples.extend(b.examples);
+            let n = b.examples.len() + b.conversations.len();
+            if n > batch as usize {
+                return Err(PluginFailure::Misbehaved {
+                    plugin,
+                    detail: format!("it returned {n} records for a batch of at most {batch}"),
+                });
+            }
+            for e in b.examples {
+                seen += 1;
+                if let Some(why) = convert::refuse(&e) {
+                    refused.push((format!("record {seen} (checked by Coach)"), why));
+                    continue;
+                }
+                bytes += convert::size(&e);
+                out.examples.push(e);
+            }
+            if out.examples.len() as u64 > limits.source_examples {
+                return Err(PluginFailure::SourceLimit {
+                    plugin,
+                    limit: format!("{} examples", limits.source_examples),
+                    key: "source_examples",
+                });
+            }
+            if bytes > limits.source_bytes {
+                return Err(PluginFailure::SourceLimit {
+                    plugin,
+                    limit: crate::config::units::format_size(limits.source_bytes),
+                    key: "source_bytes",
+                });
+            }
             out.conversations.extend(b.conversations);
         }
         let stats = self.job.call(|s| api.cursor().call_stats(s, cursor))?;
         out.records = stats.records;
-        out.bad_records = stats.bad_records;
-        out.first_bad = stats
-            .first_bad
-            .into_iter()
-            .map(|b| (b.location, b.reason))
+        // What the plugin says is checked, clipped and escaped.
+        let claimed_bad = stats.bad_records;
+        let plausible = stats.records.max(seen);
+        let plugin_bad = if claimed_bad > plausible {
+            out.doubtful = Some(format!(
+                "the plugin reported {claimed_bad} bad records of {} read; counted as {plausible}",
+                stats.records
+            ));
+            plausible
+        } else {
+            claimed_bad
+        };
+        let clean = |s: &str| printable(&clip(s, 256)).into_owned();
+        out.first_bad = refused
+            .iter()
+            .cloned()
+            .chain(
+                stats
+                    .first_bad
+                    .iter()
+                    .map(|b| (clean(&b.location), clean(&b.reason))),
+            )
+            .take(MAX_FIRST_BAD)
             .collect();
+        out.bad_records = plugin_bad + refused.len() as u64;
         self.job.call(|s| cursor.resource_drop(s))?;
         Ok(out)
     }

@@ -137,6 +137,13 @@ impl Drop for EpochTicker {
 
 use crate::core::hash::sha256_hex;
 
+/// Folders to open for a job, as (folder on the host, path the plugin
+/// sees), and the private folders behind some of them.
+pub type Preopens = (Vec<(PathBuf, String)>, Vec<tempfile::TempDir>);
+
+/// The stack a plugin's WebAssembly may use.
+pub const MAX_WASM_STACK: usize = 1 << 20;
+
 impl PluginHost {
     /// One engine for the process; discovers built-in and installed plugins.
     pub fn new(config: &Config) -> Result<PluginHost> {
@@ -145,7 +152,7 @@ impl PluginHost {
         // would cost 2-4x per call for nothing.
         wcfg.epoch_interruption(true)
             .concurrency_support(false)
-            .max_wasm_stack(1 << 20)
+            .max_wasm_stack(MAX_WASM_STACK)
             .memory_init_cow(true);
         let engine = Engine::new(&wcfg).map_err(|e| anyhow::anyhow!("{e:#}"))?;
         let mut linker = Linker::new(&engine);
@@ -177,12 +184,13 @@ impl PluginHost {
             }
             plugins.insert(id, Arc::new(Installed::from(f)));
         }
-        // A folder that cannot be read stops a one-shot command, which
-        // would otherwise fail later and less clearly.
-        if let Some((folder, why)) = problems.iter().next() {
-            anyhow::bail!("plugin folder {folder}: {why}");
+        // A broken or unsupported plugin is that plugin's problem: it is
+        // reported, and everything that does not use it works.
+        for (folder, why) in &problems {
+            tracing::warn!(folder = %folder, "plugin not loaded: {why}");
         }
         *host.plugins.writing() = plugins;
+        *host.problems.writing() = problems;
         Ok(host)
     }
 
@@ -232,7 +240,8 @@ impl PluginHost {
         // A plugin whose folder became unreadable stays as it was.
         for (id, o) in &old {
             if !next.contains_key(id) {
-                if problems.contains_key(&o.origin.to_string()) {
+                if let Some(why) = problems.get_mut(&o.origin.to_string()) {
+                    why.push_str("; still using the version loaded before");
                     next.insert(id.clone(), o.clone());
                 } else {
                     changed.push(id.clone());
@@ -272,13 +281,46 @@ impl PluginHost {
 
     pub fn get(&self, id: &str) -> Result<Arc<Installed>, PluginFailure> {
         let plugins = self.plugins.reading();
-        plugins
-            .get(id)
-            .cloned()
-            .ok_or_else(|| PluginFailure::Unknown {
+        if let Some(p) = plugins.get(id) {
+            return Ok(p.clone());
+        }
+        // Installed but not loadable: say why.
+        if let Some((_, _, why)) = self.broken().into_iter().find(|(b, _, _)| b == id) {
+            return Err(PluginFailure::Load {
                 plugin: id.to_owned(),
-                known: plugins.keys().cloned().collect::<Vec<_>>().join(", "),
-            })
+                detail: why,
+            });
+        }
+        Err(PluginFailure::Unknown {
+            plugin: id.to_owned(),
+            known: plugins.keys().cloned().collect::<Vec<_>>().join(", "),
+        })
+    }
+
+    /// Check that plugin `id` loads: a component that compiles, links, and
+    /// exports what its kind needs. What `coach validate` checks for each
+    /// plugin a workflow uses.
+    pub fn check(&self, id: &str) -> Result<(), PluginFailure> {
+        let plugin = self.get(id)?;
+        let pre = self.instance_pre(&plugin)?;
+        let missing = |e: wasmtime::Error| PluginFailure::Load {
+            plugin: id.to_owned(),
+            detail: format!(
+                "it does not export what a {} plugin must: {}",
+                plugin.manifest.kind,
+                first_line(&format!("{e:#}"))
+            ),
+        };
+        match plugin.manifest.kind {
+            Kind::Trainer => {
+                bindings::trainer::TrainerIndices::new(&pre).map_err(missing)?;
+            }
+            Kind::Source => {
+                bindings::source::SourcePre::new(pre).map_err(missing)?;
+            }
+            Kind::Analyzer => {}
+        }
+        Ok(())
     }
 
     /// What the operator grants `id`.
@@ -332,15 +374,26 @@ impl PluginHost {
         &self.cache
     }
 
-    /// Check that every path a step hands `plugin` is granted, and return
-    /// the folders to pre-open read-only.
+    /// Check the paths a step hands `plugin` against its manifest and its
+    /// grant; the folders to open for it, read-only, as (folder on the
+    /// host, path the plugin sees), and the private folders made for files
+    /// granted one by one (removed when dropped).
+    ///
+    /// WASI opens folders, not files. A file inside a granted folder is
+    /// reached through its own folder, which the grant covers anyway. A
+    /// file granted by itself is not: the plugin gets a private folder
+    /// holding only that file (a hard link, or a copy when the file is on
+    /// another file system), seen at the file's own path — its siblings
+    /// stay out of reach.
     pub fn check_read_paths(
         &self,
         plugin: &Installed,
         paths: &[PathBuf],
-    ) -> Result<Vec<PathBuf>, PluginFailure> {
+    ) -> Result<Preopens, PluginFailure> {
+        let mut preopens: Vec<(PathBuf, String)> = Vec::new();
+        let mut private: BTreeMap<PathBuf, tempfile::TempDir> = BTreeMap::new();
         if paths.is_empty() {
-            return Ok(Vec::new());
+            return Ok((preopens, Vec::new()));
         }
         let id = plugin.id().to_owned();
         let not_granted = |path: &Path, reason: String| PluginFailure::NotGranted {
@@ -356,7 +409,6 @@ impl PluginHost {
         }
         let grant = self.grant(plugin.id());
         let roots = grant.read.as_slice();
-        let mut preopens = Vec::new();
         for path in paths {
             let canonical = path
                 .canonicalize()
@@ -376,21 +428,51 @@ impl PluginHost {
                 };
                 return Err(not_granted(path, granted));
             }
-            // WASI opens folders, not files: a file is reached through its
-            // own folder, which the grant already covers.
-            let dir = if canonical.is_dir() {
-                canonical
-            } else {
-                canonical
-                    .parent()
-                    .map(Path::to_path_buf)
-                    .unwrap_or(canonical)
+            if canonical.is_dir() {
+                let guest = canonical.to_string_lossy().into_owned();
+                if !preopens.iter().any(|(h, _)| *h == canonical) {
+                    preopens.push((canonical, guest));
+                }
+                continue;
+            }
+            let Some(parent) = canonical.parent().map(Path::to_path_buf) else {
+                return Err(not_granted(path, "it has no folder".into()));
             };
-            if !preopens.contains(&dir) {
-                preopens.push(dir);
+            if roots.iter().any(|r| parent.starts_with(r)) {
+                let guest = parent.to_string_lossy().into_owned();
+                if !preopens.iter().any(|(h, _)| *h == parent) {
+                    preopens.push((parent, guest));
+                }
+                continue;
+            }
+            // Granted by itself: a private folder with this file only.
+            let dir = match private.entry(parent.clone()) {
+                std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    let made = tempfile::Builder::new()
+                        .prefix("coach-grant-")
+                        .tempdir()
+                        .map_err(|e| {
+                            not_granted(path, format!("cannot make its private folder: {e}"))
+                        })?;
+                    preopens.push((
+                        made.path().to_path_buf(),
+                        parent.to_string_lossy().into_owned(),
+                    ));
+                    e.insert(made)
+                }
+            };
+            let Some(name) = canonical.file_name() else {
+                return Err(not_granted(path, "it has no file name".into()));
+            };
+            let target = dir.path().join(name);
+            if !target.exists() {
+                std::fs::hard_link(&canonical, &target)
+                    .or_else(|_| std::fs::copy(&canonical, &target).map(|_| ()))
+                    .map_err(|e| not_granted(path, format!("cannot hand it over: {e}")))?;
             }
         }
-        Ok(preopens)
+        Ok((preopens, private.into_values().collect()))
     }
 
     /// The memory and time a call of `plugin` gets: what it asks for (or the
@@ -432,16 +514,49 @@ impl PluginHost {
 
     /// The plugins workflows may name, with what a step must give each.
     pub fn catalog(&self) -> crate::core::params::Catalog {
-        self.plugins()
-            .iter()
-            .map(|p| {
+        let mut catalog: crate::core::params::Catalog = self
+            .broken()
+            .into_iter()
+            .map(|(id, kind, why)| {
                 (
-                    p.id().to_owned(),
+                    id,
                     crate::core::params::PluginSpec {
-                        kind: p.manifest.kind,
-                        parameters: p.manifest.parameters.clone(),
+                        kind,
+                        parameters: BTreeMap::new(),
+                        problem: Some(why),
                     },
                 )
+            })
+            .collect();
+        for p in self.plugins() {
+            catalog.insert(
+                p.id().to_owned(),
+                crate::core::params::PluginSpec {
+                    kind: p.manifest.kind,
+                    parameters: p.manifest.parameters.clone(),
+                    problem: None,
+                },
+            );
+        }
+        catalog
+    }
+
+    /// Plugins installed in a folder that could not be loaded, when their
+    /// manifest says at least who they are: (id, kind, why).
+    fn broken(&self) -> Vec<(String, Kind, String)> {
+        self.problems
+            .reading()
+            .iter()
+            .filter_map(|(folder, why)| {
+                let text = std::fs::read_to_string(Path::new(folder).join("plugin.toml")).ok()?;
+                let v: toml::Value = toml::from_str(&text).ok()?;
+                let id = v.get("id")?.as_str()?.to_owned();
+                let kind = match v.get("kind")?.as_str()? {
+                    "trainer" => Kind::Trainer,
+                    "analyzer" => Kind::Analyzer,
+                    _ => Kind::Source,
+                };
+                Some((id, kind, why.clone()))
             })
             .collect()
     }
@@ -512,6 +627,15 @@ fn discover(dirs: &[PathBuf]) -> Result<(Vec<Found>, BTreeMap<String, String>)> 
     Ok((found, problems))
 }
 
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or(s)
+}
+
+/// A component starts with `\0asm`, then version 0x0d and layer 1.
+fn is_component(wasm: &[u8]) -> bool {
+    wasm.len() >= 8 && wasm[..4] == *b"\0asm" && wasm[4..8] == [0x0d, 0x00, 0x01, 0x00]
+}
+
 fn read_folder(folder: &Path, manifest_path: &Path) -> Result<Found> {
     let text = std::fs::read_to_string(manifest_path)
         .with_context(|| format!("cannot read {}", manifest_path.display()))?;
@@ -529,6 +653,23 @@ fn read_folder(folder: &Path, manifest_path: &Path) -> Result<Found> {
             wasm_path.display()
         )
     })?;
+    if !is_component(&wasm) {
+        anyhow::bail!(
+            "plugin `{}` cannot be loaded: {} is not a WebAssembly component ({})",
+            manifest.id,
+            wasm_path.display(),
+            if wasm.starts_with(b"\0asm") {
+                "it is a core module; build it for wasm32-wasip2".to_owned()
+            } else {
+                format!(
+                    "it starts with `{}`",
+                    crate::core::text::printable(&String::from_utf8_lossy(
+                        &wasm[..wasm.len().min(16)]
+                    ))
+                )
+            }
+        );
+    }
     Ok(Found {
         manifest,
         origin: Origin::Dir(folder.to_path_buf()),

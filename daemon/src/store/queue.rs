@@ -27,6 +27,11 @@ pub use super::entities::run_logs::Model as LogRow;
 pub use super::entities::trigger_fires::Model as FireRow;
 pub use super::entities::workflow_versions::Model as WorkflowVersionRow;
 
+/// Resumes after which a run the daemon was executing when it stopped is
+/// failed instead of resumed again (a run that crashes the daemon would
+/// otherwise crash every start).
+pub const MAX_RESUMES: i32 = 10;
+
 /// Filters for listing runs, newest first.
 #[derive(Debug, Clone, Default)]
 pub struct RunFilter {
@@ -238,7 +243,8 @@ impl Store {
 
     /// At daemon start: every run daemon `instance` was executing when it
     /// stopped goes back in the queue, its running steps marked
-    /// interrupted. Runs of other daemons sharing the database, and of
+    /// interrupted — unless it was resumed [`MAX_RESUMES`] times already:
+    /// then it fails. Runs of other daemons sharing the database, and of
     /// `coach run` processes, are left alone.
     pub async fn recover_interrupted(&self, instance: &str) -> Result<Vec<Recovered>> {
         let tx = self.begin_write().await?;
@@ -251,6 +257,25 @@ impl Store {
         let mut out = Vec::new();
         for run in runs {
             let steps = interrupt_steps(&tx, run.run_id()).await?;
+            if run.resumes >= MAX_RESUMES {
+                // A run that keeps taking the daemon down (memory, a
+                // crash) would do it again at every start.
+                let why = format!(
+                    "the daemon stopped during this run {} times; it is not resumed again, so that it cannot keep taking the daemon down (see the daemon's log for what stopped it)",
+                    run.resumes + 1
+                );
+                tracing::error!(run = run.id, workflow = %run.workflow, "{why}");
+                training_runs::ActiveModel {
+                    id: Set(run.id),
+                    state: Set(RunState::Failed),
+                    error: Set(Some(why)),
+                    finished_at: Set(Some(Utc::now())),
+                    ..Default::default()
+                }
+                .update(&tx)
+                .await?;
+                continue;
+            }
             training_runs::Entity::update_many()
                 .col_expr(
                     training_runs::Column::State,

@@ -13,6 +13,7 @@ fn catalog() -> Catalog {
             crate::core::params::PluginSpec {
                 kind: m.kind,
                 parameters: m.parameters,
+                problem: None,
             },
         );
     }

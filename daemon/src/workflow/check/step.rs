@@ -156,6 +156,13 @@ impl Checker<'_> {
                 None
             }
             (Some(u), None) => self.string(u, "`uses`").and_then(|p| match catalog.get(&p) {
+                Some(m) if m.problem.is_some() => {
+                    self.error(
+                        u.span(),
+                        format!("{what}: {}", m.problem.as_deref().unwrap_or_default()),
+                    );
+                    None
+                }
                 Some(m) => Some(Action::Plugin { id: p, kind: m.kind }),
                 None => {
                     self.error(
