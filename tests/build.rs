@@ -23,6 +23,11 @@ const FIXTURES: &[(&str, &str, &str)] = &[
     ),
     ("panicker", "hostile-trainer", "manifests/panicker.toml"),
     (
+        "sleep-forever",
+        "hostile-trainer",
+        "manifests/sleep-forever.toml",
+    ),
+    (
         "endless-source",
         "hostile-source",
         "manifests/endless-source.toml",

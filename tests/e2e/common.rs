@@ -163,7 +163,7 @@ pub const TINY: &str = r#"{"text": "hello there", "intent": "greet"}
 /// fixtures get their `mode`.
 pub fn train_workflow(data: &Path, trainer: &str) -> String {
     let with = match trainer {
-        "loop-forever" | "alloc-forever" | "spam-output" | "panicker" => {
+        "loop-forever" | "alloc-forever" | "spam-output" | "panicker" | "sleep-forever" => {
             format!("with = {{ mode = \"{trainer}\" }}\n")
         }
         _ => String::new(),

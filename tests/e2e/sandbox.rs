@@ -256,3 +256,95 @@ fn a_file_granted_by_itself_exposes_that_file_only() {
         "only the granted file is there"
     );
 }
+
+/// `coach run` of `wf`, killed and failed if it outlives `limit` (a plugin
+/// asleep in the host would otherwise hold the test for an hour).
+fn run_within(home: &Home, wf: &std::path::Path, limit: std::time::Duration) -> Run {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_coach-cli"))
+        .args([
+            "--config",
+            home.config.to_str().unwrap(),
+            "run",
+            wf.to_str().unwrap(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "still running after {limit:?}:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    Run(child.wait_with_output().unwrap())
+}
+
+#[test]
+fn a_plugin_asleep_in_a_blocking_call_meets_its_deadline() {
+    let home = Home::new("");
+    let file = home.write("data-in/tiny.jsonl", TINY);
+    let wf = home.write("sleepy.toml", &train_workflow(&file, "sleep-forever"));
+    let out = run_within(&home, &wf, std::time::Duration::from_secs(60));
+    out.expect_failure_with(
+        "step `train`: plugin `sleep-forever` ran past its 3 s deadline and was stopped",
+    );
+    assert!(!out.all().contains("panicked"), "{}", out.all());
+}
+
+#[test]
+fn a_daemon_run_whose_plugin_sleeps_is_cancelled_promptly_and_the_daemon_stops_cleanly() {
+    use crate::daemon::{Daemon, call, daemon_home, token, wait_for_state};
+    let home = daemon_home("");
+    let file = home.write("data-in/tiny.jsonl", TINY);
+    // The step allows an hour: only cancel and shutdown can end it.
+    let wf = train_workflow(&file, "sleep-forever")
+        .replace("name = \"wf-sleep-forever\"", "name = \"sleepy\"")
+        + "timeout = \"1h\"\n";
+    home.write("workflows/sleepy.toml", &wf);
+    let tok = token(&home, "operator");
+    let d = Daemon::start(&home);
+    let trigger = || {
+        let (s, v) = call(
+            "POST",
+            &format!("{}/api/v1/workflows/sleepy/runs", d.url),
+            &tok,
+        );
+        assert_eq!(s, 202, "{v}");
+        v["run"]["id"].as_i64().unwrap()
+    };
+    let wait_training = |id: i64| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let (_, run) = call("GET", &format!("{}/api/v1/runs/{id}", d.url), &tok);
+            if run["steps"].as_array().is_some_and(|s| {
+                s.iter()
+                    .any(|s| s["step"] == "train" && s["state"] == "running")
+            }) {
+                return;
+            }
+            assert!(std::time::Instant::now() < deadline, "{run}");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    };
+    let id = trigger();
+    wait_training(id);
+    // Asleep in the host: cancel wakes it.
+    let (s, v) = call("POST", &format!("{}/api/v1/runs/{id}/cancel", d.url), &tok);
+    assert_eq!(s, 202, "{v}");
+    let run = wait_for_state(&d, &tok, id, &["cancelled", "failed", "succeeded"]);
+    assert_eq!(run["state"], "cancelled", "{run}");
+    // Asleep again: SIGTERM stops the daemon within its grace, no panic,
+    // and the run resumes at the next start.
+    let id = trigger();
+    wait_training(id);
+    let (status, log) = d.term();
+    assert!(status.success(), "{log}");
+    assert!(!log.contains("panicked"), "{log}");
+}

@@ -52,6 +52,8 @@ pub struct JobState {
     deadline: Instant,
     cancel: CancellationToken,
     observer: Option<Observer>,
+    /// Where the plugin's monotonic clock starts.
+    clock_base: Instant,
     /// Metrics reported during the job, in order.
     pub metrics: Vec<(String, f64, u32)>,
     last_error_log: Option<String>,
@@ -252,6 +254,7 @@ impl Job {
             reported: 0,
             reports_limit: host.limits().reports,
             over_reports: false,
+            clock_base: Instant::now(),
         };
         let mut store = Store::new(host.engine(), state);
         store.limiter(|s| &mut s.limiter);
@@ -679,5 +682,98 @@ impl SourceJob {
         out.bad_records = plugin_bad + refused.len() as u64;
         self.job.call(|s| cursor.resource_drop(s))?;
         Ok(out)
+    }
+}
+
+/// `wasi:clocks/monotonic-clock`, aware of the job's deadline and its
+/// cancellation: a plugin that sleeps (`thread::sleep`, a blocking poll)
+/// wakes when its time is up or the job is cancelled, and the epoch check
+/// that follows stops it. Without this, a sleeping plugin blocks its
+/// thread past every deadline, cancel and shutdown.
+mod clocks {
+    use super::JobState;
+    use std::time::{Duration, Instant};
+    use tokio_util::sync::CancellationToken;
+    use wasmtime::component::Resource;
+    use wasmtime_wasi::p2::bindings::clocks::monotonic_clock::{
+        Duration as WasiDuration, Host, Instant as WasiInstant,
+    };
+    use wasmtime_wasi::p2::{DynPollable, Pollable, subscribe};
+
+    /// A sleep that ends at its time, at the job's deadline or at cancel,
+    /// whichever comes first.
+    struct Nap {
+        until: Option<tokio::time::Instant>,
+        cancel: CancellationToken,
+        yielded: bool,
+    }
+
+    #[async_trait::async_trait]
+    impl Pollable for Nap {
+        async fn ready(&mut self) {
+            match self.until {
+                // A zero sleep (a non-blocking poll) yields once, so a
+                // plugin polling in a loop cannot starve the runtime.
+                None if self.yielded => {}
+                None => {
+                    self.yielded = true;
+                    tokio::task::yield_now().await;
+                }
+                Some(until) => {
+                    tokio::select! {
+                        () = tokio::time::sleep_until(until) => {}
+                        () = self.cancel.cancelled() => {}
+                    }
+                }
+            }
+        }
+    }
+
+    impl JobState {
+        fn nap(&mut self, wanted: Duration) -> wasmtime::Result<Resource<DynPollable>> {
+            let until = if wanted.is_zero() {
+                None
+            } else {
+                let end = Instant::now()
+                    .checked_add(wanted)
+                    .map_or(self.deadline, |t| t.min(self.deadline));
+                Some(tokio::time::Instant::from_std(end))
+            };
+            let nap = self.table.push(Nap {
+                until,
+                cancel: self.cancel.clone(),
+                yielded: false,
+            })?;
+            subscribe(&mut self.table, nap)
+        }
+
+        fn clock_now(&self) -> WasiInstant {
+            self.clock_base.elapsed().as_nanos() as u64
+        }
+    }
+
+    impl Host for JobState {
+        fn now(&mut self) -> wasmtime::Result<WasiInstant> {
+            Ok(self.clock_now())
+        }
+
+        fn resolution(&mut self) -> wasmtime::Result<WasiDuration> {
+            Ok(1)
+        }
+
+        fn subscribe_instant(
+            &mut self,
+            when: WasiInstant,
+        ) -> wasmtime::Result<Resource<DynPollable>> {
+            let wait = when.saturating_sub(self.clock_now());
+            self.nap(Duration::from_nanos(wait))
+        }
+
+        fn subscribe_duration(
+            &mut self,
+            duration: WasiDuration,
+        ) -> wasmtime::Result<Resource<DynPollable>> {
+            self.nap(Duration::from_nanos(duration))
+        }
     }
 }
