@@ -58,6 +58,7 @@ pub struct App {
     pub tracker: TaskTracker,
     /// Writes run log lines to the store until every sender is gone.
     log_writer: tokio::task::JoinHandle<()>,
+    mode: Mode,
 }
 
 impl App {
@@ -78,7 +79,10 @@ impl App {
                 &config.artifacts_dir(),
             )?;
         }
-        let store = Store::connect(&url).await?;
+        let store = match mode {
+            Mode::Daemon => Store::connect_checked(&url).await?,
+            Mode::Command => Store::connect(&url).await?,
+        };
         let host = Arc::new(PluginHost::new(&config)?);
         let grace = config.daemon.shutdown_grace;
         for l in lifecycle::end_orphaned_cli_runs(&store, grace).await? {
@@ -126,6 +130,7 @@ impl App {
             stop,
             tracker: TaskTracker::new(),
             log_writer,
+            mode,
         })
     }
 
@@ -150,6 +155,9 @@ impl App {
             executor,
             runner,
             bus,
+            store,
+            config,
+            mode,
             ..
         } = self;
         // The writer ends once every sender of the bus is gone.
@@ -159,6 +167,20 @@ impl App {
             .is_err()
         {
             tracing::warn!("run log lines still unwritten after 5 s are lost");
+            return;
+        }
+        // A daemon that stops cleanly notes how it left a SQLite store, so
+        // the next start need not check it again.
+        if mode == Mode::Daemon {
+            let url = config.database_url();
+            match store.close().await {
+                Ok(()) => {
+                    if let Some(file) = crate::store::sqlite_file(&url) {
+                        crate::store::health::mark_clean_stop(std::path::Path::new(file));
+                    }
+                }
+                Err(e) => tracing::warn!("cannot close the store: {e:#}"),
+            }
         }
     }
 }

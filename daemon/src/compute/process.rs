@@ -11,8 +11,74 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, BufReader};
 use tokio_util::sync::CancellationToken;
+
+/// Longest line kept from a process's stdout or stderr; the rest of a
+/// longer line is dropped (a line without end cannot grow the daemon).
+pub const MAX_LINE: usize = 64 << 10;
+
+/// Lines of at most `max` bytes (a longer one is cut, with `…`), control
+/// characters escaped. Cancel-safe: a line read in part is kept for the
+/// next call.
+pub struct BoundedLines<R> {
+    reader: R,
+    line: Vec<u8>,
+    cut: bool,
+    max: usize,
+}
+
+impl<R: AsyncBufRead + Unpin> BoundedLines<R> {
+    pub fn new(reader: R, max: usize) -> Self {
+        BoundedLines {
+            reader,
+            line: Vec::new(),
+            cut: false,
+            max,
+        }
+    }
+
+    pub async fn next_line(&mut self) -> std::io::Result<Option<String>> {
+        loop {
+            // The only wait: what it returns is used before the next one.
+            let available = self.reader.fill_buf().await?;
+            if available.is_empty() {
+                if self.line.is_empty() && !self.cut {
+                    return Ok(None);
+                }
+                return Ok(Some(self.take()));
+            }
+            let (chunk, end) = match available.iter().position(|&b| b == b'\n') {
+                Some(i) => (&available[..i], Some(i + 1)),
+                None => (available, None),
+            };
+            let room = self.max.saturating_sub(self.line.len());
+            if chunk.len() > room {
+                self.cut = true;
+            }
+            self.line.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            let used = end.unwrap_or(available.len());
+            self.reader.consume(used);
+            if end.is_some() {
+                return Ok(Some(self.take()));
+            }
+        }
+    }
+
+    fn take(&mut self) -> String {
+        let mut text = String::from_utf8_lossy(&self.line).into_owned();
+        if text.ends_with('\r') {
+            text.pop();
+        }
+        let mut text = crate::core::text::printable(&text).into_owned();
+        if self.cut {
+            text.push('…');
+        }
+        self.line.clear();
+        self.cut = false;
+        text
+    }
+}
 
 /// What to run.
 #[derive(Debug, Clone, PartialEq)]
@@ -257,8 +323,8 @@ pub async fn run(
             error: "its output could not be captured".into(),
         });
     };
-    let mut out_lines = BufReader::new(stdout).lines();
-    let mut err_lines = BufReader::new(stderr).lines();
+    let mut out_lines = BoundedLines::new(BufReader::new(stdout), MAX_LINE);
+    let mut err_lines = BoundedLines::new(BufReader::new(stderr), MAX_LINE);
     let mut reader = Reader::default();
     let (mut out_open, mut err_open) = (true, true);
     // Set once SIGTERM was sent: (when, why).
@@ -428,6 +494,20 @@ pub fn resolve_artifact(workdir: &Path, p: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn lines_are_bounded_escaped_and_survive_small_reads() {
+        let long = "x".repeat(100);
+        let input = format!("short\r\n{long}\nesc\u{1b}[2J\nlast");
+        // One byte at a time: every line spans many reads.
+        let reader = BufReader::with_capacity(1, input.as_bytes());
+        let mut lines = BoundedLines::new(reader, 10);
+        let mut got = Vec::new();
+        while let Some(l) = lines.next_line().await.unwrap() {
+            got.push(l);
+        }
+        assert_eq!(got, ["short", "xxxxxxxxxx…", "esc\\u{1b}[2J", "last"]);
+    }
 
     #[test]
     fn protocol_lines_parse_and_bad_ones_are_named() {

@@ -14,6 +14,59 @@ pub const FULL_CHECK_UP_TO: u64 = 1 << 30;
 /// Free space below this counts as a full disk.
 const FULL_BELOW: u64 = 1 << 20;
 
+/// The file beside a store that says how the store looked when the last
+/// daemon stopped cleanly: size and modification time.
+fn marker(path: &Path) -> std::path::PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(".clean-stop");
+    p.into()
+}
+
+fn fingerprint(path: &Path) -> Option<String> {
+    let m = std::fs::metadata(path).ok()?;
+    let mtime = m
+        .modified()
+        .ok()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?;
+    Some(format!("{} {}", m.len(), mtime.as_nanos()))
+}
+
+/// At daemon start: check the SQLite store at `path` ([`check_sqlite`]) —
+/// unless it is byte for byte as the last daemon left it when it stopped
+/// cleanly (same size and modification time, no write-ahead log): then
+/// there is nothing new to check, and a large store starts at once. After
+/// a crash, or any write by anyone since, the check runs.
+pub async fn check_at_start(db: &DatabaseConnection, path: &Path) -> Result<()> {
+    let wal = {
+        let mut p = path.as_os_str().to_owned();
+        p.push("-wal");
+        std::path::PathBuf::from(p)
+    };
+    let unchanged = std::fs::read_to_string(marker(path))
+        .ok()
+        .zip(fingerprint(path))
+        .is_some_and(|(was, now)| was.trim() == now)
+        && std::fs::metadata(&wal).map_or(true, |m| m.len() == 0);
+    if unchanged {
+        tracing::debug!("the store is as the last clean stop left it; not checked again");
+        return Ok(());
+    }
+    let started = std::time::Instant::now();
+    check_sqlite(db, path).await?;
+    tracing::info!(ms = started.elapsed().as_millis() as u64, "store checked");
+    Ok(())
+}
+
+/// After the daemon closed the store cleanly: remember how it looks.
+pub fn mark_clean_stop(path: &Path) {
+    if let Some(now) = fingerprint(path)
+        && let Err(e) = std::fs::write(marker(path), now)
+    {
+        tracing::warn!("cannot note the clean stop beside the store: {e}");
+    }
+}
+
 /// Check the SQLite store at `path`, open as `db`.
 pub async fn check_sqlite(db: &DatabaseConnection, path: &Path) -> Result<()> {
     let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);

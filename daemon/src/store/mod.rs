@@ -61,6 +61,16 @@ impl Store {
     /// Connect and migrate. For SQLite the file's folder is created and the
     /// journal switched to WAL.
     pub async fn connect(url: &str) -> Result<Store> {
+        Store::open(url, false).await
+    }
+
+    /// [`Store::connect`] for a daemon starting: a SQLite store's
+    /// integrity is checked first ([`health::check_at_start`]).
+    pub async fn connect_checked(url: &str) -> Result<Store> {
+        Store::open(url, true).await
+    }
+
+    async fn open(url: &str, check: bool) -> Result<Store> {
         if let Some(path) = sqlite_file(url)
             && let Some(dir) = std::path::Path::new(path).parent()
             && !dir.as_os_str().is_empty()
@@ -90,8 +100,8 @@ impl Store {
             let db = Database::connect(opts)
                 .await
                 .with_context(|| format!("cannot open the database {}", redact(url)))?;
-            if let Some(path) = sqlite_file(url) {
-                health::check_sqlite(&db, std::path::Path::new(path)).await?;
+            if check && let Some(path) = sqlite_file(url) {
+                health::check_at_start(&db, std::path::Path::new(path)).await?;
             }
             migrate(&db, url).await?;
             anyhow::Ok(db)
@@ -120,6 +130,12 @@ impl Store {
 
     pub fn connection(&self) -> &DatabaseConnection {
         &self.db
+    }
+
+    /// Close every connection (SQLite folds its write-ahead log into the
+    /// file when the last one closes).
+    pub async fn close(self) -> Result<()> {
+        Ok(self.db.close().await?)
     }
 
     /// Whether recording runs' ends works (shared by every clone).
