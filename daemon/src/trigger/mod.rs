@@ -83,44 +83,50 @@ impl Context {
 }
 
 /// Start every kind of trigger: each follows the workflow set until
-/// `ctx.stop`. (Cron fires missed while the daemon was down are found by
-/// [`cron::catch_up`], before this.)
+/// `ctx.stop`. Every trigger is armed when this returns, so a daemon that
+/// says it is ready misses no change and no tick. (Cron fires missed while
+/// the daemon was down are found by [`cron::catch_up`], before this.)
 pub async fn start(ctx: Context) -> Result<()> {
     let crons = cron::CronTriggers::start().await?;
     follow(ctx.clone(), move |ctx| {
         let crons = crons.clone();
         async move { crons.sync(&ctx).await }
-    });
+    })
+    .await;
     let watches = Arc::new(watch::WatchTriggers::default());
     follow(ctx.clone(), move |ctx| {
         let watches = watches.clone();
         async move { watches.sync(&ctx) }
-    });
+    })
+    .await;
     let conditions = Arc::new(condition::ConditionTriggers::default());
     follow(ctx, move |ctx| {
         let conditions = conditions.clone();
         async move { conditions.sync(&ctx) }
-    });
+    })
+    .await;
     Ok(())
 }
 
-/// Run `sync` now and after every change of the workflow set, until
+/// Run `sync` now, then after every change of the workflow set until
 /// `ctx.stop`; then once more with nothing, so everything it started
 /// stops.
-fn follow<F, Fut>(ctx: Context, sync: F)
+async fn follow<F, Fut>(ctx: Context, sync: F)
 where
     F: Fn(Context) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = ()> + Send,
 {
+    // Subscribed first: a change during the first sync is not missed.
+    let mut changes = ctx.workflows.subscribe();
+    sync(ctx.clone()).await;
     let tracker = ctx.tracker.clone();
     tracker.spawn(async move {
-        let mut changes = ctx.workflows.subscribe();
         loop {
-            sync(ctx.clone()).await;
             tokio::select! {
                 changed = changes.changed() => if changed.is_err() { break },
                 () = ctx.stop.cancelled() => break,
             }
+            sync(ctx.clone()).await;
         }
         sync(ctx).await;
     });
