@@ -333,6 +333,46 @@ fn the_shipped_hugging_face_example_runs_dry_on_a_declared_gpu() {
     );
 }
 
+#[test]
+fn a_relative_data_directory_gives_commands_an_absolute_checkpoint_folder() {
+    // Commands run in their workflow's folder; the checkpoint folder must
+    // still be the one under the data directory, not a copy beside the
+    // workflow.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("coach.toml"), "data_dir = \"state\"\n").unwrap();
+    std::fs::create_dir_all(dir.path().join("flows")).unwrap();
+    std::fs::write(
+        dir.path().join("flows/save.toml"),
+        r#"version = 1
+name = "save"
+
+[[step]]
+id = "save"
+kind = "process"
+command = ["sh", "-c", "case \"$COACH_CHECKPOINT_DIR\" in /*) echo saved > \"$COACH_CHECKPOINT_DIR/mark\";; *) exit 3;; esac"]
+"#,
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_coach-cli"))
+        .current_dir(dir.path())
+        .args(["--config", "coach.toml", "run", "flows/save.toml"])
+        .env_remove("COACH_DATA_DIR")
+        .env_remove("COACH_DATABASE_URL")
+        .output()
+        .unwrap();
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{all}");
+    assert!(
+        dir.path().join("state/work/run-1/save/mark").is_file(),
+        "{all}"
+    );
+    assert!(!dir.path().join("flows/state").exists(), "{all}");
+}
+
 /// Run `v` of a [`TRAINER`] succeeded, with its metrics and artifact.
 pub(crate) fn assert_trained(v: &serde_json::Value) {
     assert_eq!(v["state"], "succeeded", "{v}");

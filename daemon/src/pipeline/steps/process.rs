@@ -146,6 +146,10 @@ impl Runner {
             .join(step.id.as_str());
         std::fs::create_dir_all(&checkpoints)
             .with_context(|| format!("cannot create {}", checkpoints.display()))?;
+        // The command runs in its workflow's folder: a relative data
+        // directory (the embedded defaults' `.coach`) must not follow it.
+        let checkpoints = std::path::absolute(&checkpoints)
+            .with_context(|| format!("cannot resolve {}", checkpoints.display()))?;
         let attempt = Attempt {
             run_id,
             row,
