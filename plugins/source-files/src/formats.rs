@@ -429,6 +429,9 @@ pub fn parse_rasa_annotations(line: &str) -> Result<(String, Vec<EntitySpan>), S
         if entity.is_empty() {
             return Err(format!("empty entity name for `{value}`"));
         }
+        if value.is_empty() {
+            return Err(format!("entity `{entity}` annotates no text (`[]`)"));
+        }
         let start = text.len();
         text.push_str(value);
         spans.push(EntitySpan {
@@ -753,6 +756,8 @@ mod tests {
     #[test]
     fn rasa_annotation_without_close_is_an_error() {
         assert!(parse_rasa_annotations("book [Paris(city)").is_err());
+        // An empty value would be a span of no text.
+        assert!(parse_rasa_annotations("hello [](name)").is_err());
     }
 
     #[test]

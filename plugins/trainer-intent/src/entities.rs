@@ -198,6 +198,28 @@ impl Tagger {
         self.weights.is_empty()
     }
 
+    /// Whether a deserialised tagger can be used: `O` first, every weight
+    /// for a label it has, and finite.
+    pub fn check(&self) -> Result<(), String> {
+        if self.weights.is_empty() {
+            return Ok(());
+        }
+        if self.labels.first().map(String::as_str) != Some("O") {
+            return Err("the tagger's first label is not `O`".into());
+        }
+        if self.labels.len() > usize::from(u16::MAX) {
+            return Err(format!("the tagger has {} labels", self.labels.len()));
+        }
+        for (_, ws) in &self.weights {
+            for &(l, w) in ws {
+                if usize::from(l) >= self.labels.len() || !w.is_finite() {
+                    return Err(format!("tagger weight ({l}, {w}) is out of range"));
+                }
+            }
+        }
+        Ok(())
+    }
+
     pub fn build_index(&mut self) {
         self.index = self
             .weights

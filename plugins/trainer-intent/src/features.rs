@@ -19,6 +19,9 @@ pub struct Featurizer {
     word_block: Vec<bool>,
 }
 
+/// The longest word or character n-gram a model may use.
+pub const MAX_NGRAM: usize = 16;
+
 /// A sparse vector: sorted feature indices and their weights.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Sparse {
@@ -166,6 +169,31 @@ impl Featurizer {
         }
         f.build_index();
         f
+    }
+
+    /// Whether a deserialised featurizer can be used: one weight per
+    /// feature, finite, and n-gram sizes a trainer could have chosen.
+    pub fn check(&self) -> Result<(), String> {
+        if self.idf.len() != self.vocab.len() {
+            return Err(format!(
+                "{} idf weights for {} features",
+                self.idf.len(),
+                self.vocab.len()
+            ));
+        }
+        if let Some(w) = self.idf.iter().find(|w| !w.is_finite()) {
+            return Err(format!("idf weight {w}"));
+        }
+        if self.word_ngrams > MAX_NGRAM
+            || self.char_max > MAX_NGRAM
+            || self.char_min > self.char_max
+        {
+            return Err(format!(
+                "n-gram sizes words 1..={}, characters {}..={} (at most {MAX_NGRAM})",
+                self.word_ngrams, self.char_min, self.char_max
+            ));
+        }
+        Ok(())
     }
 
     /// Rebuild the lookup tables after deserialising.

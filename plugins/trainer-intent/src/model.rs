@@ -312,6 +312,8 @@ impl IntentModel {
                 meta.format
             )));
         }
+        meta.featurizer.check().map_err(|m| bad(&m))?;
+        meta.tagger.check().map_err(|m| bad(&m))?;
         meta.featurizer.build_index();
         meta.tagger.build_index();
         let c = meta.labels.len();
@@ -327,6 +329,15 @@ impl IntentModel {
             .chunks_exact(4)
             .map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")))
             .collect();
+        if let Some(i) = floats.iter().position(|w| !w.is_finite()) {
+            return Err(bad(&format!("weight {i} is {}", floats[i])));
+        }
+        if !(meta.temperature.is_finite() && meta.temperature > 0.0) {
+            return Err(bad(&format!("temperature {}", meta.temperature)));
+        }
+        if !meta.threshold.is_finite() {
+            return Err(bad(&format!("threshold {}", meta.threshold)));
+        }
         let split = meta.featurizer.len() * c;
         Ok(IntentModel {
             weights: floats[..split].to_vec(),
@@ -495,6 +506,14 @@ fn check(config: &TrainConfig, train: &[Example]) -> Result<(), PluginError> {
         return Err(PluginError::bad_config(
             "char_ngrams must be [min, max] with min <= max",
         ));
+    }
+    if config.char_ngrams[1] > crate::features::MAX_NGRAM
+        || config.word_ngrams > crate::features::MAX_NGRAM
+    {
+        return Err(PluginError::bad_config(format!(
+            "char_ngrams and word_ngrams go up to {}",
+            crate::features::MAX_NGRAM
+        )));
     }
     if config.learning_rate.is_nan() || config.learning_rate <= 0.0 || config.l2 < 0.0 {
         return Err(PluginError::bad_config(
@@ -983,6 +1002,57 @@ mod tests {
             .to_bytes();
         bytes.truncate(bytes.len() - 3);
         assert!(IntentModel::from_bytes(&bytes).is_err());
+    }
+
+    /// `bytes` with its metadata changed by `f`, weights kept.
+    fn with_meta(bytes: &[u8], f: impl FnOnce(&mut serde_json::Value)) -> Vec<u8> {
+        let len = u32::from_le_bytes(bytes[8..12].try_into().unwrap()) as usize;
+        let mut meta: serde_json::Value = serde_json::from_slice(&bytes[12..12 + len]).unwrap();
+        f(&mut meta);
+        let meta = serde_json::to_vec(&meta).unwrap();
+        let mut out = bytes[..8].to_vec();
+        out.extend_from_slice(&(meta.len() as u32).to_le_bytes());
+        out.extend_from_slice(&meta);
+        out.extend_from_slice(&bytes[12 + len..]);
+        out
+    }
+
+    #[test]
+    fn an_artifact_that_contradicts_itself_is_refused() {
+        let (train, val) = toy();
+        let bytes = super::train(&TrainConfig::default(), &train, &val)
+            .unwrap()
+            .0
+            .to_bytes();
+        assert!(IntentModel::from_bytes(&with_meta(&bytes, |_| ())).is_ok());
+        let refused = |b: Vec<u8>, why: &str| {
+            let e = IntentModel::from_bytes(&b).unwrap_err();
+            assert!(e.message.contains(why), "{}", e.message);
+        };
+        refused(
+            with_meta(&bytes, |m| {
+                m["featurizer"]["idf"].as_array_mut().unwrap().pop();
+            }),
+            "idf weights for",
+        );
+        refused(
+            with_meta(&bytes, |m| m["featurizer"]["word_ngrams"] = 1000.into()),
+            "n-gram sizes",
+        );
+        refused(
+            with_meta(&bytes, |m| m["temperature"] = 0.into()),
+            "temperature 0",
+        );
+        refused(
+            with_meta(&bytes, |m| {
+                m["tagger"] = serde_json::json!({"labels": ["O"], "weights": [[1, [[5, 0.5]]]]})
+            }),
+            "tagger weight (5, 0.5)",
+        );
+        let mut nan = bytes.clone();
+        let at = nan.len() - 4;
+        nan[at..].copy_from_slice(&f32::NAN.to_le_bytes());
+        refused(nan, "is NaN");
     }
 
     #[test]
