@@ -37,6 +37,7 @@ pub struct Limits {
     pub wall_time: Duration,
 }
 
+#[cfg(not(fuzzing))]
 pub const LIMITS: Limits = Limits {
     operations: 10_000_000,
     call_depth: 64,
@@ -45,6 +46,19 @@ pub const LIMITS: Limits = Limits {
     array_items: 1_000_000,
     map_items: 100_000,
     wall_time: Duration::from_secs(2),
+};
+
+/// Under the fuzzer the same checks with smaller ceilings, so that a
+/// script that runs to its limit costs milliseconds, not seconds.
+#[cfg(fuzzing)]
+pub const LIMITS: Limits = Limits {
+    operations: 100_000,
+    call_depth: 64,
+    expression_depth: 64,
+    string_bytes: 1 << 20,
+    array_items: 100_000,
+    map_items: 100_000,
+    wall_time: Duration::from_millis(100),
 };
 
 /// Where a script comes from: a file, or an inline expression in a
