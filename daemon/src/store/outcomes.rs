@@ -75,8 +75,12 @@ impl OutcomeJournal {
             .write(true)
             .open(&path)
             .with_context(|| format!("cannot open {}", path.display()))?;
+        let allocated = file
+            .metadata()
+            .is_ok_and(|m| m.len() == JOURNAL_SIZE as u64);
         let mut bytes = vec![0u8; JOURNAL_SIZE];
         let read = file.read_at(&mut bytes, 0).unwrap_or(0);
+        let blank = bytes[..read].iter().all(|&b| b == b' ');
         let left: Vec<PendingEnd> = String::from_utf8_lossy(&bytes[..read])
             .lines()
             .filter_map(|l| serde_json::from_str(l.trim()).ok())
@@ -86,8 +90,12 @@ impl OutcomeJournal {
             path,
             pending: Mutex::new(left.iter().map(|e| (e.run, e.clone())).collect()),
         };
-        // Every block written now, so that a full disk later can still
-        // take an overwrite.
+        // Every block written once, so that a full disk later can still
+        // take an overwrite; a journal already written and empty is left
+        // as it is (no write and sync on every start).
+        if allocated && blank {
+            return Ok((journal, left));
+        }
         journal
             .write()
             .with_context(|| match super::health::full_disk(data_dir) {
