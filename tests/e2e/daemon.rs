@@ -803,7 +803,10 @@ fn refuse_ends(home: &Home, on: bool) {
     } else {
         "DROP TRIGGER refuse_ends;"
     };
+    // The daemon may hold the write lock at that moment: wait for it, as
+    // the daemon's own connections do.
     let out = Command::new("sqlite3")
+        .args(["-cmd", ".timeout 10000"])
         .arg(home.path("data/coach.db"))
         .arg(sql)
         .output()
