@@ -62,9 +62,10 @@ pub struct App {
 }
 
 impl App {
-    /// Open the data directory and the store (migrated), discover plugins,
-    /// build the runner, executor and service. Runs of `coach run`
-    /// processes on this machine that died are marked interrupted.
+    /// Open the data directory and the store (migrated), discover plugins
+    /// (a daemon compiles them meanwhile), build the runner, executor and
+    /// service. Runs of `coach run` processes on this machine that died
+    /// are marked interrupted.
     pub async fn open(config: Config, mode: Mode) -> Result<App> {
         std::fs::create_dir_all(&config.data_dir).with_context(|| {
             format!(
@@ -79,11 +80,22 @@ impl App {
                 &config.artifacts_dir(),
             )?;
         }
+        let host = Arc::new(PluginHost::new(&config)?);
+        // A daemon compiles its plugins while the store is opened and
+        // checked: both take a while at start, and neither needs the other.
+        let warming = (mode == Mode::Daemon).then(|| {
+            let host = host.clone();
+            tokio::task::spawn_blocking(move || host.warm_up())
+        });
         let store = match mode {
             Mode::Daemon => Store::connect_checked(&url).await?,
             Mode::Command => Store::connect(&url).await?,
         };
-        let host = Arc::new(PluginHost::new(&config)?);
+        if let Some(warming) = warming {
+            for (plugin, why) in warming.await? {
+                tracing::error!(plugin = %plugin, "plugin cannot be loaded: {why}");
+            }
+        }
         let grace = config.daemon.shutdown_grace;
         for l in lifecycle::end_orphaned_cli_runs(&store, grace).await? {
             tracing::warn!(run = %l.run, workflow = %l.workflow, "{}", l.what);
@@ -214,9 +226,6 @@ pub async fn run_daemon(config: Config) -> Result<()> {
             lease_lost.clone(),
             app.stop.clone(),
         ));
-    }
-    for (plugin, why) in app.host.warm_up() {
-        tracing::error!(plugin = %plugin, "plugin cannot be loaded: {why}");
     }
     // Runs' ends an earlier start could not record go in first: a run
     // that failed is never resumed.
