@@ -20,7 +20,7 @@
 //! script                            Rhai: gates, rules, parameters, conditions
 //! events                            the event bus, reporters, metrics
 //! config                            settings
-//! scheduler                         pure placement decisions
+//! scheduler | experiment            pure decisions: placement | assignment, statistics
 //! core                              ids, states, step outputs, stop reasons, hashes
 //! ```
 
@@ -32,6 +32,7 @@ pub mod config;
 pub mod core;
 pub mod events;
 pub mod executor;
+pub mod experiment;
 pub mod pipeline;
 pub mod plugin;
 pub mod registry;
