@@ -244,6 +244,12 @@ pub async fn run_daemon(config: Config) -> Result<()> {
     lifecycle::requeue_interrupted(&app.store, &app.executor.instance, grace).await?;
     let service = app.service.clone();
     service.reload_workflows(false);
+    // Deployed versions are loaded before the daemon says it is ready.
+    if let Err(e) = service.server.start().await {
+        tracing::error!("cannot load the deployed models: {e:#}");
+    }
+    app.tracker
+        .spawn(service.server.clone().follow(app.stop.child_token()));
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;

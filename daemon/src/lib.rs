@@ -14,6 +14,7 @@
 //! service                           submit, cancel, queries, views, reload
 //! executor                          claims queued runs, hands them to the pipeline
 //! pipeline                          the runner and one file per step kind
+//! serving                           deployed versions loaded and routed
 //! plugin | compute | registry       wasm host | GPUs, processes, Slurm | artifacts, models
 //! store                             sea-orm entities, migrations, queries
 //! workflow                          workflow files: schema, checks, the set
@@ -39,6 +40,7 @@ pub mod registry;
 pub mod scheduler;
 pub mod script;
 pub mod service;
+pub mod serving;
 pub mod store;
 pub mod trigger;
 pub mod workflow;

@@ -530,6 +530,10 @@ fn mutations(schema: &Value, example: &Value, at: &str, out: &mut Vec<(String, V
 #[test]
 fn every_bound_the_openapi_document_publishes_is_enforced() {
     let home = daemon_home("");
+    // The published examples deploy and roll back the quickstart's model.
+    let quickstart = crate::common::workspace().join("workflows/quickstart.toml");
+    home.coach(&["run", quickstart.to_str().unwrap()])
+        .expect_ok();
     let admin = token(&home, "admin");
     let d = Daemon::start(&home);
     let (s, doc) = call("GET", &format!("{}/api/v1/openapi.json", d.url), &admin);
@@ -544,7 +548,18 @@ fn every_bound_the_openapi_document_publishes_is_enforced() {
             let example = body
                 .get("example")
                 .unwrap_or_else(|| panic!("{path}: a request body without an example"));
-            let url = format!("{}{path}", d.url);
+            // Path parameters take the example their schema publishes.
+            let mut concrete = path.clone();
+            for p in op["parameters"].as_array().into_iter().flatten() {
+                if p["in"] == "path" {
+                    let name = p["name"].as_str().unwrap();
+                    let example = p["example"].as_str().unwrap_or_else(|| {
+                        panic!("{path}: path parameter `{name}` without an example")
+                    });
+                    concrete = concrete.replace(&format!("{{{name}}}"), example);
+                }
+            }
+            let url = format!("{}{concrete}", d.url);
             let (s, v) = post_json(&url, &admin, example);
             assert!(
                 (200..300).contains(&s),

@@ -6,6 +6,7 @@ mod architecture;
 mod bad_input;
 mod bench;
 mod daemon;
+mod deployments;
 mod gpus;
 mod hostile;
 mod http;

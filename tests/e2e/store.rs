@@ -658,7 +658,11 @@ async fn an_orphan_row_stops_the_foreign_key_upgrade_and_says_which() {
     );
     let old = Database::connect(&url).await.unwrap();
     let pending = Migrator::get_pending_migrations(&old).await.unwrap();
-    assert_eq!(pending.len(), 1, "the upgrade did not happen");
+    assert_eq!(
+        pending.len(),
+        Migrator::migrations().len() - 6,
+        "the upgrade did not happen"
+    );
     let kept = old
         .query_one_raw(sea_orm::Statement::from_string(
             sea_orm::DatabaseBackend::Sqlite,

@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod conversations;
+pub mod deployments;
 pub mod error;
 pub mod events;
 pub mod extract;
@@ -128,10 +129,40 @@ pub fn routes() -> Vec<Route> {
             get(models::show),
         ),
         route(
+            p.clone(),
+            "/api/v1/models/{name}/predict",
+            Some(Operator),
+            post(models::predict),
+        ),
+        route(
             g.clone(),
             "/api/v1/models/{name}/traffic",
             Some(Viewer),
             get(conversations::traffic),
+        ),
+        route(
+            g.clone(),
+            "/api/v1/deployments",
+            Some(Viewer),
+            get(deployments::list),
+        ),
+        route(
+            p.clone(),
+            "/api/v1/deployments",
+            Some(Operator),
+            post(deployments::deploy),
+        ),
+        route(
+            g.clone(),
+            "/api/v1/deployments/{model}/history",
+            Some(Viewer),
+            get(deployments::history),
+        ),
+        route(
+            p.clone(),
+            "/api/v1/rollbacks",
+            Some(Operator),
+            post(deployments::rollback),
         ),
         route(
             p.clone(),

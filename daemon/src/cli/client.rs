@@ -89,6 +89,15 @@ impl Client {
         self.answer(res)
     }
 
+    pub fn post_json(&self, path: &str, body: &Value) -> Result<Value> {
+        let mut req = self.agent.post(format!("{}{path}", self.base));
+        if let Some(a) = self.auth() {
+            req = req.header("Authorization", a);
+        }
+        let res = req.send_json(body).map_err(|e| self.unreachable(e))?;
+        self.answer(res)
+    }
+
     /// Read server-sent events from `path`, calling `each(event, data)`
     /// until it returns `false` or the stream ends.
     pub fn events(&self, path: &str, each: impl FnMut(&str, &Value) -> bool) -> Result<()> {

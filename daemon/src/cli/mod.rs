@@ -3,6 +3,7 @@
 mod bench;
 mod client;
 mod daemon;
+mod deploy;
 mod evaluate;
 mod gpu;
 mod models;
@@ -78,6 +79,14 @@ pub enum Command {
     /// Registered models.
     #[command(subcommand)]
     Models(models::Command),
+    /// Deploy a model version to an environment, after its health check
+    /// (through the daemon when `COACH_URL` is set).
+    Deploy(deploy::DeployArgs),
+    /// Roll an environment back to the version before, or `--to` one.
+    Rollback(deploy::RollbackArgs),
+    /// What each environment serves, and the history of every change.
+    #[command(subcommand)]
+    Deployments(deploy::Command),
     /// Training runs (from the daemon when `COACH_URL` is set).
     #[command(subcommand)]
     Runs(runs::Command),
@@ -224,6 +233,9 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Evaluate(a) => evaluate::run(config, a).await,
         Command::Models(c) => models::run(config, c).await,
         Command::Runs(c) => runs::run(config, c).await,
+        Command::Deploy(a) => deploy::deploy(config, a).await,
+        Command::Rollback(a) => deploy::rollback(config, a).await,
+        Command::Deployments(c) => deploy::run(config, c).await,
         Command::Predict(a) => predict::run(config, a).await,
         Command::Bench(c) => bench::run(config, c).await,
     }

@@ -143,6 +143,12 @@ name_type!(
     ModelName,
     "model name"
 );
+name_type!(
+    /// A deployment environment of a model: `staging`, `production`, or any
+    /// an operator names.
+    EnvironmentName,
+    "environment"
+);
 
 /// A run's id in the store.
 #[derive(

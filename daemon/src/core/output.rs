@@ -75,6 +75,17 @@ pub struct Registration {
     pub artifact: String,
 }
 
+/// What a deploy step did: the environment serves this model version
+/// (`changed` false when it already did).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Deployment {
+    pub model: i64,
+    pub name: String,
+    pub version: i32,
+    pub environment: String,
+    pub changed: bool,
+}
+
 /// One file a process step named as an artifact, as stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ArtifactFile {
@@ -131,6 +142,7 @@ pub enum StepOutput {
     Verdict(Verdict),
     Registered(Registration),
     Process(ProcessOutput),
+    Deployed(Deployment),
 }
 
 /// The kind of output a step kind produces, for outputs stored before the
@@ -144,6 +156,7 @@ pub enum OutputKind {
     Verdict,
     Registered,
     Process,
+    Deployed,
 }
 
 impl OutputKind {
@@ -156,6 +169,7 @@ impl OutputKind {
             OutputKind::Verdict => "verdict",
             OutputKind::Registered => "registered",
             OutputKind::Process => "process",
+            OutputKind::Deployed => "deployed",
         }
     }
 }
@@ -192,6 +206,7 @@ impl StepOutput {
             StepOutput::Verdict(_) => OutputKind::Verdict,
             StepOutput::Registered(_) => OutputKind::Registered,
             StepOutput::Process(_) => OutputKind::Process,
+            StepOutput::Deployed(_) => OutputKind::Deployed,
         }
     }
 
@@ -286,6 +301,13 @@ mod tests {
                     bytes: 10,
                 }],
                 checkpoint_dir: "/work/run-1/train".into(),
+            }),
+            StepOutput::Deployed(Deployment {
+                model: 4,
+                name: "support".into(),
+                version: 2,
+                environment: "production".into(),
+                changed: true,
             }),
         ]
     }

@@ -9,6 +9,7 @@
 //! again. Plugin calls run on blocking threads, each job in a fresh
 //! sandbox.
 
+pub mod deploy;
 mod output;
 pub mod predict;
 pub mod steps;
@@ -151,6 +152,7 @@ pub fn output_kind(step: &Step) -> OutputKind {
         Action::Builtin(Builtin::Gate) => OutputKind::Verdict,
         Action::Builtin(Builtin::Register) => OutputKind::Registered,
         Action::Builtin(Builtin::Process) => OutputKind::Process,
+        Action::Builtin(Builtin::Deploy) => OutputKind::Deployed,
     }
 }
 

@@ -8,7 +8,8 @@ use crate::core::evaluation::Report;
 use crate::core::example::{Example, Split, SplitCounts};
 use crate::core::ids::short;
 use crate::core::output::{
-    DatasetOutput, ModelOutput, ProcessOutput, Registration, RuleStats, StepOutput, Verdict,
+    DatasetOutput, Deployment, ModelOutput, ProcessOutput, Registration, RuleStats, StepOutput,
+    Verdict,
 };
 use crate::store::ModelRow;
 use anyhow::{Result, anyhow};
@@ -64,6 +65,7 @@ pub enum Output {
     Verdict(Verdict),
     /// What a process step left: devices, time, metrics, artifacts.
     Process(Arc<ProcessOutput>),
+    Deployed(Deployment),
 }
 
 impl Output {
@@ -93,6 +95,7 @@ impl Output {
             }),
             Output::Verdict(v) => StepOutput::Verdict(v.clone()),
             Output::Process(p) => StepOutput::Process((**p).clone()),
+            Output::Deployed(d) => StepOutput::Deployed(d.clone()),
         }
     }
 
@@ -156,6 +159,13 @@ impl Output {
                 p.metrics,
                 p.artifacts.len()
             ),
+            Output::Deployed(d) if d.changed => format!(
+                "{} now serves {} v{} (model {})",
+                d.environment, d.name, d.version, d.model
+            ),
+            Output::Deployed(d) => {
+                format!("{} already served {} v{}", d.environment, d.name, d.version)
+            }
         }
     }
 
@@ -196,6 +206,7 @@ impl Output {
                 Output::Registered(Box::new(m))
             }
             StepOutput::Process(p) => Output::Process(Arc::new(p)),
+            StepOutput::Deployed(d) => Output::Deployed(d),
         })
     }
 }

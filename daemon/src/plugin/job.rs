@@ -545,6 +545,21 @@ impl TrainerJob {
         Ok(out)
     }
 
+    /// For an instance that serves requests for a long time: the next
+    /// call may take `per_call` from now, and its reports count against a
+    /// fresh quota — each request is bounded on its own, as each step is.
+    pub fn renew(&mut self, per_call: Duration) {
+        self.job.ends = Instant::now() + per_call;
+        let state = self.job.store.data_mut();
+        state.reported = 0;
+        state.over_reports = false;
+    }
+
+    /// False after a trap: the instance must be replaced.
+    pub fn usable(&self) -> bool {
+        !self.job.poisoned
+    }
+
     pub fn predict(
         &mut self,
         model: ResourceAny,

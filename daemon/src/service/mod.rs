@@ -8,8 +8,10 @@
 //! does not own the making of; it calls down (executor, pipeline, store),
 //! never up.
 
+pub mod deployments;
 pub mod lifecycle;
 pub mod lock;
+pub mod predict;
 pub mod queries;
 pub mod submit;
 pub mod views;
@@ -47,6 +49,8 @@ pub struct Service {
     pub config_problem: RwLock<Option<String>>,
     /// Held while reloading: one reload at a time, whoever asks.
     reloading: tokio::sync::Mutex<()>,
+    /// The deployed versions, loaded and routed (the daemon serves them).
+    pub server: Arc<crate::serving::Server>,
 }
 
 impl Service {
@@ -69,6 +73,11 @@ impl Service {
             stopping,
             config_problem: RwLock::new(None),
             reloading: tokio::sync::Mutex::new(()),
+            server: Arc::new(crate::serving::Server::new(
+                runner.host.clone(),
+                runner.store.clone(),
+                runner.artifacts.clone(),
+            )),
         }
     }
 

@@ -6,6 +6,9 @@ use super::Service;
 use super::views::{GpuView, LogView, ModelView, QueueView, RunDetail, RunView};
 use crate::core::ids::{ModelRef, RunId};
 use crate::core::state::RunState;
+use crate::registry::deployments::{
+    DeploymentView, HistoryEntry, deployment_views, history_entries,
+};
 use crate::store::Store;
 use crate::store::queue::{FireRow, RunFilter};
 use anyhow::Result;
@@ -70,6 +73,26 @@ impl Records<'_> {
 
     pub async fn model(&self, r: &ModelRef) -> Result<Option<ModelView>> {
         Ok(self.0.find_model(r).await?.as_ref().map(ModelView::from))
+    }
+
+    /// Deployments (of one model name when given).
+    pub async fn deployments(&self, model: Option<&str>) -> Result<Vec<DeploymentView>> {
+        deployment_views(self.0, self.0.deployments(model).await?).await
+    }
+
+    /// A model name's deployment history (one environment when given),
+    /// newest first.
+    pub async fn deployment_history(
+        &self,
+        model: &str,
+        environment: Option<&str>,
+        limit: u64,
+    ) -> Result<Vec<HistoryEntry>> {
+        history_entries(
+            self.0,
+            self.0.deployment_history(model, environment, limit).await?,
+        )
+        .await
     }
 }
 

@@ -16,6 +16,7 @@ impl MigratorTrait for Migrator {
             Box::new(M0005Conversations),
             Box::new(M0006StepHandles),
             Box::new(M0007ForeignKeys),
+            Box::new(M0008Deployments),
         ]
     }
 }
@@ -568,6 +569,93 @@ impl MigrationTrait for M0007ForeignKeys {
         for i in [
             index("ix_models_run", "models", &["run_id"], false),
             index("ix_trigger_fires_run", "trigger_fires", &["run_id"], false),
+        ] {
+            m.create_index(i).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Deployments (which version each environment of a model serves) and
+/// their history.
+struct M0008Deployments;
+
+impl MigrationName for M0008Deployments {
+    fn name(&self) -> &str {
+        "m0008_deployments"
+    }
+}
+
+fn foreign_key(table: &str, column: &str, parent: &str) -> ForeignKeyCreateStatement {
+    ForeignKey::create()
+        .name(format!("fk_{table}_{column}"))
+        .from(Alias::new(table), Alias::new(column))
+        .to(Alias::new(parent), Alias::new("id"))
+        .to_owned()
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for M0008Deployments {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        let tables = [
+            Table::create()
+                .table("deployments")
+                .if_not_exists()
+                .col(big_pk_auto("id"))
+                .col(string("model_name"))
+                .col(string("environment"))
+                .col(big_integer("model_id"))
+                .col(big_integer("revision"))
+                .col(timestamp_with_time_zone("updated_at"))
+                .foreign_key(&mut foreign_key("deployments", "model_id", "models"))
+                .to_owned(),
+            Table::create()
+                .table("deployment_history")
+                .if_not_exists()
+                .col(big_pk_auto("id"))
+                .col(string("model_name"))
+                .col(string("environment"))
+                .col(big_integer_null("from_model_id"))
+                .col(big_integer("to_model_id"))
+                .col(string("action"))
+                .col(string("how"))
+                .col(string("actor"))
+                .col(text_null("reason"))
+                .col(big_integer_null("run_id"))
+                .col(timestamp_with_time_zone("at"))
+                .foreign_key(&mut foreign_key(
+                    "deployment_history",
+                    "from_model_id",
+                    "models",
+                ))
+                .foreign_key(&mut foreign_key(
+                    "deployment_history",
+                    "to_model_id",
+                    "models",
+                ))
+                .foreign_key(&mut foreign_key(
+                    "deployment_history",
+                    "run_id",
+                    "training_runs",
+                ))
+                .to_owned(),
+        ];
+        for t in tables {
+            m.create_table(t).await?;
+        }
+        for i in [
+            index(
+                "ux_deployments_env",
+                "deployments",
+                &["model_name", "environment"],
+                true,
+            ),
+            index(
+                "ix_deployment_history_env",
+                "deployment_history",
+                &["model_name", "environment", "id"],
+                false,
+            ),
         ] {
             m.create_index(i).await?;
         }

@@ -3,6 +3,7 @@
 //! here; the store never calls back into the pipeline.
 
 pub mod conversations;
+pub mod deployments;
 pub mod entities;
 pub mod health;
 pub mod lease;
@@ -466,6 +467,18 @@ impl Store {
     }
 
     /// The model `r` names, if there is one.
+    /// The models with these ids (those that exist), in id order.
+    pub async fn models_by_id(&self, ids: &[i64]) -> Result<Vec<ModelRow>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(models::Entity::find()
+            .filter(models::Column::Id.is_in(ids.iter().copied()))
+            .order_by_asc(models::Column::Id)
+            .all(&self.db)
+            .await?)
+    }
+
     pub async fn find_model(&self, r: &ModelRef) -> Result<Option<ModelRow>> {
         let q = models::Entity::find();
         Ok(match r {

@@ -38,6 +38,9 @@ pub enum Builtin {
     /// Run a command as a process (a GPU trainer, say) on the GPUs the
     /// scheduler allocates.
     Process,
+    /// Point an environment at the registered model, after its health
+    /// check.
+    Deploy,
 }
 
 impl Builtin {
@@ -49,6 +52,7 @@ impl Builtin {
             "gate" => Some(Builtin::Gate),
             "rules" => Some(Builtin::Rules),
             "process" => Some(Builtin::Process),
+            "deploy" => Some(Builtin::Deploy),
             _ => None,
         }
     }
@@ -61,6 +65,7 @@ impl Builtin {
             Builtin::Gate => "gate",
             Builtin::Rules => "rules",
             Builtin::Process => "process",
+            Builtin::Deploy => "deploy",
         }
     }
 }
@@ -82,6 +87,8 @@ pub enum Produces {
     Verdict,
     /// A process's files and metrics.
     Artifact,
+    /// An environment moved to a model version.
+    Deployment,
 }
 
 impl Action {
@@ -98,6 +105,7 @@ impl Action {
             Action::Builtin(Builtin::Gate) => Produces::Verdict,
             Action::Builtin(Builtin::Rules) => Produces::Dataset,
             Action::Builtin(Builtin::Process) => Produces::Artifact,
+            Action::Builtin(Builtin::Deploy) => Produces::Deployment,
         }
     }
 
@@ -117,6 +125,7 @@ impl Action {
             }
             // A process step's artifacts register as a model too.
             Action::Builtin(Builtin::Register) => Some(&[Produces::Model, Produces::Artifact]),
+            Action::Builtin(Builtin::Deploy) => Some(&[Produces::Registration]),
         }
     }
 }

@@ -6,7 +6,7 @@
 //! `coach validate` first.
 
 use super::Builtin;
-use crate::core::ids::ModelName;
+use crate::core::ids::{EnvironmentName, ModelName};
 use crate::core::params::{ParamType, Parameter};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -91,12 +91,22 @@ pub struct RegisterParams {
     pub name: Option<ModelName>,
 }
 
+/// `kind = "deploy"`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeployParams {
+    /// The environment to point at the registered model (required).
+    pub environment: Option<EnvironmentName>,
+    /// Why, for the deployment history.
+    pub reason: Option<String>,
+}
+
 /// The typed parameters of a built-in step.
 #[derive(Debug, Clone, PartialEq)]
 pub enum BuiltinParams {
     Split(SplitParams),
     Evaluate(EvaluateParams),
     Register(RegisterParams),
+    Deploy(DeployParams),
     /// The kinds whose settings are keys of their own (`when`, `command`)
     /// or a script (`with.script`).
     Other,
@@ -122,6 +132,13 @@ impl Builtin {
             Builtin::Register => &[("name", ParamType::String, &[])],
             Builtin::Rules => &[("script", ParamType::String, &[])],
             Builtin::Gate => &[],
+            // Canary rollouts come with experiments; `direct` moves all
+            // traffic once the version is healthy.
+            Builtin::Deploy => &[
+                ("env", ParamType::String, &[]),
+                ("strategy", ParamType::String, &["direct"]),
+                ("reason", ParamType::String, &[]),
+            ],
             // A process takes `command`, `env` and `workdir` instead.
             Builtin::Process => &[],
         }
@@ -160,6 +177,7 @@ impl BuiltinParams {
             Builtin::Split => BuiltinParams::Split(split(with, &mut errors)),
             Builtin::Evaluate => BuiltinParams::Evaluate(evaluate(with, &mut errors)),
             Builtin::Register => BuiltinParams::Register(register(with, &mut errors)),
+            Builtin::Deploy => BuiltinParams::Deploy(deploy(with, &mut errors)),
             Builtin::Gate | Builtin::Rules | Builtin::Process => BuiltinParams::Other,
         };
         if errors.is_empty() {
@@ -281,6 +299,38 @@ fn register(with: &Map<String, Value>, errors: &mut Vec<ParamError>) -> Register
             .ok()
     });
     RegisterParams { name }
+}
+
+fn deploy(with: &Map<String, Value>, errors: &mut Vec<ParamError>) -> DeployParams {
+    let environment = match with.get("env").and_then(Value::as_str) {
+        Some(e) => EnvironmentName::try_from(e)
+            .map_err(|m| error(errors, "env", m))
+            .ok(),
+        None => {
+            error(
+                errors,
+                "env",
+                "`env` is required: the environment to deploy to (`staging`, `production`, …)"
+                    .into(),
+            );
+            None
+        }
+    };
+    let reason = with
+        .get("reason")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    if reason.as_ref().is_some_and(|r| r.chars().count() > 1000) {
+        error(
+            errors,
+            "reason",
+            "`reason` is longer than 1000 characters".into(),
+        );
+    }
+    DeployParams {
+        environment,
+        reason,
+    }
 }
 
 #[cfg(test)]

@@ -103,17 +103,30 @@ async fn inputs(
     ])
 }
 
-/// The model in service for `wf`: until deployments exist, the latest
-/// registered model of the name its register step uses (not one this run
-/// registered), with the per-intent scores of the evaluation in its run.
+/// The model in service for `wf`: the version deployed to `production`
+/// of the name its register step uses — or, when that name was never
+/// deployed, the latest registered one (not one this run registered) —
+/// with the per-intent scores of the evaluation in its run.
 async fn production(runner: &Runner, run: RunId, wf: &Workflow) -> Result<Value> {
     let store = &runner.store;
-    let Some(m) = store
-        .models_named(wf.model_name())
-        .await?
-        .into_iter()
-        .find(|m| m.run_id != run.0)
-    else {
+    let deployed = match store.deployment(wf.model_name(), "production").await? {
+        Some(d) => store.models_by_id(&[d.model_id]).await?.pop(),
+        None => None,
+    };
+    let latest = || async {
+        anyhow::Ok(
+            store
+                .models_named(wf.model_name())
+                .await?
+                .into_iter()
+                .find(|m| m.run_id != run.0),
+        )
+    };
+    let m = match deployed {
+        Some(m) => Some(m),
+        None => latest().await?,
+    };
+    let Some(m) = m else {
         return Ok(Value::Null);
     };
     let report = store

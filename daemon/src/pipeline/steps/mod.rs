@@ -8,6 +8,7 @@
 //! in [`execute`], and a [`crate::core::output::StepOutput`] variant if it
 //! produces something new.
 
+pub mod deploy;
 pub mod evaluate;
 pub mod gate;
 pub mod process;
@@ -57,6 +58,7 @@ pub async fn execute(ctx: &StepCtx<'_>) -> Result<Output> {
         Action::Builtin(Builtin::Gate) => gate::run(ctx).await,
         Action::Builtin(Builtin::Register) => register::run(ctx).await,
         Action::Builtin(Builtin::Process) => process::run(ctx).await,
+        Action::Builtin(Builtin::Deploy) => deploy::run(ctx).await,
     }
 }
 

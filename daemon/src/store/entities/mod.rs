@@ -4,6 +4,8 @@ pub mod api_tokens;
 pub mod conversations;
 pub mod dataset_versions;
 pub mod datasets;
+pub mod deployment_history;
+pub mod deployments;
 pub mod examples;
 pub mod feedback;
 pub mod messages;

@@ -115,6 +115,7 @@ impl Checker<'_> {
                     [Produces::Model, Produces::Artifact] => {
                         "a trained model (a trainer step, or a process step's artifacts)"
                     }
+                    [Produces::Registration] => "a registered model (a register step)",
                     _ => "an input",
                 };
                 let at = self.id_spans.get(s.id.as_str()).cloned().unwrap_or(0..0);

@@ -1,0 +1,115 @@
+//! Predictions from deployed models, whoever asks: the version an
+//! environment serves answers, and a prediction that names a conversation
+//! is logged as a turn of it, so analysis and feedback see it without the
+//! platform posting it again.
+
+use super::Service;
+use crate::plugin::bindings::Prediction;
+use crate::store::conversations::{NewConversation, NewMessage};
+use chrono::Utc;
+use serde::Serialize;
+use serde_json::{Value, json};
+
+/// A predict request, checked at the edge.
+#[derive(Debug, Clone)]
+pub struct PredictRequest {
+    pub texts: Vec<String>,
+    pub user_id: Option<String>,
+    pub conversation_id: Option<String>,
+    pub channel: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PredictError {
+    #[error(
+        "no deployment of `{name}` to {environment}; `coach deploy {name}:VERSION --env {environment}` makes one"
+    )]
+    NotDeployed { name: String, environment: String },
+    #[error("`{name}` in {environment} is deployed but not loaded yet; try again in a moment")]
+    Loading { name: String, environment: String },
+    #[error(transparent)]
+    Plugin(#[from] crate::plugin::PluginFailure),
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+/// What answered, and its predictions.
+#[derive(Debug, Clone, Serialize)]
+pub struct PredictAnswer {
+    pub model: String,
+    pub environment: String,
+    pub version: i32,
+    pub model_id: i64,
+    /// The experiment arm that answered, when an experiment applies.
+    pub experiment: Option<Value>,
+    pub predictions: Vec<Value>,
+}
+
+/// The intent a model answers when it judges an utterance out of scope.
+const OUT_OF_SCOPE: &str = "oos";
+
+pub fn prediction_json(p: &Prediction) -> Value {
+    json!({
+        "intent": p.intent,
+        "confidence": p.confidence,
+        "ranking": p.ranking.iter().map(|r| json!({"intent": r.intent, "confidence": r.confidence})).collect::<Vec<_>>(),
+        "entities": p.entities.iter().map(|e| json!({"entity": e.entity, "start": e.start, "end": e.end, "value": e.value})).collect::<Vec<_>>(),
+    })
+}
+
+impl Service {
+    /// Predict with the version `environment` of `name` serves.
+    pub async fn predict(
+        &self,
+        name: &str,
+        environment: &str,
+        req: PredictRequest,
+    ) -> Result<PredictAnswer, PredictError> {
+        let Some(served) = self.server.route(name, environment) else {
+            return Err(match self.store.deployment(name, environment).await? {
+                Some(_) => PredictError::Loading {
+                    name: name.to_owned(),
+                    environment: environment.to_owned(),
+                },
+                None => PredictError::NotDeployed {
+                    name: name.to_owned(),
+                    environment: environment.to_owned(),
+                },
+            });
+        };
+        let predictions = served.predict(req.texts.clone()).await?;
+        if let Some(conversation) = &req.conversation_id {
+            let now = Utc::now();
+            let messages = req
+                .texts
+                .iter()
+                .zip(&predictions)
+                .map(|(text, p)| NewMessage {
+                    role: "user",
+                    text: text.clone(),
+                    intent: Some(p.intent.clone()),
+                    confidence: Some(f64::from(p.confidence)),
+                    fallback: p.intent == OUT_OF_SCOPE,
+                    model_version: Some(served.model.version),
+                    at: now,
+                })
+                .collect();
+            self.store
+                .log_conversations(&[NewConversation {
+                    model: name.to_owned(),
+                    id: conversation.clone(),
+                    channel: req.channel.clone(),
+                    messages,
+                }])
+                .await?;
+        }
+        Ok(PredictAnswer {
+            model: served.model.name.clone(),
+            environment: environment.to_owned(),
+            version: served.model.version,
+            model_id: served.model.id,
+            experiment: None,
+            predictions: predictions.iter().map(prediction_json).collect(),
+        })
+    }
+}
