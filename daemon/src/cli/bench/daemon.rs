@@ -97,7 +97,13 @@ pub(super) fn stop(mut p: Proc) -> Result<Duration> {
     Ok(t.elapsed())
 }
 
-fn rss_mib(pid: u32) -> Option<f64> {
+impl Proc {
+    pub(super) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+pub(super) fn rss_mib(pid: u32) -> Option<f64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let kb: f64 = s
         .lines()

@@ -9,6 +9,7 @@ mod daemon;
 mod intent;
 mod scheduler;
 mod scripts;
+mod serve;
 mod submit;
 
 use crate::config::Config;
@@ -32,6 +33,10 @@ pub enum Command {
     /// a fixed rate over many stored runs, trigger to first step, event
     /// delivery.
     Daemon(daemon::Args),
+    /// Predictions from a deployed CLINC150 model on a real daemon under
+    /// fixed-rate load, beside FastAPI serving the scikit-learn peer; and
+    /// deploys and a rollback under load.
+    Serve(serve::Args),
     /// Script costs: a gate evaluation and a data rule over 100,000
     /// examples, after compilation.
     Scripts(scripts::Args),
@@ -69,6 +74,7 @@ pub async fn run(config: Config, cmd: Command) -> Result<ExitCode> {
         Command::Intent(args) => return intent::run(config, args).await,
         Command::Entities(args) => return intent::run_entities(config, args).await,
         Command::Daemon(args) => return daemon::run(config, args).await,
+        Command::Serve(args) => return serve::run(config, args).await,
         Command::Scripts(args) => return scripts::run(&config, args),
         Command::Scheduler(args) => return scheduler::run(&config, args),
         Command::Submit(args) => return submit::run(config, args).await,
