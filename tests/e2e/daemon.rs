@@ -181,6 +181,18 @@ pub(crate) fn post_json(url: &str, token: &str, body: &Value) -> (u16, Value) {
     (status, serde_json::from_str(&body).unwrap_or(Value::Null))
 }
 
+/// [`daemon_home`] whose store is the database `pg`.
+pub(crate) fn postgres_home(pg: &crate::common::Postgres) -> Home {
+    let home = daemon_home("");
+    let config = std::fs::read_to_string(&home.config).unwrap();
+    std::fs::write(
+        &home.config,
+        format!("database_url = \"{}\"\n{config}", pg.url),
+    )
+    .unwrap();
+    home
+}
+
 pub(crate) fn daemon_home(extra: &str) -> Home {
     let home = Home::new(&format!(
         "[daemon]\nlisten = \"127.0.0.1:0\"\nworkflow_dirs = [\"{}\"]\nshutdown_grace = \"2s\"\n{extra}",
@@ -594,16 +606,7 @@ fn a_second_daemon_on_the_same_data_directory_refuses_to_start() {
 #[test]
 fn a_second_daemon_on_the_same_postgres_database_refuses_to_start_until_the_first_dies() {
     let pg = crate::common::Postgres::create();
-    let on_pg = || {
-        let home = daemon_home("");
-        let config = std::fs::read_to_string(&home.config).unwrap();
-        std::fs::write(
-            &home.config,
-            format!("database_url = \"{}\"\n{config}", pg.url),
-        )
-        .unwrap();
-        home
-    };
+    let on_pg = || postgres_home(&pg);
     // Two data directories, one database.
     let (a, b) = (on_pg(), on_pg());
     let first = Daemon::start(&a);

@@ -29,41 +29,42 @@ fn history(home: &Home) -> Vec<Value> {
         .clone()
 }
 
+/// `coach args…` succeeds and prints `needle`.
+#[track_caller]
+fn says(home: &Home, args: &[&str], needle: &str) {
+    let out = home.coach(args);
+    assert!(out.expect_ok().stdout().contains(needle), "{}", out.all());
+}
+
 fn deploy_and_roll_back_on_the_command_line(home: &Home) {
     two_versions(home);
-    let out = home.coach(&[
-        "deploy",
-        "support:1",
-        "--env",
-        "production",
-        "--reason",
-        "first",
-    ]);
-    out.expect_ok();
-    assert!(
-        out.stdout().contains("production: support nothing → v1"),
-        "{}",
-        out.all()
+    let production = ["--env", "production"];
+    says(
+        home,
+        &[
+            "deploy",
+            "support:1",
+            "--env",
+            "production",
+            "--reason",
+            "first",
+        ],
+        "production: support nothing → v1",
     );
-    let out = home.coach(&["deploy", "support:2", "--env", "production"]);
-    assert!(
-        out.expect_ok().stdout().contains("v1 → v2"),
-        "{}",
-        out.all()
+    says(
+        home,
+        &[&["deploy", "support:2"][..], &production].concat(),
+        "v1 → v2",
     );
-    let out = home.coach(&["deploy", "support:2", "--env", "production"]);
-    assert!(
-        out.expect_ok()
-            .stdout()
-            .contains("already serves support v2"),
-        "{}",
-        out.all()
+    says(
+        home,
+        &[&["deploy", "support:2"][..], &production].concat(),
+        "already serves support v2",
     );
-    let out = home.coach(&["rollback", "support", "--env", "production"]);
-    assert!(
-        out.expect_ok().stdout().contains("v2 → v1 (rollback"),
-        "{}",
-        out.all()
+    says(
+        home,
+        &[&["rollback", "support"][..], &production].concat(),
+        "v2 → v1 (rollback",
     );
     home.coach(&["rollback", "support", "--env", "production"])
         .expect_failure_with("nothing to roll back to");
@@ -112,13 +113,7 @@ fn deploy_and_roll_back_on_the_command_line_on_sqlite() {
 #[test]
 fn deploy_and_roll_back_on_the_command_line_on_postgres() {
     let pg = Postgres::create();
-    let home = daemon_home("");
-    let config = std::fs::read_to_string(&home.config).unwrap();
-    std::fs::write(
-        &home.config,
-        format!("database_url = \"{}\"\n{config}", pg.url),
-    )
-    .unwrap();
+    let home = crate::daemon::postgres_home(&pg);
     deploy_and_roll_back_on_the_command_line(&home);
 }
 
@@ -323,18 +318,25 @@ fn a_gates_production_is_the_version_deployed_to_production() {
     );
 }
 
-fn predict(d: &Daemon, tok: &str, path: &str, body: &Value) -> (u16, Value) {
-    post_json(&format!("{}{path}", d.url), tok, body)
-}
-
-#[test]
-fn the_daemon_serves_the_deployed_version_and_follows_every_change() {
+/// A daemon serving `support` v1 in production (v2 registered), and an
+/// operator token.
+fn serving_v1() -> (Home, String, Daemon) {
     let home = daemon_home("");
     two_versions(&home);
     home.coach(&["deploy", "support:1", "--env", "production"])
         .expect_ok();
     let tok = token(&home, "operator");
     let d = Daemon::start(&home);
+    (home, tok, d)
+}
+
+fn predict(d: &Daemon, tok: &str, path: &str, body: &Value) -> (u16, Value) {
+    post_json(&format!("{}{path}", d.url), tok, body)
+}
+
+#[test]
+fn the_daemon_serves_the_deployed_version_and_follows_every_change() {
+    let (home, tok, d) = serving_v1();
     let ask = |body: Value| predict(&d, &tok, "/api/v1/models/support/predict", &body);
 
     let (s, v) = ask(
@@ -425,12 +427,7 @@ fn the_daemon_serves_the_deployed_version_and_follows_every_change() {
 
 #[test]
 fn deploys_and_rollbacks_under_load_lose_no_request() {
-    let home = daemon_home("");
-    two_versions(&home);
-    home.coach(&["deploy", "support:1", "--env", "production"])
-        .expect_ok();
-    let tok = token(&home, "operator");
-    let d = Daemon::start(&home);
+    let (_home, tok, d) = serving_v1();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let clients: Vec<_> = (0..4)
         .map(|_| {

@@ -420,13 +420,7 @@ fn nul_is_refused_naming_the_field_on_sqlite() {
 #[test]
 fn nul_is_refused_naming_the_field_on_postgres() {
     let pg = Postgres::create();
-    let home = daemon_home("");
-    let config = std::fs::read_to_string(&home.config).unwrap();
-    std::fs::write(
-        &home.config,
-        format!("database_url = \"{}\"\n{config}", pg.url),
-    )
-    .unwrap();
+    let home = crate::daemon::postgres_home(&pg);
     nul_is_refused_naming_the_field(&home);
 }
 

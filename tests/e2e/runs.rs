@@ -118,13 +118,7 @@ fn forbid_starts_one_run_of_fifty_racing_fires_on_sqlite() {
 #[test]
 fn forbid_starts_one_run_of_fifty_racing_fires_on_postgres() {
     let pg = Postgres::create();
-    let home = daemon_home("");
-    let config = std::fs::read_to_string(&home.config).unwrap();
-    std::fs::write(
-        &home.config,
-        format!("database_url = \"{}\"\n{config}", pg.url),
-    )
-    .unwrap();
+    let home = crate::daemon::postgres_home(&pg);
     forbid_holds_under_a_barrage(&home);
 }
 

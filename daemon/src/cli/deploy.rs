@@ -89,6 +89,21 @@ fn name(s: &str) -> Result<ModelName> {
     ModelName::try_from(s).map_err(|e| anyhow!(e))
 }
 
+/// The rows to print as a table; `None` when they were printed as JSON,
+/// or there are none (then `empty` says so).
+fn to_list(rows: Value, json: bool, empty: &str) -> Result<Option<Vec<Value>>> {
+    if json {
+        out!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(None);
+    }
+    let rows = rows.as_array().cloned().unwrap_or_default();
+    if rows.is_empty() {
+        out!("{empty}");
+        return Ok(None);
+    }
+    Ok(Some(rows))
+}
+
 /// A body without the options not given (the API takes a field or its
 /// absence, not `null`).
 fn without_nulls(mut v: Value) -> Value {
@@ -193,15 +208,14 @@ pub async fn run(config: Config, cmd: Command) -> Result<ExitCode> {
                 let app = App::open(config, Mode::Command).await?;
                 serde_json::to_value(app.service.records().deployments(model.as_deref()).await?)?
             };
-            if json {
-                out!("{}", serde_json::to_string_pretty(&rows)?);
+            let Some(rows) = to_list(
+                rows,
+                json,
+                "nothing deployed yet; `coach deploy <model> --env production` deploys one",
+            )?
+            else {
                 return Ok(ExitCode::SUCCESS);
-            }
-            let rows = rows.as_array().cloned().unwrap_or_default();
-            if rows.is_empty() {
-                out!("nothing deployed yet; `coach deploy <model> --env production` deploys one");
-                return Ok(ExitCode::SUCCESS);
-            }
+            };
             out!(
                 "{:<24} {:<16} {:>7} {:>6}  since",
                 "model",
@@ -245,15 +259,9 @@ pub async fn run(config: Config, cmd: Command) -> Result<ExitCode> {
                         .await?,
                 )?
             };
-            if json {
-                out!("{}", serde_json::to_string_pretty(&rows)?);
+            let Some(rows) = to_list(rows, json, &format!("`{model}` was never deployed"))? else {
                 return Ok(ExitCode::SUCCESS);
-            }
-            let rows = rows.as_array().cloned().unwrap_or_default();
-            if rows.is_empty() {
-                out!("`{model}` was never deployed");
-                return Ok(ExitCode::SUCCESS);
-            }
+            };
             for h in rows {
                 let from = match h["from"]["version"].as_i64() {
                     Some(f) => format!("v{f}"),
