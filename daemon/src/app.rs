@@ -329,6 +329,10 @@ pub async fn run_daemon(config: Config) -> Result<()> {
         limits,
         service.stopping.clone(),
     ));
+    // Listening for SIGTERM and SIGHUP before anyone can know the daemon
+    // is up: a signal sent the moment the address is printed must not
+    // fall between installing the handler and subscribing to it.
+    let signals = Signals::listen();
     service.ready.store(true, Ordering::Relaxed);
     tracing::info!(address = %addr, ms = started.elapsed().as_millis() as u64, "daemon ready");
     // Scripts and tests read the address from this line.
@@ -340,7 +344,7 @@ pub async fn run_daemon(config: Config) -> Result<()> {
         let _ = writeln!(out, "coach daemon listening on http://{addr}").and_then(|()| out.flush());
     }
 
-    wait_for_stop(&service, &shutdown).await;
+    wait_for_stop(signals, &service, &shutdown).await;
 
     service.ready.store(false, Ordering::Relaxed);
     // The grace in service now (a reload may have changed it).
@@ -433,13 +437,21 @@ async fn refresh_gpus(gpus: Arc<GpuQueue>, stop: CancellationToken) {
     }
 }
 
+/// The daemon's subscriptions to SIGTERM and SIGHUP.
+struct Signals(std::io::Result<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>);
+
+impl Signals {
+    fn listen() -> Signals {
+        use tokio::signal::unix::{SignalKind, signal};
+        Signals(
+            signal(SignalKind::terminate()).and_then(|t| Ok((t, signal(SignalKind::hangup())?))),
+        )
+    }
+}
+
 /// Until SIGTERM or SIGINT (or the app is stopped); SIGHUP reloads.
-async fn wait_for_stop(service: &Arc<Service>, stop: &CancellationToken) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut hup)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::hangup()),
-    ) else {
+async fn wait_for_stop(signals: Signals, service: &Arc<Service>, stop: &CancellationToken) {
+    let Ok((mut term, mut hup)) = signals.0 else {
         tracing::error!("cannot install signal handlers; stop with Ctrl-C");
         let _ = tokio::signal::ctrl_c().await;
         return;

@@ -1420,3 +1420,14 @@ false
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(runs(&d).len(), 2, "recent_runs holds it back");
 }
+
+/// SIGTERM sent the moment the daemon prints where it listens stops it,
+/// every time: the daemon subscribes to the signal before it says it is up.
+#[test]
+fn sigterm_right_after_start_stops_the_daemon() {
+    let home = daemon_home("");
+    for _ in 0..20 {
+        let (status, log) = Daemon::start(&home).term();
+        assert!(status.success(), "{status:?}\n{log}");
+    }
+}
