@@ -264,12 +264,12 @@ pub async fn rollback(
     to: Option<i32>,
     req: Request,
 ) -> Result<Outcome, DeployError> {
-    let Some(current) = runner.store.deployment(name, environment).await? else {
+    if runner.store.deployment(name, environment).await?.is_none() {
         return Err(DeployError::NotDeployed {
             name: name.to_owned(),
             environment: environment.to_owned(),
         });
-    };
+    }
     let target = match to {
         Some(version) => {
             let r = crate::core::ids::ModelRef::Version(
@@ -299,6 +299,5 @@ pub async fn rollback(
         }
     };
     // Rolling back to the version served changes nothing (and says so).
-    let _ = current;
     deploy(runner, &target, environment, Action::Rollback, req).await
 }
