@@ -250,6 +250,20 @@ pub async fn run_daemon(config: Config) -> Result<()> {
     }
     app.tracker
         .spawn(service.server.clone().follow(app.stop.child_token()));
+    // Experiments and canaries are looked at, and decided, on a clock.
+    {
+        let (service, stop) = (service.clone(), app.stop.child_token());
+        app.tracker.spawn(async move {
+            loop {
+                let every = service.config().daemon.experiment_interval;
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(every) => {}
+                }
+                service.look_at_experiments().await;
+            }
+        });
+    }
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;

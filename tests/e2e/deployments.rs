@@ -9,7 +9,7 @@ use crate::daemon::{Daemon, call, daemon_home, post_json, token, wedding_workflo
 use serde_json::{Value, json};
 
 /// `support` trained twice: versions 1 and 2.
-fn two_versions(home: &Home) {
+pub(crate) fn two_versions(home: &Home) {
     let wf = home.write(
         "workflows/support.toml",
         &wedding_workflow("support", 3, ""),
@@ -19,7 +19,7 @@ fn two_versions(home: &Home) {
     }
 }
 
-fn history(home: &Home) -> Vec<Value> {
+pub(crate) fn history(home: &Home) -> Vec<Value> {
     let out = home.coach(&["deployments", "history", "support", "--json"]);
     out.expect_ok();
     serde_json::from_str::<Value>(&out.stdout())
@@ -274,9 +274,14 @@ with = { env = "staging", reason = "nightly" }
         ),
         ("{ reason = \"x\" }", "register", "`env` is required"),
         (
-            "{ env = \"staging\", strategy = \"canary\" }",
+            "{ env = \"staging\", strategy = \"blue\" }",
             "register",
             "strategy",
+        ),
+        (
+            "{ env = \"staging\", strategy = \"canary\", canary = { steps = [50, 20] } }",
+            "register",
+            "canary.steps",
         ),
     ] {
         let bad = format!(

@@ -528,6 +528,29 @@ fn every_bound_the_openapi_document_publishes_is_enforced() {
     let quickstart = crate::common::workspace().join("workflows/quickstart.toml");
     home.coach(&["run", quickstart.to_str().unwrap()])
         .expect_ok();
+    // The experiment's example compares v1 with a v2: the same workflow
+    // with its gate left out (no v2 would beat v1 by the gate's margin).
+    let text = std::fs::read_to_string(&quickstart).unwrap();
+    let gate = text.find("[[step]]\nid = \"gate\"").unwrap();
+    let register = text.find("[[step]]\nid = \"register\"").unwrap();
+    let ungated = format!("{}{}", &text[..gate], &text[register..])
+        .replace("needs = [\"gate\"]", "needs = [\"evaluate\"]")
+        .replace(
+            "data/wedding/",
+            &format!(
+                "{}/",
+                quickstart.parent().unwrap().join("data/wedding").display()
+            ),
+        )
+        .replace(
+            "\"scripts/",
+            &format!(
+                "\"{}/",
+                quickstart.parent().unwrap().join("scripts").display()
+            ),
+        );
+    let v2 = home.write("v2/quickstart.toml", &ungated);
+    home.coach(&["run", v2.to_str().unwrap()]).expect_ok();
     let admin = token(&home, "admin");
     let d = Daemon::start(&home);
     let (s, doc) = call("GET", &format!("{}/api/v1/openapi.json", d.url), &admin);

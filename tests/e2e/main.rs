@@ -7,6 +7,7 @@ mod bad_input;
 mod bench;
 mod daemon;
 mod deployments;
+mod experiments;
 mod gpus;
 mod hostile;
 mod http;

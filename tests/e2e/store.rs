@@ -199,6 +199,7 @@ async fn exercise_traffic(store: &Store) {
         confidence: Some(0.5),
         fallback,
         model_version: Some(1),
+        escalation: false,
         at: chrono::Utc::now(),
     };
     let conv = |id: &str, messages| NewConversation {
@@ -206,6 +207,8 @@ async fn exercise_traffic(store: &Store) {
         id: id.into(),
         channel: None,
         messages,
+        outcome: None,
+        assignment: None,
     };
     // 600 messages in one conversation: stored in several statements.
     let long: Vec<NewMessage> = (0..600).map(|i| msg("user", None, i % 3 == 0)).collect();
@@ -232,6 +235,7 @@ async fn exercise_traffic(store: &Store) {
         rating,
         correction: correction.map(str::to_owned),
         comment: None,
+        escalation: false,
         at: chrono::Utc::now(),
     };
     store

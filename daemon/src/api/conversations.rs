@@ -4,7 +4,9 @@
 use super::AppState;
 use super::error::ApiError;
 use super::extract::{Json, Path, Query};
-use crate::store::conversations::{NewConversation, NewFeedback, NewMessage, UnknownReference};
+use crate::store::conversations::{
+    NewConversation, NewFeedback, NewMessage, Outcome, UnknownReference,
+};
 use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
@@ -28,7 +30,10 @@ struct ConversationIn {
     model: String,
     id: String,
     channel: Option<String>,
+    #[serde(default)]
     messages: Vec<MessageIn>,
+    /// What the conversation came to, as the bot reports it.
+    outcome: Option<Outcome>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -41,6 +46,9 @@ struct MessageIn {
     #[serde(default)]
     fallback: bool,
     model_version: Option<i32>,
+    /// The user asked for a person.
+    #[serde(default)]
+    escalation: bool,
     at: Option<DateTime<Utc>>,
 }
 
@@ -74,8 +82,10 @@ fn conversation(i: usize, c: ConversationIn) -> Result<NewConversation, String> 
     if c.id.trim().is_empty() || c.id.chars().count() > 256 {
         return Err(format!("{at}.id: must be 1 to 256 characters"));
     }
-    if c.messages.is_empty() {
-        return Err(format!("{at}.messages: is empty"));
+    if c.messages.is_empty() && c.outcome.is_none() {
+        return Err(format!(
+            "{at}.messages: is empty (a conversation without new messages must report its `outcome`)"
+        ));
     }
     let now = Utc::now();
     let messages = c
@@ -112,6 +122,7 @@ fn conversation(i: usize, c: ConversationIn) -> Result<NewConversation, String> 
                 confidence: m.confidence,
                 fallback: m.fallback,
                 model_version: m.model_version,
+                escalation: m.escalation,
                 at: m.at.unwrap_or(now),
             })
         })
@@ -121,6 +132,8 @@ fn conversation(i: usize, c: ConversationIn) -> Result<NewConversation, String> 
         id: c.id,
         channel: c.channel,
         messages,
+        outcome: c.outcome,
+        assignment: None,
     })
 }
 
@@ -160,6 +173,9 @@ struct FeedbackIn {
     rating: Option<i32>,
     correction: Option<String>,
     comment: Option<String>,
+    /// The user asked for a person.
+    #[serde(default)]
+    escalation: bool,
     at: Option<DateTime<Utc>>,
 }
 
@@ -182,9 +198,9 @@ fn feedback(i: usize, f: FeedbackIn) -> Result<NewFeedback, String> {
     {
         return Err(format!("{at}.correction: is empty"));
     }
-    if f.rating.is_none() && f.correction.is_none() && f.comment.is_none() {
+    if f.rating.is_none() && f.correction.is_none() && f.comment.is_none() && !f.escalation {
         return Err(format!(
-            "{at}: says nothing; give `rating`, `correction` or `comment`"
+            "{at}: says nothing; give `rating`, `correction`, `comment` or `escalation`"
         ));
     }
     Ok(NewFeedback {
@@ -194,6 +210,7 @@ fn feedback(i: usize, f: FeedbackIn) -> Result<NewFeedback, String> {
         rating: f.rating,
         correction: f.correction,
         comment: f.comment,
+        escalation: f.escalation,
         at: f.at.unwrap_or_else(Utc::now),
     })
 }

@@ -22,9 +22,9 @@ impl From<DeployError> for ApiError {
             DeployError::NotServable(_) | DeployError::Unhealthy { .. } => {
                 ApiError::Invalid(e.to_string())
             }
-            DeployError::NothingToRollBackTo(_) | DeployError::Conflict { .. } => {
-                ApiError::Conflict(e.to_string())
-            }
+            DeployError::NothingToRollBackTo(_)
+            | DeployError::Conflict { .. }
+            | DeployError::Busy { .. } => ApiError::Conflict(e.to_string()),
             DeployError::Other(e) => ApiError::Internal(e),
         }
     }
@@ -88,6 +88,10 @@ pub struct DeployBody {
     model: String,
     environment: String,
     reason: Option<String>,
+    /// `direct` (the default) or `canary`.
+    strategy: Option<String>,
+    /// A canary's `steps`, `min_requests` and `hold`.
+    canary: Option<Value>,
 }
 
 fn request(caller: &Caller, reason: Option<String>) -> Request {
@@ -109,6 +113,30 @@ pub async fn deploy(
         .parse()
         .map_err(|e: String| ApiError::Invalid(format!("model: {e}")))?;
     let env = environment("environment", &body.environment)?;
+    match body.strategy.as_deref() {
+        None | Some("direct") => {
+            if body.canary.is_some() {
+                return Err(ApiError::Invalid(
+                    "canary: needs `strategy: \"canary\"`".into(),
+                ));
+            }
+        }
+        Some("canary") => {
+            let canary = crate::workflow::params::canary_params(body.canary.as_ref())
+                .map_err(|e| ApiError::Invalid(format!("canary: {e}")))?;
+            let started = s
+                .canary(&model, &env, canary, caller.0.name.clone())
+                .await?;
+            return Ok(axum::Json(
+                serde_json::to_value(started).map_err(anyhow::Error::from)?,
+            ));
+        }
+        Some(other) => {
+            return Err(ApiError::Invalid(format!(
+                "strategy: `{other}`; expected `direct` or `canary`"
+            )));
+        }
+    }
     let outcome = s
         .deploy(&model, &env, request(&caller, body.reason))
         .await?;

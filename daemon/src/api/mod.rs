@@ -10,6 +10,7 @@ pub mod conversations;
 pub mod deployments;
 pub mod error;
 pub mod events;
+pub mod experiments;
 pub mod extract;
 pub mod gpus;
 pub mod limits;
@@ -163,6 +164,30 @@ pub fn routes() -> Vec<Route> {
             "/api/v1/rollbacks",
             Some(Operator),
             post(deployments::rollback),
+        ),
+        route(
+            g.clone(),
+            "/api/v1/experiments",
+            Some(Viewer),
+            get(experiments::list),
+        ),
+        route(
+            p.clone(),
+            "/api/v1/experiments",
+            Some(Operator),
+            post(experiments::start),
+        ),
+        route(
+            g.clone(),
+            "/api/v1/experiments/{name}",
+            Some(Viewer),
+            get(experiments::show),
+        ),
+        route(
+            p.clone(),
+            "/api/v1/experiments/{name}/stop",
+            Some(Operator),
+            post(experiments::stop),
         ),
         route(
             p.clone(),

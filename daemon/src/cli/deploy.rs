@@ -23,6 +23,20 @@ pub struct DeployArgs {
     /// Why, for the history.
     #[arg(long)]
     pub reason: Option<String>,
+    /// `direct`: all traffic moves once the version is healthy. `canary`:
+    /// it moves in steps, each guarded, and a breach rolls back.
+    #[arg(long, default_value = "direct", value_parser = ["direct", "canary"])]
+    pub strategy: String,
+    /// A canary's steps, in percent of traffic (the last 100).
+    #[arg(long, value_delimiter = ',')]
+    pub steps: Option<Vec<f64>>,
+    /// Requests the new version answers at each canary step before the
+    /// next.
+    #[arg(long)]
+    pub min_requests: Option<u64>,
+    /// Shortest time at each canary step, such as `5m`.
+    #[arg(long)]
+    pub hold: Option<String>,
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
@@ -142,6 +156,14 @@ fn print_outcome(v: &Value, json: bool) -> Result<()> {
 
 pub async fn deploy(config: Config, a: DeployArgs) -> Result<ExitCode> {
     let environment = env(&a.env)?;
+    if a.strategy == "canary" {
+        return canary(config, a, environment).await;
+    }
+    if a.steps.is_some() || a.min_requests.is_some() || a.hold.is_some() {
+        return Err(anyhow!(
+            "--steps, --min-requests and --hold set a canary; add --strategy canary"
+        ));
+    }
     let outcome = if a.remote.url.is_some() {
         Client::new(&a.remote, &config).post_json(
             "/api/v1/deployments",
@@ -161,6 +183,57 @@ pub async fn deploy(config: Config, a: DeployArgs) -> Result<ExitCode> {
         serde_json::to_value(app.service.deploy(&model, &environment, req).await?)?
     };
     print_outcome(&outcome, a.json)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn canary(config: Config, a: DeployArgs, environment: EnvironmentName) -> Result<ExitCode> {
+    let settings = without_nulls(json!({
+        "steps": a.steps,
+        "min_requests": a.min_requests,
+        "hold": a.hold,
+    }));
+    let v = if a.remote.url.is_some() {
+        Client::new(&a.remote, &config).post_json(
+            "/api/v1/deployments",
+            &without_nulls(json!({
+                "model": a.model,
+                "environment": environment.as_str(),
+                "reason": a.reason,
+                "strategy": "canary",
+                "canary": settings,
+            })),
+        )?
+    } else {
+        let model: ModelRef = a.model.parse().map_err(|e: String| anyhow!(e))?;
+        let canary =
+            crate::workflow::params::canary_params(Some(&settings)).map_err(|e| anyhow!(e))?;
+        let app = App::open(config, Mode::Command).await?;
+        serde_json::to_value(
+            app.service
+                .canary(&model, &environment, canary, local_actor())
+                .await?,
+        )?
+    };
+    if a.json {
+        out!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        let steps: Vec<String> = v["spec"]["canary"]["steps"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|p| format!("{p}%"))
+            .collect();
+        out!(
+            "canary `{}` started: {} v{} takes {} of {} traffic, then {} as each step passes its guardrails; `coach experiment show {}` follows it",
+            v["name"].as_str().unwrap_or(""),
+            v["model"].as_str().unwrap_or(""),
+            v["spec"]["arms"][1]["version"],
+            steps.first().map(String::as_str).unwrap_or(""),
+            environment,
+            steps.get(1..).unwrap_or_default().join(" → "),
+            v["name"].as_str().unwrap_or("")
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 

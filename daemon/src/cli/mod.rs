@@ -5,6 +5,7 @@ mod client;
 mod daemon;
 mod deploy;
 mod evaluate;
+mod experiment;
 mod gpu;
 mod models;
 mod predict;
@@ -87,6 +88,10 @@ pub enum Command {
     /// What each environment serves, and the history of every change.
     #[command(subcommand)]
     Deployments(deploy::Command),
+    /// A/B experiments and canaries: list, show results, start, stop, and
+    /// plan how many units one needs.
+    #[command(subcommand)]
+    Experiment(experiment::Command),
     /// Training runs (from the daemon when `COACH_URL` is set).
     #[command(subcommand)]
     Runs(runs::Command),
@@ -236,6 +241,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Deploy(a) => deploy::deploy(config, a).await,
         Command::Rollback(a) => deploy::rollback(config, a).await,
         Command::Deployments(c) => deploy::run(config, c).await,
+        Command::Experiment(c) => experiment::run(config, c).await,
         Command::Predict(a) => predict::run(config, a).await,
         Command::Bench(c) => bench::run(config, c).await,
     }

@@ -30,6 +30,9 @@ pub enum HookArg {
     /// A trigger condition: the input is an object of variables (`now`,
     /// `last_run`, `model`, `data`).
     Trigger,
+    /// An experiment's decision script: the input is the results object
+    /// (`coach experiment show NAME --json`, field `results`).
+    Decide,
 }
 
 #[derive(Debug, clap::Args)]
@@ -62,6 +65,7 @@ pub fn run(_config: &Config, cmd: Command) -> Result<ExitCode> {
         HookArg::Rules => Hook::Rules,
         HookArg::Params => Hook::Params,
         HookArg::Trigger => Hook::Trigger,
+        HookArg::Decide => Hook::Decide,
     };
     let script = crate::script::compile_file(&a.file, hook)?;
     let variables = |input: &Value| -> Result<Vec<(String, Value)>> {
@@ -85,6 +89,7 @@ pub fn run(_config: &Config, cmd: Command) -> Result<ExitCode> {
             .collect())
     };
     let out = match hook {
+        Hook::Decide => json!(hooks::decide(&script, "eval", &input)?),
         Hook::Verdict | Hook::Trigger => {
             let vars = variables(&input)?;
             let refs: Vec<(&str, &Value)> = vars.iter().map(|(k, v)| (k.as_str(), v)).collect();

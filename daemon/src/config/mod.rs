@@ -315,6 +315,9 @@ pub struct RawDaemon {
     /// On SIGTERM/SIGINT, how long running steps may take to finish before
     /// they are cancelled (and resumed at the next start). Default `30s`.
     pub shutdown_grace: Option<units::HumanDuration>,
+    /// How often running experiments and canaries are looked at: results
+    /// computed, events sent, decisions taken. Default `60s`.
+    pub experiment_interval: Option<units::HumanDuration>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -455,6 +458,7 @@ pub struct DaemonSettings {
     pub workflow_dirs: Vec<PathBuf>,
     pub max_parallel_runs: usize,
     pub shutdown_grace: Duration,
+    pub experiment_interval: Duration,
 }
 
 impl Config {
@@ -539,6 +543,13 @@ impl Config {
             .daemon
             .shutdown_grace
             .map_or(Duration::from_secs(30), |g| g.0);
+        let experiment_interval = raw
+            .daemon
+            .experiment_interval
+            .map_or(Duration::from_secs(60), |g| g.0);
+        if experiment_interval < Duration::from_millis(100) {
+            errors.push("daemon.experiment_interval must be at least 100ms".into());
+        }
         let max_parallel_runs = raw.daemon.max_parallel_runs.unwrap_or(2);
         if max_parallel_runs == 0 {
             errors.push("daemon.max_parallel_runs must be at least 1".into());
@@ -558,6 +569,7 @@ impl Config {
                 .collect(),
             max_parallel_runs,
             shutdown_grace,
+            experiment_interval,
         };
         let gpus = gpu_settings(&raw.gpus, &mut errors);
         let slurm = slurm_settings(&raw.slurm, &resolve, &mut errors);

@@ -104,6 +104,32 @@ pub enum EventKind {
     WorkflowRejected { file: String, errors: String },
     #[serde(rename = "trigger.fired")]
     TriggerFired { kind: String, outcome: String },
+    /// An experiment or canary started.
+    #[serde(rename = "experiment.started")]
+    ExperimentStarted {
+        experiment: String,
+        model: String,
+        environment: String,
+        kind: String,
+    },
+    /// An experiment's results changed (a compact summary; `coach
+    /// experiment show` has everything).
+    #[serde(rename = "experiment.results")]
+    ExperimentResults {
+        experiment: String,
+        results: serde_json::Value,
+    },
+    /// A look decided: `promote`, `rollback` or `continue` (sent when the
+    /// decision or its reason changes), or a canary moved a step.
+    #[serde(rename = "experiment.decided")]
+    ExperimentDecided {
+        experiment: String,
+        decision: String,
+        reason: String,
+    },
+    /// An experiment file could not be read or started.
+    #[serde(rename = "experiment.rejected")]
+    ExperimentRejected { file: String, errors: String },
 }
 
 impl EventKind {
@@ -122,6 +148,10 @@ impl EventKind {
             EventKind::WorkflowLoaded { .. } => "workflow.loaded",
             EventKind::WorkflowRejected { .. } => "workflow.rejected",
             EventKind::TriggerFired { .. } => "trigger.fired",
+            EventKind::ExperimentStarted { .. } => "experiment.started",
+            EventKind::ExperimentResults { .. } => "experiment.results",
+            EventKind::ExperimentDecided { .. } => "experiment.decided",
+            EventKind::ExperimentRejected { .. } => "experiment.rejected",
         }
     }
 }

@@ -7,4 +7,6 @@
 //! checked every simulated minute without a daemon.
 
 pub mod assign;
+pub mod results;
+pub mod spec;
 pub mod stats;

@@ -56,6 +56,15 @@ pub enum DeployError {
         "the deployment of `{name}` to {environment} changed while this change was checked; look at it again (`coach deployments list {name}`) and retry"
     )]
     Conflict { name: String, environment: String },
+    #[error(
+        "{kind} `{experiment}` is running on {environment} of `{name}`; it decides what serves there until it ends (`coach experiment stop {experiment}`)"
+    )]
+    Busy {
+        name: String,
+        environment: String,
+        experiment: String,
+        kind: String,
+    },
     #[error(transparent)]
     Other(#[from] anyhow::Error),
 }
@@ -178,6 +187,19 @@ pub async fn health_check(runner: &Runner, model: &ModelRow) -> Result<Health, S
     })
 }
 
+/// Refuse to move a deployment an experiment or canary is deciding.
+pub async fn busy(runner: &Runner, name: &str, environment: &str) -> Result<(), DeployError> {
+    match runner.store.running_experiment(name, environment).await? {
+        Some(e) => Err(DeployError::Busy {
+            name: name.to_owned(),
+            environment: environment.to_owned(),
+            experiment: e.name,
+            kind: e.kind,
+        }),
+        None => Ok(()),
+    }
+}
+
 /// Point `environment` of `model`'s name at `model`, after its health
 /// check. Deploying the version already served changes nothing.
 pub async fn deploy(
@@ -188,6 +210,7 @@ pub async fn deploy(
     req: Request,
 ) -> Result<Outcome, DeployError> {
     servable(model).map_err(DeployError::NotServable)?;
+    busy(runner, &model.name, environment).await?;
     let current = runner.store.deployment(&model.name, environment).await?;
     let serving = current.as_ref().map(|d| d.model_id);
     if serving == Some(model.id) {

@@ -10,6 +10,7 @@
 //! sandbox.
 
 pub mod deploy;
+pub mod experiment;
 mod output;
 pub mod predict;
 pub mod steps;

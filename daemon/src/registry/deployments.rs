@@ -109,6 +109,10 @@ pub async fn history_entries(store: &Store, rows: Vec<HistoryRow>) -> Result<Vec
 pub fn rollback_target(history_newest_first: &[HistoryRow]) -> Option<i64> {
     let mut stack: Vec<i64> = Vec::new();
     for h in history_newest_first.iter().rev() {
+        // A traffic split moves no deployment.
+        if h.action == "split" {
+            continue;
+        }
         if h.action == "rollback"
             && let Some(at) = stack.iter().rposition(|&m| m == h.to_model_id)
         {
@@ -176,6 +180,21 @@ mod tests {
         // Deploying again after rolling back starts from where it is.
         h.push(row(6, Some(10), 40, "deploy"));
         assert_eq!(rollback_target(&newest_first(h)), Some(10));
+    }
+
+    #[test]
+    fn an_experiment_between_deploys_changes_no_target() {
+        let h = vec![
+            row(1, None, 10, "deploy"),
+            row(2, Some(10), 20, "deploy"),
+            row(3, Some(20), 30, "split"),
+            // The experiment rolled its treatment back: 20 still serves.
+            row(4, Some(30), 20, "rollback"),
+        ];
+        assert_eq!(rollback_target(&newest_first(h.clone())), Some(10));
+        let mut promoted = h[..3].to_vec();
+        promoted.push(row(4, Some(20), 30, "deploy"));
+        assert_eq!(rollback_target(&newest_first(promoted)), Some(20));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use crate::core::sync::Lock;
 use regex::Regex;
-use rhai::{Array, Engine, EvalAltResult};
+use rhai::{Array, Dynamic, Engine, EvalAltResult};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -128,4 +128,25 @@ pub fn register(e: &mut Engine) {
     e.register_fn("word_count", |text: &str| {
         text.split_whitespace().count() as i64
     });
+    // An experiment's decisions (see `hooks::decide`).
+    e.register_fn("promote", |arm: &str, reason: &str| {
+        decision("promote", Some(arm), reason)
+    });
+    e.register_fn("rollback", |reason: &str| {
+        decision("rollback", None, reason)
+    });
+    e.register_fn("keep_running", |reason: &str| {
+        decision("continue", None, reason)
+    });
+}
+
+fn decision(what: &str, arm: Option<&str>, reason: &str) -> rhai::Map {
+    let mut m = rhai::Map::new();
+    m.insert("decision".into(), what.into());
+    m.insert(
+        "arm".into(),
+        arm.map_or(Dynamic::UNIT, |a| Dynamic::from(a.to_owned())),
+    );
+    m.insert("reason".into(), reason.into());
+    m
 }

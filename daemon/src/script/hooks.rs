@@ -207,3 +207,49 @@ pub fn params(
         )),
     }
 }
+
+/// The decision script Coach ships (see `docs/experiments.md`).
+pub const DEFAULT_DECIDE: &str = include_str!("decide.rhai");
+
+/// The shipped decision script, compiled.
+pub fn default_decide() -> std::sync::Arc<Script> {
+    super::compile(
+        super::Origin::File("(built-in) decide.rhai".into()),
+        super::Hook::Decide,
+        DEFAULT_DECIDE,
+    )
+    .expect("the shipped decision script compiles")
+}
+
+/// Call a decision script's `decide(results)`.
+pub fn decide(
+    script: &Script,
+    experiment: &str,
+    results: &Value,
+) -> Result<crate::experiment::results::Decision, ScriptError> {
+    use crate::experiment::results::Decision;
+    const EXPECTED: &str =
+        "`decide` must return promote(arm, reason), rollback(reason) or keep_running(reason)";
+    let mut scope = Scope::new();
+    let out = evaluation(experiment, || {
+        call(script, &mut scope, "decide", (to_dynamic(results),))
+    })?;
+    let Some(map) = out.clone().try_cast::<Map>() else {
+        return Err(wrong_type(script, EXPECTED, &out));
+    };
+    let text = |k: &str| -> Option<String> {
+        map.get(k)
+            .filter(|v| !v.is_unit())
+            .and_then(|v| v.clone().into_string().ok())
+    };
+    let reason = text("reason").unwrap_or_default();
+    match text("decision").as_deref() {
+        Some("promote") => {
+            let arm = text("arm").ok_or_else(|| whole(script, "promote needs an arm".into()))?;
+            Ok(Decision::Promote { arm, reason })
+        }
+        Some("rollback") => Ok(Decision::Rollback { reason }),
+        Some("continue") => Ok(Decision::Continue { reason }),
+        _ => Err(wrong_type(script, EXPECTED, &out)),
+    }
+}

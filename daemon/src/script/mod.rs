@@ -121,6 +121,9 @@ pub enum Hook {
     Params,
     /// `[trigger] when`: returns a verdict; true starts a run.
     Trigger,
+    /// An experiment's decision: defines `decide(results)`, which returns
+    /// `promote(arm, reason)`, `rollback(reason)` or `keep_running(reason)`.
+    Decide,
 }
 
 impl Hook {
@@ -135,7 +138,7 @@ impl Hook {
                 "dataset",
                 "steps",
             ],
-            Hook::Rules => &[],
+            Hook::Rules | Hook::Decide => &[],
             Hook::Params => &["run", "dataset"],
             Hook::Trigger => &[
                 "now",

@@ -44,7 +44,7 @@ impl Service {
         }
     }
 
-    async fn routes_changed(&self) {
+    pub(crate) async fn routes_changed(&self) {
         if self.server.active()
             && let Err(e) = self.server.sync().await
         {

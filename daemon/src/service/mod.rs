@@ -9,6 +9,7 @@
 //! never up.
 
 pub mod deployments;
+pub mod experiments;
 pub mod lifecycle;
 pub mod lock;
 pub mod predict;
@@ -51,6 +52,8 @@ pub struct Service {
     reloading: tokio::sync::Mutex<()>,
     /// The deployed versions, loaded and routed (the daemon serves them).
     pub server: Arc<crate::serving::Server>,
+    /// What the experiment looks last said.
+    looks: experiments::Looks,
 }
 
 impl Service {
@@ -78,6 +81,7 @@ impl Service {
                 runner.store.clone(),
                 runner.artifacts.clone(),
             )),
+            looks: experiments::Looks::default(),
         }
     }
 

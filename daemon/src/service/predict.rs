@@ -5,7 +5,7 @@
 
 use super::Service;
 use crate::plugin::bindings::Prediction;
-use crate::store::conversations::{NewConversation, NewMessage};
+use crate::store::conversations::{Assignment, NewConversation, NewMessage};
 use chrono::Utc;
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -65,7 +65,7 @@ impl Service {
         environment: &str,
         req: PredictRequest,
     ) -> Result<PredictAnswer, PredictError> {
-        let Some(served) = self.server.route(name, environment) else {
+        let Some(route) = self.server.route(name, environment) else {
             return Err(match self.store.deployment(name, environment).await? {
                 Some(_) => PredictError::Loading {
                     name: name.to_owned(),
@@ -77,7 +77,29 @@ impl Service {
                 },
             });
         };
-        let predictions = served.predict(req.texts.clone()).await?;
+        let pick = route.pick(req.user_id.as_deref(), req.conversation_id.as_deref());
+        let arm = &route.arms[pick.arm];
+        let served = &arm.served;
+        let started = std::time::Instant::now();
+        let predictions = served.predict(req.texts.clone()).await;
+        let split = route.split.as_ref();
+        let counted = split.is_some_and(|s| pick.unit.is_some() || s.canary);
+        if counted {
+            route.record(
+                pick.arm,
+                predictions.is_ok(),
+                started.elapsed().as_secs_f64() * 1000.0,
+            );
+        }
+        let predictions = predictions?;
+        let assignment = match (split, &pick.unit) {
+            (Some(s), Some(unit)) => Some(Assignment {
+                experiment: s.experiment,
+                arm: arm.name.clone(),
+                unit: unit.clone(),
+            }),
+            _ => None,
+        };
         if let Some(conversation) = &req.conversation_id {
             let now = Utc::now();
             let messages = req
@@ -91,6 +113,7 @@ impl Service {
                     confidence: Some(f64::from(p.confidence)),
                     fallback: p.intent == OUT_OF_SCOPE,
                     model_version: Some(served.model.version),
+                    escalation: false,
                     at: now,
                 })
                 .collect();
@@ -100,15 +123,25 @@ impl Service {
                     id: conversation.clone(),
                     channel: req.channel.clone(),
                     messages,
+                    outcome: None,
+                    assignment,
                 }])
                 .await?;
         }
+        let experiment = split.filter(|_| counted).map(|s| {
+            json!({
+                "name": s.name,
+                "arm": arm.name,
+                "version": served.model.version,
+                "canary": s.canary,
+            })
+        });
         Ok(PredictAnswer {
             model: served.model.name.clone(),
             environment: environment.to_owned(),
             version: served.model.version,
             model_id: served.model.id,
-            experiment: None,
+            experiment,
             predictions: predictions.iter().map(prediction_json).collect(),
         })
     }

@@ -16,9 +16,13 @@
 //! process (a `coach deploy` on the store) shows in the deployments'
 //! fingerprint, checked every [`POLL`].
 
+use crate::experiment::assign;
+use crate::experiment::results::Requests;
+use crate::experiment::spec::{Key, Namespace, Spec};
 use crate::plugin::bindings::Prediction;
 use crate::plugin::{JobSpec, PluginFailure, PluginHost, TrainerJob};
 use crate::registry::Artifacts;
+use crate::store::experiments::ExperimentRow;
 use crate::store::{ModelRow, Store};
 use anyhow::{Context, Result};
 use std::collections::HashMap;
@@ -153,14 +157,96 @@ impl Served {
     }
 }
 
+/// An arm of a route: a name and the loaded version that answers it.
+pub struct RouteArm {
+    pub name: String,
+    pub served: Arc<Served>,
+}
+
+/// An experiment's or canary's split of a route's traffic.
+pub struct Split {
+    pub experiment: i64,
+    pub name: String,
+    pub canary: bool,
+    key: Key,
+    seed: String,
+    ranges: Vec<(f64, f64)>,
+    namespace: Option<Namespace>,
+    /// Requests per arm since the last flush (shared across syncs).
+    counters: Arc<Mutex<Vec<Requests>>>,
+}
+
+/// Where a request of a route goes.
+pub struct Pick {
+    pub arm: usize,
+    /// The unit hashed, when the request takes part in the split.
+    pub unit: Option<String>,
+}
+
+/// What one (model name, environment) serves: the deployed version (arm
+/// 0), and the other arms while an experiment or canary runs there.
+pub struct Route {
+    pub arms: Vec<RouteArm>,
+    pub split: Option<Split>,
+}
+
+impl Route {
+    /// The arm for a request: sticky by its user (else conversation) as
+    /// the experiment's key says. A request without the key, or outside
+    /// the experiment's coverage or namespace, gets the deployed version
+    /// and takes no part; a canary splits keyless requests at random.
+    pub fn pick(&self, user_id: Option<&str>, conversation_id: Option<&str>) -> Pick {
+        let outside = Pick { arm: 0, unit: None };
+        let Some(split) = &self.split else {
+            return outside;
+        };
+        let unit = match split.key {
+            Key::UserId => user_id.or(conversation_id),
+            Key::ConversationId => conversation_id,
+        };
+        let Some(unit) = unit else {
+            if split.canary {
+                let r = uuid::Uuid::new_v4().to_string();
+                let arm = assign::assign(&split.seed, &r, &split.ranges).unwrap_or(0);
+                return Pick { arm, unit: None };
+            }
+            return outside;
+        };
+        if let Some(ns) = &split.namespace
+            && !assign::in_namespace(unit, &ns.name, ns.from, ns.to)
+        {
+            return outside;
+        }
+        match assign::assign(&split.seed, unit, &split.ranges) {
+            Some(arm) if arm < self.arms.len() => Pick {
+                arm,
+                unit: Some(unit.to_owned()),
+            },
+            _ => outside,
+        }
+    }
+
+    /// Count a request answered by `arm` of the split.
+    pub fn record(&self, arm: usize, ok: bool, ms: f64) {
+        if let Some(split) = &self.split {
+            let mut c = split.counters.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(r) = c.get_mut(arm) {
+                r.record(ok, ms);
+            }
+        }
+    }
+}
+
 /// Routes from (model name, environment) to loaded versions.
 pub struct Server {
     host: Arc<PluginHost>,
     store: Store,
     artifacts: Artifacts,
     instances: usize,
-    routes: RwLock<HashMap<(String, String), Arc<Served>>>,
+    routes: RwLock<HashMap<(String, String), Arc<Route>>>,
     loaded: Mutex<HashMap<i64, Arc<Served>>>,
+    /// Request counts of running splits, by experiment id.
+    counters: Mutex<HashMap<i64, Arc<Mutex<Vec<Requests>>>>>,
     /// One sync or load at a time.
     syncing: tokio::sync::Mutex<()>,
     fingerprint: Mutex<Option<(u64, i64)>>,
@@ -177,6 +263,7 @@ impl Server {
             instances: instances_per_version(),
             routes: RwLock::new(HashMap::new()),
             loaded: Mutex::new(HashMap::new()),
+            counters: Mutex::new(HashMap::new()),
             syncing: tokio::sync::Mutex::new(()),
             fingerprint: Mutex::new(None),
             active: std::sync::atomic::AtomicBool::new(false),
@@ -195,8 +282,8 @@ impl Server {
         self.sync().await
     }
 
-    /// The version `environment` of `name` is served by, if loaded.
-    pub fn route(&self, name: &str, environment: &str) -> Option<Arc<Served>> {
+    /// What `environment` of `name` is served by, if loaded.
+    pub fn route(&self, name: &str, environment: &str) -> Option<Arc<Route>> {
         self.routes
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -240,15 +327,56 @@ impl Server {
         Ok(served)
     }
 
-    /// Make the routes what the store's deployments say: load what is
-    /// new, swap the routes, unload what no route needs beyond
-    /// [`MAX_LOADED`]. A version that cannot be loaded keeps its old route
-    /// (and is logged); the others go on.
+    /// Take the request counts of experiment `id` counted since the last
+    /// take (per arm).
+    pub fn take_counters(&self, id: i64) -> Vec<Requests> {
+        let c = self
+            .counters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id)
+            .cloned();
+        match c {
+            Some(c) => {
+                let mut c = c.lock().unwrap_or_else(|e| e.into_inner());
+                let fresh = vec![Requests::default(); c.len()];
+                std::mem::replace(&mut *c, fresh)
+            }
+            None => Vec::new(),
+        }
+    }
+
+    /// The request counts of experiment `id` not taken yet.
+    pub fn peek_counters(&self, id: i64) -> Vec<Requests> {
+        self.counters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id)
+            .map(|c| c.lock().unwrap_or_else(|e| e.into_inner()).clone())
+            .unwrap_or_default()
+    }
+
+    /// Make the routes what the store's deployments and running
+    /// experiments say: load what is new, swap the routes, unload what no
+    /// route needs beyond [`MAX_LOADED`]. A version that cannot be loaded
+    /// keeps its old route (and is logged); an experiment arm that cannot
+    /// leaves the route unsplit; the others go on.
     pub async fn sync(&self) -> Result<()> {
         let _one = self.syncing.lock().await;
         let fingerprint = self.store.deployments_fingerprint().await?;
         let deployments = self.store.deployments(None).await?;
-        let ids: Vec<i64> = deployments.iter().map(|d| d.model_id).collect();
+        let experiments = self.store.experiments(None, true).await?;
+        let mut ids: Vec<i64> = deployments.iter().map(|d| d.model_id).collect();
+        let mut specs = HashMap::new();
+        for e in &experiments {
+            match serde_json::from_str::<Spec>(&e.spec) {
+                Ok(spec) => {
+                    ids.extend(spec.arms.iter().filter_map(|a| a.model_id));
+                    specs.insert((e.model_name.clone(), e.environment.clone()), (e, spec));
+                }
+                Err(err) => tracing::error!(experiment = %e.name, "unreadable spec: {err}"),
+            }
+        }
         let models: HashMap<i64, ModelRow> = self
             .store
             .models_by_id(&ids)
@@ -257,15 +385,14 @@ impl Server {
             .map(|m| (m.id, m))
             .collect();
         let mut next = HashMap::new();
+        let mut live_counters = std::collections::HashSet::new();
         for d in &deployments {
             let key = (d.model_name.clone(), d.environment.clone());
             let Some(model) = models.get(&d.model_id) else {
                 continue;
             };
-            match self.load(model).await {
-                Ok(served) => {
-                    next.insert(key, served);
-                }
+            let control = match self.load(model).await {
+                Ok(served) => served,
                 Err(e) => {
                     tracing::error!(
                         model = model.id,
@@ -276,11 +403,39 @@ impl Server {
                     if let Some(old) = self.route(&key.0, &key.1) {
                         next.insert(key, old);
                     }
+                    continue;
+                }
+            };
+            let mut route = Route {
+                arms: vec![RouteArm {
+                    name: "control".into(),
+                    served: control,
+                }],
+                split: None,
+            };
+            if let Some((e, spec)) = specs.get(&key) {
+                match self.split_of(e, spec, &models, &mut route).await {
+                    Ok(()) => {
+                        live_counters.insert(e.id);
+                    }
+                    Err(err) => {
+                        tracing::error!(experiment = %e.name, "cannot load an arm; the route serves the deployed version alone: {err:#}");
+                        route.arms.truncate(1);
+                        route.split = None;
+                    }
                 }
             }
+            next.insert(key, Arc::new(route));
         }
-        let routed: std::collections::HashSet<i64> = next.values().map(|s| s.model.id).collect();
+        let routed: std::collections::HashSet<i64> = next
+            .values()
+            .flat_map(|r| r.arms.iter().map(|a| a.served.model.id))
+            .collect();
         *self.routes.write().unwrap_or_else(|e| e.into_inner()) = next;
+        self.counters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|id, _| live_counters.contains(id));
         let mut loaded = self.loaded.lock().unwrap_or_else(|e| e.into_inner());
         if loaded.len() > MAX_LOADED {
             let mut idle: Vec<(Instant, i64)> = loaded
@@ -301,6 +456,52 @@ impl Server {
             }
         }
         *self.fingerprint.lock().unwrap_or_else(|e| e.into_inner()) = Some(fingerprint);
+        Ok(())
+    }
+
+    /// Add experiment `e`'s treatment arms and split to `route`.
+    async fn split_of(
+        &self,
+        e: &ExperimentRow,
+        spec: &Spec,
+        models: &HashMap<i64, ModelRow>,
+        route: &mut Route,
+    ) -> Result<()> {
+        route.arms[0].name = spec.arms[0].name.clone();
+        for arm in &spec.arms[1..] {
+            let id = arm
+                .model_id
+                .with_context(|| format!("arm `{}` names no model", arm.name))?;
+            let model = models
+                .get(&id)
+                .with_context(|| format!("arm `{}`: model {id} is gone", arm.name))?;
+            route.arms.push(RouteArm {
+                name: arm.name.clone(),
+                served: self.load(model).await?,
+            });
+        }
+        let counters = self
+            .counters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(e.id)
+            .or_insert_with(|| Arc::new(Mutex::new(vec![Requests::default(); spec.arms.len()])))
+            .clone();
+        {
+            let mut c = counters.lock().unwrap_or_else(|e| e.into_inner());
+            c.resize(spec.arms.len(), Requests::default());
+        }
+        let weights = spec.weights();
+        route.split = Some(Split {
+            experiment: e.id,
+            name: e.name.clone(),
+            canary: spec.canary.is_some(),
+            key: spec.key,
+            seed: spec.seed.clone(),
+            ranges: assign::bucket_ranges(weights.len(), spec.coverage, Some(&weights)),
+            namespace: spec.namespace.clone(),
+            counters,
+        });
         Ok(())
     }
 

@@ -6,9 +6,10 @@ use super::Store;
 use super::entities::{conversations, feedback, messages};
 use anyhow::Result;
 use chrono::{DateTime, Utc};
+use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QueryTrait, Set,
+    ActiveModelTrait, ColumnTrait, DatabaseTransaction, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, QueryTrait, Set,
 };
 
 /// One conversation (or more turns of one already logged), checked.
@@ -20,6 +21,39 @@ pub struct NewConversation {
     pub id: String,
     pub channel: Option<String>,
     pub messages: Vec<NewMessage>,
+    /// What the bot reports the conversation came to, when it does.
+    pub outcome: Option<Outcome>,
+    /// The experiment arm that answered it (set once: the first
+    /// assignment stays).
+    pub assignment: Option<Assignment>,
+}
+
+/// How a conversation ended, as the bot reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Resolved,
+    Escalated,
+    Abandoned,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Resolved => "resolved",
+            Outcome::Escalated => "escalated",
+            Outcome::Abandoned => "abandoned",
+        }
+    }
+}
+
+/// An experiment's assignment of a conversation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assignment {
+    pub experiment: i64,
+    pub arm: String,
+    /// The unit hashed: the user, else the conversation.
+    pub unit: String,
 }
 
 #[derive(Debug, Clone)]
@@ -31,6 +65,8 @@ pub struct NewMessage {
     pub confidence: Option<f64>,
     pub fallback: bool,
     pub model_version: Option<i32>,
+    /// The user asked for a person.
+    pub escalation: bool,
     pub at: DateTime<Utc>,
 }
 
@@ -45,6 +81,8 @@ pub struct NewFeedback {
     pub rating: Option<i32>,
     pub correction: Option<String>,
     pub comment: Option<String>,
+    /// The user asked for a person.
+    pub escalation: bool,
     pub at: DateTime<Utc>,
 }
 
@@ -71,6 +109,61 @@ pub struct Traffic {
     pub corrections: u64,
 }
 
+/// Add a batch of messages to its conversation's counters (and its
+/// outcome and assignment), in the transaction that stores them.
+async fn count_messages(
+    tx: &DatabaseTransaction,
+    id: i64,
+    c: &NewConversation,
+    assign: bool,
+) -> Result<()> {
+    use conversations::Column as C;
+    let users = c.messages.iter().filter(|m| m.role == "user");
+    let n = users.clone().count() as i32;
+    let fallbacks = users.filter(|m| m.fallback).count() as i32;
+    let escalation =
+        c.messages.iter().any(|m| m.escalation) || c.outcome == Some(Outcome::Escalated);
+    let mut q = conversations::Entity::update_many()
+        .col_expr(C::UserMessages, Expr::col(C::UserMessages).add(n))
+        .col_expr(C::Fallbacks, Expr::col(C::Fallbacks).add(fallbacks));
+    if escalation {
+        q = q.col_expr(C::Escalated, Expr::value(true));
+    }
+    if let Some(o) = c.outcome {
+        q = q.col_expr(C::Outcome, Expr::value(o.as_str()));
+    }
+    if assign && let Some(a) = &c.assignment {
+        q = q
+            .col_expr(C::ExperimentId, Expr::value(a.experiment))
+            .col_expr(C::Arm, Expr::value(a.arm.clone()))
+            .col_expr(C::Unit, Expr::value(a.unit.clone()));
+    }
+    q.filter(C::Id.eq(id)).exec(tx).await?;
+    Ok(())
+}
+
+/// Add one piece of feedback to its conversation's counters.
+async fn count_feedback(tx: &DatabaseTransaction, id: i64, f: &NewFeedback) -> Result<()> {
+    use conversations::Column as C;
+    let add = |col: C, n: bool| Expr::col(col).add(i32::from(n));
+    let mut q = conversations::Entity::update_many()
+        .col_expr(C::Rated, add(C::Rated, f.rating.is_some()))
+        .col_expr(
+            C::Positive,
+            add(C::Positive, f.rating.is_some_and(|r| r > 0)),
+        )
+        .col_expr(
+            C::Negative,
+            add(C::Negative, f.rating.is_some_and(|r| r < 0)),
+        )
+        .col_expr(C::Corrections, add(C::Corrections, f.correction.is_some()));
+    if f.escalation {
+        q = q.col_expr(C::Escalated, Expr::value(true));
+    }
+    q.filter(C::Id.eq(id)).exec(tx).await?;
+    Ok(())
+}
+
 impl Store {
     /// Log conversations in one transaction; a conversation already logged
     /// (same model and id) gets the new messages appended. Returns the
@@ -85,6 +178,9 @@ impl Store {
                 .filter(conversations::Column::ExternalId.eq(&c.id))
                 .one(&tx)
                 .await?;
+            let assign_now = existing
+                .as_ref()
+                .is_some_and(|row| row.experiment_id.is_none());
             let (conversation, mut position) = match existing {
                 Some(row) => {
                     let last = messages::Entity::find()
@@ -102,6 +198,17 @@ impl Store {
                         channel: Set(c.channel.clone()),
                         started_at: Set(started),
                         received_at: Set(now),
+                        experiment_id: Set(c.assignment.as_ref().map(|a| a.experiment)),
+                        arm: Set(c.assignment.as_ref().map(|a| a.arm.clone())),
+                        unit: Set(c.assignment.as_ref().map(|a| a.unit.clone())),
+                        user_messages: Set(0),
+                        fallbacks: Set(0),
+                        rated: Set(0),
+                        positive: Set(0),
+                        negative: Set(0),
+                        corrections: Set(0),
+                        escalated: Set(false),
+                        outcome: Set(None),
                         ..Default::default()
                     }
                     .insert(&tx)
@@ -123,6 +230,7 @@ impl Store {
                         confidence: Set(m.confidence),
                         fallback: Set(m.fallback),
                         model_version: Set(m.model_version),
+                        escalation: Set(m.escalation),
                         at: Set(m.at),
                         received_at: Set(now),
                         ..Default::default()
@@ -138,6 +246,7 @@ impl Store {
                     .exec(&tx)
                     .await?;
             }
+            count_messages(&tx, conversation, c, assign_now).await?;
         }
         tx.commit().await?;
         Ok(stored)
@@ -187,6 +296,7 @@ impl Store {
                 rating: Set(f.rating),
                 correction: Set(f.correction.clone()),
                 comment: Set(f.comment.clone()),
+                escalation: Set(f.escalation),
                 at: Set(f.at),
                 received_at: Set(now),
                 ..Default::default()
@@ -197,6 +307,11 @@ impl Store {
             feedback::Entity::insert_many(chunk.to_vec())
                 .exec(&tx)
                 .await?;
+        }
+        for (row, f) in rows.iter().zip(batch) {
+            if let sea_orm::ActiveValue::Set(Some(id)) = row.conversation_id {
+                count_feedback(&tx, id, f).await?;
+            }
         }
         tx.commit().await?;
         Ok(n)

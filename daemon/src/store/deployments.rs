@@ -19,6 +19,10 @@ pub use super::entities::deployments::Model as DeploymentRow;
 pub enum Action {
     Deploy,
     Rollback,
+    /// Traffic split between the version served and another (an
+    /// experiment or a canary step); the deployment still names the
+    /// version served.
+    Split,
 }
 
 /// Who or what decided the change.
@@ -33,6 +37,8 @@ pub enum How {
     Experiment,
     /// A guardrail breach.
     Automatic,
+    /// A canary's steps.
+    Canary,
 }
 
 macro_rules! words {
@@ -54,8 +60,8 @@ macro_rules! words {
     };
 }
 
-words!(Action { Deploy => "deploy", Rollback => "rollback" });
-words!(How { Manual => "manual", Workflow => "workflow", Experiment => "experiment", Automatic => "automatic" });
+words!(Action { Deploy => "deploy", Rollback => "rollback", Split => "split" });
+words!(How { Manual => "manual", Workflow => "workflow", Experiment => "experiment", Automatic => "automatic", Canary => "canary" });
 
 /// A change to make.
 #[derive(Debug, Clone)]
@@ -132,62 +138,11 @@ impl Store {
     /// Move a deployment and record it, in one transaction.
     pub async fn change_deployment(&self, c: NewChange) -> Result<Changed> {
         let tx = self.begin_write().await?;
-        // The row stays locked until the commit (PostgreSQL; SQLite's
-        // write transaction is already exclusive), so two changes at once
-        // cannot both pass the check below.
-        let current = deployments::Entity::find()
-            .filter(deployments::Column::ModelName.eq(&c.model_name))
-            .filter(deployments::Column::Environment.eq(&c.environment))
-            .lock_exclusive()
-            .one(&tx)
-            .await?;
-        let serving = current.as_ref().map(|d| d.model_id);
-        if serving != c.expected_from {
-            return Ok(Changed::Conflict(current));
+        let changed = move_deployment(&tx, c).await?;
+        if matches!(changed, Changed::Done(..)) {
+            tx.commit().await?;
         }
-        if serving == Some(c.to_model_id) {
-            return Ok(Changed::Unchanged(current.expect("serving is some")));
-        }
-        let now = Utc::now();
-        let row = match current {
-            Some(d) => {
-                let revision = d.revision + 1;
-                let mut d: deployments::ActiveModel = d.into();
-                d.model_id = Set(c.to_model_id);
-                d.revision = Set(revision);
-                d.updated_at = Set(now);
-                d.update(&tx).await?
-            }
-            None => {
-                deployments::ActiveModel {
-                    model_name: Set(c.model_name.clone()),
-                    environment: Set(c.environment.clone()),
-                    model_id: Set(c.to_model_id),
-                    revision: Set(1),
-                    updated_at: Set(now),
-                    ..Default::default()
-                }
-                .insert(&tx)
-                .await?
-            }
-        };
-        let history = deployment_history::ActiveModel {
-            model_name: Set(c.model_name),
-            environment: Set(c.environment),
-            from_model_id: Set(serving),
-            to_model_id: Set(c.to_model_id),
-            action: Set(c.action.as_str().to_owned()),
-            how: Set(c.how.as_str().to_owned()),
-            actor: Set(c.actor),
-            reason: Set(c.reason),
-            run_id: Set(c.run),
-            at: Set(now),
-            ..Default::default()
-        }
-        .insert(&tx)
-        .await?;
-        tx.commit().await?;
-        Ok(Changed::Done(row, Box::new(history)))
+        Ok(changed)
     }
 
     /// The largest deployment revision sum, a cheap fingerprint servers
@@ -201,4 +156,98 @@ impl Store {
             .await?;
         Ok((rows.len() as u64, rows.iter().sum()))
     }
+}
+
+/// Move a deployment and record it, inside `tx` (the caller commits).
+pub(crate) async fn move_deployment(
+    tx: &sea_orm::DatabaseTransaction,
+    c: NewChange,
+) -> Result<Changed> {
+    // The row stays locked until the commit (PostgreSQL; SQLite's write
+    // transaction is already exclusive), so two changes at once cannot
+    // both pass the check below.
+    let current = deployments::Entity::find()
+        .filter(deployments::Column::ModelName.eq(&c.model_name))
+        .filter(deployments::Column::Environment.eq(&c.environment))
+        .lock_exclusive()
+        .one(tx)
+        .await?;
+    let serving = current.as_ref().map(|d| d.model_id);
+    if serving != c.expected_from {
+        return Ok(Changed::Conflict(current));
+    }
+    if serving == Some(c.to_model_id) {
+        return Ok(Changed::Unchanged(current.expect("serving is some")));
+    }
+    let now = Utc::now();
+    let row = match current {
+        Some(d) => {
+            let revision = d.revision + 1;
+            let mut d: deployments::ActiveModel = d.into();
+            d.model_id = Set(c.to_model_id);
+            d.revision = Set(revision);
+            d.updated_at = Set(now);
+            d.update(tx).await?
+        }
+        None => {
+            deployments::ActiveModel {
+                model_name: Set(c.model_name.clone()),
+                environment: Set(c.environment.clone()),
+                model_id: Set(c.to_model_id),
+                revision: Set(1),
+                updated_at: Set(now),
+                ..Default::default()
+            }
+            .insert(tx)
+            .await?
+        }
+    };
+    let history = record(tx, serving, c).await?;
+    Ok(Changed::Done(row, Box::new(history)))
+}
+
+/// Add a history row.
+pub(crate) async fn record(
+    tx: &sea_orm::DatabaseTransaction,
+    from: Option<i64>,
+    c: NewChange,
+) -> Result<HistoryRow> {
+    Ok(deployment_history::ActiveModel {
+        model_name: Set(c.model_name),
+        environment: Set(c.environment),
+        from_model_id: Set(from),
+        to_model_id: Set(c.to_model_id),
+        action: Set(c.action.as_str().to_owned()),
+        how: Set(c.how.as_str().to_owned()),
+        actor: Set(c.actor),
+        reason: Set(c.reason),
+        run_id: Set(c.run),
+        at: Set(Utc::now()),
+        ..Default::default()
+    }
+    .insert(tx)
+    .await?)
+}
+
+/// Bump a deployment's revision inside `tx` without moving it (its
+/// traffic split changed), so serving processes sync. Returns the row.
+pub(crate) async fn touch(
+    tx: &sea_orm::DatabaseTransaction,
+    model_name: &str,
+    environment: &str,
+) -> Result<Option<DeploymentRow>> {
+    let Some(d) = deployments::Entity::find()
+        .filter(deployments::Column::ModelName.eq(model_name))
+        .filter(deployments::Column::Environment.eq(environment))
+        .lock_exclusive()
+        .one(tx)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let revision = d.revision + 1;
+    let mut a: deployments::ActiveModel = d.into();
+    a.revision = Set(revision);
+    a.updated_at = Set(Utc::now());
+    Ok(Some(a.update(tx).await?))
 }

@@ -17,6 +17,7 @@ impl MigratorTrait for Migrator {
             Box::new(M0006StepHandles),
             Box::new(M0007ForeignKeys),
             Box::new(M0008Deployments),
+            Box::new(M0009Experiments),
         ]
     }
 }
@@ -659,6 +660,118 @@ impl MigrationTrait for M0008Deployments {
         ] {
             m.create_index(i).await?;
         }
+        Ok(())
+    }
+}
+
+/// Experiments and canaries, and what conversations add up to for them:
+/// the arm a conversation was assigned to, and per-conversation counters
+/// kept in the same transaction as the messages and feedback they count,
+/// so an experiment's results are one aggregate over conversations.
+struct M0009Experiments;
+
+impl MigrationName for M0009Experiments {
+    fn name(&self) -> &str {
+        "m0009_experiments"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for M0009Experiments {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.create_table(
+            Table::create()
+                .table("experiments")
+                .if_not_exists()
+                .col(big_pk_auto("id"))
+                .col(string_uniq("name"))
+                .col(string("model_name"))
+                .col(string("environment"))
+                .col(string("kind"))
+                .col(string("state"))
+                .col(text("spec"))
+                .col(big_integer("control_model_id"))
+                .col(string("source"))
+                .col(string("created_by"))
+                .col(timestamp_with_time_zone("started_at"))
+                .col(timestamp_with_time_zone_null("ended_at"))
+                .col(string_null("decision"))
+                .col(text_null("reason"))
+                .col(integer("step"))
+                .col(timestamp_with_time_zone("step_started_at"))
+                .col(text_null("counters"))
+                .foreign_key(&mut foreign_key(
+                    "experiments",
+                    "control_model_id",
+                    "models",
+                ))
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(index(
+            "ix_experiments_env",
+            "experiments",
+            &["model_name", "environment", "state"],
+            false,
+        ))
+        .await?;
+        // SQLite adds one column per statement.
+        let columns = [
+            big_integer_null("experiment_id"),
+            string_null("arm"),
+            string_null("unit"),
+            integer("user_messages").default(0).to_owned(),
+            integer("fallbacks").default(0).to_owned(),
+            integer("rated").default(0).to_owned(),
+            integer("positive").default(0).to_owned(),
+            integer("negative").default(0).to_owned(),
+            integer("corrections").default(0).to_owned(),
+            boolean("escalated").default(false).to_owned(),
+            string_null("outcome"),
+        ];
+        for mut c in columns {
+            m.alter_table(
+                Table::alter()
+                    .table("conversations")
+                    .add_column(&mut c)
+                    .to_owned(),
+            )
+            .await?;
+        }
+        m.alter_table(
+            Table::alter()
+                .table("messages")
+                .add_column(boolean("escalation").default(false))
+                .to_owned(),
+        )
+        .await?;
+        m.alter_table(
+            Table::alter()
+                .table("feedback")
+                .add_column(boolean("escalation").default(false))
+                .to_owned(),
+        )
+        .await?;
+        // Counters of conversations logged before: from their messages and
+        // feedback, so a model's history stays comparable.
+        m.get_connection()
+            .execute_unprepared(
+                "UPDATE conversations SET \
+                 user_messages = (SELECT COUNT(*) FROM messages WHERE messages.conversation_id = conversations.id AND messages.role = 'user'), \
+                 fallbacks = (SELECT COUNT(*) FROM messages WHERE messages.conversation_id = conversations.id AND messages.role = 'user' AND messages.fallback), \
+                 rated = (SELECT COUNT(*) FROM feedback WHERE feedback.conversation_id = conversations.id AND feedback.rating IS NOT NULL), \
+                 positive = (SELECT COUNT(*) FROM feedback WHERE feedback.conversation_id = conversations.id AND feedback.rating > 0), \
+                 negative = (SELECT COUNT(*) FROM feedback WHERE feedback.conversation_id = conversations.id AND feedback.rating < 0), \
+                 corrections = (SELECT COUNT(*) FROM feedback WHERE feedback.conversation_id = conversations.id AND feedback.correction IS NOT NULL)",
+            )
+            .await?;
+        m.create_index(index(
+            "ix_conversations_experiment",
+            "conversations",
+            &["experiment_id", "arm", "unit"],
+            false,
+        ))
+        .await?;
         Ok(())
     }
 }

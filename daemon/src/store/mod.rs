@@ -5,6 +5,7 @@
 pub mod conversations;
 pub mod deployments;
 pub mod entities;
+pub mod experiments;
 pub mod health;
 pub mod lease;
 pub mod migration;

@@ -6,6 +6,7 @@
 
 pub mod check;
 pub mod error;
+pub mod experiment;
 pub mod params;
 pub mod set;
 pub mod trigger;

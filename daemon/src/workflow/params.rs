@@ -98,6 +98,8 @@ pub struct DeployParams {
     pub environment: Option<EnvironmentName>,
     /// Why, for the deployment history.
     pub reason: Option<String>,
+    /// Set for `strategy = "canary"`: its steps (defaults filled in).
+    pub canary: Option<crate::experiment::spec::Canary>,
 }
 
 /// The typed parameters of a built-in step.
@@ -132,12 +134,13 @@ impl Builtin {
             Builtin::Register => &[("name", ParamType::String, &[])],
             Builtin::Rules => &[("script", ParamType::String, &[])],
             Builtin::Gate => &[],
-            // Canary rollouts come with experiments; `direct` moves all
-            // traffic once the version is healthy.
+            // `direct` moves all traffic once the version is healthy;
+            // `canary` moves it in steps, guarded (docs/deployments.md).
             Builtin::Deploy => &[
                 ("env", ParamType::String, &[]),
-                ("strategy", ParamType::String, &["direct"]),
+                ("strategy", ParamType::String, &["direct", "canary"]),
                 ("reason", ParamType::String, &[]),
+                ("canary", ParamType::Table, &[]),
             ],
             // A process takes `command`, `env` and `workdir` instead.
             Builtin::Process => &[],
@@ -327,10 +330,83 @@ fn deploy(with: &Map<String, Value>, errors: &mut Vec<ParamError>) -> DeployPara
             "`reason` is longer than 1000 characters".into(),
         );
     }
+    let canary = match with.get("strategy").and_then(Value::as_str) {
+        Some("canary") => match canary_params(with.get("canary")) {
+            Ok(c) => Some(c),
+            Err(m) => {
+                error(errors, "canary", m);
+                None
+            }
+        },
+        _ => {
+            if with.contains_key("canary") {
+                error(
+                    errors,
+                    "canary",
+                    "`canary` settings need `strategy = \"canary\"`".into(),
+                );
+            }
+            None
+        }
+    };
     DeployParams {
         environment,
         reason,
+        canary,
     }
+}
+
+/// A canary's settings: `steps` (percentages, increasing, ending at 100),
+/// `min_requests` per step, `hold` (shortest time per step).
+pub fn canary_params(v: Option<&Value>) -> Result<crate::experiment::spec::Canary, String> {
+    let mut c = crate::experiment::spec::Canary::default();
+    let Some(v) = v else { return Ok(c) };
+    let Some(t) = v.as_object() else {
+        return Err("`canary` must be a table".into());
+    };
+    for (k, v) in t {
+        match k.as_str() {
+            "steps" => {
+                let steps: Option<Vec<f64>> = v
+                    .as_array()
+                    .map(|a| a.iter().map(Value::as_f64).collect::<Option<Vec<_>>>())
+                    .unwrap_or(None);
+                let steps = steps.ok_or("`canary.steps` must be a list of percentages")?;
+                c.steps = steps;
+            }
+            "min_requests" => {
+                c.min_requests = v
+                    .as_u64()
+                    .filter(|n| *n >= 1)
+                    .ok_or("`canary.min_requests` must be a positive integer")?;
+            }
+            "hold" => {
+                let text = v
+                    .as_str()
+                    .ok_or("`canary.hold` must be a duration such as \"5m\"")?;
+                c.hold = crate::config::units::parse_duration(text)
+                    .map_err(|e| format!("`canary.hold`: {e}"))?;
+            }
+            other => {
+                return Err(format!(
+                    "unknown key `{other}` in `canary`; expected one of: steps, min_requests, hold"
+                ));
+            }
+        }
+    }
+    check_steps(&c.steps)?;
+    Ok(c)
+}
+
+/// Canary steps: percentages above 0, increasing, the last 100.
+pub fn check_steps(steps: &[f64]) -> Result<(), String> {
+    let increasing = steps.windows(2).all(|w| w[0] < w[1]);
+    if steps.len() < 2 || !increasing || steps[0] <= 0.0 || steps.last() != Some(&100.0) {
+        return Err(format!(
+            "`canary.steps` {steps:?} must be at least two increasing percentages above 0, the last 100"
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -17,6 +17,24 @@ pub struct Model {
     pub channel: Option<String>,
     pub started_at: DateTimeUtc,
     pub received_at: DateTimeUtc,
+    /// The experiment (or canary) the conversation took part in, the arm
+    /// that answered it and the unit (user or conversation) assigned.
+    pub experiment_id: Option<i64>,
+    pub arm: Option<String>,
+    pub unit: Option<String>,
+    /// Counters kept with the messages and feedback they count (in the
+    /// same transaction): what experiments aggregate.
+    pub user_messages: i32,
+    pub fallbacks: i32,
+    /// Feedback items with a rating, and of those the positive and negative.
+    pub rated: i32,
+    pub positive: i32,
+    pub negative: i32,
+    pub corrections: i32,
+    /// The user asked for a person (a message or feedback said so).
+    pub escalated: bool,
+    /// What the bot reports: `resolved`, `escalated` or `abandoned`.
+    pub outcome: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -16,6 +16,8 @@ pub struct Model {
     /// The intent the message should have been given.
     pub correction: Option<String>,
     pub comment: Option<String>,
+    /// The user asked for a person.
+    pub escalation: bool,
     pub at: DateTimeUtc,
     pub received_at: DateTimeUtc,
 }

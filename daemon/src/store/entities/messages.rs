@@ -23,6 +23,8 @@ pub struct Model {
     pub fallback: bool,
     /// The version of the model that answered.
     pub model_version: Option<i32>,
+    /// The user asked for a person here.
+    pub escalation: bool,
     pub at: DateTimeUtc,
     pub received_at: DateTimeUtc,
 }

@@ -7,6 +7,7 @@ pub mod datasets;
 pub mod deployment_history;
 pub mod deployments;
 pub mod examples;
+pub mod experiments;
 pub mod feedback;
 pub mod messages;
 pub mod models;
