@@ -250,6 +250,14 @@ pub async fn deploy(
     let history = match changed {
         Changed::Done(_, h) => Some(*h),
         Changed::Unchanged(_) => None,
+        Changed::Busy(experiment, kind) => {
+            return Err(DeployError::Busy {
+                name: model.name.clone(),
+                environment: environment.to_owned(),
+                experiment,
+                kind,
+            });
+        }
         Changed::Conflict(_) => {
             return Err(DeployError::Conflict {
                 name: model.name.clone(),

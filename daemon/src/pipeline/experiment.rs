@@ -127,6 +127,19 @@ where
             models.push(model);
         }
     }
+    // Refused before the health checks: they load each treatment.
+    if let Some(other) = runner
+        .store
+        .running_experiment(&spec.model, &spec.environment)
+        .await?
+    {
+        return Err(StartError::Busy {
+            model: spec.model.clone(),
+            environment: spec.environment.clone(),
+            running: other.name,
+        }
+        .into());
+    }
     for (i, model) in models.iter().enumerate().skip(1) {
         health_check(runner, model).await.map_err(|why| {
             ExperimentError::Invalid(format!(
@@ -190,10 +203,10 @@ pub fn canary_spec(
     canary: Canary,
 ) -> Result<(String, Spec), ExperimentError> {
     crate::workflow::params::check_steps(&canary.steps).map_err(ExperimentError::Invalid)?;
+    // Within the 64 characters a name may have, whatever the model's.
+    let model: String = to.name.chars().take(28).collect();
     let name = format!(
-        "{}-{}-v{}-canary-{}",
-        to.name,
-        environment,
+        "{model}-v{}-canary-{}",
         to.version,
         Utc::now().format("%Y%m%d%H%M%S%3f")
     );

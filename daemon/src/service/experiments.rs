@@ -503,6 +503,30 @@ impl Service {
         results: &Results,
         counters: &[Requests],
     ) -> (Decision, Option<usize>) {
+        // A harm is acted on even while the sample ratio is off: rolling
+        // back is the safe direction, and a broken treatment (failing
+        // requests that log nothing) is one cause of a mismatch.
+        if let Some(b) = results.breaches.first() {
+            let what = if spec.canary.is_some() {
+                "canary"
+            } else {
+                "experiment"
+            };
+            return (
+                Decision::Rollback {
+                    reason: format!("{what} breached a guardrail on {}: {}", b.arm, b.reason),
+                },
+                None,
+            );
+        }
+        if results.expired && (results.srm.flagged || spec.canary.is_some()) {
+            return (
+                Decision::Rollback {
+                    reason: "ran its full duration without a decision; the control stays".into(),
+                },
+                None,
+            );
+        }
         if results.srm.flagged {
             let decision = Decision::Continue {
                 reason: format!(
@@ -555,6 +579,11 @@ impl Service {
         };
         match script.and_then(|s| crate::script::hooks::decide(&s, &e.name, &value)) {
             Ok(d) => d,
+            Err(err) if results.expired => Decision::Rollback {
+                reason: format!(
+                    "ran its full duration, and the decision script failed: {err}; the control stays"
+                ),
+            },
             Err(err) => Decision::Continue {
                 reason: format!("the decision script failed, so nothing is decided: {err}"),
             },
@@ -582,6 +611,25 @@ impl Service {
                 ),
             });
         }
+        // Guardrails on conversations need `min_units` of them per arm;
+        // without them the canary moves on request guardrails alone, and
+        // says so.
+        let untested: Vec<&str> = results
+            .metrics
+            .iter()
+            .filter(|m| m.role == "guardrail")
+            .filter(|m| m.arms.iter().any(|a| a.units < results.min_units))
+            .map(|m| m.metric.as_str())
+            .collect();
+        let caveat = if untested.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " (not yet tested, fewer than {} units per arm: {})",
+                results.min_units,
+                untested.join(", ")
+            )
+        };
         let seen = counters.get(1).map_or(0, |r| r.requests);
         let held = (Utc::now() - e.step_started_at)
             .to_std()
@@ -605,7 +653,7 @@ impl Service {
             return CanaryNext::Decide(Decision::Promote {
                 arm: spec.arms[1].name.clone(),
                 reason: format!(
-                    "canary passed every step up to {percent}% with no guardrail breached; it serves all traffic now"
+                    "canary passed every step up to {percent}% with no guardrail breached{caveat}; it serves all traffic now"
                 ),
             });
         }

@@ -91,7 +91,6 @@ impl Service {
                 started.elapsed().as_secs_f64() * 1000.0,
             );
         }
-        let predictions = predictions?;
         let assignment = match (split, &pick.unit) {
             (Some(s), Some(unit)) => Some(Assignment {
                 experiment: s.experiment,
@@ -99,6 +98,29 @@ impl Service {
                 unit: unit.clone(),
             }),
             _ => None,
+        };
+        let predictions = match predictions {
+            Ok(p) => p,
+            Err(e) => {
+                // The unit still counts for its arm: a treatment that fails
+                // must not vanish from the experiment's units.
+                if let (Some(conversation), Some(_)) = (&req.conversation_id, &assignment)
+                    && let Err(log) = self
+                        .store
+                        .log_conversations(&[NewConversation {
+                            model: name.to_owned(),
+                            id: conversation.clone(),
+                            channel: req.channel.clone(),
+                            messages: Vec::new(),
+                            outcome: None,
+                            assignment: assignment.clone(),
+                        }])
+                        .await
+                {
+                    tracing::warn!("cannot log the failed prediction's conversation: {log:#}");
+                }
+                return Err(e.into());
+            }
         };
         if let Some(conversation) = &req.conversation_id {
             let now = Utc::now();

@@ -200,6 +200,11 @@ impl Route {
         let Some(split) = &self.split else {
             return outside;
         };
+        // An empty id names no one.
+        let (user_id, conversation_id) = (
+            user_id.filter(|u| !u.is_empty()),
+            conversation_id.filter(|c| !c.is_empty()),
+        );
         let unit = match split.key {
             Key::UserId => user_id.or(conversation_id),
             Key::ConversationId => conversation_id,
@@ -413,7 +418,10 @@ impl Server {
                 }],
                 split: None,
             };
-            if let Some((e, spec)) = specs.get(&key) {
+            if let Some((e, spec)) = specs
+                .get(&key)
+                .filter(|(e, _)| e.control_model_id == d.model_id)
+            {
                 match self.split_of(e, spec, &models, &mut route).await {
                     Ok(()) => {
                         live_counters.insert(e.id);

@@ -87,6 +87,8 @@ pub enum Changed {
     Unchanged(DeploymentRow),
     /// Another change came first; it now serves this (or nothing).
     Conflict(Option<DeploymentRow>),
+    /// An experiment or canary (named) decides what serves there.
+    Busy(String, String),
 }
 
 impl Store {
@@ -178,6 +180,12 @@ pub(crate) async fn move_deployment(
     }
     if serving == Some(c.to_model_id) {
         return Ok(Changed::Unchanged(current.expect("serving is some")));
+    }
+    // Checked under the row's lock, so an experiment cannot start between
+    // this check and the move (an experiment's own end marks it ended
+    // first, in the same transaction).
+    if let Some(e) = super::experiments::running_on(tx, &c.model_name, &c.environment).await? {
+        return Ok(Changed::Busy(e.name, e.kind));
     }
     let now = Utc::now();
     let row = match current {

@@ -350,7 +350,9 @@ impl Store {
         let history = if end.moves {
             match deployments::move_deployment(&tx, end.change).await? {
                 deployments::Changed::Done(_, h) => *h,
-                deployments::Changed::Unchanged(_) | deployments::Changed::Conflict(_) => {
+                deployments::Changed::Unchanged(_)
+                | deployments::Changed::Conflict(_)
+                | deployments::Changed::Busy(..) => {
                     return Ok(Ended::Conflict);
                 }
             }
@@ -387,7 +389,7 @@ impl Store {
     }
 }
 
-async fn running_on<C: ConnectionTrait>(
+pub(crate) async fn running_on<C: ConnectionTrait>(
     db: &C,
     model_name: &str,
     environment: &str,

@@ -317,6 +317,8 @@ fn read(file: &Path, name: &str, text: &str, scripts: bool) -> Result<Spec, Erro
         );
     } else if let Some(d) = &f.stopping.decide {
         let path = file.parent().unwrap_or(Path::new(".")).join(d.get_ref());
+        // Absolute, so the daemon finds it whoever started the experiment.
+        let path = path.canonicalize().unwrap_or(path);
         match crate::script::compile_file(&path, crate::script::Hook::Decide) {
             Ok(s) if !s.defines("decide", 1) => at(
                 d.span(),

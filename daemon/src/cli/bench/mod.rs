@@ -6,6 +6,7 @@
 
 use crate::cli::out;
 mod daemon;
+mod experiment;
 mod intent;
 mod scheduler;
 mod scripts;
@@ -37,6 +38,9 @@ pub enum Command {
     /// fixed-rate load, beside FastAPI serving the scikit-learn peer; and
     /// deploys and a rollback under load.
     Serve(serve::Args),
+    /// Experiments: assigning users to arms, and the results of an
+    /// experiment with 1,000,000 logged events.
+    Experiment(experiment::Args),
     /// Script costs: a gate evaluation and a data rule over 100,000
     /// examples, after compilation.
     Scripts(scripts::Args),
@@ -75,6 +79,7 @@ pub async fn run(config: Config, cmd: Command) -> Result<ExitCode> {
         Command::Entities(args) => return intent::run_entities(config, args).await,
         Command::Daemon(args) => return daemon::run(config, args).await,
         Command::Serve(args) => return serve::run(config, args).await,
+        Command::Experiment(args) => return experiment::run(config, args).await,
         Command::Scripts(args) => return scripts::run(&config, args),
         Command::Scheduler(args) => return scheduler::run(&config, args),
         Command::Submit(args) => return submit::run(config, args).await,
