@@ -276,6 +276,86 @@ async fn exercise_traffic(store: &Store) {
     );
     let other = store.traffic_since("other", None).await.unwrap();
     assert_eq!(other, Default::default());
+
+    // Experiment units: the running totals logging keeps equal the ones
+    // computed from every conversation, through appends, a conversation
+    // assigned late, outcomes, feedback and several conversations a unit.
+    use coach::store::conversations::{Assignment, Outcome};
+    let assigned = |id: &str, arm: &str, unit: &str, messages, outcome| NewConversation {
+        model: "exp".into(),
+        id: id.into(),
+        channel: None,
+        messages,
+        outcome,
+        assignment: Some(Assignment {
+            experiment: 7,
+            arm: arm.into(),
+            unit: unit.into(),
+        }),
+    };
+    let user = |fallback| msg("user", Some("hi"), fallback);
+    store
+        .log_conversations(&[
+            assigned("e1", "control", "u1", vec![user(true), user(false)], None),
+            assigned(
+                "e2",
+                "control",
+                "u1",
+                vec![user(false)],
+                Some(Outcome::Resolved),
+            ),
+            assigned("e3", "v2", "u2", vec![user(false)], None),
+        ])
+        .await
+        .unwrap();
+    // Logged before it was in the experiment, then assigned.
+    let mut late = conv("e4", vec![user(true)]);
+    late.model = "exp".into();
+    store.log_conversations(&[late]).await.unwrap();
+    store
+        .log_conversations(&[
+            assigned(
+                "e4",
+                "v2",
+                "u3",
+                vec![user(false)],
+                Some(Outcome::Escalated),
+            ),
+            assigned("e3", "v2", "u2", vec![], Some(Outcome::Resolved)),
+            assigned(
+                "e1",
+                "control",
+                "u1",
+                vec![user(true)],
+                Some(Outcome::Abandoned),
+            ),
+        ])
+        .await
+        .unwrap();
+    let rate = |c: &str, rating| NewFeedback {
+        model: "exp".into(),
+        ..fb(Some(c), None, Some(rating), None)
+    };
+    store
+        .record_feedback(&[rate("e1", -1), rate("e3", 1), rate("e4", -1)])
+        .await
+        .unwrap();
+    let running = store.experiment_totals(7).await.unwrap();
+    let scanned = store.experiment_totals_scan(7).await.unwrap();
+    assert_eq!(running, scanned);
+    assert_eq!(
+        running
+            .iter()
+            .map(|(a, t)| (a.as_str(), t.units))
+            .collect::<Vec<_>>(),
+        [("control", 1), ("v2", 2)]
+    );
+    // u1: two conversations, four user messages, two fallbacks, one resolved.
+    let control = &running[0].1;
+    assert_eq!(control.sums[..3], [2.0, 4.0, 2.0]);
+    assert_eq!(control.sums[8], 1.0);
+    store.rebuild_experiment_totals(7).await.unwrap();
+    assert_eq!(store.experiment_totals(7).await.unwrap(), scanned);
 }
 
 const HASH: &str = "abcdef";

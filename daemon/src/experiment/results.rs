@@ -56,6 +56,21 @@ pub struct Totals {
 }
 
 impl Totals {
+    /// Move a unit whose counters went from `old` to `new` (all zero: the
+    /// unit is new).
+    pub fn move_unit(&mut self, old: &[f64; 9], new: &[f64; 9]) {
+        if old.iter().all(|v| *v == 0.0) && new.iter().any(|v| *v != 0.0) {
+            self.units += 1;
+        }
+        for i in 0..9 {
+            self.sums[i] += new[i] - old[i];
+            self.squares[i] += new[i] * new[i] - old[i] * old[i];
+        }
+        for (k, (_, m, d)) in RATIOS.iter().enumerate() {
+            self.cross[k] += new[*m] * new[*d] - old[*m] * old[*d];
+        }
+    }
+
     fn ratio(&self, metric: Metric) -> Option<RatioMoments> {
         let (i, &(_, m, d)) = RATIOS
             .iter()

@@ -142,6 +142,50 @@ async fn count_messages(
     Ok(())
 }
 
+/// A conversation's counters in the order of [`VARIABLES`] (itself
+/// counting one conversation).
+fn counters_of(c: &conversations::Model) -> [f64; 9] {
+    [
+        1.0,
+        f64::from(c.user_messages),
+        f64::from(c.fallbacks),
+        f64::from(c.rated),
+        f64::from(c.positive),
+        f64::from(c.negative),
+        f64::from(c.corrections),
+        f64::from(u8::from(c.escalated)),
+        f64::from(u8::from(c.outcome.as_deref() == Some("resolved"))),
+    ]
+}
+
+/// Move conversation `id`'s experiment unit, and its arm's totals, by what
+/// its counters changed since `before` (all of them when it was not yet in
+/// the experiment). In the caller's transaction: an event is counted with
+/// the write that stores it, once.
+async fn account(
+    tx: &DatabaseTransaction,
+    id: i64,
+    before: Option<&conversations::Model>,
+) -> Result<()> {
+    let Some(now) = conversations::Entity::find_by_id(id).one(tx).await? else {
+        return Ok(());
+    };
+    let (Some(experiment), Some(arm), Some(unit)) = (now.experiment_id, &now.arm, &now.unit) else {
+        return Ok(());
+    };
+    let old = match before {
+        Some(b) if b.experiment_id == Some(experiment) && b.arm.as_ref() == Some(arm) => {
+            counters_of(b)
+        }
+        _ => [0.0; 9],
+    };
+    let new = counters_of(&now);
+    if old == new {
+        return Ok(());
+    }
+    super::experiments::move_unit(tx, experiment, arm, unit, &old, &new).await
+}
+
 /// Add one piece of feedback to its conversation's counters.
 async fn count_feedback(tx: &DatabaseTransaction, id: i64, f: &NewFeedback) -> Result<()> {
     use conversations::Column as C;
@@ -181,6 +225,8 @@ impl Store {
             let assign_now = existing
                 .as_ref()
                 .is_some_and(|row| row.experiment_id.is_none());
+            // What the conversation counted before this batch (nothing, new).
+            let before = existing.clone();
             let (conversation, mut position) = match existing {
                 Some(row) => {
                     let last = messages::Entity::find()
@@ -247,6 +293,7 @@ impl Store {
                     .await?;
             }
             count_messages(&tx, conversation, c, assign_now).await?;
+            account(&tx, conversation, before.as_ref()).await?;
         }
         tx.commit().await?;
         Ok(stored)
@@ -310,7 +357,9 @@ impl Store {
         }
         for (row, f) in rows.iter().zip(batch) {
             if let sea_orm::ActiveValue::Set(Some(id)) = row.conversation_id {
+                let before = conversations::Entity::find_by_id(id).one(&tx).await?;
                 count_feedback(&tx, id, f).await?;
+                account(&tx, id, before.as_ref()).await?;
             }
         }
         tx.commit().await?;

@@ -6,14 +6,14 @@
 
 use super::Store;
 use super::deployments::{self, Action, HistoryRow, How, NewChange};
-use super::entities::{conversations, experiments};
+use super::entities::{conversations, experiment_arms, experiment_units, experiments};
 use crate::experiment::results::{RATIOS, Totals, VARIABLES};
 use anyhow::Result;
 use chrono::Utc;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set,
-    Statement,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set, Statement,
 };
 
 pub use super::entities::experiments::Model as ExperimentRow;
@@ -208,10 +208,25 @@ impl Store {
         running_on(&self.db, model_name, environment).await
     }
 
-    /// Per-arm totals over the units of experiment `id`: each unit's
-    /// counters summed over its conversations, then per arm the sums,
-    /// sums of squares and the ratio metrics' cross products. One query.
+    /// Per-arm totals of experiment `id`, as logging keeps them: a row per
+    /// arm, however many events it has seen.
     pub async fn experiment_totals(&self, id: i64) -> Result<Vec<(String, Totals)>> {
+        experiment_arms::Entity::find()
+            .filter(experiment_arms::Column::ExperimentId.eq(id))
+            .order_by_asc(experiment_arms::Column::Arm)
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(|r| Ok((r.arm, serde_json::from_str(&r.totals)?)))
+            .collect()
+    }
+
+    /// Per-arm totals of experiment `id` computed from its conversations
+    /// (each unit's counters summed over its conversations, then per arm
+    /// the sums, sums of squares and the ratio metrics' cross products):
+    /// one query over every conversation, what the running totals must
+    /// equal.
+    pub async fn experiment_totals_scan(&self, id: i64) -> Result<Vec<(String, Totals)>> {
         let unit_columns = [
             "COUNT(*)",
             "SUM(user_messages)",
@@ -276,6 +291,48 @@ impl Store {
             out.push((arm, t));
         }
         Ok(out)
+    }
+
+    /// Rebuild experiment `id`'s running totals and unit counters from its
+    /// conversations (a repair; logging keeps them otherwise).
+    pub async fn rebuild_experiment_totals(&self, id: i64) -> Result<()> {
+        let scan = self.experiment_totals_scan(id).await?;
+        let tx = self.begin_write().await?;
+        let backend = self.db.get_database_backend();
+        let p = match backend {
+            sea_orm::DbBackend::Postgres => "$1",
+            _ => "?",
+        };
+        for table in ["experiment_units", "experiment_arms"] {
+            tx.execute_raw(Statement::from_sql_and_values(
+                backend,
+                format!("DELETE FROM {table} WHERE experiment_id = {p}"),
+                [id.into()],
+            ))
+            .await?;
+        }
+        tx.execute_raw(Statement::from_sql_and_values(
+            backend,
+            format!(
+                "INSERT INTO experiment_units (experiment_id, arm, unit, counters) \
+                 SELECT experiment_id, arm, unit, '[' || COUNT(*) || ',' || SUM(user_messages) || ',' || SUM(fallbacks) || ',' || SUM(rated) || ',' || SUM(positive) || ',' || SUM(negative) || ',' || SUM(corrections) || ',' || SUM(CASE WHEN escalated THEN 1 ELSE 0 END) || ',' || SUM(CASE WHEN outcome = 'resolved' THEN 1 ELSE 0 END) || ']' \
+                 FROM conversations WHERE experiment_id = {p} AND arm IS NOT NULL AND unit IS NOT NULL GROUP BY experiment_id, arm, unit"
+            ),
+            [id.into()],
+        ))
+        .await?;
+        for (arm, totals) in scan {
+            experiment_arms::ActiveModel {
+                experiment_id: Set(id),
+                arm: Set(arm),
+                totals: Set(serde_json::to_string(&totals)?),
+                ..Default::default()
+            }
+            .insert(&tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Save the serving daemon's request counts of experiment `id`.
@@ -387,6 +444,83 @@ impl Store {
             .filter_map(|(u, a)| Some((u?, a?)))
             .collect())
     }
+}
+
+/// Move unit `unit` of `arm` by a conversation whose counters went from
+/// `old` to `new`, and the arm's totals with it (both rows locked until
+/// the commit, unit first).
+pub(crate) async fn move_unit(
+    tx: &sea_orm::DatabaseTransaction,
+    experiment: i64,
+    arm: &str,
+    unit: &str,
+    old: &[f64; 9],
+    new: &[f64; 9],
+) -> Result<()> {
+    let row = experiment_units::Entity::find()
+        .filter(experiment_units::Column::ExperimentId.eq(experiment))
+        .filter(experiment_units::Column::Arm.eq(arm))
+        .filter(experiment_units::Column::Unit.eq(unit))
+        .lock_exclusive()
+        .one(tx)
+        .await?;
+    let before: [f64; 9] = match &row {
+        Some(r) => serde_json::from_str(&r.counters)?,
+        None => [0.0; 9],
+    };
+    let mut after = before;
+    for i in 0..9 {
+        after[i] += new[i] - old[i];
+    }
+    let counters = serde_json::to_string(&after)?;
+    match row {
+        Some(r) => {
+            let mut a: experiment_units::ActiveModel = r.into();
+            a.counters = Set(counters);
+            a.update(tx).await?;
+        }
+        None => {
+            experiment_units::ActiveModel {
+                experiment_id: Set(experiment),
+                arm: Set(arm.to_owned()),
+                unit: Set(unit.to_owned()),
+                counters: Set(counters),
+                ..Default::default()
+            }
+            .insert(tx)
+            .await?;
+        }
+    }
+    let arm_row = experiment_arms::Entity::find()
+        .filter(experiment_arms::Column::ExperimentId.eq(experiment))
+        .filter(experiment_arms::Column::Arm.eq(arm))
+        .lock_exclusive()
+        .one(tx)
+        .await?;
+    let mut totals: Totals = match &arm_row {
+        Some(r) => serde_json::from_str(&r.totals)?,
+        None => Totals::default(),
+    };
+    totals.move_unit(&before, &after);
+    let text = serde_json::to_string(&totals)?;
+    match arm_row {
+        Some(r) => {
+            let mut a: experiment_arms::ActiveModel = r.into();
+            a.totals = Set(text);
+            a.update(tx).await?;
+        }
+        None => {
+            experiment_arms::ActiveModel {
+                experiment_id: Set(experiment),
+                arm: Set(arm.to_owned()),
+                totals: Set(text),
+                ..Default::default()
+            }
+            .insert(tx)
+            .await?;
+        }
+    }
+    Ok(())
 }
 
 pub(crate) async fn running_on<C: ConnectionTrait>(

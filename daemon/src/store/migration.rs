@@ -18,6 +18,7 @@ impl MigratorTrait for Migrator {
             Box::new(M0007ForeignKeys),
             Box::new(M0008Deployments),
             Box::new(M0009Experiments),
+            Box::new(M0010ExperimentTotals),
         ]
     }
 }
@@ -772,6 +773,61 @@ impl MigrationTrait for M0009Experiments {
             false,
         ))
         .await?;
+        Ok(())
+    }
+}
+
+/// Running totals per experiment arm and the per-unit counters they move
+/// by, so an experiment's results read a row per arm however much traffic
+/// it has seen.
+struct M0010ExperimentTotals;
+
+impl MigrationName for M0010ExperimentTotals {
+    fn name(&self) -> &str {
+        "m0010_experiment_totals"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for M0010ExperimentTotals {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        for t in [
+            Table::create()
+                .table("experiment_units")
+                .if_not_exists()
+                .col(big_pk_auto("id"))
+                .col(big_integer("experiment_id"))
+                .col(string("arm"))
+                .col(string("unit"))
+                .col(text("counters"))
+                .to_owned(),
+            Table::create()
+                .table("experiment_arms")
+                .if_not_exists()
+                .col(big_pk_auto("id"))
+                .col(big_integer("experiment_id"))
+                .col(string("arm"))
+                .col(text("totals"))
+                .to_owned(),
+        ] {
+            m.create_table(t).await?;
+        }
+        for i in [
+            index(
+                "ux_experiment_units",
+                "experiment_units",
+                &["experiment_id", "arm", "unit"],
+                true,
+            ),
+            index(
+                "ux_experiment_arms",
+                "experiment_arms",
+                &["experiment_id", "arm"],
+                true,
+            ),
+        ] {
+            m.create_index(i).await?;
+        }
         Ok(())
     }
 }

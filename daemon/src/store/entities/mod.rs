@@ -7,6 +7,8 @@ pub mod datasets;
 pub mod deployment_history;
 pub mod deployments;
 pub mod examples;
+pub mod experiment_arms;
+pub mod experiment_units;
 pub mod experiments;
 pub mod feedback;
 pub mod messages;
