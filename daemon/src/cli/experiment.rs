@@ -60,6 +60,32 @@ pub enum Command {
         #[command(flatten)]
         remote: Remote,
     },
+    /// Drive a running experiment with synthetic users through the daemon
+    /// (to rehearse one on a staging environment, or to see a decision
+    /// taken): each user asks the predict route, then reports its
+    /// conversation's outcome and a rating drawn from the rates of the arm
+    /// that answered.
+    Simulate {
+        name: String,
+        /// Users to simulate.
+        #[arg(long, default_value_t = 1000)]
+        users: usize,
+        /// Per arm, in the experiment's order: the chance a conversation
+        /// is resolved.
+        #[arg(long, value_delimiter = ',', default_value = "0.4")]
+        resolved: Vec<f64>,
+        /// Per arm: the chance a user rates the answer -1 (else +1).
+        #[arg(long, value_delimiter = ',', default_value = "0.1")]
+        negative: Vec<f64>,
+        /// Seed of the draws.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// A question the users ask.
+        #[arg(long, default_value = "can you find us a photographer")]
+        text: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
     /// How many units each arm needs to see a change of a rate (a
     /// two-sided test at `--alpha` with `--power`).
     Plan {
@@ -274,6 +300,19 @@ pub async fn run(config: Config, cmd: Command) -> Result<ExitCode> {
                 );
             }
         }
+        Command::Simulate {
+            name,
+            users,
+            resolved,
+            negative,
+            seed,
+            text,
+            remote,
+        } => {
+            check_name(&name)?;
+            let client = Client::new(&remote, &config);
+            simulate(&client, &name, users, &resolved, &negative, seed, &text)?;
+        }
         Command::Plan {
             baseline,
             lift,
@@ -419,10 +458,10 @@ fn print_experiment(v: &Value) -> Result<()> {
             a["arm"].as_str().unwrap_or(""),
             format!("v{}", a["version"]),
             format!("{:.0}%", 100.0 * a["weight"].as_f64().unwrap_or(0.0)),
-            a["units"],
-            a["conversations"],
-            a["requests"],
-            a["errors"]
+            a["units"].to_string(),
+            a["conversations"].to_string(),
+            a["requests"].to_string(),
+            a["errors"].to_string()
         );
     }
     out!(
@@ -494,6 +533,119 @@ fn print_experiment(v: &Value) -> Result<()> {
                 .unwrap_or_default(),
             d.get("reason").and_then(Value::as_str).unwrap_or("")
         );
+    }
+    Ok(())
+}
+
+/// SplitMix64 draws: the same seed, the same users.
+struct Draws(u64);
+
+impl Draws {
+    fn next(&mut self) -> f64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+fn simulate(
+    client: &Client,
+    name: &str,
+    users: usize,
+    resolved: &[f64],
+    negative: &[f64],
+    seed: u64,
+    text: &str,
+) -> Result<()> {
+    let e = client.get(&format!("/api/v1/experiments/{name}"))?;
+    if e["state"] != "running" {
+        bail!(
+            "experiment `{name}` is {}, not running",
+            e["state"].as_str().unwrap_or("?")
+        );
+    }
+    let model = e["model"].as_str().unwrap_or_default().to_owned();
+    let environment = e["environment"].as_str().unwrap_or_default().to_owned();
+    let versions: Vec<i64> = e["spec"]["arms"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|a| a["version"].as_i64().unwrap_or(0))
+        .collect();
+    let rate = |rates: &[f64], arm: usize| -> f64 {
+        rates
+            .get(arm)
+            .or(rates.last())
+            .copied()
+            .unwrap_or(0.0)
+            .clamp(0.0, 1.0)
+    };
+    let mut draws = Draws(seed);
+    let run = format!("{seed:x}");
+    let mut per_arm = vec![0u64; versions.len()];
+    let mut outside = 0u64;
+    let mut ended = None;
+    for u in 0..users {
+        let (user, conversation) = (format!("sim-{run}-{u}"), format!("sim-{run}-c{u}"));
+        let v = client.post_json(
+            &format!("/api/v1/models/{model}/predict?env={environment}"),
+            &json!({"text": text, "user_id": user, "conversation_id": conversation, "channel": "simulator"}),
+        )?;
+        if v["experiment"]["name"] != name {
+            // Ended (or outside its coverage): counted nowhere.
+            outside += 1;
+            if ended.is_none() && v["experiment"].is_null() {
+                let now = client.get(&format!("/api/v1/experiments/{name}"))?;
+                if now["state"] != "running" {
+                    ended = Some(u);
+                    break;
+                }
+            }
+            continue;
+        }
+        let version = v["version"].as_i64().unwrap_or(0);
+        let arm = versions.iter().position(|x| *x == version).unwrap_or(0);
+        per_arm[arm] += 1;
+        let outcome = if draws.next() < rate(resolved, arm) {
+            "resolved"
+        } else {
+            "abandoned"
+        };
+        client.post_json(
+            "/api/v1/conversations",
+            &json!({"conversations": [{"model": model, "id": conversation, "outcome": outcome}]}),
+        )?;
+        let rating = if draws.next() < rate(negative, arm) {
+            -1
+        } else {
+            1
+        };
+        client.post_json(
+            "/api/v1/feedback",
+            &json!({"feedback": [{"model": model, "conversation": conversation, "rating": rating}]}),
+        )?;
+    }
+    let arms: Vec<String> = per_arm
+        .iter()
+        .zip(&versions)
+        .map(|(n, v)| format!("v{v}: {n}"))
+        .collect();
+    match ended {
+        Some(u) => out!(
+            "{u} simulated users ({}), then the experiment ended",
+            arms.join(", ")
+        ),
+        None => out!(
+            "{users} simulated users ({}{})",
+            arms.join(", "),
+            if outside > 0 {
+                format!(", {outside} outside the experiment")
+            } else {
+                String::new()
+            }
+        ),
     }
     Ok(())
 }

@@ -319,7 +319,7 @@ fn effect(c: &Arm, t: &Arm) -> Result<Effect, String> {
                     units: c.n + t.n,
                 })
             } else {
-                Err(first.to_string())
+                Err("no variation in either arm yet".into())
             }
         }
     }
