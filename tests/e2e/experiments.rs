@@ -219,6 +219,15 @@ fn wait_for(d: &Daemon, tok: &str, name: &str, states: &[&str]) -> Value {
 
 fn better_treatment_is_promoted(home: Home) {
     let (home, tok, d) = serving_v1(home);
+    // Subscribers hear it start, its results change and its decision.
+    let events = {
+        let (url, tok) = (format!("{}/api/v1/events", d.url), tok.clone());
+        std::thread::spawn(move || {
+            crate::daemon::sse(&url, &tok, |event, v| {
+                event == "experiment.decided" && v["decision"] == "promote"
+            })
+        })
+    };
     home.write(
         "workflows/experiments/v2-resolves-more.toml",
         &experiment_file("task_success", &["negative_rating_rate"], 150),
@@ -233,6 +242,21 @@ fn better_treatment_is_promoted(home: Home) {
     let v = wait_for(&d, &tok, "v2-resolves-more", &["promoted", "rolled_back"]);
     assert_eq!(v["state"], "promoted", "{v:#}");
     assert!(v["reason"].as_str().unwrap().contains("v2 wins"), "{v}");
+    let events = events.join().unwrap();
+    let names: Vec<&str> = events.iter().map(|(e, _)| e.as_str()).collect();
+    for expected in [
+        "experiment.started",
+        "experiment.results",
+        "experiment.decided",
+    ] {
+        assert!(names.contains(&expected), "{names:?}");
+    }
+    let (_, decided) = events.last().unwrap();
+    assert_eq!(decided["experiment"], "v2-resolves-more", "{decided}");
+    assert!(
+        decided["reason"].as_str().unwrap().contains("task_success"),
+        "{decided}"
+    );
     // It was decided on both arms, split about half and half, before the
     // simulated traffic ended (the rest was all v2's).
     let units: Vec<u64> = v["results"]["arms"]

@@ -39,8 +39,7 @@ pub async fn require(
             ApiError::Unauthorized("the Authorization header must be `Bearer <token>`".into())
         })?;
     let row = service
-        .store
-        .token_by_hash(&hash_token(token))
+        .token(&hash_token(token))
         .await?
         .ok_or_else(|| ApiError::Unauthorized("unknown or revoked token".into()))?;
     let role: Role = row

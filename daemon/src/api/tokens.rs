@@ -44,7 +44,10 @@ pub async fn revoke(
     Path(id): Path<i64>,
 ) -> Result<StatusCode, ApiError> {
     match s.store.revoke_token(id).await? {
-        Revoked::Done => Ok(StatusCode::NO_CONTENT),
+        Revoked::Done => {
+            s.forget_tokens();
+            Ok(StatusCode::NO_CONTENT)
+        }
         Revoked::NoSuchToken => Err(ApiError::NotFound(format!("no live token {id}"))),
         Revoked::LastAdmin => Err(ApiError::Conflict(format!(
             "token {id} was not revoked: {}",

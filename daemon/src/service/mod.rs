@@ -15,6 +15,7 @@ pub mod lock;
 pub mod predict;
 pub mod queries;
 pub mod submit;
+pub mod tokens;
 pub mod views;
 
 use crate::compute::gpus::GpuQueue;
@@ -54,6 +55,8 @@ pub struct Service {
     pub server: Arc<crate::serving::Server>,
     /// What the experiment looks last said.
     looks: experiments::Looks,
+    /// Tokens recently checked.
+    tokens: tokens::TokenCache,
 }
 
 impl Service {
@@ -82,6 +85,7 @@ impl Service {
                 runner.artifacts.clone(),
             )),
             looks: experiments::Looks::default(),
+            tokens: tokens::TokenCache::default(),
         }
     }
 
