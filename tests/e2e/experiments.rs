@@ -349,17 +349,27 @@ fn a_treatment_breaching_a_guardrail_is_rolled_back() {
 #[test]
 fn an_aa_experiment_through_the_daemon_promotes_nothing() {
     // v2 is trained on the same data with the same seed: the same model.
+    // Three of them, one after the other, each with its own users.
     let (home, tok, d) = serving_v1(daemon_home(LOOK));
-    home.write(
-        "workflows/experiments/a-a.toml",
-        &experiment_file("task_success", &["negative_rating_rate"], 50),
-    );
-    wait_for(&d, &tok, "a-a", &["running"]);
-    Simulator::new(&d, &tok).run(0, 600, NEUTRAL, 3);
-    std::thread::sleep(Duration::from_millis(600));
-    let v = show(&d, &tok, "a-a");
-    assert_eq!(v["state"], "running", "{v:#}");
-    assert_eq!(v["decision_now"]["decision"], "continue", "{v:#}");
+    for k in 0..3u64 {
+        let name = format!("a-a-{k}");
+        home.write(
+            &format!("workflows/experiments/{name}.toml"),
+            &experiment_file("task_success", &["negative_rating_rate"], 50),
+        );
+        wait_for(&d, &tok, &name, &["running"]);
+        Simulator::new(&d, &tok).run(1000 * k as usize, 600, NEUTRAL, 3 + k);
+        std::thread::sleep(Duration::from_millis(600));
+        let v = show(&d, &tok, &name);
+        assert_eq!(v["state"], "running", "{v:#}");
+        assert_eq!(v["decision_now"]["decision"], "continue", "{v:#}");
+        let (s, v) = post_json(
+            &format!("{}/api/v1/experiments/{name}/stop", d.url),
+            &tok,
+            &json!({"reason": "A/A over"}),
+        );
+        assert_eq!((s, v["state"].as_str()), (200, Some("stopped")), "{v}");
+    }
 }
 
 #[test]
