@@ -18,18 +18,7 @@ use std::time::{Duration, Instant};
 /// How often the test daemons look at their experiments.
 const LOOK: &str = "experiment_interval = \"200ms\"\n";
 
-/// SplitMix64: seeded draws for simulated users.
-struct Draws(u64);
-
-impl Draws {
-    fn next(&mut self) -> f64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
+use coach::experiment::draws::SplitMix as Draws;
 
 /// What a simulated user's visit does, by the version that answered.
 #[derive(Clone, Copy)]
@@ -525,6 +514,27 @@ fn bad_experiments_are_refused_naming_the_field_and_change_nothing() {
         &json!({"model": "support:2", "environment": "production"}),
     );
     assert_eq!(s, 409, "{v}");
+    // Files the daemon cannot take are reported, once, and start nothing:
+    // one too large, one not UTF-8.
+    home.write("workflows/experiments/huge.toml", &"# x\n".repeat(600_000));
+    std::fs::write(
+        home.path("workflows/experiments/binary.toml"),
+        [0xff, 0xfe, 0, 1],
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !(d.log().contains("an experiment file takes at most 65536")
+        && d.log().contains("binary.toml: is not UTF-8 text"))
+    {
+        assert!(Instant::now() < deadline, "{}", d.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(
+        d.log().matches("is not UTF-8 text").count(),
+        1,
+        "reported once"
+    );
     // A file with errors is reported located, and starts nothing.
     let broken = home.write(
         "broken.toml",
@@ -537,6 +547,36 @@ fn bad_experiments_are_refused_naming_the_field_and_change_nothing() {
         "{all}"
     );
     assert!(all.contains("broken.toml:5:11: metrics.primary"), "{all}");
+    // Files meet the bounds the API's bodies meet, and a decision script
+    // must live beside the experiments.
+    let sneaky = home.write(
+        "sneaky.toml",
+        &experiment_file("task_success", &[], 50)
+            .replace(
+                "weight = 0.5\n\n[[arms]]\nname = \"v2\"",
+                "weight = 1e-300\n\n[[arms]]\nname = \"v2\"",
+            )
+            .replace(
+                "hypothesis = \"v2 resolves more conversations\"",
+                "hypothesis = \"a\\u0000b\"",
+            )
+            .replace(
+                "min_units = 50",
+                "min_units = 50\nmax_duration = \"99999d\"\ndecide = \"/etc/passwd\"",
+            ),
+    );
+    let all = home
+        .coach(&["experiment", "start", sneaky.to_str().unwrap()])
+        .all();
+    for expected in [
+        "arms[0].weight: 0.000000 must be between 0.0001",
+        "hypothesis: at most 1000 characters, no control characters",
+        "stopping.max_duration: at most 365d",
+        "stopping.decide: `/etc/passwd` is not a script file inside",
+    ] {
+        assert!(all.contains(expected), "{expected}: {all}");
+    }
+    assert!(!all.contains("root:"), "{all}");
 }
 
 /// One prediction for each of `users`.

@@ -348,10 +348,10 @@ pub async fn run(config: Config, cmd: Command) -> Result<ExitCode> {
                     from,
                     h["to"]["version"],
                     h["how"].as_str().unwrap_or(""),
-                    h["actor"].as_str().unwrap_or(""),
+                    crate::core::text::printable(h["actor"].as_str().unwrap_or("")),
                     h["reason"]
                         .as_str()
-                        .map(|r| format!(": {r}"))
+                        .map(|r| format!(": {}", crate::core::text::printable(r)))
                         .unwrap_or_default()
                 );
             }

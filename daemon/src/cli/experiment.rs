@@ -6,6 +6,7 @@ use super::client::{Client, Remote};
 use crate::app::{App, Mode};
 use crate::cli::out;
 use crate::config::Config;
+use crate::core::text::printable;
 use crate::experiment::stats::plan;
 use crate::store::deployments::How;
 use anyhow::{Result, anyhow, bail};
@@ -419,7 +420,7 @@ fn print_experiment(v: &Value) -> Result<()> {
         v["state"].as_str().unwrap_or("")
     );
     if let Some(h) = v["spec"]["hypothesis"].as_str() {
-        out!("  hypothesis: {h}");
+        out!("  hypothesis: {}", printable(h));
     }
     out!(
         "  started {} by {} ({})",
@@ -428,8 +429,8 @@ fn print_experiment(v: &Value) -> Result<()> {
             .unwrap_or("")
             .get(..19)
             .unwrap_or(""),
-        v["created_by"].as_str().unwrap_or(""),
-        v["source"].as_str().unwrap_or("")
+        printable(v["created_by"].as_str().unwrap_or("")),
+        printable(v["source"].as_str().unwrap_or(""))
     );
     if let Some(p) = v["percent"].as_f64() {
         out!(
@@ -438,7 +439,10 @@ fn print_experiment(v: &Value) -> Result<()> {
         );
     }
     if let Some(d) = v["decision"].as_str() {
-        out!("  decided: {d}: {}", v["reason"].as_str().unwrap_or(""));
+        out!(
+            "  decided: {d}: {}",
+            printable(v["reason"].as_str().unwrap_or(""))
+        );
     }
     let r = &v["results"];
     out!("");
@@ -531,23 +535,10 @@ fn print_experiment(v: &Value) -> Result<()> {
                 .and_then(Value::as_str)
                 .map(|a| format!(" {a}"))
                 .unwrap_or_default(),
-            d.get("reason").and_then(Value::as_str).unwrap_or("")
+            printable(d.get("reason").and_then(Value::as_str).unwrap_or(""))
         );
     }
     Ok(())
-}
-
-/// SplitMix64 draws: the same seed, the same users.
-struct Draws(u64);
-
-impl Draws {
-    fn next(&mut self) -> f64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
-    }
 }
 
 fn simulate(
@@ -582,7 +573,7 @@ fn simulate(
             .unwrap_or(0.0)
             .clamp(0.0, 1.0)
     };
-    let mut draws = Draws(seed);
+    let mut draws = crate::experiment::draws::SplitMix(seed);
     let run = format!("{seed:x}");
     let mut per_arm = vec![0u64; versions.len()];
     let mut outside = 0u64;

@@ -7,6 +7,7 @@
 //! checked every simulated minute without a daemon.
 
 pub mod assign;
+pub mod draws;
 pub mod results;
 pub mod spec;
 pub mod stats;

@@ -301,6 +301,7 @@ pub async fn rollback(
             environment: environment.to_owned(),
         });
     }
+    busy(runner, name, environment).await?;
     let target = match to {
         Some(version) => {
             let r = crate::core::ids::ModelRef::Version(

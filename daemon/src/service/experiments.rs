@@ -32,7 +32,10 @@ enum CanaryNext {
 #[derive(Default)]
 pub struct Looks {
     said: Mutex<HashMap<i64, (String, String)>>,
-    files: Mutex<HashMap<PathBuf, String>>,
+    /// Experiment files that did not parse, with the text that did not.
+    unparsable: Mutex<HashMap<PathBuf, String>>,
+    /// Problems of experiment files already reported.
+    reported: Mutex<std::collections::HashSet<(PathBuf, String)>>,
 }
 
 /// An experiment as every face shows it.
@@ -275,7 +278,7 @@ impl Service {
             Decision::Rollback { reason },
             How::Manual,
             &actor,
-            "stopped",
+            true,
         )
         .await?;
         let e = self.find_experiment(name).await?;
@@ -291,7 +294,7 @@ impl Service {
         decision: Decision,
         how: How,
         actor: &str,
-        rollback_state: &'static str,
+        stopped: bool,
     ) -> Result<(), ExperimentError> {
         let control = e.control_model_id;
         let first_treatment = spec
@@ -316,7 +319,7 @@ impl Service {
                         },
                         how,
                         actor,
-                        rollback_state,
+                        stopped,
                     ))
                     .await;
                 }
@@ -342,38 +345,33 @@ impl Service {
                     "promote",
                 )
             }
-            Decision::Rollback { reason } | Decision::Continue { reason } => (
-                End {
-                    state: if rollback_state == "stopped" {
-                        "stopped"
-                    } else {
-                        "rolled_back"
-                    },
-                    decision: if rollback_state == "stopped" {
-                        "stop"
-                    } else {
-                        "rollback"
-                    },
-                    reason: reason.clone(),
-                    change: NewChange {
-                        model_name: e.model_name.clone(),
-                        environment: e.environment.clone(),
-                        to_model_id: control,
-                        expected_from: Some(first_treatment),
-                        action: Action::Rollback,
-                        how,
-                        actor: actor.to_owned(),
-                        reason: Some(reason.clone()),
-                        run: None,
-                    },
-                    moves: false,
-                },
-                if rollback_state == "stopped" {
-                    "stop"
+            Decision::Rollback { reason } | Decision::Continue { reason } => {
+                let (state, said) = if stopped {
+                    ("stopped", "stop")
                 } else {
-                    "rollback"
-                },
-            ),
+                    ("rolled_back", "rollback")
+                };
+                (
+                    End {
+                        state,
+                        decision: said,
+                        reason: reason.clone(),
+                        change: NewChange {
+                            model_name: e.model_name.clone(),
+                            environment: e.environment.clone(),
+                            to_model_id: control,
+                            expected_from: Some(first_treatment),
+                            action: Action::Rollback,
+                            how,
+                            actor: actor.to_owned(),
+                            reason: Some(reason.clone()),
+                            run: None,
+                        },
+                        moves: false,
+                    },
+                    said,
+                )
+            }
         };
         match self.store.end_experiment(e.id, end).await? {
             Ended::Done(_) => {}
@@ -416,6 +414,11 @@ impl Service {
                 return;
             }
         };
+        self.looks
+            .said
+            .lock()
+            .unwrap_or_else(|x| x.into_inner())
+            .retain(|id, _| running.iter().any(|e| e.id == *id));
         for e in running {
             if let Err(err) = self.look_at(&e).await {
                 tracing::warn!(experiment = %e.name, "cannot look at the experiment: {err:#}");
@@ -485,7 +488,7 @@ impl Service {
                     _ => How::Experiment,
                 };
                 let actor = format!("{} `{}`", e.kind, e.name);
-                self.end(e, &spec, decision, how, &actor, "rolled_back")
+                self.end(e, &spec, decision, how, &actor, false)
                     .await
                     .map_err(anyhow::Error::from)?;
             }
@@ -728,46 +731,58 @@ impl Service {
             .iter()
             .filter_map(|d| std::fs::read_dir(d).ok())
             .flat_map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())))
-            .filter(|p| p.extension().is_some_and(|x| x == "toml") && p.is_file())
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
             .collect();
         files.sort();
+        // What is remembered of files that are gone is forgotten.
+        self.looks
+            .unparsable
+            .lock()
+            .unwrap_or_else(|x| x.into_inner())
+            .retain(|f, _| files.contains(f));
+        self.looks
+            .reported
+            .lock()
+            .unwrap_or_else(|x| x.into_inner())
+            .retain(|(f, _)| files.contains(f));
+        if files.is_empty() {
+            return;
+        }
+        // Files of experiments that started (and ended) are not read again.
+        let Ok(started) = self.store.experiment_names().await else {
+            return;
+        };
         for file in files {
-            let Ok(text) = std::fs::read_to_string(&file) else {
-                continue;
-            };
             let name = file
                 .file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            match self.store.experiment(&name).await {
-                Ok(Some(_)) | Err(_) => continue,
-                Ok(None) => {}
-            }
-            let outcome = match crate::workflow::experiment::parse(&file, &name, &text) {
-                Ok(spec) => self
-                    .start_experiment(
-                        &name,
-                        spec,
-                        format!("file {}", file.display()),
-                        format!("file {}", file.display()),
-                        How::Experiment,
-                        None,
-                    )
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| format!("{}: cannot start: {e}", file.display())),
-                Err(errors) => Err(errors.to_string()),
+            let outcome = if let Some(source) = started.get(&name) {
+                if *source == format!("file {}", file.display()) {
+                    // The experiment this file started.
+                    continue;
+                }
+                // Said once: the file is not what runs.
+                Err(format!(
+                    "{}: experiment `{name}` has already run (or runs); it is not started again, even when its file changes: give a new experiment a new name",
+                    file.display()
+                ))
+            } else {
+                self.read_experiment_file(&file, &name).await
             };
-            let said = outcome.as_ref().err().cloned().unwrap_or_default();
-            let before = self
-                .looks
-                .files
-                .lock()
-                .unwrap_or_else(|x| x.into_inner())
-                .insert(file.clone(), format!("{text}\u{0}{said}"));
+            // Each problem is reported once, not at every look.
             if let Err(errors) = outcome
-                && before.as_deref() != Some(&format!("{text}\u{0}{said}"))
+                && self
+                    .looks
+                    .reported
+                    .lock()
+                    .unwrap_or_else(|x| x.into_inner())
+                    .insert((file.clone(), errors.clone()))
             {
+                if started.contains_key(&name) {
+                    tracing::warn!(file = %file.display(), "{errors}");
+                    continue;
+                }
                 tracing::error!(file = %file.display(), "experiment not started:\n{errors}");
                 self.bus.emit(
                     None,
@@ -780,4 +795,60 @@ impl Service {
             }
         }
     }
+
+    /// Read, check and start one experiment file. A file that did not
+    /// parse is parsed again only once it changes (`Ok` meanwhile: it was
+    /// reported); one that could not start (no deployment yet, say) is
+    /// tried again at every look.
+    async fn read_experiment_file(&self, file: &Path, name: &str) -> Result<(), String> {
+        let text = read_bounded(file)?;
+        let known_bad = self
+            .looks
+            .unparsable
+            .lock()
+            .unwrap_or_else(|x| x.into_inner())
+            .get(file)
+            .is_some_and(|t| *t == text);
+        if known_bad {
+            return Ok(());
+        }
+        let spec = match crate::workflow::experiment::parse(file, name, &text) {
+            Ok(spec) => spec,
+            Err(errors) => {
+                self.looks
+                    .unparsable
+                    .lock()
+                    .unwrap_or_else(|x| x.into_inner())
+                    .insert(file.to_path_buf(), text);
+                return Err(errors.to_string());
+            }
+        };
+        let source = format!("file {}", file.display());
+        self.start_experiment(name, spec, source.clone(), source, How::Experiment, None)
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("{}: cannot start: {e}", file.display()))
+    }
+}
+
+/// Largest experiment file read.
+const MAX_FILE_BYTES: u64 = 64 << 10;
+
+/// An experiment file's text: at most [`MAX_FILE_BYTES`], UTF-8.
+fn read_bounded(file: &Path) -> Result<String, String> {
+    let meta =
+        std::fs::metadata(file).map_err(|e| format!("{}: cannot read it: {e}", file.display()))?;
+    if !meta.is_file() {
+        return Err(format!("{}: is not a regular file", file.display()));
+    }
+    let len = meta.len();
+    if len > MAX_FILE_BYTES {
+        return Err(format!(
+            "{}: {len} bytes; an experiment file takes at most {MAX_FILE_BYTES}",
+            file.display()
+        ));
+    }
+    let bytes =
+        std::fs::read(file).map_err(|e| format!("{}: cannot read it: {e}", file.display()))?;
+    String::from_utf8(bytes).map_err(|_| format!("{}: is not UTF-8 text", file.display()))
 }

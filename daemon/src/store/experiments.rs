@@ -6,7 +6,7 @@
 
 use super::Store;
 use super::deployments::{self, Action, HistoryRow, How, NewChange};
-use super::entities::{conversations, experiment_arms, experiment_units, experiments};
+use super::entities::{experiment_arms, experiment_units, experiments};
 use crate::experiment::results::{RATIOS, Totals, VARIABLES};
 use anyhow::Result;
 use chrono::Utc;
@@ -197,6 +197,19 @@ impl Store {
         Ok(q.order_by_desc(experiments::Column::Id)
             .all(&self.db)
             .await?)
+    }
+
+    /// The name of every experiment ever started, with where it came from.
+    pub async fn experiment_names(&self) -> Result<std::collections::HashMap<String, String>> {
+        Ok(experiments::Entity::find()
+            .select_only()
+            .column(experiments::Column::Name)
+            .column(experiments::Column::Source)
+            .into_tuple::<(String, String)>()
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .collect())
     }
 
     /// The experiment running on `environment` of `model_name`, if one is.
@@ -421,29 +434,6 @@ impl Store {
         tx.commit().await?;
         Ok(Ended::Done(Box::new(history)))
     }
-
-    /// Units already assigned in experiment `id` and their arms (for
-    /// checks; bounded by `limit`).
-    pub async fn experiment_assignments(
-        &self,
-        id: i64,
-        limit: u64,
-    ) -> Result<Vec<(String, String)>> {
-        use sea_orm::QuerySelect;
-        Ok(conversations::Entity::find()
-            .select_only()
-            .column(conversations::Column::Unit)
-            .column(conversations::Column::Arm)
-            .filter(conversations::Column::ExperimentId.eq(id))
-            .order_by_asc(conversations::Column::Id)
-            .limit(limit)
-            .into_tuple::<(Option<String>, Option<String>)>()
-            .all(&self.db)
-            .await?
-            .into_iter()
-            .filter_map(|(u, a)| Some((u?, a?)))
-            .collect())
-    }
 }
 
 /// Move unit `unit` of `arm` by a conversation whose counters went from
@@ -457,69 +447,80 @@ pub(crate) async fn move_unit(
     old: &[f64; 9],
     new: &[f64; 9],
 ) -> Result<()> {
-    let row = experiment_units::Entity::find()
-        .filter(experiment_units::Column::ExperimentId.eq(experiment))
-        .filter(experiment_units::Column::Arm.eq(arm))
-        .filter(experiment_units::Column::Unit.eq(unit))
-        .lock_exclusive()
-        .one(tx)
-        .await?;
-    let before: [f64; 9] = match &row {
-        Some(r) => serde_json::from_str(&r.counters)?,
-        None => [0.0; 9],
+    // Rows are made first if missing (another transaction may be making
+    // the same one: PostgreSQL does not serialise writers as SQLite does),
+    // then locked, read and moved.
+    let zero = serde_json::to_string(&[0.0; 9])?;
+    let unit_row = || {
+        experiment_units::Entity::find()
+            .filter(experiment_units::Column::ExperimentId.eq(experiment))
+            .filter(experiment_units::Column::Arm.eq(arm))
+            .filter(experiment_units::Column::Unit.eq(unit))
+            .lock_exclusive()
     };
+    let row = match unit_row().one(tx).await? {
+        Some(r) => r,
+        None => {
+            experiment_units::Entity::insert(experiment_units::ActiveModel {
+                experiment_id: Set(experiment),
+                arm: Set(arm.to_owned()),
+                unit: Set(unit.to_owned()),
+                counters: Set(zero),
+                ..Default::default()
+            })
+            .on_conflict_do_nothing_on([
+                experiment_units::Column::ExperimentId,
+                experiment_units::Column::Arm,
+                experiment_units::Column::Unit,
+            ])
+            .exec_without_returning(tx)
+            .await?;
+            unit_row()
+                .one(tx)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("experiment unit `{unit}` vanished"))?
+        }
+    };
+    let before: [f64; 9] = serde_json::from_str(&row.counters)?;
     let mut after = before;
     for i in 0..9 {
         after[i] += new[i] - old[i];
     }
-    let counters = serde_json::to_string(&after)?;
-    match row {
-        Some(r) => {
-            let mut a: experiment_units::ActiveModel = r.into();
-            a.counters = Set(counters);
-            a.update(tx).await?;
-        }
-        None => {
-            experiment_units::ActiveModel {
-                experiment_id: Set(experiment),
-                arm: Set(arm.to_owned()),
-                unit: Set(unit.to_owned()),
-                counters: Set(counters),
-                ..Default::default()
-            }
-            .insert(tx)
-            .await?;
-        }
-    }
-    let arm_row = experiment_arms::Entity::find()
-        .filter(experiment_arms::Column::ExperimentId.eq(experiment))
-        .filter(experiment_arms::Column::Arm.eq(arm))
-        .lock_exclusive()
-        .one(tx)
-        .await?;
-    let mut totals: Totals = match &arm_row {
-        Some(r) => serde_json::from_str(&r.totals)?,
-        None => Totals::default(),
+    let mut a: experiment_units::ActiveModel = row.into();
+    a.counters = Set(serde_json::to_string(&after)?);
+    a.update(tx).await?;
+    let arm_row = || {
+        experiment_arms::Entity::find()
+            .filter(experiment_arms::Column::ExperimentId.eq(experiment))
+            .filter(experiment_arms::Column::Arm.eq(arm))
+            .lock_exclusive()
     };
-    totals.move_unit(&before, &after);
-    let text = serde_json::to_string(&totals)?;
-    match arm_row {
-        Some(r) => {
-            let mut a: experiment_arms::ActiveModel = r.into();
-            a.totals = Set(text);
-            a.update(tx).await?;
-        }
+    let row = match arm_row().one(tx).await? {
+        Some(r) => r,
         None => {
-            experiment_arms::ActiveModel {
+            experiment_arms::Entity::insert(experiment_arms::ActiveModel {
                 experiment_id: Set(experiment),
                 arm: Set(arm.to_owned()),
-                totals: Set(text),
+                totals: Set(serde_json::to_string(&Totals::default())?),
                 ..Default::default()
-            }
-            .insert(tx)
+            })
+            .on_conflict_do_nothing_on([
+                experiment_arms::Column::ExperimentId,
+                experiment_arms::Column::Arm,
+            ])
+            .exec_without_returning(tx)
             .await?;
+            arm_row()
+                .one(tx)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("experiment arm `{arm}` vanished"))?
         }
-    }
+    };
+    let mut totals: Totals = serde_json::from_str(&row.totals)?;
+    totals.move_unit(&before, &after);
+    let mut a: experiment_arms::ActiveModel = row.into();
+    a.totals = Set(serde_json::to_string(&totals)?);
+    a.update(tx).await?;
     Ok(())
 }
 

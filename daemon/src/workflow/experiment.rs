@@ -3,6 +3,7 @@
 //! with every problem located at its line and column.
 
 use super::error::{Errors, Located};
+use crate::core::text::printable;
 use crate::experiment::spec::{
     ArmSpec, Key, MAX_ARMS, Metric, Metrics, Namespace, Spec, Stopping, WEIGHT_TOLERANCE,
 };
@@ -10,6 +11,11 @@ use serde::Deserialize;
 use std::path::Path;
 use std::time::Duration;
 use toml::Spanned;
+
+/// The smallest share an arm may have (as through the API).
+const MIN_WEIGHT: f64 = 0.0001;
+/// The longest an experiment may run.
+const MAX_DURATION: Duration = Duration::from_secs(365 * 86400);
 
 /// The folder, inside a workflow folder, that holds experiment files.
 pub const FOLDER: &str = "experiments";
@@ -20,10 +26,10 @@ pub const FOLDER: &str = "experiments";
 struct File {
     model: Spanned<String>,
     environment: Option<Spanned<String>>,
-    hypothesis: Option<String>,
+    hypothesis: Option<Spanned<String>>,
     key: Option<Key>,
     coverage: Option<Spanned<f64>>,
-    seed: Option<String>,
+    seed: Option<Spanned<String>>,
     namespace: Option<Spanned<NamespaceIn>>,
     arms: Spanned<Vec<Spanned<ArmIn>>>,
     metrics: MetricsIn,
@@ -114,7 +120,10 @@ fn read(file: &Path, name: &str, text: &str, scripts: bool) -> Result<Spec, Erro
     if !crate::core::ids::is_identifier(f.model.get_ref()) {
         at(
             f.model.span(),
-            format!("model: `{}` is not a model name", f.model.get_ref()),
+            format!(
+                "model: `{}` is not a model name",
+                printable(f.model.get_ref())
+            ),
         );
     }
     let environment = match &f.environment {
@@ -142,6 +151,13 @@ fn read(file: &Path, name: &str, text: &str, scripts: bool) -> Result<Spec, Erro
             at(
                 n.span(),
                 format!("namespace.range: [{from}, {to}] must be within [0, 1] and increasing"),
+            );
+        }
+        let ns = &n.get_ref().name;
+        if ns.is_empty() || ns.chars().count() > 64 || ns.chars().any(char::is_control) {
+            at(
+                n.span(),
+                "namespace.name: 1 to 64 characters, no control characters".to_owned(),
             );
         }
         Namespace {
@@ -179,7 +195,10 @@ fn read(file: &Path, name: &str, text: &str, scripts: bool) -> Result<Spec, Erro
         if !crate::core::ids::is_identifier(a.name.get_ref()) {
             at(
                 a.name.span(),
-                format!("arms[{i}].name: `{}` is not an arm name", a.name.get_ref()),
+                format!(
+                    "arms[{i}].name: `{}` is not an arm name",
+                    printable(a.name.get_ref())
+                ),
             );
         }
         if !names.insert(a.name.get_ref().clone()) {
@@ -211,12 +230,13 @@ fn read(file: &Path, name: &str, text: &str, scripts: bool) -> Result<Spec, Erro
         };
         let weight = match &a.weight {
             Some(w) => {
-                if !(*w.get_ref() > 0.0 && *w.get_ref() < 1.0) {
+                if !(MIN_WEIGHT..=1.0 - MIN_WEIGHT).contains(w.get_ref()) {
                     at(
                         w.span(),
                         format!(
-                            "arms[{i}].weight: {} must be above 0 and below 1",
-                            w.get_ref()
+                            "arms[{i}].weight: {:.6} must be between {MIN_WEIGHT} and {}",
+                            w.get_ref(),
+                            1.0 - MIN_WEIGHT
                         ),
                     );
                 }
@@ -257,7 +277,7 @@ fn read(file: &Path, name: &str, text: &str, scripts: bool) -> Result<Spec, Erro
                     s.span(),
                     format!(
                         "{field}: unknown {what} metric `{}`; expected one of: {}",
-                        s.get_ref(),
+                        printable(s.get_ref()),
                         Metric::ALL.map(Metric::name).join(", ")
                     ),
                 );
@@ -300,14 +320,42 @@ fn read(file: &Path, name: &str, text: &str, scripts: bool) -> Result<Spec, Erro
                 "stopping.min_units: must be at least 2".to_owned(),
             );
         }
+        if *n.get_ref() > 1_000_000_000 {
+            at(
+                n.span(),
+                "stopping.min_units: at most 1000000000".to_owned(),
+            );
+        }
         stopping.min_units = (*n.get_ref()).max(2) as u64;
     }
     if let Some(d) = &f.stopping.max_duration {
         match parse_duration(d.get_ref()) {
+            Ok(v) if v > MAX_DURATION => at(
+                d.span(),
+                "stopping.max_duration: at most 365d (an experiment blocks deploys while it runs)"
+                    .to_owned(),
+            ),
             Ok(v) => stopping.max_duration = v,
-            Err(why) => at(d.span(), format!("stopping.max_duration: {why}")),
+            Err(why) => at(
+                d.span(),
+                format!("stopping.max_duration: {}", printable(&why)),
+            ),
         }
     }
+    // Free text is one line of printable characters, as through the API.
+    let mut line = |what: &str, s: Option<&Spanned<String>>, max: usize| {
+        if let Some(s) = s {
+            let chars = s.get_ref().chars().count();
+            if chars > max || s.get_ref().chars().any(char::is_control) {
+                at(
+                    s.span(),
+                    format!("{what}: at most {max} characters, no control characters"),
+                );
+            }
+        }
+    };
+    line("hypothesis", f.hypothesis.as_ref(), 1000);
+    line("seed", f.seed.as_ref(), 128);
     if let Some(d) = &f.stopping.decide
         && !scripts
     {
@@ -316,16 +364,31 @@ fn read(file: &Path, name: &str, text: &str, scripts: bool) -> Result<Spec, Erro
             "stopping.decide: a decision script can be named in an experiment file only, not through the API".to_owned(),
         );
     } else if let Some(d) = &f.stopping.decide {
-        let path = file.parent().unwrap_or(Path::new(".")).join(d.get_ref());
+        let folder = file.parent().unwrap_or(Path::new("."));
+        // Scripts live beside the experiments: in the experiment file's
+        // folder or the one above it (the workflow folder), no further.
+        let home = folder.parent().unwrap_or(folder);
+        let home = home.canonicalize().unwrap_or(home.to_path_buf());
         // Absolute, so the daemon finds it whoever started the experiment.
+        let path = folder.join(d.get_ref());
         let path = path.canonicalize().unwrap_or(path);
-        match crate::script::compile_file(&path, crate::script::Hook::Decide) {
+        let compiled = if path.starts_with(&home) && path.is_file() {
+            crate::script::compile_file(&path, crate::script::Hook::Decide)
+                .map_err(|e| e.to_string())
+        } else {
+            Err(format!(
+                "stopping.decide: `{}` is not a script file inside {}",
+                printable(d.get_ref()),
+                home.display()
+            ))
+        };
+        match compiled {
             Ok(s) if !s.defines("decide", 1) => at(
                 d.span(),
                 format!("{} does not define `decide(results)`", path.display()),
             ),
             Ok(_) => stopping.decide = Some(path.display().to_string()),
-            Err(e) => at(d.span(), e.to_string()),
+            Err(e) => at(d.span(), e),
         }
     }
     errors.extend(whole);
@@ -336,10 +399,10 @@ fn read(file: &Path, name: &str, text: &str, scripts: bool) -> Result<Spec, Erro
     Ok(Spec {
         model: f.model.into_inner(),
         environment,
-        hypothesis: f.hypothesis,
+        hypothesis: f.hypothesis.map(Spanned::into_inner),
         key: f.key.unwrap_or_default(),
         coverage,
-        seed: f.seed.unwrap_or_else(|| name.to_owned()),
+        seed: f.seed.map_or_else(|| name.to_owned(), Spanned::into_inner),
         namespace,
         arms,
         metrics: Metrics {

@@ -377,8 +377,8 @@ pub fn canary_params(v: Option<&Value>) -> Result<crate::experiment::spec::Canar
             "min_requests" => {
                 c.min_requests = v
                     .as_u64()
-                    .filter(|n| *n >= 1)
-                    .ok_or("`canary.min_requests` must be a positive integer")?;
+                    .filter(|n| (1..=100_000_000).contains(n))
+                    .ok_or("`canary.min_requests` must be an integer from 1 to 100000000")?;
             }
             "hold" => {
                 let text = v
@@ -386,6 +386,12 @@ pub fn canary_params(v: Option<&Value>) -> Result<crate::experiment::spec::Canar
                     .ok_or("`canary.hold` must be a duration such as \"5m\"")?;
                 c.hold = crate::config::units::parse_duration(text)
                     .map_err(|e| format!("`canary.hold`: {e}"))?;
+                if c.hold > std::time::Duration::from_secs(24 * 3600) {
+                    return Err(
+                        "`canary.hold` is at most 24h (a canary blocks deploys while it runs)"
+                            .into(),
+                    );
+                }
             }
             other => {
                 return Err(format!(

@@ -605,18 +605,7 @@ fn assignment_matches_growthbook() {
 /// minimum sample).
 const MIN_SAMPLE: u64 = 150;
 
-/// SplitMix64: a seeded generator for simulated traffic.
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next(&mut self) -> f64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
+use crate::experiment::draws::SplitMix;
 
 /// 200 A/A experiments (both arms convert at 10%), 100 users a minute,
 /// looked at every minute for 24 hours from the minute each arm has
