@@ -575,6 +575,15 @@ async fn lock_file(path: &str) -> Result<std::fs::File> {
         .write(true)
         .open(path)
         .with_context(|| format!("cannot create {path}"))?;
+    // Uncontended (the usual case) it is taken here; only a wait for
+    // another process goes to a blocking thread.
+    match file.try_lock() {
+        Ok(()) => return Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => {}
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(e).with_context(|| format!("cannot lock {path}"));
+        }
+    }
     let path = path.to_owned();
     tokio::task::spawn_blocking(move || file.lock().map(|()| file))
         .await?
