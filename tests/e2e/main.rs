@@ -5,6 +5,7 @@ mod common;
 mod architecture;
 mod bad_input;
 mod bench;
+mod conversations;
 mod daemon;
 mod deployments;
 mod experiments;

@@ -94,6 +94,11 @@ fn every_subcommand_survives_a_closed_pipe_and_a_full_device() {
         r#"{"candidate": {"metrics": {"accuracy": 0.9}}}"#,
     );
     home.coach(&["run", qs]).expect_ok();
+    let talks = home.write(
+        "talks.jsonl",
+        r#"{"id":"t1","turns":[{"role":"user","text":"hi","intent":"greet","confidence":0.9},{"role":"bot","text":"hello"}]}"#,
+    );
+    let talks = talks.to_str().unwrap();
     let local: &[&[&str]] = &[
         &["--help"],
         &["--version"],
@@ -115,6 +120,10 @@ fn every_subcommand_survives_a_closed_pipe_and_a_full_device() {
         &["deployments", "history", "wedding-assistant"],
         &["runs", "list"],
         &["runs", "show", "1"],
+        &["conversations", "import", talks, "--model", "bot"],
+        &["conversations", "list"],
+        &["conversations", "show", "1"],
+        &["conversations", "export"],
         &["predict", "--model", "1", "book a dj for the party"],
         &["token", "create", "--role", "viewer", "--name", "o"],
         &["token", "list"],

@@ -201,6 +201,8 @@ async fn exercise_traffic(store: &Store) {
         model_version: Some(1),
         escalation: false,
         at: chrono::Utc::now(),
+        ranking: Vec::new(),
+        entities: Vec::new(),
     };
     let conv = |id: &str, messages| NewConversation {
         model: "bot".into(),

@@ -4,6 +4,10 @@
 use super::AppState;
 use super::error::ApiError;
 use super::extract::{Json, Path, Query};
+use crate::core::conversation::Ranked;
+use crate::core::example::{EntitySpan, MAX_LABEL};
+use crate::service::conversations::ListQuery;
+use crate::store::conversation_reads::StoredConversation;
 use crate::store::conversations::{
     NewConversation, NewFeedback, NewMessage, Outcome, UnknownReference,
 };
@@ -50,7 +54,23 @@ struct MessageIn {
     #[serde(default)]
     escalation: bool,
     at: Option<DateTime<Utc>>,
+    /// The model's top intents, best first (user messages).
+    #[serde(default)]
+    ranking: Vec<RankedIn>,
+    /// The entities the model found (user messages).
+    #[serde(default)]
+    entities: Vec<EntitySpan>,
 }
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RankedIn {
+    intent: String,
+    confidence: f64,
+}
+
+/// Most ranked intents or entities one message may carry.
+const MAX_RANKED: usize = 20;
 
 /// A model name as workflows spell them (it is a workflow's name).
 fn check_model(at: &str, model: &str) -> Result<(), String> {
@@ -110,10 +130,44 @@ fn conversation(i: usize, c: ConversationIn) -> Result<NewConversation, String> 
             {
                 return Err(format!("{at}.confidence: {p} is not between 0 and 1"));
             }
-            if role == "bot" && (m.intent.is_some() || m.confidence.is_some() || m.fallback) {
+            if role == "bot"
+                && (m.intent.is_some()
+                    || m.confidence.is_some()
+                    || m.fallback
+                    || !m.ranking.is_empty()
+                    || !m.entities.is_empty())
+            {
                 return Err(format!(
-                    "{at}: `intent`, `confidence` and `fallback` describe a user message, not the bot's"
+                    "{at}: `intent`, `confidence`, `fallback`, `ranking` and `entities` describe a user message, not the bot's"
                 ));
+            }
+            for (what, n) in [("ranking", m.ranking.len()), ("entities", m.entities.len())] {
+                if n > MAX_RANKED {
+                    return Err(format!("{at}.{what}: has {n} items; at most {MAX_RANKED}"));
+                }
+            }
+            let mut ranking = Vec::with_capacity(m.ranking.len());
+            for (k, r) in m.ranking.into_iter().enumerate() {
+                if r.intent.is_empty() || r.intent.len() > MAX_LABEL {
+                    return Err(format!(
+                        "{at}.ranking[{k}].intent: must be 1 to {MAX_LABEL} bytes"
+                    ));
+                }
+                if !(0.0..=1.0).contains(&r.confidence) {
+                    return Err(format!(
+                        "{at}.ranking[{k}].confidence: {} is not between 0 and 1",
+                        r.confidence
+                    ));
+                }
+                ranking.push(Ranked {
+                    intent: r.intent,
+                    confidence: r.confidence,
+                });
+            }
+            for (k, e) in m.entities.iter().enumerate() {
+                if let Some(why) = crate::core::example::span_problem(&m.text, e) {
+                    return Err(format!("{at}.entities[{k}]: {why}"));
+                }
             }
             Ok(NewMessage {
                 role,
@@ -124,6 +178,8 @@ fn conversation(i: usize, c: ConversationIn) -> Result<NewConversation, String> 
                 model_version: m.model_version,
                 escalation: m.escalation,
                 at: m.at.unwrap_or(now),
+                ranking,
+                entities: m.entities,
             })
         })
         .collect::<Result<Vec<_>, String>>()?;
@@ -258,4 +314,31 @@ pub async fn traffic(
     v["model"] = json!(name);
     v["since"] = json!(q.since);
     Ok(axum::Json(v))
+}
+
+/// `GET /api/v1/conversations`: conversations matching the filters,
+/// newest first, a page at a time.
+pub async fn list(
+    State(s): State<AppState>,
+    Query(q): Query<ListQuery>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let filter = q.filter().map_err(ApiError::BadRequest)?;
+    let page = s.records().conversations(&filter).await?;
+    Ok(axum::Json(json!({
+        "conversations": page.conversations,
+        "next_before": page.next,
+    })))
+}
+
+/// `GET /api/v1/conversations/{id}`: one conversation, every turn with its
+/// prediction, entities and feedback.
+pub async fn show(
+    State(s): State<AppState>,
+    Path(id): Path<i64>,
+) -> Result<axum::Json<StoredConversation>, ApiError> {
+    s.records()
+        .conversation(id)
+        .await?
+        .map(axum::Json)
+        .ok_or_else(|| ApiError::NotFound(format!("no conversation {id}")))
 }

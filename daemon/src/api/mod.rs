@@ -190,6 +190,18 @@ pub fn routes() -> Vec<Route> {
             post(experiments::stop),
         ),
         route(
+            g.clone(),
+            "/api/v1/conversations",
+            Some(Viewer),
+            get(conversations::list),
+        ),
+        route(
+            g.clone(),
+            "/api/v1/conversations/{id}",
+            Some(Viewer),
+            get(conversations::show),
+        ),
+        route(
             p.clone(),
             "/api/v1/conversations",
             Some(Operator),

@@ -2,6 +2,7 @@
 
 mod bench;
 mod client;
+mod conversations;
 mod daemon;
 mod deploy;
 mod evaluate;
@@ -95,6 +96,10 @@ pub enum Command {
     /// Training runs (from the daemon when `COACH_URL` is set).
     #[command(subcommand)]
     Runs(runs::Command),
+    /// Logged conversations: list with filters, show one turn by turn,
+    /// import (Coach JSONL, Rasa tracker dumps, CSV) and export (JSONL).
+    #[command(subcommand)]
+    Conversations(conversations::Command),
     /// Predict intents with a registered model.
     Predict(predict::Args),
     /// Try a Rhai script against inputs you give it.
@@ -238,6 +243,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Evaluate(a) => evaluate::run(config, a).await,
         Command::Models(c) => models::run(config, c).await,
         Command::Runs(c) => runs::run(config, c).await,
+        Command::Conversations(c) => conversations::run(config, c).await,
         Command::Deploy(a) => deploy::deploy(config, a).await,
         Command::Rollback(a) => deploy::rollback(config, a).await,
         Command::Deployments(c) => deploy::run(config, c).await,

@@ -360,6 +360,7 @@ pub struct Limits {
     pub output: u64,
     pub hostcall_data: u64,
     pub reports: u64,
+    /// Records (examples and conversations) one source step may produce.
     pub source_examples: u64,
     pub source_bytes: u64,
 }

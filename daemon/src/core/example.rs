@@ -83,6 +83,49 @@ impl FromStr for Split {
     }
 }
 
+/// Longest intent or entity name Coach keeps, in bytes.
+pub const MAX_LABEL: usize = 128;
+
+/// Why a label (an intent or entity name) is refused, if it is.
+pub fn label_problem(what: &str, name: &str) -> Option<String> {
+    if name.trim().is_empty() {
+        return Some(format!("its {what} is empty"));
+    }
+    if name.chars().any(char::is_control) {
+        return Some(format!(
+            "its {what} `{}` holds control characters",
+            super::text::printable(&super::text::clip(name, 64))
+        ));
+    }
+    (name.len() > MAX_LABEL).then(|| format!("its {what} is longer than {MAX_LABEL} bytes"))
+}
+
+/// Why entity span `s` does not fit `text`, if it does not.
+pub fn span_problem(text: &str, s: &EntitySpan) -> Option<String> {
+    if let Some(why) = label_problem("entity name", &s.entity) {
+        return Some(why);
+    }
+    let (start, end) = (s.start as usize, s.end as usize);
+    let name = super::text::printable(&s.entity);
+    if end <= start {
+        return Some(format!(
+            "entity `{name}` ends (byte {end}) before it starts (byte {start})"
+        ));
+    }
+    if end > text.len() {
+        return Some(format!(
+            "entity `{name}` ends at byte {end}, past the text's {} bytes",
+            text.len()
+        ));
+    }
+    if !text.is_char_boundary(start) || !text.is_char_boundary(end) {
+        return Some(format!(
+            "entity `{name}` starts or ends inside a character (bytes {start}..{end})"
+        ));
+    }
+    None
+}
+
 /// A labelled entity: `value` is `text[start..end]` (byte offsets).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

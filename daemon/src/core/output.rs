@@ -42,6 +42,13 @@ pub struct DatasetOutput {
     /// before it was recorded).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub splits: Option<SplitCounts>,
+    /// Conversations the snapshot holds beside its examples.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub conversations: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// A model a trainer step produced (stored as an artifact, not yet
@@ -241,6 +248,7 @@ mod tests {
                 test: 10,
                 unspecified: 0,
             }),
+            conversations: 0,
         }
     }
 

@@ -30,6 +30,7 @@ impl Dataset {
                 examples: rows.len(),
                 hash,
                 splits: Some(SplitCounts::of(&rows)),
+                conversations: 0,
             },
             rows,
         }

@@ -177,6 +177,7 @@ async fn a_missing_snapshot_or_artifact_fails_the_resume_with_the_reason() {
         examples: 1,
         hash: "x".into(),
         splits: None,
+        conversations: 0,
     });
     let e = Output::restore(&f.runner, gone).await.unwrap_err();
     assert!(

@@ -4,8 +4,9 @@
 //! and nothing outside the host changes.
 
 use super::bindings;
+use crate::core::conversation::{Conversation, Role, Turn};
 use crate::core::event::LogLevel;
-use crate::core::example::{EntitySpan, Example, Split};
+use crate::core::example::{EntitySpan, Example, Split, label_problem, span_problem};
 
 pub fn to_guest(e: &Example) -> bindings::Example {
     bindings::Example {
@@ -53,57 +54,62 @@ pub fn from_guest(e: &bindings::Example) -> Example {
     }
 }
 
-/// Longest intent or entity name the host keeps, in bytes.
-pub const MAX_LABEL: usize = 128;
-
 /// Why the host refuses an example a source produced, if it does: the
 /// source's word is not taken for it.
 pub fn refuse(e: &bindings::Example) -> Option<String> {
-    let label = |what: &str, name: &str| -> Option<String> {
-        if name.trim().is_empty() {
-            return Some(format!("its {what} is empty"));
-        }
-        if name.chars().any(char::is_control) {
-            return Some(format!(
-                "its {what} `{}` holds control characters",
-                crate::core::text::printable(&crate::core::text::clip(name, 64))
-            ));
-        }
-        (name.len() > MAX_LABEL).then(|| format!("its {what} is longer than {MAX_LABEL} bytes"))
-    };
     if e.text.contains('\0') {
         return Some("its text holds a NUL character".into());
     }
     if e.text.trim().is_empty() {
         return Some("its text is empty".into());
     }
-    if let Some(why) = label("intent", &e.intent) {
+    if let Some(why) = label_problem("intent", &e.intent) {
         return Some(why);
     }
-    for s in &e.entities {
-        if let Some(why) = label("entity name", &s.entity) {
-            return Some(why);
-        }
-        let (start, end) = (s.start as usize, s.end as usize);
-        let name = crate::core::text::printable(&s.entity);
-        if end <= start {
-            return Some(format!(
-                "entity `{name}` ends (byte {end}) before it starts (byte {start})"
+    e.entities.iter().find_map(|s| {
+        span_problem(
+            &e.text,
+            &EntitySpan {
+                entity: s.entity.clone(),
+                start: s.start,
+                end: s.end,
+                value: String::new(),
+            },
+        )
+    })
+}
+
+/// A conversation a source produced, in Coach's shape; or why the host
+/// refuses it (an unknown role, a NUL, a turn too long: see
+/// [`Conversation::refuse`]).
+pub fn conversation_from_guest(c: bindings::Conversation) -> Result<Conversation, String> {
+    let mut turns = Vec::with_capacity(c.messages.len());
+    for (i, m) in c.messages.into_iter().enumerate() {
+        let Some(role) = Role::parse(&m.role) else {
+            return Err(format!(
+                "turn {i}: role `{}` is not user, bot or system",
+                crate::core::text::printable(&crate::core::text::clip(&m.role, 32))
             ));
-        }
-        if end > e.text.len() {
-            return Some(format!(
-                "entity `{name}` ends at byte {end}, past the text's {} bytes",
-                e.text.len()
-            ));
-        }
-        if !e.text.is_char_boundary(start) || !e.text.is_char_boundary(end) {
-            return Some(format!(
-                "entity `{name}` starts or ends inside a character (bytes {start}..{end})"
-            ));
-        }
+        };
+        let mut t = Turn::new(role, m.text);
+        t.intent = m.intent;
+        t.at = m
+            .timestamp_ms
+            .and_then(chrono::DateTime::<chrono::Utc>::from_timestamp_millis);
+        turns.push(t);
     }
-    None
+    let c = Conversation {
+        id: c.id,
+        model: None,
+        channel: None,
+        outcome: None,
+        turns,
+        feedback: Vec::new(),
+    };
+    match c.refuse() {
+        Some(why) => Err(why),
+        None => Ok(c),
+    }
 }
 
 /// The bytes an example takes, for the source limits.

@@ -1,7 +1,7 @@
 //! One job of one plugin: a fresh `Store` with its WASI context, limits,
 //! deadline and event sink, and the typed calls of each plugin kind.
 
-use super::bindings::{self, Conversation, Example, LogLevel, Prediction};
+use super::bindings::{self, Example, LogLevel, Prediction};
 use super::{Installed, PluginFailure, PluginHost};
 use crate::core::event::StepEvent;
 use crate::core::text::{clip, printable};
@@ -574,7 +574,7 @@ impl TrainerJob {
 #[derive(Debug, Clone, Default)]
 pub struct SourceOutput {
     pub examples: Vec<Example>,
-    pub conversations: Vec<Conversation>,
+    pub conversations: Vec<crate::core::conversation::Conversation>,
     pub records: u64,
     /// Bad records: those the plugin skipped and those the host refused.
     pub bad_records: u64,
@@ -652,7 +652,19 @@ impl SourceJob {
                 bytes += convert::size(&e);
                 out.examples.push(e);
             }
-            if out.examples.len() as u64 > limits.source_examples {
+            for c in b.conversations {
+                seen += 1;
+                match convert::conversation_from_guest(c) {
+                    Ok(c) => {
+                        bytes += c.size();
+                        out.conversations.push(c);
+                    }
+                    Err(why) => {
+                        refused.push((format!("record {seen} (checked by Coach)"), why));
+                    }
+                }
+            }
+            if (out.examples.len() + out.conversations.len()) as u64 > limits.source_examples {
                 return Err(PluginFailure::SourceLimit {
                     plugin,
                     limit: format!("{} examples", limits.source_examples),
@@ -666,7 +678,6 @@ impl SourceJob {
                     key: "source_bytes",
                 });
             }
-            out.conversations.extend(b.conversations);
         }
         let stats = self.job.call(|s| api.cursor().call_stats(s, cursor))?;
         out.records = stats.records;

@@ -4,6 +4,8 @@
 //! platform posting it again.
 
 use super::Service;
+use crate::core::conversation::Ranked;
+use crate::core::example::EntitySpan;
 use crate::plugin::bindings::Prediction;
 use crate::store::conversations::{Assignment, NewConversation, NewMessage};
 use chrono::Utc;
@@ -137,6 +139,24 @@ impl Service {
                     model_version: Some(served.model.version),
                     escalation: false,
                     at: now,
+                    ranking: p
+                        .ranking
+                        .iter()
+                        .map(|r| Ranked {
+                            intent: r.intent.clone(),
+                            confidence: f64::from(r.confidence),
+                        })
+                        .collect(),
+                    entities: p
+                        .entities
+                        .iter()
+                        .map(|e| EntitySpan {
+                            entity: e.entity.clone(),
+                            start: e.start,
+                            end: e.end,
+                            value: e.value.clone(),
+                        })
+                        .collect(),
                 })
                 .collect();
             self.store

@@ -10,6 +10,7 @@ use crate::registry::deployments::{
     DeploymentView, HistoryEntry, deployment_views, history_entries,
 };
 use crate::store::Store;
+use crate::store::conversation_reads::{ConversationFilter, ConversationPage, StoredConversation};
 use crate::store::queue::{FireRow, RunFilter};
 use anyhow::Result;
 use serde_json::{Value, json};
@@ -43,6 +44,16 @@ impl Records<'_> {
     /// A run's state and error, if the run exists (a light read).
     pub async fn state_of(&self, id: RunId) -> Result<Option<(RunState, Option<String>)>> {
         self.0.run_state(id).await
+    }
+
+    /// A page of conversations, newest first.
+    pub async fn conversations(&self, filter: &ConversationFilter) -> Result<ConversationPage> {
+        self.0.list_conversations(filter).await
+    }
+
+    /// One conversation whole.
+    pub async fn conversation(&self, id: i64) -> Result<Option<StoredConversation>> {
+        self.0.conversation(id).await
     }
 
     /// The latest fires of a workflow's triggers, newest first.

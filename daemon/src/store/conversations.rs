@@ -28,24 +28,7 @@ pub struct NewConversation {
     pub assignment: Option<Assignment>,
 }
 
-/// How a conversation ended, as the bot reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Outcome {
-    Resolved,
-    Escalated,
-    Abandoned,
-}
-
-impl Outcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Resolved => "resolved",
-            Outcome::Escalated => "escalated",
-            Outcome::Abandoned => "abandoned",
-        }
-    }
-}
+pub use crate::core::conversation::Outcome;
 
 /// An experiment's assignment of a conversation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,6 +51,10 @@ pub struct NewMessage {
     /// The user asked for a person.
     pub escalation: bool,
     pub at: DateTime<Utc>,
+    /// The model's top intents, best first (user turns).
+    pub ranking: Vec<crate::core::conversation::Ranked>,
+    /// The entities the model found (user turns).
+    pub entities: Vec<crate::core::example::EntitySpan>,
 }
 
 /// One piece of feedback, checked.
@@ -279,6 +266,10 @@ impl Store {
                         escalation: Set(m.escalation),
                         at: Set(m.at),
                         received_at: Set(now),
+                        ranking: Set((!m.ranking.is_empty())
+                            .then(|| serde_json::to_string(&m.ranking).unwrap_or_default())),
+                        entities: Set((!m.entities.is_empty())
+                            .then(|| serde_json::to_string(&m.entities).unwrap_or_default())),
                         ..Default::default()
                     };
                     position += 1;

@@ -19,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(M0008Deployments),
             Box::new(M0009Experiments),
             Box::new(M0010ExperimentTotals),
+            Box::new(M0011ConversationDetail),
         ]
     }
 }
@@ -824,6 +825,74 @@ impl MigrationTrait for M0010ExperimentTotals {
                 "experiment_arms",
                 &["experiment_id", "arm"],
                 true,
+            ),
+        ] {
+            m.create_index(i).await?;
+        }
+        Ok(())
+    }
+}
+
+/// What a prediction said beyond its top intent (the ranking and the
+/// entities), so a conversation can be read back turn by turn; and the
+/// conversations a source step read, kept with the dataset snapshot they
+/// belong to.
+struct M0011ConversationDetail;
+
+impl MigrationName for M0011ConversationDetail {
+    fn name(&self) -> &str {
+        "m0011_conversation_detail"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for M0011ConversationDetail {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        for mut c in [text_null("ranking"), text_null("entities")] {
+            m.alter_table(
+                Table::alter()
+                    .table("messages")
+                    .add_column(&mut c)
+                    .to_owned(),
+            )
+            .await?;
+        }
+        m.create_table(
+            Table::create()
+                .table("dataset_conversations")
+                .if_not_exists()
+                .col(big_pk_auto("id"))
+                .col(big_integer("dataset_version_id"))
+                .col(integer("position"))
+                .col(string("external_id"))
+                .col(text("messages"))
+                .foreign_key(&mut foreign_key(
+                    "dataset_conversations",
+                    "dataset_version_id",
+                    "dataset_versions",
+                ))
+                .to_owned(),
+        )
+        .await?;
+        m.alter_table(
+            Table::alter()
+                .table("dataset_versions")
+                .add_column(big_integer("conversations").default(0))
+                .to_owned(),
+        )
+        .await?;
+        for i in [
+            index(
+                "ux_dataset_conversations",
+                "dataset_conversations",
+                &["dataset_version_id", "position"],
+                true,
+            ),
+            index(
+                "ix_conversations_started",
+                "conversations",
+                &["started_at"],
+                false,
             ),
         ] {
             m.create_index(i).await?;

@@ -2,6 +2,7 @@
 //! (WAL), PostgreSQL by URL. Migrations run on connect. Typed queries live
 //! here; the store never calls back into the pipeline.
 
+pub mod conversation_reads;
 pub mod conversations;
 pub mod deployments;
 pub mod entities;
@@ -13,14 +14,16 @@ pub mod outcomes;
 pub mod queue;
 pub mod tokens;
 
-use crate::core::example::{Example, dataset_hash};
+use crate::core::conversation::{Conversation, snapshot_hash};
+use crate::core::example::Example;
 use crate::core::ids::{ModelRef, RunId};
 use crate::core::output::StepOutput;
 use crate::core::state::{RunState, StepState};
 use anyhow::{Context, Result};
 use chrono::Utc;
 use entities::{
-    dataset_versions, datasets, examples, models, run_metrics, run_steps, training_runs,
+    dataset_conversations, dataset_versions, datasets, examples, models, run_metrics, run_steps,
+    training_runs,
 };
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection,
@@ -159,16 +162,29 @@ impl Store {
             .await?)
     }
 
-    /// Store a dataset snapshot unless an identical one exists; returns its
-    /// id and content hash.
+    /// Store a dataset snapshot of examples unless an identical one
+    /// exists; returns its id and content hash.
     pub async fn save_dataset_version(
         &self,
         dataset: &str,
         rows: &[Example],
         origin: serde_json::Value,
     ) -> Result<(i64, String)> {
+        self.save_snapshot(dataset, rows, &[], origin).await
+    }
+
+    /// Store a dataset snapshot (examples and the conversations read beside
+    /// them) unless an identical one exists; returns its id and content
+    /// hash, which covers both.
+    pub async fn save_snapshot(
+        &self,
+        dataset: &str,
+        rows: &[Example],
+        conversations: &[Conversation],
+        origin: serde_json::Value,
+    ) -> Result<(i64, String)> {
         use sea_orm::sea_query::OnConflict;
-        let hash = dataset_hash(rows);
+        let hash = snapshot_hash(rows, conversations);
         let tx = self.begin_write().await?;
         // Upserts: first runs of a new workflow racing on PostgreSQL each
         // insert-or-find the dataset and the version (a racer waits for the
@@ -201,6 +217,7 @@ impl Store {
             content_hash: Set(hash.clone()),
             examples: Set(rows.len() as i64),
             intents: Set(intents as i64),
+            conversations: Set(conversations.len() as i64),
             origin: Set(origin.to_string()),
             created_at: Set(Utc::now()),
             ..Default::default()
@@ -243,6 +260,22 @@ impl Store {
                 });
             examples::Entity::insert_many(models).exec(&tx).await?;
         }
+        for (chunk_no, chunk) in conversations.chunks(500).enumerate() {
+            let models =
+                chunk
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| dataset_conversations::ActiveModel {
+                        dataset_version_id: Set(version.id),
+                        position: Set((chunk_no * 500 + i) as i32),
+                        external_id: Set(c.id.clone()),
+                        messages: Set(serde_json::to_string(&c.turns).unwrap_or_default()),
+                        ..Default::default()
+                    });
+            dataset_conversations::Entity::insert_many(models)
+                .exec(&tx)
+                .await?;
+        }
         tx.commit().await?;
         Ok((version.id, hash))
     }
@@ -262,6 +295,35 @@ impl Store {
             .one(&self.db)
             .await?
             .map(|v| v.id))
+    }
+
+    /// The conversations of snapshot `dataset_version_id`, in order.
+    pub async fn load_snapshot_conversations(
+        &self,
+        dataset_version_id: i64,
+    ) -> Result<Vec<Conversation>> {
+        let rows = dataset_conversations::Entity::find()
+            .filter(dataset_conversations::Column::DatasetVersionId.eq(dataset_version_id))
+            .order_by_asc(dataset_conversations::Column::Position)
+            .all(&self.db)
+            .await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(Conversation {
+                    turns: serde_json::from_str(&r.messages).with_context(|| {
+                        format!(
+                            "conversation {} of snapshot {dataset_version_id} cannot be read",
+                            r.external_id
+                        )
+                    })?,
+                    id: r.external_id,
+                    model: None,
+                    channel: None,
+                    outcome: None,
+                    feedback: Vec::new(),
+                })
+            })
+            .collect()
     }
 
     pub async fn load_examples(&self, dataset_version_id: i64) -> Result<Vec<Example>> {

@@ -138,6 +138,8 @@ async fn write_cost(store: &Store) -> Result<(usize, f64, f64)> {
                 model_version: Some(1),
                 escalation: false,
                 at: chrono::Utc::now(),
+                ranking: Vec::new(),
+                entities: Vec::new(),
             };
             store
                 .log_conversations(&[NewConversation {

@@ -199,10 +199,27 @@ async fn save_snapshot(
     rows: Vec<crate::core::example::Example>,
     origin: Value,
 ) -> Result<Arc<Dataset>> {
+    save_snapshot_with(ctx, rows, &[], origin).await
+}
+
+/// [`save_snapshot`], with the conversations a source read.
+async fn save_snapshot_with(
+    ctx: &StepCtx<'_>,
+    rows: Vec<crate::core::example::Example>,
+    conversations: &[crate::core::conversation::Conversation],
+    origin: Value,
+) -> Result<Arc<Dataset>> {
     let (version, hash) = ctx
         .runner
         .store
-        .save_dataset_version(&format!("{}/{}", ctx.wf.name, ctx.step.id), &rows, origin)
+        .save_snapshot(
+            &format!("{}/{}", ctx.wf.name, ctx.step.id),
+            &rows,
+            conversations,
+            origin,
+        )
         .await?;
-    Ok(Arc::new(Dataset::new(version, hash, rows)))
+    let mut dataset = Dataset::new(version, hash, rows);
+    dataset.out.conversations = conversations.len();
+    Ok(Arc::new(dataset))
 }

@@ -1,7 +1,8 @@
 //! A source step: read the plugin's records (in the sandbox), keep the
-//! examples as a dataset snapshot, and say which records were malformed.
+//! examples and conversations as a dataset snapshot, and say which records
+//! were malformed.
 
-use super::{StepCtx, job_spec, save_snapshot};
+use super::{StepCtx, job_spec, save_snapshot_with};
 use crate::pipeline::Output;
 use crate::plugin::job::SourceOutput;
 use crate::plugin::{JobSpec, PluginHost};
@@ -73,8 +74,8 @@ pub async fn run(ctx: &StepCtx<'_>) -> Result<Output> {
             ),
         );
     }
-    if out.examples.is_empty() {
-        bail!("the source produced no examples");
+    if out.examples.is_empty() && out.conversations.is_empty() {
+        bail!("the source produced no examples and no conversations");
     }
     let rows = out
         .examples
@@ -87,5 +88,7 @@ pub async fn run(ctx: &StepCtx<'_>) -> Result<Output> {
         "bad_records": out.bad_records,
         "first_bad": out.first_bad.iter().map(|(l, r)| json!({"location": l, "reason": r})).collect::<Vec<_>>(),
     });
-    Ok(Output::Dataset(save_snapshot(ctx, rows, origin).await?))
+    Ok(Output::Dataset(
+        save_snapshot_with(ctx, rows, &out.conversations, origin).await?,
+    ))
 }

@@ -27,6 +27,11 @@ pub struct Model {
     pub escalation: bool,
     pub at: DateTimeUtc,
     pub received_at: DateTimeUtc,
+    /// JSON: the model's top intents with their confidences, best first.
+    pub ranking: Option<String>,
+    /// JSON: the entity spans the model found (`entity`, `start`, `end`,
+    /// `value`; byte offsets into `text`).
+    pub entities: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -2,6 +2,7 @@
 
 pub mod api_tokens;
 pub mod conversations;
+pub mod dataset_conversations;
 pub mod dataset_versions;
 pub mod datasets;
 pub mod deployment_history;

@@ -1,0 +1,419 @@
+//! Conversations read back: a filtered, paged list of summaries, and one
+//! conversation whole (every turn with its prediction, its entities and
+//! the feedback on it).
+
+use super::Store;
+use super::entities::{conversations, feedback, messages};
+use crate::core::conversation::{Conversation, Feedback, Outcome, Ranked, Role, Turn};
+use anyhow::Result;
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr, Query};
+use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use std::collections::BTreeMap;
+
+/// Which conversations to list. Every field narrows the list; none set
+/// lists them all, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct ConversationFilter {
+    pub model: Option<String>,
+    /// The platform's id, exactly.
+    pub external: Option<String>,
+    /// A turn was answered by this model version.
+    pub version: Option<i32>,
+    pub channel: Option<String>,
+    /// Started at or after.
+    pub since: Option<DateTime<Utc>>,
+    /// Started before.
+    pub until: Option<DateTime<Utc>>,
+    /// The bot fell back at least once (`true`) or never (`false`).
+    pub fallback: Option<bool>,
+    /// A user turn's confidence is at least / at most this.
+    pub min_confidence: Option<f64>,
+    pub max_confidence: Option<f64>,
+    pub rating: Option<RatingFilter>,
+    /// A user turn was predicted as this intent, or corrected to it.
+    pub intent: Option<String>,
+    /// `None` inside: the bot reported no outcome.
+    pub outcome: Option<Option<Outcome>>,
+    /// A turn's text contains this (case-insensitive for ASCII letters).
+    pub text: Option<String>,
+    /// Only conversations with a smaller id (the page before).
+    pub before: Option<i64>,
+    pub limit: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RatingFilter {
+    Positive,
+    Negative,
+    Rated,
+    Unrated,
+}
+
+impl RatingFilter {
+    pub fn parse(s: &str) -> Option<RatingFilter> {
+        match s {
+            "positive" => Some(RatingFilter::Positive),
+            "negative" => Some(RatingFilter::Negative),
+            "rated" => Some(RatingFilter::Rated),
+            "unrated" => Some(RatingFilter::Unrated),
+            _ => None,
+        }
+    }
+}
+
+/// One conversation in a list.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ConversationSummary {
+    /// Coach's id (what `GET /api/v1/conversations/{id}` takes).
+    pub id: i64,
+    /// The platform's id.
+    pub external_id: String,
+    pub model: String,
+    pub channel: Option<String>,
+    pub started_at: DateTime<Utc>,
+    pub received_at: DateTime<Utc>,
+    pub turns: u64,
+    pub user_turns: i32,
+    pub fallbacks: i32,
+    /// The lowest confidence of a user turn.
+    pub lowest_confidence: Option<f64>,
+    pub positive: i32,
+    pub negative: i32,
+    pub corrections: i32,
+    pub escalated: bool,
+    pub outcome: Option<String>,
+    /// The first user turn, clipped.
+    pub first_user_text: Option<String>,
+}
+
+/// A page of conversations and where the next starts.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ConversationPage {
+    pub conversations: Vec<ConversationSummary>,
+    /// Pass as `before` for the next (older) page; `None` at the end.
+    pub next: Option<i64>,
+}
+
+/// One conversation whole, as the API shows it: Coach's id and the
+/// platform's, when it arrived, and the experiment arm that answered.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct StoredConversation {
+    pub id: i64,
+    pub external_id: String,
+    pub model: String,
+    pub channel: Option<String>,
+    pub outcome: Option<Outcome>,
+    pub started_at: DateTime<Utc>,
+    pub received_at: DateTime<Utc>,
+    pub experiment: Option<i64>,
+    pub arm: Option<String>,
+    pub turns: Vec<Turn>,
+    /// Feedback on the conversation as a whole.
+    pub feedback: Vec<Feedback>,
+}
+
+impl StoredConversation {
+    /// The conversation as the platform knows it (Coach JSONL's shape).
+    pub fn into_conversation(self) -> Conversation {
+        Conversation {
+            id: self.external_id,
+            model: Some(self.model),
+            channel: self.channel,
+            outcome: self.outcome,
+            turns: self.turns,
+            feedback: self.feedback,
+        }
+    }
+}
+
+/// How much of the first user turn a summary shows, in characters.
+const PREVIEW: usize = 160;
+
+fn like_pattern(needle: &str) -> LikeExpr {
+    let mut p = String::from("%");
+    for c in needle.to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            p.push('\\');
+        }
+        p.push(c);
+    }
+    p.push('%');
+    LikeExpr::new(p).escape('\\')
+}
+
+fn user_turns() -> sea_orm::sea_query::SelectStatement {
+    Query::select()
+        .column(messages::Column::ConversationId)
+        .from(messages::Entity)
+        .and_where(messages::Column::Role.eq("user"))
+        .to_owned()
+}
+
+impl ConversationFilter {
+    fn condition(&self) -> Condition {
+        use conversations::Column as C;
+        let mut c = Condition::all();
+        if let Some(m) = &self.model {
+            c = c.add(C::ModelName.eq(m));
+        }
+        if let Some(e) = &self.external {
+            c = c.add(C::ExternalId.eq(e));
+        }
+        if let Some(ch) = &self.channel {
+            c = c.add(C::Channel.eq(ch));
+        }
+        if let Some(t) = self.since {
+            c = c.add(C::StartedAt.gte(t));
+        }
+        if let Some(t) = self.until {
+            c = c.add(C::StartedAt.lt(t));
+        }
+        match self.fallback {
+            Some(true) => c = c.add(C::Fallbacks.gt(0)),
+            Some(false) => c = c.add(C::Fallbacks.eq(0)),
+            None => {}
+        }
+        match self.rating {
+            Some(RatingFilter::Positive) => c = c.add(C::Positive.gt(0)),
+            Some(RatingFilter::Negative) => c = c.add(C::Negative.gt(0)),
+            Some(RatingFilter::Rated) => c = c.add(C::Rated.gt(0)),
+            Some(RatingFilter::Unrated) => c = c.add(C::Rated.eq(0)),
+            None => {}
+        }
+        match self.outcome {
+            Some(Some(o)) => c = c.add(C::Outcome.eq(o.as_str())),
+            Some(None) => c = c.add(C::Outcome.is_null()),
+            None => {}
+        }
+        if let Some(before) = self.before {
+            c = c.add(C::Id.lt(before));
+        }
+        if let Some(v) = self.version {
+            let q = Query::select()
+                .column(messages::Column::ConversationId)
+                .from(messages::Entity)
+                .and_where(messages::Column::ModelVersion.eq(v))
+                .to_owned();
+            c = c.add(Expr::col(C::Id).in_subquery(q));
+        }
+        if self.min_confidence.is_some() || self.max_confidence.is_some() {
+            let mut q = user_turns();
+            if let Some(min) = self.min_confidence {
+                q.and_where(messages::Column::Confidence.gte(min));
+            }
+            if let Some(max) = self.max_confidence {
+                q.and_where(messages::Column::Confidence.lte(max));
+            }
+            c = c.add(Expr::col(C::Id).in_subquery(q));
+        }
+        if let Some(intent) = &self.intent {
+            let predicted = user_turns()
+                .and_where(messages::Column::Intent.eq(intent))
+                .to_owned();
+            let corrected = Query::select()
+                .column(feedback::Column::ConversationId)
+                .from(feedback::Entity)
+                .and_where(feedback::Column::Correction.eq(intent))
+                .and_where(feedback::Column::ConversationId.is_not_null())
+                .to_owned();
+            c = c.add(
+                Condition::any()
+                    .add(Expr::col(C::Id).in_subquery(predicted))
+                    .add(Expr::col(C::Id).in_subquery(corrected)),
+            );
+        }
+        if let Some(text) = &self.text {
+            let q = Query::select()
+                .column(messages::Column::ConversationId)
+                .from(messages::Entity)
+                .and_where(
+                    Expr::expr(Func::lower(Expr::col(messages::Column::Text)))
+                        .like(like_pattern(text)),
+                )
+                .to_owned();
+            c = c.add(Expr::col(C::Id).in_subquery(q));
+        }
+        c
+    }
+}
+
+fn turn_of(m: &messages::Model) -> Turn {
+    let mut t = Turn::new(Role::parse(&m.role).unwrap_or(Role::User), m.text.clone());
+    t.intent = m.intent.clone();
+    t.confidence = m.confidence;
+    t.ranking = m
+        .ranking
+        .as_deref()
+        .and_then(|r| serde_json::from_str::<Vec<Ranked>>(r).ok())
+        .unwrap_or_default();
+    t.entities = m
+        .entities
+        .as_deref()
+        .and_then(|e| serde_json::from_str(e).ok())
+        .unwrap_or_default();
+    t.fallback = m.fallback;
+    t.escalation = m.escalation;
+    t.model_version = m.model_version;
+    t.at = Some(m.at);
+    t
+}
+
+fn feedback_of(f: &feedback::Model) -> Feedback {
+    Feedback {
+        rating: f.rating,
+        correction: f.correction.clone(),
+        comment: f.comment.clone(),
+        escalation: f.escalation,
+        at: f.at,
+    }
+}
+
+impl Store {
+    /// A page of conversations matching `filter`, newest first.
+    pub async fn list_conversations(
+        &self,
+        filter: &ConversationFilter,
+    ) -> Result<ConversationPage> {
+        let limit = filter.limit.clamp(1, 1000);
+        let rows = conversations::Entity::find()
+            .filter(filter.condition())
+            .order_by_desc(conversations::Column::Id)
+            .limit(limit + 1)
+            .all(&self.db)
+            .await?;
+        let more = rows.len() as u64 > limit;
+        let rows: Vec<_> = rows.into_iter().take(limit as usize).collect();
+        let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+        // Per conversation: how many turns, the first user turn, the
+        // lowest user confidence — one grouped query for the page.
+        let mut stats: BTreeMap<i64, (u64, Option<i32>, Option<f64>)> = BTreeMap::new();
+        if !ids.is_empty() {
+            use messages::Column as M;
+            let grouped: Vec<(i64, i64, Option<i32>, Option<f64>)> = messages::Entity::find()
+                .select_only()
+                .column(M::ConversationId)
+                .expr(Expr::col(M::Id).count())
+                .expr(
+                    Expr::case(M::Role.eq("user"), Expr::col(M::Position))
+                        .finally(Expr::null())
+                        .min(),
+                )
+                .expr(
+                    Expr::case(M::Role.eq("user"), Expr::col(M::Confidence))
+                        .finally(Expr::null())
+                        .min(),
+                )
+                .filter(M::ConversationId.is_in(ids.clone()))
+                .group_by(M::ConversationId)
+                .into_tuple()
+                .all(&self.db)
+                .await?;
+            for (id, n, first, low) in grouped {
+                stats.insert(id, (n as u64, first, low));
+            }
+        }
+        let mut previews: BTreeMap<i64, String> = BTreeMap::new();
+        let firsts: Vec<(i64, i32)> = stats
+            .iter()
+            .filter_map(|(id, (_, first, _))| first.map(|p| (*id, p)))
+            .collect();
+        if !firsts.is_empty() {
+            let mut any = Condition::any();
+            for (id, p) in &firsts {
+                any = any.add(
+                    Condition::all()
+                        .add(messages::Column::ConversationId.eq(*id))
+                        .add(messages::Column::Position.eq(*p)),
+                );
+            }
+            for m in messages::Entity::find().filter(any).all(&self.db).await? {
+                let text: String = m.text.chars().take(PREVIEW).collect();
+                previews.insert(m.conversation_id, text);
+            }
+        }
+        let next = if more { ids.last().copied() } else { None };
+        let conversations = rows
+            .into_iter()
+            .map(|r| {
+                let (turns, _, low) = stats.get(&r.id).copied().unwrap_or((0, None, None));
+                ConversationSummary {
+                    first_user_text: previews.remove(&r.id),
+                    id: r.id,
+                    external_id: r.external_id,
+                    model: r.model_name,
+                    channel: r.channel,
+                    started_at: r.started_at,
+                    received_at: r.received_at,
+                    turns,
+                    user_turns: r.user_messages,
+                    fallbacks: r.fallbacks,
+                    lowest_confidence: low,
+                    positive: r.positive,
+                    negative: r.negative,
+                    corrections: r.corrections,
+                    escalated: r.escalated,
+                    outcome: r.outcome,
+                }
+            })
+            .collect();
+        Ok(ConversationPage {
+            conversations,
+            next,
+        })
+    }
+
+    /// Whether `model` has a conversation with the platform's id `external`.
+    pub async fn conversation_exists(&self, model: &str, external: &str) -> Result<bool> {
+        use sea_orm::PaginatorTrait;
+        Ok(conversations::Entity::find()
+            .filter(conversations::Column::ModelName.eq(model))
+            .filter(conversations::Column::ExternalId.eq(external))
+            .count(&self.db)
+            .await?
+            > 0)
+    }
+
+    /// Conversation `id` whole, if there is one.
+    pub async fn conversation(&self, id: i64) -> Result<Option<StoredConversation>> {
+        let Some(row) = conversations::Entity::find_by_id(id).one(&self.db).await? else {
+            return Ok(None);
+        };
+        let messages = messages::Entity::find()
+            .filter(messages::Column::ConversationId.eq(id))
+            .order_by_asc(messages::Column::Position)
+            .all(&self.db)
+            .await?;
+        let feedback = feedback::Entity::find()
+            .filter(feedback::Column::ConversationId.eq(id))
+            .order_by_asc(feedback::Column::Id)
+            .all(&self.db)
+            .await?;
+        let mut turns: Vec<Turn> = messages.iter().map(turn_of).collect();
+        let index: BTreeMap<i64, usize> = messages
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (m.id, i))
+            .collect();
+        let mut whole = Vec::new();
+        for f in &feedback {
+            match f.message_id.and_then(|m| index.get(&m)) {
+                Some(&i) => turns[i].feedback.push(feedback_of(f)),
+                None => whole.push(feedback_of(f)),
+            }
+        }
+        Ok(Some(StoredConversation {
+            id: row.id,
+            external_id: row.external_id,
+            model: row.model_name,
+            channel: row.channel,
+            outcome: row.outcome.as_deref().and_then(Outcome::parse),
+            started_at: row.started_at,
+            received_at: row.received_at,
+            experiment: row.experiment_id,
+            arm: row.arm,
+            turns,
+            feedback: whole,
+        }))
+    }
+}

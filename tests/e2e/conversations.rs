@@ -1,0 +1,383 @@
+//! Conversations read back through the real daemon and the command line:
+//! logged by the platform and by predictions, listed with every filter and
+//! paged, shown turn by turn with predictions, entities and feedback;
+//! exported to Coach JSONL and imported again (and from Rasa tracker dumps
+//! and CSV) into another installation with nothing lost; a source's
+//! conversations kept in its dataset snapshot.
+
+use crate::common::{Home, Postgres, workspace};
+use crate::daemon::{Daemon, call, cli, daemon_home, post_json, postgres_home, token};
+use serde_json::{Value, json};
+
+/// `coach args` against daemon `d` with `tok`: its stdout, after it
+/// succeeded.
+fn remote(home: &Home, d: &Daemon, tok: &str, args: &[&str]) -> String {
+    let out = cli(home, &d.url, tok, args);
+    assert!(
+        out.status.success(),
+        "coach {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `coach conversations import FILE --model MODEL` in `home`.
+fn import(home: &Home, file: &std::path::Path, model: &str) -> crate::common::Run {
+    home.coach(&[
+        "conversations",
+        "import",
+        file.to_str().unwrap(),
+        "--model",
+        model,
+    ])
+}
+
+fn get(d: &Daemon, tok: &str, path: &str) -> Value {
+    let (s, v) = call("GET", &format!("{}{path}", d.url), tok);
+    assert_eq!(s, 200, "{path}: {v}");
+    v
+}
+
+/// External ids of a list answer, in order.
+fn ids(v: &Value) -> Vec<String> {
+    v["conversations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["external_id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn quickstart_deployed(home: &Home) {
+    let qs = workspace().join("workflows/quickstart.toml");
+    home.coach(&["run", qs.to_str().unwrap()]).expect_ok();
+    home.coach(&["deploy", "wedding-assistant:1", "--env", "production"])
+        .expect_ok();
+}
+
+fn read_back(home: Home) {
+    quickstart_deployed(&home);
+    let op = token(&home, "operator");
+    let viewer = token(&home, "viewer");
+    let d = Daemon::start(&home);
+    // A prediction that names its conversation is logged with its ranking
+    // and entities.
+    let (s, v) = post_json(
+        &format!("{}/api/v1/models/wedding-assistant/predict", d.url),
+        &op,
+        &json!({"text": "can you find us a photographer in Leeds", "conversation_id": "web-1", "channel": "web"}),
+    );
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = post_json(
+        &format!("{}/api/v1/conversations", d.url),
+        &op,
+        &json!({"conversations": [
+            {"model": "wedding-assistant", "id": "web-1", "channel": "web", "outcome": "resolved",
+             "messages": [{"role": "bot", "text": "Here are three photographers."}]},
+            {"model": "wedding-assistant", "id": "app-2", "channel": "app", "outcome": "escalated",
+             "messages": [
+                {"role": "user", "text": "do you do fireworks", "intent": "venue", "confidence": 0.31, "fallback": true,
+                 "ranking": [{"intent": "venue", "confidence": 0.31}, {"intent": "catering", "confidence": 0.29}]},
+                {"role": "bot", "text": "Sorry, I did not get that."},
+                {"role": "user", "text": "let me talk to a person", "escalation": true}]},
+            {"model": "wedding-assistant", "id": "app-3", "channel": "app",
+             "messages": [{"role": "user", "text": "Book a DJ please", "intent": "music", "confidence": 0.94, "model_version": 1}]},
+            {"model": "other-bot", "id": "x-1", "messages": [{"role": "user", "text": "hello"}]}
+        ]}),
+    );
+    assert_eq!(s, 201, "{v}");
+    let (s, v) = post_json(
+        &format!("{}/api/v1/feedback", d.url),
+        &op,
+        &json!({"feedback": [
+            {"model": "wedding-assistant", "conversation": "app-2", "message": 0, "rating": -1, "correction": "fireworks"},
+            {"model": "wedding-assistant", "conversation": "app-3", "rating": 1, "comment": "quick"}
+        ]}),
+    );
+    assert_eq!(s, 201, "{v}");
+
+    // Newest first; a viewer may read; nobody else.
+    let all = get(&d, &viewer, "/api/v1/conversations");
+    assert_eq!(ids(&all), ["x-1", "app-3", "app-2", "web-1"], "{all}");
+    let (s, _) = call("GET", &format!("{}/api/v1/conversations", d.url), "");
+    assert_eq!(s, 401);
+    let web = &all["conversations"][3];
+    assert_eq!(web["turns"], 2, "{web}");
+    assert_eq!(
+        web["first_user_text"],
+        "can you find us a photographer in Leeds"
+    );
+    for (query, want) in [
+        ("model=wedding-assistant", &["app-3", "app-2", "web-1"][..]),
+        ("external=app-2", &["app-2"]),
+        ("channel=app", &["app-3", "app-2"]),
+        ("fallback=true", &["app-2"]),
+        (
+            "fallback=false&model=wedding-assistant",
+            &["app-3", "web-1"],
+        ),
+        ("max_confidence=0.5", &["app-2"]),
+        ("min_confidence=0.95", &["web-1"]),
+        ("rating=negative", &["app-2"]),
+        ("rating=positive", &["app-3"]),
+        ("rating=unrated", &["x-1", "web-1"]),
+        ("intent=music", &["app-3"]),
+        ("intent=fireworks", &["app-2"]),
+        ("outcome=escalated", &["app-2"]),
+        ("outcome=none", &["x-1", "app-3"]),
+        ("version=1", &["app-3", "web-1"]),
+        ("q=PHOTOGRAPHER", &["web-1"]),
+        ("q=100%25", &[]),
+        ("since=2000-01-01T00:00:00Z&until=2000-01-02T00:00:00Z", &[]),
+    ] {
+        let v = get(&d, &viewer, &format!("/api/v1/conversations?{query}"));
+        assert_eq!(ids(&v), want, "{query}: {v}");
+    }
+    // Pages follow `next_before` to the end.
+    let mut seen = Vec::new();
+    let mut before = String::new();
+    loop {
+        let v = get(
+            &d,
+            &viewer,
+            &format!("/api/v1/conversations?limit=3{before}"),
+        );
+        seen.extend(ids(&v));
+        match v["next_before"].as_i64() {
+            Some(n) => before = format!("&before={n}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ids(&all));
+    for bad in [
+        "limit=0",
+        "rating=great",
+        "outcome=won",
+        "min_confidence=2",
+        "fallback=maybe",
+        "colour=red",
+    ] {
+        let (s, v) = call(
+            "GET",
+            &format!("{}/api/v1/conversations?{bad}", d.url),
+            &viewer,
+        );
+        assert_eq!(s, 400, "{bad}: {v}");
+    }
+
+    // One conversation whole: the prediction's ranking and entities, the
+    // feedback on its turn.
+    let id = web["id"].as_i64().unwrap();
+    let c = get(&d, &viewer, &format!("/api/v1/conversations/{id}"));
+    assert_eq!(c["external_id"], "web-1");
+    assert_eq!(c["outcome"], "resolved");
+    let turn = &c["turns"][0];
+    assert_eq!(turn["role"], "user");
+    assert!(turn["intent"].is_string(), "{c}");
+    assert!(turn["ranking"].as_array().unwrap().len() >= 2, "{c}");
+    assert_eq!(turn["model_version"], 1);
+    assert_eq!(c["turns"][1]["role"], "bot");
+    let app2 = all["conversations"][2]["id"].as_i64().unwrap();
+    let c = get(&d, &viewer, &format!("/api/v1/conversations/{app2}"));
+    assert_eq!(
+        c["turns"][0]["feedback"][0]["correction"], "fireworks",
+        "{c}"
+    );
+    assert_eq!(c["turns"][0]["feedback"][0]["rating"], -1);
+    assert_eq!(c["turns"][2]["escalation"], true);
+    let (s, _) = call(
+        "GET",
+        &format!("{}/api/v1/conversations/999999", d.url),
+        &viewer,
+    );
+    assert_eq!(s, 404);
+
+    // The command line reads the same, from the daemon and from the store.
+    let out = remote(
+        &home,
+        &d,
+        &viewer,
+        &["conversations", "list", "--search", "photographer"],
+    );
+    assert!(out.contains("web-1") && !out.contains("app-2"), "{out}");
+    let out = remote(
+        &home,
+        &d,
+        &viewer,
+        &["conversations", "show", &app2.to_string()],
+    );
+    assert!(
+        out.contains("corrected to fireworks") && out.contains("margin 0.02"),
+        "{out}"
+    );
+    let local = home.coach(&["conversations", "list", "--fallback", "true"]);
+    local.expect_ok();
+    assert!(
+        local.stdout().contains("app-2") && !local.stdout().contains("web-1"),
+        "{}",
+        local.all()
+    );
+}
+
+#[test]
+fn conversations_are_read_back_with_filters_and_pages() {
+    read_back(daemon_home(""));
+}
+
+#[test]
+fn conversations_are_read_back_with_filters_and_pages_on_postgres() {
+    let pg = Postgres::create();
+    read_back(postgres_home(&pg));
+}
+
+#[test]
+fn export_and_import_carry_every_turn_prediction_and_feedback() {
+    let a = daemon_home("");
+    let file = a.write(
+        "in.jsonl",
+        concat!(
+            r#"{"id":"c1","model":"bot","channel":"web","outcome":"resolved","turns":[{"role":"user","text":"my card is lost","intent":"lost_card","confidence":0.62,"ranking":[{"intent":"lost_card","confidence":0.62},{"intent":"card_arrival","confidence":0.3}],"entities":[{"entity":"item","start":3,"end":7,"value":"card"}],"feedback":[{"rating":-1,"correction":"stolen_card","at":"2026-11-01T10:00:00Z"}]},{"role":"bot","text":"I blocked it."}],"feedback":[{"comment":"fine","at":"2026-11-01T10:01:00Z"}]}"#,
+            "\n",
+            r#"{"conversation":"c2","messages":[{"role":"user","text":"hi"},{"role":"bot","text":"hello"}]}"#,
+            "\n"
+        ),
+    );
+    let out = import(&a, &file, "bot");
+    out.expect_ok();
+    assert!(
+        out.stdout()
+            .contains("imported 2 conversations (4 messages, 2 feedback)"),
+        "{}",
+        out.all()
+    );
+    // Again: nothing new.
+    let out = import(&a, &file, "bot");
+    assert!(
+        out.stdout().contains("imported 0 conversations")
+            && out.stdout().contains("2 already logged"),
+        "{}",
+        out.all()
+    );
+    let exported = a.path("out.jsonl");
+    a.coach(&["conversations", "export", "-o", exported.to_str().unwrap()])
+        .expect_ok();
+    let first = std::fs::read_to_string(&exported).unwrap();
+    assert_eq!(first.lines().count(), 2, "{first}");
+
+    // Into another installation, through its daemon: the same export.
+    let b = daemon_home("");
+    let op = token(&b, "operator");
+    let d = Daemon::start(&b);
+    let out = remote(
+        &b,
+        &d,
+        &op,
+        &["conversations", "import", exported.to_str().unwrap()],
+    );
+    assert!(
+        out.contains("imported 2 conversations (4 messages, 2 feedback)"),
+        "{out}"
+    );
+    let again = b.path("again.jsonl");
+    remote(
+        &b,
+        &d,
+        &op,
+        &["conversations", "export", "-o", again.to_str().unwrap()],
+    );
+    assert_eq!(std::fs::read_to_string(&again).unwrap(), first);
+    // Oldest first: the order they were imported in.
+    let c1: Value = serde_json::from_str(first.lines().next().unwrap()).unwrap();
+    assert_eq!(c1["id"], "c1", "{first}");
+    assert_eq!(c1["turns"][0]["feedback"][0]["correction"], "stolen_card");
+    assert_eq!(c1["turns"][0]["entities"][0]["value"], "card");
+    assert_eq!(c1["feedback"][0]["comment"], "fine");
+
+    // Rasa tracker dumps and CSV of turns.
+    let rasa = a.write(
+        "trackers.json",
+        r#"[{"sender_id":"r1","events":[
+            {"event":"user","text":"book a table for two","timestamp":1764000000.0,"parse_data":{"intent":{"name":"book","confidence":0.8},"intent_ranking":[{"name":"book","confidence":0.8},{"name":"cancel","confidence":0.1}],"entities":[]}},
+            {"event":"bot","text":"Done."},
+            {"event":"user","text":"zzz","parse_data":{"intent":{"name":"nlu_fallback","confidence":0.3}}},
+            {"event":"action","name":"action_default_fallback"}]}]"#,
+    );
+    let out = import(&a, &rasa, "rasa-bot");
+    out.expect_ok();
+    assert!(
+        out.stdout()
+            .contains("imported 1 conversations (3 messages"),
+        "{}",
+        out.all()
+    );
+    let csv = a.write(
+        "turns.csv",
+        "conversation_id,role,text,intent,confidence,rating\nk1,user,\"hello, there\",greet,0.9,1\nk1,bot,hi!,,,\n",
+    );
+    import(&a, &csv, "csv-bot").expect_ok();
+    let out = a.coach(&[
+        "conversations",
+        "list",
+        "--model",
+        "rasa-bot",
+        "--fallback",
+        "true",
+        "--json",
+    ]);
+    let v: Value = serde_json::from_str(&out.stdout()).unwrap();
+    assert_eq!(v["conversations"].as_array().unwrap().len(), 1, "{v}");
+
+    // A file with problems is refused whole, each problem on its line.
+    let bad = a.write(
+        "bad.jsonl",
+        "{\"id\":\"ok\",\"turns\":[{\"role\":\"user\",\"text\":\"fine\"}]}\n{\"id\":\"z\",\"turns\":[{\"role\":\"alien\",\"text\":\"x\"}]}\n{oops\n",
+    );
+    import(&a, &bad, "bad-bot")
+        .expect_failure_with("bad.jsonl:line 2")
+        .expect_failure_with("bad.jsonl:line 3")
+        .expect_failure_with("nothing was imported");
+    let out = a.coach(&["conversations", "list", "--model", "bad-bot", "--json"]);
+    let v: Value = serde_json::from_str(&out.stdout()).unwrap();
+    assert!(v["conversations"].as_array().unwrap().is_empty(), "{v}");
+    a.coach(&["conversations", "import", file.to_str().unwrap()])
+        .expect_failure_with("names no model; pass --model");
+}
+
+#[test]
+fn a_sources_conversations_are_kept_in_its_snapshot() {
+    let home = daemon_home("");
+    let data = home.write(
+        "data-in/support.jsonl",
+        concat!(
+            r#"{"text":"where is my card","intent":"card_arrival"}"#,
+            "\n",
+            r#"{"text":"my card has not come","intent":"card_arrival"}"#,
+            "\n",
+            r#"{"text":"I lost my card","intent":"lost_card"}"#,
+            "\n",
+            r#"{"text":"card stolen","intent":"lost_card"}"#,
+            "\n",
+            r#"{"conversation":"s1","messages":[{"role":"user","text":"card?","intent":"card_arrival"},{"role":"bot","text":"On its way."}]}"#,
+            "\n",
+            r#"{"conversation":"s2","messages":[{"role":"user","text":"help"},{"role":"robot","text":"?"}]}"#,
+            "\n"
+        ),
+    );
+    let wf = home.write(
+        "workflows/support.toml",
+        &format!(
+            "version = 1\nname = \"support\"\n\n[[step]]\nid = \"data\"\nuses = \"source-files\"\nwith = {{ format = \"jsonl\", path = \"{}\", max_bad_fraction = 0.5 }}\n",
+            data.display()
+        ),
+    );
+    let out = home.coach(&["run", wf.to_str().unwrap()]);
+    out.expect_ok();
+    // s2 has a turn whose role is no role: a bad record, named.
+    assert!(out.all().contains("role `robot`"), "{}", out.all());
+    let runs = home.coach(&["runs", "show", "1", "--json"]);
+    let v: Value = serde_json::from_str(&runs.stdout()).unwrap();
+    let output = &v["steps"][0]["output"];
+    assert_eq!(output["conversations"], 1, "{v}");
+    assert_eq!(output["examples"], 4, "{v}");
+}
