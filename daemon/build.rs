@@ -9,6 +9,7 @@
 use std::path::PathBuf;
 
 const PLUGINS: &[(&str, &str)] = &[
+    ("analyzer-quality", "analyzer_quality"),
     ("source-files", "source_files"),
     ("trainer-intent", "trainer_intent"),
 ];

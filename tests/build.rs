@@ -63,6 +63,7 @@ const FIXTURES: &[(&str, &str, &str)] = &[
         "read-outside",
         "plugins/read-outside/plugin.toml",
     ),
+    ("api-0-1-0", "api-0-1-0", "manifests/api-0-1-0.toml"),
 ];
 
 include!("../daemon/build_support.rs");

@@ -1,17 +1,19 @@
 //! The Coach plugin SDK.
 //!
 //! A Coach plugin is a WebAssembly component built for `wasm32-wasip2`. This
-//! crate gives it the interface `coach:plugin@0.1.0` as plain Rust:
+//! crate gives it the interface `coach:plugin@0.1.1` as plain Rust:
 //!
-//! - a trait per plugin kind ([`Source`], [`Trainer`]) with documented methods,
+//! - a trait per plugin kind ([`Source`], [`Trainer`], `Analyzer`) with
+//!   documented methods,
 //! - a macro that exports an implementation ([`export_source!`],
-//!   [`export_trainer!`]),
+//!   [`export_trainer!`], `export_analyzer!`),
 //! - the interface's types ([`Example`], [`Prediction`], …),
 //! - the host's small API in [`host`] (log, progress, metric, cancelled),
 //! - a native test harness ([`testing`]) so plugin logic can be unit-tested
 //!   with `cargo test`, without wasm.
 //!
-//! Enable the cargo feature of your plugin's kind (`source` or `trainer`).
+//! Enable the cargo feature of your plugin's kind (`source`, `trainer` or
+//! `analyzer`).
 //! See the crate README for a complete minimal plugin.
 
 #[cfg(feature = "source")]
@@ -44,7 +46,7 @@ pub use base::coach::plugin::types::{
 };
 
 /// The version of the plugin interface this SDK implements.
-pub const API_VERSION: &str = "0.1.0";
+pub const API_VERSION: &str = "0.1.1";
 
 impl PluginError {
     /// An error with a short machine-readable `code` and a message for people.
@@ -201,8 +203,8 @@ pub mod source_world {
         path: "wit",
         world: "source",
         with: {
-            "coach:plugin/types@0.1.0": crate::base::coach::plugin::types,
-            "coach:plugin/host@0.1.0": crate::base::coach::plugin::host,
+            "coach:plugin/types@0.1.1": crate::base::coach::plugin::types,
+            "coach:plugin/host@0.1.1": crate::base::coach::plugin::host,
         },
         pub_export_macro: true,
         export_macro_name: "__export_source_world",
@@ -290,8 +292,8 @@ pub mod trainer_world {
         path: "wit",
         world: "trainer",
         with: {
-            "coach:plugin/types@0.1.0": crate::base::coach::plugin::types,
-            "coach:plugin/host@0.1.0": crate::base::coach::plugin::host,
+            "coach:plugin/types@0.1.1": crate::base::coach::plugin::types,
+            "coach:plugin/host@0.1.1": crate::base::coach::plugin::host,
         },
         pub_export_macro: true,
         export_macro_name: "__export_trainer_world",
@@ -307,8 +309,8 @@ pub mod trainer_world {
         path: "wit",
         world: "trainer-with-warm-start",
         with: {
-            "coach:plugin/types@0.1.0": crate::base::coach::plugin::types,
-            "coach:plugin/host@0.1.0": crate::base::coach::plugin::host,
+            "coach:plugin/types@0.1.1": crate::base::coach::plugin::types,
+            "coach:plugin/host@0.1.1": crate::base::coach::plugin::host,
         },
         pub_export_macro: true,
         export_macro_name: "__export_trainer_world",
@@ -385,6 +387,90 @@ macro_rules! export_trainer {
             use super::*;
             type __CoachTrainerExport = $crate::trainer_adapter::TrainerExport<$trainer>;
             $crate::trainer_world::__export_trainer_world!(__CoachTrainerExport);
+        }
+    };
+}
+
+// ---------------------------------------------------------------------------
+// Analyzers
+// ---------------------------------------------------------------------------
+
+#[cfg(feature = "analyzer")]
+#[doc(hidden)]
+pub mod analyzer_world {
+    wit_bindgen::generate!({
+        path: "wit",
+        world: "analyzer",
+        with: {
+            "coach:plugin/types@0.1.1": crate::base::coach::plugin::types,
+            "coach:plugin/host@0.1.1": crate::base::coach::plugin::host,
+        },
+        additional_derives: [PartialEq],
+        pub_export_macro: true,
+        export_macro_name: "__export_analyzer_world",
+        default_bindings_module: "::coach_plugin_sdk::analyzer_world",
+        runtime_path: "::coach_plugin_sdk::__wit_bindgen::rt",
+    });
+}
+
+/// What analyzers read and write: [`analysis::Dialogue`] in,
+/// [`analysis::DialogueAnalysis`] out.
+#[cfg(feature = "analyzer")]
+pub use analyzer_world::coach::plugin::analysis;
+
+/// A conversation analyzer: scores each dialogue 0–100, overall and per
+/// aspect, and says why.
+///
+/// The host calls [`Analyzer::analyze`] with a batch of dialogues that are
+/// peers (one model's conversations, one file); return exactly one
+/// analysis per dialogue, in order, with its `id`.
+#[cfg(feature = "analyzer")]
+pub trait Analyzer {
+    fn analyze(
+        config: &str,
+        dialogues: Vec<analysis::Dialogue>,
+    ) -> Result<Vec<analysis::DialogueAnalysis>, PluginError>;
+}
+
+#[cfg(feature = "analyzer")]
+#[doc(hidden)]
+pub mod analyzer_adapter {
+    use super::*;
+    use crate::analyzer_world::exports::coach::plugin::analyzer_api as api;
+    use std::marker::PhantomData;
+
+    pub struct AnalyzerExport<A>(PhantomData<A>);
+
+    impl<A: Analyzer + 'static> api::Guest for AnalyzerExport<A> {
+        fn analyze(
+            config: String,
+            dialogues: Vec<analysis::Dialogue>,
+        ) -> Result<Vec<analysis::DialogueAnalysis>, PluginError> {
+            crate::host::install_panic_hook();
+            A::analyze(&config, dialogues)
+        }
+    }
+}
+
+/// Export an [`Analyzer`] implementation as this component's
+/// `analyzer-api`.
+///
+/// ```ignore
+/// struct Quality;
+/// impl coach_plugin_sdk::Analyzer for Quality { /* … */ }
+/// coach_plugin_sdk::export_analyzer!(Quality);
+/// ```
+#[cfg(feature = "analyzer")]
+#[macro_export]
+macro_rules! export_analyzer {
+    ($analyzer:ty) => {
+        // See `export_source!`: native builds export nothing.
+        #[cfg(target_arch = "wasm32")]
+        mod __coach_analyzer_export {
+            #[allow(unused_imports)]
+            use super::*;
+            type __CoachAnalyzerExport = $crate::analyzer_adapter::AnalyzerExport<$analyzer>;
+            $crate::analyzer_world::__export_analyzer_world!(__CoachAnalyzerExport);
         }
     };
 }

@@ -58,7 +58,7 @@ pub struct Filters {
 }
 
 impl Filters {
-    fn query(self, limit: u64, before: Option<i64>) -> ListQuery {
+    pub(super) fn query(self, limit: u64, before: Option<i64>) -> ListQuery {
         ListQuery {
             model: self.model,
             external: None,
@@ -248,7 +248,10 @@ pub async fn run(config: Config, cmd: Command) -> Result<ExitCode> {
 }
 
 /// Read and check a conversations file.
-fn read_file(file: &std::path::Path, format: Option<Format>) -> Result<Vec<Conversation>> {
+pub(super) fn read_file(
+    file: &std::path::Path,
+    format: Option<Format>,
+) -> Result<Vec<Conversation>> {
     let size = std::fs::metadata(file)
         .with_context(|| format!("cannot read {}", file.display()))?
         .len();

@@ -1,5 +1,6 @@
 //! The `coach` command line: one file per subcommand.
 
+mod analyze;
 mod bench;
 mod client;
 mod conversations;
@@ -96,6 +97,9 @@ pub enum Command {
     /// Training runs (from the daemon when `COACH_URL` is set).
     #[command(subcommand)]
     Runs(runs::Command),
+    /// Score conversations with an analyzer plugin (from `--input FILE` or
+    /// the store), with the reasons for every point lost.
+    Analyze(analyze::Args),
     /// Logged conversations: list with filters, show one turn by turn,
     /// import (Coach JSONL, Rasa tracker dumps, CSV) and export (JSONL).
     #[command(subcommand)]
@@ -244,6 +248,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Models(c) => models::run(config, c).await,
         Command::Runs(c) => runs::run(config, c).await,
         Command::Conversations(c) => conversations::run(config, c).await,
+        Command::Analyze(a) => analyze::run(config, a).await,
         Command::Deploy(a) => deploy::deploy(config, a).await,
         Command::Rollback(a) => deploy::rollback(config, a).await,
         Command::Deployments(c) => deploy::run(config, c).await,

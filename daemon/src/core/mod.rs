@@ -1,11 +1,12 @@
 //! The ground every other layer stands on, with no I/O and no imports
 //! from them: typed names and ids ([`ids`]), run and step states
 //! ([`state`]), examples and splits ([`example`]), conversations read
-//! back ([`conversation`]), what a step produces
+//! back ([`conversation`]) and what analyzers say of them ([`analysis`]), what a step produces
 //! ([`output`]) and reports ([`event`]), evaluation reports
 //! ([`evaluation`]), how a run is asked to stop ([`stop`]), content hashes
 //! ([`hash`]), and locks that survive a panic ([`sync`]).
 
+pub mod analysis;
 pub mod conversation;
 pub mod evaluation;
 pub mod event;

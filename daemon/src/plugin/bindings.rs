@@ -1,4 +1,5 @@
-//! Host bindings for `coach:plugin@0.1.0`, one module per world. The shared
+//! Host bindings for `coach:plugin@0.1.1` (which also load 0.1.0 plugins:
+//! component names match within `0.1`), one module per world. The shared
 //! `types` and `host` interfaces are generated once (in `trainer`) and
 //! reused by the other worlds, so one `Host` implementation serves all.
 //! A future major version gets its own folder of WIT and its own modules.
@@ -26,6 +27,17 @@ pub use trainer::coach::plugin::types::{
     Conversation, EntitySpan, Example, Message, Metric, PluginError as GuestError, Prediction,
     RankedIntent, Split, Trained,
 };
+
+pub mod analyzer {
+    wasmtime::component::bindgen!({
+        path: "../plugin-sdk/wit",
+        world: "analyzer",
+        with: {
+            "coach:plugin/types": super::trainer::coach::plugin::types,
+            "coach:plugin/host": super::trainer::coach::plugin::host,
+        },
+    });
+}
 
 /// The optional `warm-start` export, looked up on any trainer.
 pub mod warm_start {

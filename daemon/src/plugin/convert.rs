@@ -112,6 +112,42 @@ pub fn conversation_from_guest(c: bindings::Conversation) -> Result<Conversation
     }
 }
 
+/// A conversation as an analyzer reads it: turn feedback folded into a
+/// rating and a correction per turn (the last of each).
+pub fn dialogue_to_guest(
+    c: &Conversation,
+) -> bindings::analyzer::coach::plugin::analysis::Dialogue {
+    use bindings::analyzer::coach::plugin::analysis as a;
+    a::Dialogue {
+        id: c.id.clone(),
+        turns: c
+            .turns
+            .iter()
+            .map(|t| a::Turn {
+                role: t.role.as_str().to_owned(),
+                text: t.text.clone(),
+                intent: t.intent.clone(),
+                confidence: t.confidence.map(|c| c as f32),
+                ranking: t
+                    .ranking
+                    .iter()
+                    .map(|r| bindings::RankedIntent {
+                        intent: r.intent.clone(),
+                        confidence: r.confidence as f32,
+                    })
+                    .collect(),
+                fallback: t.fallback,
+                escalation: t.escalation,
+                timestamp_ms: t.at.map(|at| at.timestamp_millis()),
+                rating: t.feedback.iter().rev().find_map(|f| f.rating),
+                correction: t.feedback.iter().rev().find_map(|f| f.correction.clone()),
+            })
+            .collect(),
+        outcome: c.outcome.map(|o| o.as_str().to_owned()),
+        ratings: c.feedback.iter().filter_map(|f| f.rating).collect(),
+    }
+}
+
 /// The bytes an example takes, for the source limits.
 pub fn size(e: &bindings::Example) -> u64 {
     (e.text.len()

@@ -711,6 +711,145 @@ impl SourceJob {
     }
 }
 
+/// An analyzer instance.
+pub struct AnalyzerJob {
+    job: Job,
+    bindings: bindings::analyzer::Analyzer,
+}
+
+/// Dialogues handed to an analyzer per call: the peers it may judge each
+/// against.
+pub const ANALYZE_BATCH: usize = 1000;
+/// Most aspects, pieces of evidence per aspect, and findings the host
+/// keeps of one analysis; reasons and messages are clipped to 512 bytes.
+const MAX_ASPECTS: usize = 32;
+const MAX_EVIDENCE: usize = 64;
+const MAX_FINDINGS: usize = 64;
+const MAX_REASON: usize = 512;
+
+impl AnalyzerJob {
+    pub(super) fn new(
+        host: &PluginHost,
+        plugin: &Installed,
+        pre: InstancePre<JobState>,
+        spec: JobSpec,
+    ) -> Result<AnalyzerJob, PluginFailure> {
+        let mut job = Job::new(host, plugin, spec)?;
+        let pre = bindings::analyzer::AnalyzerPre::new(pre)
+            .map_err(|e| instantiate_failure(&job.plugin, e))?;
+        let bindings = job.call(|s| pre.instantiate(s))?;
+        Ok(AnalyzerJob { job, bindings })
+    }
+
+    /// Analyse `conversations` as peers (in calls of [`ANALYZE_BATCH`]):
+    /// one analysis each, in order. What the plugin returns is checked —
+    /// one analysis per dialogue with its id, scores within 0–100, turns
+    /// within the dialogue — and clipped and escaped.
+    pub fn analyze(
+        &mut self,
+        config_json: &str,
+        conversations: &[crate::core::conversation::Conversation],
+    ) -> Result<Vec<crate::core::analysis::Analysis>, PluginFailure> {
+        let api = self.bindings.coach_plugin_analyzer_api();
+        let config_json = config_json.to_owned();
+        let mut out = Vec::with_capacity(conversations.len());
+        for chunk in conversations.chunks(ANALYZE_BATCH) {
+            let dialogues: Vec<_> = chunk
+                .iter()
+                .map(super::convert::dialogue_to_guest)
+                .collect();
+            let got = self
+                .job
+                .call(|s| api.call_analyze(s, &config_json, &dialogues))?
+                .map_err(|e| self.job.reported(e))?;
+            if got.len() != chunk.len() {
+                return Err(self.misbehaved(format!(
+                    "it returned {} analyses for {} conversations",
+                    got.len(),
+                    chunk.len()
+                )));
+            }
+            for (a, c) in got.into_iter().zip(chunk) {
+                out.push(self.checked(a, c)?);
+            }
+        }
+        Ok(out)
+    }
+
+    fn misbehaved(&self, detail: String) -> PluginFailure {
+        PluginFailure::Misbehaved {
+            plugin: self.job.plugin.clone(),
+            detail,
+        }
+    }
+
+    fn checked(
+        &self,
+        a: bindings::analyzer::coach::plugin::analysis::DialogueAnalysis,
+        c: &crate::core::conversation::Conversation,
+    ) -> Result<crate::core::analysis::Analysis, PluginFailure> {
+        use crate::core::analysis::{Analysis, Aspect, Evidence, Finding};
+        let clean = |s: &str| printable(&clip(s, MAX_REASON)).into_owned();
+        if a.id != c.id {
+            return Err(self.misbehaved(format!(
+                "it answered conversation `{}` with an analysis of `{}`",
+                clean(&c.id),
+                clean(&a.id)
+            )));
+        }
+        let unit = |what: &str, v: f32, max: f32| {
+            if v.is_finite() && (0.0..=max).contains(&v) {
+                Ok(f64::from(v))
+            } else {
+                Err(self.misbehaved(format!(
+                    "{what} {v} of conversation `{}` is not within 0..{max}",
+                    clean(&c.id)
+                )))
+            }
+        };
+        let turns = c.turns.len() as u32;
+        let mut aspects = Vec::new();
+        for x in a.aspects.into_iter().take(MAX_ASPECTS) {
+            let mut evidence = Vec::new();
+            for e in x.evidence.into_iter().take(MAX_EVIDENCE) {
+                if let Some(t) = e.turns.iter().find(|t| **t >= turns) {
+                    return Err(self.misbehaved(format!(
+                        "its evidence names turn {t} of conversation `{}`, which has {turns}",
+                        clean(&c.id)
+                    )));
+                }
+                evidence.push(Evidence {
+                    turns: e.turns.into_iter().take(MAX_EVIDENCE).collect(),
+                    reason: clean(&e.reason),
+                    points: unit("points lost", e.points, 100.0)?,
+                });
+            }
+            aspects.push(Aspect {
+                name: clean(&clip(&x.name, 64)),
+                score: unit("aspect score", x.score, 100.0)?,
+                confidence: unit("aspect confidence", x.confidence, 1.0)?,
+                evidence,
+            });
+        }
+        let findings = a
+            .findings
+            .into_iter()
+            .take(MAX_FINDINGS)
+            .map(|f| Finding {
+                kind: clean(&clip(&f.kind, 64)),
+                turn: f.turn.filter(|t| *t < turns),
+                message: clean(&f.message),
+            })
+            .collect();
+        Ok(Analysis {
+            conversation: c.id.clone(),
+            score: unit("score", a.score, 100.0)?,
+            aspects,
+            findings,
+        })
+    }
+}
+
 /// `wasi:clocks/monotonic-clock`, aware of the job's deadline and its
 /// cancellation: a plugin that sleeps (`thread::sleep`, a blocking poll)
 /// wakes when its time is up or the job is cancelled, and the epoch check

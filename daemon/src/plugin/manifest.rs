@@ -45,7 +45,7 @@ impl fmt::Display for PluginId {
 pub use crate::core::params::{Kind, ParamType, Parameter};
 
 /// API versions this host has bindings for.
-pub const SUPPORTED_APIS: &[&str] = &["0.1.0"];
+pub const SUPPORTED_APIS: &[&str] = &["0.1.0", "0.1.1"];
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -105,9 +105,9 @@ impl Manifest {
                 SUPPORTED_APIS.join(", ")
             ));
         }
-        if m.kind == Kind::Analyzer {
+        if m.kind == Kind::Analyzer && m.api == "0.1.0" {
             return Err(format!(
-                "{origin}: plugin `{}` is an analyzer; analyzers arrive in a later api version",
+                "{origin}: plugin `{}` is an analyzer, which needs api 0.1.1 (0.1.0 only reserved the kind)",
                 m.id
             ));
         }

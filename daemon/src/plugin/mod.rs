@@ -39,7 +39,7 @@ use wasmtime::component::{HasSelf, InstancePre, Linker};
 use wasmtime::{Engine, EngineWeak};
 
 pub use error::PluginFailure;
-pub use job::{JobSpec, Observer, PluginEvent, SourceJob, TrainerJob};
+pub use job::{AnalyzerJob, JobSpec, Observer, PluginEvent, SourceJob, TrainerJob};
 
 /// How often the epoch ticker advances; deadlines are checked at this grain.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -327,7 +327,9 @@ impl PluginHost {
             Kind::Source => {
                 bindings::source::SourcePre::new(pre).map_err(missing)?;
             }
-            Kind::Analyzer => {}
+            Kind::Analyzer => {
+                bindings::analyzer::AnalyzerPre::new(pre).map_err(missing)?;
+            }
         }
         Ok(())
     }
@@ -576,6 +578,14 @@ impl PluginHost {
         self.expect_kind(&plugin, Kind::Trainer)?;
         let pre = self.instance_pre(&plugin)?;
         TrainerJob::new(self, &plugin, pre, spec)
+    }
+
+    /// A fresh analyzer instance for one job.
+    pub fn analyzer(&self, id: &str, spec: JobSpec) -> Result<AnalyzerJob, PluginFailure> {
+        let plugin = self.get(id)?;
+        self.expect_kind(&plugin, Kind::Analyzer)?;
+        let pre = self.instance_pre(&plugin)?;
+        AnalyzerJob::new(self, &plugin, pre, spec)
     }
 
     /// A fresh source instance for one job.

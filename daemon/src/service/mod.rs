@@ -8,6 +8,7 @@
 //! does not own the making of; it calls down (executor, pipeline, store),
 //! never up.
 
+pub mod analysis;
 pub mod conversations;
 pub mod deployments;
 pub mod experiments;

@@ -120,9 +120,7 @@ pub async fn run(config: Config, cmd: Command) -> Result<ExitCode> {
                     match p.manifest.kind {
                         crate::plugin::manifest::Kind::Trainer => drop(host.trainer(id, spec)?),
                         crate::plugin::manifest::Kind::Source => drop(host.source(id, spec)?),
-                        crate::plugin::manifest::Kind::Analyzer => {
-                            bail!("analyzers are not supported yet")
-                        }
+                        crate::plugin::manifest::Kind::Analyzer => drop(host.analyzer(id, spec)?),
                     }
                     // The first job also links the plugin; it is not a per-job cost.
                     if i > 0 {
