@@ -37,8 +37,18 @@ fn main() {
     for (package, artifact) in PLUGINS {
         let wasm = wasm_dir.join(format!("{artifact}.wasm"));
         let manifest = root.join("plugins").join(package).join("plugin.toml");
+        // The hash is taken here, so that a start that finds the compiled
+        // component in its cache never reads the embedded bytes at all.
+        let sha256 = {
+            use sha2::Digest;
+            let bytes = std::fs::read(&wasm).unwrap();
+            sha2::Sha256::digest(&bytes)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        };
         code.push_str(&format!(
-            "    BuiltIn {{ name: {package:?}, manifest: include_str!({:?}), wasm: include_bytes!({:?}) }},\n",
+            "    BuiltIn {{ name: {package:?}, manifest: include_str!({:?}), wasm: include_bytes!({:?}), sha256: {sha256:?} }},\n",
             manifest.display().to_string(),
             wasm.display().to_string()
         ));

@@ -65,7 +65,7 @@ pub struct Installed {
     pub manifest: Manifest,
     pub origin: Origin,
     pub wasm_sha256: String,
-    pub wasm: Arc<[u8]>,
+    pub wasm: Wasm,
     pre: OnceLock<Result<InstancePre<job::JobState>, String>>,
 }
 
@@ -97,11 +97,33 @@ pub struct PluginHost {
     _ticker: EpochTicker,
 }
 
-/// A plugin folder read from disk, not yet installed.
+/// A component's bytes: embedded in the binary (read only when they must
+/// be compiled, so a start from the compile cache leaves them on disk), or
+/// read from a plugin folder.
+#[derive(Clone)]
+pub enum Wasm {
+    Embedded(&'static [u8]),
+    Read(Arc<[u8]>),
+}
+
+impl std::ops::Deref for Wasm {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            Wasm::Embedded(b) => b,
+            Wasm::Read(b) => b,
+        }
+    }
+}
+
+/// A plugin found (built in, or a folder read from disk), not yet
+/// installed.
 struct Found {
     manifest: Manifest,
     origin: Origin,
-    wasm: Arc<[u8]>,
+    wasm: Wasm,
+    sha256: String,
 }
 
 /// Advances the engine's epoch on a thread of its own; stops when dropped.
@@ -228,7 +250,7 @@ impl PluginHost {
                 continue;
             }
             match old.get(&id) {
-                Some(o) if o.wasm_sha256 == sha256_hex(&f.wasm) && o.manifest == f.manifest => {
+                Some(o) if o.wasm_sha256 == f.sha256 && o.manifest == f.manifest => {
                     next.insert(id, o.clone());
                 }
                 previous => {
@@ -262,11 +284,15 @@ impl PluginHost {
         Ok(changed)
     }
 
-    /// Compile and link every plugin now (the daemon does this at start so
-    /// the first run does not wait); returns the plugins that failed.
+    /// Compile and link every source and trainer now (the daemon does this
+    /// at start so the first run does not wait); returns the plugins that
+    /// failed. Analyzers load at their first use.
     pub fn warm_up(&self) -> Vec<(String, String)> {
+        // Analyzers run in batches, where compiling at first use costs
+        // nothing anyone waits on; they do not slow every start.
         self.plugins()
             .iter()
+            .filter(|p| p.manifest.kind != Kind::Analyzer)
             .filter_map(|p| {
                 self.instance_pre(p)
                     .err()
@@ -600,7 +626,7 @@ impl PluginHost {
 impl From<Found> for Installed {
     fn from(f: Found) -> Installed {
         Installed {
-            wasm_sha256: sha256_hex(&f.wasm),
+            wasm_sha256: f.sha256,
             manifest: f.manifest,
             origin: f.origin,
             wasm: f.wasm,
@@ -620,7 +646,8 @@ fn discover(dirs: &[PathBuf]) -> Result<(Vec<Found>, BTreeMap<String, String>)> 
         found.push(Found {
             manifest,
             origin: Origin::BuiltIn,
-            wasm: Arc::from(b.wasm),
+            wasm: Wasm::Embedded(b.wasm),
+            sha256: b.sha256.to_owned(),
         });
     }
     let mut problems = BTreeMap::new();
@@ -692,6 +719,7 @@ fn read_folder(folder: &Path, manifest_path: &Path) -> Result<Found> {
     Ok(Found {
         manifest,
         origin: Origin::Dir(folder.to_path_buf()),
-        wasm: Arc::from(wasm),
+        sha256: sha256_hex(&wasm),
+        wasm: Wasm::Read(Arc::from(wasm)),
     })
 }
