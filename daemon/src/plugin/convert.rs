@@ -1,4 +1,4 @@
-//! Between Coach's own types and the `coach:plugin@0.1.0` interface's:
+//! Between Coach's own types and the `coach:plugin@0.1` interface's:
 //! examples as the store keeps them and as plugins read and write them,
 //! and log levels. A later interface version adds its own conversions here,
 //! and nothing outside the host changes.
