@@ -90,3 +90,36 @@ pub fn logs(min: LogLevel) -> Vec<String> {
             .collect()
     })
 }
+
+/// A dialogue for an analyzer's tests: `turns` as `(role, text)` pairs
+/// (`user`, `bot`, `system`), nothing else known.
+///
+/// ```
+/// # #[cfg(feature = "analyzer")] {
+/// let d = coach_plugin_sdk::testing::dialogue("c-1", &[("user", "hi"), ("bot", "hello")]);
+/// assert_eq!(d.turns[1].role, "bot");
+/// # }
+/// ```
+#[cfg(feature = "analyzer")]
+pub fn dialogue(id: &str, turns: &[(&str, &str)]) -> crate::analysis::Dialogue {
+    crate::analysis::Dialogue {
+        id: id.to_owned(),
+        turns: turns
+            .iter()
+            .map(|(role, text)| crate::analysis::Turn {
+                role: (*role).to_owned(),
+                text: (*text).to_owned(),
+                intent: None,
+                confidence: None,
+                ranking: Vec::new(),
+                fallback: false,
+                escalation: false,
+                timestamp_ms: None,
+                rating: None,
+                correction: None,
+            })
+            .collect(),
+        outcome: None,
+        ratings: Vec::new(),
+    }
+}

@@ -131,3 +131,54 @@ impl Analyzer for Quality {
 }
 
 coach_plugin_sdk::export_analyzer!(Quality);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use coach_plugin_sdk::testing;
+
+    #[test]
+    fn the_plugin_answers_each_dialogue_in_order_with_findings() {
+        testing::reset();
+        let dialogues = vec![
+            testing::dialogue(
+                "good",
+                &[
+                    ("user", "book a table for two at Andes Cafe"),
+                    ("bot", "Your table for 2 is booked."),
+                    ("user", "thanks!"),
+                ],
+            ),
+            testing::dialogue(
+                "bad",
+                &[
+                    ("user", "book a table for two at Andes Cafe"),
+                    ("bot", "Sorry, I could not book it."),
+                    ("user", "I said book a table for two at Andes Cafe"),
+                    ("bot", "Sorry, I could not book it."),
+                ],
+            ),
+        ];
+        let out = Quality::analyze("{}", dialogues).unwrap();
+        assert_eq!(out.len(), 2);
+        assert_eq!((out[0].id.as_str(), out[1].id.as_str()), ("good", "bad"));
+        assert!(out[0].score > out[1].score);
+        let kinds: Vec<&str> = out[1].findings.iter().map(|f| f.kind.as_str()).collect();
+        assert!(
+            kinds.contains(&"rephrase") && kinds.contains(&"task_failed"),
+            "{kinds:?}"
+        );
+    }
+
+    #[test]
+    fn unknown_parameters_and_a_cancel_are_refused() {
+        testing::reset();
+        let e = Quality::analyze(r#"{"mode": "strict"}"#, Vec::new()).unwrap_err();
+        assert_eq!(e.code, "bad-config");
+        testing::set_cancelled(true);
+        let e =
+            Quality::analyze("{}", vec![testing::dialogue("x", &[("user", "hi")])]).unwrap_err();
+        assert_eq!(e.code, "cancelled");
+        testing::reset();
+    }
+}
