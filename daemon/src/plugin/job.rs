@@ -566,8 +566,78 @@ impl TrainerJob {
         texts: &[String],
     ) -> Result<Vec<Prediction>, PluginFailure> {
         let api = self.bindings.coach_plugin_trainer_api();
-        self.job.call(|s| api.model().call_predict(s, model, texts))
+        let got = self
+            .job
+            .call(|s| api.model().call_predict(s, model, texts))?;
+        if got.len() != texts.len() {
+            return Err(PluginFailure::Misbehaved {
+                plugin: self.job.plugin.clone(),
+                detail: format!(
+                    "it returned {} predictions for {} texts",
+                    got.len(),
+                    texts.len()
+                ),
+            });
+        }
+        got.into_iter()
+            .zip(texts)
+            .map(|(p, text)| checked_prediction(&self.job.plugin, p, text))
+            .collect()
     }
+}
+
+/// Most candidates and entities a prediction keeps.
+const MAX_RANKED: usize = 20;
+
+/// A prediction as Coach keeps it: an intent that is a label,
+/// confidences clamped to 0..1, at most [`MAX_RANKED`] candidates, and
+/// only entity spans that fit the text (at most [`MAX_RANKED`], values
+/// clipped to 256 bytes) — predictions are logged with conversations and
+/// shown to people.
+fn checked_prediction(
+    plugin: &str,
+    mut p: Prediction,
+    text: &str,
+) -> Result<Prediction, PluginFailure> {
+    use crate::core::example::{EntitySpan, label_problem, span_problem};
+    let bad = |what: String| PluginFailure::Misbehaved {
+        plugin: plugin.to_owned(),
+        detail: what,
+    };
+    let unit = |c: f32| {
+        if c.is_finite() {
+            c.clamp(0.0, 1.0)
+        } else {
+            0.0
+        }
+    };
+    if let Some(why) = label_problem("predicted intent", &p.intent) {
+        return Err(bad(format!("a prediction's intent is not a label: {why}")));
+    }
+    p.confidence = unit(p.confidence);
+    p.ranking.truncate(MAX_RANKED);
+    for r in &mut p.ranking {
+        if let Some(why) = label_problem("ranked intent", &r.intent) {
+            return Err(bad(format!(
+                "a prediction's ranking is not of labels: {why}"
+            )));
+        }
+        r.confidence = unit(r.confidence);
+    }
+    p.entities.retain(|e| {
+        let span = EntitySpan {
+            entity: e.entity.clone(),
+            start: e.start,
+            end: e.end,
+            value: String::new(),
+        };
+        span_problem(text, &span).is_none()
+    });
+    p.entities.truncate(MAX_RANKED);
+    for e in &mut p.entities {
+        e.value = clip(&e.value, 256).into_owned();
+    }
+    Ok(p)
 }
 
 /// What a source produced.
@@ -939,6 +1009,53 @@ mod clocks {
             duration: WasiDuration,
         ) -> wasmtime::Result<Resource<DynPollable>> {
             self.nap(Duration::from_nanos(duration))
+        }
+    }
+}
+
+#[cfg(test)]
+mod prediction_tests {
+    use super::*;
+    use crate::plugin::bindings::{EntitySpan, RankedIntent};
+
+    fn prediction(intent: &str) -> Prediction {
+        Prediction {
+            intent: intent.into(),
+            confidence: 1.5,
+            ranking: (0..30)
+                .map(|i| RankedIntent {
+                    intent: format!("i{i}"),
+                    confidence: f32::NAN,
+                })
+                .collect(),
+            entities: vec![
+                EntitySpan {
+                    entity: "city".into(),
+                    start: 5,
+                    end: 10,
+                    value: "Leeds".repeat(100),
+                },
+                EntitySpan {
+                    entity: "city".into(),
+                    start: 5,
+                    end: 99,
+                    value: "past the end".into(),
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn a_trainers_predictions_are_checked_clamped_and_clipped() {
+        let p = checked_prediction("t", prediction("greet"), "Hi, Leeds!").unwrap();
+        assert_eq!(p.confidence, 1.0);
+        assert_eq!(p.ranking.len(), MAX_RANKED);
+        assert!(p.ranking.iter().all(|r| r.confidence == 0.0));
+        assert_eq!(p.entities.len(), 1);
+        assert!(p.entities[0].value.len() <= 256 + 3);
+        for bad in ["", "a\u{1b}[2Jb", &"x".repeat(200)] {
+            let e = checked_prediction("t", prediction(bad), "Hi, Leeds!").unwrap_err();
+            assert!(e.to_string().contains("intent is not a label"), "{e}");
         }
     }
 }
