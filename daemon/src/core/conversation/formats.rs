@@ -540,6 +540,24 @@ mod tests {
     }
 
     #[test]
+    fn hostile_channels_and_feedback_are_refused_with_their_line() {
+        let text = concat!(
+            "{\"id\":\"a\",\"channel\":\"we\\u0000b\",\"turns\":[{\"role\":\"user\",\"text\":\"hi\"}]}\n",
+            "{\"id\":\"b\",\"turns\":[{\"role\":\"user\",\"text\":\"hi\",\"feedback\":[{\"correction\":\"x\\u001b[2J\",\"at\":\"2026-01-01T00:00:00Z\"}]}]}\n",
+            "{\"id\":\"c\",\"turns\":[{\"role\":\"user\",\"text\":\"hi\"}],\"feedback\":[{\"comment\":\"a\\u0000\",\"at\":\"2026-01-01T00:00:00Z\"}]}\n",
+        );
+        let e = parse(Format::Coach, text).unwrap_err();
+        assert_eq!(
+            e.iter().map(|p| p.line).collect::<Vec<_>>(),
+            [1, 2, 3],
+            "{e:?}"
+        );
+        assert!(e[0].what.contains("channel"), "{e:?}");
+        assert!(e[1].what.contains("correction"), "{e:?}");
+        assert!(e[2].what.contains("comment"), "{e:?}");
+    }
+
+    #[test]
     fn csv_rows_group_into_conversations_with_feedback() {
         let text = "conversation_id,role,text,intent,confidence,rating,correction\nc1,user,my card is lost,lost_card,0.7,,report_lost\nc1,bot,I blocked it,,,1,\nc2,user,hi,greet,0.99,,\n";
         let cs = parse(Format::Csv, text).unwrap();

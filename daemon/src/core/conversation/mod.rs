@@ -183,6 +183,35 @@ impl Conversation {
         if self.id.chars().any(char::is_control) {
             return Some("its id holds control characters".into());
         }
+        if let Some(c) = &self.channel
+            && (c.len() > MAX_ID || c.chars().any(char::is_control))
+        {
+            return Some(format!(
+                "its channel is longer than {MAX_ID} bytes or holds control characters"
+            ));
+        }
+        for f in self
+            .turns
+            .iter()
+            .flat_map(|t| &t.feedback)
+            .chain(&self.feedback)
+        {
+            if let Some(why) = f
+                .correction
+                .as_deref()
+                .and_then(|c| super::example::label_problem("correction", c))
+            {
+                return Some(format!("feedback: {why}"));
+            }
+            if f.comment
+                .as_ref()
+                .is_some_and(|c| c.contains('\0') || c.len() > MAX_TEXT)
+            {
+                return Some(format!(
+                    "feedback: its comment holds a NUL or is longer than {MAX_TEXT} bytes"
+                ));
+            }
+        }
         if self.turns.is_empty() {
             return Some("it has no turns".into());
         }
