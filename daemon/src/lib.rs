@@ -22,6 +22,7 @@
 //! events                            the event bus, reporters, metrics
 //! config                            settings
 //! scheduler | experiment            pure decisions: placement | assignment, statistics
+//! patterns | curate | review        pure decisions: traffic patterns | data cleaning | agreement
 //! core                              ids, states, step outputs, stop reasons, hashes
 //! ```
 
@@ -31,12 +32,15 @@ pub mod cli;
 pub mod compute;
 pub mod config;
 pub mod core;
+pub mod curate;
 pub mod events;
 pub mod executor;
 pub mod experiment;
+pub mod patterns;
 pub mod pipeline;
 pub mod plugin;
 pub mod registry;
+pub mod review;
 pub mod scheduler;
 pub mod script;
 pub mod service;

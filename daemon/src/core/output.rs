@@ -51,6 +51,41 @@ fn is_zero(n: &usize) -> bool {
     *n == 0
 }
 
+/// What a curate step did, counted (each decision is listed in the
+/// snapshot's origin).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CurateCounts {
+    pub examples: usize,
+    pub kept: usize,
+    pub exact_duplicates: usize,
+    pub near_duplicates: usize,
+    /// Examples dropped for a conflict (only with `drop_conflicts`).
+    pub conflicting: usize,
+    /// Texts labelled with more than one intent.
+    pub conflicts: usize,
+    /// Examples with at least one redaction, and redactions in all.
+    pub redacted_examples: usize,
+    pub redactions: usize,
+    pub spans_dropped: usize,
+    /// Intents with fewer examples than the step's `min_examples`.
+    #[serde(default)]
+    pub small_intents: usize,
+}
+
+/// What an analyze step did: stored conversations analysed and kept.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Analyzed {
+    pub analyzer: String,
+    pub analyzer_version: String,
+    /// Conversations analysed now.
+    pub analyzed: u64,
+    /// Conversations this analyzer version had analysed before.
+    pub skipped: u64,
+    pub mean_score: Option<f64>,
+    #[serde(deserialize_with = "numbers")]
+    pub mean_aspects: BTreeMap<String, f64>,
+}
+
 /// A model a trainer step produced (stored as an artifact, not yet
 /// registered).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -150,6 +185,13 @@ pub enum StepOutput {
     Registered(Registration),
     Process(ProcessOutput),
     Deployed(Deployment),
+    /// A curate step: a dataset snapshot, and what curation did.
+    Curated {
+        #[serde(flatten)]
+        dataset: DatasetOutput,
+        curation: CurateCounts,
+    },
+    Analyzed(Analyzed),
 }
 
 /// The kind of output a step kind produces, for outputs stored before the
@@ -164,6 +206,8 @@ pub enum OutputKind {
     Registered,
     Process,
     Deployed,
+    Curated,
+    Analyzed,
 }
 
 impl OutputKind {
@@ -177,6 +221,8 @@ impl OutputKind {
             OutputKind::Registered => "registered",
             OutputKind::Process => "process",
             OutputKind::Deployed => "deployed",
+            OutputKind::Curated => "curated",
+            OutputKind::Analyzed => "analyzed",
         }
     }
 }
@@ -214,13 +260,17 @@ impl StepOutput {
             StepOutput::Registered(_) => OutputKind::Registered,
             StepOutput::Process(_) => OutputKind::Process,
             StepOutput::Deployed(_) => OutputKind::Deployed,
+            StepOutput::Curated { .. } => OutputKind::Curated,
+            StepOutput::Analyzed(_) => OutputKind::Analyzed,
         }
     }
 
     /// The dataset snapshot it names, if it is one.
     pub fn dataset(&self) -> Option<&DatasetOutput> {
         match self {
-            StepOutput::Dataset(d) | StepOutput::Ruled { dataset: d, .. } => Some(d),
+            StepOutput::Dataset(d)
+            | StepOutput::Ruled { dataset: d, .. }
+            | StepOutput::Curated { dataset: d, .. } => Some(d),
             _ => None,
         }
     }
@@ -316,6 +366,26 @@ mod tests {
                 version: 2,
                 environment: "production".into(),
                 changed: true,
+            }),
+            StepOutput::Curated {
+                dataset: dataset(),
+                curation: CurateCounts {
+                    examples: 130,
+                    kept: 120,
+                    exact_duplicates: 8,
+                    near_duplicates: 2,
+                    redactions: 3,
+                    redacted_examples: 3,
+                    ..Default::default()
+                },
+            },
+            StepOutput::Analyzed(Analyzed {
+                analyzer: "analyzer-quality".into(),
+                analyzer_version: "0.1.0+0123456789ab".into(),
+                analyzed: 40,
+                skipped: 2,
+                mean_score: Some(81.5),
+                mean_aspects: [("task_completion".to_owned(), 77.0)].into(),
             }),
         ]
     }
