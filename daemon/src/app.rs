@@ -91,6 +91,7 @@ impl App {
             Mode::Daemon => Store::connect_checked(&url).await?,
             Mode::Command => Store::connect(&url).await?,
         };
+        store.set_review_policy(config.review);
         if let Some(warming) = warming {
             for (plugin, why) in warming.await? {
                 tracing::error!(plugin = %plugin, "plugin cannot be loaded: {why}");

@@ -381,3 +381,61 @@ fn a_sources_conversations_are_kept_in_its_snapshot() {
     assert_eq!(output["conversations"], 1, "{v}");
     assert_eq!(output["examples"], 4, "{v}");
 }
+
+#[test]
+fn a_full_page_of_a_large_store_lists_and_a_conversation_stays_bounded() {
+    let home = daemon_home("");
+    let op = token(&home, "operator");
+    let d = Daemon::start(&home);
+    for batch in 0..2 {
+        let conversations: Vec<Value> = (0..600)
+            .map(|i| {
+                json!({"model": "big", "id": format!("c{batch}-{i}"), "messages": [
+                    {"role": "bot", "text": "hello"},
+                    {"role": "user", "text": format!("question {i}")}]})
+            })
+            .collect();
+        let (s, v) = post_json(
+            &format!("{}/api/v1/conversations", d.url),
+            &op,
+            &json!({ "conversations": conversations }),
+        );
+        assert_eq!(s, 201, "{v}");
+    }
+    // A page of 1,000 (one flat query for the previews, however many).
+    let page = get(&d, &op, "/api/v1/conversations?model=big&limit=1000");
+    let list = page["conversations"].as_array().unwrap();
+    assert_eq!(list.len(), 1000);
+    assert!(
+        list[0]["first_user_text"]
+            .as_str()
+            .unwrap()
+            .starts_with("question")
+    );
+    let out = home.coach(&["conversations", "list", "--model", "big", "--limit", "1000"]);
+    out.expect_ok();
+    // Appending is bounded as importing is.
+    let turns: Vec<Value> = (0..1000)
+        .map(|i| json!({"role": "user", "text": format!("again {i}")}))
+        .collect();
+    let mut last = (0, Value::Null);
+    for _ in 0..11 {
+        last = post_json(
+            &format!("{}/api/v1/conversations", d.url),
+            &op,
+            &json!({"conversations": [{"model": "big", "id": "long", "messages": turns}]}),
+        );
+        if last.0 != 201 {
+            break;
+        }
+    }
+    assert_eq!(last.0, 422, "{}", last.1);
+    assert!(
+        last.1["message"]
+            .as_str()
+            .unwrap()
+            .contains("at most 10000"),
+        "{}",
+        last.1
+    );
+}

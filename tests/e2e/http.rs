@@ -49,7 +49,7 @@ fn request(method: &str, target: &str, headers: &[(&str, &str)], body: &str) -> 
     r.into_bytes()
 }
 
-fn metrics(url: &str, tok: &str) -> String {
+pub(crate) fn metrics(url: &str, tok: &str) -> String {
     let mut res = ureq::get(&format!("{url}/metrics"))
         .header("Authorization", &format!("Bearer {tok}"))
         .call()

@@ -15,6 +15,7 @@ mod hostile;
 mod http;
 mod output;
 mod quickstart;
+mod review;
 mod runs;
 mod sandbox;
 mod scripts;

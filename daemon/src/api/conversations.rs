@@ -207,7 +207,12 @@ pub async fn log(
         .map(|(i, c)| conversation(i, c))
         .collect::<Result<Vec<_>, String>>()
         .map_err(ApiError::Invalid)?;
-    let messages = s.store.log_conversations(&batch).await?;
+    let messages = s.store.log_conversations(&batch).await.map_err(|e| {
+        match e.downcast::<crate::store::conversations::TooManyTurns>() {
+            Ok(t) => ApiError::Invalid(t.to_string()),
+            Err(e) => ApiError::Internal(e),
+        }
+    })?;
     Ok((
         StatusCode::CREATED,
         axum::Json(json!({"conversations": batch.len(), "messages": messages})),
@@ -331,14 +336,17 @@ pub async fn list(
 }
 
 /// `GET /api/v1/conversations/{id}`: one conversation, every turn with its
-/// prediction, entities and feedback.
+/// prediction, entities and feedback, and its analyses (newest first).
 pub async fn show(
     State(s): State<AppState>,
     Path(id): Path<i64>,
-) -> Result<axum::Json<StoredConversation>, ApiError> {
-    s.records()
+) -> Result<axum::Json<Value>, ApiError> {
+    let c: StoredConversation = s
+        .records()
         .conversation(id)
         .await?
-        .map(axum::Json)
-        .ok_or_else(|| ApiError::NotFound(format!("no conversation {id}")))
+        .ok_or_else(|| ApiError::NotFound(format!("no conversation {id}")))?;
+    let mut v = serde_json::to_value(&c).map_err(anyhow::Error::from)?;
+    v["analyses"] = json!(s.store.analyses_of(id).await?);
+    Ok(axum::Json(v))
 }

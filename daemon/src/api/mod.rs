@@ -16,6 +16,7 @@ pub mod gpus;
 pub mod limits;
 pub mod meta;
 pub mod models;
+pub mod review;
 pub mod runs;
 pub mod schema;
 pub mod serve;
@@ -60,7 +61,7 @@ fn route(
 
 /// Every route the daemon serves.
 pub fn routes() -> Vec<Route> {
-    use Role::{Admin, Operator, Viewer};
+    use Role::{Admin, Operator, Reviewer, Viewer};
     let (g, p, d) = (Method::GET, Method::POST, Method::DELETE);
     vec![
         route(g.clone(), "/healthz", None, get(meta::healthz)),
@@ -212,6 +213,66 @@ pub fn routes() -> Vec<Route> {
             "/api/v1/feedback",
             Some(Operator),
             post(conversations::record),
+        ),
+        route(
+            g.clone(),
+            "/api/v1/review/items",
+            Some(Reviewer),
+            get(review::list),
+        ),
+        route(
+            p.clone(),
+            "/api/v1/review/items",
+            Some(Operator),
+            post(review::queue),
+        ),
+        route(
+            g.clone(),
+            "/api/v1/review/items/{id}",
+            Some(Reviewer),
+            get(review::show),
+        ),
+        route(
+            p.clone(),
+            "/api/v1/review/items/{id}/labels",
+            Some(Reviewer),
+            post(review::label),
+        ),
+        route(
+            p.clone(),
+            "/api/v1/review/next",
+            Some(Reviewer),
+            post(review::next),
+        ),
+        route(
+            g.clone(),
+            "/api/v1/review/summary",
+            Some(Viewer),
+            get(review::summary),
+        ),
+        route(
+            p.clone(),
+            "/api/v1/models/{name}/patterns",
+            Some(Operator),
+            post(review::patterns),
+        ),
+        route(
+            g.clone(),
+            "/api/v1/models/{name}/recommendations",
+            Some(Viewer),
+            get(review::recommendations),
+        ),
+        route(
+            p.clone(),
+            "/api/v1/recommendations/{id}/review",
+            Some(Operator),
+            post(review::review_recommendation),
+        ),
+        route(
+            g.clone(),
+            "/api/v1/models/{name}/quality",
+            Some(Viewer),
+            get(review::quality),
         ),
         route(
             g.clone(),

@@ -194,7 +194,7 @@ async fn malformed_requests_get_json_errors() {
     for (body, message) in [
         (
             "{\"name\":\"x\",\"role\":\"root\"}",
-            "role: `root`; expected `viewer`, `operator` or `admin`",
+            "role: `root`; expected `viewer`, `reviewer`, `operator` or `admin`",
         ),
         ("{\"name\":\"\",\"role\":\"viewer\"}", "name: is empty"),
     ] {

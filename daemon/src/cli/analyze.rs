@@ -1,6 +1,8 @@
 //! `coach analyze`: score conversations with an analyzer plugin in the
 //! sandbox — from a file (Coach JSONL, Rasa tracker dumps, CSV of turns)
 //! or the store's — and print each score with its reasons, or JSON.
+//! Analyses of stored conversations are kept (one per conversation per
+//! analyzer version), as the `analyze` step keeps them.
 
 use super::conversations::{Filters, read_file};
 use crate::app::{App, Mode};
@@ -9,7 +11,8 @@ use crate::config::Config;
 use crate::core::analysis::Analysis;
 use crate::core::conversation::formats::Format;
 use crate::core::text::printable;
-use crate::service::analysis::{DEFAULT_ANALYZER, analyze, means};
+use crate::service::analysis::{DEFAULT_ANALYZER, analyze, analyzer_version, means};
+use crate::store::analyses::NewAnalysis;
 use anyhow::{Result, anyhow, bail};
 use serde_json::{Value, json};
 use std::path::PathBuf;
@@ -55,6 +58,8 @@ fn config(with: &[String]) -> Result<Value> {
 pub async fn run(config_: Config, a: Args) -> Result<ExitCode> {
     let params = config(&a.with)?;
     let app = App::open(config_, Mode::Command).await?;
+    // Stored conversations' ids, to keep their analyses.
+    let mut keys = Vec::new();
     let conversations = match &a.input {
         Some(file) => read_file(file, a.format)?,
         None => {
@@ -69,10 +74,10 @@ pub async fn run(config_: Config, a: Args) -> Result<ExitCode> {
             let mut filter = filter;
             loop {
                 let page = records.conversations(&filter).await?;
-                for s in &page.conversations {
-                    if let Some(c) = records.conversation(s.id).await? {
-                        found.push(c.into_conversation());
-                    }
+                let ids: Vec<i64> = page.conversations.iter().map(|s| s.id).collect();
+                for c in app.service.store.conversations_whole(&ids).await? {
+                    keys.push((c.id, c.model.clone(), c.started_at));
+                    found.push(c.into_conversation());
                 }
                 match page.next {
                     Some(next) if (found.len() as u64) < a.limit => filter.before = Some(next),
@@ -80,6 +85,7 @@ pub async fn run(config_: Config, a: Args) -> Result<ExitCode> {
                 }
             }
             found.truncate(a.limit as usize);
+            keys.truncate(a.limit as usize);
             found
         }
     };
@@ -88,6 +94,23 @@ pub async fn run(config_: Config, a: Args) -> Result<ExitCode> {
     }
     let n = conversations.len();
     let analyses = analyze(app.service.host.clone(), &a.analyzer, params, conversations).await?;
+    if !keys.is_empty() {
+        let version = analyzer_version(&app.service.host, &a.analyzer)?;
+        let rows: Vec<NewAnalysis> = keys
+            .into_iter()
+            .zip(&analyses)
+            .map(|((conversation_id, model, started_at), x)| NewAnalysis {
+                conversation_id,
+                model,
+                started_at,
+                analysis: x.clone(),
+            })
+            .collect();
+        app.service
+            .store
+            .save_analyses(&a.analyzer, &version, None, &rows)
+            .await?;
+    }
     let (overall, aspects) = means(&analyses);
     if a.json {
         out!(

@@ -62,6 +62,45 @@ pub struct RawConfig {
     pub gpus: RawGpus,
     #[serde(default)]
     pub slurm: RawSlurm,
+    #[serde(default)]
+    pub review: RawReview,
+}
+
+/// `[review]`: what enters the review queue and how many people label
+/// each item.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawReview {
+    /// Independent labels an item needs; when they disagree an
+    /// adjudicator decides. 1 to 5. Default 1.
+    pub reviews: Option<i32>,
+    /// User messages predicted with a confidence below this are queued
+    /// when logged. 0 turns it off. Default 0.4.
+    pub low_confidence: Option<f64>,
+    /// Queue user messages the bot fell back on. Default true.
+    pub fallbacks: Option<bool>,
+    /// Queue messages users corrected or rated down. Default true.
+    pub feedback: Option<bool>,
+}
+
+/// Validated `[review]` settings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ReviewSettings {
+    pub reviews: i32,
+    pub low_confidence: f64,
+    pub fallbacks: bool,
+    pub feedback: bool,
+}
+
+impl Default for ReviewSettings {
+    fn default() -> ReviewSettings {
+        ReviewSettings {
+            reviews: 1,
+            low_confidence: 0.4,
+            fallbacks: true,
+            feedback: true,
+        }
+    }
 }
 
 /// `[slurm]`: process steps placed by a Slurm cluster instead of this
@@ -450,6 +489,7 @@ pub struct Config {
     pub daemon: DaemonSettings,
     pub gpus: GpuSettings,
     pub slurm: SlurmSettings,
+    pub review: ReviewSettings,
 }
 
 /// Validated `[daemon]` settings.
@@ -574,6 +614,21 @@ impl Config {
         };
         let gpus = gpu_settings(&raw.gpus, &mut errors);
         let slurm = slurm_settings(&raw.slurm, &resolve, &mut errors);
+        let mut review = ReviewSettings::default();
+        if let Some(n) = raw.review.reviews {
+            if !(1..=5).contains(&n) {
+                errors.push(format!("review.reviews must be 1 to 5, not {n}"));
+            }
+            review.reviews = n.clamp(1, 5);
+        }
+        if let Some(c) = raw.review.low_confidence {
+            if !(0.0..=1.0).contains(&c) {
+                errors.push(format!("review.low_confidence must be 0 to 1, not {c}"));
+            }
+            review.low_confidence = c.clamp(0.0, 1.0);
+        }
+        review.fallbacks = raw.review.fallbacks.unwrap_or(true);
+        review.feedback = raw.review.feedback.unwrap_or(true);
         if !errors.is_empty() {
             bail!("{}", errors.join("; "));
         }
@@ -607,6 +662,7 @@ impl Config {
             daemon,
             gpus,
             slurm,
+            review,
         })
     }
 

@@ -95,3 +95,6 @@ pub struct PluginSpec {
 
 /// The plugins a workflow may name, by id.
 pub type Catalog = BTreeMap<String, PluginSpec>;
+
+/// The analyzer Coach ships, used where none is named.
+pub const DEFAULT_ANALYZER: &str = "analyzer-quality";

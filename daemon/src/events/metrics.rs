@@ -46,6 +46,11 @@ pub struct HttpLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ModelLabels {
+    pub model: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct GpuLabels {
     pub gpu: String,
     pub name: String,
@@ -83,6 +88,9 @@ pub struct Metrics {
     pub gpu_waiting: Gauge,
     pub slurm_jobs: Family<StateLabels, Gauge>,
     pub log_lines_dropped: Counter,
+    pub review_items: Family<StateLabels, Gauge>,
+    pub quality: Family<ModelLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    pub quality_conversations: Family<ModelLabels, Gauge>,
 }
 
 fn step_histogram() -> Histogram {
@@ -120,8 +128,26 @@ impl Metrics {
             gpu_waiting: Gauge::default(),
             slurm_jobs: Family::default(),
             log_lines_dropped: Counter::default(),
+            review_items: Family::default(),
+            quality: Family::default(),
+            quality_conversations: Family::default(),
             registry: Registry::default(),
         };
+        registry.register(
+            "review_items",
+            "Review queue items, by state",
+            m.review_items.clone(),
+        );
+        registry.register(
+            "conversation_quality_score",
+            "Mean analyzer-quality score of each model's conversations of the last 7 days",
+            m.quality.clone(),
+        );
+        registry.register(
+            "conversation_quality_conversations",
+            "Conversations of the last 7 days with an analysis, by model",
+            m.quality_conversations.clone(),
+        );
         registry.register("runs", "Runs in the store, by state", m.runs.clone());
         registry.register(
             "queue_depth",

@@ -1,14 +1,17 @@
 //! Conversations analysed by an analyzer plugin, in the sandbox, whoever
-//! asks (`coach analyze`; the `analyze` step and the API next).
+//! asks (`coach analyze`, the `analyze` step, the service): files'
+//! conversations only shown, stored conversations' analyses kept.
 
 use crate::core::analysis::Analysis;
 use crate::core::conversation::Conversation;
 use crate::plugin::{JobSpec, PluginHost};
+use crate::store::Store;
+use crate::store::analyses::NewAnalysis;
+use crate::store::conversation_reads::ConversationFilter;
 use anyhow::{Context, Result};
 use std::sync::Arc;
 
-/// The analyzer Coach ships.
-pub const DEFAULT_ANALYZER: &str = "analyzer-quality";
+pub use crate::core::params::DEFAULT_ANALYZER;
 
 /// Analyse `conversations` with analyzer `id` (its parameters `config`, a
 /// JSON object), as peers: one analysis each, in order.
@@ -59,4 +62,99 @@ pub fn means(analyses: &[Analysis]) -> (f64, Vec<(String, f64)>) {
         })
         .collect();
     (overall, aspects)
+}
+
+/// The version analyses are kept under: the plugin's own version and the
+/// start of its component's hash, so a rebuilt plugin that forgot to bump
+/// its version still counts as another analyzer.
+pub fn analyzer_version(host: &PluginHost, id: &str) -> Result<String> {
+    let p = host.get(id)?;
+    Ok(format!(
+        "{}+{}",
+        p.manifest.version,
+        &p.wasm_sha256[..12.min(p.wasm_sha256.len())]
+    ))
+}
+
+/// Conversations analysed per sandbox job (and per store transaction).
+const CHUNK: usize = 1000;
+
+/// What analysing stored conversations did.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Stored {
+    pub analyzer: String,
+    pub analyzer_version: String,
+    /// Conversations analysed now.
+    pub analyzed: u64,
+    /// Conversations this analyzer version had analysed before (left as
+    /// they are unless asked to analyse again).
+    pub skipped: u64,
+    pub mean_score: Option<f64>,
+    pub mean_aspects: std::collections::BTreeMap<String, f64>,
+}
+
+/// Analyse the stored conversations `filter` picks with analyzer `id`
+/// and keep the results (one row per conversation per analyzer version).
+/// Conversations this version analysed before are skipped unless `again`.
+pub async fn analyze_stored(
+    store: &Store,
+    host: Arc<PluginHost>,
+    id: &str,
+    config: serde_json::Value,
+    filter: &ConversationFilter,
+    again: bool,
+    run: Option<i64>,
+) -> Result<Stored> {
+    let version = analyzer_version(&host, id)?;
+    let mut ids = store.conversation_ids(filter).await?;
+    let total = ids.len() as u64;
+    if !again {
+        let done = store.analysed(id, &version, &ids).await?;
+        ids.retain(|i| !done.contains(i));
+    }
+    let skipped = total - ids.len() as u64;
+    let (mut n, mut sum) = (0u64, 0.0);
+    let mut aspects: std::collections::BTreeMap<String, (u64, f64)> = Default::default();
+    for chunk in ids.chunks(CHUNK) {
+        let whole = store.conversations_whole(chunk).await?;
+        let keys: Vec<(i64, String, chrono::DateTime<chrono::Utc>)> = whole
+            .iter()
+            .map(|c| (c.id, c.model.clone(), c.started_at))
+            .collect();
+        let conversations = whole.into_iter().map(|c| c.into_conversation()).collect();
+        let analyses = analyze(host.clone(), id, config.clone(), conversations).await?;
+        for a in &analyses {
+            n += 1;
+            sum += a.score;
+            for x in a.aspects.iter().filter(|x| x.confidence > 0.0) {
+                let e = aspects.entry(x.name.clone()).or_default();
+                e.0 += 1;
+                e.1 += x.score;
+            }
+        }
+        let rows: Vec<NewAnalysis> = keys
+            .into_iter()
+            .zip(analyses)
+            .map(
+                |((conversation_id, model, started_at), analysis)| NewAnalysis {
+                    conversation_id,
+                    model,
+                    started_at,
+                    analysis,
+                },
+            )
+            .collect();
+        store.save_analyses(id, &version, run, &rows).await?;
+    }
+    Ok(Stored {
+        analyzer: id.to_owned(),
+        analyzer_version: version,
+        analyzed: n,
+        skipped,
+        mean_score: (n > 0).then(|| sum / n as f64),
+        mean_aspects: aspects
+            .into_iter()
+            .map(|(k, (c, s))| (k, s / c as f64))
+            .collect(),
+    })
 }

@@ -9,6 +9,7 @@
 //! again. Plugin calls run on blocking threads, each job in a fresh
 //! sandbox.
 
+pub mod analysis;
 pub mod deploy;
 pub mod experiment;
 mod output;
@@ -154,6 +155,9 @@ pub fn output_kind(step: &Step) -> OutputKind {
         Action::Builtin(Builtin::Register) => OutputKind::Registered,
         Action::Builtin(Builtin::Process) => OutputKind::Process,
         Action::Builtin(Builtin::Deploy) => OutputKind::Deployed,
+        Action::Builtin(Builtin::Curate) => OutputKind::Curated,
+        Action::Builtin(Builtin::Analyze) => OutputKind::Analyzed,
+        Action::Builtin(Builtin::Reviewed) => OutputKind::Dataset,
     }
 }
 

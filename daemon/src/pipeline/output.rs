@@ -8,8 +8,8 @@ use crate::core::evaluation::Report;
 use crate::core::example::{Example, Split, SplitCounts};
 use crate::core::ids::short;
 use crate::core::output::{
-    DatasetOutput, Deployment, ModelOutput, ProcessOutput, Registration, RuleStats, StepOutput,
-    Verdict,
+    Analyzed, CurateCounts, DatasetOutput, Deployment, ModelOutput, ProcessOutput, Registration,
+    RuleStats, StepOutput, Verdict,
 };
 use crate::store::ModelRow;
 use anyhow::{Result, anyhow};
@@ -67,13 +67,16 @@ pub enum Output {
     /// What a process step left: devices, time, metrics, artifacts.
     Process(Arc<ProcessOutput>),
     Deployed(Deployment),
+    /// A curate step's dataset, with what curation did.
+    Curated(Arc<Dataset>, CurateCounts),
+    Analyzed(Analyzed),
 }
 
 impl Output {
     /// The dataset it is (or carries), if any.
     pub fn dataset(&self) -> Option<&Arc<Dataset>> {
         match self {
-            Output::Dataset(d) | Output::Ruled(d, _) => Some(d),
+            Output::Dataset(d) | Output::Ruled(d, _) | Output::Curated(d, _) => Some(d),
             _ => None,
         }
     }
@@ -97,6 +100,11 @@ impl Output {
             Output::Verdict(v) => StepOutput::Verdict(v.clone()),
             Output::Process(p) => StepOutput::Process((**p).clone()),
             Output::Deployed(d) => StepOutput::Deployed(d.clone()),
+            Output::Curated(d, c) => StepOutput::Curated {
+                dataset: d.out.clone(),
+                curation: c.clone(),
+            },
+            Output::Analyzed(a) => StepOutput::Analyzed(a.clone()),
         }
     }
 
@@ -167,6 +175,25 @@ impl Output {
             Output::Deployed(d) => {
                 format!("{} already served {} v{}", d.environment, d.name, d.version)
             }
+            Output::Curated(d, c) => format!(
+                "kept {} of {} examples ({} duplicates, {} near duplicates, {} conflicting texts, {} redactions); snapshot {}",
+                c.kept,
+                c.examples,
+                c.exact_duplicates,
+                c.near_duplicates,
+                c.conflicts,
+                c.redactions,
+                short(&d.out.hash, 12)
+            ),
+            Output::Analyzed(a) => format!(
+                "analysed {} conversations with {} {}{}",
+                a.analyzed,
+                a.analyzer,
+                a.analyzer_version,
+                a.mean_score
+                    .map(|m| format!(", mean score {m:.1}"))
+                    .unwrap_or_default()
+            ),
         }
     }
 
@@ -208,6 +235,11 @@ impl Output {
             }
             StepOutput::Process(p) => Output::Process(Arc::new(p)),
             StepOutput::Deployed(d) => Output::Deployed(d),
+            StepOutput::Curated {
+                dataset: d,
+                curation,
+            } => Output::Curated(dataset(d.dataset_version).await?, curation),
+            StepOutput::Analyzed(a) => Output::Analyzed(a),
         })
     }
 }

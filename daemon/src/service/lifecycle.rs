@@ -161,6 +161,7 @@ impl Service {
                     recheck = true;
                 }
                 self.slurm().set_settings(new.slurm.clone());
+                self.store.set_review_policy(new.review);
                 *self.config.writing() = new;
                 *self.config_problem.writing() = None;
             }

@@ -8,7 +8,6 @@
 //! does not own the making of; it calls down (executor, pipeline, store),
 //! never up.
 
-pub mod analysis;
 pub mod conversations;
 pub mod deployments;
 pub mod experiments;
@@ -16,6 +15,7 @@ pub mod lifecycle;
 pub mod lock;
 pub mod predict;
 pub mod queries;
+pub mod review;
 pub mod submit;
 pub mod tokens;
 pub mod views;
@@ -35,6 +35,10 @@ use std::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 pub use submit::{Fire, FireError};
+
+/// Conversations analysed (for the CLI and API; the pipeline owns it,
+/// as the `analyze` step runs it).
+pub use crate::pipeline::analysis;
 
 /// Everything the service answers from.
 pub struct Service {

@@ -132,6 +132,32 @@ impl Service {
         metrics.set_gpus(&gpus.gauges(), self.gpus().queue().len());
         let jobs = self.slurm().jobs();
         metrics.set_slurm(jobs.iter().map(|j| j.state.as_str()));
+        let counts = self.store.review_counts(None).await?;
+        for (state, n) in [
+            ("open", counts.open),
+            ("disputed", counts.disputed),
+            ("approved", counts.approved),
+            ("rejected", counts.rejected),
+        ] {
+            metrics
+                .review_items
+                .get_or_create(&crate::events::metrics::StateLabels {
+                    state: state.into(),
+                })
+                .set(n as i64);
+        }
+        for (model, mean, n) in self
+            .store
+            .quality_by_model(crate::core::params::DEFAULT_ANALYZER, 7)
+            .await?
+        {
+            let labels = crate::events::metrics::ModelLabels { model };
+            metrics.quality.get_or_create(&labels).set(mean);
+            metrics
+                .quality_conversations
+                .get_or_create(&labels)
+                .set(n as i64);
+        }
         Ok(metrics.encode())
     }
 

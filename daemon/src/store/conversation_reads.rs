@@ -127,6 +127,9 @@ impl StoredConversation {
     }
 }
 
+/// Most conversation ids one bulk read walks.
+pub const MAX_IDS: u64 = 1_000_000;
+
 /// How much of the first user turn a summary shows, in characters.
 const PREVIEW: usize = 160;
 
@@ -319,17 +322,23 @@ impl Store {
             .filter_map(|(id, (_, first, _))| first.map(|p| (*id, p)))
             .collect();
         if !firsts.is_empty() {
-            let mut any = Condition::any();
-            for (id, p) in &firsts {
-                any = any.add(
-                    Condition::all()
-                        .add(messages::Column::ConversationId.eq(*id))
-                        .add(messages::Column::Position.eq(*p)),
-                );
-            }
-            for m in messages::Entity::find().filter(any).all(&self.db).await? {
-                let text: String = m.text.chars().take(PREVIEW).collect();
-                previews.insert(m.conversation_id, text);
+            // One flat query (an OR per conversation nests past SQLite's
+            // expression depth and the daemon's stack on a full page):
+            // the page's conversations at the few first positions there
+            // are, kept where the position is that conversation's first.
+            let wanted: BTreeMap<i64, i32> = firsts.iter().copied().collect();
+            let positions: std::collections::BTreeSet<i32> =
+                firsts.iter().map(|(_, p)| *p).collect();
+            for m in messages::Entity::find()
+                .filter(messages::Column::ConversationId.is_in(wanted.keys().copied()))
+                .filter(messages::Column::Position.is_in(positions))
+                .all(&self.db)
+                .await?
+            {
+                if wanted.get(&m.conversation_id) == Some(&m.position) {
+                    let text: String = m.text.chars().take(PREVIEW).collect();
+                    previews.insert(m.conversation_id, text);
+                }
             }
         }
         let next = if more { ids.last().copied() } else { None };
@@ -363,6 +372,20 @@ impl Store {
         })
     }
 
+    /// The ids of the conversations matching `filter` (its `limit` up to
+    /// [`MAX_IDS`]), newest first: what a bulk reader walks.
+    pub async fn conversation_ids(&self, filter: &ConversationFilter) -> Result<Vec<i64>> {
+        Ok(conversations::Entity::find()
+            .select_only()
+            .column(conversations::Column::Id)
+            .filter(filter.condition())
+            .order_by_desc(conversations::Column::Id)
+            .limit(filter.limit.clamp(1, MAX_IDS))
+            .into_tuple()
+            .all(&self.db)
+            .await?)
+    }
+
     /// Whether `model` has a conversation with the platform's id `external`.
     pub async fn conversation_exists(&self, model: &str, external: &str) -> Result<bool> {
         use sea_orm::PaginatorTrait;
@@ -376,44 +399,72 @@ impl Store {
 
     /// Conversation `id` whole, if there is one.
     pub async fn conversation(&self, id: i64) -> Result<Option<StoredConversation>> {
-        let Some(row) = conversations::Entity::find_by_id(id).one(&self.db).await? else {
-            return Ok(None);
-        };
-        let messages = messages::Entity::find()
-            .filter(messages::Column::ConversationId.eq(id))
-            .order_by_asc(messages::Column::Position)
-            .all(&self.db)
-            .await?;
-        let feedback = feedback::Entity::find()
-            .filter(feedback::Column::ConversationId.eq(id))
-            .order_by_asc(feedback::Column::Id)
-            .all(&self.db)
-            .await?;
-        let mut turns: Vec<Turn> = messages.iter().map(turn_of).collect();
-        let index: BTreeMap<i64, usize> = messages
-            .iter()
-            .enumerate()
-            .map(|(i, m)| (m.id, i))
-            .collect();
-        let mut whole = Vec::new();
-        for f in &feedback {
-            match f.message_id.and_then(|m| index.get(&m)) {
-                Some(&i) => turns[i].feedback.push(feedback_of(f)),
-                None => whole.push(feedback_of(f)),
+        Ok(self.conversations_whole(&[id]).await?.pop())
+    }
+
+    /// The conversations `ids` whole, in the order given (ids that name
+    /// none are left out): three queries per 500, not three per
+    /// conversation.
+    pub async fn conversations_whole(&self, ids: &[i64]) -> Result<Vec<StoredConversation>> {
+        let mut found: BTreeMap<i64, StoredConversation> = BTreeMap::new();
+        for chunk in ids.chunks(500) {
+            let rows = conversations::Entity::find()
+                .filter(conversations::Column::Id.is_in(chunk.to_vec()))
+                .all(&self.db)
+                .await?;
+            let messages = messages::Entity::find()
+                .filter(messages::Column::ConversationId.is_in(chunk.to_vec()))
+                .order_by_asc(messages::Column::ConversationId)
+                .order_by_asc(messages::Column::Position)
+                .all(&self.db)
+                .await?;
+            let feedback = feedback::Entity::find()
+                .filter(feedback::Column::ConversationId.is_in(chunk.to_vec()))
+                .order_by_asc(feedback::Column::Id)
+                .all(&self.db)
+                .await?;
+            let mut turns: BTreeMap<i64, Vec<Turn>> = BTreeMap::new();
+            // Where each message sits: its conversation and turn index.
+            let mut at: BTreeMap<i64, (i64, usize)> = BTreeMap::new();
+            for m in &messages {
+                let list = turns.entry(m.conversation_id).or_default();
+                at.insert(m.id, (m.conversation_id, list.len()));
+                list.push(turn_of(m));
+            }
+            let mut whole: BTreeMap<i64, Vec<Feedback>> = BTreeMap::new();
+            for f in &feedback {
+                match f.message_id.and_then(|m| at.get(&m)) {
+                    Some(&(c, i)) => {
+                        if let Some(t) = turns.get_mut(&c).and_then(|t| t.get_mut(i)) {
+                            t.feedback.push(feedback_of(f));
+                        }
+                    }
+                    None => {
+                        if let Some(c) = f.conversation_id {
+                            whole.entry(c).or_default().push(feedback_of(f));
+                        }
+                    }
+                }
+            }
+            for row in rows {
+                found.insert(
+                    row.id,
+                    StoredConversation {
+                        id: row.id,
+                        turns: turns.remove(&row.id).unwrap_or_default(),
+                        feedback: whole.remove(&row.id).unwrap_or_default(),
+                        external_id: row.external_id,
+                        model: row.model_name,
+                        channel: row.channel,
+                        outcome: row.outcome.as_deref().and_then(Outcome::parse),
+                        started_at: row.started_at,
+                        received_at: row.received_at,
+                        experiment: row.experiment_id,
+                        arm: row.arm,
+                    },
+                );
             }
         }
-        Ok(Some(StoredConversation {
-            id: row.id,
-            external_id: row.external_id,
-            model: row.model_name,
-            channel: row.channel,
-            outcome: row.outcome.as_deref().and_then(Outcome::parse),
-            started_at: row.started_at,
-            received_at: row.received_at,
-            experiment: row.experiment_id,
-            arm: row.arm,
-            turns,
-            feedback: whole,
-        }))
+        Ok(ids.iter().filter_map(|id| found.remove(id)).collect())
     }
 }

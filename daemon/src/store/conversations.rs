@@ -81,6 +81,16 @@ pub struct UnknownReference {
     pub what: String,
 }
 
+/// A batch that would take a conversation past
+/// [`crate::core::conversation::MAX_TURNS`] turns.
+#[derive(Debug, thiserror::Error)]
+#[error("conversations[{index}]: conversation `{id}` would have {turns} turns; at most {max}", max = crate::core::conversation::MAX_TURNS)]
+pub struct TooManyTurns {
+    pub index: usize,
+    pub id: String,
+    pub turns: usize,
+}
+
 /// What a model's users did in a window: the trigger conditions' inputs.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct Traffic {
@@ -201,9 +211,11 @@ impl Store {
     /// number of messages stored.
     pub async fn log_conversations(&self, batch: &[NewConversation]) -> Result<u64> {
         let now = Utc::now();
+        let policy = self.review_policy();
         let tx = self.begin_write().await?;
         let mut stored = 0;
-        for c in batch {
+        let mut queue = Vec::new();
+        for (index, c) in batch.iter().enumerate() {
             let existing = conversations::Entity::find()
                 .filter(conversations::Column::ModelName.eq(&c.model))
                 .filter(conversations::Column::ExternalId.eq(&c.id))
@@ -249,6 +261,17 @@ impl Store {
                     (row.id, 0)
                 }
             };
+            // Appending is bounded as importing is: a conversation read back
+            // whole must stay a bounded answer.
+            let turns = position as usize + c.messages.len();
+            if turns > crate::core::conversation::MAX_TURNS {
+                return Err(TooManyTurns {
+                    index,
+                    id: crate::core::text::printable(&crate::core::text::clip(&c.id, 64)).into_owned(),
+                    turns,
+                }
+                .into());
+            }
             let rows: Vec<messages::ActiveModel> = c
                 .messages
                 .iter()
@@ -277,15 +300,63 @@ impl Store {
                 })
                 .collect();
             stored += rows.len() as u64;
+            let first = position - rows.len() as i32;
             // Chunks keep each statement under SQLite's bound-parameter limit.
             for chunk in rows.chunks(500) {
                 messages::Entity::insert_many(chunk.to_vec())
                     .exec(&tx)
                     .await?;
             }
+            let worth_review = |m: &NewMessage| {
+                m.role == "user"
+                    && ((policy.fallbacks && m.fallback)
+                        || m.confidence.is_some_and(|x| x < policy.low_confidence))
+            };
+            if c.messages.iter().any(worth_review) {
+                let stored_now = messages::Entity::find()
+                    .filter(messages::Column::ConversationId.eq(conversation))
+                    .filter(messages::Column::Position.gte(first))
+                    .filter(messages::Column::Role.eq("user"))
+                    .all(&tx)
+                    .await?;
+                for m in stored_now {
+                    let fell_back = policy.fallbacks && m.fallback;
+                    let unsure = m.confidence.is_some_and(|x| x < policy.low_confidence);
+                    if !(fell_back || unsure) {
+                        continue;
+                    }
+                    queue.push(super::review::NewItem {
+                        model: c.model.clone(),
+                        text: m.text.clone(),
+                        conversation_id: Some(conversation),
+                        message_id: Some(m.id),
+                        origin: if fell_back {
+                            super::review::Origin::Fallback
+                        } else {
+                            super::review::Origin::LowConfidence
+                        },
+                        reason: match (fell_back, m.confidence) {
+                            (true, _) => "the bot fell back".into(),
+                            (false, Some(x)) => format!(
+                                "predicted `{}` with confidence {x:.2}",
+                                m.intent.as_deref().unwrap_or("?")
+                            ),
+                            (false, None) => "the model was unsure".into(),
+                        },
+                        priority: crate::review::priority(
+                            if fell_back { None } else { m.confidence },
+                            1,
+                        ),
+                        suggested_intent: (!fell_back).then(|| m.intent.clone()).flatten(),
+                        recommendation_id: None,
+                        reviews: policy.reviews,
+                    });
+                }
+            }
             count_messages(&tx, conversation, c, assign_now).await?;
             account(&tx, conversation, before.as_ref()).await?;
         }
+        super::review::queue_in(&tx, &queue).await?;
         tx.commit().await?;
         Ok(stored)
     }
@@ -294,8 +365,10 @@ impl Store {
     /// a conversation or message that was never logged) none of it.
     pub async fn record_feedback(&self, batch: &[NewFeedback]) -> Result<u64> {
         let now = Utc::now();
+        let policy = self.review_policy();
         let tx = self.begin_write().await?;
         let mut rows = Vec::with_capacity(batch.len());
+        let mut queue = Vec::new();
         for (index, f) in batch.iter().enumerate() {
             let unknown = |what: String| UnknownReference { index, what };
             let mut conversation_id = None;
@@ -325,6 +398,36 @@ impl Store {
                             ))
                         })?;
                     message_id = Some(m.id);
+                    let corrected = f.correction.is_some();
+                    let rated_down = f.rating.is_some_and(|r| r < 0);
+                    if policy.feedback && m.role == "user" && (corrected || rated_down) {
+                        queue.push(super::review::NewItem {
+                            model: f.model.clone(),
+                            text: m.text.clone(),
+                            conversation_id: Some(c.id),
+                            message_id: Some(m.id),
+                            origin: if corrected {
+                                super::review::Origin::Correction
+                            } else {
+                                super::review::Origin::NegativeRating
+                            },
+                            reason: match &f.correction {
+                                Some(to) => format!(
+                                    "a user corrected `{}` to `{to}`",
+                                    m.intent.as_deref().unwrap_or("?")
+                                ),
+                                None => format!(
+                                    "a user rated the answer to `{}` down",
+                                    m.intent.as_deref().unwrap_or("?")
+                                ),
+                            },
+                            // A correction is as unsure as a prediction gets.
+                            priority: crate::review::priority(None, 1),
+                            suggested_intent: f.correction.clone().or_else(|| m.intent.clone()),
+                            recommendation_id: None,
+                            reviews: policy.reviews,
+                        });
+                    }
                 }
             }
             rows.push(feedback::ActiveModel {
@@ -353,6 +456,7 @@ impl Store {
                 account(&tx, id, before.as_ref()).await?;
             }
         }
+        super::review::queue_in(&tx, &queue).await?;
         tx.commit().await?;
         Ok(n)
     }

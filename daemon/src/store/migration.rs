@@ -20,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(M0009Experiments),
             Box::new(M0010ExperimentTotals),
             Box::new(M0011ConversationDetail),
+            Box::new(M0012QualityAndReview),
         ]
     }
 }
@@ -893,6 +894,173 @@ impl MigrationTrait for M0011ConversationDetail {
                 "conversations",
                 &["started_at"],
                 false,
+            ),
+        ] {
+            m.create_index(i).await?;
+        }
+        Ok(())
+    }
+}
+
+/// What the learning loop keeps: analyses of conversations (one row per
+/// conversation per analyzer version), the review queue with every
+/// reviewer's label, and the recommendations made from patterns.
+struct M0012QualityAndReview;
+
+impl MigrationName for M0012QualityAndReview {
+    fn name(&self) -> &str {
+        "m0012_quality_and_review"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for M0012QualityAndReview {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        let tables = [
+            Table::create()
+                .table("quality_analyses")
+                .if_not_exists()
+                .col(big_pk_auto("id"))
+                .col(big_integer("conversation_id"))
+                .col(string("model_name"))
+                .col(string("analyzer"))
+                .col(string("analyzer_version"))
+                .col(double("score"))
+                .col(text("aspects"))
+                .col(text("findings"))
+                .col(timestamp_with_time_zone("started_at"))
+                .col(timestamp_with_time_zone("analyzed_at"))
+                .col(big_integer_null("run_id"))
+                .foreign_key(&mut foreign_key(
+                    "quality_analyses",
+                    "conversation_id",
+                    "conversations",
+                ))
+                .foreign_key(&mut foreign_key(
+                    "quality_analyses",
+                    "run_id",
+                    "training_runs",
+                ))
+                .to_owned(),
+            Table::create()
+                .table("recommendations")
+                .if_not_exists()
+                .col(big_pk_auto("id"))
+                .col(string("key"))
+                .col(string("model_name"))
+                .col(string("kind"))
+                .col(text("title"))
+                .col(big_integer("impact"))
+                .col(double("rank"))
+                .col(text("evidence"))
+                .col(text("messages"))
+                .col(string("state"))
+                .col(timestamp_with_time_zone("found_at"))
+                .col(timestamp_with_time_zone("updated_at"))
+                .to_owned(),
+            Table::create()
+                .table("review_items")
+                .if_not_exists()
+                .col(big_pk_auto("id"))
+                .col(string("model_name"))
+                .col(string("dedupe_key"))
+                .col(text("text"))
+                .col(big_integer_null("conversation_id"))
+                .col(big_integer_null("message_id"))
+                .col(string("origin"))
+                .col(text("reason"))
+                .col(double("priority"))
+                .col(string_null("suggested_intent"))
+                .col(big_integer_null("recommendation_id"))
+                .col(integer("reviews"))
+                .col(string("state"))
+                .col(string_null("intent"))
+                .col(text_null("entities"))
+                .col(timestamp_with_time_zone("created_at"))
+                .col(timestamp_with_time_zone_null("decided_at"))
+                .foreign_key(&mut foreign_key(
+                    "review_items",
+                    "conversation_id",
+                    "conversations",
+                ))
+                .foreign_key(&mut foreign_key("review_items", "message_id", "messages"))
+                .foreign_key(&mut foreign_key(
+                    "review_items",
+                    "recommendation_id",
+                    "recommendations",
+                ))
+                .to_owned(),
+            Table::create()
+                .table("review_labels")
+                .if_not_exists()
+                .col(big_pk_auto("id"))
+                .col(big_integer("item_id"))
+                .col(big_integer_null("token_id"))
+                .col(string("reviewer"))
+                .col(string("verdict"))
+                .col(string_null("intent"))
+                .col(text("entities"))
+                .col(boolean("adjudication"))
+                .col(timestamp_with_time_zone("at"))
+                .foreign_key(&mut foreign_key("review_labels", "item_id", "review_items"))
+                .foreign_key(&mut foreign_key("review_labels", "token_id", "api_tokens"))
+                .to_owned(),
+            Table::create()
+                .table("review_claims")
+                .if_not_exists()
+                .col(big_pk_auto("id"))
+                .col(big_integer("item_id"))
+                .col(big_integer("token_id"))
+                .col(timestamp_with_time_zone("until"))
+                .foreign_key(&mut foreign_key("review_claims", "item_id", "review_items"))
+                .foreign_key(&mut foreign_key("review_claims", "token_id", "api_tokens"))
+                .to_owned(),
+        ];
+        for t in tables {
+            m.create_table(t).await?;
+        }
+        for i in [
+            index(
+                "ux_quality_analyses",
+                "quality_analyses",
+                &["conversation_id", "analyzer", "analyzer_version"],
+                true,
+            ),
+            index(
+                "ix_quality_analyses_model",
+                "quality_analyses",
+                &["model_name", "started_at"],
+                false,
+            ),
+            index(
+                "ux_recommendations_key",
+                "recommendations",
+                &["model_name", "key"],
+                true,
+            ),
+            index(
+                "ux_review_items_dedupe",
+                "review_items",
+                &["model_name", "dedupe_key"],
+                true,
+            ),
+            index(
+                "ix_review_items_queue",
+                "review_items",
+                &["state", "priority"],
+                false,
+            ),
+            index(
+                "ux_review_labels",
+                "review_labels",
+                &["item_id", "token_id", "adjudication"],
+                true,
+            ),
+            index(
+                "ux_review_claims",
+                "review_claims",
+                &["item_id", "token_id"],
+                true,
             ),
         ] {
             m.create_index(i).await?;

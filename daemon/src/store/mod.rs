@@ -2,6 +2,7 @@
 //! (WAL), PostgreSQL by URL. Migrations run on connect. Typed queries live
 //! here; the store never calls back into the pipeline.
 
+pub mod analyses;
 pub mod conversation_reads;
 pub mod conversations;
 pub mod deployments;
@@ -12,6 +13,7 @@ pub mod lease;
 pub mod migration;
 pub mod outcomes;
 pub mod queue;
+pub mod review;
 pub mod tokens;
 
 use crate::core::conversation::{Conversation, snapshot_hash};
@@ -40,6 +42,9 @@ pub use entities::training_runs::Model as RunRow;
 pub struct Store {
     db: DatabaseConnection,
     health: std::sync::Arc<outcomes::WriteHealth>,
+    /// What logging and feedback queue for review (`[review]`), shared by
+    /// every clone and changed by a config reload.
+    review: std::sync::Arc<std::sync::RwLock<crate::config::ReviewSettings>>,
 }
 
 /// A new model's row, before the store numbers it.
@@ -125,6 +130,7 @@ impl Store {
         Ok(Store {
             db,
             health: Default::default(),
+            review: Default::default(),
         })
     }
 
@@ -141,6 +147,17 @@ impl Store {
     /// file when the last one closes).
     pub async fn close(self) -> Result<()> {
         Ok(self.db.close().await?)
+    }
+
+    /// Queue for review as `[review]` says (every clone, from now on).
+    pub fn set_review_policy(&self, policy: crate::config::ReviewSettings) {
+        use crate::core::sync::ReadWrite;
+        *self.review.writing() = policy;
+    }
+
+    pub fn review_policy(&self) -> crate::config::ReviewSettings {
+        use crate::core::sync::ReadWrite;
+        *self.review.reading()
     }
 
     /// Whether recording runs' ends works (shared by every clone).

@@ -15,6 +15,8 @@ pub use super::entities::api_tokens::Model as TokenRow;
 pub enum Role {
     /// Read everything.
     Viewer,
+    /// Also label and adjudicate review items.
+    Reviewer,
     /// Also trigger and cancel runs.
     Operator,
     /// Also manage tokens.
@@ -25,6 +27,7 @@ impl Role {
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Viewer => "viewer",
+            Role::Reviewer => "reviewer",
             Role::Operator => "operator",
             Role::Admin => "admin",
         }
@@ -36,10 +39,11 @@ impl std::str::FromStr for Role {
     fn from_str(s: &str) -> Result<Role, String> {
         match s {
             "viewer" => Ok(Role::Viewer),
+            "reviewer" => Ok(Role::Reviewer),
             "operator" => Ok(Role::Operator),
             "admin" => Ok(Role::Admin),
             other => Err(format!(
-                "unknown role `{other}`; expected viewer, operator or admin"
+                "unknown role `{other}`; expected viewer, reviewer, operator or admin"
             )),
         }
     }

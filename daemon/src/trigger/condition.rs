@@ -7,7 +7,9 @@
 //! of the workflow's name) and `data`: the workflow's sources read now
 //! (through their plugins, in the sandbox) against what its last
 //! successful run read; `conversations` and `feedback`: what the model's
-//! users did since that run started (logged through the API).
+//! users did since that run started (logged through the API); `reviews`:
+//! the model's review queue, with the items approved since that run
+//! started; `quality`: its conversations' quality trend.
 
 use super::Context;
 use crate::core::ids::RunId;
@@ -164,8 +166,24 @@ async fn check(ctx: &Context, wf: &Workflow) -> Result<Option<Fire>> {
     let traffic = store
         .traffic_since(wf.model_name(), last_ok.map(|r| r.started_at))
         .await?;
+    let since = last_ok.map(|r| r.started_at);
+    let counts = store.review_counts(Some(wf.model_name())).await?;
+    let reviews = json!({
+        "open": counts.open,
+        "disputed": counts.disputed,
+        "approved": counts.approved,
+        "rejected": counts.rejected,
+        "approved_since_last_run": store.approved_since(wf.model_name(), since).await?,
+    });
+    let quality = json!(
+        store
+            .quality_trend(wf.model_name(), crate::core::params::DEFAULT_ANALYZER)
+            .await?
+    );
     let inputs = [
         ("now", json!(secs(Utc::now()))),
+        ("reviews", reviews),
+        ("quality", quality),
         ("last_run", last_run),
         ("recent_runs", json!(recent_runs)),
         ("model", model),

@@ -42,6 +42,14 @@ pub enum Builtin {
     /// Point an environment at the registered model, after its health
     /// check.
     Deploy,
+    /// Clean the datasets of the steps it needs, merged: duplicates, near
+    /// duplicates, conflicting labels, personal data.
+    Curate,
+    /// Score stored conversations with an analyzer plugin and keep the
+    /// analyses.
+    Analyze,
+    /// The examples people approved in the review queue, as a dataset.
+    Reviewed,
 }
 
 impl Builtin {
@@ -54,6 +62,9 @@ impl Builtin {
             "rules" => Some(Builtin::Rules),
             "process" => Some(Builtin::Process),
             "deploy" => Some(Builtin::Deploy),
+            "curate" => Some(Builtin::Curate),
+            "analyze" => Some(Builtin::Analyze),
+            "reviewed" => Some(Builtin::Reviewed),
             _ => None,
         }
     }
@@ -67,6 +78,9 @@ impl Builtin {
             Builtin::Rules => "rules",
             Builtin::Process => "process",
             Builtin::Deploy => "deploy",
+            Builtin::Curate => "curate",
+            Builtin::Analyze => "analyze",
+            Builtin::Reviewed => "reviewed",
         }
     }
 }
@@ -90,6 +104,8 @@ pub enum Produces {
     Artifact,
     /// An environment moved to a model version.
     Deployment,
+    /// Conversations analysed.
+    Analysis,
 }
 
 impl Action {
@@ -107,6 +123,10 @@ impl Action {
             Action::Builtin(Builtin::Rules) => Produces::Dataset,
             Action::Builtin(Builtin::Process) => Produces::Artifact,
             Action::Builtin(Builtin::Deploy) => Produces::Deployment,
+            Action::Builtin(Builtin::Curate) | Action::Builtin(Builtin::Reviewed) => {
+                Produces::Dataset
+            }
+            Action::Builtin(Builtin::Analyze) => Produces::Analysis,
         }
     }
 
@@ -117,10 +137,13 @@ impl Action {
                 kind: Kind::Trainer,
                 ..
             } => Some(&[Produces::Dataset]),
-            Action::Plugin { .. } | Action::Builtin(Builtin::Process) => None,
-            Action::Builtin(Builtin::Split) | Action::Builtin(Builtin::Rules) => {
-                Some(&[Produces::Dataset])
-            }
+            Action::Plugin { .. }
+            | Action::Builtin(Builtin::Process)
+            | Action::Builtin(Builtin::Analyze)
+            | Action::Builtin(Builtin::Reviewed) => None,
+            Action::Builtin(Builtin::Split)
+            | Action::Builtin(Builtin::Rules)
+            | Action::Builtin(Builtin::Curate) => Some(&[Produces::Dataset]),
             Action::Builtin(Builtin::Evaluate) | Action::Builtin(Builtin::Gate) => {
                 Some(&[Produces::Model])
             }

@@ -102,6 +102,35 @@ pub struct DeployParams {
     pub canary: Option<crate::experiment::spec::Canary>,
 }
 
+/// `kind = "analyze"`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AnalyzeParams {
+    /// Whose conversations; default the model the workflow registers (its
+    /// name).
+    pub model: Option<ModelName>,
+    /// The analyzer plugin; default `analyzer-quality`.
+    pub analyzer: String,
+    /// Conversations started in the last this many days. Default 7.
+    pub days: u32,
+    /// At most this many, the newest. Default 100,000.
+    pub limit: u64,
+    /// Analyse again what this analyzer version analysed before. Default
+    /// false.
+    pub again: bool,
+    /// The analyzer's parameters.
+    pub config: Map<String, Value>,
+}
+
+/// `kind = "reviewed"`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReviewedParams {
+    /// Whose approved review items; default the model the workflow
+    /// registers (its name).
+    pub model: Option<ModelName>,
+    /// The dataset the snapshot is kept under; default `<model>-reviewed`.
+    pub dataset: Option<String>,
+}
+
 /// The typed parameters of a built-in step.
 #[derive(Debug, Clone, PartialEq)]
 pub enum BuiltinParams {
@@ -109,6 +138,9 @@ pub enum BuiltinParams {
     Evaluate(EvaluateParams),
     Register(RegisterParams),
     Deploy(DeployParams),
+    Curate(crate::curate::Settings),
+    Analyze(AnalyzeParams),
+    Reviewed(ReviewedParams),
     /// The kinds whose settings are keys of their own (`when`, `command`)
     /// or a script (`with.script`).
     Other,
@@ -144,6 +176,27 @@ impl Builtin {
             ],
             // A process takes `command`, `env` and `workdir` instead.
             Builtin::Process => &[],
+            // docs/analysis.md: curation's settings, each with its default.
+            Builtin::Curate => &[
+                ("near_duplicates", ParamType::Float, &[]),
+                ("num_perm", ParamType::Integer, &[]),
+                ("min_examples", ParamType::Integer, &[]),
+                ("redact", ParamType::Boolean, &[]),
+                ("pii", ParamType::Array, &[]),
+                ("drop_conflicts", ParamType::Boolean, &[]),
+            ],
+            Builtin::Analyze => &[
+                ("model", ParamType::String, &[]),
+                ("analyzer", ParamType::String, &[]),
+                ("days", ParamType::Integer, &[]),
+                ("limit", ParamType::Integer, &[]),
+                ("again", ParamType::Boolean, &[]),
+                ("config", ParamType::Table, &[]),
+            ],
+            Builtin::Reviewed => &[
+                ("model", ParamType::String, &[]),
+                ("dataset", ParamType::String, &[]),
+            ],
         }
     }
 
@@ -181,6 +234,9 @@ impl BuiltinParams {
             Builtin::Evaluate => BuiltinParams::Evaluate(evaluate(with, &mut errors)),
             Builtin::Register => BuiltinParams::Register(register(with, &mut errors)),
             Builtin::Deploy => BuiltinParams::Deploy(deploy(with, &mut errors)),
+            Builtin::Curate => BuiltinParams::Curate(curate(with, &mut errors)),
+            Builtin::Analyze => BuiltinParams::Analyze(analyze(with, &mut errors)),
+            Builtin::Reviewed => BuiltinParams::Reviewed(reviewed(with, &mut errors)),
             Builtin::Gate | Builtin::Rules | Builtin::Process => BuiltinParams::Other,
         };
         if errors.is_empty() {
@@ -302,6 +358,85 @@ fn register(with: &Map<String, Value>, errors: &mut Vec<ParamError>) -> Register
             .ok()
     });
     RegisterParams { name }
+}
+
+fn model_param(with: &Map<String, Value>, errors: &mut Vec<ParamError>) -> Option<ModelName> {
+    with.get("model").and_then(Value::as_str).and_then(|n| {
+        ModelName::try_from(n)
+            .map_err(|e| error(errors, "model", e))
+            .ok()
+    })
+}
+
+fn curate(with: &Map<String, Value>, errors: &mut Vec<ParamError>) -> crate::curate::Settings {
+    let settings: crate::curate::Settings =
+        match serde_json::from_value(Value::Object(with.clone())) {
+            Ok(s) => s,
+            Err(e) => {
+                errors.push(ParamError {
+                    key: None,
+                    message: e.to_string(),
+                });
+                return Default::default();
+            }
+        };
+    if let Err(e) = settings.check() {
+        for message in e.problems {
+            errors.push(ParamError { key: None, message });
+        }
+    }
+    settings
+}
+
+fn analyze(with: &Map<String, Value>, errors: &mut Vec<ParamError>) -> AnalyzeParams {
+    let analyzer = with
+        .get("analyzer")
+        .and_then(Value::as_str)
+        .unwrap_or(crate::core::params::DEFAULT_ANALYZER)
+        .to_owned();
+    let days = with.get("days").and_then(Value::as_i64).unwrap_or(7);
+    if !(1..=3660).contains(&days) {
+        error(errors, "days", "`days` must be 1 to 3660".into());
+    }
+    let limit = with.get("limit").and_then(Value::as_i64).unwrap_or(100_000);
+    if !(1..=1_000_000).contains(&limit) {
+        error(errors, "limit", "`limit` must be 1 to 1000000".into());
+    }
+    AnalyzeParams {
+        model: model_param(with, errors),
+        analyzer,
+        days: days.clamp(1, 3660) as u32,
+        limit: limit.clamp(1, 1_000_000) as u64,
+        again: with.get("again").and_then(Value::as_bool).unwrap_or(false),
+        config: with
+            .get("config")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default(),
+    }
+}
+
+fn reviewed(with: &Map<String, Value>, errors: &mut Vec<ParamError>) -> ReviewedParams {
+    let dataset = with
+        .get("dataset")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    if let Some(d) = &dataset
+        && !crate::core::ids::is_identifier(d)
+    {
+        error(
+            errors,
+            "dataset",
+            format!(
+                "`{}` is not a dataset name (letters, digits, `-`, `_`)",
+                crate::core::text::printable(d)
+            ),
+        );
+    }
+    ReviewedParams {
+        model: model_param(with, errors),
+        dataset,
+    }
 }
 
 fn deploy(with: &Map<String, Value>, errors: &mut Vec<ParamError>) -> DeployParams {

@@ -100,7 +100,31 @@ async fn inputs(
         ),
         ("dataset", dataset),
         ("steps", json!(progress.states)),
+        (
+            "quality",
+            json!(
+                runner
+                    .store
+                    .quality_trend(wf.model_name(), crate::core::params::DEFAULT_ANALYZER)
+                    .await?
+            ),
+        ),
+        ("reviewed", reviewed_per_intent(runner, wf).await?),
     ])
+}
+
+/// How many approved review items each intent of the workflow's model
+/// has: a gate can refuse a model that got worse where people taught it.
+async fn reviewed_per_intent(runner: &Runner, wf: &Workflow) -> Result<Value> {
+    let mut per: std::collections::BTreeMap<String, u64> = Default::default();
+    for r in runner
+        .store
+        .reviewed_examples(Some(wf.model_name()))
+        .await?
+    {
+        *per.entry(r.intent).or_default() += 1;
+    }
+    Ok(json!(per))
 }
 
 /// The model in service for `wf`: the version deployed to `production`

@@ -8,11 +8,14 @@
 //! in [`execute`], and a [`crate::core::output::StepOutput`] variant if it
 //! produces something new.
 
+pub mod analyze;
+pub mod curate;
 pub mod deploy;
 pub mod evaluate;
 pub mod gate;
 pub mod process;
 pub mod register;
+pub mod reviewed;
 pub mod rules;
 pub mod source;
 pub mod split;
@@ -59,6 +62,9 @@ pub async fn execute(ctx: &StepCtx<'_>) -> Result<Output> {
         Action::Builtin(Builtin::Register) => register::run(ctx).await,
         Action::Builtin(Builtin::Process) => process::run(ctx).await,
         Action::Builtin(Builtin::Deploy) => deploy::run(ctx).await,
+        Action::Builtin(Builtin::Curate) => curate::run(ctx).await,
+        Action::Builtin(Builtin::Analyze) => analyze::run(ctx).await,
+        Action::Builtin(Builtin::Reviewed) => reviewed::run(ctx).await,
     }
 }
 

@@ -1,0 +1,204 @@
+//! The learning loop's service: patterns in a model's traffic and the
+//! recommendations made from them (kept, turned into review items in one
+//! call), the review queue's agreement, and the quality trend — one shape
+//! for the API and the command line.
+
+use crate::core::evaluation::Report;
+use crate::core::output::{OutputKind, StepOutput};
+use crate::core::state::StepState;
+use crate::patterns::{self, Patterns};
+use crate::store::Store;
+use crate::store::conversation_reads::ConversationFilter;
+use crate::store::review::{NewItem, NewRecommendation, Origin, StoredRecommendation};
+use anyhow::{Result, bail};
+use chrono::Utc;
+use serde::Serialize;
+use serde_json::json;
+
+/// Most conversations one patterns computation reads.
+pub const MAX_CONVERSATIONS: u64 = 100_000;
+
+/// What the patterns of a model's traffic are now, and what to do.
+#[derive(Debug, Clone, Serialize)]
+pub struct Found {
+    pub model: String,
+    pub days: u32,
+    pub patterns: Patterns,
+    pub recommendations: Vec<StoredRecommendation>,
+}
+
+/// The training examples and last evaluation of `model`'s newest
+/// registered version, if it has one.
+async fn baseline(
+    store: &Store,
+    model: &str,
+) -> Result<(Vec<crate::core::example::Example>, Option<Report>)> {
+    let Some(m) = store.models_named(model).await?.into_iter().next() else {
+        return Ok((Vec::new(), None));
+    };
+    let examples = match m.dataset_version_id {
+        Some(v) => store
+            .dataset_version(v)
+            .await?
+            .map(|(_, rows)| rows)
+            .unwrap_or_default(),
+        None => Vec::new(),
+    };
+    let report = store
+        .steps_of(crate::core::ids::RunId(m.run_id))
+        .await?
+        .into_iter()
+        .filter(|s| s.action == "evaluate" && s.state == StepState::Succeeded)
+        .filter_map(|s| {
+            match StepOutput::from_stored(s.output.as_deref()?, OutputKind::Evaluation).ok()? {
+                StepOutput::Evaluation(r) => Some(r),
+                _ => None,
+            }
+        })
+        .next_back();
+    Ok((examples, report))
+}
+
+/// Find the patterns of `model`'s conversations of the last `days` and
+/// keep the recommendations they make.
+pub async fn find(store: &Store, model: &str, days: u32) -> Result<Found> {
+    let filter = ConversationFilter {
+        model: Some(model.to_owned()),
+        since: Some(Utc::now() - chrono::Duration::days(i64::from(days))),
+        limit: MAX_CONVERSATIONS,
+        ..Default::default()
+    };
+    let ids = store.conversation_ids(&filter).await?;
+    let mut conversations = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(1000) {
+        conversations.extend(
+            store
+                .conversations_whole(chunk)
+                .await?
+                .into_iter()
+                .map(|c| c.into_conversation()),
+        );
+    }
+    let (examples, report) = baseline(store, model).await?;
+    let (found, recs) = tokio::task::spawn_blocking(move || {
+        let settings = patterns::Settings::default();
+        let found = patterns::find(
+            &patterns::Input {
+                conversations: &conversations,
+                examples: &examples,
+                evaluation: report.as_ref(),
+                now: Utc::now(),
+            },
+            &settings,
+        );
+        let recs = patterns::recommend(&found, &settings);
+        (found, recs)
+    })
+    .await?;
+    let new: Vec<NewRecommendation> = recs
+        .iter()
+        .map(|r| NewRecommendation {
+            key: r.id.clone(),
+            kind: serde_json::to_value(r.action)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default(),
+            title: r.title.clone(),
+            impact: r.impact as i64,
+            rank: r.score,
+            evidence: json!({"evidence": r.evidence, "intents": r.intents, "confidence": r.confidence}),
+            messages: json!(r.items),
+        })
+        .collect();
+    let recommendations = store.save_recommendations(model, &new).await?;
+    Ok(Found {
+        model: model.to_owned(),
+        days,
+        patterns: found,
+        recommendations,
+    })
+}
+
+/// What turning a recommendation into review items did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Queued {
+    pub recommendation: i64,
+    /// Items added to the queue.
+    pub added: u64,
+    /// Messages already queued (for another reason or before).
+    pub already: u64,
+    /// Messages no longer stored.
+    pub missing: u64,
+}
+
+/// Turn recommendation `id` into review items, one per message it names,
+/// each labelled `reviews` times.
+pub async fn queue_recommendation(store: &Store, id: i64) -> Result<Option<Queued>> {
+    let Some(rec) = store.recommendation(id).await? else {
+        return Ok(None);
+    };
+    if rec.state == "dismissed" {
+        bail!("recommendation {id} was dismissed");
+    }
+    let refs: Vec<patterns::ReviewItem> =
+        serde_json::from_value(rec.messages.clone()).unwrap_or_default();
+    let policy = store.review_policy();
+    let occurrences = refs.len() as u64;
+    let mut items = Vec::with_capacity(refs.len());
+    let mut missing = 0;
+    for r in &refs {
+        let Some((conversation, message)) = store
+            .message_id(&rec.model, &r.conversation, r.turn as i32)
+            .await?
+        else {
+            missing += 1;
+            continue;
+        };
+        items.push(NewItem {
+            model: rec.model.clone(),
+            text: r.text.clone(),
+            conversation_id: Some(conversation),
+            message_id: Some(message),
+            origin: Origin::Recommendation,
+            reason: rec.title.clone(),
+            priority: crate::review::priority(None, occurrences),
+            suggested_intent: r.suggested_intent.clone(),
+            recommendation_id: Some(id),
+            reviews: policy.reviews,
+        });
+    }
+    let added = store.queue_recommendation(id, &items).await?;
+    Ok(Some(Queued {
+        recommendation: id,
+        added,
+        already: items.len() as u64 - added,
+        missing,
+    }))
+}
+
+/// How much reviewers agree: Cohen's kappa per pair of reviewers on the
+/// items both labelled, Krippendorff's alpha over every item labelled
+/// more than once.
+#[derive(Debug, Clone, Serialize)]
+pub struct Agreement {
+    /// Items labelled independently by two or more reviewers.
+    pub items: usize,
+    pub alpha: Option<f64>,
+    pub pairs: Vec<crate::review::agreement::PairAgreement>,
+}
+
+pub async fn agreement(store: &Store, model: Option<&str>) -> Result<Agreement> {
+    let answers = store.review_answers(model).await?;
+    let ids: Vec<String> = answers.iter().map(|(i, _, _)| i.to_string()).collect();
+    let rows: Vec<(&str, &str, &str)> = answers
+        .iter()
+        .zip(&ids)
+        .map(|((_, r, a), i)| (i.as_str(), r.as_str(), a.as_str()))
+        .collect();
+    let units = crate::review::agreement::units(&rows);
+    Ok(Agreement {
+        items: units.len(),
+        alpha: crate::review::agreement::krippendorff_alpha(&units),
+        pairs: crate::review::agreement::pairwise(&rows),
+    })
+}
