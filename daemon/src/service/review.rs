@@ -4,8 +4,6 @@
 //! for the API and the command line.
 
 use crate::core::evaluation::Report;
-use crate::core::output::{OutputKind, StepOutput};
-use crate::core::state::StepState;
 use crate::patterns::{self, Patterns};
 use crate::store::Store;
 use crate::store::conversation_reads::ConversationFilter;
@@ -45,17 +43,8 @@ async fn baseline(
         None => Vec::new(),
     };
     let report = store
-        .steps_of(crate::core::ids::RunId(m.run_id))
-        .await?
-        .into_iter()
-        .filter(|s| s.action == "evaluate" && s.state == StepState::Succeeded)
-        .filter_map(|s| {
-            match StepOutput::from_stored(s.output.as_deref()?, OutputKind::Evaluation).ok()? {
-                StepOutput::Evaluation(r) => Some(r),
-                _ => None,
-            }
-        })
-        .next_back();
+        .last_evaluation(crate::core::ids::RunId(m.run_id))
+        .await?;
     Ok((examples, report))
 }
 

@@ -267,7 +267,8 @@ impl Store {
             if turns > crate::core::conversation::MAX_TURNS {
                 return Err(TooManyTurns {
                     index,
-                    id: crate::core::text::printable(&crate::core::text::clip(&c.id, 64)).into_owned(),
+                    id: crate::core::text::printable(&crate::core::text::clip(&c.id, 64))
+                        .into_owned(),
                     turns,
                 }
                 .into());

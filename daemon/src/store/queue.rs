@@ -401,6 +401,27 @@ impl Store {
             .await?)
     }
 
+    /// The evaluation of run `run_id`'s last evaluate step that
+    /// succeeded, if it has one.
+    pub async fn last_evaluation(
+        &self,
+        run_id: RunId,
+    ) -> Result<Option<crate::core::evaluation::Report>> {
+        use crate::core::output::{OutputKind, StepOutput};
+        Ok(self
+            .steps_of(run_id)
+            .await?
+            .into_iter()
+            .filter(|s| s.action == "evaluate" && s.state == StepState::Succeeded)
+            .filter_map(|s| {
+                match StepOutput::from_stored(s.output.as_deref()?, OutputKind::Evaluation).ok()? {
+                    StepOutput::Evaluation(r) => Some(r),
+                    _ => None,
+                }
+            })
+            .next_back())
+    }
+
     pub async fn add_logs(&self, lines: &[LogLine]) -> Result<()> {
         for chunk in lines.chunks(500) {
             let rows = chunk.iter().map(|l| run_logs::ActiveModel {

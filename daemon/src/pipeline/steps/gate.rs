@@ -6,8 +6,7 @@ use super::{StepCtx, nearest_dataset};
 use crate::core::evaluation::Report;
 use crate::core::example::DatasetStats;
 use crate::core::ids::RunId;
-use crate::core::output::{OutputKind, StepOutput, Verdict};
-use crate::core::state::StepState;
+use crate::core::output::Verdict;
 use crate::pipeline::{Output, Progress, Runner};
 use crate::registry::ModelView;
 use crate::workflow::{Produces, ScriptRef, Step, Workflow};
@@ -153,18 +152,7 @@ async fn production(runner: &Runner, run: RunId, wf: &Workflow) -> Result<Value>
     let Some(m) = m else {
         return Ok(Value::Null);
     };
-    let report = store
-        .steps_of(RunId(m.run_id))
-        .await?
-        .into_iter()
-        .filter(|s| s.action == "evaluate" && s.state == StepState::Succeeded)
-        .filter_map(|s| {
-            match StepOutput::from_stored(s.output.as_deref()?, OutputKind::Evaluation).ok()? {
-                StepOutput::Evaluation(r) => Some(r),
-                _ => None,
-            }
-        })
-        .next_back();
+    let report = store.last_evaluation(RunId(m.run_id)).await?;
     let mut v = ModelView::from(&m).to_json();
     v["per_intent"] = report.as_ref().map(per_intent).unwrap_or_else(|| json!({}));
     Ok(v)
