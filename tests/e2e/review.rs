@@ -390,3 +390,157 @@ fn a_fallback_cluster_becomes_a_new_intent_recommendation_and_review_items() {
         "{listed}"
     );
 }
+
+/// `workflows/improve.toml` as the daemon in `home` serves it: paths made
+/// absolute, its condition checked every second.
+fn improve_workflow(home: &Home) {
+    let shipped = crate::common::workspace().join("workflows");
+    let text = std::fs::read_to_string(shipped.join("improve.toml"))
+        .unwrap()
+        .replace("\"data/", &format!("\"{}/data/", shipped.display()))
+        .replace("\"scripts/", &format!("\"{}/scripts/", shipped.display()))
+        .replace("check_every = \"1m\"", "check_every = \"1s\"")
+        .replace("min_interval = \"10m\"", "min_interval = \"1s\"");
+    home.write("workflows/improve.toml", &text);
+}
+
+fn the_loop_teaches_the_bot_a_new_intent(home: &Home) {
+    // The bot in production: the quickstart's model, deployed.
+    let quickstart = crate::common::workspace().join("workflows/quickstart.toml");
+    home.coach(&["run", quickstart.to_str().unwrap()])
+        .expect_ok();
+    home.coach(&["deploy", "wedding-assistant:1", "--env", "production"])
+        .expect_ok();
+    improve_workflow(home);
+    let op = named_token(home, "operator", "platform");
+    let reviewers = [
+        named_token(home, "reviewer", "ana"),
+        named_token(home, "reviewer", "ben"),
+    ];
+    let d = Daemon::start(home);
+    let asks = [
+        "can I bring my dog to the wedding",
+        "can I bring my dog",
+        "can we bring our dog to the wedding",
+        "can i bring my dog to the party",
+        "can I bring my dog along please",
+        "bring my dog to the wedding?",
+        "can guests bring their dogs",
+        "is it ok if I bring my dog",
+    ];
+    let conversations = asks
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            json!({"model": "wedding-assistant", "id": format!("pets-{i}"), "messages": [
+                user(a, Some("oos"), 0.2, true),
+                {"role": "bot", "text": "Sorry, I can only help with planning the wedding."}]})
+        })
+        .collect();
+    log(&d, &op, conversations);
+
+    // A fallback cluster, a new intent recommended, its messages queued.
+    let (s, found) = call(
+        "POST",
+        &format!("{}/api/v1/models/wedding-assistant/patterns?days=7", d.url),
+        &op,
+    );
+    assert_eq!(s, 200, "{found}");
+    let rec = found["recommendations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["kind"] == "new_intent")
+        .unwrap_or_else(|| panic!("no new intent recommended: {found}"))
+        .clone();
+    let (s, q) = call(
+        "POST",
+        &format!("{}/api/v1/recommendations/{}/review", d.url, rec["id"]),
+        &op,
+    );
+    assert_eq!(s, 201, "{q}");
+
+    // Two reviewers label every item they are handed.
+    for r in &reviewers {
+        loop {
+            let (s, item) = post_json(
+                &format!("{}/api/v1/review/next", d.url),
+                r,
+                &json!({"model": "wedding-assistant"}),
+            );
+            if s == 204 {
+                break;
+            }
+            assert_eq!(s, 200, "{item}");
+            let (s, v) = label(
+                &d,
+                r,
+                item["id"].as_i64().unwrap(),
+                json!({"verdict": "label", "intent": "bring_pets"}),
+            );
+            assert_eq!(s, 201, "{v}");
+        }
+    }
+    let (_, summary) = call(
+        "GET",
+        &format!("{}/api/v1/review/summary?model=wedding-assistant", d.url),
+        &op,
+    );
+    assert!(
+        summary["counts"]["approved"].as_u64().unwrap() >= 6,
+        "{summary}"
+    );
+
+    // The condition fires; the run trains, gates, registers and deploys.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(240);
+    let run = loop {
+        let (_, runs) = call(
+            "GET",
+            &format!("{}/api/v1/runs?workflow=wedding-assistant-improve", d.url),
+            &op,
+        );
+        if let Some(r) = runs["runs"].as_array().and_then(|r| r.last())
+            && ["succeeded", "failed", "cancelled"].contains(&r["state"].as_str().unwrap_or(""))
+        {
+            break r.clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no finished improve run: {runs}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    };
+    assert_eq!(run["trigger"], "condition", "{run}");
+    let (_, detail) = call("GET", &format!("{}/api/v1/runs/{}", d.url, run["id"]), &op);
+    assert_eq!(run["state"], "succeeded", "{detail}");
+
+    // The new version answers the new intent from the serving route.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let (s, v) = post_json(
+            &format!("{}/api/v1/models/wedding-assistant/predict", d.url),
+            &op,
+            &json!({"text": "can I bring my dog to the wedding"}),
+        );
+        if s == 200 && v["version"] == 2 {
+            assert_eq!(v["intent"], "bring_pets", "{v}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{s}: {v}");
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+}
+
+#[test]
+fn the_loop_teaches_the_bot_a_new_intent_on_sqlite() {
+    the_loop_teaches_the_bot_a_new_intent(&daemon_home("[review]\nreviews = 2\n"));
+}
+
+#[test]
+fn the_loop_teaches_the_bot_a_new_intent_on_postgres() {
+    let pg = Postgres::create();
+    let home = postgres_home(&pg);
+    let config = std::fs::read_to_string(&home.config).unwrap();
+    std::fs::write(&home.config, format!("{config}\n[review]\nreviews = 2\n")).unwrap();
+    the_loop_teaches_the_bot_a_new_intent(&home);
+}

@@ -137,6 +137,8 @@ impl Hook {
                 "evaluation",
                 "dataset",
                 "steps",
+                "quality",
+                "reviewed",
             ],
             Hook::Rules | Hook::Decide => &[],
             Hook::Params => &["run", "dataset"],
@@ -148,6 +150,8 @@ impl Hook {
                 "data",
                 "conversations",
                 "feedback",
+                "reviews",
+                "quality",
             ],
         }
     }
