@@ -8,6 +8,7 @@ use crate::cli::out;
 mod daemon;
 mod experiment;
 mod intent;
+mod learning;
 mod scheduler;
 mod scripts;
 mod serve;
@@ -50,6 +51,14 @@ pub enum Command {
     /// GPU job submission to a running daemon, jobs per second, with
     /// Slurm's `sbatch` measured beside it.
     Submit(submit::Args),
+    /// Conversation analysis through the analyzer plugin, fallback
+    /// clustering of 100,000 messages, and feedback reaching the review
+    /// queue under 200 posts a second to a real daemon.
+    Analyze(learning::AnalyzeArgs),
+    /// The whole learning loop on a real daemon: corrections posted,
+    /// reviewed by two people, the retrained, gated, deployed model
+    /// answering the new intent — with each stage's share.
+    Loop(learning::LoopArgs),
     /// Plugin host costs: compile (cache miss), compile-cache hit, and a
     /// fresh sandboxed instance per job.
     Plugins {
@@ -83,6 +92,8 @@ pub async fn run(config: Config, cmd: Command) -> Result<ExitCode> {
         Command::Scripts(args) => return scripts::run(&config, args),
         Command::Scheduler(args) => return scheduler::run(&config, args),
         Command::Submit(args) => return submit::run(config, args).await,
+        Command::Analyze(args) => return learning::analyze(config, args).await,
+        Command::Loop(args) => return learning::learning_loop(config, args).await,
         Command::Plugins {
             plugin,
             iterations,
