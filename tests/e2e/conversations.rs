@@ -439,3 +439,76 @@ fn a_full_page_of_a_large_store_lists_and_a_conversation_stays_bounded() {
         last.1
     );
 }
+
+#[test]
+fn imports_at_once_add_nothing_twice_and_a_failed_export_keeps_the_old_file() {
+    let home = Home::new("");
+    let lines: String = (0..600)
+        .map(|i| {
+            format!(
+                "{}\n",
+                json!({"id": format!("c{i}"), "turns": [{"role": "user", "text": format!("hello {i}")}]})
+            )
+        })
+        .collect();
+    let file = home.write("talks.jsonl", &lines);
+    let spawn = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_coach-cli"))
+            .args(["--config", home.config.to_str().unwrap()])
+            .args([
+                "conversations",
+                "import",
+                file.to_str().unwrap(),
+                "--model",
+                "race",
+            ])
+            .output()
+            .unwrap()
+    };
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(spawn);
+        let b = s.spawn(spawn);
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    assert!(a.status.success() && b.status.success());
+    let out = home.coach(&[
+        "conversations",
+        "export",
+        "--model",
+        "race",
+        "-o",
+        home.path("out.jsonl").to_str().unwrap(),
+    ]);
+    out.expect_ok();
+    let exported = std::fs::read_to_string(home.path("out.jsonl")).unwrap();
+    assert_eq!(exported.lines().count(), 600);
+    assert!(
+        exported
+            .lines()
+            .all(|l| serde_json::from_str::<Value>(l).unwrap()["turns"]
+                .as_array()
+                .unwrap()
+                .len()
+                == 1),
+        "a conversation got its turns twice"
+    );
+    // An export that fails leaves the file it would have replaced.
+    let failed = home.coach(&[
+        "conversations",
+        "export",
+        "--url",
+        "http://127.0.0.1:9",
+        "--token",
+        "x",
+        "-o",
+        home.path("out.jsonl").to_str().unwrap(),
+    ]);
+    assert!(!failed.ok());
+    assert_eq!(
+        std::fs::read_to_string(home.path("out.jsonl")).unwrap(),
+        exported
+    );
+    // A device or pipe is refused before it is read.
+    home.coach(&["conversations", "import", "/dev/zero", "--model", "race"])
+        .expect_failure_with("is not a regular file");
+}

@@ -75,8 +75,29 @@ impl From<crate::service::FireError> for ApiError {
 /// Numbers internal errors, so a client's report finds the log line.
 static INTERNAL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
+/// SQLite's write lock held past its busy timeout (a burst of large
+/// writes): the request can simply be sent again.
+fn store_busy(e: &anyhow::Error) -> bool {
+    let text = format!("{e:#}");
+    text.contains("database is locked") || text.contains("(code: 5)")
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        if let ApiError::Internal(e) = &self
+            && store_busy(e)
+        {
+            tracing::warn!("a request waited past the store's busy timeout: {e:#}");
+            let mut res = ApiError::Unavailable(
+                "the store is busy with other writes; send the request again in a moment".into(),
+            )
+            .into_response();
+            res.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
+            );
+            return res;
+        }
         let (status, code) = self.status_and_code();
         let message = match &self {
             // What failed inside (a database's own words, a path) is for

@@ -421,3 +421,14 @@ async fn conversations_and_feedback_are_logged_checked_and_counted() {
         (&json!(0), &json!(0.0))
     );
 }
+
+#[test]
+fn a_store_busy_past_its_timeout_answers_503_with_retry_after() {
+    use axum::response::IntoResponse;
+    let res = ApiError::Internal(anyhow::anyhow!(
+        "Query Error: error returned from database: (code: 5) database is locked"
+    ))
+    .into_response();
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(res.headers()["retry-after"], "1");
+}

@@ -220,11 +220,23 @@ pub async fn run(config: Config, cmd: Command) -> Result<ExitCode> {
             limit,
             remote,
         } => {
-            let mut sink: Box<dyn Write> = match &output {
-                Some(p) => Box::new(std::io::BufWriter::new(
-                    std::fs::File::create(p)
-                        .with_context(|| format!("cannot create {}", p.display()))?,
-                )),
+            // A file is written beside its destination and moved into
+            // place once whole: a failed export leaves what was there.
+            let partial = match &output {
+                Some(p) => {
+                    let dir = p
+                        .parent()
+                        .filter(|d| !d.as_os_str().is_empty())
+                        .unwrap_or(std::path::Path::new("."));
+                    Some(
+                        tempfile::NamedTempFile::new_in(dir)
+                            .with_context(|| format!("cannot create {}", p.display()))?,
+                    )
+                }
+                None => None,
+            };
+            let mut sink: Box<dyn Write> = match &partial {
+                Some(f) => Box::new(std::io::BufWriter::new(f.as_file().try_clone()?)),
                 None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
             };
             // A closed pipe on stdout ends quietly; a file that cannot be
@@ -239,6 +251,10 @@ pub async fn run(config: Config, cmd: Command) -> Result<ExitCode> {
             let n = export(&config, filters, limit, &remote, &mut sink, &failed).await?;
             sink.flush().map_err(&failed)?;
             drop(sink);
+            if let (Some(f), Some(p)) = (partial, &output) {
+                f.persist(p)
+                    .map_err(|e| anyhow!("cannot write {}: {}", p.display(), e.error))?;
+            }
             if let Some(p) = output {
                 crate::cli::note!("exported {n} conversations to {}", p.display());
             }
@@ -252,9 +268,14 @@ pub(super) fn read_file(
     file: &std::path::Path,
     format: Option<Format>,
 ) -> Result<Vec<Conversation>> {
-    let size = std::fs::metadata(file)
-        .with_context(|| format!("cannot read {}", file.display()))?
-        .len();
+    let meta =
+        std::fs::metadata(file).with_context(|| format!("cannot read {}", file.display()))?;
+    // A device or a pipe has no size to check against the bound (and may
+    // never end): only regular files are read.
+    if !meta.is_file() {
+        bail!("{} is not a regular file", file.display());
+    }
+    let size = meta.len();
     if size > MAX_IMPORT {
         bail!(
             "{} is {} bytes; `import` reads files up to 1 GiB (split it)",
@@ -413,20 +434,26 @@ async fn export(
         }
     }
     let mut written = 0;
-    for id in ids.into_iter().rev() {
-        let stored: StoredConversation = match &app {
-            Some(app) => match app.service.records().conversation(id).await? {
-                Some(c) => c,
-                None => continue,
-            },
-            None => serde_json::from_value(client.get(&format!("/api/v1/conversations/{id}"))?)
-                .context("the daemon's conversation is not one")?,
+    ids.reverse();
+    for chunk in ids.chunks(500) {
+        let whole: Vec<StoredConversation> = match &app {
+            // Three queries per 500 conversations.
+            Some(app) => app.service.store.conversations_whole(chunk).await?,
+            None => chunk
+                .iter()
+                .map(|id| {
+                    serde_json::from_value(client.get(&format!("/api/v1/conversations/{id}"))?)
+                        .context("the daemon's conversation is not one")
+                })
+                .collect::<Result<_>>()?,
         };
-        // The file holds the conversation as the platform knows it.
-        let mut line = serde_json::to_string(&stored.into_conversation())?;
-        line.push('\n');
-        sink.write_all(line.as_bytes()).map_err(failed)?;
-        written += 1;
+        for stored in whole {
+            // The file holds the conversation as the platform knows it.
+            let mut line = serde_json::to_string(&stored.into_conversation())?;
+            line.push('\n');
+            sink.write_all(line.as_bytes()).map_err(failed)?;
+            written += 1;
+        }
     }
     Ok(written)
 }

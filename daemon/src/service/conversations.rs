@@ -101,26 +101,21 @@ pub async fn import(
     }
     let mut done = Imported::default();
     for chunk in conversations.chunks(CHUNK) {
-        let mut batch = Vec::new();
+        let mut batch = Vec::with_capacity(chunk.len());
         let mut feedback = Vec::new();
         for c in chunk {
-            let model = model_of(c, default_model)?;
-            if store.conversation_exists(model, &c.id).await? {
-                done.skipped += 1;
-                continue;
-            }
-            let (new, items) = to_new(c, model);
+            let (new, items) = to_new(c, model_of(c, default_model)?);
             batch.push(new);
             feedback.extend(items);
         }
-        if batch.is_empty() {
-            continue;
-        }
-        done.messages += store.log_conversations(&batch).await?;
-        done.conversations += batch.len() as u64;
-        if !feedback.is_empty() {
-            done.feedback += store.record_feedback(&feedback).await?;
-        }
+        // Skipped inside the transaction: two imports of one file at once
+        // cannot both add a conversation.
+        let (messages, stored_feedback, skipped) =
+            store.import_conversations(&batch, &feedback).await?;
+        done.messages += messages;
+        done.feedback += stored_feedback;
+        done.skipped += skipped.len() as u64;
+        done.conversations += (batch.len() - skipped.len()) as u64;
     }
     Ok(done)
 }

@@ -210,154 +210,8 @@ impl Store {
     /// (same model and id) gets the new messages appended. Returns the
     /// number of messages stored.
     pub async fn log_conversations(&self, batch: &[NewConversation]) -> Result<u64> {
-        let now = Utc::now();
-        let policy = self.review_policy();
         let tx = self.begin_write().await?;
-        let mut stored = 0;
-        let mut queue = Vec::new();
-        for (index, c) in batch.iter().enumerate() {
-            let existing = conversations::Entity::find()
-                .filter(conversations::Column::ModelName.eq(&c.model))
-                .filter(conversations::Column::ExternalId.eq(&c.id))
-                .one(&tx)
-                .await?;
-            let assign_now = existing
-                .as_ref()
-                .is_some_and(|row| row.experiment_id.is_none());
-            // What the conversation counted before this batch (nothing, new).
-            let before = existing.clone();
-            let (conversation, mut position) = match existing {
-                Some(row) => {
-                    let last = messages::Entity::find()
-                        .filter(messages::Column::ConversationId.eq(row.id))
-                        .order_by_desc(messages::Column::Position)
-                        .one(&tx)
-                        .await?;
-                    (row.id, last.map_or(0, |m| m.position + 1))
-                }
-                None => {
-                    let started = c.messages.iter().map(|m| m.at).min().unwrap_or(now);
-                    let row = conversations::ActiveModel {
-                        model_name: Set(c.model.clone()),
-                        external_id: Set(c.id.clone()),
-                        channel: Set(c.channel.clone()),
-                        started_at: Set(started),
-                        received_at: Set(now),
-                        experiment_id: Set(c.assignment.as_ref().map(|a| a.experiment)),
-                        arm: Set(c.assignment.as_ref().map(|a| a.arm.clone())),
-                        unit: Set(c.assignment.as_ref().map(|a| a.unit.clone())),
-                        user_messages: Set(0),
-                        fallbacks: Set(0),
-                        rated: Set(0),
-                        positive: Set(0),
-                        negative: Set(0),
-                        corrections: Set(0),
-                        escalated: Set(false),
-                        outcome: Set(None),
-                        ..Default::default()
-                    }
-                    .insert(&tx)
-                    .await?;
-                    (row.id, 0)
-                }
-            };
-            // Appending is bounded as importing is: a conversation read back
-            // whole must stay a bounded answer.
-            let turns = position as usize + c.messages.len();
-            if turns > crate::core::conversation::MAX_TURNS {
-                return Err(TooManyTurns {
-                    index,
-                    id: crate::core::text::printable(&crate::core::text::clip(&c.id, 64))
-                        .into_owned(),
-                    turns,
-                }
-                .into());
-            }
-            let rows: Vec<messages::ActiveModel> = c
-                .messages
-                .iter()
-                .map(|m| {
-                    let row = messages::ActiveModel {
-                        conversation_id: Set(conversation),
-                        model_name: Set(c.model.clone()),
-                        position: Set(position),
-                        role: Set(m.role.to_owned()),
-                        text: Set(m.text.clone()),
-                        intent: Set(m.intent.clone()),
-                        confidence: Set(m.confidence),
-                        fallback: Set(m.fallback),
-                        model_version: Set(m.model_version),
-                        escalation: Set(m.escalation),
-                        at: Set(m.at),
-                        received_at: Set(now),
-                        ranking: Set((!m.ranking.is_empty())
-                            .then(|| serde_json::to_string(&m.ranking).unwrap_or_default())),
-                        entities: Set((!m.entities.is_empty())
-                            .then(|| serde_json::to_string(&m.entities).unwrap_or_default())),
-                        ..Default::default()
-                    };
-                    position += 1;
-                    row
-                })
-                .collect();
-            stored += rows.len() as u64;
-            let first = position - rows.len() as i32;
-            // Chunks keep each statement under SQLite's bound-parameter limit.
-            for chunk in rows.chunks(500) {
-                messages::Entity::insert_many(chunk.to_vec())
-                    .exec(&tx)
-                    .await?;
-            }
-            let worth_review = |m: &NewMessage| {
-                m.role == "user"
-                    && ((policy.fallbacks && m.fallback)
-                        || m.confidence.is_some_and(|x| x < policy.low_confidence))
-            };
-            if c.messages.iter().any(worth_review) {
-                let stored_now = messages::Entity::find()
-                    .filter(messages::Column::ConversationId.eq(conversation))
-                    .filter(messages::Column::Position.gte(first))
-                    .filter(messages::Column::Role.eq("user"))
-                    .all(&tx)
-                    .await?;
-                for m in stored_now {
-                    let fell_back = policy.fallbacks && m.fallback;
-                    let unsure = m.confidence.is_some_and(|x| x < policy.low_confidence);
-                    if !(fell_back || unsure) {
-                        continue;
-                    }
-                    queue.push(super::review::NewItem {
-                        model: c.model.clone(),
-                        text: m.text.clone(),
-                        conversation_id: Some(conversation),
-                        message_id: Some(m.id),
-                        origin: if fell_back {
-                            super::review::Origin::Fallback
-                        } else {
-                            super::review::Origin::LowConfidence
-                        },
-                        reason: match (fell_back, m.confidence) {
-                            (true, _) => "the bot fell back".into(),
-                            (false, Some(x)) => format!(
-                                "predicted `{}` with confidence {x:.2}",
-                                m.intent.as_deref().unwrap_or("?")
-                            ),
-                            (false, None) => "the model was unsure".into(),
-                        },
-                        priority: crate::review::priority(
-                            if fell_back { None } else { m.confidence },
-                            1,
-                        ),
-                        suggested_intent: (!fell_back).then(|| m.intent.clone()).flatten(),
-                        recommendation_id: None,
-                        reviews: policy.reviews,
-                    });
-                }
-            }
-            count_messages(&tx, conversation, c, assign_now).await?;
-            account(&tx, conversation, before.as_ref()).await?;
-        }
-        super::review::queue_in(&tx, &queue).await?;
+        let (stored, _) = log_in(&tx, batch, &self.review_policy(), false).await?;
         tx.commit().await?;
         Ok(stored)
     }
@@ -365,103 +219,307 @@ impl Store {
     /// Store feedback in one transaction: all of it, or (when an item names
     /// a conversation or message that was never logged) none of it.
     pub async fn record_feedback(&self, batch: &[NewFeedback]) -> Result<u64> {
-        let now = Utc::now();
-        let policy = self.review_policy();
         let tx = self.begin_write().await?;
-        let mut rows = Vec::with_capacity(batch.len());
-        let mut queue = Vec::new();
-        for (index, f) in batch.iter().enumerate() {
-            let unknown = |what: String| UnknownReference { index, what };
-            let mut conversation_id = None;
-            let mut message_id = None;
-            if let Some(external) = &f.conversation {
-                let c = conversations::Entity::find()
-                    .filter(conversations::Column::ModelName.eq(&f.model))
-                    .filter(conversations::Column::ExternalId.eq(external))
-                    .one(&tx)
-                    .await?
-                    .ok_or_else(|| {
-                        unknown(format!(
-                            "no conversation `{external}` has been logged for model `{}`",
-                            f.model
-                        ))
-                    })?;
-                conversation_id = Some(c.id);
-                if let Some(position) = f.message {
-                    let m = messages::Entity::find()
-                        .filter(messages::Column::ConversationId.eq(c.id))
-                        .filter(messages::Column::Position.eq(position))
-                        .one(&tx)
-                        .await?
-                        .ok_or_else(|| {
-                            unknown(format!(
-                                "conversation `{external}` has no message {position}"
-                            ))
-                        })?;
-                    message_id = Some(m.id);
-                    let corrected = f.correction.is_some();
-                    let rated_down = f.rating.is_some_and(|r| r < 0);
-                    if policy.feedback && m.role == "user" && (corrected || rated_down) {
-                        queue.push(super::review::NewItem {
-                            model: f.model.clone(),
-                            text: m.text.clone(),
-                            conversation_id: Some(c.id),
-                            message_id: Some(m.id),
-                            origin: if corrected {
-                                super::review::Origin::Correction
-                            } else {
-                                super::review::Origin::NegativeRating
-                            },
-                            reason: match &f.correction {
-                                Some(to) => format!(
-                                    "a user corrected `{}` to `{to}`",
-                                    m.intent.as_deref().unwrap_or("?")
-                                ),
-                                None => format!(
-                                    "a user rated the answer to `{}` down",
-                                    m.intent.as_deref().unwrap_or("?")
-                                ),
-                            },
-                            // A correction is as unsure as a prediction gets.
-                            priority: crate::review::priority(None, 1),
-                            suggested_intent: f.correction.clone().or_else(|| m.intent.clone()),
-                            recommendation_id: None,
-                            reviews: policy.reviews,
-                        });
-                    }
-                }
-            }
-            rows.push(feedback::ActiveModel {
-                model_name: Set(f.model.clone()),
-                conversation_id: Set(conversation_id),
-                message_id: Set(message_id),
-                rating: Set(f.rating),
-                correction: Set(f.correction.clone()),
-                comment: Set(f.comment.clone()),
-                escalation: Set(f.escalation),
-                at: Set(f.at),
-                received_at: Set(now),
-                ..Default::default()
-            });
-        }
-        let n = rows.len() as u64;
-        for chunk in rows.chunks(500) {
-            feedback::Entity::insert_many(chunk.to_vec())
-                .exec(&tx)
-                .await?;
-        }
-        for (row, f) in rows.iter().zip(batch) {
-            if let sea_orm::ActiveValue::Set(Some(id)) = row.conversation_id {
-                let before = conversations::Entity::find_by_id(id).one(&tx).await?;
-                count_feedback(&tx, id, f).await?;
-                account(&tx, id, before.as_ref()).await?;
-            }
-        }
-        super::review::queue_in(&tx, &queue).await?;
+        let n = feedback_in(&tx, batch, &self.review_policy()).await?;
         tx.commit().await?;
         Ok(n)
     }
 
+    /// Import whole conversations and their feedback in one transaction,
+    /// skipping (inside it, so two imports at once cannot both add one)
+    /// those already logged. Returns the messages and feedback stored and
+    /// the indexes of `batch` skipped.
+    pub async fn import_conversations(
+        &self,
+        batch: &[NewConversation],
+        feedback: &[NewFeedback],
+    ) -> Result<(u64, u64, Vec<usize>)> {
+        let policy = self.review_policy();
+        let tx = self.begin_write().await?;
+        let (stored, skipped) = log_in(&tx, batch, &policy, true).await?;
+        let skipped_ids: std::collections::HashSet<(&str, &str)> = skipped
+            .iter()
+            .map(|&i| (batch[i].model.as_str(), batch[i].id.as_str()))
+            .collect();
+        let kept: Vec<NewFeedback> = feedback
+            .iter()
+            .filter(|f| {
+                !f.conversation
+                    .as_deref()
+                    .is_some_and(|c| skipped_ids.contains(&(f.model.as_str(), c)))
+            })
+            .cloned()
+            .collect();
+        let n = feedback_in(&tx, &kept, &policy).await?;
+        tx.commit().await?;
+        Ok((stored, n, skipped))
+    }
+}
+
+/// Log `batch` inside `tx`: a conversation already logged gets the new
+/// messages appended — or, with `skip_existing`, is left alone and its
+/// index returned.
+async fn log_in(
+    tx: &DatabaseTransaction,
+    batch: &[NewConversation],
+    policy: &crate::config::ReviewSettings,
+    skip_existing: bool,
+) -> Result<(u64, Vec<usize>)> {
+    let now = Utc::now();
+    let mut stored = 0;
+    let mut skipped = Vec::new();
+    let mut queue = Vec::new();
+    for (index, c) in batch.iter().enumerate() {
+        let existing = conversations::Entity::find()
+            .filter(conversations::Column::ModelName.eq(&c.model))
+            .filter(conversations::Column::ExternalId.eq(&c.id))
+            .one(tx)
+            .await?;
+        if skip_existing && existing.is_some() {
+            skipped.push(index);
+            continue;
+        }
+        let assign_now = existing
+            .as_ref()
+            .is_some_and(|row| row.experiment_id.is_none());
+        // What the conversation counted before this batch (nothing, new).
+        let before = existing.clone();
+        let (conversation, mut position) = match existing {
+            Some(row) => {
+                let last = messages::Entity::find()
+                    .filter(messages::Column::ConversationId.eq(row.id))
+                    .order_by_desc(messages::Column::Position)
+                    .one(tx)
+                    .await?;
+                (row.id, last.map_or(0, |m| m.position + 1))
+            }
+            None => {
+                let started = c.messages.iter().map(|m| m.at).min().unwrap_or(now);
+                let row = conversations::ActiveModel {
+                    model_name: Set(c.model.clone()),
+                    external_id: Set(c.id.clone()),
+                    channel: Set(c.channel.clone()),
+                    started_at: Set(started),
+                    received_at: Set(now),
+                    experiment_id: Set(c.assignment.as_ref().map(|a| a.experiment)),
+                    arm: Set(c.assignment.as_ref().map(|a| a.arm.clone())),
+                    unit: Set(c.assignment.as_ref().map(|a| a.unit.clone())),
+                    user_messages: Set(0),
+                    fallbacks: Set(0),
+                    rated: Set(0),
+                    positive: Set(0),
+                    negative: Set(0),
+                    corrections: Set(0),
+                    escalated: Set(false),
+                    outcome: Set(None),
+                    ..Default::default()
+                }
+                .insert(tx)
+                .await?;
+                (row.id, 0)
+            }
+        };
+        // Appending is bounded as importing is: a conversation read back
+        // whole must stay a bounded answer.
+        let turns = position as usize + c.messages.len();
+        if turns > crate::core::conversation::MAX_TURNS {
+            return Err(TooManyTurns {
+                index,
+                id: crate::core::text::printable(&crate::core::text::clip(&c.id, 64)).into_owned(),
+                turns,
+            }
+            .into());
+        }
+        let rows: Vec<messages::ActiveModel> = c
+            .messages
+            .iter()
+            .map(|m| {
+                let row = messages::ActiveModel {
+                    conversation_id: Set(conversation),
+                    model_name: Set(c.model.clone()),
+                    position: Set(position),
+                    role: Set(m.role.to_owned()),
+                    text: Set(m.text.clone()),
+                    intent: Set(m.intent.clone()),
+                    confidence: Set(m.confidence),
+                    fallback: Set(m.fallback),
+                    model_version: Set(m.model_version),
+                    escalation: Set(m.escalation),
+                    at: Set(m.at),
+                    received_at: Set(now),
+                    ranking: Set((!m.ranking.is_empty())
+                        .then(|| serde_json::to_string(&m.ranking).unwrap_or_default())),
+                    entities: Set((!m.entities.is_empty())
+                        .then(|| serde_json::to_string(&m.entities).unwrap_or_default())),
+                    ..Default::default()
+                };
+                position += 1;
+                row
+            })
+            .collect();
+        stored += rows.len() as u64;
+        let first = position - rows.len() as i32;
+        // Chunks keep each statement under SQLite's bound-parameter limit.
+        for chunk in rows.chunks(500) {
+            messages::Entity::insert_many(chunk.to_vec())
+                .exec(tx)
+                .await?;
+        }
+        let worth_review = |m: &NewMessage| {
+            m.role == "user"
+                && ((policy.fallbacks && m.fallback)
+                    || m.confidence.is_some_and(|x| x < policy.low_confidence))
+        };
+        if c.messages.iter().any(worth_review) {
+            let stored_now = messages::Entity::find()
+                .filter(messages::Column::ConversationId.eq(conversation))
+                .filter(messages::Column::Position.gte(first))
+                .filter(messages::Column::Role.eq("user"))
+                .all(tx)
+                .await?;
+            for m in stored_now {
+                let fell_back = policy.fallbacks && m.fallback;
+                let unsure = m.confidence.is_some_and(|x| x < policy.low_confidence);
+                if !(fell_back || unsure) {
+                    continue;
+                }
+                queue.push(super::review::NewItem {
+                    model: c.model.clone(),
+                    text: m.text.clone(),
+                    conversation_id: Some(conversation),
+                    message_id: Some(m.id),
+                    origin: if fell_back {
+                        super::review::Origin::Fallback
+                    } else {
+                        super::review::Origin::LowConfidence
+                    },
+                    reason: match (fell_back, m.confidence) {
+                        (true, _) => "the bot fell back".into(),
+                        (false, Some(x)) => format!(
+                            "predicted `{}` with confidence {x:.2}",
+                            m.intent.as_deref().unwrap_or("?")
+                        ),
+                        (false, None) => "the model was unsure".into(),
+                    },
+                    priority: crate::review::priority(
+                        if fell_back { None } else { m.confidence },
+                        1,
+                    ),
+                    suggested_intent: (!fell_back).then(|| m.intent.clone()).flatten(),
+                    recommendation_id: None,
+                    reviews: policy.reviews,
+                });
+            }
+        }
+        count_messages(tx, conversation, c, assign_now).await?;
+        account(tx, conversation, before.as_ref()).await?;
+    }
+    super::review::queue_in(tx, &queue).await?;
+    Ok((stored, skipped))
+}
+
+/// Store `batch` of feedback inside `tx`: all of it, or (when an item
+/// names a conversation or message that was never logged) an error.
+async fn feedback_in(
+    tx: &DatabaseTransaction,
+    batch: &[NewFeedback],
+    policy: &crate::config::ReviewSettings,
+) -> Result<u64> {
+    let now = Utc::now();
+    let mut rows = Vec::with_capacity(batch.len());
+    let mut queue = Vec::new();
+    for (index, f) in batch.iter().enumerate() {
+        let unknown = |what: String| UnknownReference { index, what };
+        let mut conversation_id = None;
+        let mut message_id = None;
+        if let Some(external) = &f.conversation {
+            let c = conversations::Entity::find()
+                .filter(conversations::Column::ModelName.eq(&f.model))
+                .filter(conversations::Column::ExternalId.eq(external))
+                .one(tx)
+                .await?
+                .ok_or_else(|| {
+                    unknown(format!(
+                        "no conversation `{external}` has been logged for model `{}`",
+                        f.model
+                    ))
+                })?;
+            conversation_id = Some(c.id);
+            if let Some(position) = f.message {
+                let m = messages::Entity::find()
+                    .filter(messages::Column::ConversationId.eq(c.id))
+                    .filter(messages::Column::Position.eq(position))
+                    .one(tx)
+                    .await?
+                    .ok_or_else(|| {
+                        unknown(format!(
+                            "conversation `{external}` has no message {position}"
+                        ))
+                    })?;
+                message_id = Some(m.id);
+                let corrected = f.correction.is_some();
+                let rated_down = f.rating.is_some_and(|r| r < 0);
+                if policy.feedback && m.role == "user" && (corrected || rated_down) {
+                    queue.push(super::review::NewItem {
+                        model: f.model.clone(),
+                        text: m.text.clone(),
+                        conversation_id: Some(c.id),
+                        message_id: Some(m.id),
+                        origin: if corrected {
+                            super::review::Origin::Correction
+                        } else {
+                            super::review::Origin::NegativeRating
+                        },
+                        reason: match &f.correction {
+                            Some(to) => format!(
+                                "a user corrected `{}` to `{to}`",
+                                m.intent.as_deref().unwrap_or("?")
+                            ),
+                            None => format!(
+                                "a user rated the answer to `{}` down",
+                                m.intent.as_deref().unwrap_or("?")
+                            ),
+                        },
+                        // A correction is as unsure as a prediction gets.
+                        priority: crate::review::priority(None, 1),
+                        suggested_intent: f.correction.clone().or_else(|| m.intent.clone()),
+                        recommendation_id: None,
+                        reviews: policy.reviews,
+                    });
+                }
+            }
+        }
+        rows.push(feedback::ActiveModel {
+            model_name: Set(f.model.clone()),
+            conversation_id: Set(conversation_id),
+            message_id: Set(message_id),
+            rating: Set(f.rating),
+            correction: Set(f.correction.clone()),
+            comment: Set(f.comment.clone()),
+            escalation: Set(f.escalation),
+            at: Set(f.at),
+            received_at: Set(now),
+            ..Default::default()
+        });
+    }
+    let n = rows.len() as u64;
+    for chunk in rows.chunks(500) {
+        feedback::Entity::insert_many(chunk.to_vec())
+            .exec(tx)
+            .await?;
+    }
+    for (row, f) in rows.iter().zip(batch) {
+        if let sea_orm::ActiveValue::Set(Some(id)) = row.conversation_id {
+            let before = conversations::Entity::find_by_id(id).one(tx).await?;
+            count_feedback(tx, id, f).await?;
+            account(tx, id, before.as_ref()).await?;
+        }
+    }
+    super::review::queue_in(tx, &queue).await?;
+    Ok(n)
+}
+
+impl Store {
     /// Traffic of `model` received at or after `since` (all of it when
     /// `None`). Counted by when Coach received it, so logs sent late still
     /// count once.
