@@ -73,3 +73,54 @@ fn bench_entities_scores_spans_per_type() {
         assert!(types.iter().any(|x| x == t), "{types:?}");
     }
 }
+
+/// A `coach bench` run from the checkout (the learning benches serve its
+/// workflows).
+fn bench_in_checkout(home: &Home, args: &[&str]) -> serde_json::Value {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_coach-cli"))
+        .current_dir(workspace())
+        .arg("--config")
+        .arg(&home.config)
+        .arg("bench")
+        .args(args)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn bench_analyze_and_bench_loop_measure_the_learning_loop() {
+    let home = Home::new("");
+    let v = bench_in_checkout(
+        &home,
+        &[
+            "analyze",
+            "--conversations",
+            "300",
+            "--messages",
+            "3000",
+            "--rate",
+            "50",
+            "--seconds",
+            "1",
+        ],
+    );
+    assert_eq!(v["analyze"]["conversations"], 300, "{v}");
+    assert!(v["analyze"]["per_second"].as_f64().unwrap() > 0.0, "{v}");
+    assert!(v["clustering"]["clusters"].as_u64().unwrap() > 0, "{v}");
+    let q = &v["feedback_to_queue_ms"];
+    assert_eq!(q["posts"], 50, "{v}");
+    assert_eq!(q["failed"], 0, "{v}");
+    // Every correction is in the queue once its post has answered.
+    assert_eq!(q["queued"], 50, "{v}");
+    let v = bench_in_checkout(&home, &["loop"]);
+    let stages = v["stages"].as_array().unwrap();
+    assert_eq!(stages.len(), 5, "{v}");
+    assert!(v["total_seconds"].as_f64().unwrap() > 0.0, "{v}");
+}

@@ -389,6 +389,30 @@ fn a_fallback_cluster_becomes_a_new_intent_recommendation_and_review_items() {
         1,
         "{listed}"
     );
+
+    // A message queued as unsure, then corrected by its user: the item
+    // takes the user's intent.
+    log(
+        &d,
+        &op,
+        vec![
+            json!({"model": "shop", "id": "unsure", "messages": [user("my parcel never came", Some("track_order"), 0.3, false)]}),
+        ],
+    );
+    let (s, v) = post_json(
+        &format!("{}/api/v1/feedback", d.url),
+        &op,
+        &json!({"feedback": [{"model": "shop", "conversation": "unsure", "message": 0, "correction": "missing_parcel"}]}),
+    );
+    assert_eq!(s, 201, "{v}");
+    let (_, page) = call(
+        "GET",
+        &format!("{}/api/v1/review/items?model=shop&origin=correction", d.url),
+        &op,
+    );
+    let item = &page["items"][0];
+    assert_eq!(item["text"], "my parcel never came", "{page}");
+    assert_eq!(item["suggested_intent"], "missing_parcel", "{page}");
 }
 
 /// `workflows/improve.toml` as the daemon in `home` serves it: paths made

@@ -115,6 +115,9 @@ pub async fn queue(
     let mut items = Vec::with_capacity(body.items.len());
     for (i, it) in body.items.into_iter().enumerate() {
         model_name(&format!("items[{i}].model"), &it.model)?;
+        if it.text.trim().is_empty() {
+            return Err(ApiError::Invalid(format!("items[{i}].text: is blank")));
+        }
         if let Some(why) = it
             .suggested_intent
             .as_deref()
@@ -228,6 +231,14 @@ pub async fn label(
     for (i, span) in body.entities.iter().enumerate() {
         if let Some(why) = span_problem(&item.text, span) {
             return Err(ApiError::Invalid(format!("entities[{i}]: {why}")));
+        }
+        // A reviewer's value is the text it marks: a training example
+        // never carries anything else (or personal data curation misses).
+        if span.value != item.text[span.start as usize..span.end as usize] {
+            return Err(ApiError::Invalid(format!(
+                "entities[{i}]: its value is not the text at bytes {}..{}",
+                span.start, span.end
+            )));
         }
     }
     let label = NewLabel {

@@ -97,6 +97,12 @@ pub fn label_problem(what: &str, name: &str) -> Option<String> {
             super::text::printable(&super::text::clip(name, 64))
         ));
     }
+    if name.chars().any(super::text::is_hidden) {
+        return Some(format!(
+            "its {what} `{}` holds hidden formatting characters (bidirectional or zero-width)",
+            super::text::printable(&super::text::clip(name, 64))
+        ));
+    }
     (name.len() > MAX_LABEL).then(|| format!("its {what} is longer than {MAX_LABEL} bytes"))
 }
 

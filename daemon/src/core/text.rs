@@ -5,14 +5,23 @@
 
 use std::borrow::Cow;
 
-/// `s` with every control character escaped (`\n`, `\u{1b}`, …).
+/// Characters that change how text around them shows without showing
+/// themselves: controls, and the bidirectional overrides and zero-width
+/// marks that make `\u{202e}latot` read as `total`.
+pub fn is_hidden(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
+}
+
+/// `s` with every control and hidden formatting character escaped (`\n`,
+/// `\u{1b}`, `\u{202e}`, …).
 pub fn printable(s: &str) -> Cow<'_, str> {
-    if !s.chars().any(char::is_control) {
+    if !s.chars().any(is_hidden) {
         return Cow::Borrowed(s);
     }
     let mut out = String::with_capacity(s.len() + 8);
     for c in s.chars() {
-        if c.is_control() {
+        if is_hidden(c) {
             out.extend(c.escape_default());
         } else {
             out.push(c);

@@ -1057,6 +1057,12 @@ impl MigrationTrait for M0012QualityAndReview {
                 true,
             ),
             index(
+                "ix_review_labels_token",
+                "review_labels",
+                &["token_id", "item_id"],
+                false,
+            ),
+            index(
                 "ux_review_claims",
                 "review_claims",
                 &["item_id", "token_id"],

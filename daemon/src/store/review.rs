@@ -9,7 +9,7 @@ use super::entities::{review_claims, review_items, review_labels};
 use crate::core::example::EntitySpan;
 use anyhow::Result;
 use chrono::{DateTime, Duration, Utc};
-use sea_orm::sea_query::OnConflict;
+use sea_orm::sea_query::{ExprTrait, OnConflict};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
     Set,
@@ -379,11 +379,24 @@ impl Store {
         } else {
             ItemState::Open
         };
+        // The caller's own labelled items are left out in SQL (a reviewer
+        // with thousands of labels must not page past them under the
+        // write lock); of the rest, the first whose labels and others'
+        // live claims leave room.
+        let mine = sea_orm::sea_query::Query::select()
+            .column(review_labels::Column::ItemId)
+            .from(review_labels::Entity)
+            .and_where(review_labels::Column::TokenId.eq(token))
+            .to_owned();
         let mut offset = 0;
         let page = 100;
         let chosen = loop {
             let mut q = review_items::Entity::find()
                 .filter(review_items::Column::State.eq(state.as_str()))
+                .filter(
+                    sea_orm::sea_query::Expr::col(review_items::Column::Id)
+                        .not_in_subquery(mine.clone()),
+                )
                 .order_by_desc(review_items::Column::Priority)
                 .order_by_asc(review_items::Column::Id)
                 .offset(offset)
@@ -398,36 +411,20 @@ impl Store {
             let ids: Vec<i64> = candidates.iter().map(|c| c.id).collect();
             let labels = review_labels::Entity::find()
                 .filter(review_labels::Column::ItemId.is_in(ids.clone()))
+                .filter(review_labels::Column::Adjudication.eq(false))
                 .all(&tx)
                 .await?;
             let claims = review_claims::Entity::find()
                 .filter(review_claims::Column::ItemId.is_in(ids))
+                .filter(review_claims::Column::TokenId.ne(token))
                 .all(&tx)
                 .await?;
             let found = candidates.into_iter().find(|c| {
-                let mine = labels
-                    .iter()
-                    .any(|l| l.item_id == c.id && l.token_id == Some(token));
-                if mine {
-                    return false;
-                }
-                let held_by_me = claims
-                    .iter()
-                    .any(|h| h.item_id == c.id && h.token_id == token);
-                if held_by_me {
-                    return true;
-                }
-                let others = claims
-                    .iter()
-                    .filter(|h| h.item_id == c.id && h.token_id != token)
-                    .count() as i32;
+                let others = claims.iter().filter(|h| h.item_id == c.id).count() as i32;
                 if adjudicate {
                     return others == 0;
                 }
-                let done = labels
-                    .iter()
-                    .filter(|l| l.item_id == c.id && !l.adjudication)
-                    .count() as i32;
+                let done = labels.iter().filter(|l| l.item_id == c.id).count() as i32;
                 done + others < c.reviews
             });
             if found.is_some() {
@@ -439,8 +436,8 @@ impl Store {
             tx.commit().await?;
             return Ok(None);
         };
+        // One claim per reviewer: taking the next item lets the last go.
         review_claims::Entity::delete_many()
-            .filter(review_claims::Column::ItemId.eq(item.id))
             .filter(review_claims::Column::TokenId.eq(token))
             .exec(&tx)
             .await?;
@@ -647,14 +644,16 @@ impl Store {
             .filter(review_labels::Column::Adjudication.eq(false))
             .order_by_asc(review_labels::Column::Id);
         if let Some(m) = model {
-            let items: Vec<i64> = review_items::Entity::find()
-                .select_only()
-                .column(review_items::Column::Id)
-                .filter(review_items::Column::ModelName.eq(m))
-                .into_tuple()
-                .all(&self.db)
-                .await?;
-            q = q.filter(review_labels::Column::ItemId.is_in(items));
+            use sea_orm::sea_query::{Expr, Query};
+            q = q.filter(
+                Expr::col(review_labels::Column::ItemId).in_subquery(
+                    Query::select()
+                        .column(review_items::Column::Id)
+                        .from(review_items::Entity)
+                        .and_where(review_items::Column::ModelName.eq(m))
+                        .to_owned(),
+                ),
+            );
         }
         let labels = q.all(&self.db).await?;
         let mut per_item: BTreeMap<i64, usize> = BTreeMap::new();
@@ -689,7 +688,7 @@ pub(crate) async fn queue_in<C: sea_orm::ConnectionTrait>(
             priority: Set(i.priority),
             suggested_intent: Set(i.suggested_intent.clone()),
             recommendation_id: Set(i.recommendation_id),
-            reviews: Set(i.reviews.max(1)),
+            reviews: Set(Ord::max(i.reviews, 1)),
             state: Set(ItemState::Open.as_str().into()),
             intent: Set(None),
             entities: Set(None),
@@ -710,6 +709,34 @@ pub(crate) async fn queue_in<C: sea_orm::ConnectionTrait>(
                 .to_owned(),
             )
             .exec_without_returning(tx)
+            .await?;
+    }
+    // A user's correction says more than why the message was first queued
+    // (a fallback, a low confidence): an open item takes its intent and
+    // reason, so reviewers see what the user said.
+    for i in items.iter().filter(|i| i.origin == Origin::Correction) {
+        review_items::Entity::update_many()
+            .col_expr(
+                review_items::Column::SuggestedIntent,
+                sea_orm::sea_query::Expr::value(i.suggested_intent.clone()),
+            )
+            .col_expr(
+                review_items::Column::Origin,
+                sea_orm::sea_query::Expr::value(Origin::Correction.as_str()),
+            )
+            .col_expr(
+                review_items::Column::Reason,
+                sea_orm::sea_query::Expr::value(i.reason.clone()),
+            )
+            .col_expr(
+                review_items::Column::Priority,
+                sea_orm::sea_query::Expr::value(i.priority),
+            )
+            .filter(review_items::Column::ModelName.eq(&i.model))
+            .filter(review_items::Column::DedupeKey.eq(i.dedupe_key()))
+            .filter(review_items::Column::State.eq(ItemState::Open.as_str()))
+            .filter(review_items::Column::Origin.ne(Origin::Correction.as_str()))
+            .exec(tx)
             .await?;
     }
     Ok(added)

@@ -7,7 +7,6 @@
 //! deployed model answering the new intent, with each stage's share.
 
 use super::daemon::{agent, pct, start, stop};
-use crate::app::{App, Mode};
 use crate::cli::{note, out};
 use crate::config::Config;
 use crate::core::conversation::{Conversation, Feedback, Ranked, Role, Turn};
@@ -245,8 +244,8 @@ async fn feedback_to_queue(rate: u32, seconds: u32) -> Result<(Vec<f64>, u64, u6
 }
 
 pub async fn analyze(config: Config, a: AnalyzeArgs) -> Result<ExitCode> {
-    let app = App::open(config, Mode::Command).await?;
-    let host = app.service.host.clone();
+    // The plugin host alone: this benchmark keeps nothing.
+    let host = std::sync::Arc::new(crate::plugin::PluginHost::new(&config)?);
     let all = conversations(a.conversations.max(1));
     // The first job compiles (or loads) the plugin: not a per-conversation cost.
     crate::pipeline::analysis::analyze(
@@ -274,15 +273,23 @@ pub async fn analyze(config: Config, a: AnalyzeArgs) -> Result<ExitCode> {
 
     note!("clustering {} fallback messages …", a.messages);
     let msgs = a.messages.max(1);
+    // 400 topics (two words each), four ways to ask, and a rare word in
+    // every message (names, typos): clustering must see through them.
     let fallbacks: Vec<Conversation> = (0..msgs)
         .map(|i| {
+            let topic = i % 400;
             let mut t = Turn::new(
                 Role::User,
                 format!(
-                    "{} {} {}",
-                    ["can I", "is there a", "what about the", "tell me about"][i % 4],
-                    TOPICS[(i / 4) % TOPICS.len()],
-                    WORDS[(i / 80) % WORDS.len()]
+                    "{} {} {} {} w{}",
+                    ["can I", "is there a", "what about the", "tell me about"][(i / 400) % 4],
+                    TOPICS[topic % TOPICS.len()],
+                    TOPICS[topic / TOPICS.len()]
+                        .split(' ')
+                        .next_back()
+                        .unwrap_or_default(),
+                    WORDS[(i / 1600) % WORDS.len()],
+                    (i * 7919) % 20_000
                 ),
             );
             t.fallback = true;
