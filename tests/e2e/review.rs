@@ -568,3 +568,27 @@ fn the_loop_teaches_the_bot_a_new_intent_on_postgres() {
     std::fs::write(&home.config, format!("{config}\n[review]\nreviews = 2\n")).unwrap();
     the_loop_teaches_the_bot_a_new_intent(&home);
 }
+
+#[test]
+fn trusted_corrections_are_approved_at_once() {
+    let home = daemon_home("[review]\ntrust_corrections = true\n");
+    let op = named_token(&home, "operator", "platform");
+    let d = Daemon::start(&home);
+    log(
+        &d,
+        &op,
+        vec![
+            json!({"model": "shop", "id": "t1", "messages": [user("my parcel never came", Some("track_order"), 0.9, false)]}),
+        ],
+    );
+    let (s, v) = post_json(
+        &format!("{}/api/v1/feedback", d.url),
+        &op,
+        &json!({"feedback": [{"model": "shop", "conversation": "t1", "message": 0, "correction": "missing_parcel"}]}),
+    );
+    assert_eq!(s, 201, "{v}");
+    let approved = items(&d, &op, "model=shop&state=approved");
+    assert_eq!(approved.len(), 1, "{approved:?}");
+    assert_eq!(approved[0]["intent"], "missing_parcel");
+    assert_eq!(approved[0]["labels"][0]["reviewer"], "user correction");
+}

@@ -81,6 +81,9 @@ pub struct RawReview {
     pub fallbacks: Option<bool>,
     /// Queue messages users corrected or rated down. Default true.
     pub feedback: Option<bool>,
+    /// Take users' corrections as labels: their items are approved at once
+    /// (the `reviewed` source has them), no person asked. Default false.
+    pub trust_corrections: Option<bool>,
 }
 
 /// Validated `[review]` settings.
@@ -90,6 +93,7 @@ pub struct ReviewSettings {
     pub low_confidence: f64,
     pub fallbacks: bool,
     pub feedback: bool,
+    pub trust_corrections: bool,
 }
 
 impl Default for ReviewSettings {
@@ -99,6 +103,7 @@ impl Default for ReviewSettings {
             low_confidence: 0.4,
             fallbacks: true,
             feedback: true,
+            trust_corrections: false,
         }
     }
 }
@@ -629,6 +634,7 @@ impl Config {
         }
         review.fallbacks = raw.review.fallbacks.unwrap_or(true);
         review.feedback = raw.review.feedback.unwrap_or(true);
+        review.trust_corrections = raw.review.trust_corrections.unwrap_or(false);
         if !errors.is_empty() {
             bail!("{}", errors.join("; "));
         }

@@ -516,6 +516,16 @@ async fn feedback_in(
         }
     }
     super::review::queue_in(tx, &queue).await?;
+    if policy.trust_corrections {
+        // Corrections are taken as labels: their items are approved at
+        // once, the user's correction the deciding label.
+        for item in queue
+            .iter()
+            .filter(|i| i.origin == super::review::Origin::Correction)
+        {
+            super::review::approve_correction(tx, item).await?;
+        }
+    }
     Ok(n)
 }
 

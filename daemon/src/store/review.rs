@@ -668,6 +668,47 @@ impl Store {
     }
 }
 
+/// Approve the open item of correction `item` with the user's intent
+/// (a workflow that trusts corrections), inside `tx`.
+pub(crate) async fn approve_correction(
+    tx: &sea_orm::DatabaseTransaction,
+    item: &NewItem,
+) -> Result<()> {
+    let Some(intent) = &item.suggested_intent else {
+        return Ok(());
+    };
+    let Some(row) = review_items::Entity::find()
+        .filter(review_items::Column::ModelName.eq(&item.model))
+        .filter(review_items::Column::DedupeKey.eq(item.dedupe_key()))
+        .filter(review_items::Column::State.eq(ItemState::Open.as_str()))
+        .one(tx)
+        .await?
+    else {
+        return Ok(());
+    };
+    let now = Utc::now();
+    review_labels::ActiveModel {
+        item_id: Set(row.id),
+        token_id: Set(None),
+        reviewer: Set("user correction".into()),
+        verdict: Set("label".into()),
+        intent: Set(Some(intent.clone())),
+        entities: Set("[]".into()),
+        adjudication: Set(false),
+        at: Set(now),
+        ..Default::default()
+    }
+    .insert(tx)
+    .await?;
+    let mut a: review_items::ActiveModel = row.into();
+    a.state = Set(ItemState::Approved.as_str().into());
+    a.intent = Set(Some(intent.clone()));
+    a.entities = Set(Some("[]".into()));
+    a.decided_at = Set(Some(now));
+    a.update(tx).await?;
+    Ok(())
+}
+
 /// Queue `items` inside `tx` (the feedback that caused them commits with
 /// them). Returns how many were added.
 pub(crate) async fn queue_in<C: sea_orm::ConnectionTrait>(
