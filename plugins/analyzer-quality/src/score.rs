@@ -287,6 +287,41 @@ const BOT_SUCCESS: &[&str] = &[
     "sent",
 ];
 
+/// A user repairing a misunderstanding or taking back what they asked:
+/// the conversation-analysis notion of a self- or other-initiated repair.
+const REPAIR: &[&str] = &[
+    "actually",
+    "i meant",
+    "i mean",
+    "instead",
+    "rather than",
+    "what do you mean",
+    "pardon",
+    "come again",
+    "huh",
+];
+
+/// Words that make thanks warmer than a formula ("thanks a lot", "thank
+/// you so much, that's perfect").
+const WARMTH: &[&str] = &[
+    "so much",
+    "very much",
+    "a lot",
+    "really",
+    "truly",
+    "a million",
+];
+
+/// A bot closing question ("anything else?") rather than an offer.
+const CLOSING_QUESTION: &[&str] = &[
+    "anything else",
+    "something else",
+    "else i can",
+    "else can i",
+    "can i help",
+    "help you with",
+];
+
 /// A user declining or contradicting what the bot proposed.
 const DECLINE: &[&str] = &["no", "nope", "nah", "not"];
 
@@ -554,7 +589,32 @@ fn user_satisfaction(d: &Dialogue) -> Aspect {
             );
         }
     }
-    // How it closed: thanks in the last user turns.
+    // Declining an offer (not the closing "anything else?") is a milder
+    // sign: what the bot proposed did not fit; a repair ("actually, I
+    // meant …") says the exchange went off course.
+    for (i, t) in users(d) {
+        let before = d.turns[..i].iter().rev().find(|b| b.role == Role::Bot);
+        if let Some(b) = before
+            && b.text.contains('?')
+            && matches(&b.text, BOT_FAILURE).is_none()
+            && matches(&b.text, CLOSING_QUESTION).is_none()
+            && declines(&t.text)
+        {
+            a.lose(
+                &[i],
+                4.0,
+                format!("declined what the bot proposed: {}", quote(&t.text)),
+            );
+        }
+        if let Some(w) = matches(&t.text, REPAIR) {
+            a.lose(
+                &[i],
+                5.0,
+                format!("repaired the exchange (\"{w}\"): {}", quote(&t.text)),
+            );
+        }
+    }
+    // How it closed: thanks in the last user turns, warmer or bare.
     let last_users: Vec<(usize, &Turn)> = users(d).collect();
     let tail = &last_users[last_users.len().saturating_sub(2)..];
     let thanked = tail
@@ -563,6 +623,20 @@ fn user_satisfaction(d: &Dialogue) -> Aspect {
     if !thanked && n_user >= 2 {
         let at: Vec<usize> = tail.iter().map(|(i, _)| *i).collect();
         a.lose(&at, 10.0, "the user closed without thanks".into());
+    }
+    let praise: BTreeSet<String> = tail
+        .iter()
+        .flat_map(|(_, t)| {
+            GRATITUDE
+                .iter()
+                .filter(|g| matches(&t.text, std::slice::from_ref(*g)).is_some())
+                .map(|g| g.to_string())
+        })
+        .collect();
+    if thanked
+        && (praise.len() >= 2 || tail.iter().any(|(_, t)| matches(&t.text, WARMTH).is_some()))
+    {
+        plus += 5.0;
     }
     let mut s = a.done();
     s.score = (s.score + plus).min(100.0);
@@ -764,6 +838,50 @@ mod tests {
         );
         assert_eq!(matches("find someone in Corte Madera", ESCALATION), None);
         assert!(matches("can I talk to a human please", ESCALATION).is_some());
+    }
+
+    #[test]
+    fn warm_thanks_beat_bare_thanks_and_declined_offers_cost() {
+        let sat = |turns: &[(Role, &str)]| {
+            analyze(&dialogue(turns), &CX)
+                .aspect("user_satisfaction")
+                .unwrap()
+                .score
+        };
+        // Warm thanks make up for some of what went wrong on the way (a
+        // clean conversation is at 100 either way).
+        let close = |last: &'static str| {
+            vec![
+                (Role::User, "find me a table for two tonight"),
+                (Role::Bot, "How about Nopa at 7 pm?"),
+                (Role::User, "No, somewhere quieter"),
+                (Role::Bot, "Your table at Zuni is booked for 7 pm."),
+                (Role::User, last),
+            ]
+        };
+        let warm = sat(&close("Thank you so much, that's perfect!"));
+        let bare = sat(&close("thanks"));
+        assert!(warm > bare, "warm {warm} vs bare {bare}");
+        let bare = sat(&[
+            (Role::User, "find me a table for two tonight"),
+            (Role::Bot, "Your table at Nopa is booked for 7 pm."),
+            (Role::User, "thanks"),
+        ]);
+        let declined = sat(&[
+            (Role::User, "find me a table for two tonight"),
+            (Role::Bot, "How about Nopa at 7 pm?"),
+            (Role::User, "No, actually I meant tomorrow"),
+            (Role::Bot, "Your table at Nopa is booked for tomorrow."),
+            (Role::User, "thanks"),
+        ]);
+        assert!(declined < bare, "declined {declined} vs bare {bare}");
+        // "No" to the closing question is no complaint.
+        let closing = sat(&[
+            (Role::User, "find me a table for two tonight"),
+            (Role::Bot, "Your table at Nopa is booked. Anything else?"),
+            (Role::User, "No, thanks"),
+        ]);
+        assert_eq!(closing, bare);
     }
 
     #[test]
