@@ -128,7 +128,12 @@ impl Output {
                     m.out.intents.len(),
                     m.bytes.len() / 1024
                 );
-                if let Some(a) = m.out.metrics.get("val_accuracy") {
+                // Cross-validated figures when the trainer has them: a
+                // validation split it was fitted on says nothing.
+                let metric = |k: &str| m.out.metrics.get(k).copied();
+                if let Some(a) = metric("cv_accuracy") {
+                    s.push_str(&format!(", cross-validated accuracy {:.1}%", a * 100.0));
+                } else if let Some(a) = metric("val_accuracy") {
                     s.push_str(&format!(", validation accuracy {:.1}%", a * 100.0));
                 }
                 s

@@ -1,45 +1,167 @@
-//! Native tuning harness on a CLINC150-layout file, scored on its
-//! validation split only: `cargo run --release -p trainer-intent --example
-//! clinc -- data_full.json '{"epochs": 20}'`.
+//! Native tuning harness on CLINC150-layout files. The public validation
+//! split stands in for the held-back test split: training data is carved
+//! into train and validation as the pipeline would, so nothing scored here
+//! is seen by training or selection.
+//!
+//! ```text
+//! cargo run --release -p trainer-intent --example clinc -- DATASETS/clinc150 SETTING '{"epochs": 20}'
+//! ```
+//!
+//! Settings: `full` (with `oos_train`), `threshold` (no out-of-scope
+//! training data; `oos_train` is the validation's out-of-scope), `none` (no
+//! out-of-scope data at all), `bot` (a small bot: two domains, 20 examples
+//! per intent, no out-of-scope data; scored on traffic 40% out of scope).
 use coach_plugin_sdk::{Example, Model, Split};
 use trainer_intent::TrainConfig;
 
+fn ex(text: &str, intent: &str) -> Example {
+    Example {
+        text: text.into(),
+        intent: intent.into(),
+        entities: vec![],
+        split: Split::Unspecified,
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let data: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&args[1]).unwrap()).unwrap();
+    let dir = std::path::Path::new(&args[1]);
+    let setting = args.get(2).map(String::as_str).unwrap_or("full");
     let config: TrainConfig =
-        serde_json::from_str(args.get(2).map(String::as_str).unwrap_or("{}")).unwrap();
-    let rows = |key: &str, oos: bool| -> Vec<Example> {
+        serde_json::from_str(args.get(3).map(String::as_str).unwrap_or("{}")).unwrap();
+    let data: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("data_full.json")).unwrap())
+            .unwrap();
+    let domains: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("domains.json")).unwrap()).unwrap();
+    let rows = |key: &str| -> Vec<Example> {
         data[key]
             .as_array()
             .unwrap()
             .iter()
-            .map(|r| Example {
-                text: r[0].as_str().unwrap().into(),
-                intent: if oos {
-                    "oos".into()
-                } else {
-                    r[1].as_str().unwrap().into()
-                },
-                entities: vec![],
-                split: Split::Unspecified,
+            .map(|r| {
+                let intent = r[1].as_str().unwrap();
+                ex(
+                    r[0].as_str().unwrap(),
+                    if intent == "oos" { "oos" } else { intent },
+                )
             })
             .collect()
     };
-    let mut train = rows("train", false);
-    train.extend(rows("oos_train", true));
-    let mut val = rows("val", false);
-    val.extend(rows("oos_val", true));
+    let (mut train, mut val) = (Vec::new(), Vec::new());
+    let mut test: Vec<Example>;
+    // Every fifth training example of an intent goes to validation.
+    let mut seen = std::collections::BTreeMap::<String, usize>::new();
+    let mut carve = |e: Example, train: &mut Vec<Example>, val: &mut Vec<Example>| {
+        let n = seen.entry(e.intent.clone()).or_default();
+        *n += 1;
+        if n.is_multiple_of(5) {
+            val.push(e)
+        } else {
+            train.push(e)
+        }
+    };
+    match setting {
+        "full" | "threshold" | "none" => {
+            for e in rows("train") {
+                carve(e, &mut train, &mut val);
+            }
+            match setting {
+                "full" => {
+                    for e in rows("oos_train") {
+                        carve(e, &mut train, &mut val);
+                    }
+                }
+                "threshold" => val.extend(rows("oos_train")),
+                _ => {}
+            }
+            test = rows("val");
+            test.extend(rows("oos_val"));
+        }
+        "bot" => {
+            let keep: Vec<String> = ["banking", "auto_and_commute"]
+                .iter()
+                .flat_map(|d| domains[d].as_array().unwrap().iter())
+                .map(|i| i.as_str().unwrap().to_owned())
+                .collect();
+            let mut per = std::collections::BTreeMap::<String, usize>::new();
+            for e in rows("train") {
+                if keep.contains(&e.intent) {
+                    let n = per.entry(e.intent.clone()).or_default();
+                    *n += 1;
+                    if *n <= 16 {
+                        train.push(e);
+                    } else if *n <= 20 {
+                        val.push(e);
+                    }
+                }
+            }
+            let in_scope: Vec<Example> = rows("val")
+                .into_iter()
+                .filter(|e| keep.contains(&e.intent))
+                .collect();
+            let n_oos = in_scope.len() * 2 / 3;
+            test = in_scope;
+            test.extend(rows("oos_val"));
+            test.extend(
+                rows("val")
+                    .into_iter()
+                    .filter(|e| !keep.contains(&e.intent))
+                    .step_by(7)
+                    .map(|e| ex(&e.text, "oos"))
+                    .take(n_oos.saturating_sub(100)),
+            );
+        }
+        "bot77" => {
+            // A small support bot from Banking77: a third of its intents,
+            // 6–30 examples each; the other intents and CLINC150's
+            // out-of-scope examples are its out-of-scope traffic (~45%).
+            let csv = std::fs::read_to_string(dir.join("../banking77/train.csv")).unwrap();
+            let mut by: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+            for line in csv.lines().skip(1) {
+                let Some((text, intent)) = line.rsplit_once(',') else {
+                    continue;
+                };
+                let text = text.trim_matches('"').replace("\"\"", "\"");
+                by.entry(intent.to_owned()).or_default().push(text);
+            }
+            let (mut n_in, mut oos_pool) = (0, Vec::new());
+            test = Vec::new();
+            for (k, (intent, texts)) in by.iter().enumerate() {
+                if k % 3 == 0 {
+                    let n = 6 + (k * 7) % 25;
+                    for (j, t) in texts.iter().enumerate() {
+                        if j < n {
+                            carve(ex(t, intent), &mut train, &mut val);
+                        } else if j < n + 30 {
+                            test.push(ex(t, intent));
+                            n_in += 1;
+                        }
+                    }
+                } else {
+                    oos_pool.extend(texts.iter().step_by(13).map(|t| ex(t, "oos")));
+                }
+            }
+            oos_pool.extend(rows("oos_val"));
+            if std::env::var_os("BG").is_some() {
+                train.extend(rows("oos_train"));
+            } else {
+                oos_pool.extend(rows("oos_train"));
+            }
+            let step = (oos_pool.len() / (n_in * 4 / 5)).max(1);
+            test.extend(oos_pool.into_iter().step_by(step));
+        }
+        s => panic!("unknown setting {s}"),
+    }
     let t = std::time::Instant::now();
     let (model, metrics) = trainer_intent::model::train(&config, &train, &val).unwrap();
     let secs = t.elapsed().as_secs_f64();
     let (mut n_in, mut ok_in, mut n_oos, mut ok_oos) = (0, 0, 0, 0);
-    let texts: Vec<String> = val.iter().map(|e| e.text.clone()).collect();
+    let texts: Vec<String> = test.iter().map(|e| e.text.clone()).collect();
     let t = std::time::Instant::now();
     let preds = model.predict(texts);
-    let ps = val.len() as f64 / t.elapsed().as_secs_f64();
-    for (e, p) in val.iter().zip(preds) {
+    let ps = test.len() as f64 / t.elapsed().as_secs_f64();
+    for (e, p) in test.iter().zip(preds) {
         if e.intent == "oos" {
             n_oos += 1;
             ok_oos += (p.intent == "oos") as usize
@@ -49,24 +171,78 @@ fn main() {
         }
     }
     println!(
-        "train {secs:.1}s in-scope {:.2} oos {:.2} predict {ps:.0}/s bytes {}",
+        "{setting}: train {} val {} test {} | {secs:.1}s in-scope {:.2} oos {:.2} overall {:.3} predict {ps:.0}/s bytes {}",
+        train.len(),
+        val.len(),
+        test.len(),
         100.0 * ok_in as f64 / n_in as f64,
-        100.0 * ok_oos as f64 / n_oos as f64,
+        100.0 * ok_oos as f64 / n_oos.max(1) as f64,
+        (ok_in + ok_oos) as f64 / test.len() as f64,
         model.to_bytes().len()
     );
-    let keep = [
-        "best_epoch",
-        "val_accuracy_uncalibrated",
-        "temperature",
-        "oos_threshold",
-        "val_ece",
-        "features",
-    ];
+    // AUROC of each out-of-scope score: in-scope vs out-of-scope test rows.
+    let scored: Vec<([f32; 2], bool)> = test
+        .iter()
+        .map(|e| (model.in_scope_scores(&e.text), e.intent != "oos"))
+        .collect();
+    let auroc = |k: usize| {
+        let pos: Vec<f32> = scored.iter().filter(|s| s.1).map(|s| s.0[k]).collect();
+        let neg: Vec<f32> = scored.iter().filter(|s| !s.1).map(|s| s.0[k]).collect();
+        let mut win = 0.0;
+        for a in &pos {
+            for b in &neg {
+                win += if a > b {
+                    1.0
+                } else if a == b {
+                    0.5
+                } else {
+                    0.0
+                };
+            }
+        }
+        win / (pos.len() * neg.len()).max(1) as f64
+    };
+    println!(
+        "  AUROC top probability {:.3}, energy {:.3}",
+        auroc(0),
+        auroc(1)
+    );
+    if std::env::var_os("PEER").is_some() {
+        // The sklearn peer on the same training data (train + validation,
+        // as the final model here) and the same test.
+        let dir = std::env::temp_dir();
+        let write = |name: &str, rows: &[&Example]| {
+            let path = dir.join(name);
+            let text: String = rows
+                .iter()
+                .map(|e| serde_json::json!({"text": e.text, "intent": e.intent}).to_string() + "\n")
+                .collect();
+            std::fs::write(&path, text).unwrap();
+            path
+        };
+        let fitted: Vec<&Example> = train
+            .iter()
+            .chain(&val)
+            .filter(|e| e.intent != "oos" || setting == "full")
+            .collect();
+        let a = write("peer-train.jsonl", &fitted);
+        let b = write("peer-test.jsonl", &test.iter().collect::<Vec<_>>());
+        let out = std::process::Command::new("python3")
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../daemon/src/cli/bench/sklearn_peer.py"
+            ))
+            .args([a.as_os_str(), b.as_os_str()])
+            .arg("oos")
+            .output()
+            .unwrap();
+        println!("  peer {}", String::from_utf8_lossy(&out.stdout).trim());
+    }
     println!(
         "  {}",
         metrics
             .iter()
-            .filter(|(k, _)| keep.contains(&k.as_str()))
+            .filter(|(k, _)| !k.starts_with("val_entity"))
             .map(|(k, v)| format!("{k}={v:.3}"))
             .collect::<Vec<_>>()
             .join(" ")

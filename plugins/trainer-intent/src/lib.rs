@@ -6,10 +6,15 @@
 //! - Classifier: multinomial logistic regression fitted by SGD with L2
 //!   regularisation; shuffling is seeded, so the same seed and data give the
 //!   same model bytes ([`model`]).
-//! - Calibration: one temperature fitted on the validation split by
-//!   minimising negative log-likelihood.
-//! - Out of scope: an `oos` class when the data has one, plus a confidence
-//!   threshold tuned on the validation split only.
+//! - Selection: k-fold cross-validation over the training data (and the
+//!   validation split, which the final model is then fitted on too); the
+//!   final model is the average of the fold models, and the temperature and
+//!   the out-of-scope threshold are chosen on their out-of-fold scores.
+//! - Calibration: one temperature, minimising negative log-likelihood.
+//! - Out of scope: an `oos` class when the data has one, with a confidence
+//!   threshold tuned on the out-of-scope examples; without any, a threshold
+//!   on the in-scope energy that turns away a set share of in-scope
+//!   messages (5% by default), so unknown requests are still rejected.
 //! - Entities: a BIO tagger (averaged perceptron) trained on the labelled
 //!   spans, with the labelled values as a gazetteer feature ([`entities`]).
 //! - Warm start: continue from an earlier model, keeping its vocabulary,

@@ -23,13 +23,28 @@ pub struct TrainConfig {
     pub oos_label: String,
     pub oos_threshold: Option<f32>,
     pub max_in_scope_drop: f32,
+    /// With no out-of-scope examples to tune on: the share of in-scope
+    /// messages (out-of-fold) the threshold may turn away; 0 turns the
+    /// threshold off.
+    pub oos_reject_rate: f32,
+    /// Folds for selecting the temperature and the threshold on
+    /// out-of-fold scores; 0 or 1 selects on the validation split instead.
+    pub folds: u32,
+    /// Fit the final model on the validation split too (selection is then
+    /// cross-validated over both). Turn off when the workflow evaluates on
+    /// the validation split, so that it stays unseen.
+    pub refit_on_validation: bool,
+    /// When the data has no out-of-scope examples, add the generic
+    /// utterances that ship with the trainer (those unlike every intent)
+    /// as out-of-scope examples (outlier exposure).
+    pub background: bool,
     pub entity_epochs: u32,
 }
 
 impl Default for TrainConfig {
     fn default() -> Self {
         TrainConfig {
-            epochs: 15,
+            epochs: 10,
             learning_rate: 3.0,
             l2: 1e-6,
             seed: 7,
@@ -40,7 +55,11 @@ impl Default for TrainConfig {
             patience: 20,
             oos_label: "oos".into(),
             oos_threshold: None,
-            max_in_scope_drop: 0.0,
+            max_in_scope_drop: 0.005,
+            oos_reject_rate: 0.05,
+            folds: 4,
+            refit_on_validation: true,
+            background: true,
             entity_epochs: 10,
         }
     }
@@ -54,6 +73,9 @@ struct Meta {
     featurizer: Featurizer,
     temperature: f32,
     threshold: f32,
+    /// What the threshold is compared with.
+    #[serde(default)]
+    reject_on: RejectOn,
     oos_label: String,
     /// Lower-cased entity value → entity name, from labelled spans.
     gazetteer: BTreeMap<String, String>,
@@ -61,6 +83,88 @@ struct Meta {
     #[serde(default)]
     tagger: Tagger,
     config: TrainConfig,
+}
+
+/// The score an out-of-scope threshold applies to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RejectOn {
+    /// The top calibrated probability (a fixed `oos_threshold`).
+    #[default]
+    Confidence,
+    /// The log-sum-exp of the in-scope logits, times the temperature (the
+    /// negative free energy), less the out-of-scope class's logit when
+    /// there is one: it separates unknown messages better than the top
+    /// probability, because it keeps how strongly the features spoke, not
+    /// only how they split between intents. The threshold alone decides;
+    /// the answer is the best in-scope intent.
+    Energy,
+}
+
+/// How a model turns logits into a decision: the temperature, the
+/// threshold and the score it applies to, and the out-of-scope class.
+#[derive(Debug, Clone, Copy)]
+struct Rule {
+    temperature: f32,
+    threshold: f32,
+    on: RejectOn,
+    oos: Option<usize>,
+}
+
+/// One decision: the top class, whether it is out of scope, and the
+/// calibrated probabilities.
+struct Decision {
+    best: usize,
+    out_of_scope: bool,
+    /// The top class is the out-of-scope class.
+    top_is_oos: bool,
+    /// The score the threshold applies to.
+    score: f32,
+    p: Vec<f32>,
+}
+
+impl Rule {
+    fn decide(&self, z: &[f32]) -> Decision {
+        let p = probabilities(z, self.temperature);
+        match self.on {
+            RejectOn::Confidence => {
+                let best = argmax(&p);
+                let top_is_oos = Some(best) == self.oos;
+                let score = p[best];
+                Decision {
+                    best,
+                    out_of_scope: top_is_oos || score < self.threshold,
+                    top_is_oos,
+                    score,
+                    p,
+                }
+            }
+            RejectOn::Energy => {
+                // The best in-scope intent, and how much the in-scope
+                // intents together outweigh the out-of-scope class.
+                let t = self.temperature;
+                let inside = |k: &usize| Some(*k) != self.oos;
+                let best = (0..z.len())
+                    .filter(inside)
+                    .max_by(|&a, &b| z[a].total_cmp(&z[b]).then(b.cmp(&a)))
+                    .unwrap_or(0);
+                let max = z[best] / t;
+                let sum: f32 = (0..z.len())
+                    .filter(inside)
+                    .map(|k| (z[k] / t - max).exp())
+                    .sum();
+                let energy = t * (max + sum.ln());
+                let score = energy - self.oos.map_or(0.0, |o| z[o]);
+                Decision {
+                    best,
+                    out_of_scope: score < self.threshold,
+                    top_is_oos: false,
+                    score,
+                    p,
+                }
+            }
+        }
+    }
 }
 
 /// A trained intent model.
@@ -142,6 +246,7 @@ impl IntentModel {
                 featurizer,
                 temperature: 1.0,
                 threshold: 0.0,
+                reject_on: RejectOn::Confidence,
                 oos_label: config.oos_label.clone(),
                 gazetteer,
                 tagger: Tagger::default(),
@@ -168,12 +273,6 @@ impl IntentModel {
         z
     }
 
-    fn probabilities(&self, logits: &[f32], temperature: f32) -> Vec<f32> {
-        let mut p: Vec<f32> = logits.iter().map(|z| z / temperature).collect();
-        softmax_in_place(&mut p);
-        p
-    }
-
     fn oos_index(&self) -> Option<usize> {
         self.meta
             .labels
@@ -181,29 +280,46 @@ impl IntentModel {
             .position(|l| *l == self.meta.oos_label)
     }
 
+    fn rule(&self) -> Rule {
+        Rule {
+            temperature: self.meta.temperature,
+            threshold: self.meta.threshold,
+            on: self.meta.reject_on,
+            oos: self.oos_index(),
+        }
+    }
+
     /// The decision rule: the top class, or out of scope when that is the
-    /// `oos` class or its confidence is under the threshold.
-    fn decide(&self, p: &[f32]) -> (String, f32) {
-        let (best, conf) =
-            p.iter().enumerate().fold(
-                (0, f32::MIN),
-                |acc, (i, &v)| if v > acc.1 { (i, v) } else { acc },
-            );
-        let oos = self.oos_index();
-        if Some(best) == oos {
-            return (self.meta.oos_label.clone(), conf);
-        }
-        if conf < self.meta.threshold {
-            let oos_conf = oos.map(|o| p[o]).unwrap_or(1.0 - conf);
-            return (self.meta.oos_label.clone(), oos_conf.max(1.0 - conf));
-        }
-        (self.meta.labels[best].clone(), conf)
+    /// `oos` class or its score is under the threshold; with the
+    /// probabilities.
+    fn decide(&self, z: &[f32]) -> ((String, f32), Vec<f32>) {
+        let d = self.rule().decide(z);
+        let conf = d.p[d.best];
+        let label = if d.top_is_oos {
+            (self.meta.oos_label.clone(), conf)
+        } else if d.out_of_scope {
+            let oos_conf = self.oos_index().map(|o| d.p[o]).unwrap_or(1.0 - conf);
+            (self.meta.oos_label.clone(), oos_conf.max(1.0 - conf))
+        } else {
+            (self.meta.labels[d.best].clone(), conf)
+        };
+        (label, d.p)
+    }
+
+    /// How in scope `text` looks (higher: more), by the top probability
+    /// and by the in-scope energy, whatever the model's own rule: for
+    /// comparing the two on held-out data.
+    pub fn in_scope_scores(&self, text: &str) -> [f32; 2] {
+        let z = self.logits(&self.meta.featurizer.transform(text));
+        [RejectOn::Confidence, RejectOn::Energy].map(|on| {
+            let rule = Rule { on, ..self.rule() };
+            rule.decide(&z).score
+        })
     }
 
     pub fn predict_one(&self, text: &str) -> Prediction {
         let x = self.meta.featurizer.transform(text);
-        let p = self.probabilities(&self.logits(&x), self.meta.temperature);
-        let (intent, confidence) = self.decide(&p);
+        let ((intent, confidence), p) = self.decide(&self.logits(&x));
         let mut order: Vec<usize> = (0..p.len()).collect();
         order.sort_by(|&a, &b| p[b].total_cmp(&p[a]).then(a.cmp(&b)));
         let ranking = order
@@ -355,6 +471,10 @@ impl IntentModel {
         self.meta.threshold
     }
 
+    pub fn reject_on(&self) -> RejectOn {
+        self.meta.reject_on
+    }
+
     pub fn temperature(&self) -> f32 {
         self.meta.temperature
     }
@@ -365,13 +485,14 @@ fn accuracy(model: &IntentModel, xs: &[Sparse], ys: &[usize]) -> f64 {
     let correct = xs
         .iter()
         .zip(ys)
-        .filter(|(x, y)| {
-            let p = model.probabilities(&model.logits(x), model.meta.temperature);
-            model.decide(&p).0 == model.meta.labels[**y]
-        })
+        .filter(|(x, y)| model.decide(&model.logits(x)).0.0 == model.meta.labels[**y])
         .count();
     correct as f64 / xs.len().max(1) as f64
 }
+
+/// A model before training, for the texts it will be trained on: its
+/// vocabulary and starting weights.
+type Init<'a> = dyn Fn(&[&str]) -> IntentModel + 'a;
 
 /// Train a model; returns it with its final metrics.
 pub fn train(
@@ -380,28 +501,30 @@ pub fn train(
     validation: &[Example],
 ) -> Result<(IntentModel, Vec<(String, f64)>), PluginError> {
     check(config, train)?;
-    let labels = labels_of(train, &[])?;
-    host::progress(0.0, "building features");
-    let texts: Vec<&str> = train.iter().map(|e| e.text.as_str()).collect();
-    let featurizer = Featurizer::fit(
-        &texts,
-        config.word_ngrams.max(1),
-        config.char_ngrams[0],
-        config.char_ngrams[1],
-        config.min_df,
-        config.max_features,
-    );
+    let background = background_for(config, train);
+    let oos = [config.oos_label.clone()];
+    let labels = labels_of(train, if background.is_empty() { &[] } else { &oos })?;
     let gazetteer = gazetteer_of(train, BTreeMap::new());
-    let (d, c) = (featurizer.len(), labels.len());
-    let model = IntentModel::untrained(
-        config,
-        labels,
-        featurizer,
-        gazetteer,
-        vec![0.0; d * c],
-        vec![0.0; c],
-    );
-    fit(config, model, train, validation)
+    let init = |texts: &[&str]| {
+        let featurizer = Featurizer::fit(
+            texts,
+            config.word_ngrams.max(1),
+            config.char_ngrams[0],
+            config.char_ngrams[1],
+            config.min_df,
+            config.max_features,
+        );
+        let (d, c) = (featurizer.len(), labels.len());
+        IntentModel::untrained(
+            config,
+            labels.clone(),
+            featurizer,
+            gazetteer.clone(),
+            vec![0.0; d * c],
+            vec![0.0; c],
+        )
+    };
+    fit(config, &labels, &init, train, validation, &background)
 }
 
 /// Continue from `base`: its vocabulary, intents, weights and entity values
@@ -414,7 +537,12 @@ pub fn train_from(
     validation: &[Example],
 ) -> Result<(IntentModel, Vec<(String, f64)>), PluginError> {
     check(config, train)?;
-    let labels = labels_of(train, &base.meta.labels)?;
+    let background = background_for(config, train);
+    let mut known = base.meta.labels.clone();
+    if !background.is_empty() {
+        known.push(config.oos_label.clone());
+    }
+    let labels = labels_of(train, &known)?;
     let old = &base.meta.featurizer;
     if (old.word_ngrams, old.char_min, old.char_max)
         != (
@@ -427,11 +555,8 @@ pub fn train_from(
             "word_ngrams and char_ngrams must match the base model's to continue from it",
         ));
     }
-    host::progress(0.0, "extending features");
-    let texts: Vec<&str> = train.iter().map(|e| e.text.as_str()).collect();
-    let featurizer = old.extended(&texts, config.min_df, config.max_features);
-    let (d, c) = (featurizer.len(), labels.len());
     let (old_d, old_c) = (old.len(), base.meta.labels.len());
+    let c = labels.len();
     let column: Vec<usize> = base
         .meta
         .labels
@@ -443,22 +568,33 @@ pub fn train_from(
                 .expect("old labels are kept")
         })
         .collect();
-    let mut weights = vec![0.0; d * c];
-    for j in 0..old_d {
-        for k in 0..old_c {
-            weights[j * c + column[k]] = base.weights[j * old_c + k];
-        }
-    }
-    let mut bias = vec![0.0; c];
-    for k in 0..old_c {
-        bias[column[k]] = base.bias[k];
-    }
     let gazetteer = gazetteer_of(train, base.meta.gazetteer.clone());
     host::info(&format!(
-        "continuing from a model of {old_c} intents and {old_d} features: now {c} intents, {d} features"
+        "continuing from a model of {old_c} intents and {old_d} features: now {c} intents"
     ));
-    let model = IntentModel::untrained(config, labels, featurizer, gazetteer, weights, bias);
-    fit(config, model, train, validation)
+    let init = |texts: &[&str]| {
+        let featurizer = old.extended(texts, config.min_df, config.max_features);
+        let d = featurizer.len();
+        let mut weights = vec![0.0; d * c];
+        for j in 0..old_d {
+            for k in 0..old_c {
+                weights[j * c + column[k]] = base.weights[j * old_c + k];
+            }
+        }
+        let mut bias = vec![0.0; c];
+        for k in 0..old_c {
+            bias[column[k]] = base.bias[k];
+        }
+        IntentModel::untrained(
+            config,
+            labels.clone(),
+            featurizer,
+            gazetteer.clone(),
+            weights,
+            bias,
+        )
+    };
+    fit(config, &labels, &init, train, validation, &background)
 }
 
 /// The sorted union of `known` and the intents of `train`.
@@ -520,65 +656,156 @@ fn check(config: &TrainConfig, train: &[Example]) -> Result<(), PluginError> {
             "learning_rate must be > 0 and l2 >= 0",
         ));
     }
+    if !(0.0..0.5).contains(&config.oos_reject_rate) {
+        return Err(PluginError::bad_config(
+            "oos_reject_rate must be at least 0 and under 0.5",
+        ));
+    }
+    if config.folds > 20 {
+        return Err(PluginError::bad_config("folds goes up to 20"));
+    }
     Ok(())
 }
 
-/// The training loop shared by fresh and warm starts: SGD epochs with model
-/// selection on validation, then calibration and the OOS threshold.
-fn fit(
-    config: &TrainConfig,
-    mut model: IntentModel,
-    train: &[Example],
-    validation: &[Example],
-) -> Result<(IntentModel, Vec<(String, f64)>), PluginError> {
-    let labels = model.meta.labels.clone();
-    let label_index: BTreeMap<&str, usize> = labels
-        .iter()
-        .enumerate()
-        .map(|(i, l)| (l.as_str(), i))
-        .collect();
-    let featurizer = &model.meta.featurizer;
-    let xs: Vec<Sparse> = train
-        .iter()
-        .map(|e| featurizer.transform(&e.text))
-        .collect();
-    let ys: Vec<usize> = train
-        .iter()
-        .map(|e| label_index[e.intent.as_str()])
-        .collect();
-    // Validation examples of intents the model does not know cannot be scored.
-    let (val_xs, val_ys): (Vec<Sparse>, Vec<usize>) = validation
-        .iter()
-        .filter_map(|e| {
-            label_index
-                .get(e.intent.as_str())
-                .map(|&y| (featurizer.transform(&e.text), y))
-                .or_else(|| {
-                    // Out-of-scope examples count even without an oos class.
-                    (e.intent == config.oos_label)
-                        .then(|| (featurizer.transform(&e.text), usize::MAX))
-                })
-        })
-        .unzip();
-    let c = labels.len();
+/// Marks an out-of-scope row when the model has no out-of-scope class: it
+/// is scored (for the threshold), never trained on.
+const UNSEEN_OOS: usize = usize::MAX;
+
+/// Where progress goes while one of several models trains.
+#[derive(Clone, Copy)]
+struct Stage {
+    from: f32,
+    span: f32,
+    /// Report the loss curve (the final model only).
+    curve: bool,
+}
+
+/// Featurised examples: vectors, label indices, weights in the loss.
+struct Rows {
+    xs: Vec<Sparse>,
+    ys: Vec<usize>,
+    weight: Vec<f32>,
+}
+
+/// The generic utterances that ship with the trainer.
+const BACKGROUND: &str = include_str!("../data/background.txt");
+
+/// The background utterances to add as out-of-scope examples: none when
+/// turned off (or rejection is, `oos_reject_rate = 0`) or when the data has
+/// out-of-scope examples of its own.
+fn background_for<'a>(config: &TrainConfig, train: &[Example]) -> Vec<&'a str> {
+    if !config.background
+        || config.oos_reject_rate == 0.0
+        || train.iter().any(|e| e.intent == config.oos_label)
+    {
+        return Vec::new();
+    }
+    BACKGROUND
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect()
+}
+
+/// Add the background utterances unlike every intent to `rows` as
+/// out-of-scope examples, weighted so that together they count like
+/// twice a typical intent; returns how many were kept.
+///
+/// "Unlike" is measured against each intent's centroid: an utterance is
+/// dropped when it is as close to an intent as the least typical tenth of
+/// that intent's own examples (a bot about music keeps "play some jazz"
+/// in scope).
+fn add_background(
+    rows: &mut Rows,
+    featurizer: &Featurizer,
+    classes: usize,
+    oos: usize,
+    background: &[&str],
+) -> usize {
+    if background.is_empty() {
+        return 0;
+    }
     let d = featurizer.len();
-    host::info(&format!(
-        "training on {} examples, {} intents, {d} features; validating on {}",
-        xs.len(),
-        c,
-        val_xs.len()
-    ));
-
-    // In-scope validation only, for model selection; unscorable oos rows
-    // (no oos class) are kept aside for the threshold.
-    let scorable: Vec<usize> = (0..val_xs.len())
-        .filter(|&i| val_ys[i] != usize::MAX)
+    // Centroid sums, laid out like the weights (feature-major).
+    let mut centroid = vec![0.0f32; d * classes];
+    let mut count = vec![0usize; classes];
+    for (x, &y) in rows.xs.iter().zip(&rows.ys) {
+        if y == UNSEEN_OOS || y == oos {
+            continue;
+        }
+        count[y] += 1;
+        for (&j, &v) in x.idx.iter().zip(&x.val) {
+            centroid[j as usize * classes + y] += v;
+        }
+    }
+    let mut norm = vec![0.0f32; classes];
+    for row in centroid.chunks_exact(classes) {
+        for (n, v) in norm.iter_mut().zip(row) {
+            *n += v * v;
+        }
+    }
+    norm.iter_mut().for_each(|n| *n = n.sqrt().max(1e-12));
+    let cosine = |x: &Sparse, c: usize| -> f32 {
+        x.idx
+            .iter()
+            .zip(&x.val)
+            .map(|(&j, &v)| v * centroid[j as usize * classes + c])
+            .sum::<f32>()
+            / norm[c]
+    };
+    // The least typical tenth of each intent's examples.
+    let mut own: Vec<Vec<f32>> = vec![Vec::new(); classes];
+    for (x, &y) in rows.xs.iter().zip(&rows.ys) {
+        if y != UNSEEN_OOS && y != oos {
+            own[y].push(cosine(x, y));
+        }
+    }
+    let floor: Vec<f32> = own
+        .iter_mut()
+        .map(|v| {
+            v.sort_by(f32::total_cmp);
+            v.get(v.len() / 10).copied().unwrap_or(f32::MAX)
+        })
         .collect();
-    let sel_xs: Vec<Sparse> = scorable.iter().map(|&i| val_xs[i].clone()).collect();
-    let sel_ys: Vec<usize> = scorable.iter().map(|&i| val_ys[i]).collect();
+    let kept: Vec<Sparse> = background
+        .iter()
+        .map(|t| featurizer.transform(t))
+        .filter(|x| {
+            !x.idx.is_empty()
+                && (0..classes)
+                    .filter(|&c| c != oos && count[c] > 0)
+                    .all(|c| cosine(x, c) < floor[c])
+        })
+        .collect();
+    let mut sizes: Vec<usize> = count.into_iter().filter(|&n| n > 0).collect();
+    sizes.sort_unstable();
+    let typical = sizes.get(sizes.len() / 2).copied().unwrap_or(1) as f32;
+    let w = (2.0 * typical / kept.len().max(1) as f32).min(1.0);
+    let n = kept.len();
+    for x in kept {
+        rows.xs.push(x);
+        rows.ys.push(oos);
+        rows.weight.push(w);
+    }
+    n
+}
 
+/// SGD epochs over `xs` from the model's current weights. With a
+/// selection set, keeps the weights of the epoch that scores best on it
+/// and returns its accuracy and epoch (early stopping); else keeps the
+/// last iterate.
+fn sgd(
+    config: &TrainConfig,
+    model: &mut IntentModel,
+    data: &Rows,
+    subset: &[usize],
+    select: Option<(&[Sparse], &[usize])>,
+    stage: Stage,
+) -> Result<Option<(f64, u32)>, PluginError> {
+    let (xs, ys) = (&data.xs, &data.ys);
+    let c = model.classes();
     let mut rng = Rng(config.seed);
-    let mut order: Vec<usize> = (0..xs.len()).collect();
+    let mut order: Vec<usize> = subset.to_vec();
     let mut scale = 1.0f32; // true weights = scale * stored weights
     let mut t = 0u64;
     let mut best: Option<(f64, Vec<f32>, Vec<f32>, u32)> = None;
@@ -586,7 +813,7 @@ fn fit(
     let mut grad = vec![0.0f32; c];
     let mut active: Vec<usize> = Vec::with_capacity(c);
     let epochs = config.epochs.max(1);
-    let total_steps = (epochs as usize * xs.len()) as f32;
+    let total_steps = (epochs as usize * order.len()).max(1) as f32;
     for epoch in 1..=epochs {
         rng.shuffle(&mut order);
         let mut loss = 0.0f64;
@@ -609,8 +836,12 @@ fn fit(
                 }
             }
             softmax_in_place(&mut grad);
-            loss -= (grad[ys[i]].max(1e-12) as f64).ln();
+            let w = data.weight[i];
+            loss -= w as f64 * (grad[ys[i]].max(1e-12) as f64).ln();
             grad[ys[i]] -= 1.0;
+            if w != 1.0 {
+                grad.iter_mut().for_each(|g| *g *= w);
+            }
             // Weight decay on every weight at once, through the scale.
             scale *= 1.0 - lr * config.l2;
             let step = lr / scale;
@@ -647,16 +878,17 @@ fn fit(
         // Fold the scale in before scoring or keeping a copy.
         model.weights.iter_mut().for_each(|w| *w *= scale);
         scale = 1.0;
-        let train_loss = loss / xs.len() as f64;
-        host::metric("train_loss", train_loss, epoch);
+        if stage.curve {
+            host::metric("train_loss", loss / order.len().max(1) as f64, epoch);
+        }
         host::progress(
-            epoch as f32 / epochs as f32,
+            stage.from + stage.span * epoch as f32 / epochs as f32,
             &format!("epoch {epoch}/{epochs}"),
         );
-        if sel_xs.is_empty() {
+        let Some((sel_xs, sel_ys)) = select.filter(|(x, _)| !x.is_empty()) else {
             continue;
-        }
-        let acc = accuracy(&model, &sel_xs, &sel_ys);
+        };
+        let acc = accuracy(model, sel_xs, sel_ys);
         host::metric("val_accuracy", acc, epoch);
         if best.as_ref().is_none_or(|b| acc > b.0) {
             best = Some((acc, model.weights.clone(), model.bias.clone(), epoch));
@@ -671,27 +903,438 @@ fn fit(
             }
         }
     }
-    let mut metrics = Vec::new();
-    if let Some((acc, w, b, epoch)) = best {
+    Ok(best.map(|(acc, w, b, epoch)| {
         model.weights = w;
         model.bias = b;
+        (acc, epoch)
+    }))
+}
+
+/// Train, select the temperature and the out-of-scope threshold, train the
+/// entity tagger and report. With `folds` ≥ 2 (the default) selection runs
+/// on out-of-fold scores over the training data (and the validation split,
+/// when the final model is fitted on it too); else on the validation split.
+fn fit(
+    config: &TrainConfig,
+    labels: &[String],
+    init: &Init,
+    train: &[Example],
+    validation: &[Example],
+    background: &[&str],
+) -> Result<(IntentModel, Vec<(String, f64)>), PluginError> {
+    let index: BTreeMap<&str, usize> = labels
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (l.as_str(), i))
+        .collect();
+    // Rows of intents the model does not know cannot be scored; out-of-scope
+    // rows count even without an out-of-scope class.
+    let target = |e: &Example| {
+        index
+            .get(e.intent.as_str())
+            .copied()
+            .or_else(|| (e.intent == config.oos_label).then_some(UNSEEN_OOS))
+    };
+    if config.folds < 2 {
+        return fit_on_validation(config, init, train, validation, background, &target);
+    }
+    let refit_on_validation = config.refit_on_validation && !validation.is_empty();
+    let fitted: Vec<&Example> = if refit_on_validation {
+        train.iter().chain(validation).collect()
+    } else {
+        train.iter().collect()
+    };
+    let pool: Vec<(&str, usize)> = fitted
+        .iter()
+        .filter_map(|e| target(e).map(|y| (e.text.as_str(), y)))
+        .collect();
+    let k = config.folds as usize;
+    // One vocabulary for all folds: the features are fitted on every text
+    // (no labels), so the fold models share a space and their average is
+    // the final model.
+    host::progress(0.0, "building features");
+    let texts: Vec<&str> = pool
+        .iter()
+        .map(|(t, _)| *t)
+        .chain(background.iter().copied())
+        .collect();
+    let start = init(&texts);
+    let mut data = Rows {
+        xs: pool
+            .iter()
+            .map(|(t, _)| start.meta.featurizer.transform(t))
+            .collect(),
+        ys: pool.iter().map(|(_, y)| *y).collect(),
+        weight: vec![1.0; pool.len()],
+    };
+    let added = match start.oos_index() {
+        Some(oos) if !background.is_empty() => add_background(
+            &mut data,
+            &start.meta.featurizer,
+            labels.len(),
+            oos,
+            background,
+        ),
+        _ => 0,
+    };
+    let fold = stratified_folds(&data.ys, k, config.seed);
+    host::info(&format!(
+        "training on {} examples, {} intents{}; selecting on {k}-fold out-of-fold scores{}",
+        pool.len(),
+        labels.len(),
+        if background.is_empty() {
+            String::new()
+        } else {
+            format!(
+                ", with {added} of {} background utterances as out of scope",
+                background.len()
+            )
+        },
+        if refit_on_validation {
+            " (validation split included)"
+        } else {
+            ""
+        }
+    ));
+    let span = 0.9 / k as f32;
+    // Out-of-fold logits of the data's own rows (not the background's).
+    let mut oof: Vec<(Vec<f32>, usize)> = vec![(Vec::new(), 0); pool.len()];
+    let mut model = start.clone();
+    model.weights.iter_mut().for_each(|w| *w = 0.0);
+    model.bias.iter_mut().for_each(|w| *w = 0.0);
+    for f in 0..k {
+        host::progress(f as f32 * span, &format!("fold {}/{k}", f + 1));
+        let rows: Vec<usize> = (0..data.ys.len())
+            .filter(|&i| fold[i] != f && data.ys[i] != UNSEEN_OOS)
+            .collect();
+        let mut m = start.clone();
+        let stage = Stage {
+            from: f as f32 * span,
+            span,
+            curve: f + 1 == k,
+        };
+        sgd(config, &mut m, &data, &rows, None, stage)?;
+        for i in (0..pool.len()).filter(|&i| fold[i] == f) {
+            oof[i] = (m.logits(&data.xs[i]), pool[i].1);
+        }
+        for (a, w) in model.weights.iter_mut().zip(&m.weights) {
+            *a += w / k as f32;
+        }
+        for (a, w) in model.bias.iter_mut().zip(&m.bias) {
+            *a += w / k as f32;
+        }
+    }
+
+    let oos = model.oos_index();
+    let mut metrics = vec![("folds".to_owned(), k as f64)];
+    if let Some(t) = temperature_of(&oof) {
+        model.meta.temperature = t;
+    }
+    (model.meta.threshold, model.meta.reject_on) =
+        select_threshold(config, &oof, model.meta.temperature, oos);
+    let cv = score_rows(&oof, model.rule());
+    metrics.push(("cv_accuracy".into(), cv.accuracy));
+    metrics.push(("cv_in_scope_accuracy".into(), cv.in_scope_accuracy));
+    metrics.push(("cv_in_scope_rejected".into(), cv.in_scope_rejected));
+    if let Some(r) = cv.oos_recall {
+        metrics.push(("cv_oos_recall".into(), r));
+    }
+    metrics.push((
+        "validation_in_training".into(),
+        refit_on_validation as u8 as f64,
+    ));
+    if !background.is_empty() {
+        metrics.push(("background_examples".into(), added as f64));
+    }
+    let fitted: Vec<Example> = fitted.into_iter().cloned().collect();
+    finish(config, model, metrics, &fitted, validation, &target)
+}
+
+/// The former selection: early stopping, temperature and threshold on the
+/// validation split.
+fn fit_on_validation(
+    config: &TrainConfig,
+    init: &Init,
+    train: &[Example],
+    validation: &[Example],
+    background: &[&str],
+    target: &dyn Fn(&Example) -> Option<usize>,
+) -> Result<(IntentModel, Vec<(String, f64)>), PluginError> {
+    host::progress(0.0, "building features");
+    let texts: Vec<&str> = train.iter().map(|e| e.text.as_str()).collect();
+    let all: Vec<&str> = texts.iter().chain(background).copied().collect();
+    let mut model = init(&all);
+    let featurizer = &model.meta.featurizer;
+    let mut data = Rows {
+        xs: texts.iter().map(|t| featurizer.transform(t)).collect(),
+        ys: train
+            .iter()
+            .map(|e| target(e).expect("training intents are labels"))
+            .collect(),
+        weight: vec![1.0; train.len()],
+    };
+    if let Some(oos) = model.oos_index() {
+        add_background(&mut data, featurizer, model.classes(), oos, background);
+    }
+    let val: Vec<(Sparse, usize)> = validation
+        .iter()
+        .filter_map(|e| target(e).map(|y| (featurizer.transform(&e.text), y)))
+        .collect();
+    host::info(&format!(
+        "training on {} examples, {} intents, {} features; validating on {}",
+        data.xs.len(),
+        model.classes(),
+        featurizer.len(),
+        val.len()
+    ));
+    // In-scope validation only, for model selection.
+    let (sel_xs, sel_ys): (Vec<Sparse>, Vec<usize>) = val
+        .iter()
+        .filter(|(_, y)| *y != UNSEEN_OOS)
+        .cloned()
+        .unzip();
+    let stage = Stage {
+        from: 0.0,
+        span: 0.9,
+        curve: true,
+    };
+    let all_rows: Vec<usize> = (0..data.xs.len()).collect();
+    let best = sgd(
+        config,
+        &mut model,
+        &data,
+        &all_rows,
+        Some((&sel_xs, &sel_ys)),
+        stage,
+    )?;
+    let mut metrics = Vec::new();
+    if let Some((acc, epoch)) = best {
         metrics.push(("best_epoch".into(), epoch as f64));
         metrics.push(("val_accuracy_uncalibrated".into(), acc));
     }
+    let rows: Vec<(Vec<f32>, usize)> = val.iter().map(|(x, y)| (model.logits(x), *y)).collect();
+    if let Some(t) = temperature_of(&rows) {
+        model.meta.temperature = t;
+    }
+    let oos = model.oos_index();
+    if !rows.is_empty() {
+        (model.meta.threshold, model.meta.reject_on) =
+            select_threshold(config, &rows, model.meta.temperature, oos);
+    }
+    finish(config, model, metrics, train, validation, target)
+}
 
-    if !val_xs.is_empty() {
-        calibrate(&mut model, &val_xs, &val_ys);
-        choose_threshold(&mut model, config, &val_xs, &val_ys);
+/// Stratified fold of each row: the rows of each label spread over the
+/// folds in a seeded order, continuing round the folds from one label to
+/// the next so that folds come out the same size.
+fn stratified_folds(labels: &[usize], k: usize, seed: u64) -> Vec<usize> {
+    let mut by_label: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for (i, y) in labels.iter().enumerate() {
+        by_label.entry(*y).or_default().push(i);
     }
+    let mut rng = Rng(seed ^ 0x5EED_F01D);
+    let mut fold = vec![0; labels.len()];
+    let mut next = 0;
+    for members in by_label.values_mut() {
+        rng.shuffle(members);
+        for &i in members.iter() {
+            fold[i] = next % k;
+            next += 1;
+        }
+    }
+    fold
+}
+
+/// The fixed threshold (on confidence), or one chosen on scored rows: with out-of-scope rows among them, the one that maximises
+/// in-scope accuracy + OOS recall within `max_in_scope_drop`; without, the
+/// one that turns away `oos_reject_rate` of the in-scope rows. Returns the
+/// threshold and what it applies to.
+fn select_threshold(
+    config: &TrainConfig,
+    rows: &[(Vec<f32>, usize)],
+    temperature: f32,
+    oos: Option<usize>,
+) -> (f32, RejectOn) {
     if let Some(t) = config.oos_threshold {
-        model.meta.threshold = t;
+        return (t, RejectOn::Confidence);
     }
+    let is_oos = |y: usize| y == UNSEEN_OOS || Some(y) == oos;
+    // Tuned on out-of-scope examples, the top probability (which counts the
+    // out-of-scope class's share) did as well as the energy; set by a share
+    // of in-scope messages alone, the energy separated better (measured on
+    // CLINC150 and small bots carved from it and Banking77).
+    let tuned = rows.iter().any(|(_, y)| is_oos(*y));
+    let on = if tuned {
+        RejectOn::Confidence
+    } else {
+        RejectOn::Energy
+    };
+    let rule = Rule {
+        temperature,
+        threshold: f32::MIN,
+        on,
+        oos,
+    };
+    let scored: Vec<Scored> = rows
+        .iter()
+        .map(|(z, y)| {
+            let d = rule.decide(z);
+            Scored {
+                score: d.score,
+                top_is_oos: d.top_is_oos,
+                correct: !is_oos(*y) && d.best == *y,
+                is_oos: is_oos(*y),
+            }
+        })
+        .collect();
+    let t = if tuned {
+        tune_threshold(&scored, config.max_in_scope_drop as f64)
+    } else {
+        rate_threshold(&scored, config.oos_reject_rate as f64)
+    };
+    match t {
+        Some(t) => (t, on),
+        None => (0.0, RejectOn::Confidence),
+    }
+}
+
+/// One scored row, for choosing a threshold.
+struct Scored {
+    score: f32,
+    top_is_oos: bool,
+    correct: bool,
+    is_oos: bool,
+}
+
+/// Candidate thresholds: between neighbouring scores of rows the top of
+/// which is in scope, at most ~400 of them (quantiles).
+fn candidates(rows: &[Scored]) -> Vec<f32> {
+    let mut s: Vec<f32> = rows
+        .iter()
+        .filter(|r| !r.top_is_oos)
+        .map(|r| r.score)
+        .collect();
+    s.sort_by(f32::total_cmp);
+    let step = (s.len() / 400).max(1);
+    s.windows(2)
+        .step_by(step)
+        .map(|w| (w[0] + w[1]) / 2.0)
+        .collect()
+}
+
+/// `None`: no threshold does better than none.
+fn tune_threshold(rows: &[Scored], max_in_scope_drop: f64) -> Option<f32> {
+    let n_in = rows.iter().filter(|r| !r.is_oos).count().max(1) as f64;
+    let n_oos = rows.iter().filter(|r| r.is_oos).count().max(1) as f64;
+    let eval = |t: f32| {
+        let mut in_ok = 0;
+        let mut oos_ok = 0;
+        for r in rows {
+            let says_oos = r.top_is_oos || r.score < t;
+            if r.is_oos && says_oos {
+                oos_ok += 1;
+            }
+            if !r.is_oos && r.correct && !says_oos {
+                in_ok += 1;
+            }
+        }
+        (in_ok as f64 / n_in, oos_ok as f64 / n_oos)
+    };
+    let (base_in, base_oos) = eval(f32::MIN);
+    let mut best = (base_in + base_oos, None);
+    for t in candidates(rows) {
+        let (in_acc, recall) = eval(t);
+        if in_acc + 1e-12 < base_in - max_in_scope_drop {
+            continue;
+        }
+        if in_acc + recall > best.0 {
+            best = (in_acc + recall, Some(t));
+        }
+    }
+    best.1
+}
+
+/// The threshold under which `rate` of the in-scope rows fall (halfway
+/// between the neighbouring scores, so it does not sit on a row).
+fn rate_threshold(rows: &[Scored], rate: f64) -> Option<f32> {
+    let mut s: Vec<f32> = rows
+        .iter()
+        .filter(|r| !r.is_oos && !r.top_is_oos)
+        .map(|r| r.score)
+        .collect();
+    s.sort_by(f32::total_cmp);
+    let k = (rate * s.len() as f64).round() as usize;
+    if k == 0 || s.len() < 2 {
+        return None;
+    }
+    let k = k.min(s.len() - 1);
+    Some((s[k - 1] + s[k]) / 2.0)
+}
+
+/// Decisions on scored rows, as the model would make them.
+struct Scores {
+    accuracy: f64,
+    in_scope_accuracy: f64,
+    in_scope_rejected: f64,
+    oos_recall: Option<f64>,
+}
+
+fn score_rows(rows: &[(Vec<f32>, usize)], rule: Rule) -> Scores {
+    let (mut ok, mut n_in, mut in_ok, mut rejected, mut n_oos, mut oos_ok) = (0, 0, 0, 0, 0, 0);
+    for (z, y) in rows {
+        let d = rule.decide(z);
+        if *y == UNSEEN_OOS || Some(*y) == rule.oos {
+            n_oos += 1;
+            oos_ok += d.out_of_scope as usize;
+            ok += d.out_of_scope as usize;
+        } else {
+            n_in += 1;
+            rejected += d.out_of_scope as usize;
+            let hit = !d.out_of_scope && d.best == *y;
+            in_ok += hit as usize;
+            ok += hit as usize;
+        }
+    }
+    let share = |a: usize, b: usize| a as f64 / b.max(1) as f64;
+    Scores {
+        accuracy: share(ok, rows.len()),
+        in_scope_accuracy: share(in_ok, n_in),
+        in_scope_rejected: share(rejected, n_in),
+        oos_recall: (n_oos > 0).then(|| share(oos_ok, n_oos)),
+    }
+}
+
+fn argmax(p: &[f32]) -> usize {
+    (0..p.len())
+        .max_by(|&a, &b| p[a].total_cmp(&p[b]).then(b.cmp(&a)))
+        .unwrap_or(0)
+}
+
+fn probabilities(logits: &[f32], temperature: f32) -> Vec<f32> {
+    let mut p: Vec<f32> = logits.iter().map(|z| z / temperature).collect();
+    softmax_in_place(&mut p);
+    p
+}
+
+/// The entity tagger and the validation figures, last.
+fn finish(
+    config: &TrainConfig,
+    mut model: IntentModel,
+    mut metrics: Vec<(String, f64)>,
+    fitted: &[Example],
+    validation: &[Example],
+    target: &dyn Fn(&Example) -> Option<usize>,
+) -> Result<(IntentModel, Vec<(String, f64)>), PluginError> {
     metrics.push(("temperature".into(), model.meta.temperature as f64));
     metrics.push(("oos_threshold".into(), model.meta.threshold as f64));
-    metrics.push(("features".into(), d as f64));
-    host::progress(1.0, "training the entity tagger");
+    metrics.push((
+        "oos_threshold_on_energy".into(),
+        (model.meta.reject_on == RejectOn::Energy) as u8 as f64,
+    ));
+    metrics.push(("features".into(), model.meta.featurizer.len() as f64));
+    host::progress(0.95, "training the entity tagger");
     if let Some(tagger) = Tagger::train(
-        train,
+        fitted,
         &model.meta.gazetteer,
         model.max_value_words,
         config.entity_epochs,
@@ -710,8 +1353,14 @@ fn fit(
             metrics.push(("val_entity_f1".into(), f));
         }
     }
-    if !val_xs.is_empty() {
-        let (acc, in_acc, oos_recall, ece) = evaluate_validation(&model, &val_xs, &val_ys);
+    let val: Vec<(Vec<f32>, usize)> = validation
+        .iter()
+        .filter_map(|e| {
+            target(e).map(|y| (model.logits(&model.meta.featurizer.transform(&e.text)), y))
+        })
+        .collect();
+    if !val.is_empty() {
+        let (acc, in_acc, oos_recall, ece) = evaluate_validation(&model, &val);
         metrics.push(("val_accuracy".into(), acc));
         metrics.push(("val_in_scope_accuracy".into(), in_acc));
         if let Some(r) = oos_recall {
@@ -722,22 +1371,17 @@ fn fit(
     Ok((model, metrics))
 }
 
-/// Fit one temperature on validation rows of known classes by minimising
-/// negative log-likelihood over a log-spaced grid.
-fn calibrate(model: &mut IntentModel, xs: &[Sparse], ys: &[usize]) {
-    let logits: Vec<(Vec<f32>, usize)> = xs
-        .iter()
-        .zip(ys)
-        .filter(|(_, y)| **y != usize::MAX)
-        .map(|(x, &y)| (model.logits(x), y))
-        .collect();
-    if logits.is_empty() {
-        return;
+/// Fit one temperature on rows of known classes by minimising negative
+/// log-likelihood over a log-spaced grid; `None` without such rows.
+fn temperature_of(rows: &[(Vec<f32>, usize)]) -> Option<f32> {
+    let known: Vec<&(Vec<f32>, usize)> = rows.iter().filter(|(_, y)| *y != UNSEEN_OOS).collect();
+    if known.is_empty() {
+        return None;
     }
     let nll = |t: f32| -> f64 {
-        logits
+        known
             .iter()
-            .map(|(z, y)| -(model.probabilities(z, t)[*y].max(1e-12) as f64).ln())
+            .map(|(z, y)| -(probabilities(z, t)[*y].max(1e-12) as f64).ln())
             .sum()
     };
     // A coarse log-spaced grid over 0.03 … 10, then a fine one around its best.
@@ -757,69 +1401,14 @@ fn calibrate(model: &mut IntentModel, xs: &[Sparse], ys: &[usize]) {
             best = (v, e);
         }
     }
-    model.meta.temperature = 10f32.powf(best.1);
-}
-
-/// With out-of-scope validation examples, pick the confidence threshold that
-/// maximises in-scope accuracy + OOS recall while giving up at most
-/// `max_in_scope_drop` in-scope accuracy.
-fn choose_threshold(model: &mut IntentModel, config: &TrainConfig, xs: &[Sparse], ys: &[usize]) {
-    let oos = model.oos_index();
-    let is_oos = |y: usize| y == usize::MAX || Some(y) == oos;
-    if !ys.iter().any(|&y| is_oos(y)) || config.oos_threshold.is_some() {
-        return;
-    }
-    // (confidence of the top in-scope decision, in-scope correct?, is oos?)
-    let rows: Vec<(f32, bool, bool)> = xs
-        .iter()
-        .zip(ys)
-        .map(|(x, &y)| {
-            let p = model.probabilities(&model.logits(x), model.meta.temperature);
-            let best = (0..p.len())
-                .max_by(|&a, &b| p[a].total_cmp(&p[b]).then(b.cmp(&a)))
-                .unwrap_or(0);
-            let top_is_oos = Some(best) == oos;
-            let conf = if top_is_oos { -1.0 } else { p[best] };
-            (conf, !is_oos(y) && best == y, is_oos(y))
-        })
-        .collect();
-    let n_in = rows.iter().filter(|r| !r.2).count().max(1) as f64;
-    let n_oos = rows.iter().filter(|r| r.2).count().max(1) as f64;
-    let eval = |t: f32| {
-        let mut in_ok = 0;
-        let mut oos_ok = 0;
-        for &(conf, correct, o) in &rows {
-            let says_oos = conf < t;
-            if o && says_oos {
-                oos_ok += 1;
-            }
-            if !o && correct && !says_oos {
-                in_ok += 1;
-            }
-        }
-        (in_ok as f64 / n_in, oos_ok as f64 / n_oos)
-    };
-    let (base_in, _) = eval(0.0);
-    let mut best = (f64::MIN, 0.0f32);
-    for k in 0..=200 {
-        let t = k as f32 / 200.0;
-        let (in_acc, recall) = eval(t);
-        if in_acc + 1e-12 < base_in - config.max_in_scope_drop as f64 {
-            continue;
-        }
-        if in_acc + recall > best.0 {
-            best = (in_acc + recall, t);
-        }
-    }
-    model.meta.threshold = best.1;
+    Some(10f32.powf(best.1))
 }
 
 /// Accuracy, in-scope accuracy, OOS recall and expected calibration error
 /// (15 equal-width bins) on validation.
 fn evaluate_validation(
     model: &IntentModel,
-    xs: &[Sparse],
-    ys: &[usize],
+    rows: &[(Vec<f32>, usize)],
 ) -> (f64, f64, Option<f64>, f64) {
     let oos = model.oos_index();
     let bins = 15;
@@ -827,10 +1416,10 @@ fn evaluate_validation(
     let mut bin_acc = vec![0.0f64; bins];
     let mut bin_n = vec![0usize; bins];
     let (mut ok, mut in_n, mut in_ok, mut oos_n, mut oos_ok) = (0, 0, 0, 0, 0);
-    for (x, &y) in xs.iter().zip(ys) {
-        let p = model.probabilities(&model.logits(x), model.meta.temperature);
-        let (label, conf) = model.decide(&p);
-        let truth_is_oos = y == usize::MAX || Some(y) == oos;
+    for (z, y) in rows {
+        let y = *y;
+        let ((label, conf), _) = model.decide(z);
+        let truth_is_oos = y == UNSEEN_OOS || Some(y) == oos;
         let hit = if truth_is_oos {
             label == model.meta.oos_label
         } else {
@@ -849,7 +1438,7 @@ fn evaluate_validation(
         bin_acc[b] += hit as u8 as f64;
         bin_n[b] += 1;
     }
-    let n = xs.len().max(1) as f64;
+    let n = rows.len().max(1) as f64;
     let ece = (0..bins)
         .filter(|&b| bin_n[b] > 0)
         .map(|b| (bin_acc[b] - bin_conf[b]).abs() / n)
@@ -925,16 +1514,34 @@ mod tests {
         assert_eq!(m.to_bytes(), a);
     }
 
+    fn metric(metrics: &[(String, f64)], name: &str) -> f64 {
+        metrics
+            .iter()
+            .find(|(n, _)| n == name)
+            .unwrap_or_else(|| panic!("no metric {name} in {metrics:?}"))
+            .1
+    }
+
     #[test]
-    fn the_oos_threshold_comes_from_validation_alone() {
+    fn the_oos_threshold_comes_from_out_of_fold_scores() {
         let (train, mut val) = toy();
         let cfg = TrainConfig::default();
-        let without = super::train(&cfg, &train, &val[..3]).unwrap().0;
+        // No out-of-scope data: the threshold turns away about the reject
+        // rate of in-scope messages, out of fold.
+        let (without, metrics) = super::train(&cfg, &train, &val[..3]).unwrap();
+        assert_eq!(without.reject_on(), RejectOn::Energy);
+        let rejected = metric(&metrics, "cv_in_scope_rejected");
+        assert!((0.0..=0.1).contains(&rejected), "{metrics:?}");
+        let off = TrainConfig {
+            oos_reject_rate: 0.0,
+            ..TrainConfig::default()
+        };
+        let off = super::train(&off, &train, &val[..3]).unwrap().0;
         assert_eq!(
-            without.threshold(),
-            0.0,
-            "no out-of-scope validation, no threshold"
+            (off.threshold(), off.reject_on()),
+            (0.0, RejectOn::Confidence)
         );
+        // Out-of-scope examples: the threshold is tuned on them.
         for q in [
             "what is the meaning of life",
             "how tall is everest",
@@ -943,19 +1550,46 @@ mod tests {
         ] {
             val.push(ex(q, "oos"));
         }
-        let with = super::train(&cfg, &train, &val).unwrap().0;
-        assert!(
-            with.threshold() > 0.0,
-            "out-of-scope validation examples set a threshold"
-        );
+        let (_, metrics) = super::train(&cfg, &train, &val).unwrap();
+        assert!(metric(&metrics, "cv_oos_recall") > 0.0, "{metrics:?}");
         let fixed = TrainConfig {
             oos_threshold: Some(0.42),
             ..TrainConfig::default()
         };
+        let fixed = super::train(&fixed, &train, &val).unwrap().0;
         assert_eq!(
-            super::train(&fixed, &train, &val).unwrap().0.threshold(),
-            0.42
+            (fixed.threshold(), fixed.reject_on()),
+            (0.42, RejectOn::Confidence)
         );
+    }
+
+    #[test]
+    fn selection_on_validation_alone_is_still_there() {
+        let (train, val) = toy();
+        let cfg = TrainConfig {
+            folds: 0,
+            background: false,
+            ..TrainConfig::default()
+        };
+        let (model, metrics) = super::train(&cfg, &train, &val).unwrap();
+        assert!(metrics.iter().any(|(n, _)| n == "best_epoch"));
+        assert!(!metrics.iter().any(|(n, _)| n.starts_with("cv_")));
+        assert_eq!(model.predict_one("can you book a dj").intent, "book_dj");
+    }
+
+    #[test]
+    fn validation_is_fitted_only_when_asked() {
+        let (train, val) = toy();
+        let seen = super::train(&TrainConfig::default(), &train, &val)
+            .unwrap()
+            .1;
+        assert_eq!(metric(&seen, "validation_in_training"), 1.0);
+        let held = TrainConfig {
+            refit_on_validation: false,
+            ..TrainConfig::default()
+        };
+        let unseen = super::train(&held, &train, &val).unwrap().1;
+        assert_eq!(metric(&unseen, "validation_in_training"), 0.0);
     }
 
     #[test]
@@ -972,15 +1606,20 @@ mod tests {
             ));
         }
         let (warm, _) = super::train_from(&cfg, &base, &more, &val).unwrap();
+        // The data has no out-of-scope examples: the background is its
+        // out-of-scope class.
         assert_eq!(
             warm.labels(),
-            ["book_dj", "find_florist", "order_cake", "weather"]
+            ["book_dj", "find_florist", "oos", "order_cake", "weather"]
         );
         assert_eq!(warm.predict_one("can you book a dj").intent, "book_dj");
         assert_eq!(warm.predict_one("florist nearby").intent, "find_florist");
         assert_eq!(warm.predict_one("weather tomorrow").intent, "weather");
+        // (The toy's phrasings are templates: a request in other words
+        // looks out of scope to it.)
         assert_eq!(
-            warm.predict_one("we want to order a cake").intent,
+            warm.predict_one("order the wedding cake with 4 tiers")
+                .intent,
             "order_cake"
         );
         // The base's vocabulary keeps its indices.

@@ -67,6 +67,17 @@ pub enum Peer {
     Sklearn,
 }
 
+/// Larson et al.'s two settings for out-of-scope data in training.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum Setting {
+    /// Train with the out-of-scope training examples as their own class.
+    #[default]
+    OosTrain,
+    /// Train without them: out of scope is only what the threshold rejects
+    /// (validation keeps its out-of-scope examples, as in the paper).
+    OosThreshold,
+}
+
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[arg(long, value_enum)]
@@ -80,6 +91,9 @@ pub struct Args {
     /// Also run this peer on the same examples, in the same invocation.
     #[arg(long, value_enum)]
     pub peer: Option<Peer>,
+    /// With or without out-of-scope examples in training (CLINC150).
+    #[arg(long, value_enum, default_value_t)]
+    pub setting: Setting,
     /// Trainer parameters as JSON (the workflow's `with` table).
     #[arg(long, default_value = "{}")]
     pub with: String,
@@ -98,6 +112,29 @@ const PUBLISHED: &[(&str, f64, f64)] = &[
     ("MLP (USE)", 93.5, 47.4),
     ("BERT", 96.9, 40.3),
 ];
+
+/// Out-of-fold figures the trainer reports (`cv_*` metrics).
+#[derive(Debug, Clone, Copy, Default)]
+struct Cv {
+    in_scope_accuracy: Option<f64>,
+    oos_recall: Option<f64>,
+    in_scope_rejected: Option<f64>,
+    validation_in_training: bool,
+}
+
+impl Cv {
+    /// From a registered model's metrics (the trainer's are `train.*`).
+    fn of(model: &crate::store::ModelRow) -> Cv {
+        let m: Value = serde_json::from_str(&model.metrics).unwrap_or_default();
+        let get = |k: &str| m[format!("train.{k}")].as_f64();
+        Cv {
+            in_scope_accuracy: get("cv_in_scope_accuracy"),
+            oos_recall: get("cv_oos_recall"),
+            in_scope_rejected: get("cv_in_scope_rejected"),
+            validation_in_training: get("validation_in_training") == Some(1.0),
+        }
+    }
+}
 
 /// Step start and end times.
 #[derive(Default)]
@@ -130,6 +167,10 @@ impl Timer {
 struct Outcome {
     name: String,
     report: Report,
+    /// The trainer's out-of-fold figures: in-scope accuracy, OOS recall,
+    /// in-scope rejected.
+    cv: Cv,
+    model_bytes: i64,
     train_seconds: f64,
     predict_single: f64,
     predict_batched: f64,
@@ -156,20 +197,32 @@ fn layout(
     }
 }
 
-/// The benchmark workflow: source → split → train → evaluate → register.
-fn workflow(format: &str, path: &Path, split: &str, with: &str) -> Result<String> {
+/// The benchmark workflow: source → (rules) → split → train → evaluate →
+/// register. `drop_oos_train` adds a rules step that leaves the
+/// out-of-scope training examples out.
+fn workflow(
+    format: &str,
+    path: &Path,
+    split: &str,
+    with: &serde_json::Map<String, Value>,
+    drop_oos_train: bool,
+) -> Result<String> {
     if !path.exists() {
         bail!(
             "{} does not exist; --data must be the dataset's folder",
             path.display()
         );
     }
-    let with: Value = serde_json::from_str(with).context("--with must be a JSON object")?;
-    let Value::Object(with) = with else {
-        bail!("--with must be a JSON object")
-    };
-    let with_toml = toml::to_string(&toml::Value::try_from(&with)?)?.replace('\n', ", ");
+    let with_toml = toml::to_string(&toml::Value::try_from(with)?)?.replace('\n', ", ");
     let with_toml = with_toml.trim_end_matches(", ");
+    let (rules, split_needs) = if drop_oos_train {
+        (
+            "[[step]]\nid = \"no-oos-train\"\nkind = \"rules\"\nneeds = [\"data\"]\nwith = { script = \"no_oos_train.rhai\" }\n\n",
+            "no-oos-train",
+        )
+    } else {
+        ("", "data")
+    };
     Ok(format!(
         r#"version = 1
 name = "bench"
@@ -179,10 +232,10 @@ id = "data"
 uses = "source-files"
 with = {{ format = "{format}", path = {path:?} }}
 
-[[step]]
+{rules}[[step]]
 id = "split"
 kind = "split"
-needs = ["data"]
+needs = ["{split_needs}"]
 with = {split}
 
 [[step]]
@@ -211,19 +264,23 @@ struct Prepared {
     model: crate::store::ModelRow,
     report: Report,
     held: Vec<Example>,
-    train: Vec<Example>,
+    /// What the final model was fitted on (the validation split too, when
+    /// the trainer refits on it).
+    fitted: Vec<Example>,
     train_seconds: f64,
     _scratch: tempfile::TempDir,
 }
 
-async fn prepare(
-    base: &Config,
-    data: &Path,
-    format: &str,
-    path: &Path,
-    split: &str,
-    with: &str,
-) -> Result<Prepared> {
+/// How one benchmark run is set up.
+struct Plan<'a> {
+    format: &'a str,
+    path: PathBuf,
+    split: &'a str,
+    with: serde_json::Map<String, Value>,
+    drop_oos_train: bool,
+}
+
+async fn prepare(base: &Config, data: &Path, plan: &Plan<'_>) -> Result<Prepared> {
     let scratch = tempfile::tempdir()?;
     // A scratch store, so benchmarks never touch the registry; the compile
     // cache is shared, so compiling plugins is not counted as training.
@@ -237,9 +294,20 @@ async fn prepare(
         .read
         .push(data.canonicalize()?);
     let coach = App::open(config, Mode::Command).await?;
-    let text = workflow(format, path, split, with)?;
+    let text = workflow(
+        plan.format,
+        &plan.path,
+        plan.split,
+        &plan.with,
+        plan.drop_oos_train,
+    )?;
     let file = scratch.path().join("bench.toml");
     std::fs::write(&file, &text)?;
+    std::fs::write(
+        scratch.path().join("no_oos_train.rhai"),
+        "// Larson et al.'s oos-threshold setting: no out-of-scope examples in training.\n\
+         fn filter(example) { !(example.intent == \"oos\" && example.split == \"train\") }\n",
+    )?;
     let wf =
         Workflow::parse(&file, &text, &coach.host.catalog()).map_err(|e| anyhow::anyhow!("{e}"))?;
     let timer = Arc::new(Timer::default());
@@ -264,15 +332,64 @@ async fn prepare(
         .filter(|r| r.split.as_str() == report.split)
         .cloned()
         .collect();
-    let train = rows.iter().filter(|r| r.split.trains()).cloned().collect();
+    let refit = Cv::of(&model).validation_in_training;
+    let fitted = rows
+        .iter()
+        .filter(|r| {
+            r.split.trains() || (refit && r.split == crate::core::example::Split::Validation)
+        })
+        .filter(|r| !(plan.drop_oos_train && r.intent == report.oos_label))
+        .cloned()
+        .collect();
     Ok(Prepared {
         coach,
         model,
         report,
         held,
-        train,
+        fitted,
         train_seconds: timer.seconds("train"),
         _scratch: scratch,
+    })
+}
+
+/// Whether the run will be scored on its validation split: the data has
+/// no test split (CLINC150's public file has one; the other datasets here
+/// are split into train and validation only).
+fn scored_on_validation(dataset: Dataset, path: &Path) -> Result<bool> {
+    if dataset != Dataset::Clinc150 {
+        return Ok(true);
+    }
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let v: Value =
+        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
+    Ok(v["test"].as_array().is_none_or(|t| t.is_empty()))
+}
+
+/// The run for a dataset: its layout, the trainer's parameters, the rules.
+fn plan(
+    dataset: Dataset,
+    data: &Path,
+    variant: Option<Variant>,
+    with: &str,
+    setting: Setting,
+) -> Result<Plan<'static>> {
+    let (format, path, split) = layout(dataset, data, variant);
+    let with: Value = serde_json::from_str(with).context("--with must be a JSON object")?;
+    let Value::Object(mut with) = with else {
+        bail!("--with must be a JSON object")
+    };
+    // Without a test split the validation split is what is scored: it must
+    // stay out of the final model (selection is cross-validated on train).
+    if !with.contains_key("refit_on_validation") && scored_on_validation(dataset, &path)? {
+        with.insert("refit_on_validation".into(), Value::Bool(false));
+    }
+    Ok(Plan {
+        format,
+        path,
+        split,
+        with,
+        drop_oos_train: dataset == Dataset::Clinc150 && setting == Setting::OosThreshold,
     })
 }
 
@@ -283,8 +400,8 @@ async fn run_one(
     variant: Option<Variant>,
     args: &Args,
 ) -> Result<Outcome> {
-    let (format, path, split) = layout(dataset, data, variant);
-    let p = prepare(base, data, format, &path, split, &args.with).await?;
+    let plan = plan(dataset, data, variant, &args.with, args.setting)?;
+    let p = prepare(base, data, &plan).await?;
 
     // Prediction throughput through the plugin: one utterance per call, and
     // batches of 256.
@@ -316,7 +433,7 @@ async fn run_one(
     let peer = match args.peer {
         None => None,
         Some(Peer::Sklearn) => {
-            let train: Vec<&Example> = p.train.iter().collect();
+            let train: Vec<&Example> = p.fitted.iter().collect();
             let held: Vec<&Example> = p.held.iter().collect();
             Some(run_sklearn(
                 p._scratch.path(),
@@ -327,11 +444,16 @@ async fn run_one(
         }
     };
     let name = match (dataset, variant) {
+        (Dataset::Clinc150, Some(v)) if args.setting == Setting::OosThreshold => {
+            format!("clinc150/{}/oos-threshold", v.name())
+        }
         (Dataset::Clinc150, Some(v)) => format!("clinc150/{}", v.name()),
         (d, _) => format!("{d:?}").to_lowercase(),
     };
     Ok(Outcome {
         name,
+        cv: Cv::of(&p.model),
+        model_bytes: p.model.artifact_size,
         train_seconds: p.train_seconds,
         report: p.report,
         predict_single: single,
@@ -407,7 +529,12 @@ pub async fn run(config: Config, args: Args) -> Result<ExitCode> {
                     "dataset": o.name, "split": o.report.split, "examples": o.report.examples,
                     "in_scope_accuracy": o.report.in_scope_accuracy, "oos_recall": o.report.oos_recall,
                     "accuracy": o.report.accuracy, "macro_f1": o.report.macro_f1, "ece": o.report.ece,
-                    "train_seconds": o.train_seconds,
+                    "cross_validated": {
+                        "in_scope_accuracy": o.cv.in_scope_accuracy, "oos_recall": o.cv.oos_recall,
+                        "in_scope_rejected": o.cv.in_scope_rejected,
+                    },
+                    "validation_in_training": o.cv.validation_in_training,
+                    "train_seconds": o.train_seconds, "model_bytes": o.model_bytes,
                     "predict_per_second": {"one_per_call": o.predict_single, "batches_of_256": o.predict_batched},
                     "peer": o.peer,
                     "ratios": o.peer.as_ref().map(|p| json!({
@@ -422,7 +549,7 @@ pub async fn run(config: Config, args: Args) -> Result<ExitCode> {
     }
     let opt = |v: Option<f64>| v.map(pct).unwrap_or_else(|| "-".into());
     out!(
-        "\n{:<22} {:>10} {:>9} {:>9} {:>9} {:>6} {:>8} {:>12} {:>12}",
+        "\n{:<34} {:>10} {:>9} {:>9} {:>9} {:>6} {:>8} {:>12} {:>12}",
         "dataset",
         "split",
         "in-scope",
@@ -435,7 +562,7 @@ pub async fn run(config: Config, args: Args) -> Result<ExitCode> {
     );
     for o in &outcomes {
         out!(
-            "{:<22} {:>10} {:>9} {:>9} {:>9} {:>6.3} {:>8.2} {:>12.0} {:>12.0}",
+            "{:<34} {:>10} {:>9} {:>9} {:>9} {:>6.3} {:>8.2} {:>12.0} {:>12.0}",
             format!("coach {}", o.name),
             o.report.split,
             opt(o.report.in_scope_accuracy),
@@ -446,10 +573,25 @@ pub async fn run(config: Config, args: Args) -> Result<ExitCode> {
             o.predict_single,
             o.predict_batched
         );
+        if o.cv.in_scope_accuracy.is_some() {
+            out!(
+                "{:<34} {:>10} {:>9} {:>9}   in-scope rejected {}, model {:.1} MB",
+                "  cross-validated",
+                if o.cv.validation_in_training {
+                    "train+val"
+                } else {
+                    "train"
+                },
+                opt(o.cv.in_scope_accuracy),
+                opt(o.cv.oos_recall),
+                opt(o.cv.in_scope_rejected),
+                o.model_bytes as f64 / 1e6
+            );
+        }
         if let Some(p) = &o.peer {
             let fit = p["fit_seconds"].as_f64().unwrap_or(f64::NAN);
             out!(
-                "{:<22} {:>10} {:>9} {:>9} {:>9} {:>6} {:>8.2} {:>12} {:>12.0}",
+                "{:<34} {:>10} {:>9} {:>9} {:>9} {:>6} {:>8.2} {:>12} {:>12.0}",
                 "  sklearn peer",
                 o.report.split,
                 opt(p["in_scope_accuracy"].as_f64()),
@@ -465,7 +607,7 @@ pub async fn run(config: Config, args: Args) -> Result<ExitCode> {
                 .zip(o.report.in_scope_accuracy)
                 .map(|(p, c)| (c - p) * 100.0);
             out!(
-                "{:<22} training time coach/peer = {:.2}x{}",
+                "{:<34} training time coach/peer = {:.2}x{}",
                 "  ratio",
                 o.train_seconds / fit,
                 delta
@@ -512,8 +654,14 @@ pub async fn run_entities(config: Config, args: EntityArgs) -> Result<ExitCode> 
             args.dataset
         );
     }
-    let (format, path, split) = layout(args.dataset, &args.data, None);
-    let p = prepare(&config, &args.data, format, &path, split, &args.with).await?;
+    let plan = plan(
+        args.dataset,
+        &args.data,
+        None,
+        &args.with,
+        Setting::OosTrain,
+    )?;
+    let p = prepare(&config, &args.data, &plan).await?;
     let held = &p.held;
     let texts: Vec<String> = held.iter().map(|e| e.text.clone()).collect();
     let bytes = p.coach.service.artifacts().get(&p.model.artifact_hash)?;
