@@ -44,7 +44,7 @@ pub struct TrainConfig {
 impl Default for TrainConfig {
     fn default() -> Self {
         TrainConfig {
-            epochs: 10,
+            epochs: 8,
             learning_rate: 3.0,
             l2: 1e-6,
             seed: 7,

@@ -34,6 +34,14 @@ pub enum Dataset {
     Restaurant8k,
 }
 
+impl Dataset {
+    /// Every message has an intent: no out-of-scope examples, in training
+    /// or in the test split.
+    fn closed_set(self) -> bool {
+        matches!(self, Dataset::Banking77 | Dataset::Hwu64 | Dataset::Snips)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Variant {
     Full,
@@ -384,6 +392,12 @@ fn plan(
     if !with.contains_key("refit_on_validation") && scored_on_validation(dataset, &path)? {
         with.insert("refit_on_validation".into(), Value::Bool(false));
     }
+    // Banking77, HWU64 and SNIPS are closed-set: every message has an
+    // intent, so the trainer's default rejection of what it does not know
+    // would only cost accuracy there (it is measured on CLINC150).
+    if dataset.closed_set() && !with.contains_key("oos_reject_rate") {
+        with.insert("oos_reject_rate".into(), json!(0.0));
+    }
     Ok(Plan {
         format,
         path,
@@ -615,6 +629,12 @@ pub async fn run(config: Config, args: Args) -> Result<ExitCode> {
                     .unwrap_or_default()
             );
         }
+    }
+    if args.dataset.closed_set() && !args.with.contains("oos_reject_rate") {
+        out!(
+            "\n{:?} is closed-set: the trainer's rejection of unknown messages is off (oos_reject_rate = 0; set it with --with)",
+            args.dataset
+        );
     }
     if args.dataset == Dataset::Clinc150 {
         out!(
