@@ -370,3 +370,57 @@ fn warm_start_from_another_trainers_model_is_refused() {
     home.coach(&["run", wf.to_str().unwrap()])
         .expect_failure_with("cannot continue from model 1 (wedding-assistant v1): it was trained by `trainer-intent`, not `panicker`");
 }
+
+#[test]
+fn evaluating_on_a_validation_split_the_model_was_fitted_on_is_flagged() {
+    let home = Home::new("");
+    let nlu = workspace().join("workflows/data/wedding/nlu.yml");
+    let workflow = |with: &str| {
+        format!(
+            r#"version = 1
+name = "val-only"
+
+[[step]]
+id = "intents"
+uses = "source-files"
+with = {{ format = "rasa", path = "{}" }}
+
+[[step]]
+id = "split"
+kind = "split"
+needs = ["intents"]
+with = {{ mode = "stratified", validation = 0.2, test = 0.0, seed = 7 }}
+
+[[step]]
+id = "train"
+uses = "trainer-intent"
+needs = ["split"]
+with = {{ seed = 7{with} }}
+
+[[step]]
+id = "evaluate"
+kind = "evaluate"
+needs = ["train"]
+"#,
+            nlu.display()
+        )
+    };
+    let seen = home.write("seen.toml", &workflow(""));
+    let run = home.coach(&["run", seen.to_str().unwrap()]);
+    assert!(
+        run.expect_ok()
+            .all()
+            .contains("the trainer fitted the validation split"),
+        "{}",
+        run.all()
+    );
+    let unseen = home.write("unseen.toml", &workflow(", refit_on_validation = false"));
+    let run = home.coach(&["run", unseen.to_str().unwrap()]);
+    assert!(
+        !run.expect_ok()
+            .all()
+            .contains("fitted the validation split"),
+        "{}",
+        run.all()
+    );
+}

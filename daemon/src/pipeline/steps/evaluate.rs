@@ -5,6 +5,7 @@
 
 use super::{StepCtx, builtin_params, job_spec, model_for};
 use crate::core::evaluation::score;
+use crate::core::event::{LogLevel, StepEvent};
 use crate::core::example::Split;
 use crate::pipeline::Output;
 use crate::plugin::PluginFailure;
@@ -23,6 +24,15 @@ pub async fn run(ctx: &StepCtx<'_>) -> Result<Output> {
         EvaluateOn::Auto | EvaluateOn::Validation => Split::Validation,
         EvaluateOn::Test => Split::Test,
     };
+    if split == Split::Validation && model.out.metrics.get("validation_in_training") == Some(&1.0) {
+        ctx.reporter.step_event(
+            &ctx.step.id,
+            &StepEvent::Log {
+                level: LogLevel::Warn,
+                message: "the trainer fitted the validation split, so these figures are optimistic: give the data a test split, or set `refit_on_validation = false` on the training step".into(),
+            },
+        );
+    }
     let held: Vec<_> = model.dataset.of(split).collect();
     if held.is_empty() {
         bail!(
