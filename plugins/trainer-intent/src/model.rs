@@ -928,8 +928,14 @@ fn fit(
         .map(|(i, l)| (l.as_str(), i))
         .collect();
     // Rows of intents the model does not know cannot be scored; out-of-scope
-    // rows count even without an out-of-scope class.
+    // rows count even without an out-of-scope class. When training has no
+    // out-of-scope examples, validation's are for choosing the threshold
+    // only, never fitted (the class, if any, is the background's).
+    let train_has_oos = train.iter().any(|e| e.intent == config.oos_label);
     let target = |e: &Example| {
+        if e.intent == config.oos_label && !train_has_oos {
+            return Some(UNSEEN_OOS);
+        }
         index
             .get(e.intent.as_str())
             .copied()
@@ -953,8 +959,10 @@ fn fit(
     // (no labels), so the fold models share a space and their average is
     // the final model.
     host::progress(0.0, "building features");
+    // (Out-of-scope rows that are only scored do not shape it either.)
     let texts: Vec<&str> = pool
         .iter()
+        .filter(|(_, y)| *y != UNSEEN_OOS)
         .map(|(t, _)| *t)
         .chain(background.iter().copied())
         .collect();
@@ -1561,6 +1569,16 @@ mod tests {
             (fixed.threshold(), fixed.reject_on()),
             (0.42, RejectOn::Confidence)
         );
+    }
+
+    #[test]
+    fn validation_out_of_scope_examples_choose_the_threshold_and_are_never_fitted() {
+        let (train, val) = toy();
+        let cfg = TrainConfig::default();
+        let with = super::train(&cfg, &train, &val).unwrap().0;
+        let without = super::train(&cfg, &train, &val[..3]).unwrap().0;
+        assert_eq!(with.weights, without.weights);
+        assert_eq!(with.bias, without.bias);
     }
 
     #[test]
