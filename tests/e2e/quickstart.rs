@@ -169,41 +169,12 @@ fn without_out_of_scope_data_the_model_still_rejects_what_it_does_not_know() {
     // bots start: the trainer's background utterances and its threshold
     // still turn away gibberish and requests no intent is about.
     let home = Home::new("");
-    let nlu = workspace().join("workflows/data/wedding/nlu.yml");
     let wf = home.write(
         "no-oos.toml",
-        &format!(
-            r#"version = 1
-name = "no-oos"
-
-[[step]]
-id = "intents"
-uses = "source-files"
-with = {{ format = "rasa", path = "{}" }}
-
-[[step]]
-id = "split"
-kind = "split"
-needs = ["intents"]
-with = {{ mode = "stratified", validation = 0.15, test = 0.2, seed = 7 }}
-
-[[step]]
-id = "train"
-uses = "trainer-intent"
-needs = ["split"]
-with = {{ epochs = 30, seed = 7 }}
-
-[[step]]
-id = "evaluate"
-kind = "evaluate"
-needs = ["train"]
-
-[[step]]
-id = "register"
-kind = "register"
-needs = ["evaluate"]
-"#,
-            nlu.display()
+        &wedding_intents_workflow(
+            "validation = 0.15, test = 0.2",
+            "epochs = 30, seed = 7",
+            true,
         ),
     );
     let run = home.coach(&["run", wf.to_str().unwrap()]);
@@ -374,35 +345,11 @@ fn warm_start_from_another_trainers_model_is_refused() {
 #[test]
 fn evaluating_on_a_validation_split_the_model_was_fitted_on_is_flagged() {
     let home = Home::new("");
-    let nlu = workspace().join("workflows/data/wedding/nlu.yml");
     let workflow = |with: &str| {
-        format!(
-            r#"version = 1
-name = "val-only"
-
-[[step]]
-id = "intents"
-uses = "source-files"
-with = {{ format = "rasa", path = "{}" }}
-
-[[step]]
-id = "split"
-kind = "split"
-needs = ["intents"]
-with = {{ mode = "stratified", validation = 0.2, test = 0.0, seed = 7 }}
-
-[[step]]
-id = "train"
-uses = "trainer-intent"
-needs = ["split"]
-with = {{ seed = 7{with} }}
-
-[[step]]
-id = "evaluate"
-kind = "evaluate"
-needs = ["train"]
-"#,
-            nlu.display()
+        wedding_intents_workflow(
+            "validation = 0.2, test = 0.0",
+            &format!("seed = 7{with}"),
+            false,
         )
     };
     let seen = home.write("seen.toml", &workflow(""));
@@ -423,4 +370,42 @@ needs = ["train"]
         "{}",
         run.all()
     );
+}
+
+/// The quickstart's intents alone (no out-of-scope file): split, train with
+/// `train_with`, evaluate, and register when asked.
+fn wedding_intents_workflow(split: &str, train_with: &str, register: bool) -> String {
+    let nlu = workspace().join("workflows/data/wedding/nlu.yml");
+    let mut wf = format!(
+        r#"version = 1
+name = "wedding-intents"
+
+[[step]]
+id = "intents"
+uses = "source-files"
+with = {{ format = "rasa", path = "{}" }}
+
+[[step]]
+id = "split"
+kind = "split"
+needs = ["intents"]
+with = {{ mode = "stratified", {split}, seed = 7 }}
+
+[[step]]
+id = "train"
+uses = "trainer-intent"
+needs = ["split"]
+with = {{ {train_with} }}
+
+[[step]]
+id = "evaluate"
+kind = "evaluate"
+needs = ["train"]
+"#,
+        nlu.display()
+    );
+    if register {
+        wf.push_str("\n[[step]]\nid = \"register\"\nkind = \"register\"\nneeds = [\"evaluate\"]\n");
+    }
+    wf
 }

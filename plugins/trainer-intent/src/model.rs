@@ -1582,6 +1582,32 @@ mod tests {
     }
 
     #[test]
+    fn out_of_range_selection_settings_are_refused() {
+        let (train, val) = toy();
+        for cfg in [
+            TrainConfig {
+                folds: 21,
+                ..TrainConfig::default()
+            },
+            TrainConfig {
+                oos_reject_rate: 0.5,
+                ..TrainConfig::default()
+            },
+            TrainConfig {
+                oos_reject_rate: -0.1,
+                ..TrainConfig::default()
+            },
+            TrainConfig {
+                oos_reject_rate: f32::NAN,
+                ..TrainConfig::default()
+            },
+        ] {
+            let e = super::train(&cfg, &train, &val).unwrap_err();
+            assert_eq!(e.code, "bad-config", "{cfg:?}: {}", e.message);
+        }
+    }
+
+    #[test]
     fn selection_on_validation_alone_is_still_there() {
         let (train, val) = toy();
         let cfg = TrainConfig {
