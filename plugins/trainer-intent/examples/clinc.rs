@@ -7,6 +7,9 @@
 //! cargo run --release -p trainer-intent --example clinc -- DATASETS/clinc150 SETTING '{"epochs": 20}'
 //! ```
 //!
+//! With `{"encoder": "FOLDER"}` the sentence encoder in FOLDER joins the
+//! n-grams (`PEER=1` runs the scikit-learn peer beside).
+//!
 //! Settings: `full` (with `oos_train`), `threshold` (no out-of-scope
 //! training data; `oos_train` is the validation's out-of-scope), `none` (no
 //! out-of-scope data at all), `bot` (a small bot: two domains, 20 examples

@@ -1,7 +1,10 @@
-//! Text → sparse, L2-normalised TF-IDF vectors.
+//! Text → sparse, L2-normalised TF-IDF vectors, and with a sentence
+//! encoder its embedding after them.
 
+use crate::encoder::Encoder;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// How text is cut into features.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -12,6 +15,16 @@ pub struct Featurizer {
     /// Feature strings in index order.
     pub vocab: Vec<String>,
     pub idf: Vec<f32>,
+    /// Dimensions of the sentence embedding after the n-gram features (0:
+    /// no encoder).
+    #[serde(default)]
+    pub dense: usize,
+    /// The embedding's length in the feature vector (the n-gram blocks
+    /// have length 1 each).
+    #[serde(default)]
+    pub dense_weight: f32,
+    #[serde(skip)]
+    encoder: Option<Arc<Encoder>>,
     #[serde(skip)]
     index: HashMap<String, u32>,
     /// Per feature: is it a word n-gram (else a character n-gram)?
@@ -136,6 +149,9 @@ impl Featurizer {
             char_max,
             vocab,
             idf,
+            dense: 0,
+            dense_weight: 0.0,
+            encoder: None,
             index: HashMap::new(),
             word_block: Vec::new(),
         };
@@ -184,6 +200,9 @@ impl Featurizer {
         if let Some(w) = self.idf.iter().find(|w| !w.is_finite()) {
             return Err(format!("idf weight {w}"));
         }
+        if !self.dense_weight.is_finite() || self.dense_weight < 0.0 {
+            return Err(format!("embedding weight {}", self.dense_weight));
+        }
         if self.word_ngrams > MAX_NGRAM
             || self.char_max > MAX_NGRAM
             || self.char_min > self.char_max
@@ -207,8 +226,34 @@ impl Featurizer {
         self.word_block = self.vocab.iter().map(|f| f.starts_with('w')).collect();
     }
 
+    /// Put the embedding of `encoder`, scaled to length `weight`, after
+    /// the n-gram features.
+    pub fn attach(&mut self, encoder: Arc<Encoder>, weight: f32) {
+        self.dense = encoder.dims();
+        self.dense_weight = weight;
+        self.encoder = Some(encoder);
+    }
+
+    /// Attach the encoder a deserialised featurizer was trained with.
+    pub fn reattach(&mut self, encoder: Arc<Encoder>) -> Result<(), String> {
+        if encoder.dims() != self.dense {
+            return Err(format!(
+                "the encoder gives {} dimensions; the features expect {}",
+                encoder.dims(),
+                self.dense
+            ));
+        }
+        self.encoder = Some(encoder);
+        Ok(())
+    }
+
+    pub fn encoder(&self) -> Option<&Arc<Encoder>> {
+        self.encoder.as_ref()
+    }
+
+    /// Features in all: n-grams, then the embedding's dimensions.
     pub fn len(&self) -> usize {
-        self.vocab.len()
+        self.vocab.len() + self.dense
     }
 
     pub fn is_empty(&self) -> bool {
@@ -261,6 +306,13 @@ impl Featurizer {
             } else {
                 char_scale
             };
+        }
+        if let Some(e) = &self.encoder {
+            let base = self.vocab.len() as u32;
+            for (i, v) in e.embed(text).into_iter().enumerate() {
+                idx.push(base + i as u32);
+                val.push(v * self.dense_weight);
+            }
         }
         Sparse { idx, val }
     }

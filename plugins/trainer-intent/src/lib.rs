@@ -2,7 +2,9 @@
 //! inside the sandbox.
 //!
 //! - Features: word n-grams and character n-grams (within word boundaries),
-//!   weighted by sublinear TF-IDF and L2-normalised ([`features`]).
+//!   weighted by sublinear TF-IDF and L2-normalised ([`features`]); with
+//!   `encoder`, a pretrained sentence encoder's embedding beside them,
+//!   carried by the model ([`encoder`]).
 //! - Classifier: multinomial logistic regression fitted by SGD with L2
 //!   regularisation; shuffling is seeded, so the same seed and data give the
 //!   same model bytes ([`model`]).
@@ -20,6 +22,7 @@
 //! - Warm start: continue from an earlier model, keeping its vocabulary,
 //!   intents and weights and adding what the new data brings.
 
+pub mod encoder;
 pub mod entities;
 pub mod features;
 pub mod model;
@@ -75,7 +78,7 @@ impl Model for IntentModel {
     }
 
     fn predict(&self, texts: Vec<String>) -> Vec<Prediction> {
-        texts.iter().map(|t| self.predict_one(t)).collect()
+        self.predict_many(&texts)
     }
 }
 

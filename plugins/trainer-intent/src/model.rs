@@ -1,6 +1,7 @@
 //! Softmax regression over [`Featurizer`] vectors, its training loop,
 //! calibration, out-of-scope threshold and byte format.
 
+use crate::encoder::Encoder;
 use crate::entities::Tagger;
 use crate::features::{Featurizer, Sparse};
 use coach_plugin_sdk::{EntitySpan, Example, PluginError, Prediction, RankedIntent, host};
@@ -39,6 +40,12 @@ pub struct TrainConfig {
     /// as out-of-scope examples (outlier exposure).
     pub background: bool,
     pub entity_epochs: u32,
+    /// A pretrained sentence encoder (a folder with `model.safetensors`,
+    /// `vocab.txt` and `config.json`) whose embedding joins the n-gram
+    /// features; the model then carries it.
+    pub encoder: Option<String>,
+    /// The embedding's length beside the n-gram blocks (1 each).
+    pub encoder_weight: f32,
 }
 
 impl Default for TrainConfig {
@@ -61,6 +68,8 @@ impl Default for TrainConfig {
             refit_on_validation: true,
             background: true,
             entity_epochs: 10,
+            encoder: None,
+            encoder_weight: 2.0,
         }
     }
 }
@@ -317,6 +326,22 @@ impl IntentModel {
         })
     }
 
+    /// Predictions for `texts`; with a sentence encoder, the texts are
+    /// embedded together first (many at a time is several times faster).
+    pub fn predict_many(&self, texts: &[String]) -> Vec<Prediction> {
+        let encoder = self.meta.featurizer.encoder();
+        if let Some(e) = encoder
+            && texts.len() > 1
+        {
+            e.prepare(texts.iter().map(String::as_str));
+        }
+        let out = texts.iter().map(|t| self.predict_one(t)).collect();
+        if let Some(e) = encoder {
+            e.forget();
+        }
+        out
+    }
+
     pub fn predict_one(&self, text: &str) -> Prediction {
         let x = self.meta.featurizer.transform(text);
         let ((intent, confidence), p) = self.decide(&self.logits(&x));
@@ -407,6 +432,9 @@ impl IntentModel {
         for w in self.weights.iter().chain(&self.bias) {
             out.extend_from_slice(&w.to_le_bytes());
         }
+        if let Some(e) = self.meta.featurizer.encoder() {
+            out.extend_from_slice(e.to_bytes());
+        }
         out
     }
 
@@ -434,7 +462,17 @@ impl IntentModel {
         meta.tagger.build_index();
         let c = meta.labels.len();
         let expected = (meta.featurizer.len() + 1) * c * 4;
-        let rest = &bytes[meta_end..];
+        let mut rest = &bytes[meta_end..];
+        if meta.featurizer.dense > 0 && rest.len() > expected {
+            let encoder = Encoder::from_bytes(&rest[expected..])?;
+            meta.featurizer
+                .reattach(std::sync::Arc::new(encoder))
+                .map_err(|m| bad(&m))?;
+            rest = &rest[..expected];
+        }
+        if meta.featurizer.dense > 0 && meta.featurizer.encoder().is_none() {
+            return Err(bad("the sentence encoder is missing"));
+        }
         if rest.len() != expected {
             return Err(bad(&format!(
                 "{} weight bytes, expected {expected}",
@@ -501,12 +539,34 @@ pub fn train(
     validation: &[Example],
 ) -> Result<(IntentModel, Vec<(String, f64)>), PluginError> {
     check(config, train)?;
+    let encoder = config.encoder.as_deref().map(load_encoder).transpose()?;
+    train_with(config, encoder, train, validation)
+}
+
+/// [`train`] with the sentence encoder already loaded.
+pub fn train_with(
+    config: &TrainConfig,
+    encoder: Option<std::sync::Arc<Encoder>>,
+    train: &[Example],
+    validation: &[Example],
+) -> Result<(IntentModel, Vec<(String, f64)>), PluginError> {
+    check(config, train)?;
     let background = background_for(config, train);
     let oos = [config.oos_label.clone()];
     let labels = labels_of(train, if background.is_empty() { &[] } else { &oos })?;
     let gazetteer = gazetteer_of(train, BTreeMap::new());
+    if let Some(e) = &encoder {
+        let started = std::time::Instant::now();
+        let texts = train.iter().chain(validation).map(|e| e.text.as_str());
+        e.prepare(texts.chain(background.iter().copied()));
+        host::info(&format!(
+            "embedded {} texts in {:.1} s",
+            train.len() + validation.len() + background.len(),
+            started.elapsed().as_secs_f64()
+        ));
+    }
     let init = |texts: &[&str]| {
-        let featurizer = Featurizer::fit(
+        let mut featurizer = Featurizer::fit(
             texts,
             config.word_ngrams.max(1),
             config.char_ngrams[0],
@@ -514,6 +574,9 @@ pub fn train(
             config.min_df,
             config.max_features,
         );
+        if let Some(e) = &encoder {
+            featurizer.attach(e.clone(), config.encoder_weight);
+        }
         let (d, c) = (featurizer.len(), labels.len());
         IntentModel::untrained(
             config,
@@ -524,7 +587,25 @@ pub fn train(
             vec![0.0; c],
         )
     };
-    fit(config, &labels, &init, train, validation, &background)
+    let result = fit(config, &labels, &init, train, validation, &background);
+    if let Some(e) = &encoder {
+        e.forget();
+    }
+    result
+}
+
+/// Load the sentence encoder at `path` (granted to the plugin by the
+/// operator), timing it.
+fn load_encoder(path: &str) -> Result<std::sync::Arc<Encoder>, PluginError> {
+    let started = std::time::Instant::now();
+    let e = Encoder::from_folder(path, |p| std::fs::read(p))?;
+    host::info(&format!(
+        "sentence encoder from {path}: {} dimensions, {:.1} MB in the model, loaded in {:.1} s",
+        e.dims(),
+        e.to_bytes().len() as f64 / 1e6,
+        started.elapsed().as_secs_f64()
+    ));
+    Ok(std::sync::Arc::new(e))
 }
 
 /// Continue from `base`: its vocabulary, intents, weights and entity values
@@ -555,7 +636,13 @@ pub fn train_from(
             "word_ngrams and char_ngrams must match the base model's to continue from it",
         ));
     }
+    if config.encoder.is_some() && old.encoder().is_none() {
+        return Err(PluginError::bad_config(
+            "the base model has no sentence encoder; train afresh to add one (continuing keeps the base model's features)",
+        ));
+    }
     let (old_d, old_c) = (old.len(), base.meta.labels.len());
+    let old_vocab = old.vocab.len();
     let c = labels.len();
     let column: Vec<usize> = base
         .meta
@@ -576,9 +663,12 @@ pub fn train_from(
         let featurizer = old.extended(texts, config.min_df, config.max_features);
         let d = featurizer.len();
         let mut weights = vec![0.0; d * c];
+        // New n-grams go before the embedding's dimensions, which move up.
+        let moved = featurizer.vocab.len() - old_vocab;
         for j in 0..old_d {
+            let to = if j < old_vocab { j } else { j + moved };
             for k in 0..old_c {
-                weights[j * c + column[k]] = base.weights[j * old_c + k];
+                weights[to * c + column[k]] = base.weights[j * old_c + k];
             }
         }
         let mut bias = vec![0.0; c];
@@ -663,6 +753,9 @@ fn check(config: &TrainConfig, train: &[Example]) -> Result<(), PluginError> {
     }
     if config.folds > 20 {
         return Err(PluginError::bad_config("folds goes up to 20"));
+    }
+    if !(config.encoder_weight.is_finite() && config.encoder_weight > 0.0) {
+        return Err(PluginError::bad_config("encoder_weight must be above 0"));
     }
     Ok(())
 }
@@ -1673,6 +1766,55 @@ mod tests {
         let again = super::train_from(&cfg, &base, &more, &val).unwrap().0;
         assert_eq!(again.to_bytes(), warm.to_bytes());
         assert_eq!(IntentModel::from_bytes(&warm.to_bytes()).unwrap(), warm);
+    }
+
+    #[test]
+    fn an_encoder_model_carries_its_encoder_and_continues_with_it() {
+        let (train, val) = toy();
+        let cfg = TrainConfig::default();
+        let encoder = std::sync::Arc::new(crate::encoder::tests::tiny());
+        let (model, _) = super::train_with(&cfg, Some(encoder.clone()), &train, &val).unwrap();
+        let f = &model.meta.featurizer;
+        assert_eq!(f.dense, encoder.dims());
+        assert_eq!(f.len(), f.vocab.len() + encoder.dims());
+        // The bytes hold the encoder: they load alone and predict alike.
+        let bytes = model.to_bytes();
+        assert!(bytes.ends_with(encoder.to_bytes()));
+        let loaded = IntentModel::from_bytes(&bytes).unwrap();
+        assert_eq!(loaded, model);
+        let texts = ["can you book a dj".to_owned(), "florist nearby".to_owned()];
+        assert_eq!(loaded.predict_many(&texts), model.predict_many(&texts));
+        assert_eq!(model.predict_one("can you book a dj").intent, "book_dj");
+        // Same seed, same bytes.
+        let again = super::train_with(&cfg, Some(encoder.clone()), &train, &val).unwrap();
+        assert_eq!(again.0.to_bytes(), bytes);
+        // Without its encoder the model is refused, not misread.
+        let cut = bytes.len() - encoder.to_bytes().len();
+        assert!(IntentModel::from_bytes(&bytes[..cut]).is_err());
+        // Continuing: new n-grams go before the embedding, whose weights
+        // move with it.
+        let mut more = train.clone();
+        more.push(ex("hire a saxophone player for the reception", "book_dj"));
+        let (warm, _) = super::train_from(
+            &TrainConfig {
+                epochs: 0,
+                ..cfg.clone()
+            },
+            &model,
+            &more,
+            &[],
+        )
+        .unwrap();
+        let (old, new) = (&model.meta.featurizer, &warm.meta.featurizer);
+        assert!(new.vocab.len() > old.vocab.len());
+        assert_eq!(new.dense, old.dense);
+        // An encoder cannot be added to a model trained without one.
+        let (plain, _) = super::train(&cfg, &train, &val).unwrap();
+        let with_encoder = TrainConfig {
+            encoder: Some("/nowhere".into()),
+            ..cfg
+        };
+        assert!(super::train_from(&with_encoder, &plain, &more, &[]).is_err());
     }
 
     #[test]
