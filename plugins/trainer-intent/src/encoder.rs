@@ -517,9 +517,8 @@ impl Encoder {
         e
     }
 
-    /// Embed `texts` ahead of [`Encoder::embed`], many at a time: each
-    /// weight is then read once per batch rather than once per text, which
-    /// is what bounds the speed on a CPU.
+    /// Embed `texts` ahead of [`Encoder::embed`] (each distinct text once),
+    /// several texts per pass through the layers.
     pub fn prepare<'a>(&self, texts: impl IntoIterator<Item = &'a str>) {
         let mut todo: Vec<&str> = {
             let cache = self.cache.lock().ok();

@@ -327,7 +327,7 @@ impl IntentModel {
     }
 
     /// Predictions for `texts`; with a sentence encoder, the texts are
-    /// embedded together first (many at a time is several times faster).
+    /// embedded together first, each once, and forgotten after.
     pub fn predict_many(&self, texts: &[String]) -> Vec<Prediction> {
         let encoder = self.meta.featurizer.encoder();
         if let Some(e) = encoder
