@@ -42,9 +42,11 @@ pub struct Shape {
     pub layer_norm_eps: f32,
 }
 
-/// `out × in` weights, row-major (as PyTorch stores a linear layer).
+/// A linear layer, its weights transposed to `in × out` (PyTorch stores
+/// `out × in`): a token's outputs then grow by one input's row at a time,
+/// a plain vector multiply-add.
 struct Linear {
-    w: Vec<f32>,
+    wt: Vec<f32>,
     b: Vec<f32>,
     inputs: usize,
 }
@@ -434,10 +436,18 @@ impl Encoder {
                 t.push(next(rows, cols)?);
             }
             let mut t = t.into_iter();
-            let mut linear = |inputs: usize| Linear {
-                w: t.next().expect("16 tensors"),
-                b: t.next().expect("16 tensors"),
-                inputs,
+            let mut linear = |inputs: usize| {
+                let w = t.next().expect("16 tensors");
+                let b = t.next().expect("16 tensors");
+                Linear {
+                    wt: if inputs == 0 {
+                        w
+                    } else {
+                        transpose(&w, inputs)
+                    },
+                    b,
+                    inputs,
+                }
             };
             let (h, i) = (shape.hidden, shape.intermediate);
             let (q, k, v, out) = (linear(h), linear(h), linear(h), linear(h));
@@ -449,10 +459,10 @@ impl Encoder {
                 k,
                 v,
                 out,
-                norm1: Norm { g: n1.w, b: n1.b },
+                norm1: Norm { g: n1.wt, b: n1.b },
                 up,
                 down,
-                norm2: Norm { g: n2.w, b: n2.b },
+                norm2: Norm { g: n2.wt, b: n2.b },
             });
         }
         if !r.rest.is_empty() {
@@ -673,58 +683,51 @@ fn check_shape(s: &Shape) -> Result<(), PluginError> {
 }
 
 impl Linear {
-    /// `x` (`n × inputs`) times the weights' transpose, plus the bias:
-    /// four tokens at a time against each weight row, so that a row is
-    /// loaded once per four dot products.
+    /// `x` (`n × inputs`) times the weights, plus the bias. Four tokens at
+    /// a time, so that each row of the weights is read once for four.
     fn apply(&self, x: &[f32], n: usize) -> Vec<f32> {
         let (inputs, outputs) = (self.inputs, self.b.len());
-        let mut y = vec![0.0f32; n * outputs];
-        let rows: Vec<&[f32]> = x.chunks_exact(inputs).collect();
-        for (o, w) in self.w.chunks_exact(inputs).enumerate() {
-            let mut t = 0;
-            while t + 4 <= n {
-                let d = dot4([rows[t], rows[t + 1], rows[t + 2], rows[t + 3]], w);
-                for (k, v) in d.into_iter().enumerate() {
-                    y[(t + k) * outputs + o] = self.b[o] + v;
+        let mut y: Vec<f32> = Vec::with_capacity(n * outputs);
+        for _ in 0..n {
+            y.extend_from_slice(&self.b);
+        }
+        for (xs, ys) in x.chunks(4 * inputs).zip(y.chunks_mut(4 * outputs)) {
+            let tokens = xs.len() / inputs;
+            for (i, w) in self.wt.chunks_exact(outputs).enumerate() {
+                for (k, yk) in ys.chunks_exact_mut(outputs).enumerate().take(tokens) {
+                    axpy(xs[k * inputs + i], w, yk);
                 }
-                t += 4;
-            }
-            for (k, row) in rows.iter().enumerate().skip(t) {
-                y[k * outputs + o] = self.b[o] + dot(row, w);
             }
         }
         y
     }
 }
 
-/// Four dot products against one `w`, in eight lanes each.
-fn dot4(x: [&[f32]; 4], w: &[f32]) -> [f32; 4] {
-    let mut a0 = [0.0f32; 8];
-    let mut a1 = [0.0f32; 8];
-    let mut a2 = [0.0f32; 8];
-    let mut a3 = [0.0f32; 8];
-    let chunks = w
-        .chunks_exact(8)
-        .zip(x[0].chunks_exact(8))
-        .zip(x[1].chunks_exact(8))
-        .zip(x[2].chunks_exact(8))
-        .zip(x[3].chunks_exact(8));
-    for ((((wc, c0), c1), c2), c3) in chunks {
-        for i in 0..8 {
-            a0[i] += c0[i] * wc[i];
-            a1[i] += c1[i] * wc[i];
-            a2[i] += c2[i] * wc[i];
-            a3[i] += c3[i] * wc[i];
+/// `y += s · w`, sixteen lanes a step (four vector multiply-adds, and one
+/// loop test and interruption check for all four).
+fn axpy(s: f32, w: &[f32], y: &mut [f32]) {
+    let mut ys = y.chunks_exact_mut(16);
+    let mut ws = w.chunks_exact(16);
+    for (yy, ww) in (&mut ys).zip(&mut ws) {
+        for i in 0..16 {
+            yy[i] += s * ww[i];
         }
     }
-    let full = w.len() / 8 * 8;
-    let tail = |xs: &[f32]| -> f32 { xs[full..].iter().zip(&w[full..]).map(|(p, q)| p * q).sum() };
-    [
-        a0.iter().sum::<f32>() + tail(x[0]),
-        a1.iter().sum::<f32>() + tail(x[1]),
-        a2.iter().sum::<f32>() + tail(x[2]),
-        a3.iter().sum::<f32>() + tail(x[3]),
-    ]
+    for (yo, wo) in ys.into_remainder().iter_mut().zip(ws.remainder()) {
+        *yo += s * wo;
+    }
+}
+
+/// `rows × cols` to `cols × rows`.
+fn transpose(w: &[f32], cols: usize) -> Vec<f32> {
+    let rows = w.len() / cols;
+    let mut t = vec![0.0f32; w.len()];
+    for (r, row) in w.chunks_exact(cols).enumerate() {
+        for (c, &v) in row.iter().enumerate() {
+            t[c * rows + r] = v;
+        }
+    }
+    t
 }
 
 /// A dot product in eight lanes (vectorised by the compiler).
