@@ -157,7 +157,8 @@ fn a_broken_or_unsupported_plugin_is_its_own_problem() {
     install(
         &home,
         "analyzer-x",
-        "id = \"analyzer-x\"\nversion = \"0.1.0\"\nkind = \"analyzer\"\napi = \"0.1.0\"\n",
+        // Exactly 0.1.0, which only reserved the analyzer kind.
+        "id = \"analyzer-x\"\nversion = \"0.1.0\"\nkind = \"analyzer\"\napi = \"=0.1.0\"\n",
         &real,
     );
     install(

@@ -44,16 +44,29 @@ impl fmt::Display for PluginId {
 
 pub use crate::core::params::{Kind, ParamType, Parameter};
 
-/// API versions this host has bindings for.
+/// API versions this host has bindings for, oldest first.
+///
+/// The policy (docs/plugins.md, "Versions"): while the major version is 0,
+/// the minor version plays the major's part. A patch release (0.1.0 →
+/// 0.1.1) only adds: new optional interfaces, new worlds; nothing a plugin
+/// built before imports or exports changes, so the host loads every older
+/// patch of a minor it supports. A new minor (0.2) may change interfaces;
+/// the host then keeps the bindings of the minor before it for at least one
+/// release, and `coach plugin check` says which plugins need rebuilding.
 pub const SUPPORTED_APIS: &[&str] = &["0.1.0", "0.1.1"];
 
+/// The newest supported API version, the one the SDK of this release
+/// builds against.
+pub const CURRENT_API: &str = "0.1.1";
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
     pub id: PluginId,
     pub version: String,
     pub kind: Kind,
-    /// The `coach:plugin` interface version the plugin was built against.
+    /// The `coach:plugin` interface versions the plugin works with: a
+    /// version (`"0.1.1"`, meaning that one or a later compatible one:
+    /// `^0.1.1`) or a range (`">=0.1.0, <0.3"`).
     pub api: String,
     #[serde(default)]
     pub description: String,
@@ -97,17 +110,10 @@ impl Manifest {
     /// Parse and check a manifest; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Manifest, String> {
         let m: Manifest = toml::from_str(text).map_err(|e| format!("{origin}: {e}"))?;
-        if !SUPPORTED_APIS.contains(&m.api.as_str()) {
+        m.api_version().map_err(|e| format!("{origin}: api: {e}"))?;
+        if m.kind == Kind::Analyzer && !m.api_req()?.matches(&semver::Version::new(0, 1, 1)) {
             return Err(format!(
-                "{origin}: plugin `{}` targets api {}, this Coach supports {}",
-                m.id,
-                m.api,
-                SUPPORTED_APIS.join(", ")
-            ));
-        }
-        if m.kind == Kind::Analyzer && m.api == "0.1.0" {
-            return Err(format!(
-                "{origin}: plugin `{}` is an analyzer, which needs api 0.1.1 (0.1.0 only reserved the kind)",
+                "{origin}: plugin `{}` is an analyzer, which needs api 0.1.1 or later (0.1.0 only reserved the kind)",
                 m.id
             ));
         }
@@ -116,6 +122,35 @@ impl Manifest {
         m.wanted_timeout()
             .map_err(|e| format!("{origin}: limits.timeout: {e}"))?;
         Ok(m)
+    }
+
+    /// The manifest's `api` as a version requirement.
+    pub fn api_req(&self) -> Result<semver::VersionReq, String> {
+        semver::VersionReq::parse(self.api.trim()).map_err(|e| {
+            format!(
+                "`{}` is neither a version nor a version range ({e}); write e.g. \"{CURRENT_API}\" or \">=0.1.0, <0.2\"",
+                self.api
+            )
+        })
+    }
+
+    /// The newest API version this host supports within the manifest's
+    /// range: the bindings the plugin is loaded with.
+    pub fn api_version(&self) -> Result<&'static str, String> {
+        let req = self.api_req()?;
+        SUPPORTED_APIS
+            .iter()
+            .rev()
+            .find(|v| req.matches(&semver::Version::parse(v).expect("supported versions parse")))
+            .copied()
+            .ok_or_else(|| {
+                format!(
+                    "plugin `{}` works with api {}, this Coach supports {}",
+                    self.id,
+                    self.api,
+                    SUPPORTED_APIS.join(", ")
+                )
+            })
     }
 
     pub fn wanted_memory(&self) -> Result<Option<u64>, String> {
@@ -167,5 +202,27 @@ mod tests {
         let e =
             Manifest::parse("id = 'x'\nversion='1'\nkind='source'\napi='9.0.0'", "m").unwrap_err();
         assert!(e.contains("9.0.0"), "{e}");
+        let e =
+            Manifest::parse("id = 'x'\nversion='1'\nkind='source'\napi='one'", "m").unwrap_err();
+        assert!(e.contains("neither a version"), "{e}");
+    }
+
+    #[test]
+    fn api_ranges_pick_the_newest_supported_version() {
+        let m = |api: &str| {
+            Manifest::parse(
+                &format!("id = 'x'\nversion='1'\nkind='source'\napi='{api}'"),
+                "m",
+            )
+        };
+        assert_eq!(m("0.1.0").unwrap().api_version().unwrap(), "0.1.1");
+        assert_eq!(m("=0.1.0").unwrap().api_version().unwrap(), "0.1.0");
+        assert_eq!(m(">=0.1.0, <0.3").unwrap().api_version().unwrap(), "0.1.1");
+        assert!(m("0.2").is_err());
+        // An analyzer's range must reach 0.1.1.
+        let e = Manifest::parse("id = 'x'\nversion='1'\nkind='analyzer'\napi='=0.1.0'", "m")
+            .unwrap_err();
+        assert!(e.contains("0.1.1"), "{e}");
+        Manifest::parse("id = 'x'\nversion='1'\nkind='analyzer'\napi='0.1'", "m").unwrap();
     }
 }

@@ -23,6 +23,7 @@ pub mod builtin;
 pub mod cache;
 pub mod convert;
 pub mod error;
+pub mod inspect;
 pub mod job;
 pub mod manifest;
 
@@ -299,6 +300,18 @@ impl PluginHost {
                     .map(|e| (p.id().to_owned(), e.to_string()))
             })
             .collect()
+    }
+
+    /// Load the plugin whose manifest is `manifest_path` for this process
+    /// only, in place of any plugin of the same id (`coach plugin run`
+    /// tries a plugin before it is installed).
+    pub fn load_folder(&self, manifest_path: &Path) -> Result<Arc<Installed>> {
+        let folder = manifest_path.parent().unwrap_or(Path::new("."));
+        let installed = Arc::new(Installed::from(read_folder(folder, manifest_path)?));
+        self.plugins
+            .writing()
+            .insert(installed.id().to_owned(), installed.clone());
+        Ok(installed)
     }
 
     /// Problems of the last reload, by plugin folder.
@@ -658,6 +671,14 @@ fn discover(dirs: &[PathBuf]) -> Result<(Vec<Found>, BTreeMap<String, String>)> 
         let mut folders: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
         folders.sort();
         for folder in folders {
+            // Hidden folders are work in progress (`coach plugin install`
+            // stages there before it renames into place).
+            if folder
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+            {
+                continue;
+            }
             let manifest_path = folder.join("plugin.toml");
             if !manifest_path.is_file() {
                 continue;
