@@ -653,7 +653,16 @@ pub struct SourceOutput {
     pub first_bad: Vec<(String, String)>,
     /// Counts the plugin reported that could not be true, said plainly.
     pub doubtful: Option<String>,
+    /// Calls of `next-batch`, the last (empty) one included.
+    pub batches: u64,
+    /// What the cursor said after its last batch: opening with it resumes
+    /// there. `None` when the plugin's checkpoint is unusable (too long,
+    /// not text).
+    pub checkpoint: Option<String>,
 }
+
+/// Longest checkpoint the host keeps from a source.
+pub const MAX_CHECKPOINT: usize = 64 << 10;
 
 /// Bad records shown, whatever a plugin reports.
 pub const MAX_FIRST_BAD: usize = 20;
@@ -688,12 +697,25 @@ impl SourceJob {
         batch: u32,
         limits: &crate::config::Limits,
     ) -> Result<SourceOutput, PluginFailure> {
+        self.read_from(config_json, None, batch, limits)
+    }
+
+    /// [`SourceJob::read_all`], resuming from `checkpoint` (what a cursor's
+    /// `checkpoint()` returned before); the output says where it ended.
+    pub fn read_from(
+        &mut self,
+        config_json: &str,
+        checkpoint: Option<&str>,
+        batch: u32,
+        limits: &crate::config::Limits,
+    ) -> Result<SourceOutput, PluginFailure> {
         use super::convert;
         let api = self.bindings.coach_plugin_source_api();
         let config_json = config_json.to_owned();
+        let checkpoint = checkpoint.map(str::to_owned);
         let cursor = self
             .job
-            .call(|s| api.call_open(s, &config_json, None))?
+            .call(|s| api.call_open(s, &config_json, checkpoint.as_deref()))?
             .map_err(|e| self.job.reported(e))?;
         let plugin = self.job.plugin.clone();
         let mut out = SourceOutput::default();
@@ -703,6 +725,7 @@ impl SourceJob {
                 .job
                 .call(|s| api.cursor().call_next_batch(s, cursor, batch))?
                 .map_err(|e| self.job.reported(e))?;
+            out.batches += 1;
             if b.examples.is_empty() && b.conversations.is_empty() {
                 break;
             }
@@ -750,6 +773,8 @@ impl SourceJob {
             }
         }
         let stats = self.job.call(|s| api.cursor().call_stats(s, cursor))?;
+        let token = self.job.call(|s| api.cursor().call_checkpoint(s, cursor))?;
+        out.checkpoint = (token.len() <= MAX_CHECKPOINT).then_some(token);
         out.records = stats.records;
         // What the plugin says is checked, clipped and escaped.
         let claimed_bad = stats.bad_records;
