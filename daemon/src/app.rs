@@ -521,6 +521,15 @@ fn watch_for_reload(app: &App) -> Result<notify::RecommendedWatcher> {
                 .map(|p| (p.to_path_buf(), notify::RecursiveMode::NonRecursive))
         }))
         .collect();
+    // A plugin folder that does not exist yet is made, so that a plugin
+    // installed into it later (`coach plugin install`) is seen.
+    for dir in &config.plugin_dirs {
+        if !dir.exists()
+            && let Err(e) = std::fs::create_dir_all(dir)
+        {
+            tracing::warn!(path = %dir.display(), "cannot create the plugin folder: {e}");
+        }
+    }
     for (path, mode) in &watched {
         if path.exists()
             && let Err(e) = watcher.watch(path, *mode)

@@ -139,7 +139,7 @@ pub async fn run(config_: Config, a: Args) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn show(a: &Analysis) -> Result<(), crate::cli::OutputFailed> {
+pub(super) fn show(a: &Analysis) -> Result<(), crate::cli::OutputFailed> {
     out!("{}  {:.1}", printable(&a.conversation), a.score);
     for x in &a.aspects {
         for e in &x.evidence {

@@ -10,6 +10,7 @@ mod evaluate;
 mod experiment;
 mod gpu;
 mod models;
+mod plugin;
 mod predict;
 mod progress;
 mod remote;
@@ -106,6 +107,9 @@ pub enum Command {
     Conversations(conversations::Command),
     /// Predict intents with a registered model.
     Predict(predict::Args),
+    /// Write, build, check, try and install plugins.
+    #[command(subcommand)]
+    Plugin(plugin::Command),
     /// Try a Rhai script against inputs you give it.
     #[command(subcommand)]
     Script(script::Command),
@@ -254,6 +258,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Deployments(c) => deploy::run(config, c).await,
         Command::Experiment(c) => experiment::run(config, c).await,
         Command::Predict(a) => predict::run(config, a).await,
+        Command::Plugin(c) => plugin::run(config, c).await,
         Command::Bench(c) => bench::run(config, c).await,
     }
 }
