@@ -10,7 +10,10 @@
 //! - the interface's types ([`Example`], [`Prediction`], …),
 //! - the host's small API in [`host`] (log, progress, metric, cancelled),
 //! - a native test harness ([`testing`]) so plugin logic can be unit-tested
-//!   with `cargo test`, without wasm.
+//!   with `cargo test`, without wasm,
+//! - a host-backed harness ([`sandbox`]) that builds the component and runs
+//!   it in Coach's own sandbox (`coach plugin run`), so tests see what Coach
+//!   will see.
 //!
 //! Enable the cargo feature of your plugin's kind (`source`, `trainer` or
 //! `analyzer`).
@@ -24,6 +27,7 @@ use std::cell::RefCell;
 extern crate self as coach_plugin_sdk;
 
 pub mod host;
+pub mod sandbox;
 pub mod testing;
 
 #[doc(hidden)]
