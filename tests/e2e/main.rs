@@ -14,6 +14,7 @@ mod gpus;
 mod hostile;
 mod http;
 mod output;
+mod plugin_tooling;
 mod quickstart;
 mod review;
 mod runs;
