@@ -27,6 +27,9 @@ output = "64KiB"
 hostcall_data = "256MiB"
 reports = "1MiB"
 source_examples = 10000000
+http_requests = 10000
+http_bytes = "1GiB"
+http_timeout = "30s"
 
 [grants.source-files]
 read = ["workflows", "${COACH_DATASETS}"]
@@ -383,6 +386,14 @@ pub struct RawLimits {
     /// Bytes of examples one source step may produce. Default: a quarter of
     /// the machine's memory, at most `4GiB`.
     pub source_bytes: Option<units::ByteSize>,
+    /// HTTP requests one plugin job may send. Default `10000`.
+    pub http_requests: Option<u64>,
+    /// Bytes of HTTP responses (headers and bodies) one plugin job may
+    /// receive. Default `1GiB`.
+    pub http_bytes: Option<units::ByteSize>,
+    /// Time one HTTP request may take, from connecting to the last byte of
+    /// its response. Default `30s`.
+    pub http_timeout: Option<units::HumanDuration>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -393,6 +404,21 @@ pub struct RawGrant {
     /// variable grants nothing.
     #[serde(default)]
     pub read: Vec<PathBuf>,
+    /// Host names the plugin may send HTTP requests to: `api.example.com`,
+    /// `api.example.com:8443` (that port only), `*.example.com` (its
+    /// subdomains). Nothing else, redirects included.
+    #[serde(default)]
+    pub http: Vec<String>,
+    /// Whether granted names may resolve to loopback, private, link-local
+    /// or otherwise non-public addresses. Default false: such a request is
+    /// refused, wherever the name points.
+    #[serde(default)]
+    pub private_network: bool,
+    /// Secrets the plugin may read, by name, as environment variables (the
+    /// only ones it sees): a literal or `${NAME}` from Coach's environment.
+    /// A plugin gets those its manifest asks for.
+    #[serde(default)]
+    pub secrets: BTreeMap<String, String>,
 }
 
 /// Ceilings for every plugin job.
@@ -407,6 +433,12 @@ pub struct Limits {
     /// Records (examples and conversations) one source step may produce.
     pub source_examples: u64,
     pub source_bytes: u64,
+    /// HTTP requests per job.
+    pub http_requests: u64,
+    /// Bytes of HTTP responses per job.
+    pub http_bytes: u64,
+    /// Time per HTTP request, connecting to last byte.
+    pub http_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -419,6 +451,9 @@ impl Default for Limits {
             reports: 1 << 20,
             source_examples: 10_000_000,
             source_bytes: default_source_bytes(),
+            http_requests: 10_000,
+            http_bytes: 1 << 30,
+            http_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -444,6 +479,12 @@ fn default_source_bytes() -> u64 {
 pub struct Grant {
     /// Canonical folders under which files may be read.
     pub read: Vec<PathBuf>,
+    /// Hosts HTTP requests may go to.
+    pub http: Vec<crate::plugin::net::HostPattern>,
+    /// Whether those hosts may be non-public addresses.
+    pub private_network: bool,
+    /// Secrets by name, their values resolved.
+    pub secrets: BTreeMap<String, String>,
 }
 
 /// A config error named by the key at fault and its place: sizes and
@@ -556,8 +597,34 @@ impl Config {
         let source_examples = l.source_examples.unwrap_or(d.source_examples);
         let source_bytes = l.source_bytes.map_or(d.source_bytes, |b| b.0);
         let timeout = l.timeout.map_or(d.timeout, |t| t.0);
+        let http_requests = l.http_requests.unwrap_or(d.http_requests);
+        let http_bytes = l.http_bytes.map_or(d.http_bytes, |b| b.0);
+        let http_timeout = l.http_timeout.map_or(d.http_timeout, |t| t.0);
+        if http_timeout.is_zero() {
+            errors.push("limits.http_timeout must be above 0".into());
+        }
         let mut grants = BTreeMap::new();
         for (plugin, g) in raw.grants {
+            let mut http = Vec::new();
+            for h in &g.http {
+                match crate::plugin::net::HostPattern::parse(h) {
+                    Ok(p) => http.push(p),
+                    Err(e) => errors.push(format!("grants.{plugin}.http: {e}")),
+                }
+            }
+            let mut secrets = BTreeMap::new();
+            for (name, value) in &g.secrets {
+                if !crate::plugin::net::is_secret_name(name) {
+                    errors.push(format!(
+                        "grants.{plugin}.secrets: `{name}` is not a name of letters, digits and `_` starting with a letter"
+                    ));
+                    continue;
+                }
+                // A secret naming an unset variable is not given.
+                if let Ok(v) = expand_env(value) {
+                    secrets.insert(name.clone(), v);
+                }
+            }
             let mut read = Vec::new();
             for p in g.read {
                 // A grant naming an unset variable grants nothing.
@@ -569,7 +636,15 @@ impl Config {
                 // written; it simply matches nothing.
                 read.push(full.canonicalize().unwrap_or(full));
             }
-            grants.insert(plugin, Grant { read });
+            grants.insert(
+                plugin,
+                Grant {
+                    read,
+                    http,
+                    private_network: g.private_network,
+                    secrets,
+                },
+            );
         }
         let listen_text = match std::env::var("COACH_LISTEN") {
             Ok(l) if !l.is_empty() => l,
@@ -663,6 +738,9 @@ impl Config {
                 reports,
                 source_examples,
                 source_bytes,
+                http_requests,
+                http_bytes,
+                http_timeout,
             },
             grants,
             daemon,

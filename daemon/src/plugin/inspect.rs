@@ -241,6 +241,36 @@ fn check_manifest(
             ),
         ));
     }
+    let asks_http = manifest.capabilities.http;
+    if asks_http && grant.http.is_empty() {
+        report.warning(at(
+            &["capabilities", "http"],
+            format!(
+                "asks for outgoing HTTP, but {source} grants `{id}` no hosts: every request will be refused until the operator adds `[grants.{id}] http = [\"<host>\"]`",
+                id = manifest.id
+            ),
+        ));
+    }
+    if !asks_http && !grant.http.is_empty() {
+        report.warning(Located::file(
+            path,
+            format!(
+                "{source} grants `{}` hosts for HTTP, but the manifest does not ask for `[capabilities] http = true`: the grant is unused",
+                manifest.id
+            ),
+        ));
+    }
+    for secret in &manifest.capabilities.secrets {
+        if !grant.secrets.contains_key(secret) {
+            report.warning(at(
+                &["capabilities", "secrets"],
+                format!(
+                    "asks for secret `{secret}`, which {source} does not give `{id}` (`[grants.{id}.secrets] {secret} = \"${{{secret}}}\"`, and the variable set where Coach runs)",
+                    id = manifest.id
+                ),
+            ));
+        }
+    }
     for name in manifest.path_parameters() {
         if !reads {
             report.error(at(
@@ -374,10 +404,21 @@ fn check_component(
             ),
         )),
     }
+    if report
+        .imports
+        .iter()
+        .any(|n| n.starts_with("wasi:http/outgoing-handler@"))
+        && !manifest.capabilities.http
+    {
+        report.error(Located::file(
+            manifest_path,
+            "the component sends HTTP requests (it imports `wasi:http/outgoing-handler`), but the manifest does not ask for `[capabilities] http = true`: every request would be refused",
+        ));
+    }
     let pre = match host.linker.instantiate_pre(&component) {
         Ok(p) => p,
         Err(e) => {
-            let offered = "the host offers `coach:plugin/host`, `coach:plugin/types` and WASI 0.2 (without sockets)";
+            let offered = "the host offers `coach:plugin/host`, `coach:plugin/types`, WASI 0.2 (without sockets) and `wasi:http/outgoing-handler`";
             report.error(Located::file(
                 &wasm_path,
                 format!(

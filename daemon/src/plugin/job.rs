@@ -45,6 +45,8 @@ const MAX_METRIC_NAME: usize = 128;
 pub struct JobState {
     wasi: WasiCtx,
     table: ResourceTable,
+    http: wasmtime_wasi_http::WasiHttpCtx,
+    net: super::net::NetHooks,
     limiter: MemoryLimiter,
     plugin: String,
     run: String,
@@ -70,6 +72,16 @@ impl WasiView for JobState {
         WasiCtxView {
             ctx: &mut self.wasi,
             table: &mut self.table,
+        }
+    }
+}
+
+impl wasmtime_wasi_http::WasiHttpView for JobState {
+    fn http(&mut self) -> wasmtime_wasi_http::WasiHttpCtxView<'_> {
+        wasmtime_wasi_http::WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.net,
         }
     }
 }
@@ -225,9 +237,14 @@ impl Job {
         let output_limit = host.limits().output;
         let stdout = MemoryOutputPipe::new(output_limit as usize);
         let stderr = MemoryOutputPipe::new(output_limit as usize);
-        // Nothing inherited: no env, no args, no stdin, no network.
+        // Nothing inherited: no args, no stdin, no sockets; as environment
+        // only the secrets granted to this plugin.
         let mut wasi = WasiCtxBuilder::new();
         wasi.stdout(stdout.clone()).stderr(stderr.clone());
+        for (name, value) in host.secrets(plugin) {
+            wasi.env(name, value);
+        }
+        let net = std::sync::Arc::new(host.net_policy(plugin));
         for (dir, guest) in &preopens {
             wasi.preopened_dir(dir, guest, FsPerms::ReadOnly)
                 .map_err(|e| PluginFailure::NotGranted {
@@ -239,6 +256,12 @@ impl Job {
         let state = JobState {
             wasi: wasi.build(),
             table: ResourceTable::new(),
+            http: wasmtime_wasi_http::WasiHttpCtx::new(),
+            net: super::net::NetHooks {
+                policy: net.clone(),
+                deadline: Instant::now() + timeout,
+                cancel: spec.cancel.clone(),
+            },
             limiter: MemoryLimiter {
                 limit: memory_limit,
                 exceeded: None,
@@ -298,6 +321,7 @@ impl Job {
             });
         }
         self.store.data_mut().deadline = self.ends;
+        self.store.data_mut().net.deadline = self.ends;
         self.store.set_epoch_deadline(1);
         let result = f(&mut self.store);
         self.flush_output();
@@ -413,10 +437,16 @@ impl Job {
                 plugin: self.plugin.clone(),
             };
         }
+        // A plugin reports a refused request in its own words; say what
+        // Coach refused and why beside them.
+        let mut message = printable(&clip(&e.message, MAX_LOG_LINE)).into_owned();
+        if let Some(why) = self.store.data().net.policy.used.first_refusal() {
+            message = format!("{message} (Coach refused a request: {why})");
+        }
         PluginFailure::Reported {
             plugin: self.plugin.clone(),
             code: printable(&clip(&e.code, 64)).into_owned(),
-            message: printable(&clip(&e.message, MAX_LOG_LINE)).into_owned(),
+            message,
         }
     }
 }

@@ -90,6 +90,14 @@ pub struct Capabilities {
     /// parameters, when the operator's grant covers them.
     #[serde(default)]
     pub filesystem: Option<FsAccess>,
+    /// Outgoing HTTP (`wasi:http/outgoing-handler`), to the hosts the
+    /// operator's grant names and no others.
+    #[serde(default)]
+    pub http: bool,
+    /// Secrets the plugin reads as environment variables, by name, when
+    /// the operator's grant gives them (`HELPDESK_TOKEN`).
+    #[serde(default)]
+    pub secrets: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -121,6 +129,16 @@ impl Manifest {
             .map_err(|e| format!("{origin}: limits.memory: {e}"))?;
         m.wanted_timeout()
             .map_err(|e| format!("{origin}: limits.timeout: {e}"))?;
+        if let Some(bad) = m
+            .capabilities
+            .secrets
+            .iter()
+            .find(|s| !crate::plugin::net::is_secret_name(s))
+        {
+            return Err(format!(
+                "{origin}: capabilities.secrets: `{bad}` is not a name of letters, digits and `_` starting with a letter"
+            ));
+        }
         Ok(m)
     }
 

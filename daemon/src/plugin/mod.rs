@@ -26,6 +26,7 @@ pub mod error;
 pub mod inspect;
 pub mod job;
 pub mod manifest;
+pub mod net;
 
 use crate::config::{Config, Grant, Limits};
 use crate::core::sync::ReadWrite;
@@ -190,6 +191,11 @@ impl PluginHost {
         .map_err(|e| anyhow::anyhow!("{e:#}"))?;
         linker.allow_shadowing(false);
         bindings::trainer::Trainer::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
+            .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        // Outgoing HTTP is linked for every plugin and checked per request
+        // (`net`): a plugin without a grant gets "request denied", never a
+        // connection.
+        wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut linker)
             .map_err(|e| anyhow::anyhow!("{e:#}"))?;
         let ticker = EpochTicker::start(engine.weak())?;
         let host = PluginHost {
@@ -549,6 +555,35 @@ impl PluginHost {
 
     pub fn limits(&self) -> Limits {
         self.limits.reading().clone()
+    }
+
+    /// What one job of `plugin` may do over HTTP: the granted hosts when
+    /// its manifest asks for `http`, none otherwise.
+    pub fn net_policy(&self, plugin: &Installed) -> net::NetPolicy {
+        let limits = self.limits();
+        let grant = self.grant(plugin.id());
+        let mut policy = net::NetPolicy::none(plugin.id());
+        if plugin.manifest.capabilities.http {
+            policy.hosts = grant.http;
+            policy.private_network = grant.private_network;
+        }
+        policy.max_requests = limits.http_requests;
+        policy.max_bytes = limits.http_bytes;
+        policy.timeout = limits.http_timeout;
+        policy
+    }
+
+    /// The secrets `plugin` gets: those its manifest names that the
+    /// operator's grant gives.
+    pub fn secrets(&self, plugin: &Installed) -> Vec<(String, String)> {
+        let grant = self.grant(plugin.id());
+        plugin
+            .manifest
+            .capabilities
+            .secrets
+            .iter()
+            .filter_map(|name| Some((name.clone(), grant.secrets.get(name)?.clone())))
+            .collect()
     }
 
     fn expect_kind(&self, plugin: &Installed, kind: Kind) -> Result<(), PluginFailure> {

@@ -1,0 +1,644 @@
+//! Outgoing HTTP for plugins (`wasi:http/outgoing-handler`), behind the
+//! operator's allow-list.
+//!
+//! A request leaves only when the plugin's manifest asks for `http`, the
+//! operator's grant names its host, the job is within its request and byte
+//! limits, and every address the name resolves to is public — unless the
+//! grant says `private_network = true`. The connection goes to the address
+//! that was checked, so a name that resolves differently a moment later
+//! (DNS rebinding) cannot steer it elsewhere. Redirects are never followed
+//! by the host: a plugin that follows one sends a new request, checked like
+//! the first. Each request is bounded in time from connecting to its last
+//! byte; responses count against the job's byte limit as they arrive.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// A host the operator grants: `api.example.com`, `api.example.com:8443`,
+/// `*.example.com`, or an IP address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostPattern {
+    /// Lower-case name without the `*.`.
+    host: String,
+    /// `*.example.com`: subdomains of `host`, not `host` itself.
+    subdomains: bool,
+    port: Option<u16>,
+}
+
+impl HostPattern {
+    pub fn parse(text: &str) -> Result<HostPattern, String> {
+        let t = text.trim().to_ascii_lowercase();
+        if t.contains("://") || t.contains('/') {
+            return Err(format!(
+                "`{text}` is a URL; write the host name alone (`api.example.com`, optionally `:port`)"
+            ));
+        }
+        // `[::1]:8080`, `[::1]`, `host:port`, `host`.
+        let (host, port) = if let Some(rest) = t.strip_prefix('[') {
+            let (h, after) = rest
+                .split_once(']')
+                .ok_or_else(|| format!("`{text}`: `[` without `]`"))?;
+            (h.to_owned(), after.strip_prefix(':'))
+        } else {
+            match t.rsplit_once(':') {
+                Some((h, p)) if !h.contains(':') => (h.to_owned(), Some(p)),
+                _ => (t.clone(), None),
+            }
+        };
+        let port = port
+            .map(|p| {
+                p.parse::<u16>()
+                    .ok()
+                    .filter(|p| *p > 0)
+                    .ok_or_else(|| format!("`{text}`: `{p}` is not a port"))
+            })
+            .transpose()?;
+        let (host, subdomains) = match host.strip_prefix("*.") {
+            Some(h) => (h.to_owned(), true),
+            None => (host, false),
+        };
+        let name_ok = !host.is_empty()
+            && host.len() <= 253
+            && host.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            });
+        if !(name_ok || host.parse::<IpAddr>().is_ok()) || host.contains('*') {
+            return Err(format!(
+                "`{text}` is not a host name (`api.example.com`, `*.example.com`, an IP address)"
+            ));
+        }
+        Ok(HostPattern {
+            host,
+            subdomains,
+            port,
+        })
+    }
+
+    pub fn matches(&self, host: &str, port: u16) -> bool {
+        if self.port.is_some_and(|p| p != port) {
+            return false;
+        }
+        let host = host.trim_end_matches('.').to_ascii_lowercase();
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if self.subdomains {
+            host.len() > self.host.len() + 1
+                && host.ends_with(&self.host)
+                && host.as_bytes()[host.len() - self.host.len() - 1] == b'.'
+        } else {
+            host == self.host
+        }
+    }
+}
+
+impl std::fmt::Display for HostPattern {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.subdomains {
+            f.write_str("*.")?;
+        }
+        if self.host.contains(':') {
+            write!(f, "[{}]", self.host)?;
+        } else {
+            f.write_str(&self.host)?;
+        }
+        if let Some(p) = self.port {
+            write!(f, ":{p}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A secret's name: an environment variable a plugin may read.
+pub fn is_secret_name(name: &str) -> bool {
+    name.len() <= 128
+        && name.starts_with(|c: char| c.is_ascii_alphabetic())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Whether an address is on the public internet. Loopback, private,
+/// link-local, shared (CGNAT), unspecified, multicast, documentation and
+/// benchmarking ranges are not; nor are IPv6 unique-local and the IPv4
+/// addresses IPv6 can carry (mapped, compatible, NAT64, 6to4) when the
+/// IPv4 address is not.
+pub fn is_public(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => is_public_v4(v4),
+        IpAddr::V6(v6) => is_public_v6(v6),
+    }
+}
+
+fn is_public_v4(ip: Ipv4Addr) -> bool {
+    let [a, b, c, _] = ip.octets();
+    !(ip.is_loopback()
+        || ip.is_private()
+        || ip.is_link_local()
+        || ip.is_unspecified()
+        || ip.is_broadcast()
+        || ip.is_multicast()
+        || ip.is_documentation()
+        || a == 0
+        || (a == 100 && (64..128).contains(&b)) // shared address space
+        || (a == 192 && b == 0 && c == 0) // IETF protocol assignments
+        || (a == 198 && (18..20).contains(&b)) // benchmarking
+        || a >= 240) // reserved
+}
+
+fn is_public_v6(ip: Ipv6Addr) -> bool {
+    if let Some(v4) = ip.to_ipv4_mapped() {
+        return is_public_v4(v4);
+    }
+    let s = ip.segments();
+    // NAT64 (64:ff9b::/96) and 6to4 (2002::/16) carry an IPv4 address.
+    if s[0] == 0x64 && s[1] == 0xff9b && s[2..6] == [0, 0, 0, 0] {
+        let [a, b] = s[6].to_be_bytes();
+        let [c, d] = s[7].to_be_bytes();
+        return is_public_v4(Ipv4Addr::new(a, b, c, d));
+    }
+    if s[0] == 0x2002 {
+        let [a, b] = s[1].to_be_bytes();
+        let [c, d] = s[2].to_be_bytes();
+        return is_public_v4(Ipv4Addr::new(a, b, c, d));
+    }
+    !(ip.is_loopback()
+        || ip.is_unspecified()
+        || ip.is_multicast()
+        || (s[0] & 0xfe00) == 0xfc00 // unique local
+        || (s[0] & 0xffc0) == 0xfe80 // link local
+        || (s[0] & 0xffc0) == 0xfec0 // site local (deprecated)
+        || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation
+        || s[..6] == [0, 0, 0, 0, 0, 0]) // IPv4-compatible, ::
+}
+
+/// What one job may do over HTTP, and what it has done.
+#[derive(Debug, Clone)]
+pub struct NetPolicy {
+    pub plugin: String,
+    pub hosts: Vec<HostPattern>,
+    pub private_network: bool,
+    pub max_requests: u64,
+    pub max_bytes: u64,
+    pub timeout: Duration,
+    /// Requests sent and response bytes received, shared with the
+    /// connections' tasks.
+    pub used: Arc<NetUse>,
+}
+
+#[derive(Debug, Default)]
+pub struct NetUse {
+    pub requests: AtomicU64,
+    pub bytes: AtomicU64,
+    /// The first refusal of the job, to explain a failure the plugin
+    /// reports in its own words.
+    pub refused: std::sync::Mutex<Option<String>>,
+}
+
+impl NetUse {
+    fn refuse(&self, why: String) -> String {
+        let mut r = self.refused.lock().unwrap_or_else(|e| e.into_inner());
+        if r.is_none() {
+            *r = Some(why.clone());
+        }
+        why
+    }
+
+    pub fn first_refusal(&self) -> Option<String> {
+        self.refused
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+impl NetPolicy {
+    /// The policy of a job whose plugin may make no request at all.
+    pub fn none(plugin: &str) -> NetPolicy {
+        NetPolicy {
+            plugin: plugin.to_owned(),
+            hosts: Vec::new(),
+            private_network: false,
+            max_requests: 0,
+            max_bytes: 0,
+            timeout: Duration::from_secs(1),
+            used: Arc::default(),
+        }
+    }
+
+    /// Check a request's host before anything is resolved; count it.
+    pub fn admit(&self, host: &str, port: u16) -> Result<(), String> {
+        if self.hosts.is_empty() {
+            return Err(self.used.refuse(format!(
+                "plugin `{}` may not send HTTP requests (no host is granted: `[grants.{}] http = [\"{host}\"]`)",
+                self.plugin, self.plugin
+            )));
+        }
+        if !self.hosts.iter().any(|p| p.matches(host, port)) {
+            return Err(self.used.refuse(format!(
+                "plugin `{}` may not reach {host}:{port}; granted: {}",
+                self.plugin,
+                self.hosts
+                    .iter()
+                    .map(|h| h.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        let n = self.used.requests.fetch_add(1, Ordering::Relaxed) + 1;
+        if n > self.max_requests {
+            return Err(self.used.refuse(format!(
+                "plugin `{}` sent more than its {} HTTP requests ([limits] http_requests)",
+                self.plugin, self.max_requests
+            )));
+        }
+        Ok(())
+    }
+
+    /// The addresses `host` resolves to that the job may connect to: all
+    /// of them must be allowed, or none is used (a name that mixes public
+    /// and private addresses is how rebinding attacks start).
+    pub async fn resolve(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, String> {
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        let addrs: Vec<SocketAddr> = match bare.parse::<IpAddr>() {
+            Ok(ip) => vec![SocketAddr::new(ip, port)],
+            Err(_) => tokio::net::lookup_host((bare, port))
+                .await
+                .map_err(|e| self.used.refuse(format!("cannot resolve {host}: {e}")))?
+                .collect(),
+        };
+        if addrs.is_empty() {
+            return Err(self.used.refuse(format!("{host} resolves to no address")));
+        }
+        if !self.private_network
+            && let Some(bad) = addrs.iter().find(|a| !is_public(a.ip()))
+        {
+            return Err(self.used.refuse(format!(
+                "{host} resolves to {}, which is not a public address; the grant of plugin `{}` does not allow private networks (`private_network = true`)",
+                bad.ip(),
+                self.plugin
+            )));
+        }
+        Ok(addrs)
+    }
+
+    /// Count `n` response bytes; false once the job is over its limit.
+    pub fn charge(&self, n: u64) -> Result<(), String> {
+        let total = self.used.bytes.fetch_add(n, Ordering::Relaxed) + n;
+        if total > self.max_bytes {
+            return Err(self.used.refuse(format!(
+                "the responses came to more than {} ([limits] http_bytes)",
+                crate::config::units::format_size(self.max_bytes)
+            )));
+        }
+        Ok(())
+    }
+
+    /// Time left for a request started at `start`.
+    pub fn left(&self, start: Instant) -> Duration {
+        self.timeout.saturating_sub(start.elapsed())
+    }
+}
+
+/// The `wasi:http` hooks of one job: every request goes through
+/// [`NetPolicy`].
+pub struct NetHooks {
+    pub policy: Arc<NetPolicy>,
+    /// When the job's time is up; no request outlives it.
+    pub deadline: Instant,
+    pub cancel: tokio_util::sync::CancellationToken,
+}
+
+type Body = wasmtime_wasi_http::WasiBody;
+type IoFuture = Box<dyn Future<Output = Result<(), HttpError>> + Send>;
+type Sent = Box<dyn Future<Output = Result<(http::Response<Body>, IoFuture), HttpError>> + Send>;
+use wasmtime_wasi_http::Error as HttpError;
+
+impl wasmtime_wasi_http::WasiHttpHooks for NetHooks {
+    fn send_request(
+        &mut self,
+        request: http::Request<Body>,
+        options: Option<wasmtime_wasi_http::RequestOptions>,
+        _fut: IoFuture,
+    ) -> Sent {
+        let policy = self.policy.clone();
+        let deadline = self.deadline;
+        let cancel = self.cancel.clone();
+        Box::new(async move {
+            let plugin = policy.plugin.clone();
+            let uri = request.uri().to_string();
+            tokio::select! {
+                r = send(policy, request, options, deadline) => {
+                    if let Err(e) = &r {
+                        tracing::warn!(plugin, uri, "HTTP request failed: {e}");
+                    }
+                    r
+                }
+                _ = cancel.cancelled() => Err(HttpError::HttpRequestDenied),
+            }
+        })
+    }
+}
+
+/// TLS settings with Mozilla's roots, built once.
+fn tls() -> Arc<rustls::ClientConfig> {
+    static TLS: std::sync::OnceLock<Arc<rustls::ClientConfig>> = std::sync::OnceLock::new();
+    TLS.get_or_init(|| {
+        let roots = rustls::RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.into(),
+        };
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("ring supports the default TLS versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Arc::new(config)
+    })
+    .clone()
+}
+
+trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static> Stream for T {}
+
+/// Send one request under `policy`: admitted, resolved to allowed
+/// addresses, connected to one of those, bounded in time and bytes.
+async fn send(
+    policy: Arc<NetPolicy>,
+    mut request: http::Request<Body>,
+    options: Option<wasmtime_wasi_http::RequestOptions>,
+    job_deadline: Instant,
+) -> Result<(http::Response<Body>, IoFuture), HttpError> {
+    use http_body_util::BodyExt;
+    let start = Instant::now();
+    let uri = request.uri().clone();
+    let https = uri.scheme() == Some(&http::uri::Scheme::HTTPS);
+    let host = uri
+        .host()
+        .ok_or(HttpError::HttpRequestUriInvalid)?
+        .to_owned();
+    let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+    policy
+        .admit(&host, port)
+        .map_err(|_| HttpError::HttpRequestDenied)?;
+    // The request's time: the operator's limit, the job's deadline, and
+    // what the plugin asks for, whichever ends first.
+    let mut limit = policy
+        .timeout
+        .min(job_deadline.saturating_duration_since(start));
+    if let Some(o) = options {
+        for t in [o.connect_timeout, o.first_byte_timeout]
+            .into_iter()
+            .flatten()
+        {
+            if !t.is_zero() {
+                limit = limit.min(t.max(Duration::from_millis(1)));
+            }
+        }
+    }
+    let ends = tokio::time::Instant::from_std(start + limit);
+    let addrs = tokio::time::timeout_at(ends, policy.resolve(&host, port))
+        .await
+        .map_err(|_| HttpError::DnsTimeout)?
+        .map_err(|why| {
+            if why.contains("not a public address") {
+                HttpError::DestinationIpProhibited
+            } else {
+                HttpError::DnsError {
+                    rcode: Some(why),
+                    info_code: None,
+                }
+            }
+        })?;
+    let mut last = None;
+    let mut tcp = None;
+    for addr in addrs {
+        match tokio::time::timeout_at(ends, tokio::net::TcpStream::connect(addr)).await {
+            Ok(Ok(s)) => {
+                tcp = Some(s);
+                break;
+            }
+            Ok(Err(e)) => last = Some(e),
+            Err(_) => return Err(HttpError::ConnectionTimeout),
+        }
+    }
+    let tcp = tcp.ok_or_else(|| match last {
+        Some(e) => HttpError::Connect(e),
+        None => HttpError::ConnectionRefused,
+    })?;
+    let stream: Box<dyn Stream> = if https {
+        let name = rustls::pki_types::ServerName::try_from(host.clone())
+            .map_err(|_| HttpError::HttpRequestUriInvalid)?;
+        let tls = tokio_rustls::TlsConnector::from(tls());
+        let s = tokio::time::timeout_at(ends, tls.connect(name, tcp))
+            .await
+            .map_err(|_| HttpError::ConnectionTimeout)?
+            .map_err(HttpError::Tls)?;
+        Box::new(s)
+    } else {
+        Box::new(tcp)
+    };
+    let (mut sender, conn) = tokio::time::timeout_at(
+        ends,
+        hyper::client::conn::http1::Builder::new()
+            .max_buf_size(256 << 10)
+            .handshake(wasmtime_wasi_http::io::TokioIo::new(stream)),
+    )
+    .await
+    .map_err(|_| HttpError::ConnectionTimeout)??;
+    // Only the path goes on the wire; the `host` header names the server.
+    *request.uri_mut() = http::Uri::builder()
+        .path_and_query(uri.path_and_query().map_or("/", |p| p.as_str()))
+        .build()
+        .map_err(|_| HttpError::HttpRequestUriInvalid)?;
+    // The connection runs on its own until the response is read or
+    // dropped; the deadline ends it either way.
+    let driver = tokio::spawn(async move {
+        let _ = tokio::time::timeout_at(ends, conn).await;
+    });
+    let response = match tokio::time::timeout_at(ends, sender.send_request(request)).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
+            driver.abort();
+            return Err(if e.is_timeout() {
+                HttpError::HttpResponseTimeout
+            } else {
+                HttpError::Hyper(e)
+            });
+        }
+        Err(_) => {
+            driver.abort();
+            policy.used.refuse(format!(
+                "{host} did not answer within {:?} ([limits] http_timeout or the job's deadline)",
+                limit
+            ));
+            return Err(HttpError::ConnectionReadTimeout);
+        }
+    };
+    let head: u64 = response
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.as_str().len() + v.len() + 4) as u64)
+        .sum::<u64>()
+        + 64;
+    if policy.charge(head).is_err() {
+        driver.abort();
+        return Err(HttpError::HttpResponseBodySize(Some(policy.max_bytes)));
+    }
+    let response = response.map(|incoming| {
+        Bounded {
+            incoming,
+            policy: policy.clone(),
+            deadline: Box::pin(tokio::time::sleep_until(ends)),
+            driver: Some(driver),
+        }
+        .boxed_unsync()
+    });
+    Ok((response, Box::new(async { Ok(()) })))
+}
+
+/// A response body that counts its bytes against the job's limit and ends
+/// in an error at the request's deadline.
+struct Bounded {
+    incoming: hyper::body::Incoming,
+    policy: Arc<NetPolicy>,
+    deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
+    /// The connection's task, stopped when the body is done or dropped.
+    driver: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Bounded {
+    fn drop(&mut self) {
+        if let Some(d) = self.driver.take() {
+            d.abort();
+        }
+    }
+}
+
+impl http_body::Body for Bounded {
+    type Data = bytes::Bytes;
+    type Error = HttpError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, HttpError>>> {
+        use std::task::Poll;
+        if self.deadline.as_mut().poll(cx).is_ready() {
+            let why = format!(
+                "a response took longer than {:?} to arrive ([limits] http_timeout or the job's deadline)",
+                self.policy.timeout
+            );
+            self.policy.used.refuse(why);
+            return Poll::Ready(Some(Err(HttpError::ConnectionReadTimeout)));
+        }
+        match std::pin::Pin::new(&mut self.incoming).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                let n = frame.data_ref().map_or(0, |d| d.len() as u64);
+                if self.policy.charge(n).is_err() {
+                    return Poll::Ready(Some(Err(HttpError::HttpResponseBodySize(Some(
+                        self.policy.max_bytes,
+                    )))));
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(HttpError::Hyper(e)))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.incoming.is_end_stream()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_patterns_match_names_ports_and_subdomains() {
+        let p = HostPattern::parse("API.Example.com").unwrap();
+        assert!(p.matches("api.example.com", 443));
+        assert!(p.matches("api.example.com.", 80));
+        assert!(!p.matches("evil-api.example.com", 443));
+        assert!(!p.matches("api.example.com.evil.net", 443));
+        let p = HostPattern::parse("*.zendesk.com").unwrap();
+        assert!(p.matches("acme.zendesk.com", 443));
+        assert!(!p.matches("zendesk.com", 443));
+        assert!(!p.matches("acmezendesk.com", 443));
+        let p = HostPattern::parse("127.0.0.1:8080").unwrap();
+        assert!(p.matches("127.0.0.1", 8080));
+        assert!(!p.matches("127.0.0.1", 8081));
+        let p = HostPattern::parse("[::1]:8080").unwrap();
+        assert!(p.matches("[::1]", 8080));
+        for bad in [
+            "https://x.com",
+            "x.com/path",
+            "*",
+            "a..b",
+            "x.com:0",
+            "x.com:http",
+            "",
+        ] {
+            assert!(HostPattern::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn private_and_special_addresses_are_not_public() {
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "255.255.255.255",
+            "::1",
+            "::",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+            "::ffff:10.0.0.1",
+            "64:ff9b::a9fe:a9fe",
+            "2002:7f00:1::",
+        ] {
+            assert!(!is_public(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in ["93.184.216.34", "1.1.1.1", "2606:4700:4700::1111"] {
+            assert!(is_public(ip.parse().unwrap()), "{ip}");
+        }
+    }
+
+    #[test]
+    fn requests_are_counted_and_refusals_remembered() {
+        let mut p = NetPolicy::none("src");
+        assert!(
+            p.admit("x.com", 443)
+                .unwrap_err()
+                .contains("no host is granted")
+        );
+        p.hosts = vec![HostPattern::parse("x.com").unwrap()];
+        p.max_requests = 1;
+        p.admit("x.com", 443).unwrap();
+        assert!(
+            p.admit("y.com", 443)
+                .unwrap_err()
+                .contains("may not reach y.com")
+        );
+        assert!(
+            p.admit("x.com", 443)
+                .unwrap_err()
+                .contains("more than its 1")
+        );
+        assert!(
+            p.used
+                .first_refusal()
+                .unwrap()
+                .contains("no host is granted")
+        );
+    }
+}
