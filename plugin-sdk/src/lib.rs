@@ -13,7 +13,8 @@
 //!   with `cargo test`, without wasm,
 //! - a host-backed harness ([`sandbox`]) that builds the component and runs
 //!   it in Coach's own sandbox (`coach plugin run`), so tests see what Coach
-//!   will see.
+//!   will see,
+//! - outgoing HTTP through the host's allow-list ([`http`], feature `http`).
 //!
 //! Enable the cargo feature of your plugin's kind (`source`, `trainer` or
 //! `analyzer`).
@@ -27,6 +28,8 @@ use std::cell::RefCell;
 extern crate self as coach_plugin_sdk;
 
 pub mod host;
+#[cfg(feature = "http")]
+pub mod http;
 pub mod sandbox;
 pub mod testing;
 
