@@ -11,6 +11,7 @@ use std::path::PathBuf;
 const PLUGINS: &[(&str, &str)] = &[
     ("analyzer-quality", "analyzer_quality"),
     ("source-files", "source_files"),
+    ("source-helpdesk", "source_helpdesk"),
     ("trainer-intent", "trainer_intent"),
 ];
 
