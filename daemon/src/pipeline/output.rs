@@ -113,8 +113,12 @@ impl Output {
         match self {
             Output::Dataset(d) => {
                 let c = SplitCounts::of(&d.rows);
+                let conversations = match d.out.conversations {
+                    0 => String::new(),
+                    n => format!(", {n} conversations"),
+                };
                 format!(
-                    "{} examples (train {}, validation {}, test {}), snapshot {}",
+                    "{} examples (train {}, validation {}, test {}){conversations}, snapshot {}",
                     d.rows.len(),
                     c.train + c.unspecified,
                     c.validation,

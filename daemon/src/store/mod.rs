@@ -314,6 +314,23 @@ impl Store {
             .map(|v| v.id))
     }
 
+    /// The newest snapshot of dataset `name` and the origin it was saved
+    /// with (a source step's keeps the plugin's checkpoint).
+    pub async fn latest_snapshot_origin(
+        &self,
+        name: &str,
+    ) -> Result<Option<(i64, serde_json::Value)>> {
+        let Some(id) = self.latest_dataset_version(name).await? else {
+            return Ok(None);
+        };
+        let version = dataset_versions::Entity::find_by_id(id)
+            .one(&self.db)
+            .await?
+            .with_context(|| format!("snapshot {id} of dataset `{name}` vanished"))?;
+        let origin = serde_json::from_str(&version.origin).unwrap_or(serde_json::Value::Null);
+        Ok(Some((id, origin)))
+    }
+
     /// The conversations of snapshot `dataset_version_id`, in order.
     pub async fn load_snapshot_conversations(
         &self,

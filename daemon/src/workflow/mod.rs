@@ -168,6 +168,9 @@ pub struct Step {
     /// Trainer steps: continue from this registered model (an id, a name,
     /// `name:version` or `latest`) when it exists.
     pub warm_start: Option<String>,
+    /// Source steps: open the plugin with the checkpoint of this step's
+    /// last snapshot and add what it reads to that snapshot's records.
+    pub incremental: bool,
     /// Gate steps: the verdict; other steps: run only if true.
     pub when: Option<ScriptRef>,
     /// Computes parameters merged over `with`.

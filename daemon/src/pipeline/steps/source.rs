@@ -18,14 +18,67 @@ const BATCH: u32 = 1024;
 /// The source step and trigger conditions (which compare the data now with
 /// the last run's) read through here.
 pub async fn read(host: Arc<PluginHost>, step: &Step, spec: JobSpec) -> Result<SourceOutput> {
+    read_from(host, step, spec, None).await
+}
+
+/// [`read`], resuming from `checkpoint` when there is one.
+pub async fn read_from(
+    host: Arc<PluginHost>,
+    step: &Step,
+    spec: JobSpec,
+    checkpoint: Option<String>,
+) -> Result<SourceOutput> {
     let id = step.action_name().to_owned();
     let config = Value::Object(step.with.clone()).to_string();
     Ok(tokio::task::spawn_blocking(move || {
         let limits = host.limits();
-        host.source(&id, spec)?.read_all(&config, BATCH, &limits)
+        host.source(&id, spec)?
+            .read_from(&config, checkpoint.as_deref(), BATCH, &limits)
     })
     .await
     .context("the source job panicked")??)
+}
+
+/// What an incremental step starts from: the last snapshot's records and
+/// the checkpoint the plugin gave when it was read.
+struct Earlier {
+    version: i64,
+    checkpoint: Option<String>,
+    examples: Vec<crate::core::example::Example>,
+    conversations: Vec<crate::core::conversation::Conversation>,
+}
+
+async fn earlier(ctx: &StepCtx<'_>) -> Result<Option<Earlier>> {
+    let store = &ctx.runner.store;
+    let name = format!("{}/{}", ctx.wf.name, ctx.step.id);
+    let Some((version, origin)) = store.latest_snapshot_origin(&name).await? else {
+        return Ok(None);
+    };
+    // A snapshot read by another plugin is not this one's to resume.
+    if origin.get("plugin").and_then(Value::as_str) != Some(ctx.step.action_name()) {
+        return Ok(None);
+    }
+    Ok(Some(Earlier {
+        version,
+        checkpoint: origin
+            .get("checkpoint")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        examples: store.load_examples(version).await?,
+        conversations: store.load_snapshot_conversations(version).await?,
+    }))
+}
+
+/// A line in the step's log (notes are warnings).
+fn info(ctx: &StepCtx<'_>, message: String) {
+    use crate::core::event::{LogLevel, StepEvent};
+    ctx.reporter.step_event(
+        &ctx.step.id,
+        &StepEvent::Log {
+            level: LogLevel::Info,
+            message,
+        },
+    );
 }
 
 /// The share of bad records a source step accepts unless its `with` sets
@@ -33,7 +86,29 @@ pub async fn read(host: Arc<PluginHost>, step: &Step, spec: JobSpec) -> Result<S
 const MAX_BAD_FRACTION: f64 = 0.05;
 
 pub async fn run(ctx: &StepCtx<'_>) -> Result<Output> {
-    let out = read(ctx.runner.host.clone(), ctx.step, job_spec(ctx)).await?;
+    let earlier = if ctx.step.incremental {
+        earlier(ctx).await?
+    } else {
+        None
+    };
+    let checkpoint = earlier.as_ref().and_then(|e| e.checkpoint.clone());
+    if let Some(e) = &earlier {
+        info(
+            ctx,
+            format!(
+                "resuming after snapshot {} ({} examples, {} conversations){}",
+                e.version,
+                e.examples.len(),
+                e.conversations.len(),
+                if checkpoint.is_some() {
+                    ""
+                } else {
+                    "; it has no checkpoint, so the source reads from its start"
+                }
+            ),
+        );
+    }
+    let out = read_from(ctx.runner.host.clone(), ctx.step, job_spec(ctx), checkpoint).await?;
     if let Some(doubt) = &out.doubtful {
         ctx.reporter.step_note(&ctx.step.id, doubt);
     }
@@ -74,21 +149,45 @@ pub async fn run(ctx: &StepCtx<'_>) -> Result<Output> {
             ),
         );
     }
-    if out.examples.is_empty() && out.conversations.is_empty() {
-        bail!("the source produced no examples and no conversations");
-    }
-    let rows = out
+    let new_records = out.examples.len() + out.conversations.len();
+    let mut rows: Vec<_> = out
         .examples
         .iter()
         .map(crate::plugin::convert::from_guest)
         .collect();
+    let mut conversations = out.conversations;
+    if let Some(e) = earlier {
+        // Examples accumulate; a conversation read again (a ticket
+        // updated since) replaces the earlier copy.
+        let mut all = e.examples;
+        all.append(&mut rows);
+        rows = all;
+        let fresh: std::collections::HashSet<&str> =
+            conversations.iter().map(|c| c.id.as_str()).collect();
+        let mut kept: Vec<_> = e
+            .conversations
+            .into_iter()
+            .filter(|c| !fresh.contains(c.id.as_str()))
+            .collect();
+        kept.append(&mut conversations);
+        conversations = kept;
+        info(
+            ctx,
+            format!("{new_records} new record(s) since the checkpoint"),
+        );
+    }
+    if rows.is_empty() && conversations.is_empty() {
+        bail!("the source produced no examples and no conversations");
+    }
     let origin = json!({
         "step": ctx.step.id,
         "plugin": ctx.step.action_name(),
         "bad_records": out.bad_records,
         "first_bad": out.first_bad.iter().map(|(l, r)| json!({"location": l, "reason": r})).collect::<Vec<_>>(),
+        "new_records": new_records,
+        "checkpoint": out.checkpoint,
     });
     Ok(Output::Dataset(
-        save_snapshot_with(ctx, rows, &out.conversations, origin).await?,
+        save_snapshot_with(ctx, rows, &conversations, origin).await?,
     ))
 }

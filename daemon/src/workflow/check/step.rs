@@ -26,6 +26,7 @@ const STEP_KEYS: &[&str] = &[
     "timeout",
     "retries",
     "warm_start",
+    "incremental",
     "when",
     "params",
     "command",
@@ -75,6 +76,7 @@ impl Checker<'_> {
         let timeout = self.timeout(t);
         let retries = self.retries(t);
         let warm_start = self.warm_start(t, action.as_ref(), &what);
+        let incremental = self.incremental(t, action.as_ref(), &what);
         let (when, params) = self.step_scripts(t, action.as_ref(), &what, id_span.clone(), wf_dir);
         let (with, read_paths) = match &action {
             Some(action) => self.with(t, action, catalog, &what, id_span.clone(), wf_dir),
@@ -98,6 +100,7 @@ impl Checker<'_> {
                 timeout,
                 retries,
                 warm_start,
+                incremental,
                 when,
                 params,
                 rules,
@@ -267,6 +270,39 @@ impl Checker<'_> {
             self.error(v.span(), format!("`warm_start`: {e}"));
         }
         Some(s)
+    }
+
+    /// `incremental = true`: a source step that resumes from its last
+    /// checkpoint and adds what is new to its dataset.
+    fn incremental(&mut self, t: &Table<'_>, action: Option<&Action>, what: &str) -> bool {
+        let Some(v) = t.get("incremental") else {
+            return false;
+        };
+        let DeValue::Boolean(b) = v.get_ref() else {
+            self.error(
+                v.span(),
+                format!(
+                    "`incremental` must be true or false, found {}",
+                    super::kind_of(v.get_ref())
+                ),
+            );
+            return false;
+        };
+        if *b
+            && !matches!(
+                action,
+                Some(Action::Plugin {
+                    kind: Kind::Source,
+                    ..
+                })
+            )
+        {
+            self.error(
+                v.span(),
+                format!("`incremental` is for source steps; {what} is not one"),
+            );
+        }
+        *b
     }
 
     /// `when` (a gate's verdict, or any step's condition) and `params`.
