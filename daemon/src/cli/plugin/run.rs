@@ -51,6 +51,19 @@ pub struct Args {
     /// config would (the config's grants apply as well).
     #[arg(long, value_name = "PATH")]
     pub grant: Vec<PathBuf>,
+    /// Let the plugin send HTTP requests to HOST for this run only
+    /// (`api.example.com`, `*.example.com`, `127.0.0.1:8080`), as
+    /// `[grants.<id>] http` would.
+    #[arg(long = "grant-http", value_name = "HOST")]
+    pub grant_http: Vec<String>,
+    /// Let granted hosts be loopback or private addresses (a server on
+    /// this machine, for a test).
+    #[arg(long)]
+    pub private_network: bool,
+    /// Give the plugin secret NAME, its value taken from Coach's
+    /// environment variable of the same name.
+    #[arg(long = "secret", value_name = "NAME")]
+    pub secrets: Vec<String>,
     /// Records (or predictions) printed; everything goes in `--json`.
     #[arg(long, default_value_t = 10)]
     pub show: usize,
@@ -71,6 +84,19 @@ pub async fn run(mut config: Config, a: Args) -> Result<ExitCode> {
                 .canonicalize()
                 .with_context(|| format!("--grant {}: cannot open it", g.display()))?;
             grant.read.push(canonical);
+        }
+        for h in &a.grant_http {
+            grant.http.push(
+                crate::plugin::net::HostPattern::parse(h)
+                    .map_err(|e| anyhow!("--grant-http: {e}"))?,
+            );
+        }
+        grant.private_network |= a.private_network;
+        for name in &a.secrets {
+            let value = std::env::var(name).map_err(|_| {
+                anyhow!("--secret {name}: the environment variable `{name}` is not set")
+            })?;
+            grant.secrets.insert(name.clone(), value);
         }
     }
     let host = Arc::new(PluginHost::new(&config)?);
