@@ -13,6 +13,7 @@ mod experiments;
 mod gpus;
 mod hostile;
 mod http;
+mod network;
 mod output;
 mod plugin_tooling;
 mod quickstart;
