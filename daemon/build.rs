@@ -12,6 +12,8 @@ const PLUGINS: &[(&str, &str)] = &[
     ("analyzer-quality", "analyzer_quality"),
     ("source-files", "source_files"),
     ("source-helpdesk", "source_helpdesk"),
+    ("source-rasa", "source_rasa"),
+    ("source-slack", "source_slack"),
     ("trainer-intent", "trainer_intent"),
 ];
 
