@@ -452,9 +452,10 @@ async fn send(
         .build()
         .map_err(|_| HttpError::HttpRequestUriInvalid)?;
     // The connection runs on its own until the response is read or
-    // dropped; the deadline ends it either way.
+    // dropped (the body aborts it then); the request's deadline acts on
+    // the response first, so the connection outlives it by a margin.
     let driver = tokio::spawn(async move {
-        let _ = tokio::time::timeout_at(ends, conn).await;
+        let _ = tokio::time::timeout_at(ends + Duration::from_secs(5), conn).await;
     });
     let response = match tokio::time::timeout_at(ends, sender.send_request(request)).await {
         Ok(Ok(r)) => r,
