@@ -235,3 +235,34 @@ impl Drop for Postgres {
         );
     }
 }
+
+/// The conversations of the newest snapshot of `dataset`, as (id, [(role,
+/// text)]).
+pub fn snapshot_conversations(home: &Home, dataset: &str) -> Vec<(String, Vec<(String, String)>)> {
+    let config = home.config();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let store = coach::store::Store::connect(&config.database_url())
+            .await
+            .unwrap();
+        let v = store
+            .latest_dataset_version(dataset)
+            .await
+            .unwrap()
+            .expect("a snapshot");
+        store
+            .load_snapshot_conversations(v)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|c| {
+                let turns = c
+                    .turns
+                    .iter()
+                    .map(|t| (t.role.as_str().to_owned(), t.text.clone()))
+                    .collect();
+                (c.id, turns)
+            })
+            .collect()
+    })
+}

@@ -6,6 +6,7 @@ mod analysis;
 mod architecture;
 mod bad_input;
 mod bench;
+mod chat_exports;
 mod conversations;
 mod daemon;
 mod deployments;

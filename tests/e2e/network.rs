@@ -232,32 +232,7 @@ fn with_limits(home: &Home, extra: &str) {
 }
 
 fn snapshot(home: &Home) -> Vec<(String, Vec<(String, String)>)> {
-    let config = home.config();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        let store = coach::store::Store::connect(&config.database_url())
-            .await
-            .unwrap();
-        let v = store
-            .latest_dataset_version("helpdesk/tickets")
-            .await
-            .unwrap()
-            .expect("a snapshot");
-        store
-            .load_snapshot_conversations(v)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|c| {
-                let turns = c
-                    .turns
-                    .iter()
-                    .map(|t| (t.role.as_str().to_owned(), t.text.clone()))
-                    .collect();
-                (c.id, turns)
-            })
-            .collect()
-    })
+    crate::common::snapshot_conversations(home, "helpdesk/tickets")
 }
 
 #[test]
