@@ -415,10 +415,10 @@ fn check_component(
             "the component sends HTTP requests (it imports `wasi:http/outgoing-handler`), but the manifest does not ask for `[capabilities] http = true`: every request would be refused",
         ));
     }
-    let pre = match host.linker.instantiate_pre(&component) {
+    let pre = match host.linker_for(manifest).instantiate_pre(&component) {
         Ok(p) => p,
         Err(e) => {
-            let offered = "the host offers `coach:plugin/host`, `coach:plugin/types`, WASI 0.2 (without sockets) and `wasi:http/outgoing-handler`";
+            let offered = "the host offers `coach:plugin/host`, `coach:plugin/types`, WASI 0.2 (without sockets), and `wasi:http/outgoing-handler` to plugins that ask for `[capabilities] http = true`";
             report.error(Located::file(
                 &wasm_path,
                 format!(

@@ -87,6 +87,8 @@ pub struct LoadTiming {
 pub struct PluginHost {
     engine: Engine,
     linker: Linker<job::JobState>,
+    /// `linker` and `wasi:http`, for plugins that ask for `http`.
+    linker_http: Linker<job::JobState>,
     cache: CompileCache,
     // Swapped whole on reload; jobs hold their own `Arc<Installed>`, so a
     // reload never changes a plugin under a running job.
@@ -192,16 +194,21 @@ impl PluginHost {
         linker.allow_shadowing(false);
         bindings::trainer::Trainer::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
             .map_err(|e| anyhow::anyhow!("{e:#}"))?;
-        // Outgoing HTTP is linked for every plugin and checked per request
-        // (`net`): a plugin without a grant gets "request denied", never a
-        // connection.
-        wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut linker)
+        // Outgoing HTTP is linked only for plugins whose manifest asks for
+        // it, and checked request by request (`net`): one without a grant
+        // gets "request denied", never a connection. Others cannot even
+        // build a request (wasi:http's blocking body writes are not
+        // bounded by the job's deadline, so they are kept from plugins that
+        // have no use for them).
+        let mut linker_http = linker.clone();
+        wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut linker_http)
             .map_err(|e| anyhow::anyhow!("{e:#}"))?;
         let ticker = EpochTicker::start(engine.weak())?;
         let host = PluginHost {
             cache: CompileCache::new(&engine, config.cache_dir()),
             engine,
             linker,
+            linker_http,
             plugins: RwLock::new(BTreeMap::new()),
             limits: RwLock::new(config.limits.clone()),
             grants: RwLock::new(config.grants.clone()),
@@ -396,7 +403,7 @@ impl PluginHost {
                 .load(&self.engine, &plugin.wasm, &plugin.wasm_sha256)
                 .map_err(|e| format!("{e:#}"))?;
             let pre = self
-                .linker
+                .linker_for(&plugin.manifest)
                 .instantiate_pre(&component)
                 .map_err(|e| format!("its imports cannot be satisfied: {e:#}"))?;
             let elapsed = start.elapsed();
@@ -417,13 +424,23 @@ impl PluginHost {
         let (component, outcome) =
             self.cache
                 .load(&self.engine, &plugin.wasm, &plugin.wasm_sha256)?;
-        self.linker
+        self.linker_for(&plugin.manifest)
             .instantiate_pre(&component)
             .map_err(|e| anyhow::anyhow!("{e:#}"))?;
         Ok(LoadTiming {
             outcome,
             elapsed: start.elapsed(),
         })
+    }
+
+    /// What a plugin is linked against: WASI and Coach's interfaces, and
+    /// `wasi:http` when its manifest asks for it.
+    pub fn linker_for(&self, manifest: &Manifest) -> &Linker<job::JobState> {
+        if manifest.capabilities.http {
+            &self.linker_http
+        } else {
+            &self.linker
+        }
     }
 
     pub fn cache(&self) -> &CompileCache {

@@ -157,6 +157,15 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
         let [c, d] = s[7].to_be_bytes();
         return is_public_v4(Ipv4Addr::new(a, b, c, d));
     }
+    // Local-use NAT64 (64:ff9b:1::/48) and IPv4-translated
+    // (::ffff:0:a.b.c.d) carry one too.
+    if (s[0] == 0x64 && s[1] == 0xff9b && s[2] == 1)
+        || (s[..4] == [0, 0, 0, 0] && s[4] == 0xffff && s[5] == 0)
+    {
+        let [a, b] = s[6].to_be_bytes();
+        let [c, d] = s[7].to_be_bytes();
+        return is_public_v4(Ipv4Addr::new(a, b, c, d));
+    }
     if s[0] == 0x2002 {
         let [a, b] = s[1].to_be_bytes();
         let [c, d] = s[2].to_be_bytes();
@@ -169,6 +178,8 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
         || (s[0] & 0xffc0) == 0xfe80 // link local
         || (s[0] & 0xffc0) == 0xfec0 // site local (deprecated)
         || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation
+        || (s[0] == 0x2001 && s[1] == 0) // Teredo
+        || s[..4] == [0x100, 0, 0, 0] // discard
         || s[..6] == [0, 0, 0, 0, 0, 0]) // IPv4-compatible, ::
 }
 
@@ -184,12 +195,22 @@ pub struct NetPolicy {
     /// Requests sent and response bytes received, shared with the
     /// connections' tasks.
     pub used: Arc<NetUse>,
+    /// Connections open at once, each held from resolving to its last
+    /// byte.
+    pub slots: Arc<tokio::sync::Semaphore>,
 }
+
+/// Connections one job may have open at once.
+pub const MAX_CONNECTIONS: usize = 8;
+
+/// Failed requests logged per job; the rest are counted only.
+const MAX_LOGGED: u64 = 5;
 
 #[derive(Debug, Default)]
 pub struct NetUse {
     pub requests: AtomicU64,
     pub bytes: AtomicU64,
+    pub failures: AtomicU64,
     /// The first refusal of the job, to explain a failure the plugin
     /// reports in its own words.
     pub refused: std::sync::Mutex<Option<String>>,
@@ -223,11 +244,21 @@ impl NetPolicy {
             max_bytes: 0,
             timeout: Duration::from_secs(1),
             used: Arc::default(),
+            slots: Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS)),
         }
     }
 
     /// Check a request's host before anything is resolved; count it.
     pub fn admit(&self, host: &str, port: u16) -> Result<(), String> {
+        // Every request counts, refused ones too: a plugin cannot spin on
+        // refusals.
+        let n = self.used.requests.fetch_add(1, Ordering::Relaxed) + 1;
+        if n > self.max_requests {
+            return Err(self.used.refuse(format!(
+                "plugin `{}` sent more than its {} HTTP requests ([limits] http_requests)",
+                self.plugin, self.max_requests
+            )));
+        }
         if self.hosts.is_empty() {
             return Err(self.used.refuse(format!(
                 "plugin `{}` may not send HTTP requests (no host is granted: `[grants.{}] http = [\"{host}\"]`)",
@@ -243,13 +274,6 @@ impl NetPolicy {
                     .map(|h| h.to_string())
                     .collect::<Vec<_>>()
                     .join(", ")
-            )));
-        }
-        let n = self.used.requests.fetch_add(1, Ordering::Relaxed) + 1;
-        if n > self.max_requests {
-            return Err(self.used.refuse(format!(
-                "plugin `{}` sent more than its {} HTTP requests ([limits] http_requests)",
-                self.plugin, self.max_requests
             )));
         }
         Ok(())
@@ -270,7 +294,15 @@ impl NetPolicy {
         if addrs.is_empty() {
             return Err(self.used.refuse(format!("{host} resolves to no address")));
         }
+        // An address granted as such (`http = ["10.0.0.5"]`) is explicit;
+        // a name reaches non-public addresses only with `private_network`.
+        let literal = bare.parse::<IpAddr>().is_ok()
+            && self
+                .hosts
+                .iter()
+                .any(|p| !p.subdomains && p.host == bare.to_ascii_lowercase());
         if !self.private_network
+            && !literal
             && let Some(bad) = addrs.iter().find(|a| !is_public(a.ip()))
         {
             return Err(self.used.refuse(format!(
@@ -326,16 +358,31 @@ impl wasmtime_wasi_http::WasiHttpHooks for NetHooks {
         let cancel = self.cancel.clone();
         Box::new(async move {
             let plugin = policy.plugin.clone();
-            let uri = request.uri().to_string();
-            tokio::select! {
-                r = send(policy, request, options, deadline) => {
-                    if let Err(e) = &r {
-                        tracing::warn!(plugin, uri, "HTTP request failed: {e}");
-                    }
-                    r
-                }
+            let used = policy.used.clone();
+            // Where it went, not what it carried: no query (it may hold a
+            // key), no user info, at most 200 characters.
+            let uri = request.uri();
+            let target = crate::core::text::clip(
+                &format!(
+                    "{}://{}{}{}",
+                    uri.scheme_str().unwrap_or("?"),
+                    uri.host().unwrap_or("?"),
+                    uri.port().map(|p| format!(":{p}")).unwrap_or_default(),
+                    uri.path()
+                ),
+                200,
+            )
+            .into_owned();
+            let r = tokio::select! {
+                r = send(policy, request, options, deadline, cancel.clone()) => r,
                 _ = cancel.cancelled() => Err(HttpError::HttpRequestDenied),
+            };
+            if let Err(e) = &r
+                && used.failures.fetch_add(1, Ordering::Relaxed) < MAX_LOGGED
+            {
+                tracing::warn!(plugin, target, "HTTP request failed: {e}");
             }
+            r
         })
     }
 }
@@ -368,6 +415,7 @@ async fn send(
     mut request: http::Request<Body>,
     options: Option<wasmtime_wasi_http::RequestOptions>,
     job_deadline: Instant,
+    cancel: tokio_util::sync::CancellationToken,
 ) -> Result<(http::Response<Body>, IoFuture), HttpError> {
     use http_body_util::BodyExt;
     let start = Instant::now();
@@ -397,6 +445,10 @@ async fn send(
         }
     }
     let ends = tokio::time::Instant::from_std(start + limit);
+    let slot = tokio::time::timeout_at(ends, policy.slots.clone().acquire_owned())
+        .await
+        .map_err(|_| HttpError::ConnectionLimitReached)?
+        .map_err(|_| HttpError::ConnectionLimitReached)?;
     let addrs = tokio::time::timeout_at(ends, policy.resolve(&host, port))
         .await
         .map_err(|_| HttpError::DnsTimeout)?
@@ -427,8 +479,12 @@ async fn send(
         None => HttpError::ConnectionRefused,
     })?;
     let stream: Box<dyn Stream> = if https {
-        let name = rustls::pki_types::ServerName::try_from(host.clone())
-            .map_err(|_| HttpError::HttpRequestUriInvalid)?;
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        let name = match bare.parse::<IpAddr>() {
+            Ok(ip) => rustls::pki_types::ServerName::from(ip),
+            Err(_) => rustls::pki_types::ServerName::try_from(bare.to_owned())
+                .map_err(|_| HttpError::HttpRequestUriInvalid)?,
+        };
         let tls = tokio_rustls::TlsConnector::from(tls());
         let s = tokio::time::timeout_at(ends, tls.connect(name, tcp))
             .await
@@ -454,13 +510,14 @@ async fn send(
     // The connection runs on its own until the response is read or
     // dropped (the body aborts it then); the request's deadline acts on
     // the response first, so the connection outlives it by a margin.
-    let driver = tokio::spawn(async move {
+    // The connection slot goes with it.
+    let driver = Driver(tokio::spawn(async move {
+        let _slot = slot;
         let _ = tokio::time::timeout_at(ends + Duration::from_secs(5), conn).await;
-    });
+    }));
     let response = match tokio::time::timeout_at(ends, sender.send_request(request)).await {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => {
-            driver.abort();
             return Err(if e.is_timeout() {
                 HttpError::HttpResponseTimeout
             } else {
@@ -468,10 +525,8 @@ async fn send(
             });
         }
         Err(_) => {
-            driver.abort();
             policy.used.refuse(format!(
-                "{host} did not answer within {:?} ([limits] http_timeout or the job's deadline)",
-                limit
+                "{host} did not answer within {limit:?} ([limits] http_timeout or the job's deadline)"
             ));
             return Err(HttpError::ConnectionReadTimeout);
         }
@@ -483,7 +538,6 @@ async fn send(
         .sum::<u64>()
         + 64;
     if policy.charge(head).is_err() {
-        driver.abort();
         return Err(HttpError::HttpResponseBodySize(Some(policy.max_bytes)));
     }
     let response = response.map(|incoming| {
@@ -491,29 +545,34 @@ async fn send(
             incoming,
             policy: policy.clone(),
             deadline: Box::pin(tokio::time::sleep_until(ends)),
-            driver: Some(driver),
+            limit,
+            cancel: Box::pin(cancel.cancelled_owned()),
+            _driver: driver,
         }
         .boxed_unsync()
     });
     Ok((response, Box::new(async { Ok(()) })))
 }
 
+/// A connection's task, stopped when dropped (with the request's future
+/// or its response body), which frees its slot.
+struct Driver(tokio::task::JoinHandle<()>);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// A response body that counts its bytes against the job's limit and ends
-/// in an error at the request's deadline.
+/// in an error at the request's deadline or the job's cancel.
 struct Bounded {
     incoming: hyper::body::Incoming,
     policy: Arc<NetPolicy>,
     deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
-    /// The connection's task, stopped when the body is done or dropped.
-    driver: Option<tokio::task::JoinHandle<()>>,
-}
-
-impl Drop for Bounded {
-    fn drop(&mut self) {
-        if let Some(d) = self.driver.take() {
-            d.abort();
-        }
-    }
+    limit: Duration,
+    cancel: std::pin::Pin<Box<tokio_util::sync::WaitForCancellationFutureOwned>>,
+    _driver: Driver,
 }
 
 impl http_body::Body for Bounded {
@@ -525,10 +584,13 @@ impl http_body::Body for Bounded {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, HttpError>>> {
         use std::task::Poll;
+        if self.cancel.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Some(Err(HttpError::ConnectionTerminated)));
+        }
         if self.deadline.as_mut().poll(cx).is_ready() {
             let why = format!(
                 "a response took longer than {:?} to arrive ([limits] http_timeout or the job's deadline)",
-                self.policy.timeout
+                self.limit
             );
             self.policy.used.refuse(why);
             return Poll::Ready(Some(Err(HttpError::ConnectionReadTimeout)));
@@ -606,6 +668,10 @@ mod tests {
             "::ffff:10.0.0.1",
             "64:ff9b::a9fe:a9fe",
             "2002:7f00:1::",
+            "64:ff9b:1::a00:1",
+            "::ffff:0:7f00:1",
+            "2001:0:4136:e378::1",
+            "100::1",
         ] {
             assert!(!is_public(ip.parse().unwrap()), "{ip}");
         }
@@ -617,24 +683,16 @@ mod tests {
     #[test]
     fn requests_are_counted_and_refusals_remembered() {
         let mut p = NetPolicy::none("src");
-        assert!(
-            p.admit("x.com", 443)
-                .unwrap_err()
-                .contains("no host is granted")
-        );
+        p.max_requests = 4;
+        let refused = |r: Result<(), String>| r.unwrap_err();
+        assert!(refused(p.admit("x.com", 443)).contains("no host is granted"));
         p.hosts = vec![HostPattern::parse("x.com").unwrap()];
-        p.max_requests = 1;
         p.admit("x.com", 443).unwrap();
-        assert!(
-            p.admit("y.com", 443)
-                .unwrap_err()
-                .contains("may not reach y.com")
-        );
-        assert!(
-            p.admit("x.com", 443)
-                .unwrap_err()
-                .contains("more than its 1")
-        );
+        assert!(refused(p.admit("y.com", 443)).contains("may not reach y.com"));
+        p.admit("x.com", 443).unwrap();
+        // Refused requests count too: this is the fifth.
+        assert!(refused(p.admit("x.com", 443)).contains("more than its 4"));
+        assert_eq!(p.used.requests.load(Ordering::Relaxed), 5);
         assert!(
             p.used
                 .first_refusal()
