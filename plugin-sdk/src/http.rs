@@ -21,7 +21,9 @@
 //!
 //! Redirects (301, 302, 303, 307, 308) are followed up to
 //! [`MAX_REDIRECTS`] times, each hop a new request that the host checks
-//! like the first; a redirect to a host outside the grant fails.
+//! like the first; a redirect to a host outside the grant fails, one from
+//! `https` to `http` is refused, and one to another origin carries none of
+//! the headers or the body the caller set.
 
 use crate::PluginError;
 
@@ -114,17 +116,27 @@ impl Request {
                 return Ok(response);
             };
             let next = url.join(location)?;
+            let to = Url::parse(&next)?;
+            if url.https && !to.https {
+                return Err(PluginError::new(
+                    "http",
+                    format!(
+                        "{} redirects from https to plain http ({next}): not followed",
+                        req.url
+                    ),
+                ));
+            }
             if response.status == 303
                 || (response.status != 307 && response.status != 308 && req.method == "POST")
             {
                 req.method = "GET".into();
                 req.body.clear();
             }
-            // Credentials never follow a redirect to another host.
-            if Url::parse(&next)?.authority != url.authority {
-                req.headers.retain(|(n, _)| {
-                    !n.eq_ignore_ascii_case("authorization") && !n.eq_ignore_ascii_case("cookie")
-                });
+            // Nothing the caller set follows a redirect to another origin:
+            // not its credentials, whatever header carries them, nor its body.
+            if to.authority != url.authority || to.https != url.https {
+                req.headers.clear();
+                req.body.clear();
             }
             req.url = next;
         }
@@ -232,17 +244,20 @@ impl Url {
     /// Resolve a `Location` against this URL.
     fn join(&self, location: &str) -> Result<String, PluginError> {
         let scheme = if self.https { "https" } else { "http" };
-        Ok(if location.contains("://") {
-            location.to_owned()
-        } else if let Some(rest) = location.strip_prefix("//") {
-            format!("{scheme}://{rest}")
-        } else if location.starts_with('/') {
-            format!("{scheme}://{}{location}", self.authority)
-        } else {
-            let base = self.path.split('?').next().unwrap_or("/");
-            let dir = &base[..base.rfind('/').map_or(0, |i| i + 1)];
-            format!("{scheme}://{}{dir}{location}", self.authority)
-        })
+        let lower = location.get(..8).unwrap_or(location).to_ascii_lowercase();
+        Ok(
+            if lower.starts_with("http://") || lower.starts_with("https://") {
+                location.to_owned()
+            } else if let Some(rest) = location.strip_prefix("//") {
+                format!("{scheme}://{rest}")
+            } else if location.starts_with('/') {
+                format!("{scheme}://{}{location}", self.authority)
+            } else {
+                let base = self.path.split('?').next().unwrap_or("/");
+                let dir = &base[..base.rfind('/').map_or(0, |i| i + 1)];
+                format!("{scheme}://{}{dir}{location}", self.authority)
+            },
+        )
     }
 }
 
@@ -409,6 +424,10 @@ mod tests {
             "https://api.example.com:8443/v2/next?p=3"
         );
         assert_eq!(u.join("http://other/x").unwrap(), "http://other/x");
+        assert_eq!(
+            u.join("/a?next=https://x").unwrap(),
+            "https://api.example.com:8443/a?next=https://x"
+        );
         assert_eq!(
             u.join("//cdn.example.com/x").unwrap(),
             "https://cdn.example.com/x"

@@ -30,6 +30,7 @@ extern crate self as coach_plugin_sdk;
 pub mod host;
 #[cfg(feature = "http")]
 pub mod http;
+pub mod resume;
 pub mod sandbox;
 pub mod testing;
 

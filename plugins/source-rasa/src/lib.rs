@@ -19,11 +19,11 @@
 //! out the conversations that gained events since — whole, so that an
 //! incremental step replaces its copy of a session that went on.
 
+use coach_plugin_sdk::resume::Ordered;
 use coach_plugin_sdk::{
-    BadRecord, Batch, Conversation, Cursor, Message, PluginError, Source, SourceStats, host,
-    parse_config,
+    BadRecord, Conversation, Message, PluginError, Source, SourceStats, host, parse_config,
 };
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -44,15 +44,6 @@ fn yes() -> bool {
 
 fn default_max_bad_fraction() -> f64 {
     0.05
-}
-
-/// Where a stream of conversations ordered by their last event stands.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Checkpoint {
-    /// Milliseconds since the Unix epoch of the last event of the last
-    /// conversation handed out.
-    pub ms: i64,
-    pub id: String,
 }
 
 /// A sender's events as read, in file order.
@@ -284,11 +275,8 @@ pub fn read_dump(config: &Config) -> Result<(Vec<Session>, SourceStats), PluginE
     Ok((out, stats))
 }
 
-pub struct RasaCursor {
-    conversations: std::vec::IntoIter<Session>,
-    at: Option<Checkpoint>,
-    stats: SourceStats,
-}
+/// Conversations by (last event, id).
+pub type RasaCursor = Ordered<(i64, String)>;
 
 pub struct Rasa;
 
@@ -297,58 +285,18 @@ impl Source for Rasa {
 
     fn open(config: &str, checkpoint: Option<String>) -> Result<RasaCursor, PluginError> {
         let config: Config = parse_config(config)?;
-        let at: Option<Checkpoint> = match checkpoint.filter(|c| !c.is_empty()) {
-            None => None,
-            Some(c) => Some(serde_json::from_str(&c).map_err(|e| {
-                PluginError::bad_config(format!("checkpoint `{c}` is not this plugin's: {e}"))
-            })?),
-        };
         let (all, stats) = read_dump(&config)?;
         let total = all.len();
-        let after: Vec<Session> = match &at {
-            None => all,
-            Some(c) => all
-                .into_iter()
-                .filter(|s| (s.last_ms, s.conversation.id.as_str()) > (c.ms, c.id.as_str()))
-                .collect(),
-        };
+        let items = all
+            .into_iter()
+            .map(|s| ((s.last_ms, s.conversation.id.clone()), s.conversation))
+            .collect();
+        let cursor = Ordered::new(items, checkpoint, stats)?;
         host::info(&format!(
             "{total} conversation(s) in the dump, {} to hand over",
-            after.len()
+            cursor.remaining()
         ));
-        Ok(RasaCursor {
-            conversations: after.into_iter(),
-            at,
-            stats,
-        })
-    }
-}
-
-impl Cursor for RasaCursor {
-    fn next_batch(&mut self, max: u32) -> Result<Batch, PluginError> {
-        if host::cancelled() {
-            return Err(PluginError::cancelled());
-        }
-        let mut batch = Batch::default();
-        for s in self.conversations.by_ref().take(max.max(1) as usize) {
-            self.at = Some(Checkpoint {
-                ms: s.last_ms,
-                id: s.conversation.id.clone(),
-            });
-            batch.conversations.push(s.conversation);
-        }
-        Ok(batch)
-    }
-
-    fn checkpoint(&self) -> String {
-        self.at
-            .as_ref()
-            .map(|c| serde_json::to_string(c).expect("a checkpoint serializes"))
-            .unwrap_or_default()
-    }
-
-    fn stats(&self) -> SourceStats {
-        self.stats.clone()
+        Ok(cursor)
     }
 }
 
@@ -357,6 +305,7 @@ coach_plugin_sdk::export_source!(Rasa);
 #[cfg(test)]
 mod tests {
     use super::*;
+    use coach_plugin_sdk::Cursor;
 
     const TRACKER: &str = r#"{"sender_id":"u1","events":[
         {"event":"action","name":"action_session_start","timestamp":1795947300.0},

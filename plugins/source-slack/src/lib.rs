@@ -17,11 +17,11 @@
 //! the conversations that gained messages since — whole, so that an
 //! incremental step replaces its copy of a thread that got new replies.
 
+use coach_plugin_sdk::resume::Ordered;
 use coach_plugin_sdk::{
-    BadRecord, Batch, Conversation, Cursor, Message, PluginError, Source, SourceStats, host,
-    parse_config,
+    BadRecord, Conversation, Message, PluginError, Source, SourceStats, host, parse_config,
 };
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Read;
@@ -47,14 +47,6 @@ fn default_max_bad_fraction() -> f64 {
 
 /// Largest export member read (a day of one channel).
 const MAX_MEMBER: u64 = 256 << 20;
-
-/// Where a stream of conversations ordered by their last message stands.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Checkpoint {
-    /// Slack's `ts` of the last message of the last conversation handed out.
-    pub ts: String,
-    pub id: String,
-}
 
 /// An export's files: name (inside the export) → bytes, read lazily.
 trait Export {
@@ -434,11 +426,8 @@ pub fn clean(text: &str, users: &HashMap<String, (String, bool)>) -> String {
         .replace("&amp;", "&")
 }
 
-pub struct SlackCursor {
-    conversations: std::vec::IntoIter<Grouped>,
-    at: Option<Checkpoint>,
-    stats: SourceStats,
-}
+/// Conversations by (last message: seconds, microseconds; id).
+pub type SlackCursor = Ordered<(i64, u32, String)>;
 
 pub struct Slack;
 
@@ -447,60 +436,21 @@ impl Source for Slack {
 
     fn open(config: &str, checkpoint: Option<String>) -> Result<SlackCursor, PluginError> {
         let config: Config = parse_config(config)?;
-        let at: Option<Checkpoint> = match checkpoint.filter(|c| !c.is_empty()) {
-            None => None,
-            Some(c) => Some(serde_json::from_str(&c).map_err(|e| {
-                PluginError::bad_config(format!("checkpoint `{c}` is not this plugin's: {e}"))
-            })?),
-        };
         let (all, stats) = read_export(&config)?;
         let total = all.len();
-        let after: Vec<Grouped> = match &at {
-            None => all,
-            Some(c) => {
-                let key = (ts_key(&c.ts), c.id.as_str());
-                all.into_iter()
-                    .filter(|r| (ts_key(&r.last), r.conversation.id.as_str()) > key)
-                    .collect()
-            }
-        };
+        let items = all
+            .into_iter()
+            .map(|g| {
+                let (secs, micros) = ts_key(&g.last).unwrap_or_default();
+                ((secs, micros, g.conversation.id.clone()), g.conversation)
+            })
+            .collect();
+        let cursor = Ordered::new(items, checkpoint, stats)?;
         host::info(&format!(
             "{total} conversation(s) in the export, {} to hand over",
-            after.len()
+            cursor.remaining()
         ));
-        Ok(SlackCursor {
-            conversations: after.into_iter(),
-            at,
-            stats,
-        })
-    }
-}
-
-impl Cursor for SlackCursor {
-    fn next_batch(&mut self, max: u32) -> Result<Batch, PluginError> {
-        if host::cancelled() {
-            return Err(PluginError::cancelled());
-        }
-        let mut batch = Batch::default();
-        for r in self.conversations.by_ref().take(max.max(1) as usize) {
-            self.at = Some(Checkpoint {
-                ts: r.last,
-                id: r.conversation.id.clone(),
-            });
-            batch.conversations.push(r.conversation);
-        }
-        Ok(batch)
-    }
-
-    fn checkpoint(&self) -> String {
-        self.at
-            .as_ref()
-            .map(|c| serde_json::to_string(c).expect("a checkpoint serializes"))
-            .unwrap_or_default()
-    }
-
-    fn stats(&self) -> SourceStats {
-        self.stats.clone()
+        Ok(cursor)
     }
 }
 
@@ -509,6 +459,7 @@ coach_plugin_sdk::export_source!(Slack);
 #[cfg(test)]
 mod tests {
     use super::*;
+    use coach_plugin_sdk::Cursor;
 
     fn export(dir: &Path) {
         let w = |p: &str, t: &str| {

@@ -83,6 +83,14 @@ const SDK_FILES: &[(&str, &str)] = &[
         include_str!("../../../../plugin-sdk/src/sandbox.rs"),
     ),
     (
+        "src/http.rs",
+        include_str!("../../../../plugin-sdk/src/http.rs"),
+    ),
+    (
+        "src/resume.rs",
+        include_str!("../../../../plugin-sdk/src/resume.rs"),
+    ),
+    (
         "wit/coach.wit",
         include_str!("../../../../plugin-sdk/wit/coach.wit"),
     ),
@@ -303,4 +311,19 @@ pub fn run(a: Args) -> Result<ExitCode> {
 /// A TOML basic string.
 fn toml_string(s: &str) -> String {
     toml::Value::String(s.to_owned()).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_sdk_source_file_is_vendored() {
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugin-sdk/src");
+        for entry in std::fs::read_dir(&src).unwrap() {
+            let name = format!("src/{}", entry.unwrap().file_name().to_string_lossy());
+            assert!(
+                super::SDK_FILES.iter().any(|(path, _)| *path == name),
+                "{name} is not in SDK_FILES: new plugins would not build"
+            );
+        }
+    }
 }
