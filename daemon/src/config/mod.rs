@@ -480,7 +480,7 @@ pub struct Grant {
     /// Canonical folders under which files may be read.
     pub read: Vec<PathBuf>,
     /// Hosts HTTP requests may go to.
-    pub http: Vec<crate::plugin::net::HostPattern>,
+    pub http: Vec<crate::core::net::HostPattern>,
     /// Whether those hosts may be non-public addresses.
     pub private_network: bool,
     /// Secrets by name, their values resolved.
@@ -607,14 +607,14 @@ impl Config {
         for (plugin, g) in raw.grants {
             let mut http = Vec::new();
             for h in &g.http {
-                match crate::plugin::net::HostPattern::parse(h) {
+                match crate::core::net::HostPattern::parse(h) {
                     Ok(p) => http.push(p),
                     Err(e) => errors.push(format!("grants.{plugin}.http: {e}")),
                 }
             }
             let mut secrets = BTreeMap::new();
             for (name, value) in &g.secrets {
-                if !crate::plugin::net::is_secret_name(name) {
+                if !crate::core::net::is_secret_name(name) {
                     errors.push(format!(
                         "grants.{plugin}.secrets: `{name}` is not a name of letters, digits and `_` starting with a letter"
                     ));

@@ -13,6 +13,7 @@ pub mod event;
 pub mod example;
 pub mod hash;
 pub mod ids;
+pub mod net;
 pub mod output;
 pub mod params;
 pub mod policy;

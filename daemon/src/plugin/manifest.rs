@@ -133,7 +133,7 @@ impl Manifest {
             .capabilities
             .secrets
             .iter()
-            .find(|s| !crate::plugin::net::is_secret_name(s))
+            .find(|s| !crate::core::net::is_secret_name(s))
         {
             return Err(format!(
                 "{origin}: capabilities.secrets: `{bad}` is not a name of letters, digits and `_` starting with a letter"
