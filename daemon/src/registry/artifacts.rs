@@ -47,7 +47,13 @@ impl Artifacts {
         }
         let dir = &self.folder_of(hash);
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        let tmp = dir.join(format!(".{hash}.tmp{}", std::process::id()));
+        // Unique per call: two runs of one process storing the same bytes
+        // at once must not share (and steal) one temporary file.
+        let tmp = dir.join(format!(
+            ".{hash}.tmp{}.{}",
+            std::process::id(),
+            INCOMING.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
         write_synced(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
         std::fs::rename(&tmp, &path)
             .with_context(|| format!("cannot move the artifact into {}", path.display()))?;
@@ -132,6 +138,23 @@ fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_same_bytes_stored_at_once_by_many_runs_all_succeed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = std::sync::Arc::new(Artifacts::new(dir.path()));
+        let bytes = vec![7u8; 1 << 20];
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                let (store, bytes) = (store.clone(), bytes.clone());
+                std::thread::spawn(move || store.put(&bytes).map(|s| s.as_str().to_owned()))
+            })
+            .collect();
+        for h in handles {
+            let hash = h.join().unwrap().unwrap();
+            assert_eq!(store.get(&hash).unwrap(), bytes);
+        }
+    }
 
     #[test]
     fn round_trip_and_corruption_is_detected() {
