@@ -5,13 +5,15 @@
 //!   weighted by sublinear TF-IDF and L2-normalised ([`features`]); with
 //!   `encoder`, a pretrained sentence encoder's embedding beside them,
 //!   carried by the model ([`encoder`]).
-//! - Classifier: multinomial logistic regression fitted by SGD with L2
-//!   regularisation; shuffling is seeded, so the same seed and data give the
-//!   same model bytes ([`model`]).
+//! - Classifier: a linear SVM per intent (squared hinge, one against the
+//!   rest; or one softmax regression) fitted by SGD with L2 regularisation;
+//!   shuffling is seeded, so the same seed and data give the same model
+//!   bytes ([`model`]).
 //! - Selection: k-fold cross-validation over the training data (and the
 //!   validation split, which the final model is then fitted on too); the
-//!   final model is the average of the fold models, and the temperature and
-//!   the out-of-scope threshold are chosen on their out-of-fold scores.
+//!   regularisation (for small data), the temperature and the out-of-scope
+//!   threshold are chosen on out-of-fold scores, then the final model is
+//!   fitted on all of it.
 //! - Calibration: one temperature, minimising negative log-likelihood.
 //! - Out of scope: an `oos` class when the data has one, with a confidence
 //!   threshold tuned on the out-of-scope examples; without any, a threshold

@@ -1,4 +1,4 @@
-//! Softmax regression over [`Featurizer`] vectors, its training loop,
+//! Linear intent scores over [`Featurizer`] vectors, their training loop,
 //! calibration, out-of-scope threshold and byte format.
 
 use crate::encoder::Encoder;
@@ -13,8 +13,12 @@ use std::collections::BTreeMap;
 #[serde(deny_unknown_fields, default)]
 pub struct TrainConfig {
     pub epochs: u32,
-    pub learning_rate: f32,
-    pub l2: f32,
+    /// The first SGD step; `None`: the loss's own default.
+    pub learning_rate: Option<f32>,
+    /// L2 regularisation per example; `None`: chosen by cross-validation
+    /// from [`L2_GRID`] when the data is small enough to afford it, else
+    /// the loss's default.
+    pub l2: Option<f32>,
     pub seed: u64,
     pub max_features: usize,
     pub min_df: usize,
@@ -46,14 +50,27 @@ pub struct TrainConfig {
     pub encoder: Option<String>,
     /// The embedding's length beside the n-gram blocks (1 each).
     pub encoder_weight: f32,
+    /// The training loss: `hinge` (a squared hinge per intent, one
+    /// against the rest, as a linear SVM) or `softmax` (cross-entropy over
+    /// all intents).
+    pub loss: Loss,
+}
+
+/// What the training loop minimises.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Loss {
+    Softmax,
+    #[default]
+    Hinge,
 }
 
 impl Default for TrainConfig {
     fn default() -> Self {
         TrainConfig {
             epochs: 8,
-            learning_rate: 3.0,
-            l2: 1e-6,
+            learning_rate: None,
+            l2: None,
             seed: 7,
             max_features: 120_000,
             min_df: 1,
@@ -64,13 +81,38 @@ impl Default for TrainConfig {
             oos_threshold: None,
             max_in_scope_drop: 0.005,
             oos_reject_rate: 0.05,
-            folds: 4,
+            folds: 3,
             refit_on_validation: true,
             background: true,
             entity_epochs: 10,
             encoder: None,
             encoder_weight: 2.0,
+            loss: Loss::Hinge,
         }
+    }
+}
+
+/// The L2 regularisations cross-validation chooses from (hinge loss).
+pub const L2_GRID: [f32; 3] = [5e-5, 2e-4, 1e-3];
+
+/// Above this many training rows × folds × grid points, `l2` is not
+/// cross-validated (the default stands): selection would cost more than
+/// training.
+const L2_SEARCH_ROWS: usize = 60_000;
+
+impl TrainConfig {
+    fn rate(&self) -> f32 {
+        self.learning_rate.unwrap_or(match self.loss {
+            Loss::Hinge => 0.2,
+            Loss::Softmax => 3.0,
+        })
+    }
+
+    fn decay(&self) -> f32 {
+        self.l2.unwrap_or(match self.loss {
+            Loss::Hinge => L2_GRID[0],
+            Loss::Softmax => 1e-6,
+        })
     }
 }
 
@@ -741,9 +783,11 @@ fn check(config: &TrainConfig, train: &[Example]) -> Result<(), PluginError> {
             crate::features::MAX_NGRAM
         )));
     }
-    if config.learning_rate.is_nan() || config.learning_rate <= 0.0 || config.l2 < 0.0 {
+    let rate = config.learning_rate.unwrap_or(1.0);
+    let l2 = config.l2.unwrap_or(0.0);
+    if !(rate > 0.0 && rate.is_finite()) || !(l2 >= 0.0 && l2 < 1.0) {
         return Err(PluginError::bad_config(
-            "learning_rate must be > 0 and l2 >= 0",
+            "learning_rate must be a number above 0, and l2 at least 0 and under 1",
         ));
     }
     if !(0.0..0.5).contains(&config.oos_reject_rate) {
@@ -896,6 +940,7 @@ fn sgd(
     stage: Stage,
 ) -> Result<Option<(f64, u32)>, PluginError> {
     let (xs, ys) = (&data.xs, &data.ys);
+    let (rate, l2) = (config.rate(), config.decay());
     let c = model.classes();
     let mut rng = Rng(config.seed);
     let mut order: Vec<usize> = subset.to_vec();
@@ -916,7 +961,7 @@ fn sgd(
             }
             // Linear decay to a small floor: large steps early, a quiet
             // final iterate.
-            let lr = config.learning_rate * (1.0 - t as f32 / total_steps).max(0.02);
+            let lr = rate * (1.0 - t as f32 / total_steps).max(0.02);
             t += 1;
             let x = &xs[i];
             // Forward with the scaled weights.
@@ -928,15 +973,31 @@ fn sgd(
                     *g += sv * w;
                 }
             }
-            softmax_in_place(&mut grad);
             let w = data.weight[i];
-            loss -= w as f64 * (grad[ys[i]].max(1e-12) as f64).ln();
-            grad[ys[i]] -= 1.0;
+            match config.loss {
+                Loss::Softmax => {
+                    softmax_in_place(&mut grad);
+                    loss -= w as f64 * (grad[ys[i]].max(1e-12) as f64).ln();
+                    grad[ys[i]] -= 1.0;
+                }
+                Loss::Hinge => {
+                    for (k, g) in grad.iter_mut().enumerate() {
+                        let t = if k == ys[i] { 1.0 } else { -1.0 };
+                        let short = 1.0 - t * *g;
+                        if short > 0.0 {
+                            loss += (w * short * short) as f64;
+                            *g = -2.0 * t * short;
+                        } else {
+                            *g = 0.0;
+                        }
+                    }
+                }
+            }
             if w != 1.0 {
                 grad.iter_mut().for_each(|g| *g *= w);
             }
             // Weight decay on every weight at once, through the scale.
-            scale *= 1.0 - lr * config.l2;
+            scale *= 1.0 - lr * l2;
             let step = lr / scale;
             // Once the model is confident, almost every class's gradient is
             // negligible: updating only the classes that matter keeps the
@@ -1001,6 +1062,21 @@ fn sgd(
         model.bias = b;
         (acc, epoch)
     }))
+}
+
+/// The settings cross-validation chooses between: the regularisations of
+/// [`L2_GRID`] when `l2` is not set, the loss is the hinge and `work`
+/// (rows × folds) leaves room for it; else the settings as they are.
+fn settings_to_try(config: &TrainConfig, work: usize) -> Vec<TrainConfig> {
+    let search =
+        config.l2.is_none() && config.loss == Loss::Hinge && work * L2_GRID.len() <= L2_SEARCH_ROWS;
+    let grid: &[f32] = if search { &L2_GRID } else { &[config.decay()] };
+    grid.iter()
+        .map(|&l2| TrainConfig {
+            l2: Some(l2),
+            ..config.clone()
+        })
+        .collect()
 }
 
 /// Train, select the temperature and the out-of-scope threshold, train the
@@ -1097,37 +1173,71 @@ fn fit(
             ""
         }
     ));
-    let span = 0.9 / k as f32;
-    // Out-of-fold logits of the data's own rows (not the background's).
-    let mut oof: Vec<(Vec<f32>, usize)> = vec![(Vec::new(), 0); pool.len()];
-    let mut model = start.clone();
-    model.weights.iter_mut().for_each(|w| *w = 0.0);
-    model.bias.iter_mut().for_each(|w| *w = 0.0);
-    for f in 0..k {
-        host::progress(f as f32 * span, &format!("fold {}/{k}", f + 1));
-        let rows: Vec<usize> = (0..data.ys.len())
-            .filter(|&i| fold[i] != f && data.ys[i] != UNSEEN_OOS)
-            .collect();
-        let mut m = start.clone();
-        let stage = Stage {
-            from: f as f32 * span,
-            span,
-            curve: f + 1 == k,
-        };
-        sgd(config, &mut m, &data, &rows, None, stage)?;
-        for i in (0..pool.len()).filter(|&i| fold[i] == f) {
-            oof[i] = (m.logits(&data.xs[i]), pool[i].1);
+    // The rows fitted (out-of-scope rows that are only scored are not).
+    let fitted_rows: Vec<usize> = (0..data.ys.len())
+        .filter(|&i| data.ys[i] != UNSEEN_OOS)
+        .collect();
+    let grid = settings_to_try(config, fitted_rows.len() * k);
+    let span = 0.85 / (k * grid.len()) as f32;
+    // Out-of-fold logits of the data's own rows (not the background's) for
+    // each candidate; the candidate with the best out-of-fold accuracy is
+    // kept, and its scores choose the temperature and the threshold.
+    let mut best: Option<(f64, &TrainConfig, Vec<(Vec<f32>, usize)>)> = None;
+    let mut tried = Vec::new();
+    for (g, cand) in grid.iter().enumerate() {
+        let mut oof: Vec<(Vec<f32>, usize)> = vec![(Vec::new(), 0); pool.len()];
+        for f in 0..k {
+            let at = (g * k + f) as f32 * span;
+            host::progress(at, &format!("fold {}/{k}", f + 1));
+            let rows: Vec<usize> = fitted_rows
+                .iter()
+                .copied()
+                .filter(|&i| fold[i] != f)
+                .collect();
+            let mut m = start.clone();
+            let stage = Stage {
+                from: at,
+                span,
+                curve: false,
+            };
+            sgd(cand, &mut m, &data, &rows, None, stage)?;
+            for i in (0..pool.len()).filter(|&i| fold[i] == f) {
+                oof[i] = (m.logits(&data.xs[i]), pool[i].1);
+            }
         }
-        for (a, w) in model.weights.iter_mut().zip(&m.weights) {
-            *a += w / k as f32;
-        }
-        for (a, w) in model.bias.iter_mut().zip(&m.bias) {
-            *a += w / k as f32;
+        let known: Vec<&(Vec<f32>, usize)> = oof.iter().filter(|(_, y)| *y != UNSEEN_OOS).collect();
+        let right = known.iter().filter(|(z, y)| argmax(z) == *y).count();
+        let acc = right as f64 / known.len().max(1) as f64;
+        tried.push(format!("l2 {} → {:.2}%", cand.decay(), 100.0 * acc));
+        if best.as_ref().is_none_or(|b| acc > b.0) {
+            best = Some((acc, cand, oof));
         }
     }
-
+    let (closed, chosen, oof) = best.expect("at least one candidate");
+    if grid.len() > 1 {
+        host::info(&format!(
+            "l2 {} chosen by out-of-fold accuracy ({})",
+            chosen.decay(),
+            tried.join(", ")
+        ));
+    }
+    // The final model is fitted on all of it with the chosen settings.
+    host::progress(0.85, "fitting the final model");
+    let mut model = start.clone();
+    let stage = Stage {
+        from: 0.85,
+        span: 0.1,
+        curve: true,
+    };
+    sgd(chosen, &mut model, &data, &fitted_rows, None, stage)?;
+    model.meta.config = chosen.clone();
     let oos = model.oos_index();
-    let mut metrics = vec![("folds".to_owned(), k as f64)];
+    let mut metrics = vec![
+        ("folds".to_owned(), k as f64),
+        ("l2".to_owned(), chosen.decay() as f64),
+        // The top intent's out-of-fold accuracy, before any rejection.
+        ("cv_top_accuracy".to_owned(), closed),
+    ];
     if let Some(t) = temperature_of(&oof) {
         model.meta.temperature = t;
     }
@@ -1597,6 +1707,61 @@ mod tests {
         assert_eq!(model.predict_one("florist nearby").intent, "find_florist");
         assert!(!testing::metrics("train_loss").is_empty());
         assert!(metrics.iter().any(|(n, _)| n == "val_ece"));
+    }
+
+    #[test]
+    fn the_regularisation_is_chosen_out_of_fold_when_the_data_is_small() {
+        let (train, val) = toy();
+        let (model, metrics) = super::train(&TrainConfig::default(), &train, &val).unwrap();
+        let l2 = metric(&metrics, "l2") as f32;
+        assert!(L2_GRID.contains(&l2), "{l2}");
+        // The model records the setting it was fitted with.
+        assert_eq!(model.meta.config.l2, Some(l2));
+        assert!(metric(&metrics, "cv_top_accuracy") > 0.9);
+        // A set l2 is kept, and so is the grid's size limit.
+        let fixed = TrainConfig {
+            l2: Some(3e-4),
+            ..TrainConfig::default()
+        };
+        let (_, metrics) = super::train(&fixed, &train, &val).unwrap();
+        assert_eq!(metric(&metrics, "l2") as f32, 3e-4);
+        let cfg = TrainConfig::default();
+        assert_eq!(settings_to_try(&cfg, 1_000).len(), L2_GRID.len());
+        assert_eq!(settings_to_try(&cfg, L2_SEARCH_ROWS).len(), 1);
+        let softmax = TrainConfig {
+            loss: Loss::Softmax,
+            ..TrainConfig::default()
+        };
+        assert_eq!(settings_to_try(&softmax, 1_000).len(), 1);
+    }
+
+    #[test]
+    fn both_losses_learn_and_bad_rates_are_refused() {
+        let (train, val) = toy();
+        for loss in [Loss::Hinge, Loss::Softmax] {
+            let cfg = TrainConfig {
+                loss,
+                ..TrainConfig::default()
+            };
+            let (model, _) = super::train(&cfg, &train, &val).unwrap();
+            assert_eq!(model.predict_one("book a dj please").intent, "book_dj");
+        }
+        for bad in [
+            r#"{"learning_rate": 0}"#,
+            r#"{"learning_rate": -1}"#,
+            r#"{"l2": -0.1}"#,
+            r#"{"l2": 1.5}"#,
+            r#"{"loss": "perceptron"}"#,
+        ] {
+            let refused = serde_json::from_str::<TrainConfig>(bad)
+                .map_err(|e| e.to_string())
+                .and_then(|c| {
+                    super::train(&c, &train, &val)
+                        .map(|_| ())
+                        .map_err(|e| e.message)
+                });
+            assert!(refused.is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -127,6 +127,8 @@ struct Cv {
     in_scope_accuracy: Option<f64>,
     oos_recall: Option<f64>,
     in_scope_rejected: Option<f64>,
+    /// The top intent's accuracy before any rejection.
+    top_accuracy: Option<f64>,
     validation_in_training: bool,
 }
 
@@ -139,6 +141,7 @@ impl Cv {
             in_scope_accuracy: get("cv_in_scope_accuracy"),
             oos_recall: get("cv_oos_recall"),
             in_scope_rejected: get("cv_in_scope_rejected"),
+            top_accuracy: get("cv_top_accuracy"),
             validation_in_training: get("validation_in_training") == Some(1.0),
         }
     }
@@ -546,6 +549,7 @@ pub async fn run(config: Config, args: Args) -> Result<ExitCode> {
                     "cross_validated": {
                         "in_scope_accuracy": o.cv.in_scope_accuracy, "oos_recall": o.cv.oos_recall,
                         "in_scope_rejected": o.cv.in_scope_rejected,
+                        "top_intent_accuracy": o.cv.top_accuracy,
                     },
                     "validation_in_training": o.cv.validation_in_training,
                     "train_seconds": o.train_seconds, "model_bytes": o.model_bytes,
@@ -589,7 +593,7 @@ pub async fn run(config: Config, args: Args) -> Result<ExitCode> {
         );
         if o.cv.in_scope_accuracy.is_some() {
             out!(
-                "{:<34} {:>10} {:>9} {:>9}   in-scope rejected {}, model {:.1} MB",
+                "{:<34} {:>10} {:>9} {:>9}   in-scope rejected {}, top intent {}, model {:.1} MB",
                 "  cross-validated",
                 if o.cv.validation_in_training {
                     "train+val"
@@ -599,6 +603,7 @@ pub async fn run(config: Config, args: Args) -> Result<ExitCode> {
                 opt(o.cv.in_scope_accuracy),
                 opt(o.cv.oos_recall),
                 opt(o.cv.in_scope_rejected),
+                opt(o.cv.top_accuracy),
                 o.model_bytes as f64 / 1e6
             );
         }
