@@ -278,7 +278,7 @@ pub(crate) fn wait_for_state(d: &Daemon, token: &str, run: i64, states: &[&str])
 fn runs_stream_live_and_survive_sigkill_exactly_once() {
     let home = daemon_home("");
     home.write("workflows/quick.toml", &wedding_workflow("quick", 30, ""));
-    home.write("workflows/slow.toml", &wedding_workflow("slow", 4000, ""));
+    home.write("workflows/slow.toml", &wedding_workflow("slow", 1500, ""));
     let tok = token(&home, "operator");
     let d = Daemon::start(&home);
 
@@ -990,7 +990,7 @@ fn new_data_under_a_watched_folder_starts_one_run() {
 #[test]
 fn sigterm_stops_a_run_mid_step_and_the_next_start_resumes_it() {
     let home = daemon_home("");
-    home.write("workflows/slow.toml", &wedding_workflow("slow", 4000, ""));
+    home.write("workflows/slow.toml", &wedding_workflow("slow", 1500, ""));
     let tok = token(&home, "operator");
     let d = Daemon::start(&home);
     let (_, v) = call(
@@ -1138,7 +1138,7 @@ pub(crate) fn cli(home: &Home, url: &str, token: &str, args: &[&str]) -> std::pr
 fn the_cli_triggers_follows_and_cancels_runs_on_a_running_daemon() {
     let home = daemon_home("");
     home.write("workflows/quick.toml", &wedding_workflow("quick", 10, ""));
-    home.write("workflows/slow.toml", &wedding_workflow("slow", 4000, ""));
+    home.write("workflows/slow.toml", &wedding_workflow("slow", 1500, ""));
     let tok = token(&home, "operator");
     let d = Daemon::start(&home);
 

@@ -86,7 +86,7 @@ fn every_subcommand_survives_a_closed_pipe_and_a_full_device() {
     let home = daemon_home("");
     let quickstart = workspace().join("workflows/quickstart.toml");
     let qs = quickstart.to_str().unwrap();
-    home.write("workflows/slow.toml", &wedding_workflow("slow", 4000, ""));
+    home.write("workflows/slow.toml", &wedding_workflow("slow", 1500, ""));
     home.write("workflows/quick.toml", &wedding_workflow("quick", 3, ""));
     let script = home.write("gate.rhai", "candidate.metrics.accuracy > 0.5");
     let inputs = home.write(

@@ -127,7 +127,7 @@ fn a_killed_coach_run_sharing_the_daemons_store_is_marked_interrupted() {
     let home = daemon_home("");
     let slow = home.write(
         "slow.toml",
-        &wedding("slow", 4000, "[trigger]\nconcurrency = \"forbid\""),
+        &wedding("slow", 1500, "[trigger]\nconcurrency = \"forbid\""),
     );
     // The daemon serves the same workflow (another copy of the file).
     home.write(

@@ -52,8 +52,10 @@ pub struct TrainConfig {
     pub encoder_weight: f32,
     /// The training loss: `hinge` (a squared hinge per intent, one
     /// against the rest, as a linear SVM) or `softmax` (cross-entropy over
-    /// all intents).
-    pub loss: Loss,
+    /// all intents). `None`: the hinge on n-grams, the softmax with a
+    /// sentence encoder (a logistic head over the embedding, whose
+    /// probabilities keep paraphrases above the out-of-scope threshold).
+    pub loss: Option<Loss>,
 }
 
 /// What the training loop minimises.
@@ -87,7 +89,7 @@ impl Default for TrainConfig {
             entity_epochs: 10,
             encoder: None,
             encoder_weight: 2.0,
-            loss: Loss::Hinge,
+            loss: None,
         }
     }
 }
@@ -101,15 +103,24 @@ pub const L2_GRID: [f32; 3] = [5e-5, 2e-4, 1e-3];
 const L2_SEARCH_ROWS: usize = 60_000;
 
 impl TrainConfig {
+    /// The loss set, or the default for the features.
+    pub fn loss(&self) -> Loss {
+        self.loss.unwrap_or(if self.encoder.is_some() {
+            Loss::Softmax
+        } else {
+            Loss::Hinge
+        })
+    }
+
     fn rate(&self) -> f32 {
-        self.learning_rate.unwrap_or(match self.loss {
+        self.learning_rate.unwrap_or(match self.loss() {
             Loss::Hinge => 0.2,
             Loss::Softmax => 3.0,
         })
     }
 
     fn decay(&self) -> f32 {
-        self.l2.unwrap_or(match self.loss {
+        self.l2.unwrap_or(match self.loss() {
             Loss::Hinge => L2_GRID[0],
             Loss::Softmax => 1e-6,
         })
@@ -785,7 +796,7 @@ fn check(config: &TrainConfig, train: &[Example]) -> Result<(), PluginError> {
     }
     let rate = config.learning_rate.unwrap_or(1.0);
     let l2 = config.l2.unwrap_or(0.0);
-    if !(rate > 0.0 && rate.is_finite()) || !(l2 >= 0.0 && l2 < 1.0) {
+    if !(rate > 0.0 && rate.is_finite() && (0.0..1.0).contains(&l2)) {
         return Err(PluginError::bad_config(
             "learning_rate must be a number above 0, and l2 at least 0 and under 1",
         ));
@@ -827,21 +838,35 @@ struct Rows {
 /// The generic utterances that ship with the trainer.
 const BACKGROUND: &str = include_str!("../data/background.txt");
 
+/// How many out-of-scope examples of its own a data set needs before the
+/// background is left out. A few dozen (the quickstart's 42) describe the
+/// bot's off-topic traffic too thinly: with the background its test
+/// split's out-of-scope recall goes from 4 of 8 to 8 of 8. CLINC150's 100
+/// describe it well, and the background costs it 0.6 points in scope
+/// (92.6 against 93.2, OOS recall 71 against 56).
+const OWN_OOS_ENOUGH: usize = 100;
+
 /// The background utterances to add as out-of-scope examples: none when
-/// turned off (or rejection is, `oos_reject_rate = 0`) or when the data has
-/// out-of-scope examples of its own.
+/// turned off (or rejection is, `oos_reject_rate = 0`), or when the data
+/// has [`OWN_OOS_ENOUGH`] out-of-scope examples of its own.
 fn background_for<'a>(config: &TrainConfig, train: &[Example]) -> Vec<&'a str> {
-    if !config.background
-        || config.oos_reject_rate == 0.0
-        || train.iter().any(|e| e.intent == config.oos_label)
-    {
+    if !config.background || config.oos_reject_rate == 0.0 {
         return Vec::new();
     }
-    BACKGROUND
+    let all: Vec<&str> = BACKGROUND
         .lines()
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .collect()
+        .collect();
+    let own = train
+        .iter()
+        .filter(|e| e.intent == config.oos_label)
+        .count();
+    if own >= OWN_OOS_ENOUGH {
+        Vec::new()
+    } else {
+        all
+    }
 }
 
 /// Add the background utterances unlike every intent to `rows` as
@@ -974,7 +999,7 @@ fn sgd(
                 }
             }
             let w = data.weight[i];
-            match config.loss {
+            match config.loss() {
                 Loss::Softmax => {
                     softmax_in_place(&mut grad);
                     loss -= w as f64 * (grad[ys[i]].max(1e-12) as f64).ln();
@@ -1032,13 +1057,18 @@ fn sgd(
         // Fold the scale in before scoring or keeping a copy.
         model.weights.iter_mut().for_each(|w| *w *= scale);
         scale = 1.0;
-        if stage.curve {
+        // Reports are bounded (the host cuts a plugin off past its report
+        // limit): the loss curve at most 500 points, progress 100 a stage.
+        let last = epoch == epochs;
+        if stage.curve && (last || epoch % epochs.div_ceil(500).max(1) == 0) {
             host::metric("train_loss", loss / order.len().max(1) as f64, epoch);
         }
-        host::progress(
-            stage.from + stage.span * epoch as f32 / epochs as f32,
-            &format!("epoch {epoch}/{epochs}"),
-        );
+        if last || epoch % epochs.div_ceil(100).max(1) == 0 {
+            host::progress(
+                stage.from + stage.span * epoch as f32 / epochs as f32,
+                &format!("epoch {epoch}/{epochs}"),
+            );
+        }
         let Some((sel_xs, sel_ys)) = select.filter(|(x, _)| !x.is_empty()) else {
             continue;
         };
@@ -1068,8 +1098,9 @@ fn sgd(
 /// [`L2_GRID`] when `l2` is not set, the loss is the hinge and `work`
 /// (rows × folds) leaves room for it; else the settings as they are.
 fn settings_to_try(config: &TrainConfig, work: usize) -> Vec<TrainConfig> {
-    let search =
-        config.l2.is_none() && config.loss == Loss::Hinge && work * L2_GRID.len() <= L2_SEARCH_ROWS;
+    let search = config.l2.is_none()
+        && config.loss() == Loss::Hinge
+        && work * L2_GRID.len() <= L2_SEARCH_ROWS;
     let grid: &[f32] = if search { &L2_GRID } else { &[config.decay()] };
     grid.iter()
         .map(|&l2| TrainConfig {
@@ -1182,7 +1213,8 @@ fn fit(
     // Out-of-fold logits of the data's own rows (not the background's) for
     // each candidate; the candidate with the best out-of-fold accuracy is
     // kept, and its scores choose the temperature and the threshold.
-    let mut best: Option<(f64, &TrainConfig, Vec<(Vec<f32>, usize)>)> = None;
+    type Scored = Vec<(Vec<f32>, usize)>;
+    let mut best: Option<(f64, &TrainConfig, Scored)> = None;
     let mut tried = Vec::new();
     for (g, cand) in grid.iter().enumerate() {
         let mut oof: Vec<(Vec<f32>, usize)> = vec![(Vec::new(), 0); pool.len()];
@@ -1729,7 +1761,7 @@ mod tests {
         assert_eq!(settings_to_try(&cfg, 1_000).len(), L2_GRID.len());
         assert_eq!(settings_to_try(&cfg, L2_SEARCH_ROWS).len(), 1);
         let softmax = TrainConfig {
-            loss: Loss::Softmax,
+            loss: Some(Loss::Softmax),
             ..TrainConfig::default()
         };
         assert_eq!(settings_to_try(&softmax, 1_000).len(), 1);
@@ -1740,7 +1772,7 @@ mod tests {
         let (train, val) = toy();
         for loss in [Loss::Hinge, Loss::Softmax] {
             let cfg = TrainConfig {
-                loss,
+                loss: Some(loss),
                 ..TrainConfig::default()
             };
             let (model, _) = super::train(&cfg, &train, &val).unwrap();
