@@ -6,10 +6,9 @@ use super::AppState;
 use super::auth::Caller;
 use super::error::ApiError;
 use super::extract::{Json, Path, Query};
-use crate::core::example::{EntitySpan, label_problem, span_problem};
-use crate::store::review::{
-    ItemFilter, ItemState, Labelled, NewItem, NewLabel, OUT_OF_SCOPE, Origin, Verdict,
-};
+use crate::core::example::{EntitySpan, label_problem};
+use crate::service::review::{Answer, LabelError};
+use crate::store::review::{ItemFilter, ItemState, NewItem, Origin};
 use axum::Extension;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -165,7 +164,7 @@ pub async fn next(
     }
     match s
         .store
-        .claim_review(token.id, body.model.as_deref(), body.adjudicate)
+        .claim_review(token.id, body.model.as_deref(), body.adjudicate, &[])
         .await?
     {
         Some(item) => Ok(axum::Json(json!(item)).into_response()),
@@ -194,64 +193,28 @@ pub async fn label(
     Path(id): Path<i64>,
     Json(body): Json<LabelBody>,
 ) -> Result<(StatusCode, axum::Json<Value>), ApiError> {
-    let verdict = match body.verdict.as_str() {
-        "label" => Verdict::Label,
-        "reject" => Verdict::Reject,
+    let reject = match body.verdict.as_str() {
+        "label" => false,
+        "reject" => true,
         _ => {
             return Err(ApiError::Invalid(
                 "verdict: expected label or reject".into(),
             ));
         }
     };
-    let intent = match (verdict, body.out_of_scope, body.intent) {
-        (Verdict::Reject, _, _) => None,
-        (Verdict::Label, true, None) => Some(OUT_OF_SCOPE.to_owned()),
-        (Verdict::Label, true, Some(_)) => {
-            return Err(ApiError::Invalid(
-                "a label is an intent or out of scope, not both".into(),
-            ));
-        }
-        (Verdict::Label, false, Some(i)) => {
-            if let Some(why) = label_problem("intent", &i) {
-                return Err(ApiError::Invalid(why));
-            }
-            Some(i)
-        }
-        (Verdict::Label, false, None) => {
-            return Err(ApiError::Invalid(
-                "a label needs an intent (or `out_of_scope: true`)".into(),
-            ));
-        }
-    };
-    let item = s
-        .store
-        .review_item(id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no review item {id}")))?;
-    for (i, span) in body.entities.iter().enumerate() {
-        if let Some(why) = span_problem(&item.text, span) {
-            return Err(ApiError::Invalid(format!("entities[{i}]: {why}")));
-        }
-        // A reviewer's value is the text it marks: a training example
-        // never carries anything else (or personal data curation misses).
-        if span.value != item.text[span.start as usize..span.end as usize] {
-            return Err(ApiError::Invalid(format!(
-                "entities[{i}]: its value is not the text at bytes {}..{}",
-                span.start, span.end
-            )));
-        }
-    }
-    let label = NewLabel {
-        token_id: Some(token.id),
-        reviewer: token.name.clone(),
-        verdict,
-        intent,
+    let answer = Answer {
+        reject,
+        intent: body.intent,
+        out_of_scope: body.out_of_scope,
         entities: body.entities,
+        adjudication: body.adjudication,
     };
-    match s.store.label_review(id, &label, body.adjudication).await? {
-        Labelled::Recorded(item) => Ok((StatusCode::CREATED, axum::Json(json!(item)))),
-        Labelled::NoSuchItem => Err(ApiError::NotFound(format!("no review item {id}"))),
-        Labelled::Refused(why) => Err(ApiError::Conflict(why)),
+    match crate::service::review::label(&s.store, token.id, &token.name, id, answer).await {
+        Ok(item) => Ok((StatusCode::CREATED, axum::Json(json!(item)))),
+        Err(LabelError::Invalid(m)) => Err(ApiError::Invalid(m)),
+        Err(LabelError::NotFound(m)) => Err(ApiError::NotFound(m)),
+        Err(LabelError::Conflict(m)) => Err(ApiError::Conflict(m)),
+        Err(LabelError::Other(e)) => Err(e.into()),
     }
 }
 

@@ -191,3 +191,89 @@ pub async fn agreement(store: &Store, model: Option<&str>) -> Result<Agreement> 
         pairs: crate::review::agreement::pairwise(&rows),
     })
 }
+
+/// A reviewer's answer as a face received it, before it is checked.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub reject: bool,
+    pub intent: Option<String>,
+    pub out_of_scope: bool,
+    pub entities: Vec<crate::core::example::EntitySpan>,
+    pub adjudication: bool,
+}
+
+/// Why an answer was not recorded.
+#[derive(Debug)]
+pub enum LabelError {
+    /// The answer itself is wrong (names the field).
+    Invalid(String),
+    NotFound(String),
+    /// The item's state does not take it now.
+    Conflict(String),
+    Other(anyhow::Error),
+}
+
+impl From<anyhow::Error> for LabelError {
+    fn from(e: anyhow::Error) -> LabelError {
+        LabelError::Other(e)
+    }
+}
+
+/// Check `answer` to item `id` and record it as the label of token
+/// `token_id`, named `reviewer`: an
+/// intent or out of scope (not both), entities whose values are the text
+/// they mark. The API and the dashboard both label through here.
+pub async fn label(
+    store: &Store,
+    token_id: i64,
+    reviewer: &str,
+    id: i64,
+    answer: Answer,
+) -> Result<crate::store::review::Item, LabelError> {
+    use crate::core::example::{label_problem, span_problem};
+    use crate::store::review::{Labelled, NewLabel, OUT_OF_SCOPE, Verdict};
+    let invalid = |m: &str| Err(LabelError::Invalid(m.to_owned()));
+    let (verdict, intent) = match (answer.reject, answer.out_of_scope, answer.intent) {
+        (true, _, _) => (Verdict::Reject, None),
+        (false, true, None) => (Verdict::Label, Some(OUT_OF_SCOPE.to_owned())),
+        (false, true, Some(_)) => return invalid("a label is an intent or out of scope, not both"),
+        (false, false, Some(i)) => {
+            if let Some(why) = label_problem("intent", &i) {
+                return Err(LabelError::Invalid(why));
+            }
+            (Verdict::Label, Some(i))
+        }
+        (false, false, None) => {
+            return invalid("a label needs an intent (or `out_of_scope: true`)");
+        }
+    };
+    let item = store
+        .review_item(id)
+        .await?
+        .ok_or_else(|| LabelError::NotFound(format!("no review item {id}")))?;
+    for (i, span) in answer.entities.iter().enumerate() {
+        if let Some(why) = span_problem(&item.text, span) {
+            return Err(LabelError::Invalid(format!("entities[{i}]: {why}")));
+        }
+        // A reviewer's value is the text it marks: a training example
+        // never carries anything else (or personal data curation misses).
+        if span.value != item.text[span.start as usize..span.end as usize] {
+            return Err(LabelError::Invalid(format!(
+                "entities[{i}]: its value is not the text at bytes {}..{}",
+                span.start, span.end
+            )));
+        }
+    }
+    let label = NewLabel {
+        token_id: Some(token_id),
+        reviewer: reviewer.to_owned(),
+        verdict,
+        intent,
+        entities: answer.entities,
+    };
+    match store.label_review(id, &label, answer.adjudication).await? {
+        Labelled::Recorded(item) => Ok(*item),
+        Labelled::NoSuchItem => Err(LabelError::NotFound(format!("no review item {id}"))),
+        Labelled::Refused(why) => Err(LabelError::Conflict(why)),
+    }
+}

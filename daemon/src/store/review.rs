@@ -361,12 +361,14 @@ impl Store {
     /// Hand reviewer `token` the most valuable item it may label now, and
     /// hold it for [`CLAIM`]: an open item it has not labelled whose
     /// labels and others' live claims are fewer than it needs — or, with
-    /// `adjudicate`, a disputed item it did not label.
+    /// `adjudicate`, a disputed item it did not label. Items in `skip`
+    /// (the reviewer passed them over just now) are not handed out.
     pub async fn claim_review(
         &self,
         token: i64,
         model: Option<&str>,
         adjudicate: bool,
+        skip: &[i64],
     ) -> Result<Option<Item>> {
         let now = Utc::now();
         let tx = self.begin_write().await?;
@@ -403,6 +405,9 @@ impl Store {
                 .limit(page);
             if let Some(m) = model {
                 q = q.filter(review_items::Column::ModelName.eq(m));
+            }
+            if !skip.is_empty() {
+                q = q.filter(review_items::Column::Id.is_not_in(skip.iter().copied()));
             }
             let candidates = q.all(&tx).await?;
             if candidates.is_empty() {
