@@ -9,6 +9,7 @@ mod bench;
 mod chat_exports;
 mod conversations;
 mod daemon;
+mod dashboard;
 mod deployments;
 mod experiments;
 mod gpus;

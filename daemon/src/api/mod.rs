@@ -21,6 +21,7 @@ pub mod runs;
 pub mod schema;
 pub mod serve;
 pub mod tokens;
+pub mod web;
 pub mod workflows;
 
 use crate::service::Service;
@@ -318,6 +319,7 @@ pub fn router(service: AppState) -> Router {
         router = router.route(r.path, handler);
     }
     router
+        .merge(web::router(service.clone()))
         .fallback(|| async { ApiError::NotFound("no such route; see /api/v1/openapi.json".into()) })
         .method_not_allowed_fallback(|| async {
             ApiError::MethodNotAllowed("this route does not take that method".into())
