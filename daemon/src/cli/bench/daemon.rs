@@ -129,7 +129,7 @@ pub(super) fn pct(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
 }
 
-async fn seed(config: &Config, runs: usize) -> Result<String> {
+pub(super) async fn seed(config: &Config, runs: usize) -> Result<String> {
     let store = Store::connect(&config.database_url()).await?;
     let now = Utc::now();
     for chunk in (0..runs).collect::<Vec<_>>().chunks(1000) {

@@ -72,7 +72,7 @@ const WORDS: &[&str] = &[
 
 /// A deterministic stand-in for live traffic: conversations of a few
 /// turns, with predictions, some fallbacks, corrections and ratings.
-fn conversations(n: usize) -> Vec<Conversation> {
+pub(super) fn conversations(n: usize) -> Vec<Conversation> {
     (0..n)
         .map(|i| {
             let topic = TOPICS[i % TOPICS.len()];
@@ -139,7 +139,7 @@ fn conversations(n: usize) -> Vec<Conversation> {
 
 /// A scratch installation: a config with the checkout's workflows granted,
 /// `extra` appended; returns (folder, config path).
-fn scratch(extra: &str) -> Result<(tempfile::TempDir, PathBuf, PathBuf)> {
+pub(super) fn scratch(extra: &str) -> Result<(tempfile::TempDir, PathBuf, PathBuf)> {
     let dir = tempfile::tempdir()?;
     let workflows = std::env::current_dir()?.join("workflows");
     if !workflows.join("improve.toml").is_file() {

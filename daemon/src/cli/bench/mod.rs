@@ -6,6 +6,7 @@
 
 use crate::cli::out;
 mod daemon;
+mod dashboard;
 mod experiment;
 mod intent;
 mod learning;
@@ -35,6 +36,10 @@ pub enum Command {
     /// a fixed rate over many stored runs, trigger to first step, event
     /// delivery.
     Daemon(daemon::Args),
+    /// The dashboard's pages over a store of 10,000 runs, 100 models and
+    /// 100,000 conversations: server time per page, page and asset
+    /// weight, and first contentful paint in headless Chromium.
+    Dashboard(dashboard::Args),
     /// Predictions from a deployed CLINC150 model on a real daemon under
     /// fixed-rate load, beside FastAPI serving the scikit-learn peer; and
     /// deploys and a rollback under load.
@@ -87,6 +92,7 @@ pub async fn run(config: Config, cmd: Command) -> Result<ExitCode> {
         Command::Intent(args) => return intent::run(config, args).await,
         Command::Entities(args) => return intent::run_entities(config, args).await,
         Command::Daemon(args) => return daemon::run(config, args).await,
+        Command::Dashboard(args) => return dashboard::run(config, args).await,
         Command::Serve(args) => return serve::run(config, args).await,
         Command::Experiment(args) => return experiment::run(config, args).await,
         Command::Scripts(args) => return scripts::run(&config, args),
