@@ -100,6 +100,11 @@ fn enc(s: &str) -> String {
         .collect()
 }
 
+/// The dashboard's upload limit (64 MiB).
+fn crate_max_upload() -> usize {
+    coach::service::datasets::MAX_UPLOAD
+}
+
 /// The CSRF token a page's forms carry.
 fn csrf(body: &str) -> String {
     let at = body
@@ -139,6 +144,22 @@ fn sign_in_pages_roles_and_csrf_over_http() {
     assert_eq!(p.status, 401);
     assert!(p.body.contains("unknown or revoked token"));
     assert!(p.set_cookie.is_none());
+
+    // `next` stays on this site, whatever a link put in it (browsers drop
+    // tabs and newlines from URLs: `/\t/evil.example` is `//evil.example`).
+    for next in [
+        "/\t/evil.example/x",
+        "/\n/evil.example",
+        "//evil.example",
+        "/\\evil.example",
+        "https://evil.example",
+    ] {
+        let p = Browser::new(&d.url).post("/sign-in", &[("token", &operator), ("next", next)], &[]);
+        assert_eq!(p.status, 303, "{next:?}");
+        assert_eq!(p.location.as_deref(), Some("/"), "{next:?}");
+    }
+    let p = b.get("/sign-in?next=/%09/evil.example");
+    assert!(p.body.contains("name=\"next\" value=\"/\""), "{}", p.body);
 
     // The operator signs in: a strict, HttpOnly session cookie.
     let p = b.sign_in(&operator);
@@ -366,6 +387,56 @@ fn sign_in_pages_roles_and_csrf_over_http() {
         "refused labels left nothing: {shown}"
     );
 
+    // Data: an upload is checked by the file source in the sandbox; a
+    // malformed file gets its located errors and keeps nothing; a good one
+    // becomes a dataset version.
+    let data = b.get("/data");
+    assert_eq!(data.status, 200);
+    assert!(data.body.contains("id=\"drop\""), "the drop zone");
+    let upload = |name: &str, file: &str, body: &[u8], csrf: Option<&str>| {
+        let mut req = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .new_agent()
+            .post(&format!("{}/data/upload?name={name}&file={file}", d.url))
+            .header("Cookie", b.cookie.as_deref().unwrap())
+            .header("Content-Type", "application/octet-stream");
+        if let Some(c) = csrf {
+            req = req.header("X-CSRF-Token", c);
+        }
+        let mut res = req.send(body).unwrap();
+        (
+            res.status().as_u16(),
+            res.body_mut().read_to_string().unwrap_or_default(),
+        )
+    };
+    let bad = b"{\"text\": \"book a dj\", \"intent\": \"book_music\"}\n{\"text\": \"oops\", \"intent\": \n{\"text\": \"hire a band\", \"intent\": \"book_music\"}\n";
+    let (status, body) = upload("extra", "extra.jsonl", bad, Some(&token_ok));
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("1 of 3 records are bad"), "{body}");
+    assert!(body.contains("extra.jsonl:2"), "the file and line: {body}");
+    assert!(!body.contains(".upload-"), "no staging path leaks: {body}");
+    assert!(
+        !b.get("/data").body.contains("<td>extra</td>"),
+        "nothing stored"
+    );
+    assert!(!home.path("data/datasets/extra").exists(), "no file kept");
+    let (status, _) = upload("extra", "extra.jsonl", bad, None);
+    assert_eq!(status, 403, "no CSRF token");
+    let (status, body) = upload("extra", "extra.txt", b"x", Some(&token_ok));
+    assert_eq!(status, 422);
+    assert!(body.contains(".jsonl"), "{body}");
+    let (status, _) = upload("../x", "extra.jsonl", b"x", Some(&token_ok));
+    assert_eq!(status, 422);
+    let good = b"{\"text\": \"book a dj\", \"intent\": \"book_music\"}\n{\"text\": \"hire a band\", \"intent\": \"book_music\"}\n{\"text\": \"find a florist\", \"intent\": \"find_florist\"}\n";
+    let (status, body) = upload("extra", "extra.jsonl", good, Some(&token_ok));
+    assert_eq!(status, 201, "{body}");
+    assert!(body.contains("3 examples of 2 intents"), "{body}");
+    assert!(b.get("/data").body.contains("<td>extra</td>"));
+    let big = vec![b'a'; crate_max_upload() + 1];
+    let (status, _) = upload("big", "big.jsonl", &big, Some(&token_ok));
+    assert_eq!(status, 413, "past the upload limit");
+
     // Experiments: none yet, said so; an unknown one is not found.
     let exp = b.get("/experiments");
     assert_eq!(exp.status, 200);
@@ -407,6 +478,10 @@ fn sign_in_pages_roles_and_csrf_over_http() {
     assert_eq!(forged.status, 403);
     let thread = v.get(&format!("/conversations/{conv}"));
     assert!(!thread.body.contains("Send to review"));
+    assert!(
+        !v.get("/data").body.contains("id=\"drop\""),
+        "a viewer has no drop zone"
+    );
     let forged = v.post(
         &format!("/conversations/{conv}/turns/0/review"),
         &[("_csrf", &csrf(&wf.body))],
@@ -719,6 +794,39 @@ fn in_a_real_browser_a_run_is_watched_live_and_every_page_passes_axe() {
     );
     assert_eq!(item["labels"][0]["intent"], "find_florist", "{item}");
 
+    // A malformed file dropped on the data page: its located error shows
+    // and nothing is kept.
+    tab.navigate_to(&format!("{}/data", d.url)).unwrap();
+    tab.wait_until_navigated().unwrap();
+    wait_for(
+        &tab,
+        "!!document.querySelector('#drop') && document.readyState === 'complete'",
+        "the data page",
+    );
+    tab.wait_for_element("#dataset-name")
+        .unwrap()
+        .click()
+        .unwrap();
+    tab.type_str("dropped").unwrap();
+    eval(
+        &tab,
+        r#"const dt = new DataTransfer();
+           dt.items.add(new File(['{"text": "book a dj", "intent": "book_music"}\n{"text": "oops", "intent":\n'], 'dropped.jsonl'));
+           document.querySelector('#drop').dispatchEvent(new DragEvent('drop', {dataTransfer: dt, bubbles: true, cancelable: true}));
+           true"#,
+    );
+    wait_for(
+        &tab,
+        "!!document.querySelector('#upload-error')",
+        "the upload's errors",
+    );
+    let shown = eval(&tab, "document.querySelector('#upload-error').textContent");
+    assert!(
+        shown.as_str().unwrap().contains("dropped.jsonl:2"),
+        "{shown}"
+    );
+    assert!(!home.path("data/datasets/dropped").exists(), "nothing kept");
+
     // Screenshots and accessibility, every page, wide and narrow.
     let model_id = {
         let (_, list) = crate::daemon::call("GET", &format!("{}/api/v1/models", d.url), &operator);
@@ -737,6 +845,7 @@ fn in_a_real_browser_a_run_is_watched_live_and_every_page_passes_axe() {
         ("review", "/review".to_owned()),
         ("review-item", item_path.clone()),
         ("experiments", "/experiments".to_owned()),
+        ("data", "/data".to_owned()),
     ];
     let dir = screenshots();
     let mut problems = Vec::new();

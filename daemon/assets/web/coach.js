@@ -66,7 +66,7 @@
     const spans = [];
     const bytes = (s) => new TextEncoder().encode(s).length;
     const render = () => {
-      field.value = spans.map((s) => s.entity + "\t" + s.start + "\t" + s.end).join("\n");
+      field.value = spans.map((s) => [s.entity, s.start, s.end, s.value].join("\t")).join("\n");
       list.textContent = "";
       spans.forEach((s, i) => {
         const li = document.createElement("li");
@@ -88,7 +88,7 @@
       pre.selectNodeContents(text); pre.setEnd(r.startContainer, r.startOffset);
       const a = pre.toString().length, b = a + r.toString().length;
       if (b <= a) return;
-      spans.push({ entity: name.value.trim(), start: bytes(full.slice(0, a)), end: bytes(full.slice(0, b)), value: full.slice(a, b) });
+      spans.push({ entity: name.value.replace(/[\t\r\n]+/g, " ").trim(), start: bytes(full.slice(0, a)), end: bytes(full.slice(0, b)), value: full.slice(a, b) });
       sel.removeAllRanges();
       render();
     };
@@ -103,6 +103,32 @@
         return;
       }
       if (ev.key === "m" && !/^(INPUT|TEXTAREA|SELECT)$/.test(ev.target.tagName)) { ev.preventDefault(); mark(); }
+    });
+  }
+
+  // Data: a file dropped on the zone (or chosen) is sent whole; the
+  // server answers with what it found, shown under the form.
+  const upload = $("#upload");
+  if (upload) {
+    const input = $("#dataset-file"), zone = $("#drop"), out = $("#upload-result");
+    const send = async () => {
+      const file = input.files[0], name = $("#dataset-name").value.trim();
+      if (!file || !name) { (name ? input : $("#dataset-name")).focus(); return; }
+      out.textContent = "Checking " + file.name + " …";
+      const q = "name=" + encodeURIComponent(name) + "&file=" + encodeURIComponent(file.name);
+      try {
+        const r = await fetch("/data/upload?" + q, { method: "POST", body: file, credentials: "same-origin",
+          headers: { "X-CSRF-Token": upload.dataset.csrf, "Content-Type": "application/octet-stream" } });
+        out.innerHTML = await r.text();
+        if (r.ok) refresh();
+      } catch (e) { out.textContent = "The upload failed: " + e; }
+    };
+    upload.addEventListener("submit", (ev) => { ev.preventDefault(); send(); });
+    for (const t of ["dragenter", "dragover"]) zone.addEventListener(t, (ev) => { ev.preventDefault(); zone.classList.add("over"); });
+    zone.addEventListener("dragleave", () => zone.classList.remove("over"));
+    zone.addEventListener("drop", (ev) => {
+      ev.preventDefault(); zone.classList.remove("over");
+      if (ev.dataTransfer && ev.dataTransfer.files.length) { input.files = ev.dataTransfer.files; send(); }
     });
   }
 

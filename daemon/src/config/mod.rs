@@ -474,6 +474,10 @@ fn default_source_bytes() -> u64 {
     }
 }
 
+/// Where datasets uploaded on the dashboard are kept, under `data_dir`,
+/// one folder per dataset.
+pub const UPLOADS: &str = "datasets";
+
 /// What the operator grants one plugin.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Grant {
@@ -717,6 +721,15 @@ impl Config {
             Some(d) => PathBuf::from(d),
             None => resolve(&raw.data_dir.unwrap_or_else(|| PathBuf::from(".coach"))),
         };
+        // Datasets uploaded on the dashboard are Coach's own files: the
+        // built-in file source reads them, to check an upload and for the
+        // workflows that name them.
+        let uploads = data_dir.join(UPLOADS);
+        grants
+            .entry("source-files".to_owned())
+            .or_default()
+            .read
+            .push(uploads.canonicalize().unwrap_or(uploads));
         let database_url = match std::env::var("COACH_DATABASE_URL") {
             Ok(url) if !url.is_empty() => url,
             _ => raw

@@ -98,3 +98,6 @@ pub type Catalog = BTreeMap<String, PluginSpec>;
 
 /// The analyzer Coach ships, used where none is named.
 pub const DEFAULT_ANALYZER: &str = "analyzer-quality";
+
+/// The built-in source that reads files (and checks uploaded ones).
+pub const FILE_SOURCE: &str = "source-files";

@@ -9,6 +9,7 @@
 //! never up.
 
 pub mod conversations;
+pub mod datasets;
 pub mod deployments;
 pub mod experiments;
 pub mod lifecycle;

@@ -67,6 +67,23 @@ pub struct NewModel {
     pub base_model_id: Option<i64>,
 }
 
+/// A dataset and its newest snapshot, for the dashboard.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DatasetSummary {
+    pub dataset_id: i64,
+    pub name: String,
+    /// The newest snapshot's id.
+    pub version: i64,
+    pub content_hash: String,
+    pub examples: i64,
+    pub intents: i64,
+    pub conversations: i64,
+    pub origin: serde_json::Value,
+    pub created_at: chrono::DateTime<Utc>,
+    /// Snapshots among the recent ones read.
+    pub versions: u64,
+}
+
 impl Store {
     /// Connect and migrate. For SQLite the file's folder is created and the
     /// journal switched to WAL.
@@ -312,6 +329,45 @@ impl Store {
             .one(&self.db)
             .await?
             .map(|v| v.id))
+    }
+
+    /// Datasets by name with their newest snapshot and how many they have,
+    /// most recently changed first (at most `limit`).
+    pub async fn dataset_summaries(&self, limit: u64) -> Result<Vec<DatasetSummary>> {
+        let versions = dataset_versions::Entity::find()
+            .order_by_desc(dataset_versions::Column::Id)
+            .limit(limit * 20)
+            .all(&self.db)
+            .await?;
+        let names: std::collections::BTreeMap<i64, String> = datasets::Entity::find()
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(|d| (d.id, d.name))
+            .collect();
+        let mut out: Vec<DatasetSummary> = Vec::new();
+        for v in versions {
+            if let Some(s) = out.iter_mut().find(|s| s.dataset_id == v.dataset_id) {
+                s.versions += 1;
+                continue;
+            }
+            if out.len() as u64 >= limit {
+                continue;
+            }
+            out.push(DatasetSummary {
+                dataset_id: v.dataset_id,
+                name: names.get(&v.dataset_id).cloned().unwrap_or_default(),
+                version: v.id,
+                content_hash: v.content_hash,
+                examples: v.examples,
+                intents: v.intents,
+                conversations: v.conversations,
+                origin: serde_json::from_str(&v.origin).unwrap_or(serde_json::Value::Null),
+                created_at: v.created_at,
+                versions: 1,
+            });
+        }
+        Ok(out)
     }
 
     /// The newest snapshot of dataset `name` and the origin it was saved

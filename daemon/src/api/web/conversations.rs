@@ -100,7 +100,7 @@ pub async fn list(
                     thead { tr { th { "#" } th { "first message" } th { "model" } th.num { "turns" } th.num { "fallbacks" } th.num { "lowest confidence" } th { "feedback" } th { "outcome" } th { "started" } } }
                     tbody { @for c in &page.conversations { tr {
                         td { a href={"/conversations/" (c.id)} { (c.id) } }
-                        td { (c.first_user_text.as_deref().unwrap_or("")) }
+                        td { (crate::core::text::clip(c.first_user_text.as_deref().unwrap_or(""), 160)) }
                         td { (c.model) }
                         td.num { (c.turns) }
                         td.num { (c.fallbacks) }
@@ -168,8 +168,8 @@ fn marked(t: &Turn) -> Markup {
 /// `GET /conversations/{id}`
 #[derive(serde::Deserialize, Default)]
 pub struct Said {
-    queued: Option<usize>,
-    already: Option<usize>,
+    queued: Option<u32>,
+    already: Option<u32>,
 }
 
 pub async fn page(
@@ -187,8 +187,8 @@ pub async fn page(
     let analyses = web.service.store.analyses_of(id).await?;
     let operator = session.can(Role::Operator);
     let body = html! {
-        @if let Some(t) = said.queued { p.note role="status" { "Turn " (t + 1) " is in the review queue." } }
-        @if let Some(t) = said.already { p.note role="status" { "Turn " (t + 1) " was in the review queue already (" a href="/review" { "see the queue" } ")." } }
+        @if let Some(t) = said.queued { p.note role="status" { "Turn " (t.saturating_add(1)) " is in the review queue." } }
+        @if let Some(t) = said.already { p.note role="status" { "Turn " (t.saturating_add(1)) " was in the review queue already (" a href="/review" { "see the queue" } ")." } }
         p.muted { (c.model) " · " (c.external_id) @if let Some(ch) = &c.channel { " · " (ch) } " · started " (ago(c.started_at))
             @if let Some(o) = &c.outcome { " · outcome " (format!("{o:?}").to_lowercase()) }
             @if let Some(a) = &c.arm { " · experiment arm " (a) } }
@@ -256,7 +256,7 @@ pub async fn page(
 pub async fn queue_turn(
     State(web): State<WebState>,
     SignedIn(session): SignedIn,
-    Path((id, turn)): Path<(i64, usize)>,
+    Path((id, turn)): Path<(i64, u32)>,
     body: axum::body::Bytes,
 ) -> Result<Response, WebError> {
     let form = checked_form(&session, body).await?;
@@ -269,10 +269,13 @@ pub async fn queue_turn(
         .ok_or_else(|| WebError::not_found(&format!("no conversation {id}")))?;
     let t = c
         .turns
-        .get(turn)
+        .get(turn as usize)
         .filter(|t| t.role == Speaker::User)
         .ok_or_else(|| {
-            WebError::not_found(&format!("conversation {id} has no user turn {}", turn + 1))
+            WebError::not_found(&format!(
+                "conversation {id} has no user turn {}",
+                u64::from(turn) + 1
+            ))
         })?;
     let suggested = form
         .get("intent")

@@ -15,6 +15,7 @@ pub const NAV: &[(&str, &str)] = &[
     ("/conversations", "Conversations"),
     ("/review", "Review"),
     ("/experiments", "Experiments"),
+    ("/data", "Data"),
 ];
 
 /// A page's options beyond its title and body.
@@ -76,7 +77,7 @@ pub fn page(session: &Session, title: &str, options: Options, body: Markup) -> H
                     (body)
                 }
                 div #keys hidden {
-                    p.muted { "Keys: g o overview · g w workflows · g r runs · g m models · g c conversations · g v review · g e experiments · / search · ? this help" }
+                    p.muted { "Keys: g o overview · g w workflows · g r runs · g m models · g c conversations · g v review · g e experiments · g d data · / search · ? this help" }
                 }
             }
         }
@@ -134,7 +135,7 @@ pub struct Next {
 pub async fn sign_in_page(axum::extract::Query(q): axum::extract::Query<Next>) -> Html<String> {
     let next = q
         .next
-        .filter(|n| n.starts_with('/') && !n.starts_with("//") && n.len() < 2048)
+        .filter(|n| super::session::safe_next(n).is_some())
         .unwrap_or_else(|| "/".into());
     sign_in_form(&next, None)
 }

@@ -7,12 +7,13 @@
 //! - `layout`: the page shell and small pieces shared by pages.
 //! - `chart`: SVG charts rendered here, each with a text alternative.
 //! - one file per page family: `overview`, `workflows`, `runs`, `models`,
-//!   `conversations`, `review`, `experiments`.
+//!   `conversations`, `review`, `experiments`, `data`.
 //! - `assets`: the embedded, content-hashed stylesheet and script.
 
 pub mod assets;
 pub mod chart;
 pub mod conversations;
+pub mod data;
 pub mod experiments;
 pub mod layout;
 pub mod models;
@@ -40,7 +41,12 @@ use std::sync::Arc;
 pub struct Web {
     pub service: Arc<Service>,
     pub sessions: Sessions,
+    /// Uploads being checked (one at a time).
+    pub uploads: tokio::sync::Semaphore,
 }
+
+/// Largest form a dashboard page posts.
+const MAX_FORM: usize = 64 * 1024;
 
 pub type WebState = Arc<Web>;
 
@@ -49,6 +55,7 @@ pub fn router(service: AppState) -> axum::Router<AppState> {
     let web = Arc::new(Web {
         service,
         sessions: Sessions::default(),
+        uploads: tokio::sync::Semaphore::new(1),
     });
     Router::new()
         .route("/", get(overview::page))
@@ -77,10 +84,18 @@ pub fn router(service: AppState) -> axum::Router<AppState> {
         .route("/review/{id}/label", post(review::label))
         .route("/experiments", get(experiments::list))
         .route("/experiments/{name}", get(experiments::page))
+        .route("/data", get(data::page))
+        .route(
+            "/data/upload",
+            post(data::upload).layer(axum::extract::DefaultBodyLimit::max(
+                crate::service::datasets::MAX_UPLOAD,
+            )),
+        )
         .route("/live/events", get(runs::live_all))
         .route("/live/runs/{id}", get(runs::live_run))
         .route("/assets/{file}", get(assets::serve))
         .layer(middleware::from_fn(guard))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_FORM))
         .with_state(web)
 }
 
@@ -263,8 +278,7 @@ async fn sign_in(
     let fields: HashMap<String, String> = form_urlencoded::parse(&body).into_owned().collect();
     let next = fields
         .get("next")
-        .map(String::as_str)
-        .filter(|n| n.starts_with('/') && !n.starts_with("//") && !n.contains('\\'))
+        .and_then(|n| session::safe_next(n))
         .unwrap_or("/")
         .to_owned();
     let token = fields.get("token").map(String::as_str).unwrap_or("");

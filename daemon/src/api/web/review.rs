@@ -309,8 +309,10 @@ async fn item_page(
     ))
 }
 
-/// Entities as the page sends them: one `entity<TAB>start<TAB>end` per
-/// line, byte offsets into the text; each value is the text it marks.
+/// Entities as the page sends them: one `entity<TAB>start<TAB>end<TAB>value`
+/// per line, byte offsets into the text. The value is the text the
+/// reviewer selected: it must be what the offsets mark here (a browser
+/// that normalised the text, line ends for one, would shift them).
 fn entities(text: &str, field: Option<&str>) -> Result<Vec<EntitySpan>, String> {
     let mut out = Vec::new();
     for (i, line) in field
@@ -323,10 +325,14 @@ fn entities(text: &str, field: Option<&str>) -> Result<Vec<EntitySpan>, String> 
             return Err(format!("at most {MAX_ENTITIES} entities per label"));
         }
         let parts: Vec<&str> = line.split('\t').collect();
-        let [entity, start, end] = parts[..] else {
-            return Err(format!(
-                "entities[{i}]: expected a name, a start and an end"
-            ));
+        let (entity, start, end, selected) = match parts[..] {
+            [entity, start, end] => (entity, start, end, None),
+            [entity, start, end, value] => (entity, start, end, Some(value)),
+            _ => {
+                return Err(format!(
+                    "entities[{i}]: expected a name, a start and an end"
+                ));
+            }
         };
         let (Ok(start), Ok(end)) = (start.parse::<u32>(), end.parse::<u32>()) else {
             return Err(format!("entities[{i}]: start and end must be byte offsets"));
@@ -334,6 +340,13 @@ fn entities(text: &str, field: Option<&str>) -> Result<Vec<EntitySpan>, String> 
         let value = text
             .get(start as usize..end as usize)
             .ok_or_else(|| format!("entities[{i}]: {start}..{end} is not a span of the text"))?;
+        if let Some(sel) = selected
+            && sel != value
+        {
+            return Err(format!(
+                "entities[{i}]: bytes {start}..{end} hold `{value}`, not the `{sel}` selected; reload the page and mark it again"
+            ));
+        }
         out.push(EntitySpan {
             entity: entity.trim().to_owned(),
             start,
@@ -416,6 +429,8 @@ mod tests {
     fn entities_take_their_values_from_the_text_and_refuse_bad_spans() {
         let e = entities("fly to Zürich now", Some("city\t7\t14\n")).unwrap();
         assert_eq!(e[0].value, "Zürich");
+        assert!(entities("fly to Zürich now", Some("city\t7\t14\tZürich")).is_ok());
+        assert!(entities("fly to Zürich now", Some("city\t7\t14\tZurich")).is_err());
         assert!(
             entities("fly to Zürich", Some("city\t7\t9")).is_err(),
             "inside a character"

@@ -82,7 +82,12 @@ pub async fn list(
                 } }
                 @if runs.len() == 50 {
                     @let last = runs.last().map(|r| r.id).unwrap_or(0);
-                    p { a href={"/runs?before=" (last) "&state=" (q.state.clone().unwrap_or_default()) "&workflow=" (q.workflow.clone().unwrap_or_default())} { "Older runs" } }
+                    @let older = form_urlencoded::Serializer::new(String::new())
+                        .append_pair("before", &last.to_string())
+                        .append_pair("state", q.state.as_deref().unwrap_or_default())
+                        .append_pair("workflow", q.workflow.as_deref().unwrap_or_default())
+                        .finish();
+                    p { a href={"/runs?" (older)} { "Older runs" } }
                 }
             }
         }

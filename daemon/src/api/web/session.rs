@@ -22,6 +22,19 @@ pub const LIFETIME: Duration = Duration::from_secs(8 * 3600);
 pub const IDLE: Duration = Duration::from_secs(3600);
 /// Sessions kept at most (each is a few hundred bytes).
 pub const MAX_SESSIONS: usize = 10_000;
+/// Sessions one token keeps at most (browsers, devices).
+pub const MAX_PER_TOKEN: usize = 20;
+
+/// Where to go after signing in, when it is a path of this site: one `/`
+/// then printable ASCII without `\` (browsers drop tabs and newlines from
+/// URLs, so `/\t/evil.example` would leave the site).
+pub fn safe_next(next: &str) -> Option<&str> {
+    let ok = next.len() < 2048
+        && next.starts_with('/')
+        && !next.starts_with("//")
+        && next.bytes().all(|b| b.is_ascii_graphic() && b != b'\\');
+    ok.then_some(next)
+}
 
 /// A signed-in browser.
 #[derive(Debug, Clone)]
@@ -75,7 +88,11 @@ impl Sessions {
         let row = service
             .token(&hash)
             .await
-            .map_err(|e| format!("the store could not be read: {e:#}"))?
+            .map_err(|e| {
+                tracing::error!(error = %format!("{e:#}"), "sign-in could not read the store");
+                "Coach could not check the token just now; try again (the daemon's log says why)"
+                    .to_owned()
+            })?
             .ok_or_else(|| "unknown or revoked token".to_owned())?;
         let role: Role = row.role.parse()?;
         let now = Instant::now();
@@ -91,6 +108,18 @@ impl Sessions {
         let id = random_hex();
         let mut all = self.by_id.locked();
         all.retain(|_, s| s.expires > now && now - s.last_used < IDLE);
+        // One token's many sign-ins push out its own oldest session, never
+        // another token's.
+        let mine: Vec<(String, Instant)> = all
+            .iter()
+            .filter(|(_, s)| s.token_id == session.token_id)
+            .map(|(k, s)| (k.clone(), s.expires))
+            .collect();
+        if mine.len() >= MAX_PER_TOKEN
+            && let Some((oldest, _)) = mine.iter().min_by_key(|(_, e)| *e)
+        {
+            all.remove(oldest);
+        }
         if all.len() >= MAX_SESSIONS
             && let Some(oldest) = all
                 .iter()
