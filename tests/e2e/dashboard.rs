@@ -246,6 +246,10 @@ fn sign_in_pages_roles_and_csrf_over_http() {
     assert_eq!(cmp.status, 200, "{}", cmp.body);
     assert!(cmp.body.contains("Per-intent F1 change"), "{}", cmp.body);
     assert!(cmp.body.contains("role=\"img\""));
+    assert!(
+        cmp.body.contains("Accuracy against confidence"),
+        "a calibration plot"
+    );
 
     // Conversations: logged through the API, filtered in the workbench,
     // read as a thread with entities marked and text escaped, and a turn
@@ -489,12 +493,33 @@ fn sign_in_pages_roles_and_csrf_over_http() {
     );
     assert_eq!(forged.status, 403);
 
-    // Sign-out ends the session on the server, not only in the browser.
+    // Sign-out ends the session on the server, not only in the browser,
+    // and the event stream its page had open.
+    let (tx, ended) = std::sync::mpsc::channel();
+    {
+        let url = format!("{}/live/events", d.url);
+        let cookie = b.cookie.clone().unwrap();
+        std::thread::spawn(move || {
+            let agent: ureq::Agent = ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .build()
+                .into();
+            let mut res = agent.get(&url).header("Cookie", &cookie).call().unwrap();
+            let status = res.status().as_u16();
+            let _ = std::io::copy(&mut res.body_mut().as_reader(), &mut std::io::sink());
+            let _ = tx.send(status);
+        });
+    }
+    std::thread::sleep(Duration::from_millis(500));
     let home_page = b.get("/");
     let out = b.post("/sign-out", &[("_csrf", &csrf(&home_page.body))], &[]);
     assert_eq!(out.status, 303);
     assert!(out.set_cookie.unwrap().contains("Max-Age=0"));
     assert_eq!(b.get("/").status, 303, "the old cookie no longer signs in");
+    let status = ended
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the signed-out session's event stream ended");
+    assert_eq!(status, 200);
 
     // Revoking the token ends its sessions too (within the token cache's
     // second).

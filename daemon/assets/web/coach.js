@@ -13,7 +13,8 @@
     if (refreshing) return;
     refreshing = setTimeout(async () => {
       try {
-        const r = await fetch(location.href, { headers: { "Accept": "text/html" }, credentials: "same-origin" });
+        // (Marked as a refresh: it does not keep an idle session alive.)
+        const r = await fetch(location.href, { headers: { "Accept": "text/html", "X-Coach-Refresh": "1" }, credentials: "same-origin" });
         if (!r.ok) return;
         const doc = new DOMParser().parseFromString(await r.text(), "text/html");
         for (const el of $$("[data-refresh]")) {

@@ -44,6 +44,18 @@ pub struct Report {
     /// Expected calibration error: confidence against accuracy over 15
     /// equal-width confidence bins, weighted by their share of examples.
     pub ece: f64,
+    /// Those bins that hold examples, lowest confidence first (empty in
+    /// reports stored before they were kept).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub calibration: Vec<CalibrationBin>,
+}
+
+/// One confidence bin: how confident the model was there, how often right.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CalibrationBin {
+    pub confidence: f64,
+    pub accuracy: f64,
+    pub examples: usize,
 }
 
 impl Report {
@@ -163,6 +175,15 @@ pub fn score(
             conf_sum / rows.len() as f64
         },
         ece,
+        calibration: bins
+            .iter()
+            .filter(|b| b.2 > 0)
+            .map(|&(c, a, n)| CalibrationBin {
+                confidence: c / n as f64,
+                accuracy: a / n as f64,
+                examples: n,
+            })
+            .collect(),
     }
 }
 
@@ -204,6 +225,15 @@ mod tests {
         // Always right at confidence 0.5: under-confident by half.
         let r = score("t", &[row("a", "a"), row("b", "b")], "oos", 5);
         assert!((r.ece - 0.5).abs() < 1e-9);
+        // The one bin that holds them, for the calibration plot.
+        assert_eq!(
+            r.calibration,
+            vec![CalibrationBin {
+                confidence: 0.5,
+                accuracy: 1.0,
+                examples: 2
+            }]
+        );
     }
 
     #[test]

@@ -160,7 +160,14 @@ impl FromRequestParts<WebState> for SignedIn {
 
     async fn from_request_parts(parts: &mut Parts, web: &WebState) -> Result<Self, Response> {
         if let Some(id) = session::cookie_value(&parts.headers)
-            && let Some(s) = web.sessions.get(&web.service, &id).await
+            && let Some(s) = web
+                .sessions
+                .get(
+                    &web.service,
+                    &id,
+                    !parts.headers.contains_key("x-coach-refresh"),
+                )
+                .await
         {
             return Ok(SignedIn(s));
         }

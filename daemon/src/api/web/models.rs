@@ -3,7 +3,7 @@
 //! compare two versions: per-intent F1 change as sorted bars and a heatmap
 //! of the most confused intents.
 
-use super::chart;
+use super::chart::{self, Series};
 use super::layout::{self, Options};
 use super::{SignedIn, WebError, WebState, ago, checked_form, need, pct};
 use crate::core::evaluation::Report;
@@ -286,6 +286,21 @@ pub async fn compare(
                         @if changes.len() > shown.len() { "; the 15 largest gains and losses are drawn" } "." }
                     (chart::bars("f1-change", "Per-intent F1 change, points", " pts", &shown))
                     @if !only_b.is_empty() { p { "New in v" (b.version) ": " (only_b.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")) } }
+                }
+                section.panel aria-labelledby="h-calib" {
+                    h2 #h-calib { "Calibration" }
+                    p.muted { "How often each version is right at each confidence: on the diagonal, a confidence of 80% is right 80% of the time." }
+                    @let curve = |r: &Report| r.calibration.iter().map(|c| (c.confidence, c.accuracy)).collect::<Vec<_>>();
+                    @let (la, lb) = (format!("v{}", a.version), format!("v{}", b.version));
+                    @if ra.calibration.is_empty() && rb.calibration.is_empty() {
+                        p.muted { "These evaluations were stored before calibration bins were kept." }
+                    } @else {
+                        (chart::lines("calibration", "Accuracy against confidence (reliability)", "confidence", &[
+                            Series { name: &la, points: curve(ra) },
+                            Series { name: &lb, points: curve(rb) },
+                            Series { name: "perfect", points: vec![(0.0, 0.0), (1.0, 1.0)] },
+                        ]))
+                    }
                 }
                 section.panel aria-labelledby="h-conf" {
                     h2 #h-conf { "Most confused intents in v" (b.version) }

@@ -293,31 +293,58 @@ async fn caller(web: &WebState, session: &super::session::Session) -> Result<Cal
         .ok_or_else(|| WebError::new(axum::http::StatusCode::UNAUTHORIZED, "sign in again"))
 }
 
+/// How often an open stream checks that its session is still live.
+const SESSION_CHECK: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// `res`, a stream, ended once the session of cookie value `id` is not
+/// live any more (signed out, expired, idle): the API's streams end only
+/// when the token is revoked.
+fn while_signed_in(web: &WebState, headers: &axum::http::HeaderMap, res: Response) -> Response {
+    use futures_util::StreamExt;
+    let Some(id) = super::session::cookie_value(headers) else {
+        return res;
+    };
+    let web = web.clone();
+    let gone = async move {
+        loop {
+            tokio::time::sleep(SESSION_CHECK).await;
+            if !web.sessions.alive(&id) {
+                return;
+            }
+        }
+    };
+    let (parts, body) = res.into_parts();
+    let body = axum::body::Body::from_stream(body.into_data_stream().take_until(gone));
+    Response::from_parts(parts, body)
+}
+
 /// `GET /live/runs/{id}`: the API's run stream, for the signed-in browser.
 pub async fn live_run(
     State(web): State<WebState>,
     SignedIn(session): SignedIn,
+    headers: axum::http::HeaderMap,
     Path(id): Path<i64>,
 ) -> Result<Response, WebError> {
     let c = caller(&web, &session).await?;
-    Ok(crate::api::events::run_events(
+    let res = crate::api::events::run_events(
         State(web.service.clone()),
         axum::Extension(c),
         crate::api::extract::Path(id),
     )
     .await
-    .into_response())
+    .into_response();
+    Ok(while_signed_in(&web, &headers, res))
 }
 
 /// `GET /live/events`: every event, for pages that refresh on change.
 pub async fn live_all(
     State(web): State<WebState>,
     SignedIn(session): SignedIn,
+    headers: axum::http::HeaderMap,
 ) -> Result<Response, WebError> {
     let c = caller(&web, &session).await?;
-    Ok(
-        crate::api::events::firehose(State(web.service.clone()), axum::Extension(c))
-            .await
-            .into_response(),
-    )
+    let res = crate::api::events::firehose(State(web.service.clone()), axum::Extension(c))
+        .await
+        .into_response();
+    Ok(while_signed_in(&web, &headers, res))
 }

@@ -132,8 +132,9 @@ impl Sessions {
         Ok((id, session))
     }
 
-    /// The live session of a cookie value, its token still valid.
-    pub async fn get(&self, service: &Service, id: &str) -> Option<Session> {
+    /// The live session of a cookie value, its token still valid; `touch`
+    /// counts it as used (a page's own refresh does not).
+    pub async fn get(&self, service: &Service, id: &str, touch: bool) -> Option<Session> {
         let key = hash_token(id);
         let now = Instant::now();
         let session = {
@@ -143,7 +144,9 @@ impl Sessions {
                 all.remove(&key);
                 return None;
             }
-            s.last_used = now;
+            if touch {
+                s.last_used = now;
+            }
             s.clone()
         };
         // A revoked token (or one whose role changed) ends the session.
@@ -158,6 +161,16 @@ impl Sessions {
                 None
             }
         }
+    }
+
+    /// Whether the session of cookie value `id` is still live, without
+    /// counting as use (an open event stream is not a person at the page).
+    pub fn alive(&self, id: &str) -> bool {
+        let now = Instant::now();
+        self.by_id
+            .locked()
+            .get(&hash_token(id))
+            .is_some_and(|s| s.expires > now && now - s.last_used < IDLE)
     }
 
     pub fn sign_out(&self, id: &str) {
