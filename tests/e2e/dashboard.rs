@@ -8,21 +8,21 @@ use std::time::Duration;
 
 /// A browser-like HTTP client that keeps the session cookie and does not
 /// follow redirects (the tests look at them).
-struct Browser {
+pub(crate) struct Browser {
     base: String,
     agent: ureq::Agent,
     cookie: Option<String>,
 }
 
-struct Page {
-    status: u16,
-    location: Option<String>,
-    set_cookie: Option<String>,
-    body: String,
+pub(crate) struct Page {
+    pub(crate) status: u16,
+    pub(crate) location: Option<String>,
+    pub(crate) set_cookie: Option<String>,
+    pub(crate) body: String,
 }
 
 impl Browser {
-    fn new(base: &str) -> Browser {
+    pub(crate) fn new(base: &str) -> Browser {
         Browser {
             base: base.trim_end_matches('/').to_owned(),
             agent: ureq::Agent::config_builder()
@@ -50,7 +50,7 @@ impl Browser {
         }
     }
 
-    fn get(&self, path: &str) -> Page {
+    pub(crate) fn get(&self, path: &str) -> Page {
         let mut req = self.agent.get(&format!("{}{path}", self.base));
         if let Some(c) = &self.cookie {
             req = req.header("Cookie", c);
@@ -73,7 +73,7 @@ impl Browser {
         Browser::read(req.send(body.as_bytes()).unwrap())
     }
 
-    fn sign_in(&mut self, token: &str) -> Page {
+    pub(crate) fn sign_in(&mut self, token: &str) -> Page {
         let p = self.post("/sign-in", &[("token", token), ("next", "/")], &[]);
         if let Some(c) = &p.set_cookie {
             self.cookie = Some(c.split(';').next().unwrap().to_owned());

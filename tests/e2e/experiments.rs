@@ -284,6 +284,26 @@ fn better_treatment_is_promoted(home: Home) {
         "{}",
         out.all()
     );
+    // So does the dashboard: the effects as a forest plot, the p-value and
+    // chance to win over the looks, and the decisions taken.
+    let mut b = crate::dashboard::Browser::new(&d.url);
+    assert_eq!(b.sign_in(&tok).status, 303);
+    let list = b.get("/experiments");
+    assert!(
+        list.body.contains("href=\"/experiments/v2-resolves-more\""),
+        "{}",
+        list.body
+    );
+    let page = b.get("/experiments/v2-resolves-more").body;
+    for part in [
+        "Each treatment against the control, with its always-valid interval",
+        "p-value (Holm-adjusted) against hours",
+        "Chance to win against hours",
+        "Sample ratio check: no mismatch",
+        "Decided: <strong>promote</strong>",
+    ] {
+        assert!(page.contains(part), "{part} missing: {page}");
+    }
 }
 
 #[test]

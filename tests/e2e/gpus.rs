@@ -8,10 +8,10 @@ use crate::daemon::{Daemon, call, cli, daemon_home, token, wait_for_state};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-/// Two fake 16 GiB GPUs, three runs at a time.
+/// Two fake 16 GiB GPUs at 2.50 EUR an hour, three runs at a time.
 fn two_gpu_home() -> Home {
     daemon_home(
-        "max_parallel_runs = 3\n\n[gpus]\ninventory = \"static\"\ndevices = [{ name = \"Fake GPU\", memory = \"16GiB\" }, { name = \"Fake GPU\", memory = \"16GiB\" }]\n",
+        "max_parallel_runs = 3\n\n[gpus]\ninventory = \"static\"\nprice_per_hour = 2.5\ncurrency = \"EUR\"\ndevices = [{ name = \"Fake GPU\", memory = \"16GiB\" }, { name = \"Fake GPU\", memory = \"16GiB\" }]\n",
     )
 }
 
@@ -184,6 +184,26 @@ fn three_one_gpu_steps_share_two_gpus_two_at_a_time() {
     let (_, q) = call("GET", &format!("{}/api/v1/queue", d.url), &tok);
     assert_eq!(q["waiting"].as_array().unwrap().len(), 0, "{q}");
     assert_eq!(q["running"].as_array().unwrap().len(), 0, "{q}");
+
+    // The dashboard's overview counts the GPU-hours the three held this
+    // month, and what they cost at the configured price.
+    let mut b = crate::dashboard::Browser::new(&d.url);
+    assert_eq!(b.sign_in(&tok).status, 303);
+    let page = b.get("/").body;
+    let at = page.find("id=\"gpu-hours\"").expect("the GPU-hours panel");
+    let panel = &page[at..at + page[at..].find("</section>").unwrap()];
+    assert!(panel.contains("<td>default</td>"), "{panel}");
+    assert!(
+        panel.contains("cost (EUR)") && panel.contains("2.50 EUR per GPU-hour"),
+        "{panel}"
+    );
+    let hours: f64 = panel
+        .split("<td class=\"num\">")
+        .nth(1)
+        .and_then(|c| c.split('<').next())
+        .and_then(|h| h.parse().ok())
+        .expect("GPU-hours in the panel");
+    assert!(hours > 0.0, "three steps held a GPU each: {panel}");
 }
 
 #[test]

@@ -72,6 +72,7 @@ pub async fn list(
             origin,
             before: q.before,
             limit,
+            by_priority: false,
         })
         .await?;
     Ok(axum::Json(json!({"items": items, "next_before": next})))

@@ -233,6 +233,11 @@ pub struct RawGpus {
     /// default true).
     #[serde(default)]
     pub queues: BTreeMap<String, RawQueue>,
+    /// What one GPU-hour costs, for the dashboard's cost per queue
+    /// (default: no price, GPU-hours only).
+    pub price_per_hour: Option<f64>,
+    /// The price's currency, as shown (default `USD`).
+    pub currency: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -277,6 +282,8 @@ pub struct GpuSettings {
     pub refresh: Duration,
     pub aging: Duration,
     pub queues: BTreeMap<String, crate::scheduler::gpu::Quota>,
+    /// (price of one GPU-hour, currency), when set.
+    pub price: Option<(f64, String)>,
 }
 
 impl Default for GpuSettings {
@@ -287,6 +294,7 @@ impl Default for GpuSettings {
             refresh: Duration::from_secs(10),
             aging: Duration::from_secs(3600),
             queues: BTreeMap::new(),
+            price: None,
         }
     }
 }
@@ -337,12 +345,35 @@ fn gpu_settings(raw: &RawGpus, errors: &mut Vec<String>) -> GpuSettings {
             )
         })
         .collect();
+    let price = match raw.price_per_hour {
+        Some(p) if !(p >= 0.0 && p.is_finite()) => {
+            errors.push(format!("gpus.price_per_hour must be 0 or more, not {p}"));
+            None
+        }
+        Some(p) => {
+            let currency = raw.currency.clone().unwrap_or_else(|| "USD".into());
+            if currency.is_empty()
+                || currency.len() > 8
+                || !currency
+                    .chars()
+                    .all(|c| c.is_ascii_alphabetic() || "$€£¥".contains(c))
+            {
+                errors.push(format!(
+                    "gpus.currency: `{}`; expected a code such as USD or EUR",
+                    crate::core::text::printable(&crate::core::text::clip(&currency, 16))
+                ));
+            }
+            Some((p, currency))
+        }
+        None => None,
+    };
     GpuSettings {
         inventory,
         devices,
         refresh: refresh.max(Duration::from_millis(100)),
         aging,
         queues,
+        price,
     }
 }
 

@@ -456,6 +456,28 @@ impl Service {
             (before.0 != summary_text, before.1 != reason)
         };
         if new_summary {
+            // Kept for the dashboard's curves: each treatment's p-value and
+            // chance to win on the primary metric at this look.
+            if let Some(primary) = results.metrics.first() {
+                let units: u64 = results.arms.iter().map(|a| a.units).sum();
+                let look: Vec<serde_json::Value> = primary
+                    .comparisons
+                    .iter()
+                    .map(|c| {
+                        serde_json::json!({
+                            "arm": c.arm, "p_value": c.p_adjusted.or(c.p_value),
+                            "chance_to_win": c.chance_to_win, "units": units,
+                        })
+                    })
+                    .collect();
+                if let Err(err) = self
+                    .store
+                    .save_look(e.id, &serde_json::Value::from(look).to_string())
+                    .await
+                {
+                    tracing::warn!(experiment = %e.name, "cannot keep the look: {err:#}");
+                }
+            }
             self.bus.emit(
                 None,
                 None,

@@ -9,7 +9,7 @@ use super::deployments::{self, Action, HistoryRow, How, NewChange};
 use super::entities::{experiment_arms, experiment_units, experiments};
 use crate::experiment::results::{RATIOS, Totals, VARIABLES};
 use anyhow::Result;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
@@ -20,6 +20,10 @@ pub use super::entities::experiments::Model as ExperimentRow;
 
 /// An experiment's state.
 pub const RUNNING: &str = "running";
+
+/// Looks kept per experiment (the newest): days of looks a minute apart
+/// that found something new.
+pub const MAX_LOOKS: u64 = 2000;
 
 /// An experiment or canary to start.
 #[derive(Debug, Clone)]
@@ -346,6 +350,48 @@ impl Store {
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Keep what a look at experiment `id` found (`primary`, JSON), and
+    /// only the newest [`MAX_LOOKS`] of its looks.
+    pub async fn save_look(&self, id: i64, primary: &str) -> Result<()> {
+        use super::entities::experiment_looks;
+        experiment_looks::ActiveModel {
+            experiment_id: Set(id),
+            at: Set(Utc::now()),
+            primary: Set(primary.to_owned()),
+            ..Default::default()
+        }
+        .insert(&self.db)
+        .await?;
+        let old = experiment_looks::Entity::find()
+            .filter(experiment_looks::Column::ExperimentId.eq(id))
+            .order_by_desc(experiment_looks::Column::Id)
+            .offset(MAX_LOOKS)
+            .limit(1)
+            .one(&self.db)
+            .await?;
+        if let Some(o) = old {
+            experiment_looks::Entity::delete_many()
+                .filter(experiment_looks::Column::ExperimentId.eq(id))
+                .filter(experiment_looks::Column::Id.lte(o.id))
+                .exec(&self.db)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The looks kept of experiment `id`, oldest first: (when, JSON).
+    pub async fn looks(&self, id: i64) -> Result<Vec<(DateTime<Utc>, serde_json::Value)>> {
+        use super::entities::experiment_looks;
+        Ok(experiment_looks::Entity::find()
+            .filter(experiment_looks::Column::ExperimentId.eq(id))
+            .order_by_asc(experiment_looks::Column::Id)
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(|l| (l.at, serde_json::from_str(&l.primary).unwrap_or_default()))
+            .collect())
     }
 
     /// Save the serving daemon's request counts of experiment `id`.

@@ -21,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(M0010ExperimentTotals),
             Box::new(M0011ConversationDetail),
             Box::new(M0012QualityAndReview),
+            Box::new(M0013GpuUsageAndLooks),
         ]
     }
 }
@@ -899,6 +900,68 @@ impl MigrationTrait for M0011ConversationDetail {
             m.create_index(i).await?;
         }
         Ok(())
+    }
+}
+
+/// What the dashboard adds up or draws over time: the GPUs each step held
+/// on this machine (GPU-hours and their cost), and what each look at an
+/// experiment found.
+struct M0013GpuUsageAndLooks;
+
+impl MigrationName for M0013GpuUsageAndLooks {
+    fn name(&self) -> &str {
+        "m0013_gpu_usage_and_looks"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for M0013GpuUsageAndLooks {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.create_table(
+            Table::create()
+                .table("experiment_looks")
+                .if_not_exists()
+                .col(big_pk_auto("id"))
+                .col(big_integer("experiment_id"))
+                .col(timestamp_with_time_zone("at"))
+                .col(text("primary"))
+                .foreign_key(&mut foreign_key(
+                    "experiment_looks",
+                    "experiment_id",
+                    "experiments",
+                ))
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(index(
+            "ix_experiment_looks",
+            "experiment_looks",
+            &["experiment_id", "at"],
+            false,
+        ))
+        .await?;
+        m.create_table(
+            Table::create()
+                .table("gpu_usage")
+                .if_not_exists()
+                .col(big_pk_auto("id"))
+                .col(big_integer("run_id"))
+                .col(string("step_id"))
+                .col(string("queue"))
+                .col(integer("gpus"))
+                .col(timestamp_with_time_zone("started_at"))
+                .col(timestamp_with_time_zone("finished_at"))
+                .foreign_key(&mut foreign_key("gpu_usage", "run_id", "training_runs"))
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(index(
+            "ix_gpu_usage_finished",
+            "gpu_usage",
+            &["finished_at"],
+            false,
+        ))
+        .await
     }
 }
 

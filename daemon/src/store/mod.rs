@@ -331,6 +331,54 @@ impl Store {
             .map(|v| v.id))
     }
 
+    /// Keep that step `step` of run `run` held `gpus` GPUs of queue
+    /// `queue` from `started` to `finished`.
+    pub async fn record_gpu_usage(
+        &self,
+        run: i64,
+        step: &str,
+        queue: &str,
+        gpus: u32,
+        started: chrono::DateTime<Utc>,
+        finished: chrono::DateTime<Utc>,
+    ) -> Result<()> {
+        use entities::gpu_usage;
+        gpu_usage::ActiveModel {
+            run_id: Set(run),
+            step_id: Set(step.to_owned()),
+            queue: Set(queue.to_owned()),
+            gpus: Set(gpus as i32),
+            started_at: Set(started),
+            finished_at: Set(finished),
+            ..Default::default()
+        }
+        .insert(&self.db)
+        .await?;
+        Ok(())
+    }
+
+    /// GPU-hours per queue of the leases that ended at or after `since`
+    /// (the part of each after `since`), largest first.
+    pub async fn gpu_hours_since(
+        &self,
+        since: chrono::DateTime<Utc>,
+    ) -> Result<Vec<(String, f64)>> {
+        use entities::gpu_usage;
+        let rows = gpu_usage::Entity::find()
+            .filter(gpu_usage::Column::FinishedAt.gte(since))
+            .all(&self.db)
+            .await?;
+        let mut by: std::collections::BTreeMap<String, f64> = std::collections::BTreeMap::new();
+        for r in rows {
+            let from = r.started_at.max(since);
+            let secs = (r.finished_at - from).num_milliseconds().max(0) as f64 / 1000.0;
+            *by.entry(r.queue).or_default() += f64::from(r.gpus) * secs / 3600.0;
+        }
+        let mut out: Vec<(String, f64)> = by.into_iter().collect();
+        out.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        Ok(out)
+    }
+
     /// Datasets by name with their newest snapshot and how many they have,
     /// most recently changed first (at most `limit`).
     pub async fn dataset_summaries(&self, limit: u64) -> Result<Vec<DatasetSummary>> {

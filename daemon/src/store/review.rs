@@ -192,6 +192,9 @@ pub struct ItemFilter {
     /// Items with a smaller id (the page before).
     pub before: Option<i64>,
     pub limit: u64,
+    /// The most valuable first (highest priority, then oldest) instead of
+    /// the newest first; `before` does not apply.
+    pub by_priority: bool,
 }
 
 /// A reviewer's answer to record.
@@ -317,13 +320,15 @@ impl Store {
             c = c.add(C::Id.lt(b));
         }
         let limit = f.limit.clamp(1, 1000);
-        let mut rows = review_items::Entity::find()
-            .filter(c)
-            .order_by_desc(C::Id)
-            .limit(limit + 1)
-            .all(&self.db)
-            .await?;
-        let next = (rows.len() as u64 > limit).then(|| rows[limit as usize - 1].id);
+        let mut q = review_items::Entity::find().filter(c);
+        q = if f.by_priority {
+            q.order_by_desc(C::Priority).order_by_asc(C::Id)
+        } else {
+            q.order_by_desc(C::Id)
+        };
+        let mut rows = q.limit(limit + 1).all(&self.db).await?;
+        let next =
+            (rows.len() as u64 > limit && !f.by_priority).then(|| rows[limit as usize - 1].id);
         rows.truncate(limit as usize);
         let items = self.with_labels(rows).await?;
         Ok((items, next))

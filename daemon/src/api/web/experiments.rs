@@ -95,6 +95,32 @@ pub async fn page(
         .filter(|h| h.at >= e.started_at)
         .collect();
     let results = e.results.as_ref();
+    // Each treatment's p-value and chance to win at each look, over hours
+    // since the start.
+    let looks = match web.service.store.experiment(&e.name).await? {
+        Some(row) => web.service.store.looks(row.id).await?,
+        None => Vec::new(),
+    };
+    let mut p_series: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
+    let mut win_series: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
+    for (at, look) in &looks {
+        let hours = (*at - e.started_at).num_seconds() as f64 / 3600.0;
+        for c in look.as_array().into_iter().flatten() {
+            let arm = c["arm"].as_str().unwrap_or("?").to_owned();
+            for (series, key) in [
+                (&mut p_series, "p_value"),
+                (&mut win_series, "chance_to_win"),
+            ] {
+                if let Some(v) = c[key].as_f64() {
+                    match series.iter_mut().find(|(a, _)| *a == arm) {
+                        Some((_, pts)) => pts.push((hours, v)),
+                        None => series.push((arm.clone(), vec![(hours, v)])),
+                    }
+                }
+            }
+        }
+    }
+
     let body = html! {
         section.panel #arms data-refresh aria-labelledby="h-arms" {
             h2 #h-arms { "Arms and traffic" }
@@ -147,6 +173,16 @@ pub async fn page(
                 @for w in &r.winners { p { strong { "Winning: " } (w.summary) } }
             }
         }
+        section.panel #over-time data-refresh aria-labelledby="h-over-time" {
+            h2 #h-over-time { "Over time" }
+            @if looks.len() < 2 {
+                p.muted { "The curves appear after two looks that found something new (the serving daemon looks every experiment_interval)." }
+            } @else {
+                p.muted { "The primary metric at each look, by hours since the start. The p-values are always valid: looking often does not inflate them." }
+                (chart::lines("p-over-time", "p-value (Holm-adjusted) against hours", "hours", &as_series(&p_series)))
+                (chart::lines("win-over-time", "Chance to win against hours", "hours", &as_series(&win_series)))
+            }
+        }
         section.panel #decisions data-refresh aria-labelledby="h-decisions" {
             h2 #h-decisions { "Decisions" }
             @if let Some(d) = &e.decision_now { p { "A look now would " strong { (decision_word(d)) } ": " (d.reason()) } }
@@ -170,6 +206,17 @@ pub async fn page(
         },
         body,
     ))
+}
+
+/// Named points as chart series (at most four).
+fn as_series(v: &[(String, Vec<(f64, f64)>)]) -> Vec<chart::Series<'_>> {
+    v.iter()
+        .take(4)
+        .map(|(name, points)| chart::Series {
+            name,
+            points: points.clone(),
+        })
+        .collect()
 }
 
 fn decision_word(d: &crate::experiment::results::Decision) -> &'static str {

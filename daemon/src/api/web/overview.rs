@@ -7,6 +7,7 @@ use crate::core::state::RunState;
 use crate::store::queue::RunFilter;
 use axum::extract::State;
 use axum::response::Html;
+use chrono::Datelike;
 use maud::html;
 use std::collections::BTreeMap;
 
@@ -18,6 +19,15 @@ fn colour(s: RunState) -> &'static str {
         RunState::Failed => "#b3261e",
         RunState::Cancelled => "#6b7680",
         RunState::Interrupted => "#8a5300",
+    }
+}
+
+/// GPU-hours for people: two decimals, more for a few minutes' worth.
+fn hours_text(h: f64) -> String {
+    if h < 0.1 {
+        format!("{h:.4}")
+    } else {
+        format!("{h:.2}")
     }
 }
 
@@ -47,6 +57,17 @@ pub async fn page(
     }
     let experiments = s.experiment_list(None, true).await?;
     let gpus = s.gpu_view();
+    // GPU-hours per queue since the first of this month (UTC), and their
+    // cost at the configured price.
+    let now = chrono::Utc::now();
+    let month_start = now
+        .date_naive()
+        .with_day(1)
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc())
+        .unwrap_or(now);
+    let usage = s.store.gpu_hours_since(month_start).await?;
+    let price = s.config().gpus.price;
     let queue = s.queue_view();
     let parts: Vec<(&str, u64, &str)> = RunState::ALL
         .iter()
@@ -131,6 +152,29 @@ pub async fn page(
                         } }
                     } }
                 }
+            }
+            section.panel #gpu-hours data-refresh aria-labelledby="h-gpu-hours" {
+                h2 #h-gpu-hours { "GPU-hours this month" }
+                @if usage.is_empty() { p.muted { "No GPU work on this machine since " (month_start.format("%-d %B")) "." } }
+                @else {
+                    div.scroll tabindex="0" { table {
+                        caption.sr-only { "GPU-hours per queue since the first of the month, and their cost" }
+                        thead { tr { th { "queue" } th.num { "GPU-hours" } @if let Some((_, c)) = &price { th.num { "cost (" (c) ")" } } } }
+                        tbody {
+                            @for (queue, hours) in &usage {
+                                tr { td { (queue) } td.num { (hours_text(*hours)) }
+                                    @if let Some((p, _)) = &price { td.num { (format!("{:.2}", hours * p)) } } }
+                            }
+                            @if usage.len() > 1 {
+                                @let total: f64 = usage.iter().map(|u| u.1).sum();
+                                tr { td { strong { "all" } } td.num { strong { (hours_text(total)) } }
+                                    @if let Some((p, _)) = &price { td.num { strong { (format!("{:.2}", total * p)) } } } }
+                            }
+                        }
+                    } }
+                }
+                p.muted { @if let Some((p, c)) = &price { "At " (format!("{p:.2}")) " " (c) " per GPU-hour (" code { "[gpus] price_per_hour" } ")." }
+                    @else { "Set " code { "[gpus] price_per_hour" } " to see what they cost." } }
             }
             section.panel #deployments data-refresh aria-labelledby="h-deploy" {
                 h2 #h-deploy { "Deployments" }

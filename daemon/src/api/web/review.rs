@@ -49,13 +49,12 @@ pub async fn list(
             .review_items(&ItemFilter {
                 model: model.clone(),
                 state: Some(state.unwrap_or(ItemState::Open)),
-                limit: 200,
+                limit: 50,
+                by_priority: true,
                 ..ItemFilter::default()
             })
             .await?
             .0;
-        items.sort_by(|a, b| b.priority.total_cmp(&a.priority).then(a.id.cmp(&b.id)));
-        items.truncate(50);
     }
     let body = html! {
         div.grid {

@@ -220,6 +220,7 @@ impl Runner {
         let extra = a.coach_env();
         loop {
             let lease = self.lease(a).await?;
+            let held_since = chrono::Utc::now();
             let devices = lease
                 .as_ref()
                 .map(|l| l.devices.clone())
@@ -270,6 +271,22 @@ impl Runner {
                 self.gpus.remove_pid(p);
             }
             drop(lease);
+            if !devices.is_empty()
+                && let Err(e) = self
+                    .store
+                    .record_gpu_usage(
+                        a.run_id.0,
+                        &step.id,
+                        &step.placement.queue,
+                        devices.len() as u32,
+                        held_since,
+                        chrono::Utc::now(),
+                    )
+                    .await
+            {
+                // The step's outcome matters more than its bookkeeping.
+                tracing::warn!(run = %a.run_id, step = %step.id, "cannot record GPU usage: {e:#}");
+            }
             match result {
                 Ok(outcome) => {
                     return Ok(Ran {
