@@ -865,6 +865,10 @@ fn in_a_real_browser_a_run_is_watched_live_and_every_page_passes_axe() {
         ("run", run_path.as_str().unwrap().to_owned()),
         ("models", "/models".to_owned()),
         ("model", format!("/models/{model_id}")),
+        (
+            "compare",
+            format!("/models/compare?a={model_id}&b={model_id}"),
+        ),
         ("conversations", "/conversations".to_owned()),
         ("conversation", "/conversations/1".to_owned()),
         ("review", "/review".to_owned()),

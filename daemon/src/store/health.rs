@@ -67,19 +67,29 @@ pub fn mark_clean_stop(path: &Path) {
     }
 }
 
+/// The store at `path` is damaged: what was found, and the way out.
+pub fn damaged(path: &Path, what: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "the store {} is damaged ({what}); restore it from a backup, or save what is readable with `sqlite3 {} .recover`",
+        path.display(),
+        path.display()
+    )
+}
+
+/// Whether SQLite said a file is damaged (SQLITE_CORRUPT, SQLITE_NOTADB):
+/// a page it reads while opening can be the damaged one, before any check.
+pub fn says_damaged(e: &anyhow::Error) -> bool {
+    let text = format!("{e:#}");
+    text.contains("database disk image is malformed") || text.contains("file is not a database")
+}
+
 /// Check the SQLite store at `path`, open as `db`.
 pub async fn check_sqlite(db: &DatabaseConnection, path: &Path) -> Result<()> {
     let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
     if size == 0 {
         return Ok(());
     }
-    let damaged = |what: String| {
-        anyhow::anyhow!(
-            "the store {} is damaged ({what}); restore it from a backup, or save what is readable with `sqlite3 {} .recover`",
-            path.display(),
-            path.display()
-        )
-    };
+    let damaged = |what: String| damaged(path, &what);
     let query = |sql: String| async move {
         db.query_all_raw(Statement::from_string(db.get_database_backend(), sql))
             .await

@@ -138,7 +138,16 @@ impl Store {
             // A full disk shows as many SQLite errors ("disk I/O error",
             // "database or disk is full"); say it plainly.
             Err(e) => {
-                match sqlite_file(url).and_then(|p| health::full_disk(std::path::Path::new(p))) {
+                let path = sqlite_file(url).map(std::path::Path::new);
+                if let Some(p) = path
+                    && health::says_damaged(&e)
+                {
+                    return Err(health::damaged(
+                        p,
+                        &format!("SQLite cannot read it: {}", e.root_cause()),
+                    ));
+                }
+                match path.and_then(health::full_disk) {
                     Some(full) => return Err(e.context(full)),
                     None => return Err(e),
                 }

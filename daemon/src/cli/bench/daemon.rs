@@ -285,12 +285,20 @@ fn triggers(url: &str, token: &str, n: usize) -> Result<(Vec<f64>, Vec<f64>)> {
     Ok((to_step, delivery))
 }
 
-/// Measures its own scratch daemon; the caller's config is not used.
-pub async fn run(_config: Config, args: Args) -> Result<ExitCode> {
+/// A scratch installation serving the checkout's workflows: (its folder,
+/// its config file, the config, the daemon's log file).
+pub(super) fn scratch(
+    bench: &str,
+) -> Result<(
+    tempfile::TempDir,
+    std::path::PathBuf,
+    Config,
+    std::path::PathBuf,
+)> {
     let scratch = tempfile::tempdir()?;
     let workflows = std::env::current_dir()?.join("workflows");
     if !workflows.join("quickstart.toml").is_file() {
-        bail!("run `coach bench daemon` from the Coach checkout (it serves workflows/)");
+        bail!("run `coach bench {bench}` from the Coach checkout (it serves workflows/)");
     }
     let text = format!(
         "data_dir = {:?}\nplugin_dirs = []\n[grants.source-files]\nread = [{:?}]\n[daemon]\nlisten = \"127.0.0.1:0\"\nworkflow_dirs = [{:?}]\n",
@@ -300,8 +308,14 @@ pub async fn run(_config: Config, args: Args) -> Result<ExitCode> {
     );
     let cfg_path = scratch.path().join("coach.toml");
     std::fs::write(&cfg_path, text)?;
-    let bench_config = Config::load(Some(&cfg_path))?;
+    let config = Config::load(Some(&cfg_path))?;
     let log = scratch.path().join("daemon.log");
+    Ok((scratch, cfg_path, config, log))
+}
+
+/// Measures its own scratch daemon; the caller's config is not used.
+pub async fn run(_config: Config, args: Args) -> Result<ExitCode> {
+    let (_scratch, cfg_path, bench_config, log) = scratch("daemon")?;
     note!("seeding {} runs …", args.runs);
     let token = seed(&bench_config, args.runs).await?;
 

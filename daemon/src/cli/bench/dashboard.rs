@@ -267,21 +267,7 @@ impl Chromium {
 
 /// Measures its own scratch daemon; the caller's config is not used.
 pub async fn run(_config: Config, args: Args) -> Result<ExitCode> {
-    let scratch = tempfile::tempdir()?;
-    let workflows = std::env::current_dir()?.join("workflows");
-    if !workflows.join("quickstart.toml").is_file() {
-        bail!("run `coach bench dashboard` from the Coach checkout (it serves workflows/)");
-    }
-    let text = format!(
-        "data_dir = {:?}\nplugin_dirs = []\n[grants.source-files]\nread = [{:?}]\n[daemon]\nlisten = \"127.0.0.1:0\"\nworkflow_dirs = [{:?}]\n",
-        scratch.path().join("data"),
-        workflows,
-        workflows
-    );
-    let cfg_path = scratch.path().join("coach.toml");
-    std::fs::write(&cfg_path, text)?;
-    let bench_config = Config::load(Some(&cfg_path))?;
-    let log = scratch.path().join("daemon.log");
+    let (_scratch, cfg_path, bench_config, log) = super::daemon::scratch("dashboard")?;
     note!("seeding {} runs …", args.runs);
     let token = seed(&bench_config, args.runs).await?;
     let store = Store::connect(&bench_config.database_url()).await?;
