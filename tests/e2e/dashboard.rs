@@ -186,6 +186,9 @@ fn sign_in_pages_roles_and_csrf_over_http() {
     let no_csrf = b.post("/workflows/wedding/trigger", &[], &[]);
     assert_eq!(no_csrf.status, 403);
     assert!(no_csrf.body.contains("CSRF"), "{}", no_csrf.body);
+    let huge = "x".repeat(100 * 1024);
+    let big = b.post("/workflows/wedding/trigger", &[("_csrf", &huge)], &[]);
+    assert_eq!(big.status, 413, "forms are bounded at 64 KiB");
     let wrong = b.post(
         "/workflows/wedding/trigger",
         &[("_csrf", &"0".repeat(64))],

@@ -334,6 +334,19 @@ fn request(session: &super::session::Session, reason: Option<&str>) -> Request {
     }
 }
 
+/// A deploy or rollback form: its CSRF token checked, the operator role
+/// required, and the environment it names.
+async fn environment_form(
+    session: &super::session::Session,
+    body: axum::body::Bytes,
+) -> Result<(super::Form, EnvironmentName), WebError> {
+    let form = checked_form(session, body).await?;
+    need(session, Role::Operator)?;
+    let env = EnvironmentName::try_from(form.get("environment").unwrap_or(""))
+        .map_err(|e| WebError::bad(&format!("environment: {e}")))?;
+    Ok((form, env))
+}
+
 /// `POST /models/{id}/deploy` (operator).
 pub async fn deploy(
     State(web): State<WebState>,
@@ -341,10 +354,7 @@ pub async fn deploy(
     Path(id): Path<i64>,
     body: axum::body::Bytes,
 ) -> Result<Response, WebError> {
-    let form = checked_form(&session, body).await?;
-    need(&session, Role::Operator)?;
-    let env = EnvironmentName::try_from(form.get("environment").unwrap_or(""))
-        .map_err(|e| WebError::bad(&format!("environment: {e}")))?;
+    let (form, env) = environment_form(&session, body).await?;
     web.service
         .deploy(
             &ModelRef::Id(id),
@@ -364,11 +374,8 @@ pub async fn rollback(
     Path(id): Path<i64>,
     body: axum::body::Bytes,
 ) -> Result<Response, WebError> {
-    let form = checked_form(&session, body).await?;
-    need(&session, Role::Operator)?;
+    let (form, env) = environment_form(&session, body).await?;
     let m = model(&web, id).await?;
-    let env = EnvironmentName::try_from(form.get("environment").unwrap_or(""))
-        .map_err(|e| WebError::bad(&format!("environment: {e}")))?;
     let name = ModelName::try_from(m.name.as_str()).map_err(|e| WebError::bad(&e.to_string()))?;
     web.service
         .rollback(&name, &env, None, request(&session, form.get("reason")))
