@@ -201,6 +201,8 @@ impl App {
 /// How often the daemon looks for runs of `coach run` processes on this
 /// host that died.
 const ORPHAN_SWEEP: Duration = Duration::from_secs(15);
+/// How often the daemon adds newly logged messages to the text index.
+const TEXT_INDEX_EVERY: Duration = Duration::from_secs(60);
 
 /// Run the daemon until SIGTERM or SIGINT.
 pub async fn run_daemon(config: Config) -> Result<()> {
@@ -336,6 +338,22 @@ pub async fn run_daemon(config: Config) -> Result<()> {
     }
     app.tracker
         .spawn(refresh_gpus(app.runner.gpus.clone(), app.stop.clone()));
+    // The text index of logged messages keeps up with them, so that the
+    // search that needs it finds little left to add.
+    {
+        let (store, stop) = (app.store.clone(), app.stop.clone());
+        app.tracker.spawn(async move {
+            loop {
+                tokio::select! {
+                    () = tokio::time::sleep(TEXT_INDEX_EVERY) => {}
+                    () = stop.cancelled() => return,
+                }
+                if let Err(e) = store.catch_up_text_index().await {
+                    tracing::warn!("cannot bring the messages' text index up to date: {e:#}");
+                }
+            }
+        });
+    }
     let router = crate::api::router(service.clone());
     let limits = crate::api::serve::ServeLimits::for_this_process();
     let server = app.tracker.spawn(crate::api::serve::serve(

@@ -83,7 +83,7 @@ fn read_back(home: Home) {
                 {"role": "user", "text": "let me talk to a person", "escalation": true}]},
             {"model": "wedding-assistant", "id": "app-3", "channel": "app",
              "messages": [{"role": "user", "text": "Book a DJ please", "intent": "music", "confidence": 0.94, "model_version": 1}]},
-            {"model": "other-bot", "id": "x-1", "messages": [{"role": "user", "text": "hello"}]}
+            {"model": "other-bot", "id": "x-1", "messages": [{"role": "user", "text": "hello, ça va ? \"100% sure\""}]}
         ]}),
     );
     assert_eq!(s, 201, "{v}");
@@ -127,8 +127,18 @@ fn read_back(home: Home) {
         ("outcome=escalated", &["app-2"]),
         ("outcome=none", &["x-1", "app-3"]),
         ("version=1", &["app-3", "web-1"]),
+        // Text search: any substring, whatever the case (Unicode's
+        // too), across words; quotes, `%` and `_` are plain characters;
+        // one or two characters search as well as longer ones.
         ("q=PHOTOGRAPHER", &["web-1"]),
-        ("q=100%25", &[]),
+        ("q=er%20in%20le", &["web-1"]),
+        ("q=%C3%87A%20VA", &["x-1"]),
+        ("q=%22100%25%20s", &["x-1"]),
+        ("q=100%25", &["x-1"]),
+        ("q=100_", &[]),
+        ("q=%22", &["x-1"]),
+        ("q=dj", &["app-3"]),
+        ("q=fireworks%22%20OR%20%22hello", &[]),
         ("since=2000-01-01T00:00:00Z&until=2000-01-02T00:00:00Z", &[]),
     ] {
         let v = get(&d, &viewer, &format!("/api/v1/conversations?{query}"));
@@ -218,6 +228,17 @@ fn read_back(home: Home) {
         "{}",
         local.all()
     );
+
+    // A turn logged after a search is found by the next one.
+    let (s, v) = post_json(
+        &format!("{}/api/v1/conversations", d.url),
+        &op,
+        &json!({"conversations": [{"model": "other-bot", "id": "x-9",
+            "messages": [{"role": "user", "text": "one more Photographer question"}]}]}),
+    );
+    assert_eq!(s, 201, "{v}");
+    let v = get(&d, &viewer, "/api/v1/conversations?q=photographer");
+    assert_eq!(ids(&v), ["x-9", "web-1"], "{v}");
 }
 
 #[test]

@@ -4,11 +4,14 @@
 
 use super::Store;
 use super::entities::{conversations, feedback, messages};
+use super::migration::MESSAGES_TEXT;
 use crate::core::conversation::{Conversation, Feedback, Outcome, Ranked, Role, Turn};
-use anyhow::Result;
+use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr, Query};
-use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{
+    ColumnTrait, Condition, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+};
 use std::collections::BTreeMap;
 
 /// Which conversations to list. Every field narrows the list; none set
@@ -145,6 +148,12 @@ fn like_pattern(needle: &str) -> LikeExpr {
     LikeExpr::new(p).escape('\\')
 }
 
+/// `needle` as one FTS5 phrase: the text index's tokenizer makes it
+/// match wherever it occurs inside a message, whatever the case.
+fn fts_phrase(needle: &str) -> String {
+    format!("\"{}\"", needle.replace('"', "\"\""))
+}
+
 fn user_turns() -> sea_orm::sea_query::SelectStatement {
     Query::select()
         .column(messages::Column::ConversationId)
@@ -154,7 +163,7 @@ fn user_turns() -> sea_orm::sea_query::SelectStatement {
 }
 
 impl ConversationFilter {
-    fn condition(&self) -> Condition {
+    fn condition(&self, backend: DbBackend) -> Condition {
         use conversations::Column as C;
         let mut c = Condition::all();
         if let Some(m) = &self.model {
@@ -192,6 +201,31 @@ impl ConversationFilter {
         if let Some(before) = self.before {
             c = c.add(C::Id.lt(before));
         }
+        if let Some(text) = &self.text {
+            let mut q = Query::select()
+                .column(messages::Column::ConversationId)
+                .from(messages::Entity)
+                .to_owned();
+            // First of the turn filters, so that SQLite starts from the
+            // few conversations it finds. Three characters or more make a
+            // trigram SQLite's text index can look up; shorter ones, and
+            // other stores, match by LIKE (PostgreSQL's trigram index
+            // serves that where it exists).
+            if indexed_search(backend, self) {
+                q.and_where(Expr::cust_with_values(
+                    format!(
+                        "\"messages\".\"id\" IN (SELECT rowid FROM {MESSAGES_TEXT} WHERE {MESSAGES_TEXT} MATCH ?)"
+                    ),
+                    [fts_phrase(text)],
+                ));
+            } else {
+                q.and_where(
+                    Expr::expr(Func::lower(Expr::col(messages::Column::Text)))
+                        .like(like_pattern(text)),
+                );
+            }
+            c = c.add(Expr::col(C::Id).in_subquery(q));
+        }
         if let Some(v) = self.version {
             let q = Query::select()
                 .column(messages::Column::ConversationId)
@@ -225,17 +259,6 @@ impl ConversationFilter {
                     .add(Expr::col(C::Id).in_subquery(predicted))
                     .add(Expr::col(C::Id).in_subquery(corrected)),
             );
-        }
-        if let Some(text) = &self.text {
-            let q = Query::select()
-                .column(messages::Column::ConversationId)
-                .from(messages::Entity)
-                .and_where(
-                    Expr::expr(Func::lower(Expr::col(messages::Column::Text)))
-                        .like(like_pattern(text)),
-                )
-                .to_owned();
-            c = c.add(Expr::col(C::Id).in_subquery(q));
         }
         c
     }
@@ -272,15 +295,66 @@ fn feedback_of(f: &feedback::Model) -> Feedback {
     }
 }
 
+/// Whether SQLite's text index serves `filter`'s text search.
+fn indexed_search(backend: DbBackend, filter: &ConversationFilter) -> bool {
+    backend == DbBackend::Sqlite && filter.text.as_ref().is_some_and(|t| t.chars().count() >= 3)
+}
+
 impl Store {
+    /// Add the messages written since the last look to SQLite's text
+    /// index (nothing on other stores), so that a search sees every
+    /// message: searches call it, and the daemon every minute, so logging
+    /// a turn pays nothing for the index. The index is filled a bounded
+    /// slice at a time, each slice its own write, so a long backlog never
+    /// holds the store's writers for long. Messages never change once
+    /// written, so what the index holds stays right.
+    pub async fn catch_up_text_index(&self) -> Result<()> {
+        use sea_orm::{ConnectionTrait, Statement};
+        /// Messages indexed in one write (about 0.1 s).
+        const SLICE: i64 = 20_000;
+        async fn behind<C: ConnectionTrait>(db: &C) -> Result<Option<(i64, i64)>> {
+            let row = db
+                .query_one_raw(Statement::from_string(
+                    DbBackend::Sqlite,
+                    "SELECT (SELECT upto FROM messages_text_upto), \
+                     (SELECT COALESCE(MAX(id), 0) FROM messages)",
+                ))
+                .await?
+                .context("the text index has no progress row")?;
+            let (upto, last): (i64, i64) = (row.try_get_by_index(0)?, row.try_get_by_index(1)?);
+            Ok((last > upto).then_some((upto, last)))
+        }
+        if self.db.get_database_backend() != DbBackend::Sqlite {
+            return Ok(());
+        }
+        while behind(&self.db).await?.is_some() {
+            let tx = self.begin_write().await?;
+            if let Some((upto, last)) = behind(&tx).await? {
+                let to = std::cmp::min(last, upto + SLICE);
+                tx.execute_unprepared(&format!(
+                    "INSERT INTO {MESSAGES_TEXT} (rowid, text) \
+                     SELECT id, text FROM messages WHERE id > {upto} AND id <= {to} ORDER BY id"
+                ))
+                .await?;
+                tx.execute_unprepared(&format!("UPDATE messages_text_upto SET upto = {to}"))
+                    .await?;
+            }
+            tx.commit().await?;
+        }
+        Ok(())
+    }
+
     /// A page of conversations matching `filter`, newest first.
     pub async fn list_conversations(
         &self,
         filter: &ConversationFilter,
     ) -> Result<ConversationPage> {
         let limit = filter.limit.clamp(1, 1000);
+        if indexed_search(self.db.get_database_backend(), filter) {
+            self.catch_up_text_index().await?;
+        }
         let rows = conversations::Entity::find()
-            .filter(filter.condition())
+            .filter(filter.condition(self.db.get_database_backend()))
             .order_by_desc(conversations::Column::Id)
             .limit(limit + 1)
             .all(&self.db)
@@ -375,10 +449,13 @@ impl Store {
     /// The ids of the conversations matching `filter` (its `limit` up to
     /// [`MAX_IDS`]), newest first: what a bulk reader walks.
     pub async fn conversation_ids(&self, filter: &ConversationFilter) -> Result<Vec<i64>> {
+        if indexed_search(self.db.get_database_backend(), filter) {
+            self.catch_up_text_index().await?;
+        }
         Ok(conversations::Entity::find()
             .select_only()
             .column(conversations::Column::Id)
-            .filter(filter.condition())
+            .filter(filter.condition(self.db.get_database_backend()))
             .order_by_desc(conversations::Column::Id)
             .limit(filter.limit.clamp(1, MAX_IDS))
             .into_tuple()

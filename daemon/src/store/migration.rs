@@ -22,6 +22,8 @@ impl MigratorTrait for Migrator {
             Box::new(M0011ConversationDetail),
             Box::new(M0012QualityAndReview),
             Box::new(M0013GpuUsageAndLooks),
+            Box::new(M0014ConversationSearch),
+            Box::new(M0015ReviewOrder),
         ]
     }
 }
@@ -1234,4 +1236,152 @@ async fn rebuild_sqlite_table<C: ConnectionTrait>(
         db.execute_unprepared(&sql).await?;
     }
     Ok(())
+}
+
+/// The conversation filters read what matches rather than every message:
+/// indexes for a user turn's confidence and intent, a turn's model
+/// version and a correction; and an index over the messages' text — on
+/// SQLite a full-text table of trigrams (any substring of three
+/// characters or more, case folded) filled as searches need it, on
+/// PostgreSQL a trigram index on the lower-cased text where the `pg_trgm`
+/// extension is there or may be created (without it the search scans, as
+/// before).
+struct M0014ConversationSearch;
+
+impl MigrationName for M0014ConversationSearch {
+    fn name(&self) -> &str {
+        "m0014_conversation_search"
+    }
+}
+
+/// The SQLite full-text table of the messages' text.
+pub const MESSAGES_TEXT: &str = "messages_text";
+
+#[async_trait::async_trait]
+impl MigrationTrait for M0014ConversationSearch {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        use sea_orm::Statement;
+        for i in [
+            index(
+                "ix_messages_confidence",
+                "messages",
+                &["role", "confidence", "conversation_id"],
+                false,
+            ),
+            index(
+                "ix_messages_intent",
+                "messages",
+                &["role", "intent", "conversation_id"],
+                false,
+            ),
+            index(
+                "ix_messages_version",
+                "messages",
+                &["model_version", "conversation_id"],
+                false,
+            ),
+            index(
+                "ix_feedback_correction",
+                "feedback",
+                &["correction", "conversation_id"],
+                false,
+            ),
+        ] {
+            m.create_index(i).await?;
+        }
+        let db = m.get_connection();
+        match db.get_database_backend() {
+            sea_orm::DatabaseBackend::Sqlite => {
+                // Filled by searches, not by writes: a message is added
+                // when the next search needs it (see the store's
+                // `catch_up_text_index`), so logging a turn pays nothing
+                // for the index. `upto`: the last message id it holds.
+                for sql in [
+                    "CREATE VIRTUAL TABLE IF NOT EXISTS messages_text USING fts5(\
+                     text, content='messages', content_rowid='id', tokenize='trigram')",
+                    "CREATE TABLE IF NOT EXISTS messages_text_upto (upto INTEGER NOT NULL)",
+                    "INSERT INTO messages_text_upto (upto) SELECT 0 \
+                     WHERE NOT EXISTS (SELECT 1 FROM messages_text_upto)",
+                ] {
+                    db.execute_unprepared(sql).await?;
+                }
+            }
+            sea_orm::DatabaseBackend::Postgres => {
+                // pg_trgm is a trusted extension from PostgreSQL 13: any
+                // role that may create in the database may add it.
+                let can = db
+                    .query_one_raw(Statement::from_string(
+                        sea_orm::DatabaseBackend::Postgres,
+                        "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_trgm') \
+                         OR (EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'pg_trgm') \
+                             AND current_setting('server_version_num')::int >= 130000 \
+                             AND has_database_privilege(current_database(), 'CREATE'))",
+                    ))
+                    .await?
+                    .map(|r| r.try_get_by_index::<bool>(0))
+                    .transpose()?
+                    .unwrap_or(false);
+                if can {
+                    db.execute_unprepared(
+                        "CREATE EXTENSION IF NOT EXISTS pg_trgm; \
+                         CREATE INDEX IF NOT EXISTS ix_messages_text_trgm \
+                         ON messages USING gin (lower(text) gin_trgm_ops)",
+                    )
+                    .await?;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// The review queue read in the orders it is read in, without sorting
+/// the whole queue: most valuable first (priority down, then oldest), and
+/// newest first, each within a state (and within a model's items).
+struct M0015ReviewOrder;
+
+impl MigrationName for M0015ReviewOrder {
+    fn name(&self) -> &str {
+        "m0015_review_order"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for M0015ReviewOrder {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        let by_priority = |name: &str, cols: &[&str]| {
+            let mut i = Index::create();
+            i.name(name)
+                .table(Alias::new("review_items"))
+                .if_not_exists();
+            for c in cols {
+                i.col(Alias::new(*c));
+            }
+            i.col((Alias::new("priority"), IndexOrder::Desc))
+                .col(Alias::new("id"))
+                .to_owned()
+        };
+        for i in [
+            by_priority("ix_review_items_priority", &["state"]),
+            by_priority("ix_review_items_model_priority", &["model_name", "state"]),
+            index(
+                "ix_review_items_state",
+                "review_items",
+                &["state", "id"],
+                false,
+            ),
+        ] {
+            m.create_index(i).await?;
+        }
+        // Its first two columns were all it gave; the new ones cover it.
+        m.drop_index(
+            Index::drop()
+                .name("ix_review_items_queue")
+                .table(Alias::new("review_items"))
+                .if_exists()
+                .to_owned(),
+        )
+        .await
+    }
 }

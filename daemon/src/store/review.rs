@@ -19,6 +19,11 @@ use std::collections::BTreeMap;
 
 /// How long a claimed item is held for its reviewer.
 pub const CLAIM: Duration = Duration::minutes(15);
+/// How many of the latest independent labels reviewer agreement is
+/// measured over: it stays a look at how reviewers agree now, and a page
+/// that shows it reads a bounded number of rows however long the queue
+/// has run.
+pub const AGREEMENT_LABELS: usize = 10_000;
 
 /// The label a reviewer gives a message that belongs to no intent.
 pub const OUT_OF_SCOPE: &str = "oos";
@@ -648,11 +653,13 @@ impl Store {
     }
 
     /// Every reviewer's answer on items that more than one reviewer
-    /// labelled independently: `(item, reviewer, answer)` for agreement.
+    /// labelled independently, among the last [`AGREEMENT_LABELS`]
+    /// independent labels: `(item, reviewer, answer)` for agreement.
     pub async fn review_answers(&self, model: Option<&str>) -> Result<Vec<(i64, String, String)>> {
         let mut q = review_labels::Entity::find()
             .filter(review_labels::Column::Adjudication.eq(false))
-            .order_by_asc(review_labels::Column::Id);
+            .order_by_desc(review_labels::Column::Id)
+            .limit(AGREEMENT_LABELS as u64);
         if let Some(m) = model {
             use sea_orm::sea_query::{Expr, Query};
             q = q.filter(
@@ -665,7 +672,8 @@ impl Store {
                 ),
             );
         }
-        let labels = q.all(&self.db).await?;
+        let mut labels = q.all(&self.db).await?;
+        labels.reverse();
         let mut per_item: BTreeMap<i64, usize> = BTreeMap::new();
         for l in &labels {
             *per_item.entry(l.item_id).or_default() += 1;

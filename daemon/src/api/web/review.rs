@@ -87,7 +87,8 @@ pub async fn list(
                 h2 #h-agree { "Agreement between reviewers" }
                 @if agreement.items == 0 { p.muted { "No item has been labelled by two reviewers yet." } }
                 @else {
-                    p { "Krippendorff's α over " (agreement.items) " items labelled by two or more: "
+                    p { "Krippendorff's α over " (agreement.items) " items labelled by two or more (among the latest "
+                        (crate::store::review::AGREEMENT_LABELS) " labels): "
                         strong { (agreement.alpha.map(|a| format!("{a:.2}")).unwrap_or_else(|| "undefined".into())) } }
                     div.scroll tabindex="0" { table {
                         caption.sr-only { "Agreement of each pair of reviewers (Cohen's κ)" }
