@@ -52,7 +52,9 @@
     const on = (type, f) => es.addEventListener(type, (m) => { try { f(JSON.parse(m.data)); } catch (_) { } });
     on("progress", progress);
     on("log", logLine);
-    on("metric", refresh);
+    // An epoch's metrics change only the charts: pages without them
+    // do not re-render for each.
+    if ($("#charts")) on("metric", refresh);
     for (const t of ["run.queued", "run.started", "step.started", "step.finished", "step.skipped",
       "workflow.loaded", "workflow.rejected", "experiment.results", "experiment.decided", "experiment.started"]) on(t, refresh);
     on("run.finished", () => { refresh(); if (document.body.dataset.reloadOnFinish) setTimeout(() => location.reload(), 400); });

@@ -15,6 +15,75 @@ use axum::response::Html;
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::html;
 
+/// What stands in for a hidden value.
+const HIDDEN: &str = "\"••••••\"";
+
+/// `text` with every value of every `env` table (a process step's
+/// environment, which may carry credentials) replaced by [`HIDDEN`]; the
+/// rest of the file, its comments and layout, as written. A file that
+/// does not parse is shown as it is (it is not in service).
+fn masked(text: &str) -> String {
+    use toml_edit::{Item, Value};
+    fn leaves(v: &Value, out: &mut Vec<std::ops::Range<usize>>) {
+        match v {
+            Value::InlineTable(t) => t.iter().for_each(|(_, v)| leaves(v, out)),
+            v => out.extend(v.span()),
+        }
+    }
+    fn value(v: &Value, out: &mut Vec<std::ops::Range<usize>>) {
+        match v {
+            Value::InlineTable(t) => {
+                for (k, v) in t.iter() {
+                    if k == "env" && v.is_inline_table() {
+                        leaves(v, out);
+                    } else {
+                        value(v, out);
+                    }
+                }
+            }
+            Value::Array(a) => a.iter().for_each(|v| value(v, out)),
+            _ => {}
+        }
+    }
+    fn table(t: &toml_edit::Table, out: &mut Vec<std::ops::Range<usize>>) {
+        for (k, i) in t.iter() {
+            match i {
+                Item::Table(t) if k == "env" => {
+                    for (_, i) in t.iter() {
+                        match i {
+                            Item::Value(v) => leaves(v, out),
+                            i => out.extend(i.span()),
+                        }
+                    }
+                }
+                Item::Value(v) if k == "env" && v.is_inline_table() => leaves(v, out),
+                Item::Value(v) => value(v, out),
+                Item::Table(t) => table(t, out),
+                Item::ArrayOfTables(a) => a.iter().for_each(|t| table(t, out)),
+                Item::None => {}
+            }
+        }
+    }
+    let Ok(doc) = toml_edit::Document::parse(text) else {
+        return text.to_owned();
+    };
+    let mut spans = Vec::new();
+    table(doc.as_table(), &mut spans);
+    spans.sort_by_key(|r| r.start);
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    for r in spans {
+        if r.start < at || r.end > text.len() {
+            continue;
+        }
+        out.push_str(&text[at..r.start]);
+        out.push_str(HIDDEN);
+        at = r.end;
+    }
+    out.push_str(&text[at..]);
+    out
+}
+
 fn triggers(e: &Entry) -> Vec<String> {
     let Some(g) = &e.good else { return vec![] };
     let t = &g.workflow.trigger;
@@ -191,7 +260,8 @@ pub async fn page(
         @if let Some(g) = &e.good {
             section.panel aria-labelledby="h-toml" {
                 h2 #h-toml { "Workflow file (in service, read-only)" }
-                (layout::toml(&g.text))
+                p.muted { "The values of a step's " code { "env" } " are hidden here: they may be credentials." }
+                (layout::toml(&masked(&g.text)))
             }
         }
         @for (origin, source) in &scripts {
@@ -229,4 +299,40 @@ pub async fn trigger(
         .map_err(|e| WebError::new(axum::http::StatusCode::CONFLICT, &e.to_string()))?;
     tracing::info!(workflow = %name, run = run.id, by = %session.name, "run triggered from the dashboard");
     Ok(Redirect::to(&format!("/runs/{}", run.id)).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::masked;
+
+    #[test]
+    fn a_steps_environment_values_are_hidden_and_nothing_else_is() {
+        let text = r#"# env = { A = "comment stays" }
+name = "x"
+[[step]]
+id = "a"
+env = { HF_TOKEN = "hf_secret", NESTED = { K = 'also' } }
+with = { env = "production" }
+[[step]]
+id = "b"
+[step.env]
+API_KEY = """
+multi"""
+N = 3
+"#;
+        let m = masked(text);
+        for secret in ["hf_secret", "also", "multi", "N = 3"] {
+            assert!(!m.contains(secret), "{secret} shows in:\n{m}");
+        }
+        for kept in [
+            "# env = { A = \"comment stays\" }",
+            "HF_TOKEN = \"••••••\"",
+            "API_KEY = \"••••••\"",
+            "with = { env = \"production\" }",
+            "id = \"b\"",
+        ] {
+            assert!(m.contains(kept), "{kept} missing from:\n{m}");
+        }
+        assert_eq!(masked("not = [toml"), "not = [toml");
+    }
 }
