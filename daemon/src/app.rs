@@ -338,18 +338,28 @@ pub async fn run_daemon(config: Config) -> Result<()> {
     }
     app.tracker
         .spawn(refresh_gpus(app.runner.gpus.clone(), app.stop.clone()));
-    // The text index of logged messages keeps up with them, so that the
-    // search that needs it finds little left to add.
+    // The text index of logged messages keeps up with them (searches
+    // scan only what it does not hold yet): at start, then every minute,
+    // a short write at a time.
     {
         let (store, stop) = (app.store.clone(), app.stop.clone());
         app.tracker.spawn(async move {
             loop {
+                loop {
+                    match store.catch_up_text_index().await {
+                        Ok(true) if !stop.is_cancelled() => tokio::task::yield_now().await,
+                        Ok(_) => break,
+                        Err(e) => {
+                            tracing::warn!(
+                                "cannot bring the messages' text index up to date: {e:#}"
+                            );
+                            break;
+                        }
+                    }
+                }
                 tokio::select! {
                     () = tokio::time::sleep(TEXT_INDEX_EVERY) => {}
                     () = stop.cancelled() => return,
-                }
-                if let Err(e) = store.catch_up_text_index().await {
-                    tracing::warn!("cannot bring the messages' text index up to date: {e:#}");
                 }
             }
         });

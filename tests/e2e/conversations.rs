@@ -127,9 +127,9 @@ fn read_back(home: Home) {
         ("outcome=escalated", &["app-2"]),
         ("outcome=none", &["x-1", "app-3"]),
         ("version=1", &["app-3", "web-1"]),
-        // Text search: any substring, whatever the case (Unicode's
-        // too), across words; quotes, `%` and `_` are plain characters;
-        // one or two characters search as well as longer ones.
+        // Text search: any substring, whatever the case, across words;
+        // quotes, `%` and `_` are plain characters; one or two
+        // characters search as well as longer ones.
         ("q=PHOTOGRAPHER", &["web-1"]),
         ("q=er%20in%20le", &["web-1"]),
         ("q=%C3%87A%20VA", &["x-1"]),
@@ -167,6 +167,7 @@ fn read_back(home: Home) {
         "min_confidence=2",
         "fallback=maybe",
         "colour=red",
+        "q=ab%00cd",
     ] {
         let (s, v) = call(
             "GET",

@@ -170,6 +170,7 @@ async fn exercise(store: &Store) {
     assert!(find("nope").await.is_none());
     exercise_queue(store).await;
     exercise_traffic(store).await;
+    exercise_text_search(store).await;
 
     // Ten registrations of a new name at once: versions 1 to 10, no
     // duplicate-key failure.
@@ -187,6 +188,75 @@ async fn exercise(store: &Store) {
     }
     versions.sort();
     assert_eq!(versions, (1..=10).collect::<Vec<_>>());
+}
+
+/// The text search: what the index holds and what was logged since it
+/// was last filled are found alike, once each.
+async fn exercise_text_search(store: &Store) {
+    use coach::store::conversation_reads::ConversationFilter;
+    use coach::store::conversations::{NewConversation, NewMessage};
+    let log = |id: &str, text: &str| NewConversation {
+        model: "search-bot".into(),
+        id: id.into(),
+        channel: None,
+        messages: vec![NewMessage {
+            role: "user",
+            text: text.into(),
+            intent: None,
+            confidence: None,
+            fallback: false,
+            model_version: None,
+            escalation: false,
+            at: chrono::Utc::now(),
+            ranking: Vec::new(),
+            entities: Vec::new(),
+        }],
+        outcome: None,
+        assignment: None,
+    };
+    let search = |q: &str| {
+        let filter = ConversationFilter {
+            model: Some("search-bot".into()),
+            text: Some(q.into()),
+            limit: 50,
+            ..ConversationFilter::default()
+        };
+        async move {
+            store
+                .list_conversations(&filter)
+                .await
+                .unwrap()
+                .conversations
+                .into_iter()
+                .map(|c| c.external_id)
+                .collect::<Vec<_>>()
+        }
+    };
+    store
+        .log_conversations(&[log("s1", "Un GÂTEAU pour l'ÉTÉ, \"100% sûr\"")])
+        .await
+        .unwrap();
+    while store.catch_up_text_index().await.unwrap() {}
+    for (q, want) in [
+        ("gâteau", &["s1"][..]),
+        ("été,", &["s1"]),
+        ("\"100% s", &["s1"]),
+        ("100_", &[]),
+        ("gâteau\" OR \"x", &[]),
+        ("UN", &["s1"]),
+    ] {
+        assert_eq!(search(q).await, want, "{q}");
+    }
+    // Logged after the index was filled: found by scanning, then from the
+    // index, never twice.
+    store
+        .log_conversations(&[log("s2", "un gâteau de plus")])
+        .await
+        .unwrap();
+    assert_eq!(search("GÂTEAU").await, ["s2", "s1"]);
+    while store.catch_up_text_index().await.unwrap() {}
+    assert_eq!(search("GÂTEAU").await, ["s2", "s1"]);
+    assert!(!store.catch_up_text_index().await.unwrap());
 }
 
 /// Conversations, feedback and the traffic counts trigger conditions read.

@@ -208,6 +208,13 @@ impl ListQuery {
         {
             return bad(format!("`q` must be 1 to {MAX_SEARCH} characters"));
         }
+        if self
+            .q
+            .as_deref()
+            .is_some_and(|q| q.chars().any(char::is_control))
+        {
+            return bad("`q` must not hold control characters".into());
+        }
         for (name, v) in [
             ("model", &self.model),
             ("external", &self.external),

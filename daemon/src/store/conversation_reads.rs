@@ -212,12 +212,27 @@ impl ConversationFilter {
             // other stores, match by LIKE (PostgreSQL's trigram index
             // serves that where it exists).
             if indexed_search(backend, self) {
-                q.and_where(Expr::cust_with_values(
-                    format!(
-                        "\"messages\".\"id\" IN (SELECT rowid FROM {MESSAGES_TEXT} WHERE {MESSAGES_TEXT} MATCH ?)"
-                    ),
-                    [fts_phrase(text)],
-                ));
+                // What the index holds, and the messages written since it
+                // was last filled by scanning.
+                q.cond_where(
+                    Condition::any()
+                        .add(Expr::cust_with_values(
+                            format!(
+                                "\"messages\".\"id\" IN (SELECT rowid FROM {MESSAGES_TEXT} WHERE {MESSAGES_TEXT} MATCH ?)"
+                            ),
+                            [fts_phrase(text)],
+                        ))
+                        .add(
+                            Condition::all()
+                                .add(Expr::cust(
+                                    "\"messages\".\"id\" > (SELECT upto FROM messages_text_upto)",
+                                ))
+                                .add(
+                                    Expr::expr(Func::lower(Expr::col(messages::Column::Text)))
+                                        .like(like_pattern(text)),
+                                ),
+                        ),
+                );
             } else {
                 q.and_where(
                     Expr::expr(Func::lower(Expr::col(messages::Column::Text)))
@@ -295,23 +310,26 @@ fn feedback_of(f: &feedback::Model) -> Feedback {
     }
 }
 
+/// Messages [`Store::catch_up_text_index`] adds to the text index in one
+/// write (about 0.1 s).
+pub const TEXT_INDEX_SLICE: i64 = 20_000;
+
 /// Whether SQLite's text index serves `filter`'s text search.
 fn indexed_search(backend: DbBackend, filter: &ConversationFilter) -> bool {
     backend == DbBackend::Sqlite && filter.text.as_ref().is_some_and(|t| t.chars().count() >= 3)
 }
 
 impl Store {
-    /// Add the messages written since the last look to SQLite's text
-    /// index (nothing on other stores), so that a search sees every
-    /// message: searches call it, and the daemon every minute, so logging
-    /// a turn pays nothing for the index. The index is filled a bounded
-    /// slice at a time, each slice its own write, so a long backlog never
-    /// holds the store's writers for long. Messages never change once
-    /// written, so what the index holds stays right.
-    pub async fn catch_up_text_index(&self) -> Result<()> {
+    /// Add up to [`TEXT_INDEX_SLICE`] of the messages written since the
+    /// last call to SQLite's text index, in one short write; whether more
+    /// are left (always `false` on other stores). The daemon calls it at
+    /// start and every minute, so logging a turn pays nothing for the
+    /// index, and a long backlog never holds the store's writers for
+    /// long. Searches only read: what the index does not hold yet they
+    /// match by scanning. Messages never change once written, so what
+    /// the index holds stays right.
+    pub async fn catch_up_text_index(&self) -> Result<bool> {
         use sea_orm::{ConnectionTrait, Statement};
-        /// Messages indexed in one write (about 0.1 s).
-        const SLICE: i64 = 20_000;
         async fn behind<C: ConnectionTrait>(db: &C) -> Result<Option<(i64, i64)>> {
             let row = db
                 .query_one_raw(Statement::from_string(
@@ -324,24 +342,25 @@ impl Store {
             let (upto, last): (i64, i64) = (row.try_get_by_index(0)?, row.try_get_by_index(1)?);
             Ok((last > upto).then_some((upto, last)))
         }
-        if self.db.get_database_backend() != DbBackend::Sqlite {
-            return Ok(());
+        if self.db.get_database_backend() != DbBackend::Sqlite || behind(&self.db).await?.is_none()
+        {
+            return Ok(false);
         }
-        while behind(&self.db).await?.is_some() {
-            let tx = self.begin_write().await?;
-            if let Some((upto, last)) = behind(&tx).await? {
-                let to = std::cmp::min(last, upto + SLICE);
-                tx.execute_unprepared(&format!(
-                    "INSERT INTO {MESSAGES_TEXT} (rowid, text) \
-                     SELECT id, text FROM messages WHERE id > {upto} AND id <= {to} ORDER BY id"
-                ))
+        let tx = self.begin_write().await?;
+        let mut more = false;
+        if let Some((upto, last)) = behind(&tx).await? {
+            let to = std::cmp::min(last, upto + TEXT_INDEX_SLICE);
+            tx.execute_unprepared(&format!(
+                "INSERT INTO {MESSAGES_TEXT} (rowid, text) \
+                 SELECT id, text FROM messages WHERE id > {upto} AND id <= {to} ORDER BY id"
+            ))
+            .await?;
+            tx.execute_unprepared(&format!("UPDATE messages_text_upto SET upto = {to}"))
                 .await?;
-                tx.execute_unprepared(&format!("UPDATE messages_text_upto SET upto = {to}"))
-                    .await?;
-            }
-            tx.commit().await?;
+            more = to < last;
         }
-        Ok(())
+        tx.commit().await?;
+        Ok(more)
     }
 
     /// A page of conversations matching `filter`, newest first.
@@ -350,9 +369,6 @@ impl Store {
         filter: &ConversationFilter,
     ) -> Result<ConversationPage> {
         let limit = filter.limit.clamp(1, 1000);
-        if indexed_search(self.db.get_database_backend(), filter) {
-            self.catch_up_text_index().await?;
-        }
         let rows = conversations::Entity::find()
             .filter(filter.condition(self.db.get_database_backend()))
             .order_by_desc(conversations::Column::Id)
@@ -449,9 +465,6 @@ impl Store {
     /// The ids of the conversations matching `filter` (its `limit` up to
     /// [`MAX_IDS`]), newest first: what a bulk reader walks.
     pub async fn conversation_ids(&self, filter: &ConversationFilter) -> Result<Vec<i64>> {
-        if indexed_search(self.db.get_database_backend(), filter) {
-            self.catch_up_text_index().await?;
-        }
         Ok(conversations::Entity::find()
             .select_only()
             .column(conversations::Column::Id)

@@ -1257,8 +1257,38 @@ impl MigrationName for M0014ConversationSearch {
 /// The SQLite full-text table of the messages' text.
 pub const MESSAGES_TEXT: &str = "messages_text";
 
+/// PostgreSQL: `pg_trgm` and the index on the messages' lower-cased text,
+/// its operator class named in the schema the extension lives in.
+async fn trigram_index<C: ConnectionTrait>(db: &C) -> Result<(), DbErr> {
+    use sea_orm::Statement;
+    db.execute_unprepared("CREATE EXTENSION IF NOT EXISTS pg_trgm")
+        .await?;
+    let schema: String = db
+        .query_one_raw(Statement::from_string(
+            sea_orm::DatabaseBackend::Postgres,
+            "SELECT n.nspname FROM pg_extension e \
+             JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'pg_trgm'",
+        ))
+        .await?
+        .ok_or_else(|| DbErr::Custom("pg_trgm is not installed".into()))?
+        .try_get_by_index(0)?;
+    db.execute_unprepared(&format!(
+        "CREATE INDEX IF NOT EXISTS ix_messages_text_trgm ON messages \
+         USING gin (lower(text) \"{}\".gin_trgm_ops)",
+        schema.replace('"', "\"\"")
+    ))
+    .await?;
+    Ok(())
+}
+
 #[async_trait::async_trait]
 impl MigrationTrait for M0014ConversationSearch {
+    /// One transaction on every backend: the trigram step's savepoint
+    /// needs one.
+    fn use_transaction(&self) -> Option<bool> {
+        Some(true)
+    }
+
     async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
         use sea_orm::Statement;
         for i in [
@@ -1322,12 +1352,23 @@ impl MigrationTrait for M0014ConversationSearch {
                     .transpose()?
                     .unwrap_or(false);
                 if can {
-                    db.execute_unprepared(
-                        "CREATE EXTENSION IF NOT EXISTS pg_trgm; \
-                         CREATE INDEX IF NOT EXISTS ix_messages_text_trgm \
-                         ON messages USING gin (lower(text) gin_trgm_ops)",
-                    )
-                    .await?;
+                    // A server may list the extension and still refuse it
+                    // (an allow-list of its own): then the search scans,
+                    // and the upgrade goes on.
+                    db.execute_unprepared("SAVEPOINT coach_trgm").await?;
+                    match trigram_index(db).await {
+                        Ok(()) => {
+                            db.execute_unprepared("RELEASE SAVEPOINT coach_trgm")
+                                .await?
+                        }
+                        Err(e) => {
+                            tracing::warn!(
+                                "no trigram index for the conversations' text search (it scans): {e}"
+                            );
+                            db.execute_unprepared("ROLLBACK TO SAVEPOINT coach_trgm")
+                                .await?
+                        }
+                    };
                 }
             }
             _ => {}
