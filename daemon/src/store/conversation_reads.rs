@@ -4,7 +4,6 @@
 
 use super::Store;
 use super::entities::{conversations, feedback, messages};
-use super::migration::MESSAGES_TEXT;
 use crate::core::conversation::{Conversation, Feedback, Outcome, Ranked, Role, Turn};
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
@@ -211,15 +210,16 @@ impl ConversationFilter {
             // trigram SQLite's text index can look up; shorter ones, and
             // other stores, match by LIKE (PostgreSQL's trigram index
             // serves that where it exists).
+            let scan =
+                Expr::expr(Func::lower(Expr::col(messages::Column::Text))).like(like_pattern(text));
             if indexed_search(backend, self) {
                 // What the index holds, and the messages written since it
                 // was last filled by scanning.
                 q.cond_where(
                     Condition::any()
                         .add(Expr::cust_with_values(
-                            format!(
-                                "\"messages\".\"id\" IN (SELECT rowid FROM {MESSAGES_TEXT} WHERE {MESSAGES_TEXT} MATCH ?)"
-                            ),
+                            "\"messages\".\"id\" IN \
+                             (SELECT rowid FROM messages_text WHERE messages_text MATCH ?)",
                             [fts_phrase(text)],
                         ))
                         .add(
@@ -227,17 +227,11 @@ impl ConversationFilter {
                                 .add(Expr::cust(
                                     "\"messages\".\"id\" > (SELECT upto FROM messages_text_upto)",
                                 ))
-                                .add(
-                                    Expr::expr(Func::lower(Expr::col(messages::Column::Text)))
-                                        .like(like_pattern(text)),
-                                ),
+                                .add(scan),
                         ),
                 );
             } else {
-                q.and_where(
-                    Expr::expr(Func::lower(Expr::col(messages::Column::Text)))
-                        .like(like_pattern(text)),
-                );
+                q.and_where(scan);
             }
             c = c.add(Expr::col(C::Id).in_subquery(q));
         }
@@ -351,7 +345,7 @@ impl Store {
         if let Some((upto, last)) = behind(&tx).await? {
             let to = std::cmp::min(last, upto + TEXT_INDEX_SLICE);
             tx.execute_unprepared(&format!(
-                "INSERT INTO {MESSAGES_TEXT} (rowid, text) \
+                "INSERT INTO messages_text (rowid, text) \
                  SELECT id, text FROM messages WHERE id > {upto} AND id <= {to} ORDER BY id"
             ))
             .await?;

@@ -1254,9 +1254,6 @@ impl MigrationName for M0014ConversationSearch {
     }
 }
 
-/// The SQLite full-text table of the messages' text.
-pub const MESSAGES_TEXT: &str = "messages_text";
-
 /// PostgreSQL: `pg_trgm` and the index on the messages' lower-cased text,
 /// its operator class named in the schema the extension lives in.
 async fn trigram_index<C: ConnectionTrait>(db: &C) -> Result<(), DbErr> {
