@@ -248,14 +248,17 @@ async fn exercise_text_search(store: &Store) {
         assert_eq!(search(q).await, want, "{q}");
     }
     // Logged after the index was filled: found by scanning, then from the
-    // index, never twice.
+    // index, never twice. Scanning finds the text as typed and in lower
+    // case, whatever the letters.
     store
-        .log_conversations(&[log("s2", "un gâteau de plus")])
+        .log_conversations(&[log("s2", "un gâteau de plus"), log("s3", "ÉCOLE")])
         .await
         .unwrap();
     assert_eq!(search("GÂTEAU").await, ["s2", "s1"]);
+    assert_eq!(search("ÉCOLE").await, ["s3"]);
     while store.catch_up_text_index().await.unwrap() {}
     assert_eq!(search("GÂTEAU").await, ["s2", "s1"]);
+    assert_eq!(search("école").await, ["s3"]);
     assert!(!store.catch_up_text_index().await.unwrap());
 }
 

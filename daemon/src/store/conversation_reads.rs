@@ -135,9 +135,27 @@ pub const MAX_IDS: u64 = 1_000_000;
 /// How much of the first user turn a summary shows, in characters.
 const PREVIEW: usize = 160;
 
+/// Messages whose lower-cased text contains `needle`, by scanning. Both
+/// sides are lower-cased; SQLite's `lower()` folds ASCII letters only, so
+/// there the needle is also tried with only its ASCII letters folded:
+/// text whose other letters are as typed (`ÉTÉ` for `ÉTÉ`) is found as
+/// well as all-lower-case text.
+fn text_scan(needle: &str, backend: DbBackend) -> Condition {
+    let like = |pattern: &str| {
+        Expr::expr(Func::lower(Expr::col(messages::Column::Text))).like(like_pattern(pattern))
+    };
+    let (lower, ascii) = (needle.to_lowercase(), needle.to_ascii_lowercase());
+    let mut c = Condition::any().add(like(&lower));
+    if backend == DbBackend::Sqlite && ascii != lower {
+        c = c.add(like(&ascii));
+    }
+    c
+}
+
+/// `%needle%` with LIKE's own characters escaped.
 fn like_pattern(needle: &str) -> LikeExpr {
     let mut p = String::from("%");
-    for c in needle.to_lowercase().chars() {
+    for c in needle.chars() {
         if matches!(c, '%' | '_' | '\\') {
             p.push('\\');
         }
@@ -210,8 +228,7 @@ impl ConversationFilter {
             // trigram SQLite's text index can look up; shorter ones, and
             // other stores, match by LIKE (PostgreSQL's trigram index
             // serves that where it exists).
-            let scan =
-                Expr::expr(Func::lower(Expr::col(messages::Column::Text))).like(like_pattern(text));
+            let scan = text_scan(text, backend);
             if indexed_search(backend, self) {
                 // What the index holds, and the messages written since it
                 // was last filled by scanning.
@@ -231,7 +248,7 @@ impl ConversationFilter {
                         ),
                 );
             } else {
-                q.and_where(scan);
+                q.cond_where(scan);
             }
             c = c.add(Expr::col(C::Id).in_subquery(q));
         }
