@@ -32,11 +32,12 @@ fn main() {
     let setting = args.get(2).map(String::as_str).unwrap_or("full");
     let config: TrainConfig =
         serde_json::from_str(args.get(3).map(String::as_str).unwrap_or("{}")).unwrap();
-    let data: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("data_full.json")).unwrap())
-            .unwrap();
-    let domains: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("domains.json")).unwrap()).unwrap();
+    let read = |name: &str| -> serde_json::Value {
+        std::fs::read_to_string(dir.join(name))
+            .map(|t| serde_json::from_str(&t).unwrap())
+            .unwrap_or_default()
+    };
+    let (data, domains) = (read("data_full.json"), read("domains.json"));
     let rows = |key: &str| -> Vec<Example> {
         data[key]
             .as_array()
@@ -153,6 +154,23 @@ fn main() {
             }
             let step = (oos_pool.len() / (n_in * 4 / 5)).max(1);
             test.extend(oos_pool.into_iter().step_by(step));
+        }
+        "jsonl" => {
+            // `PREFIX-train.jsonl` and `PREFIX-test.jsonl` (`{"text", "intent"}`
+            // lines): a closed-set data set, one fold of it held out.
+            let lines = |suffix: &str| -> Vec<Example> {
+                let path = format!("{}-{suffix}.jsonl", dir.display());
+                std::fs::read_to_string(&path)
+                    .unwrap_or_else(|e| panic!("{path}: {e}"))
+                    .lines()
+                    .map(|l| {
+                        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                        ex(v["text"].as_str().unwrap(), v["intent"].as_str().unwrap())
+                    })
+                    .collect()
+            };
+            train = lines("train");
+            test = lines("test");
         }
         s => panic!("unknown setting {s}"),
     }

@@ -247,6 +247,13 @@ impl Featurizer {
         Ok(())
     }
 
+    /// Leave the embedding out: the n-gram features alone.
+    pub fn detach(&mut self) {
+        self.dense = 0;
+        self.dense_weight = 0.0;
+        self.encoder = None;
+    }
+
     pub fn encoder(&self) -> Option<&Arc<Encoder>> {
         self.encoder.as_ref()
     }

@@ -48,8 +48,10 @@ pub struct TrainConfig {
     /// `vocab.txt` and `config.json`) whose embedding joins the n-gram
     /// features; the model then carries it.
     pub encoder: Option<String>,
-    /// The embedding's length beside the n-gram blocks (1 each).
-    pub encoder_weight: f32,
+    /// The embedding's length beside the n-gram blocks (1 each). `None`:
+    /// chosen by cross-validation from [`ENCODER_WEIGHTS`], where 0 leaves
+    /// the encoder out of the model.
+    pub encoder_weight: Option<f32>,
     /// The training loss: `hinge` (a squared hinge per intent, one
     /// against the rest, as a linear SVM) or `softmax` (cross-entropy over
     /// all intents). `None`: the hinge on n-grams, the softmax with a
@@ -88,7 +90,7 @@ impl Default for TrainConfig {
             background: true,
             entity_epochs: 10,
             encoder: None,
-            encoder_weight: 2.0,
+            encoder_weight: None,
             loss: None,
         }
     }
@@ -96,6 +98,15 @@ impl Default for TrainConfig {
 
 /// The L2 regularisations cross-validation chooses from (hinge loss).
 pub const L2_GRID: [f32; 3] = [5e-5, 2e-4, 1e-3];
+
+/// The embedding lengths cross-validation chooses from when a sentence
+/// encoder is given and `encoder_weight` is not set; 0 is the n-grams alone
+/// (the encoder is then left out of the model). On some data (SNIPS, whose
+/// intents turn on names and keywords) the embedding costs accuracy.
+pub const ENCODER_WEIGHTS: [f32; 3] = [0.0, 1.0, 2.0];
+
+/// The embedding length a model starts from before selection.
+const DEFAULT_ENCODER_WEIGHT: f32 = 2.0;
 
 /// Above this many training rows × folds × grid points, `l2` is not
 /// cross-validated (the default stands): selection would cost more than
@@ -628,7 +639,10 @@ pub fn train_with(
             config.max_features,
         );
         if let Some(e) = &encoder {
-            featurizer.attach(e.clone(), config.encoder_weight);
+            featurizer.attach(
+                e.clone(),
+                config.encoder_weight.unwrap_or(DEFAULT_ENCODER_WEIGHT),
+            );
         }
         let (d, c) = (featurizer.len(), labels.len());
         IntentModel::untrained(
@@ -640,7 +654,18 @@ pub fn train_with(
             vec![0.0; c],
         )
     };
-    let result = fit(config, &labels, &init, train, validation, &background);
+    // A fresh model may leave the encoder out, or change its weight; a
+    // continued one keeps its base's.
+    let choose = encoder.is_some() && config.encoder_weight.is_none();
+    let result = fit(
+        config,
+        &labels,
+        &init,
+        train,
+        validation,
+        &background,
+        choose,
+    );
     if let Some(e) = &encoder {
         e.forget();
     }
@@ -689,11 +714,30 @@ pub fn train_from(
             "word_ngrams and char_ngrams must match the base model's to continue from it",
         ));
     }
-    if config.encoder.is_some() && old.encoder().is_none() {
+    // A base whose cross-validation left the encoder out continues as the
+    // n-grams alone; one trained without any cannot gain one.
+    let left_out = base.meta.config.encoder_weight == Some(0.0);
+    if config.encoder.is_some() && old.encoder().is_none() && left_out {
+        host::info(
+            "the base model left the sentence encoder out (it did not pay out of fold): continuing with the n-grams alone",
+        );
+    } else if config.encoder.is_some() && old.encoder().is_none() {
         return Err(PluginError::bad_config(
             "the base model has no sentence encoder; train afresh to add one (continuing keeps the base model's features)",
         ));
     }
+    // (It keeps its loss and its features: no embedding.)
+    let plain;
+    let config = if left_out {
+        plain = TrainConfig {
+            encoder: None,
+            encoder_weight: Some(0.0),
+            ..config.clone()
+        };
+        &plain
+    } else {
+        config
+    };
     let (old_d, old_c) = (old.len(), base.meta.labels.len());
     let old_vocab = old.vocab.len();
     let c = labels.len();
@@ -737,7 +781,15 @@ pub fn train_from(
             bias,
         )
     };
-    fit(config, &labels, &init, train, validation, &background)
+    fit(
+        config,
+        &labels,
+        &init,
+        train,
+        validation,
+        &background,
+        false,
+    )
 }
 
 /// The sorted union of `known` and the intents of `train`.
@@ -809,7 +861,10 @@ fn check(config: &TrainConfig, train: &[Example]) -> Result<(), PluginError> {
     if config.folds > 20 {
         return Err(PluginError::bad_config("folds goes up to 20"));
     }
-    if !(config.encoder_weight.is_finite() && config.encoder_weight > 0.0) {
+    if config
+        .encoder_weight
+        .is_some_and(|w| !(w.is_finite() && w > 0.0))
+    {
         return Err(PluginError::bad_config("encoder_weight must be above 0"));
     }
     Ok(())
@@ -1094,20 +1149,75 @@ fn sgd(
     }))
 }
 
-/// The settings cross-validation chooses between: the regularisations of
-/// [`L2_GRID`] when `l2` is not set, the loss is the hinge and `work`
-/// (rows × folds) leaves room for it; else the settings as they are.
-fn settings_to_try(config: &TrainConfig, work: usize) -> Vec<TrainConfig> {
-    let search = config.l2.is_none()
-        && config.loss() == Loss::Hinge
-        && work * L2_GRID.len() <= L2_SEARCH_ROWS;
-    let grid: &[f32] = if search { &L2_GRID } else { &[config.decay()] };
-    grid.iter()
-        .map(|&l2| TrainConfig {
-            l2: Some(l2),
-            ..config.clone()
+/// The settings cross-validation chooses between: with `encoder_weights`,
+/// one per embedding length (0: the n-grams alone, with their own default
+/// loss); for each, the regularisations of [`L2_GRID`] when `l2` is not
+/// set, the loss is the hinge and `work` (rows × folds) leaves room for it.
+fn settings_to_try(config: &TrainConfig, work: usize, encoder_weights: &[f32]) -> Vec<TrainConfig> {
+    let bases: Vec<TrainConfig> = if encoder_weights.is_empty() {
+        vec![config.clone()]
+    } else {
+        encoder_weights
+            .iter()
+            .map(|&w| TrainConfig {
+                // Without the embedding, the n-grams' own default loss.
+                encoder: (w > 0.0).then(|| config.encoder.clone()).flatten(),
+                encoder_weight: Some(w),
+                ..config.clone()
+            })
+            .collect()
+    };
+    bases
+        .into_iter()
+        .flat_map(|base| {
+            let search = base.l2.is_none()
+                && base.loss() == Loss::Hinge
+                && work * L2_GRID.len() <= L2_SEARCH_ROWS;
+            let grid: Vec<f32> = if search {
+                L2_GRID.to_vec()
+            } else {
+                vec![base.decay()]
+            };
+            grid.into_iter().map(move |l2| TrainConfig {
+                l2: Some(l2),
+                ..base.clone()
+            })
         })
         .collect()
+}
+
+/// The embedding length a candidate gives the features (0: none), when
+/// the model has an encoder.
+fn embedding_weight(config: &TrainConfig) -> f32 {
+    config.encoder_weight.unwrap_or(DEFAULT_ENCODER_WEIGHT)
+}
+
+/// `data` with the embedding (the features from `vocab` on) rescaled from
+/// length `from` to `to`, or dropped when `to` is 0.
+fn reweighted(data: &Rows, vocab: usize, from: f32, to: f32) -> Rows {
+    let ratio = if from > 0.0 { to / from } else { 0.0 };
+    let xs = data
+        .xs
+        .iter()
+        .map(|x| {
+            let mut out = Sparse::default();
+            for (&j, &v) in x.idx.iter().zip(&x.val) {
+                if (j as usize) < vocab {
+                    out.idx.push(j);
+                    out.val.push(v);
+                } else if to > 0.0 {
+                    out.idx.push(j);
+                    out.val.push(v * ratio);
+                }
+            }
+            out
+        })
+        .collect();
+    Rows {
+        xs,
+        ys: data.ys.clone(),
+        weight: data.weight.clone(),
+    }
 }
 
 /// Train, select the temperature and the out-of-scope threshold, train the
@@ -1121,6 +1231,7 @@ fn fit(
     train: &[Example],
     validation: &[Example],
     background: &[&str],
+    choose_encoder_weight: bool,
 ) -> Result<(IntentModel, Vec<(String, f64)>), PluginError> {
     let index: BTreeMap<&str, usize> = labels
         .iter()
@@ -1208,7 +1319,20 @@ fn fit(
     let fitted_rows: Vec<usize> = (0..data.ys.len())
         .filter(|&i| data.ys[i] != UNSEEN_OOS)
         .collect();
-    let grid = settings_to_try(config, fitted_rows.len() * k);
+    let weights: &[f32] = if choose_encoder_weight && start.meta.featurizer.dense > 0 {
+        &ENCODER_WEIGHTS
+    } else {
+        &[]
+    };
+    let grid = settings_to_try(config, fitted_rows.len() * k, weights);
+    let vocab = start.meta.featurizer.vocab.len();
+    let built_with = start.meta.featurizer.dense_weight;
+    // The rows as a candidate sees them (its embedding length).
+    let rows_for = |cand: &TrainConfig| -> Option<Rows> {
+        let w = embedding_weight(cand);
+        (start.meta.featurizer.dense > 0 && w != built_with)
+            .then(|| reweighted(&data, vocab, built_with, w))
+    };
     let span = 0.85 / (k * grid.len()) as f32;
     // Out-of-fold logits of the data's own rows (not the background's) for
     // each candidate; the candidate with the best out-of-fold accuracy is
@@ -1217,6 +1341,8 @@ fn fit(
     let mut best: Option<(f64, &TrainConfig, Scored)> = None;
     let mut tried = Vec::new();
     for (g, cand) in grid.iter().enumerate() {
+        let own = rows_for(cand);
+        let data = own.as_ref().unwrap_or(&data);
         let mut oof: Vec<(Vec<f32>, usize)> = vec![(Vec::new(), 0); pool.len()];
         for f in 0..k {
             let at = (g * k + f) as f32 * span;
@@ -1232,7 +1358,7 @@ fn fit(
                 span,
                 curve: false,
             };
-            sgd(cand, &mut m, &data, &rows, None, stage)?;
+            sgd(cand, &mut m, data, &rows, None, stage)?;
             for i in (0..pool.len()).filter(|&i| fold[i] == f) {
                 oof[i] = (m.logits(&data.xs[i]), pool[i].1);
             }
@@ -1240,7 +1366,16 @@ fn fit(
         let known: Vec<&(Vec<f32>, usize)> = oof.iter().filter(|(_, y)| *y != UNSEEN_OOS).collect();
         let right = known.iter().filter(|(z, y)| argmax(z) == *y).count();
         let acc = right as f64 / known.len().max(1) as f64;
-        tried.push(format!("l2 {} → {:.2}%", cand.decay(), 100.0 * acc));
+        tried.push(if weights.is_empty() {
+            format!("l2 {} → {:.2}%", cand.decay(), 100.0 * acc)
+        } else {
+            format!(
+                "embedding {} l2 {} → {:.2}%",
+                embedding_weight(cand),
+                cand.decay(),
+                100.0 * acc
+            )
+        });
         if best.as_ref().is_none_or(|b| acc > b.0) {
             best = Some((acc, cand, oof));
         }
@@ -1248,7 +1383,12 @@ fn fit(
     let (closed, chosen, oof) = best.expect("at least one candidate");
     if grid.len() > 1 {
         host::info(&format!(
-            "l2 {} chosen by out-of-fold accuracy ({})",
+            "{}l2 {} chosen by out-of-fold accuracy ({})",
+            if weights.is_empty() {
+                String::new()
+            } else {
+                format!("embedding length {}, ", embedding_weight(chosen))
+            },
             chosen.decay(),
             tried.join(", ")
         ));
@@ -1256,12 +1396,26 @@ fn fit(
     // The final model is fitted on all of it with the chosen settings.
     host::progress(0.85, "fitting the final model");
     let mut model = start.clone();
+    let own = rows_for(chosen);
+    let data = own.as_ref().unwrap_or(&data);
+    if !weights.is_empty() {
+        let w = embedding_weight(chosen);
+        if w == 0.0 {
+            // The embedding did not pay: the model is the n-grams alone and
+            // neither carries the encoder nor embeds to predict.
+            host::info("the sentence encoder did not pay out of fold: the model leaves it out");
+            model.meta.featurizer.detach();
+            model.weights.truncate(vocab * model.classes());
+        } else {
+            model.meta.featurizer.dense_weight = w;
+        }
+    }
     let stage = Stage {
         from: 0.85,
         span: 0.1,
         curve: true,
     };
-    sgd(chosen, &mut model, &data, &fitted_rows, None, stage)?;
+    sgd(chosen, &mut model, data, &fitted_rows, None, stage)?;
     model.meta.config = chosen.clone();
     let oos = model.oos_index();
     let mut metrics = vec![
@@ -1270,6 +1424,9 @@ fn fit(
         // The top intent's out-of-fold accuracy, before any rejection.
         ("cv_top_accuracy".to_owned(), closed),
     ];
+    if !weights.is_empty() {
+        metrics.push(("encoder_weight".into(), embedding_weight(chosen) as f64));
+    }
     if let Some(t) = temperature_of(&oof) {
         model.meta.temperature = t;
     }
@@ -1758,13 +1915,13 @@ mod tests {
         let (_, metrics) = super::train(&fixed, &train, &val).unwrap();
         assert_eq!(metric(&metrics, "l2") as f32, 3e-4);
         let cfg = TrainConfig::default();
-        assert_eq!(settings_to_try(&cfg, 1_000).len(), L2_GRID.len());
-        assert_eq!(settings_to_try(&cfg, L2_SEARCH_ROWS).len(), 1);
+        assert_eq!(settings_to_try(&cfg, 1_000, &[]).len(), L2_GRID.len());
+        assert_eq!(settings_to_try(&cfg, L2_SEARCH_ROWS, &[]).len(), 1);
         let softmax = TrainConfig {
             loss: Some(Loss::Softmax),
             ..TrainConfig::default()
         };
-        assert_eq!(settings_to_try(&softmax, 1_000).len(), 1);
+        assert_eq!(settings_to_try(&softmax, 1_000, &[]).len(), 1);
     }
 
     #[test]
@@ -1946,7 +2103,10 @@ mod tests {
             warm.labels(),
             ["book_dj", "find_florist", "oos", "order_cake", "weather"]
         );
-        assert_eq!(warm.predict_one("can you book a dj").intent, "book_dj");
+        assert_eq!(
+            warm.predict_one("can you book a dj").ranking[0].intent,
+            "book_dj"
+        );
         assert_eq!(warm.predict_one("florist nearby").intent, "find_florist");
         assert_eq!(warm.predict_one("weather tomorrow").intent, "weather");
         // (The toy's phrasings are templates: a request in other words
@@ -1968,7 +2128,10 @@ mod tests {
     #[test]
     fn an_encoder_model_carries_its_encoder_and_continues_with_it() {
         let (train, val) = toy();
-        let cfg = TrainConfig::default();
+        let cfg = TrainConfig {
+            encoder_weight: Some(2.0),
+            ..TrainConfig::default()
+        };
         let encoder = std::sync::Arc::new(crate::encoder::tests::tiny());
         let (model, _) = super::train_with(&cfg, Some(encoder.clone()), &train, &val).unwrap();
         let f = &model.meta.featurizer;
@@ -2012,6 +2175,71 @@ mod tests {
             ..cfg
         };
         assert!(super::train_from(&with_encoder, &plain, &more, &[]).is_err());
+        // One whose cross-validation left the encoder out continues as the
+        // n-grams alone, with the n-grams' loss.
+        let mut left_out = plain.clone();
+        left_out.meta.config.encoder_weight = Some(0.0);
+        let (warm, _) = super::train_from(&with_encoder, &left_out, &more, &[]).unwrap();
+        assert_eq!(warm.meta.featurizer.dense, 0);
+        assert_eq!(warm.meta.config.loss(), Loss::Hinge);
+        assert_eq!(
+            warm.predict_one("can you book a dj").ranking[0].intent,
+            "book_dj"
+        );
+    }
+
+    #[test]
+    fn the_encoder_weight_is_chosen_out_of_fold_and_an_encoder_that_does_not_pay_is_left_out() {
+        let (train, val) = toy();
+        let encoder = std::sync::Arc::new(crate::encoder::tests::tiny());
+        let cfg = TrainConfig::default();
+        let (model, metrics) =
+            super::train_with(&cfg, Some(encoder.clone()), &train, &val).unwrap();
+        let w = metric(&metrics, "encoder_weight") as f32;
+        assert!(ENCODER_WEIGHTS.contains(&w), "{w}");
+        let f = &model.meta.featurizer;
+        if w == 0.0 {
+            // Left out: n-gram features only, no encoder in the bytes.
+            assert_eq!((f.dense, f.len()), (0, f.vocab.len()));
+            assert!(f.encoder().is_none());
+            assert_eq!(model.weights.len(), f.vocab.len() * model.classes());
+            assert!(!model.to_bytes().ends_with(encoder.to_bytes()));
+        } else {
+            assert_eq!((f.dense, f.dense_weight), (encoder.dims(), w));
+        }
+        let loaded = IntentModel::from_bytes(&model.to_bytes()).unwrap();
+        assert_eq!(loaded, model);
+        // The rows a candidate sees: the embedding rescaled, or dropped.
+        let rows = Rows {
+            xs: vec![Sparse {
+                idx: vec![0, 3, 4],
+                val: vec![0.5, 1.0, 2.0],
+            }],
+            ys: vec![0],
+            weight: vec![1.0],
+        };
+        let half = reweighted(&rows, 3, 2.0, 1.0);
+        assert_eq!(half.xs[0].val, [0.5, 0.5, 1.0]);
+        let none = reweighted(&rows, 3, 2.0, 0.0);
+        assert_eq!(none.xs[0].idx, [0]);
+        // The candidates: the n-grams alone (the hinge, its l2 grid), then
+        // each embedding length (the softmax).
+        let with_encoder = TrainConfig {
+            encoder: Some("encoder".into()),
+            ..TrainConfig::default()
+        };
+        let grid = settings_to_try(&with_encoder, 1_000, &ENCODER_WEIGHTS);
+        assert_eq!(
+            grid.len(),
+            L2_GRID.len() + 2,
+            "the n-grams' l2 grid, then 1 and 2"
+        );
+        assert!(grid[..L2_GRID.len()].iter().all(|c| c.encoder.is_none()));
+        assert!(
+            grid[L2_GRID.len()..]
+                .iter()
+                .all(|c| c.loss() == Loss::Softmax)
+        );
     }
 
     #[test]
