@@ -105,6 +105,10 @@ pub const L2_GRID: [f32; 3] = [5e-5, 2e-4, 1e-3];
 /// intents turn on names and keywords) the embedding costs accuracy.
 pub const ENCODER_WEIGHTS: [f32; 3] = [0.0, 1.0, 2.0];
 
+/// The longest embedding a workflow may set: past it the n-gram blocks
+/// (length 1 each) no longer count, and the logits would overflow.
+const MAX_ENCODER_WEIGHT: f32 = 16.0;
+
 /// The embedding length a model starts from before selection.
 const DEFAULT_ENCODER_WEIGHT: f32 = 2.0;
 
@@ -717,14 +721,15 @@ pub fn train_from(
     // A base whose cross-validation left the encoder out continues as the
     // n-grams alone; one trained without any cannot gain one.
     let left_out = base.meta.config.encoder_weight == Some(0.0);
-    if config.encoder.is_some() && old.encoder().is_none() && left_out {
+    if config.encoder.is_some() && old.encoder().is_none() {
+        if !left_out {
+            return Err(PluginError::bad_config(
+                "the base model has no sentence encoder; train afresh to add one (continuing keeps the base model's features)",
+            ));
+        }
         host::info(
             "the base model left the sentence encoder out (it did not pay out of fold): continuing with the n-grams alone",
         );
-    } else if config.encoder.is_some() && old.encoder().is_none() {
-        return Err(PluginError::bad_config(
-            "the base model has no sentence encoder; train afresh to add one (continuing keeps the base model's features)",
-        ));
     }
     // (It keeps its loss and its features: no embedding.)
     let plain;
@@ -863,9 +868,11 @@ fn check(config: &TrainConfig, train: &[Example]) -> Result<(), PluginError> {
     }
     if config
         .encoder_weight
-        .is_some_and(|w| !(w.is_finite() && w > 0.0))
+        .is_some_and(|w| !(w > 0.0 && w <= MAX_ENCODER_WEIGHT))
     {
-        return Err(PluginError::bad_config("encoder_weight must be above 0"));
+        return Err(PluginError::bad_config(format!(
+            "encoder_weight must be above 0 and at most {MAX_ENCODER_WEIGHT}"
+        )));
     }
     Ok(())
 }
@@ -2048,7 +2055,14 @@ mod tests {
                 oos_reject_rate: f32::NAN,
                 ..TrainConfig::default()
             },
-        ] {
+        ]
+        .into_iter()
+        .chain(
+            [0.0, -1.0, f32::NAN, f32::INFINITY, 1e30].map(|w| TrainConfig {
+                encoder_weight: Some(w),
+                ..TrainConfig::default()
+            }),
+        ) {
             let e = super::train(&cfg, &train, &val).unwrap_err();
             assert_eq!(e.code, "bad-config", "{cfg:?}: {}", e.message);
         }
