@@ -527,6 +527,28 @@ impl Encoder {
         e
     }
 
+    /// The vocabulary's word pieces, in id order.
+    pub fn pieces(&self) -> Vec<String> {
+        let mut pieces = vec![String::new(); self.index.len()];
+        for (p, &id) in &self.index {
+            pieces[id as usize] = p.clone();
+        }
+        pieces
+    }
+
+    /// The embedding of each of `pieces` alone (`[CLS] piece [SEP]`), as
+    /// [`Encoder::embed`] would give it: what the static word vectors are
+    /// distilled from.
+    pub fn embed_pieces(&self, pieces: &[u32]) -> Vec<Vec<f32>> {
+        let id = |p: &str| self.index[p];
+        let (cls, sep) = (id("[CLS]"), id("[SEP]"));
+        let texts: Vec<Vec<u32>> = pieces.iter().map(|&p| vec![cls, p, sep]).collect();
+        texts
+            .chunks(BATCH_TOKENS / 3)
+            .flat_map(|batch| self.forward(batch))
+            .collect()
+    }
+
     /// Embed `texts` ahead of [`Encoder::embed`] (each distinct text once),
     /// several texts per pass through the layers.
     pub fn prepare<'a>(&self, texts: impl IntoIterator<Item = &'a str>) {
@@ -787,7 +809,7 @@ fn erf(x: f32) -> f32 {
 /// BERT's basic tokenizer, uncased: control characters dropped, accents
 /// stripped, lower case, split on white space and punctuation (each
 /// punctuation mark a word), CJK ideographs one word each.
-fn basic_words(text: &str) -> Vec<String> {
+pub(crate) fn basic_words(text: &str) -> Vec<String> {
     let mut words = Vec::new();
     let mut cur = String::new();
     let flush = |cur: &mut String, words: &mut Vec<String>| {
@@ -834,7 +856,7 @@ fn is_cjk(c: char) -> bool {
 
 /// Greedy longest-match-first word pieces of `word` (`##` marks a piece
 /// inside a word); a word that cannot be cut is `[UNK]`.
-fn word_pieces(word: &str, index: &HashMap<String, u32>, unk: u32, out: &mut Vec<u32>) {
+pub(crate) fn word_pieces(word: &str, index: &HashMap<String, u32>, unk: u32, out: &mut Vec<u32>) {
     let chars: Vec<char> = word.chars().collect();
     if chars.len() > 100 {
         out.push(unk);

@@ -1,9 +1,10 @@
-//! Text → sparse, L2-normalised TF-IDF vectors, and with a sentence
-//! encoder its embedding after them.
+//! Text → sparse, L2-normalised TF-IDF vectors; after them the static
+//! word vectors' sum, or a sentence encoder's embedding.
 
 use crate::encoder::Encoder;
+use crate::word_vectors::{self, WordVectors};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 /// How text is cut into features.
@@ -15,14 +16,32 @@ pub struct Featurizer {
     /// Feature strings in index order.
     pub vocab: Vec<String>,
     pub idf: Vec<f32>,
-    /// Dimensions of the sentence embedding after the n-gram features (0:
-    /// no encoder).
+    /// Dimensions of the static word vectors' block after the n-gram
+    /// features (0: none).
+    #[serde(default)]
+    pub vectors: usize,
+    /// That block's length (the n-gram blocks have length 1 each).
+    #[serde(default)]
+    pub vectors_weight: f32,
+    /// Which table of word vectors (its id): a model is only read with the
+    /// table it was trained with.
+    #[serde(default)]
+    pub vectors_table: String,
+    /// IDF of the word pieces seen in training, by piece.
+    #[serde(default)]
+    pub vectors_idf: BTreeMap<u32, f32>,
+    /// IDF of a piece never seen in training.
+    #[serde(default)]
+    pub vectors_idf_unseen: f32,
+    /// Dimensions of the sentence embedding after those (0: no encoder).
     #[serde(default)]
     pub dense: usize,
     /// The embedding's length in the feature vector (the n-gram blocks
     /// have length 1 each).
     #[serde(default)]
     pub dense_weight: f32,
+    #[serde(skip)]
+    table: Option<&'static WordVectors>,
     #[serde(skip)]
     encoder: Option<Arc<Encoder>>,
     #[serde(skip)]
@@ -149,6 +168,12 @@ impl Featurizer {
             char_max,
             vocab,
             idf,
+            vectors: 0,
+            vectors_weight: 0.0,
+            vectors_table: String::new(),
+            vectors_idf: BTreeMap::new(),
+            vectors_idf_unseen: 0.0,
+            table: None,
             dense: 0,
             dense_weight: 0.0,
             encoder: None,
@@ -203,6 +228,17 @@ impl Featurizer {
         if !self.dense_weight.is_finite() || self.dense_weight < 0.0 {
             return Err(format!("embedding weight {}", self.dense_weight));
         }
+        if !self.vectors_weight.is_finite() || self.vectors_weight < 0.0 {
+            return Err(format!("word vectors weight {}", self.vectors_weight));
+        }
+        if let Some(w) = self
+            .vectors_idf
+            .values()
+            .chain([&self.vectors_idf_unseen])
+            .find(|w| !w.is_finite())
+        {
+            return Err(format!("word piece idf weight {w}"));
+        }
         if self.word_ngrams > MAX_NGRAM
             || self.char_max > MAX_NGRAM
             || self.char_min > self.char_max
@@ -224,6 +260,61 @@ impl Featurizer {
             .map(|(i, f)| (f.clone(), i as u32))
             .collect();
         self.word_block = self.vocab.iter().map(|f| f.starts_with('w')).collect();
+    }
+
+    /// Put the IDF-weighted sum of the word vectors of `table`, scaled to
+    /// length `weight`, after the n-gram features; the pieces' IDF comes
+    /// from `texts`.
+    pub fn attach_vectors(&mut self, table: &'static WordVectors, texts: &[&str], weight: f32) {
+        let mut df: HashMap<u32, u32> = HashMap::new();
+        for t in texts {
+            let mut pieces = table.pieces(t);
+            pieces.sort_unstable();
+            pieces.dedup();
+            for p in pieces {
+                *df.entry(p).or_default() += 1;
+            }
+        }
+        let n = texts.len() as f32;
+        self.vectors_idf = df
+            .into_iter()
+            .map(|(p, d)| (p, ((1.0 + n) / (1.0 + d as f32)).ln() + 1.0))
+            .collect();
+        self.vectors_idf_unseen = (1.0 + n).ln() + 1.0;
+        self.vectors = table.dims();
+        self.vectors_weight = weight;
+        self.vectors_table = table.id().to_owned();
+        self.table = Some(table);
+    }
+
+    /// Find the table of word vectors a deserialised featurizer was
+    /// trained with: the one that ships with this trainer, if it is that.
+    pub fn reattach_vectors(&mut self) -> Result<(), String> {
+        if self.vectors == 0 {
+            return Ok(());
+        }
+        let table = word_vectors::shipped();
+        if table.id() != self.vectors_table || table.dims() != self.vectors {
+            return Err(format!(
+                "the model uses word vectors {} ({} dimensions); this trainer ships {} ({}): train the model afresh",
+                self.vectors_table,
+                self.vectors,
+                table.id(),
+                table.dims()
+            ));
+        }
+        self.table = Some(table);
+        Ok(())
+    }
+
+    /// Leave the word vectors out: the n-gram features alone.
+    pub fn detach_vectors(&mut self) {
+        self.vectors = 0;
+        self.vectors_weight = 0.0;
+        self.vectors_table.clear();
+        self.vectors_idf.clear();
+        self.vectors_idf_unseen = 0.0;
+        self.table = None;
     }
 
     /// Put the embedding of `encoder`, scaled to length `weight`, after
@@ -258,9 +349,10 @@ impl Featurizer {
         self.encoder.as_ref()
     }
 
-    /// Features in all: n-grams, then the embedding's dimensions.
+    /// Features in all: n-grams, then the word vectors' and the
+    /// embedding's dimensions.
     pub fn len(&self) -> usize {
-        self.vocab.len() + self.dense
+        self.vocab.len() + self.vectors + self.dense
     }
 
     pub fn is_empty(&self) -> bool {
@@ -314,8 +406,23 @@ impl Featurizer {
                 char_scale
             };
         }
-        if let Some(e) = &self.encoder {
+        if let Some(t) = self.table {
             let base = self.vocab.len() as u32;
+            let idf = |p: u32| {
+                self.vectors_idf
+                    .get(&p)
+                    .copied()
+                    .unwrap_or(self.vectors_idf_unseen)
+            };
+            for (i, v) in t.embed(&t.pieces(text), idf).into_iter().enumerate() {
+                if v != 0.0 {
+                    idx.push(base + i as u32);
+                    val.push(v * self.vectors_weight);
+                }
+            }
+        }
+        if let Some(e) = &self.encoder {
+            let base = (self.vocab.len() + self.vectors) as u32;
             for (i, v) in e.embed(text).into_iter().enumerate() {
                 idx.push(base + i as u32);
                 val.push(v * self.dense_weight);

@@ -2,16 +2,19 @@
 //! inside the sandbox.
 //!
 //! - Features: word n-grams and character n-grams (within word boundaries),
-//!   weighted by sublinear TF-IDF and L2-normalised ([`features`]); with
-//!   `encoder`, a pretrained sentence encoder's embedding beside them,
-//!   carried by the model ([`encoder`]).
+//!   weighted by sublinear TF-IDF and L2-normalised ([`features`]); beside
+//!   them the IDF-weighted sum of static word vectors distilled from a
+//!   sentence encoder, which ship with the trainer ([`word_vectors`]), or
+//!   with `encoder`, a pretrained sentence encoder's embedding, carried by
+//!   the model ([`encoder`]).
 //! - Classifier: a linear SVM per intent (squared hinge, one against the
 //!   rest; or one softmax regression) fitted by SGD with L2 regularisation;
 //!   shuffling is seeded, so the same seed and data give the same model
 //!   bytes ([`model`]).
 //! - Selection: k-fold cross-validation over the training data (and the
 //!   validation split, which the final model is then fitted on too); the
-//!   regularisation (for small data), the temperature and the out-of-scope
+//!   regularisation (for small data), whether the word vectors (or the
+//!   encoder) pay and at what length, the temperature and the out-of-scope
 //!   threshold are chosen on out-of-fold scores, then the final model is
 //!   fitted on all of it.
 //! - Calibration: one temperature, minimising negative log-likelihood.
@@ -28,6 +31,7 @@ pub mod encoder;
 pub mod entities;
 pub mod features;
 pub mod model;
+pub mod word_vectors;
 
 use coach_plugin_sdk::{
     Example, Metric, Model, PluginError, Prediction, Trained, Trainer, WarmStart,

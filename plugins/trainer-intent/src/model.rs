@@ -52,6 +52,11 @@ pub struct TrainConfig {
     /// chosen by cross-validation from [`ENCODER_WEIGHTS`], where 0 leaves
     /// the encoder out of the model.
     pub encoder_weight: Option<f32>,
+    /// The static word vectors' length beside the n-gram blocks (1 each),
+    /// without an encoder. `None`: chosen by cross-validation from
+    /// [`WORD_VECTOR_WEIGHTS`], where 0 leaves them out of the model; 0:
+    /// off.
+    pub word_vectors: Option<f32>,
     /// The training loss: `hinge` (a squared hinge per intent, one
     /// against the rest, as a linear SVM) or `softmax` (cross-entropy over
     /// all intents). `None`: the hinge on n-grams, the softmax with a
@@ -91,6 +96,7 @@ impl Default for TrainConfig {
             entity_epochs: 10,
             encoder: None,
             encoder_weight: None,
+            word_vectors: None,
             loss: None,
         }
     }
@@ -104,6 +110,16 @@ pub const L2_GRID: [f32; 3] = [5e-5, 2e-4, 1e-3];
 /// (the encoder is then left out of the model). On some data (SNIPS, whose
 /// intents turn on names and keywords) the embedding costs accuracy.
 pub const ENCODER_WEIGHTS: [f32; 3] = [0.0, 1.0, 2.0];
+
+/// The word vectors' lengths cross-validation chooses from when neither
+/// `word_vectors` nor an encoder is set; 0 is the n-grams alone. Where
+/// names and keywords decide the intent (SNIPS), the vectors cost a
+/// little; where paraphrases do (CLINC150, HWU64), they gain a point or
+/// more.
+pub const WORD_VECTOR_WEIGHTS: [f32; 2] = [0.0, 1.5];
+
+/// The word vectors' length a model starts from before selection.
+const DEFAULT_WORD_VECTORS: f32 = 1.5;
 
 /// The longest embedding a workflow may set: past it the n-gram blocks
 /// (length 1 each) no longer count, and the logits would overflow.
@@ -527,6 +543,7 @@ impl IntentModel {
         meta.featurizer.check().map_err(|m| bad(&m))?;
         meta.tagger.check().map_err(|m| bad(&m))?;
         meta.featurizer.build_index();
+        meta.featurizer.reattach_vectors().map_err(|m| bad(&m))?;
         meta.tagger.build_index();
         let c = meta.labels.len();
         let expected = (meta.featurizer.len() + 1) * c * 4;
@@ -647,6 +664,12 @@ pub fn train_with(
                 e.clone(),
                 config.encoder_weight.unwrap_or(DEFAULT_ENCODER_WEIGHT),
             );
+        } else if config.word_vectors != Some(0.0) {
+            featurizer.attach_vectors(
+                crate::word_vectors::shipped(),
+                texts,
+                config.word_vectors.unwrap_or(DEFAULT_WORD_VECTORS),
+            );
         }
         let (d, c) = (featurizer.len(), labels.len());
         IntentModel::untrained(
@@ -658,9 +681,12 @@ pub fn train_with(
             vec![0.0; c],
         )
     };
-    // A fresh model may leave the encoder out, or change its weight; a
-    // continued one keeps its base's.
-    let choose = encoder.is_some() && config.encoder_weight.is_none();
+    // A fresh model may leave the encoder (or the word vectors) out, or
+    // change its weight; a continued one keeps its base's.
+    let choose = match &encoder {
+        Some(_) => config.encoder_weight.is_none(),
+        None => config.word_vectors.is_none(),
+    };
     let result = fit(
         config,
         &labels,
@@ -732,17 +758,21 @@ pub fn train_from(
         );
     }
     // (It keeps its loss and its features: no embedding.)
-    let plain;
+    // The word vectors, too, are the base's (or none).
+    let kept = TrainConfig {
+        word_vectors: Some(old.vectors_weight),
+        ..config.clone()
+    };
     let config = if left_out {
-        plain = TrainConfig {
+        TrainConfig {
             encoder: None,
             encoder_weight: Some(0.0),
-            ..config.clone()
-        };
-        &plain
+            ..kept
+        }
     } else {
-        config
+        kept
     };
+    let config = &config;
     let (old_d, old_c) = (old.len(), base.meta.labels.len());
     let old_vocab = old.vocab.len();
     let c = labels.len();
@@ -765,7 +795,8 @@ pub fn train_from(
         let featurizer = old.extended(texts, config.min_df, config.max_features);
         let d = featurizer.len();
         let mut weights = vec![0.0; d * c];
-        // New n-grams go before the embedding's dimensions, which move up.
+        // New n-grams go before the word vectors' and the embedding's
+        // dimensions, which move up.
         let moved = featurizer.vocab.len() - old_vocab;
         for j in 0..old_d {
             let to = if j < old_vocab { j } else { j + moved };
@@ -873,6 +904,19 @@ fn check(config: &TrainConfig, train: &[Example]) -> Result<(), PluginError> {
         return Err(PluginError::bad_config(format!(
             "encoder_weight must be above 0 and at most {MAX_ENCODER_WEIGHT}"
         )));
+    }
+    if config
+        .word_vectors
+        .is_some_and(|w| !(0.0..=MAX_ENCODER_WEIGHT).contains(&w))
+    {
+        return Err(PluginError::bad_config(format!(
+            "word_vectors must be at least 0 (0: off) and at most {MAX_ENCODER_WEIGHT}"
+        )));
+    }
+    if config.encoder.is_some() && config.word_vectors.is_some_and(|w| w > 0.0) {
+        return Err(PluginError::bad_config(
+            "word_vectors and encoder exclude each other: the encoder's embedding takes the word vectors' place (leave word_vectors unset or 0)",
+        ));
     }
     Ok(())
 }
@@ -1085,7 +1129,14 @@ fn sgd(
             }
             // Weight decay on every weight at once, through the scale.
             scale *= 1.0 - lr * l2;
-            let step = lr / scale;
+            // With the hinge, a row longer than the two unit n-gram blocks
+            // (a word-vector or embedding block beside them) takes a step
+            // shortened to match, so that the step size stays stable.
+            let sq: f32 = x.val.iter().map(|v| v * v).sum();
+            let step = match config.loss() {
+                Loss::Hinge if sq > 2.0 => lr * 2.0 / sq,
+                _ => lr,
+            } / scale;
             // Once the model is confident, almost every class's gradient is
             // negligible: updating only the classes that matter keeps the
             // result (to within GRAD_FLOOR) and halves the work.
@@ -1156,23 +1207,88 @@ fn sgd(
     }))
 }
 
-/// The settings cross-validation chooses between: with `encoder_weights`,
-/// one per embedding length (0: the n-grams alone, with their own default
-/// loss); for each, the regularisations of [`L2_GRID`] when `l2` is not
-/// set, the loss is the hinge and `work` (rows × folds) leaves room for it.
-fn settings_to_try(config: &TrainConfig, work: usize, encoder_weights: &[f32]) -> Vec<TrainConfig> {
-    let bases: Vec<TrainConfig> = if encoder_weights.is_empty() {
-        vec![config.clone()]
-    } else {
-        encoder_weights
-            .iter()
-            .map(|&w| TrainConfig {
+/// The block after the n-grams whose length selection may choose.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Block {
+    /// The static word vectors.
+    WordVectors,
+    /// The sentence encoder's embedding.
+    Encoder,
+}
+
+impl Block {
+    /// The block of `f`, if it has one.
+    fn of(f: &Featurizer) -> Option<Block> {
+        if f.dense > 0 {
+            Some(Block::Encoder)
+        } else if f.vectors > 0 {
+            Some(Block::WordVectors)
+        } else {
+            None
+        }
+    }
+
+    /// The lengths cross-validation chooses from (0: left out).
+    fn choices(self) -> &'static [f32] {
+        match self {
+            Block::WordVectors => &WORD_VECTOR_WEIGHTS,
+            Block::Encoder => &ENCODER_WEIGHTS,
+        }
+    }
+
+    /// The length a candidate gives the block (0: none).
+    fn weight(self, config: &TrainConfig) -> f32 {
+        match self {
+            Block::WordVectors => config.word_vectors.unwrap_or(DEFAULT_WORD_VECTORS),
+            Block::Encoder => config.encoder_weight.unwrap_or(DEFAULT_ENCODER_WEIGHT),
+        }
+    }
+
+    /// The length the features were built with.
+    fn built_with(self, f: &Featurizer) -> f32 {
+        match self {
+            Block::WordVectors => f.vectors_weight,
+            Block::Encoder => f.dense_weight,
+        }
+    }
+
+    /// `config` with the block at length `w`.
+    fn with(self, config: &TrainConfig, w: f32) -> TrainConfig {
+        match self {
+            Block::WordVectors => TrainConfig {
+                word_vectors: Some(w),
+                ..config.clone()
+            },
+            Block::Encoder => TrainConfig {
                 // Without the embedding, the n-grams' own default loss.
                 encoder: (w > 0.0).then(|| config.encoder.clone()).flatten(),
                 encoder_weight: Some(w),
                 ..config.clone()
-            })
-            .collect()
+            },
+        }
+    }
+
+    /// What the block is called in the log and the metrics.
+    fn name(self) -> &'static str {
+        match self {
+            Block::WordVectors => "word_vectors",
+            Block::Encoder => "encoder_weight",
+        }
+    }
+}
+
+/// The settings cross-validation chooses between: with `choose`, one per
+/// length of the block (0: the n-grams alone, with their own default
+/// loss); for each, the regularisations of [`L2_GRID`] when `l2` is not
+/// set, the loss is the hinge and `work` (rows × folds) leaves room for it.
+fn settings_to_try(config: &TrainConfig, work: usize, choose: Option<Block>) -> Vec<TrainConfig> {
+    let bases: Vec<TrainConfig> = match choose {
+        None => vec![config.clone()],
+        Some(block) => block
+            .choices()
+            .iter()
+            .map(|&w| block.with(config, w))
+            .collect(),
     };
     bases
         .into_iter()
@@ -1193,14 +1309,8 @@ fn settings_to_try(config: &TrainConfig, work: usize, encoder_weights: &[f32]) -
         .collect()
 }
 
-/// The embedding length a candidate gives the features (0: none), when
-/// the model has an encoder.
-fn embedding_weight(config: &TrainConfig) -> f32 {
-    config.encoder_weight.unwrap_or(DEFAULT_ENCODER_WEIGHT)
-}
-
-/// `data` with the embedding (the features from `vocab` on) rescaled from
-/// length `from` to `to`, or dropped when `to` is 0.
+/// `data` with the block after the n-grams (the features from `vocab`
+/// on) rescaled from length `from` to `to`, or dropped when `to` is 0.
 fn reweighted(data: &Rows, vocab: usize, from: f32, to: f32) -> Rows {
     let ratio = if from > 0.0 { to / from } else { 0.0 };
     let xs = data
@@ -1238,7 +1348,7 @@ fn fit(
     train: &[Example],
     validation: &[Example],
     background: &[&str],
-    choose_encoder_weight: bool,
+    choose_weight: bool,
 ) -> Result<(IntentModel, Vec<(String, f64)>), PluginError> {
     let index: BTreeMap<&str, usize> = labels
         .iter()
@@ -1326,75 +1436,121 @@ fn fit(
     let fitted_rows: Vec<usize> = (0..data.ys.len())
         .filter(|&i| data.ys[i] != UNSEEN_OOS)
         .collect();
-    let weights: &[f32] = if choose_encoder_weight && start.meta.featurizer.dense > 0 {
-        &ENCODER_WEIGHTS
-    } else {
-        &[]
-    };
-    let grid = settings_to_try(config, fitted_rows.len() * k, weights);
+    let block = Block::of(&start.meta.featurizer);
+    let choose = block.filter(|_| choose_weight);
+    let grid = settings_to_try(config, fitted_rows.len() * k, choose);
     let vocab = start.meta.featurizer.vocab.len();
-    let built_with = start.meta.featurizer.dense_weight;
-    // The rows as a candidate sees them (its embedding length).
+    // The rows as a candidate sees them (its block's length).
     let rows_for = |cand: &TrainConfig| -> Option<Rows> {
-        let w = embedding_weight(cand);
-        (start.meta.featurizer.dense > 0 && w != built_with)
-            .then(|| reweighted(&data, vocab, built_with, w))
+        let b = block?;
+        let (from, to) = (b.built_with(&start.meta.featurizer), b.weight(cand));
+        (to != from).then(|| reweighted(&data, vocab, from, to))
     };
-    let span = 0.85 / (k * grid.len()) as f32;
+    // On large data the candidates race on the first fold, and only the
+    // best of them runs the other folds: selection then costs the grid
+    // plus k - 1 fits instead of the grid times k.
+    let screen = grid.len() > 1 && fitted_rows.len() * k * grid.len() > L2_SEARCH_ROWS;
+    let fits = if screen {
+        grid.len() + k - 1
+    } else {
+        grid.len() * k
+    };
+    let span = 0.85 / fits as f32;
+    let mut fitted_so_far = 0;
     // Out-of-fold logits of the data's own rows (not the background's) for
     // each candidate; the candidate with the best out-of-fold accuracy is
     // kept, and its scores choose the temperature and the threshold.
     type Scored = Vec<(Vec<f32>, usize)>;
-    let mut best: Option<(f64, &TrainConfig, Scored)> = None;
-    let mut tried = Vec::new();
-    for (g, cand) in grid.iter().enumerate() {
-        let own = rows_for(cand);
-        let data = own.as_ref().unwrap_or(&data);
-        let mut oof: Vec<(Vec<f32>, usize)> = vec![(Vec::new(), 0); pool.len()];
-        for f in 0..k {
-            let at = (g * k + f) as f32 * span;
-            host::progress(at, &format!("fold {}/{k}", f + 1));
-            let rows: Vec<usize> = fitted_rows
-                .iter()
-                .copied()
-                .filter(|&i| fold[i] != f)
-                .collect();
-            let mut m = start.clone();
-            let stage = Stage {
-                from: at,
-                span,
-                curve: false,
-            };
-            sgd(cand, &mut m, data, &rows, None, stage)?;
-            for i in (0..pool.len()).filter(|&i| fold[i] == f) {
-                oof[i] = (m.logits(&data.xs[i]), pool[i].1);
+    let mut oofs: Vec<Scored> = vec![Vec::new(); grid.len()];
+    let mut run_folds =
+        |g: usize, folds: std::ops::Range<usize>, oof: &mut Scored| -> Result<(), PluginError> {
+            let cand = &grid[g];
+            let own = rows_for(cand);
+            let data = own.as_ref().unwrap_or(&data);
+            oof.resize(pool.len(), (Vec::new(), 0));
+            for f in folds {
+                let at = fitted_so_far as f32 * span;
+                fitted_so_far += 1;
+                host::progress(at, &format!("fold {}/{k}", f + 1));
+                let rows: Vec<usize> = fitted_rows
+                    .iter()
+                    .copied()
+                    .filter(|&i| fold[i] != f)
+                    .collect();
+                let mut m = start.clone();
+                let stage = Stage {
+                    from: at,
+                    span,
+                    curve: false,
+                };
+                sgd(cand, &mut m, data, &rows, None, stage)?;
+                for i in (0..pool.len()).filter(|&i| fold[i] == f) {
+                    oof[i] = (m.logits(&data.xs[i]), pool[i].1);
+                }
             }
-        }
-        let known: Vec<&(Vec<f32>, usize)> = oof.iter().filter(|(_, y)| *y != UNSEEN_OOS).collect();
+            Ok(())
+        };
+    // The top intent's accuracy over the known rows of `folds`.
+    let accuracy_on = |oof: &Scored, folds: usize| {
+        let known: Vec<&(Vec<f32>, usize)> = oof
+            .iter()
+            .enumerate()
+            .filter(|&(i, (_, y))| *y != UNSEEN_OOS && fold[i] < folds)
+            .map(|(_, r)| r)
+            .collect();
         let right = known.iter().filter(|(z, y)| argmax(z) == *y).count();
-        let acc = right as f64 / known.len().max(1) as f64;
-        tried.push(if weights.is_empty() {
-            format!("l2 {} → {:.2}%", cand.decay(), 100.0 * acc)
-        } else {
-            format!(
-                "embedding {} l2 {} → {:.2}%",
-                embedding_weight(cand),
-                cand.decay(),
-                100.0 * acc
-            )
-        });
+        right as f64 / known.len().max(1) as f64
+    };
+    let describe = |cand: &TrainConfig, acc: f64, what: &str| match choose {
+        None => format!("l2 {} → {:.2}%{what}", cand.decay(), 100.0 * acc),
+        Some(b) => format!(
+            "{} {} l2 {} → {:.2}%{what}",
+            b.name(),
+            b.weight(cand),
+            cand.decay(),
+            100.0 * acc
+        ),
+    };
+    let mut tried = Vec::new();
+    let finalists: Vec<usize> = if screen {
+        let mut first = Vec::new();
+        for (g, oof) in oofs.iter_mut().enumerate() {
+            run_folds(g, 0..1, oof)?;
+            first.push(accuracy_on(oof, 1));
+        }
+        // The first best wins a tie (the n-grams alone, where they are a
+        // candidate).
+        let winner = (0..grid.len())
+            .reduce(|a, b| if first[b] > first[a] { b } else { a })
+            .expect("at least one candidate");
+        for g in (0..grid.len()).filter(|&g| g != winner) {
+            tried.push(describe(&grid[g], first[g], " on fold 1"));
+        }
+        run_folds(winner, 1..k, &mut oofs[winner])?;
+        vec![winner]
+    } else {
+        for (g, oof) in oofs.iter_mut().enumerate() {
+            run_folds(g, 0..k, oof)?;
+        }
+        (0..grid.len()).collect()
+    };
+    let mut best: Option<(f64, &TrainConfig, Scored)> = None;
+    for g in finalists {
+        let oof = std::mem::take(&mut oofs[g]);
+        let acc = accuracy_on(&oof, k);
+        tried.push(describe(&grid[g], acc, ""));
         if best.as_ref().is_none_or(|b| acc > b.0) {
-            best = Some((acc, cand, oof));
+            best = Some((acc, &grid[g], oof));
         }
     }
+    drop(oofs);
     let (closed, chosen, oof) = best.expect("at least one candidate");
     if grid.len() > 1 {
         host::info(&format!(
             "{}l2 {} chosen by out-of-fold accuracy ({})",
-            if weights.is_empty() {
-                String::new()
-            } else {
-                format!("embedding length {}, ", embedding_weight(chosen))
+            match choose {
+                None => String::new(),
+                Some(b) => format!("{} {}, ", b.name(), b.weight(chosen)),
             },
             chosen.decay(),
             tried.join(", ")
@@ -1405,17 +1561,24 @@ fn fit(
     let mut model = start.clone();
     let own = rows_for(chosen);
     let data = own.as_ref().unwrap_or(&data);
-    if !weights.is_empty() {
-        let w = embedding_weight(chosen);
-        if w == 0.0 {
-            // The embedding did not pay: the model is the n-grams alone and
-            // neither carries the encoder nor embeds to predict.
-            host::info("the sentence encoder did not pay out of fold: the model leaves it out");
-            model.meta.featurizer.detach();
-            model.weights.truncate(vocab * model.classes());
-        } else {
-            model.meta.featurizer.dense_weight = w;
+    if let Some(b) = choose {
+        let w = b.weight(chosen);
+        let f = &mut model.meta.featurizer;
+        match (b, w == 0.0) {
+            // The block did not pay: the model is the n-grams alone (and
+            // neither carries the encoder nor embeds to predict).
+            (Block::Encoder, true) => {
+                host::info("the sentence encoder did not pay out of fold: the model leaves it out");
+                f.detach();
+            }
+            (Block::WordVectors, true) => {
+                host::info("the word vectors did not pay out of fold: the model leaves them out");
+                f.detach_vectors();
+            }
+            (Block::Encoder, false) => f.dense_weight = w,
+            (Block::WordVectors, false) => f.vectors_weight = w,
         }
+        model.weights.truncate(f.len() * model.classes());
     }
     let stage = Stage {
         from: 0.85,
@@ -1431,8 +1594,8 @@ fn fit(
         // The top intent's out-of-fold accuracy, before any rejection.
         ("cv_top_accuracy".to_owned(), closed),
     ];
-    if !weights.is_empty() {
-        metrics.push(("encoder_weight".into(), embedding_weight(chosen) as f64));
+    if let Some(b) = choose {
+        metrics.push((b.name().into(), b.weight(chosen) as f64));
     }
     if let Some(t) = temperature_of(&oof) {
         model.meta.temperature = t;
@@ -1922,13 +2085,13 @@ mod tests {
         let (_, metrics) = super::train(&fixed, &train, &val).unwrap();
         assert_eq!(metric(&metrics, "l2") as f32, 3e-4);
         let cfg = TrainConfig::default();
-        assert_eq!(settings_to_try(&cfg, 1_000, &[]).len(), L2_GRID.len());
-        assert_eq!(settings_to_try(&cfg, L2_SEARCH_ROWS, &[]).len(), 1);
+        assert_eq!(settings_to_try(&cfg, 1_000, None).len(), L2_GRID.len());
+        assert_eq!(settings_to_try(&cfg, L2_SEARCH_ROWS, None).len(), 1);
         let softmax = TrainConfig {
             loss: Some(Loss::Softmax),
             ..TrainConfig::default()
         };
-        assert_eq!(settings_to_try(&softmax, 1_000, &[]).len(), 1);
+        assert_eq!(settings_to_try(&softmax, 1_000, None).len(), 1);
     }
 
     #[test]
@@ -2062,7 +2225,17 @@ mod tests {
                 encoder_weight: Some(w),
                 ..TrainConfig::default()
             }),
-        ) {
+        )
+        .chain([-1.0, f32::NAN, 16.5, 1e30].map(|w| TrainConfig {
+            word_vectors: Some(w),
+            ..TrainConfig::default()
+        }))
+        // The encoder's embedding takes the word vectors' place.
+        .chain([TrainConfig {
+            encoder: Some("encoder".into()),
+            word_vectors: Some(1.0),
+            ..TrainConfig::default()
+        }]) {
             let e = super::train(&cfg, &train, &val).unwrap_err();
             assert_eq!(e.code, "bad-config", "{cfg:?}: {}", e.message);
         }
@@ -2137,6 +2310,87 @@ mod tests {
         let again = super::train_from(&cfg, &base, &more, &val).unwrap().0;
         assert_eq!(again.to_bytes(), warm.to_bytes());
         assert_eq!(IntentModel::from_bytes(&warm.to_bytes()).unwrap(), warm);
+    }
+
+    #[test]
+    fn word_vectors_are_chosen_out_of_fold_and_a_model_keeps_its_table() {
+        let (train, val) = toy();
+        let dims = crate::word_vectors::shipped().dims();
+        // Chosen: on or left out, and the model is what was chosen.
+        let (model, metrics) = super::train(&TrainConfig::default(), &train, &val).unwrap();
+        let w = metric(&metrics, "word_vectors") as f32;
+        assert!(WORD_VECTOR_WEIGHTS.contains(&w), "{w}");
+        assert_eq!(model.meta.config.word_vectors, Some(w));
+        let f = &model.meta.featurizer;
+        assert_eq!(f.vectors, if w > 0.0 { dims } else { 0 });
+        assert_eq!(model.weights.len(), f.len() * model.classes());
+        // Off: no block, no metric.
+        let off = TrainConfig {
+            word_vectors: Some(0.0),
+            ..TrainConfig::default()
+        };
+        let (plain, metrics) = super::train(&off, &train, &val).unwrap();
+        assert_eq!(plain.meta.featurizer.vectors, 0);
+        assert!(metrics.iter().all(|(n, _)| n != "word_vectors"));
+        // On at a set length: the block sits after the n-grams, and the
+        // model survives its bytes.
+        let on = TrainConfig {
+            word_vectors: Some(1.5),
+            ..TrainConfig::default()
+        };
+        let (model, _) = super::train(&on, &train, &val).unwrap();
+        let f = &model.meta.featurizer;
+        assert_eq!((f.vectors, f.vectors_weight), (dims, 1.5));
+        assert_eq!(f.len(), f.vocab.len() + dims);
+        let x = f.transform("book a dj please");
+        let block: f32 = x
+            .idx
+            .iter()
+            .zip(&x.val)
+            .filter(|(j, _)| **j as usize >= f.vocab.len())
+            .map(|(_, v)| v * v)
+            .sum();
+        assert!((block.sqrt() - 1.5).abs() < 1e-3, "{block}");
+        let bytes = model.to_bytes();
+        let back = IntentModel::from_bytes(&bytes).unwrap();
+        assert_eq!(back, model);
+        assert_eq!(
+            back.predict_one("book a dj"),
+            model.predict_one("book a dj")
+        );
+        // A model made with another table is refused, not misread.
+        let other = with_meta(&bytes, |m| {
+            m["featurizer"]["vectors_table"] = serde_json::json!("0123456789abcdef");
+        });
+        let e = IntentModel::from_bytes(&other).unwrap_err();
+        assert!(
+            e.message.contains("train the model afresh"),
+            "{}",
+            e.message
+        );
+        // Continuing keeps the base's vectors and their weights (the new
+        // n-grams go before them).
+        let mut more: Vec<Example> = train.iter().step_by(2).cloned().collect();
+        for i in 0..20 {
+            more.push(ex(
+                &format!("order the wedding cake with {i} tiers"),
+                "order_cake",
+            ));
+        }
+        let (warm, _) = super::train_from(&TrainConfig::default(), &model, &more, &val).unwrap();
+        let g = &warm.meta.featurizer;
+        assert_eq!((g.vectors, g.vectors_weight), (dims, 1.5));
+        assert_eq!(g.vectors_idf, f.vectors_idf);
+        assert_eq!(warm.meta.config.word_vectors, Some(1.5));
+        assert_eq!(warm.predict_one("florist nearby").intent, "find_florist");
+        assert_eq!(
+            warm.predict_one("order the wedding cake with 4 tiers")
+                .intent,
+            "order_cake"
+        );
+        // A base without them continues without them.
+        let (warm, _) = super::train_from(&TrainConfig::default(), &plain, &more, &val).unwrap();
+        assert_eq!(warm.meta.featurizer.vectors, 0);
     }
 
     #[test]
@@ -2242,7 +2496,7 @@ mod tests {
             encoder: Some("encoder".into()),
             ..TrainConfig::default()
         };
-        let grid = settings_to_try(&with_encoder, 1_000, &ENCODER_WEIGHTS);
+        let grid = settings_to_try(&with_encoder, 1_000, Some(Block::Encoder));
         assert_eq!(
             grid.len(),
             L2_GRID.len() + 2,
