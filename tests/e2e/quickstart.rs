@@ -426,6 +426,67 @@ fn encoder() -> Option<PathBuf> {
     }
 }
 
+/// Train the wedding intents with `train_with` and register the model:
+/// its in-scope accuracy on the test split, and the run's output.
+fn in_scope(home: &Home, train_with: &str) -> (f64, String) {
+    let wf = home.write(
+        "enc.toml",
+        &wedding_intents_workflow("validation = 0.15, test = 0.2", train_with, true),
+    );
+    let run = home.coach(&["run", wf.to_str().unwrap()]);
+    let out = run.expect_ok().all();
+    let show = home.coach(&["models", "show", "latest", "--json"]);
+    let m: serde_json::Value = serde_json::from_str(&show.expect_ok().stdout()).unwrap();
+    (m["metrics"]["in_scope_accuracy"].as_f64().unwrap(), out)
+}
+
+/// A paraphrase of `find_florist` with none of the training words: the
+/// latest model's top intent, the probability it gives `find_florist`
+/// (before the out-of-scope threshold) and its whole answer.
+fn florist(home: &Home) -> (String, f64, serde_json::Value) {
+    let p = home.coach(&[
+        "predict",
+        "--model",
+        "latest",
+        "--json",
+        "could you get some blooms sorted for the big day",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&p.expect_ok().stdout()).unwrap();
+    let ranking = v[0]["ranking"].as_array().unwrap().clone();
+    let p = ranking
+        .iter()
+        .find(|r| r["intent"] == "find_florist")
+        .map_or(0.0, |r| r["confidence"].as_f64().unwrap());
+    (ranking[0]["intent"].as_str().unwrap().to_owned(), p, v)
+}
+
+#[test]
+fn the_word_vectors_that_ship_with_the_trainer_know_what_the_ngrams_never_saw() {
+    // The n-grams alone, then the default, where cross-validation finds
+    // that the word vectors pay.
+    let plain = Home::new("");
+    let (ngrams, _) = in_scope(&plain, "seed = 7, word_vectors = 0");
+    let home = Home::new("");
+    let (vectors, out) = in_scope(&home, "seed = 7");
+    assert!(
+        out.contains("word_vectors 1.5, l2"),
+        "cross-validation should keep the word vectors: {out}"
+    );
+    eprintln!("in-scope accuracy: word vectors {vectors}, n-grams alone {ngrams}");
+    assert!(
+        vectors >= ngrams + 0.03,
+        "in-scope accuracy with the word vectors {vectors}, n-grams alone {ngrams}"
+    );
+    let (_, guessed, _) = florist(&plain);
+    let (top, knows, v) = florist(&home);
+    eprintln!("find_florist: word vectors {knows}, n-grams alone {guessed}");
+    assert_eq!(top, "find_florist", "{v}");
+    assert!(
+        knows >= guessed + 0.3,
+        "find_florist: {knows} with the word vectors, {guessed} from the n-grams"
+    );
+}
+
 #[test]
 fn a_sentence_encoder_joins_the_ngrams_and_travels_with_the_model() {
     let Some(original) = encoder() else {
@@ -439,17 +500,6 @@ fn a_sentence_encoder_joins_the_ngrams_and_travels_with_the_model() {
     for f in ["model.safetensors", "vocab.txt", "config.json"] {
         std::fs::copy(original.join(f), folder.join(f)).unwrap();
     }
-    let in_scope = |home: &Home, train_with: &str| {
-        let wf = home.write(
-            "enc.toml",
-            &wedding_intents_workflow("validation = 0.15, test = 0.2", train_with, true),
-        );
-        let run = home.coach(&["run", wf.to_str().unwrap()]);
-        let out = run.expect_ok().all();
-        let show = home.coach(&["models", "show", "latest", "--json"]);
-        let m: serde_json::Value = serde_json::from_str(&show.expect_ok().stdout()).unwrap();
-        (m["metrics"]["in_scope_accuracy"].as_f64().unwrap(), out)
-    };
     let with = format!("seed = 7, encoder = {:?}", folder.display().to_string());
     // Not granted: refused, naming the grant.
     let refused = home.coach(&[
@@ -464,7 +514,7 @@ fn a_sentence_encoder_joins_the_ngrams_and_travels_with_the_model() {
     assert!(!refused.0.status.success());
     assert!(refused.all().contains("granted"), "{}", refused.all());
 
-    let (ngrams, _) = in_scope(&home, "seed = 7");
+    let (ngrams, _) = in_scope(&home, "seed = 7, word_vectors = 0");
     let granted = Home::new(&format!(
         "[grants.trainer-intent]\nread = [{:?}]\n",
         folder.display().to_string()
@@ -478,25 +528,6 @@ fn a_sentence_encoder_joins_the_ngrams_and_travels_with_the_model() {
         "in-scope accuracy with the encoder {encoded}, n-grams alone {ngrams}"
     );
     std::fs::remove_dir_all(&folder).unwrap();
-    // A paraphrase with none of the training words. The probability each
-    // model gives the right intent (the top of its ranking, before the
-    // out-of-scope threshold), by the model's own prediction.
-    let florist = |home: &Home| {
-        let p = home.coach(&[
-            "predict",
-            "--model",
-            "latest",
-            "--json",
-            "could you get some blooms sorted for the big day",
-        ]);
-        let v: serde_json::Value = serde_json::from_str(&p.expect_ok().stdout()).unwrap();
-        let ranking = v[0]["ranking"].as_array().unwrap().clone();
-        let p = ranking
-            .iter()
-            .find(|r| r["intent"] == "find_florist")
-            .map_or(0.0, |r| r["confidence"].as_f64().unwrap());
-        (ranking[0]["intent"].as_str().unwrap().to_owned(), p, v)
-    };
     let (_, guessed, _) = florist(&home);
     let (top, knows, v) = florist(&granted);
     // Measured: the n-grams give it 0.15, the encoder 0.50, first by far
