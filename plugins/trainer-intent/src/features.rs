@@ -54,6 +54,11 @@ pub struct Featurizer {
 /// The longest word or character n-gram a model may use.
 pub const MAX_NGRAM: usize = 16;
 
+/// The longest the word vectors' or the embedding's block may be: past it
+/// the n-gram blocks (length 1 each) no longer count, and the logits
+/// could overflow.
+pub const MAX_BLOCK_WEIGHT: f32 = 16.0;
+
 /// A sparse vector: sorted feature indices and their weights.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Sparse {
@@ -225,10 +230,10 @@ impl Featurizer {
         if let Some(w) = self.idf.iter().find(|w| !w.is_finite()) {
             return Err(format!("idf weight {w}"));
         }
-        if !self.dense_weight.is_finite() || self.dense_weight < 0.0 {
+        if !(0.0..=MAX_BLOCK_WEIGHT).contains(&self.dense_weight) {
             return Err(format!("embedding weight {}", self.dense_weight));
         }
-        if !self.vectors_weight.is_finite() || self.vectors_weight < 0.0 {
+        if !(0.0..=MAX_BLOCK_WEIGHT).contains(&self.vectors_weight) {
             return Err(format!("word vectors weight {}", self.vectors_weight));
         }
         if let Some(w) = self

@@ -3,7 +3,7 @@
 
 use crate::encoder::Encoder;
 use crate::entities::Tagger;
-use crate::features::{Featurizer, Sparse};
+use crate::features::{Featurizer, MAX_BLOCK_WEIGHT, Sparse};
 use coach_plugin_sdk::{EntitySpan, Example, PluginError, Prediction, RankedIntent, host};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -120,10 +120,6 @@ pub const WORD_VECTOR_WEIGHTS: [f32; 2] = [0.0, 1.5];
 
 /// The word vectors' length a model starts from before selection.
 const DEFAULT_WORD_VECTORS: f32 = 1.5;
-
-/// The longest embedding a workflow may set: past it the n-gram blocks
-/// (length 1 each) no longer count, and the logits would overflow.
-const MAX_ENCODER_WEIGHT: f32 = 16.0;
 
 /// The embedding length a model starts from before selection.
 const DEFAULT_ENCODER_WEIGHT: f32 = 2.0;
@@ -899,18 +895,18 @@ fn check(config: &TrainConfig, train: &[Example]) -> Result<(), PluginError> {
     }
     if config
         .encoder_weight
-        .is_some_and(|w| !(w > 0.0 && w <= MAX_ENCODER_WEIGHT))
+        .is_some_and(|w| !(w > 0.0 && w <= MAX_BLOCK_WEIGHT))
     {
         return Err(PluginError::bad_config(format!(
-            "encoder_weight must be above 0 and at most {MAX_ENCODER_WEIGHT}"
+            "encoder_weight must be above 0 and at most {MAX_BLOCK_WEIGHT}"
         )));
     }
     if config
         .word_vectors
-        .is_some_and(|w| !(0.0..=MAX_ENCODER_WEIGHT).contains(&w))
+        .is_some_and(|w| !(0.0..=MAX_BLOCK_WEIGHT).contains(&w))
     {
         return Err(PluginError::bad_config(format!(
-            "word_vectors must be at least 0 (0: off) and at most {MAX_ENCODER_WEIGHT}"
+            "word_vectors must be at least 0 (0: off) and at most {MAX_BLOCK_WEIGHT}"
         )));
     }
     if config.encoder.is_some() && config.word_vectors.is_some_and(|w| w > 0.0) {
@@ -2560,6 +2556,14 @@ mod tests {
         refused(
             with_meta(&bytes, |m| m["temperature"] = 0.into()),
             "temperature 0",
+        );
+        refused(
+            with_meta(&bytes, |m| m["featurizer"]["vectors_weight"] = 1e30.into()),
+            "word vectors weight",
+        );
+        refused(
+            with_meta(&bytes, |m| m["featurizer"]["dense_weight"] = (-1.0).into()),
+            "embedding weight",
         );
         refused(
             with_meta(&bytes, |m| {
