@@ -2390,6 +2390,56 @@ mod tests {
     }
 
     #[test]
+    fn on_large_data_the_candidates_race_on_the_first_fold() {
+        testing::reset();
+        // Rows × folds × candidates just past L2_SEARCH_ROWS.
+        let rows = L2_SEARCH_ROWS / (3 * WORD_VECTOR_WEIGHTS.len()) + 30;
+        let train: Vec<Example> = (0..rows)
+            .map(|i| match i % 3 {
+                0 => ex(&format!("book a dj for the party number {i}"), "book_dj"),
+                1 => ex(&format!("find me a florist in town {i}"), "find_florist"),
+                _ => ex(&format!("what is the weather on day {i}"), "weather"),
+            })
+            .collect();
+        let (model, metrics) = super::train(&TrainConfig::default(), &train, &[]).unwrap();
+        let w = metric(&metrics, "word_vectors") as f32;
+        assert!(WORD_VECTOR_WEIGHTS.contains(&w), "{w}");
+        assert_eq!(model.meta.config.word_vectors, Some(w));
+        // The loser is reported with its first fold's score alone; the
+        // winner with all of its out-of-fold scores.
+        let logs = testing::logs(coach_plugin_sdk::host::LogLevel::Info).join("\n");
+        let chosen = logs
+            .lines()
+            .find(|l| l.contains("chosen by out-of-fold accuracy"))
+            .unwrap_or_else(|| panic!("{logs}"));
+        assert_eq!(chosen.matches(" on fold 1").count(), 1, "{chosen}");
+        assert!(
+            chosen.starts_with(&format!("word_vectors {w}, ")),
+            "{chosen}"
+        );
+        // The first fold of each candidate, then the winner's other two.
+        let folds = testing::events()
+            .iter()
+            .filter(|e| {
+                matches!(e, testing::Event::Progress { message, .. } if message.starts_with("fold "))
+            })
+            .count();
+        assert_eq!(
+            folds,
+            WORD_VECTOR_WEIGHTS.len() + 2,
+            "{:?}",
+            testing::events()
+        );
+        assert_eq!(
+            model
+                .predict_one("book a dj for the party number 7")
+                .ranking[0]
+                .intent,
+            "book_dj"
+        );
+    }
+
+    #[test]
     fn an_encoder_model_carries_its_encoder_and_continues_with_it() {
         let (train, val) = toy();
         let cfg = TrainConfig {
