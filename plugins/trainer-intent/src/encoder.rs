@@ -148,7 +148,7 @@ fn safetensors(bytes: &[u8]) -> Result<Tensors<'_>, PluginError> {
 
 /// Quantise each row of `w` (`rows × cols`) to 8 bits with its own scale;
 /// returns the scales and the codes.
-fn quantise(w: &[f32], cols: usize) -> (Vec<f32>, Vec<i8>) {
+pub(crate) fn quantise(w: &[f32], cols: usize) -> (Vec<f32>, Vec<i8>) {
     let mut scales = Vec::with_capacity(w.len() / cols.max(1));
     let mut codes = Vec::with_capacity(w.len());
     for row in w.chunks_exact(cols) {

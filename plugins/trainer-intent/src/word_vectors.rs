@@ -10,7 +10,7 @@
 //! the cost of a table lookup per word instead of a pass through the
 //! transformer.
 
-use crate::encoder::{basic_words, word_pieces};
+use crate::encoder::{basic_words, quantise, word_pieces};
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
@@ -86,15 +86,9 @@ impl WordVectors {
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&(header.len() as u32).to_le_bytes());
         out.extend_from_slice(&header);
-        let mut codes = Vec::with_capacity(vectors.len());
-        for row in vectors.chunks_exact(dims) {
-            let max = row.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-            let scale = if max > 0.0 { max / 127.0 } else { 1.0 };
+        let (scales, codes) = quantise(vectors, dims);
+        for scale in scales {
             out.extend_from_slice(&scale.to_le_bytes());
-            codes.extend(
-                row.iter()
-                    .map(|v| (v / scale).round().clamp(-127.0, 127.0) as i8),
-            );
         }
         out.extend(codes.iter().map(|&c| c as u8));
         out
@@ -223,6 +217,11 @@ mod tests {
             assert!(n > f, "{word}: {near} {n} against {far} {f}");
         }
         assert!(v("").iter().all(|&x| x == 0.0));
+        // A text a thousand times too long counts its first MAX_PIECES
+        // pieces; control characters are dropped, not embedded.
+        let long = "cancel my order \u{0}\u{7} ".repeat(1_000);
+        assert_eq!(t.pieces(&long).len(), MAX_PIECES);
+        assert_eq!(t.pieces("cancel\u{0}\u{7}"), t.pieces("cancel"));
     }
 
     #[test]
