@@ -364,6 +364,29 @@ impl Featurizer {
         self.vocab.is_empty()
     }
 
+    /// Whether the model knows at least a third of the words of `text`
+    /// (`x` is its [`Featurizer::transform`]): known words are those of
+    /// the vocabulary, from training and the background. Without word
+    /// features there is nothing to judge by: every text is understood.
+    pub fn understands(&self, text: &str, x: &Sparse) -> bool {
+        if self.word_ngrams == 0 {
+            return true;
+        }
+        let mut words = tokenize(text);
+        words.sort_unstable();
+        words.dedup();
+        let known = x
+            .idx
+            .iter()
+            .filter(|&&i| {
+                self.vocab
+                    .get(i as usize)
+                    .is_some_and(|f| f.starts_with("w1:"))
+            })
+            .count();
+        !words.is_empty() && 3 * known >= words.len()
+    }
+
     /// The TF-IDF vector of `text`; unknown features are dropped.
     pub fn transform(&self, text: &str) -> Sparse {
         let mut hits: Vec<u32> = Vec::with_capacity(256);
@@ -457,5 +480,24 @@ mod tests {
         assert!((norm - 2.0).abs() < 1e-5);
         assert!(v.idx.windows(2).all(|w| w[0] < w[1]));
         assert!(f.transform("zzzz").idx.is_empty());
+    }
+
+    #[test]
+    fn a_text_is_understood_when_a_third_of_its_words_are_known() {
+        let f = Featurizer::fit(&["book a dj", "find a florist"], 2, 2, 4, 1, 1000);
+        let understands = |t: &str| f.understands(t, &f.transform(t));
+        assert!(understands("book a florist"));
+        // One known word in three is enough (repeats count once).
+        assert!(understands("book the the zebra"));
+        assert!(understands("Book DJ Zyx Qwerty"));
+        // Keyboard mashing shares character n-grams, not words.
+        assert!(!f.transform("asdkj bookj florx").idx.is_empty());
+        assert!(!understands("asdkj bookj florx"));
+        assert!(!understands("lorem ipsum dolor sit a"));
+        assert!(!understands(""));
+        assert!(!understands("!!! ???"));
+        // Without word features nothing tells: everything is understood.
+        let chars = Featurizer::fit(&["book a dj"], 0, 2, 4, 1, 1000);
+        assert!(chars.understands("zzz", &chars.transform("zzz")));
     }
 }
