@@ -167,6 +167,11 @@ struct Meta {
     /// What the threshold is compared with.
     #[serde(default)]
     reject_on: RejectOn,
+    /// Turn away a text the model does not understand (it knows under a
+    /// third of its words): set when the model rejects on the energy; off
+    /// in models trained before the rule, which keep their decisions.
+    #[serde(default)]
+    reject_not_understood: bool,
     oos_label: String,
     /// Lower-cased entity value → entity name, from labelled spans.
     gazetteer: BTreeMap<String, String>,
@@ -338,6 +343,7 @@ impl IntentModel {
                 temperature: 1.0,
                 threshold: 0.0,
                 reject_on: RejectOn::Confidence,
+                reject_not_understood: false,
                 oos_label: config.oos_label.clone(),
                 gazetteer,
                 tagger: Tagger::default(),
@@ -386,12 +392,11 @@ impl IntentModel {
     /// examples of its own (on the energy) also turns away a text it does
     /// not understand ([`Featurizer::understands`]: it knows under a third
     /// of its words, from training or the background): keyboard mashing,
-    /// filler text and
-    /// foreign languages carry character n-grams enough to land on some
-    /// intent, but nothing it could understand.
+    /// filler text and foreign languages carry character n-grams enough to
+    /// land on some intent, but nothing it could understand.
     fn decide(&self, x: &Sparse, understood: bool) -> ((String, f32), Vec<f32>) {
         let mut d = self.rule().decide(&self.logits(x));
-        if self.meta.reject_on == RejectOn::Energy && !understood {
+        if self.meta.reject_not_understood && !understood {
             d.out_of_scope = true;
         }
         let conf = d.p[d.best];
@@ -435,7 +440,8 @@ impl IntentModel {
 
     pub fn predict_one(&self, text: &str) -> Prediction {
         let x = self.meta.featurizer.transform(text);
-        let understood = self.meta.featurizer.understands(text, &x);
+        let understood =
+            !self.meta.reject_not_understood || self.meta.featurizer.understands(text, &x);
         let ((intent, confidence), p) = self.decide(&x, understood);
         let mut order: Vec<usize> = (0..p.len()).collect();
         order.sort_by(|&a, &b| p[b].total_cmp(&p[a]).then(a.cmp(&b)));
@@ -1612,6 +1618,7 @@ fn fit(
     }
     (model.meta.threshold, model.meta.reject_on) =
         select_threshold(config, &oof, model.meta.temperature, oos);
+    model.meta.reject_not_understood = model.meta.reject_on == RejectOn::Energy;
     let cv = score_rows(&oof, model.rule());
     metrics.push(("cv_accuracy".into(), cv.accuracy));
     metrics.push(("cv_in_scope_accuracy".into(), cv.in_scope_accuracy));
@@ -1700,6 +1707,7 @@ fn fit_on_validation(
     if !rows.is_empty() {
         (model.meta.threshold, model.meta.reject_on) =
             select_threshold(config, &rows, model.meta.temperature, oos);
+        model.meta.reject_not_understood = model.meta.reject_on == RejectOn::Energy;
     }
     finish(config, model, metrics, train, validation, target)
 }
@@ -1843,11 +1851,11 @@ fn rate_threshold(rows: &[Scored], rate: f64) -> Option<f32> {
         .map(|r| r.score)
         .collect();
     s.sort_by(f32::total_cmp);
-    let k = (rate * s.len() as f64).round() as usize;
-    if k == 0 || s.len() < 2 {
+    if rate <= 0.0 || s.len() < 2 {
         return None;
     }
-    let k = k.min(s.len() - 1);
+    // At least one row: a bot with a few dozen examples still rejects.
+    let k = ((rate * s.len() as f64).round() as usize).clamp(1, s.len() - 1);
     Some((s[k - 1] + s[k]) / 2.0)
 }
 
@@ -1938,7 +1946,8 @@ fn finish(
         .filter_map(|e| {
             target(e).map(|y| {
                 let x = model.meta.featurizer.transform(&e.text);
-                let understood = model.meta.featurizer.understands(&e.text, &x);
+                let understood = !model.meta.reject_not_understood
+                    || model.meta.featurizer.understands(&e.text, &x);
                 (x, understood, y)
             })
         })
@@ -2187,6 +2196,27 @@ mod tests {
             assert_ne!(off.predict_one(mash).intent, "oos", "{mash}");
         }
         assert_eq!(without.predict_one("book a dj please").intent, "book_dj");
+        // A model trained before the rule keeps its decisions.
+        assert!(without.meta.reject_not_understood && !off.meta.reject_not_understood);
+        let before = with_meta(&without.to_bytes(), |m| {
+            m.as_object_mut().unwrap().remove("reject_not_understood");
+        });
+        let before = IntentModel::from_bytes(&before).unwrap();
+        assert!(!before.meta.reject_not_understood);
+        assert_eq!(before.meta.reject_on, RejectOn::Energy);
+        // A bot of a few dozen rows still gets a threshold: at least one
+        // row is turned away whenever the rate is above 0.
+        let rows: Vec<Scored> = (0..12)
+            .map(|i| Scored {
+                score: i as f32,
+                top_is_oos: false,
+                correct: true,
+                is_oos: false,
+            })
+            .collect();
+        assert_eq!(rate_threshold(&rows, 0.02), Some(0.5));
+        assert_eq!(rate_threshold(&rows, 0.0), None);
+        assert_eq!(rate_threshold(&rows, 0.25), Some(2.5));
         // Out-of-scope examples: the threshold is tuned on them.
         for q in [
             "what is the meaning of life",
