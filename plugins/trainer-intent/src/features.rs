@@ -51,6 +51,20 @@ pub struct Featurizer {
     word_block: Vec<bool>,
 }
 
+/// The distinct words of `text`, sorted.
+pub fn distinct_words(text: &str) -> Vec<String> {
+    let mut words = tokenize(text);
+    words.sort_unstable();
+    words.dedup();
+    words
+}
+
+/// A text of `words` distinct words, `known` of them known, is understood
+/// when it has words and at least a third of them are known.
+pub fn understood(known: usize, words: usize) -> bool {
+    words > 0 && 3 * known >= words
+}
+
 /// The longest word or character n-gram a model may use.
 pub const MAX_NGRAM: usize = 16;
 
@@ -372,9 +386,6 @@ impl Featurizer {
         if self.word_ngrams == 0 {
             return true;
         }
-        let mut words = tokenize(text);
-        words.sort_unstable();
-        words.dedup();
         let known = x
             .idx
             .iter()
@@ -384,7 +395,13 @@ impl Featurizer {
                     .is_some_and(|f| f.starts_with("w1:"))
             })
             .count();
-        !words.is_empty() && 3 * known >= words.len()
+        understood(known, distinct_words(text).len())
+    }
+
+    /// Whether `word` (lower-cased, as [`tokenize`] gives it) is in the
+    /// vocabulary.
+    pub fn knows_word(&self, word: &str) -> bool {
+        self.index.contains_key(&format!("w1:{word}"))
     }
 
     /// The TF-IDF vector of `text`; unknown features are dropped.

@@ -3,7 +3,7 @@
 
 use crate::encoder::Encoder;
 use crate::entities::Tagger;
-use crate::features::{Featurizer, MAX_BLOCK_WEIGHT, Sparse};
+use crate::features::{Featurizer, MAX_BLOCK_WEIGHT, Sparse, distinct_words, understood};
 use coach_plugin_sdk::{EntitySpan, Example, PluginError, Prediction, RankedIntent, host};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -1619,10 +1619,23 @@ fn fit(
     (model.meta.threshold, model.meta.reject_on) =
         select_threshold(config, &oof, model.meta.temperature, oos);
     model.meta.reject_not_understood = model.meta.reject_on == RejectOn::Energy;
-    let cv = score_rows(&oof, model.rule());
+    // Every text shaped the vocabulary, so out of fold each would know its
+    // own words: a word only its own text has counts as unknown here.
+    let read = if model.meta.reject_not_understood {
+        understood_out_of_fold(&model.meta.featurizer, &pool, &texts)
+    } else {
+        vec![true; oof.len()]
+    };
+    let cv = score_rows(&oof, &read, model.rule());
     metrics.push(("cv_accuracy".into(), cv.accuracy));
     metrics.push(("cv_in_scope_accuracy".into(), cv.in_scope_accuracy));
     metrics.push(("cv_in_scope_rejected".into(), cv.in_scope_rejected));
+    if model.meta.reject_not_understood {
+        metrics.push((
+            "cv_in_scope_not_understood".into(),
+            cv.in_scope_not_understood,
+        ));
+    }
     if let Some(r) = cv.oos_recall {
         metrics.push(("cv_oos_recall".into(), r));
     }
@@ -1864,19 +1877,51 @@ struct Scores {
     accuracy: f64,
     in_scope_accuracy: f64,
     in_scope_rejected: f64,
+    /// Of the in-scope rows, those turned away as not understood.
+    in_scope_not_understood: f64,
     oos_recall: Option<f64>,
 }
 
-fn score_rows(rows: &[(Vec<f32>, usize)], rule: Rule) -> Scores {
+/// Whether each pool row would be understood had its own text not shaped
+/// the vocabulary (`texts`, the background's among them): its words that
+/// no other text has count as unknown (even where a base model's
+/// vocabulary has them too).
+fn understood_out_of_fold(f: &Featurizer, pool: &[(&str, usize)], texts: &[&str]) -> Vec<bool> {
+    let mut df: std::collections::HashMap<String, u32> = std::collections::HashMap::new();
+    for t in texts {
+        for w in distinct_words(t) {
+            *df.entry(w).or_default() += 1;
+        }
+    }
+    pool.iter()
+        .map(|(t, y)| {
+            // Scored-only rows did not shape it.
+            let own = *y != UNSEEN_OOS;
+            let words = distinct_words(t);
+            let known = words
+                .iter()
+                .filter(|w| f.knows_word(w) && !(own && df.get(*w) == Some(&1)))
+                .count();
+            understood(known, words.len())
+        })
+        .collect()
+}
+
+/// Decisions on scored rows, as the model would make them; a row not
+/// `read` (understood) is out of scope when the rule turns those away.
+fn score_rows(rows: &[(Vec<f32>, usize)], read: &[bool], rule: Rule) -> Scores {
     let (mut ok, mut n_in, mut in_ok, mut rejected, mut n_oos, mut oos_ok) = (0, 0, 0, 0, 0, 0);
-    for (z, y) in rows {
-        let d = rule.decide(z);
+    let mut not_read = 0;
+    for ((z, y), &read) in rows.iter().zip(read) {
+        let mut d = rule.decide(z);
+        d.out_of_scope |= !read;
         if *y == UNSEEN_OOS || Some(*y) == rule.oos {
             n_oos += 1;
             oos_ok += d.out_of_scope as usize;
             ok += d.out_of_scope as usize;
         } else {
             n_in += 1;
+            not_read += usize::from(!read);
             rejected += d.out_of_scope as usize;
             let hit = !d.out_of_scope && d.best == *y;
             in_ok += hit as usize;
@@ -1888,6 +1933,7 @@ fn score_rows(rows: &[(Vec<f32>, usize)], rule: Rule) -> Scores {
         accuracy: share(ok, rows.len()),
         in_scope_accuracy: share(in_ok, n_in),
         in_scope_rejected: share(rejected, n_in),
+        in_scope_not_understood: share(not_read, n_in),
         oos_recall: (n_oos > 0).then(|| share(oos_ok, n_oos)),
     }
 }
@@ -2217,6 +2263,9 @@ mod tests {
         assert_eq!(rate_threshold(&rows, 0.02), Some(0.5));
         assert_eq!(rate_threshold(&rows, 0.0), None);
         assert_eq!(rate_threshold(&rows, 0.25), Some(2.5));
+        // The out-of-fold figures count the rule too.
+        let not_read = metric(&metrics, "cv_in_scope_not_understood");
+        assert!(not_read <= rejected, "{metrics:?}");
         // Out-of-scope examples: the threshold is tuned on them.
         for q in [
             "what is the meaning of life",
@@ -2237,6 +2286,26 @@ mod tests {
             (fixed.threshold(), fixed.reject_on()),
             (0.42, RejectOn::Confidence)
         );
+    }
+
+    #[test]
+    fn out_of_fold_a_word_only_its_own_text_has_is_unknown() {
+        let texts = ["book a dj", "book a florist", "quokka wombat numbat"];
+        let f = Featurizer::fit(&texts, 2, 2, 4, 1, 1000);
+        let pool = [
+            ("book a dj", 0),
+            ("book a florist", 1),
+            ("quokka wombat numbat", 2),
+            // Scored only: its words did not shape the vocabulary.
+            ("a dj please", UNSEEN_OOS),
+        ];
+        assert_eq!(
+            understood_out_of_fold(&f, &pool, &texts),
+            [true, true, false, true]
+        );
+        // Fitted, every text knows its own words.
+        let t = "quokka wombat numbat";
+        assert!(f.understands(t, &f.transform(t)));
     }
 
     #[test]
