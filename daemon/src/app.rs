@@ -103,7 +103,11 @@ impl App {
         }
         let metrics = Arc::new(Metrics::new());
         let (bus, log_rx) = Bus::new(metrics);
-        let log_writer = tokio::spawn(crate::store::queue::write_logs(store.clone(), log_rx));
+        let log_writer = tokio::spawn(crate::store::queue::write_logs(
+            store.clone(),
+            log_rx,
+            bus.log_progress(),
+        ));
         let runner = Arc::new(Runner {
             host: host.clone(),
             store: store.clone(),

@@ -98,6 +98,10 @@ pub struct LogQuery {
     limit: Option<u64>,
 }
 
+/// How long a read of a run's log lines waits for those on their way to
+/// the store.
+pub(crate) const LOGS_FLUSH_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 pub async fn logs(
     State(s): State<AppState>,
     Path(id): Path<i64>,
@@ -107,6 +111,9 @@ pub async fn logs(
     if s.records().state_of(id).await?.is_none() {
         return Err(ApiError::NotFound(format!("no run {id}")));
     }
+    // The lines already logged are stored before they are read (a run that
+    // has just failed shows why).
+    s.bus.logs_flushed(LOGS_FLUSH_WAIT).await;
     let lines = s
         .records()
         .logs(

@@ -6,6 +6,8 @@
 //! The log lines travel on a bounded channel: when the store falls behind
 //! by [`LOG_BUFFER`] lines, further lines are dropped (and counted in
 //! `coach_log_lines_dropped_total`) rather than held in memory without end.
+//! A reader of the stored lines waits for those already sent
+//! ([`Bus::logs_flushed`]), so a run that has finished shows all its lines.
 
 pub mod metrics;
 pub mod report;
@@ -18,7 +20,8 @@ use metrics::Metrics;
 use serde::Serialize;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use tokio::sync::{broadcast, mpsc};
+use std::time::Duration;
+use tokio::sync::{Notify, broadcast, mpsc};
 
 pub use report::{LogReporter, Reporter, RunReporter};
 
@@ -156,18 +159,36 @@ impl EventKind {
     }
 }
 
+/// How far the store's log writer has come: lines sent to it, lines it
+/// has written (or given up on), and a wake-up for those waiting.
+#[derive(Default)]
+pub struct LogProgress {
+    sent: AtomicU64,
+    written: AtomicU64,
+    wake: Notify,
+}
+
+impl LogProgress {
+    /// The writer is done with `n` more lines.
+    pub fn written(&self, n: usize) {
+        self.written.fetch_add(n as u64, Ordering::AcqRel);
+        self.wake.notify_waiters();
+    }
+}
+
 /// Fans events out; cheap to clone.
 #[derive(Clone)]
 pub struct Bus {
     tx: broadcast::Sender<Arc<Event>>,
     seq: Arc<AtomicU64>,
     logs: mpsc::Sender<LogLine>,
+    progress: Arc<LogProgress>,
     metrics: Arc<Metrics>,
 }
 
 impl Bus {
     /// A bus and the receiving end of its log lines (for the store's log
-    /// writer).
+    /// writer, which reports what it has written to the progress).
     pub fn new(metrics: Arc<Metrics>) -> (Bus, mpsc::Receiver<LogLine>) {
         let (tx, _) = broadcast::channel(4096);
         let (logs, rx) = mpsc::channel(LOG_BUFFER);
@@ -176,10 +197,34 @@ impl Bus {
                 tx,
                 seq: Arc::new(AtomicU64::new(1)),
                 logs,
+                progress: Arc::default(),
                 metrics,
             },
             rx,
         )
+    }
+
+    /// The log writer's progress, for the writer to report to.
+    pub fn log_progress(&self) -> Arc<LogProgress> {
+        self.progress.clone()
+    }
+
+    /// Wait until the store has every log line sent before this call, or
+    /// `at_most` has passed (the store is far behind: the reader gets what
+    /// is there).
+    pub async fn logs_flushed(&self, at_most: Duration) {
+        let p = &self.progress;
+        let target = p.sent.load(Ordering::Acquire);
+        let wait = async {
+            loop {
+                let woken = p.wake.notified();
+                if p.written.load(Ordering::Acquire) >= target {
+                    return;
+                }
+                woken.await;
+            }
+        };
+        let _ = tokio::time::timeout(at_most, wait).await;
     }
 
     pub fn metrics(&self) -> &Arc<Metrics> {
@@ -209,7 +254,9 @@ impl Bus {
                 at,
             };
             match self.logs.try_send(line) {
-                Ok(()) => {}
+                Ok(()) => {
+                    self.progress.sent.fetch_add(1, Ordering::AcqRel);
+                }
                 // The store is far behind: drop rather than grow.
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     self.metrics.log_lines_dropped.inc();
@@ -228,5 +275,55 @@ impl Bus {
         };
         // No subscriber is fine.
         let _ = self.tx.send(Arc::new(event));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn log(bus: &Bus, message: &str) {
+        bus.emit(
+            Some(RunId(1)),
+            Some("wf"),
+            EventKind::Log {
+                step: None,
+                level: "info".into(),
+                message: message.into(),
+            },
+        );
+    }
+
+    #[tokio::test]
+    async fn a_reader_waits_for_the_lines_already_sent_and_no_longer() {
+        let (bus, mut rx) = Bus::new(Arc::new(Metrics::new()));
+        // Nothing sent: no wait.
+        let t = std::time::Instant::now();
+        bus.logs_flushed(Duration::from_secs(5)).await;
+        assert!(t.elapsed() < Duration::from_secs(1));
+        log(&bus, "one");
+        log(&bus, "two");
+        let progress = bus.log_progress();
+        let writer = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let mut batch = Vec::new();
+            let n = rx.recv_many(&mut batch, 10).await;
+            progress.written(n);
+            rx
+        });
+        let t = std::time::Instant::now();
+        bus.logs_flushed(Duration::from_secs(5)).await;
+        assert!(
+            t.elapsed() >= Duration::from_millis(150),
+            "{:?}",
+            t.elapsed()
+        );
+        assert!(t.elapsed() < Duration::from_secs(4), "{:?}", t.elapsed());
+        // A writer that is stuck: the reader gives up after the limit.
+        let _rx = writer.await.unwrap();
+        log(&bus, "three");
+        let t = std::time::Instant::now();
+        bus.logs_flushed(Duration::from_millis(300)).await;
+        assert!(t.elapsed() >= Duration::from_millis(250));
     }
 }

@@ -506,13 +506,19 @@ impl Store {
     }
 }
 
-/// Write log lines to the store in batches until every sender is gone.
-pub async fn write_logs(store: Store, mut rx: tokio::sync::mpsc::Receiver<LogLine>) {
+/// Write log lines to the store in batches until every sender is gone,
+/// reporting each batch done (written or not) to `progress`.
+pub async fn write_logs(
+    store: Store,
+    mut rx: tokio::sync::mpsc::Receiver<LogLine>,
+    progress: std::sync::Arc<crate::events::LogProgress>,
+) {
     let mut batch = Vec::new();
     while rx.recv_many(&mut batch, 512).await > 0 {
         if let Err(e) = store.add_logs(&batch).await {
             tracing::error!(lines = batch.len(), "cannot store run log lines: {e:#}");
         }
+        progress.written(batch.len());
         batch.clear();
     }
 }

@@ -211,6 +211,7 @@ pub async fn page(
         .run(RunId(id))
         .await?
         .ok_or_else(|| WebError::not_found(&format!("no run {id}")))?;
+    s.bus.logs_flushed(crate::api::runs::LOGS_FLUSH_WAIT).await;
     let logs = s.records().logs(RunId(id), 0, 500).await?;
     let active = run.run.state.is_active();
     let evaluations: Vec<(String, Report)> = run
