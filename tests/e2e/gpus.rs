@@ -518,8 +518,11 @@ fn critical_work_preempts_a_preemptible_step_which_resumes_from_its_checkpoint()
             .exists()
             .then_some(())
     });
-    let (_, q) = call("GET", &format!("{}/api/v1/queue", d.url), &tok);
-    assert_eq!(q["waiting"][0]["run"], low, "{q}");
+    // It asks again as soon as its process has stopped.
+    wait_until("the preempted step waiting", &d, || {
+        let (_, q) = call("GET", &format!("{}/api/v1/queue", d.url), &tok);
+        (q["waiting"][0]["run"] == low).then_some(())
+    });
     assert!(!markers.join(format!("run-{low}.devices")).exists());
     std::fs::write(markers.join(format!("release-{critical}")), "").unwrap();
     let v = wait_for_state(&d, &tok, critical, &["succeeded", "failed"]);

@@ -270,7 +270,6 @@ impl Runner {
             if let Some(p) = *pid.locked() {
                 self.gpus.remove_pid(p);
             }
-            drop(lease);
             if !devices.is_empty()
                 && let Err(e) = self
                     .store
@@ -287,6 +286,9 @@ impl Runner {
                 // The step's outcome matters more than its bookkeeping.
                 tracing::warn!(run = %a.run_id, step = %step.id, "cannot record GPU usage: {e:#}");
             }
+            // Released only now, with nothing left to wait for before a
+            // preempted step asks again: the queue never shows it gone.
+            drop(lease);
             match result {
                 Ok(outcome) => {
                     return Ok(Ran {
