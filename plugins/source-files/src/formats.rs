@@ -794,17 +794,17 @@ mod tests {
         serde_json::from_value(serde_json::json!({"path": "/x", "format": format})).unwrap()
     }
 
+    /// `data` read as the file `name` in `format`.
+    fn parsed(format: &str, name: &str, data: &str) -> Parsed {
+        let mut out = Parsed::default();
+        parse_file(&config(format), Path::new(name), data.as_bytes(), &mut out).unwrap();
+        out
+    }
+
     #[test]
     fn rasa_yaml_blocks_are_read_with_lines_of_bad_records() {
         let yaml = "version: \"3.1\"\nnlu:\n- intent: greet\n  examples: |\n    - hi there\n    - hello [Ann](name)\n    - bad [x(name)\n- intent: bye\n  examples: |\n    - see you\n";
-        let mut out = Parsed::default();
-        parse_file(
-            &config("rasa"),
-            Path::new("nlu.yml"),
-            yaml.as_bytes(),
-            &mut out,
-        )
-        .unwrap();
+        let out = parsed("rasa", "nlu.yml", yaml);
         assert_eq!(out.examples.len(), 3);
         assert_eq!(out.examples[1].entities[0].value, "Ann");
         assert_eq!(out.examples[2].intent, "bye");
@@ -817,14 +817,7 @@ mod tests {
         // Splits are read in name order (`oos_val` before `train`), so a
         // later record may sit on an earlier line.
         let data = "{\"train\": [\n  [\"hi\", \"greet\"],\n  [\"\", \"greet\"]\n],\n\"oos_val\": [[\"x\"], [\"ok\", \"oos\"]]}";
-        let mut out = Parsed::default();
-        parse_file(
-            &config("clinc150"),
-            Path::new("c.json"),
-            data.as_bytes(),
-            &mut out,
-        )
-        .unwrap();
+        let out = parsed("clinc150", "c.json", data);
         assert_eq!(out.examples.len(), 2);
         let locations: Vec<_> = out.bad.iter().map(|b| b.location.as_str()).collect();
         assert_eq!(locations, ["c.json:5", "c.json:3"]);
@@ -833,14 +826,7 @@ mod tests {
     #[test]
     fn jsonl_bad_lines_are_located() {
         let data = "{\"text\": \"hi\", \"intent\": \"greet\"}\nnot json\n{\"text\": \"x\", \"intent\": \"a\", \"colour\": 1}\n{\"text\": \"hi\", \"intent\": \"greet\", \"entities\": [{\"entity\": \"e\", \"start\": 0, \"end\": 9}]}\n";
-        let mut out = Parsed::default();
-        parse_file(
-            &config("jsonl"),
-            Path::new("d.jsonl"),
-            data.as_bytes(),
-            &mut out,
-        )
-        .unwrap();
+        let out = parsed("jsonl", "d.jsonl", data);
         assert_eq!(out.examples.len(), 1);
         let locations: Vec<_> = out.bad.iter().map(|b| b.location.as_str()).collect();
         assert_eq!(locations, ["d.jsonl:2", "d.jsonl:3", "d.jsonl:4"]);
@@ -849,14 +835,7 @@ mod tests {
     #[test]
     fn clinc_oos_splits_are_labelled_oos() {
         let data = "{\"train\": [[\"hi\", \"greet\"]],\n \"oos_val\": [[\"what is love\", \"oos\"],\n [1, 2]]}";
-        let mut out = Parsed::default();
-        parse_file(
-            &config("clinc150"),
-            Path::new("c.json"),
-            data.as_bytes(),
-            &mut out,
-        )
-        .unwrap();
+        let out = parsed("clinc150", "c.json", data);
         assert_eq!(out.examples.len(), 2);
         let oos = out.examples.iter().find(|e| e.intent == "oos").unwrap();
         assert_eq!(oos.split, Split::Validation);
@@ -891,14 +870,7 @@ mod tests {
     fn restaurant8k_character_spans_become_byte_spans() {
         let data = r#"[{"userInput": {"text": "Café for 5 people"}, "labels": [{"slot": "people", "valueSpan": {"startIndex": 9, "endIndex": 17}}]},
  {"userInput": {"text": "7pm"}, "labels": [{"slot": "time", "valueSpan": {"endIndex": 3}}]}]"#;
-        let mut out = Parsed::default();
-        parse_file(
-            &config("restaurant8k"),
-            Path::new("r.json"),
-            data.as_bytes(),
-            &mut out,
-        )
-        .unwrap();
+        let out = parsed("restaurant8k", "r.json", data);
         let e = &out.examples[0];
         assert_eq!(e.entities[0].value, "5 people");
         assert_eq!(
@@ -911,14 +883,7 @@ mod tests {
     #[test]
     fn snips_chunks_become_spans() {
         let data = r#"{"AddToPlaylist": [{"data": [{"text": "add "}, {"text": "Song ", "entity": "track"}, {"text": "now"}]}]}"#;
-        let mut out = Parsed::default();
-        parse_file(
-            &config("snips"),
-            Path::new("s.json"),
-            data.as_bytes(),
-            &mut out,
-        )
-        .unwrap();
+        let out = parsed("snips", "s.json", data);
         let e = &out.examples[0];
         assert_eq!(e.text, "add Song now");
         assert_eq!(e.entities[0].value, "Song");
