@@ -116,6 +116,15 @@ impl<'a> Checker<'a> {
 
     fn string(&mut self, v: &Spanned<DeValue<'_>>, what: &str) -> Option<String> {
         match v.get_ref() {
+            // No program argument, path, variable or name can hold one:
+            // refused here rather than when the step starts.
+            DeValue::String(s) if s.contains('\0') => {
+                self.error(
+                    v.span(),
+                    format!("{what} contains a NUL character (\\u0000)"),
+                );
+                None
+            }
             DeValue::String(s) => Some(s.to_string()),
             other => {
                 self.error(
