@@ -27,6 +27,11 @@ pub struct Featurizer {
     /// table it was trained with.
     #[serde(default)]
     pub vectors_table: String,
+    /// Words that the shipped word-piece vocabulary spells (see
+    /// [`WordVectors::spells`]) count as known beside the vocabulary's
+    /// own; off in models from before it, which keep their decisions.
+    #[serde(default)]
+    pub spelled_known: bool,
     /// IDF of the word pieces seen in training, by piece.
     #[serde(default)]
     pub vectors_idf: BTreeMap<u32, f32>,
@@ -190,6 +195,7 @@ impl Featurizer {
             vectors: 0,
             vectors_weight: 0.0,
             vectors_table: String::new(),
+            spelled_known: true,
             vectors_idf: BTreeMap::new(),
             vectors_idf_unseen: 0.0,
             table: None,
@@ -378,24 +384,28 @@ impl Featurizer {
         self.vocab.is_empty()
     }
 
-    /// Whether the model knows at least a third of the words of `text`
-    /// (`x` is its [`Featurizer::transform`]): known words are those of
-    /// the vocabulary, from training and the background. Without word
-    /// features there is nothing to judge by: every text is understood.
-    pub fn understands(&self, text: &str, x: &Sparse) -> bool {
+    /// Whether the model knows at least a third of the words of `text`:
+    /// known words are those of the vocabulary, from training and the
+    /// background, and those the word-piece vocabulary spells (a product
+    /// name such as `hairfall` reads as a word, `asdkj` does not). Without
+    /// word features there is nothing to judge by: every text is
+    /// understood.
+    pub fn understands(&self, text: &str) -> bool {
         if self.word_ngrams == 0 {
             return true;
         }
-        let known = x
-            .idx
+        let words = distinct_words(text);
+        let known = words
             .iter()
-            .filter(|&&i| {
-                self.vocab
-                    .get(i as usize)
-                    .is_some_and(|f| f.starts_with("w1:"))
-            })
+            .filter(|w| self.knows_word(w) || self.spells(w))
             .count();
-        understood(known, distinct_words(text).len())
+        understood(known, words.len())
+    }
+
+    /// Whether `word` reads as a word though the vocabulary lacks it: the
+    /// shipped word-piece vocabulary spells it (models that count those).
+    pub fn spells(&self, word: &str) -> bool {
+        self.spelled_known && word_vectors::shipped().spells(word)
     }
 
     /// Whether `word` (lower-cased, as [`tokenize`] gives it) is in the
@@ -502,7 +512,7 @@ mod tests {
     #[test]
     fn a_text_is_understood_when_a_third_of_its_words_are_known() {
         let f = Featurizer::fit(&["book a dj", "find a florist"], 2, 2, 4, 1, 1000);
-        let understands = |t: &str| f.understands(t, &f.transform(t));
+        let understands = |t: &str| f.understands(t);
         assert!(understands("book a florist"));
         // One known word in three is enough (repeats count once).
         assert!(understands("book the the zebra"));
@@ -510,11 +520,25 @@ mod tests {
         // Keyboard mashing shares character n-grams, not words.
         assert!(!f.transform("asdkj bookj florx").idx.is_empty());
         assert!(!understands("asdkj bookj florx"));
-        assert!(!understands("lorem ipsum dolor sit a"));
+        assert!(!understands("lorem ipsum dolor sit amet"));
         assert!(!understands(""));
         assert!(!understands("!!! ???"));
+        // Words the word-piece vocabulary spells count as known: product
+        // names a bot never saw are read, mashing and filler are not.
+        for word in ["hairfall", "calcium", "cancelling", "dumbbell"] {
+            assert!(f.spells(word) && understands(word), "{word}");
+        }
+        for word in ["asdkj", "zxcvb", "qwpeoi", "lorem", "ipsum", "mujhe", "a"] {
+            assert!(!f.spells(word), "{word}");
+        }
+        // Models from before that keep their decisions.
+        let before = Featurizer {
+            spelled_known: false,
+            ..f.clone()
+        };
+        assert!(!before.understands("hairfall"));
         // Without word features nothing tells: everything is understood.
         let chars = Featurizer::fit(&["book a dj"], 0, 2, 4, 1, 1000);
-        assert!(chars.understands("zzz", &chars.transform("zzz")));
+        assert!(chars.understands("zzz"));
     }
 }

@@ -473,8 +473,7 @@ impl IntentModel {
 
     pub fn predict_one(&self, text: &str) -> Prediction {
         let x = self.meta.featurizer.transform(text);
-        let understood =
-            !self.meta.reject_not_understood || self.meta.featurizer.understands(text, &x);
+        let understood = !self.meta.reject_not_understood || self.meta.featurizer.understands(text);
         let ((intent, confidence), p) = self.decide(&x, understood);
         let mut order: Vec<usize> = (0..p.len()).collect();
         order.sort_by(|&a, &b| p[b].total_cmp(&p[a]).then(a.cmp(&b)));
@@ -1947,7 +1946,7 @@ fn understood_out_of_fold(f: &Featurizer, pool: &[(&str, usize)], texts: &[&str]
             let words = distinct_words(t);
             let known = words
                 .iter()
-                .filter(|w| f.knows_word(w) && !(own && df.get(*w) == Some(&1)))
+                .filter(|w| (f.knows_word(w) && !(own && df.get(*w) == Some(&1))) || f.spells(w))
                 .count();
             understood(known, words.len())
         })
@@ -2039,8 +2038,8 @@ fn finish(
         .filter_map(|e| {
             target(e).map(|y| {
                 let x = model.meta.featurizer.transform(&e.text);
-                let understood = !model.meta.reject_not_understood
-                    || model.meta.featurizer.understands(&e.text, &x);
+                let understood =
+                    !model.meta.reject_not_understood || model.meta.featurizer.understands(&e.text);
                 (x, understood, y)
             })
         })
@@ -2346,12 +2345,13 @@ mod tests {
 
     #[test]
     fn out_of_fold_a_word_only_its_own_text_has_is_unknown() {
-        let texts = ["book a dj", "book a florist", "quokka wombat numbat"];
+        // Words the word-piece vocabulary does not spell either.
+        let texts = ["book a dj", "book a florist", "zorblax quibnik vrrmp"];
         let f = Featurizer::fit(&texts, 2, 2, 4, 1, 1000);
         let pool = [
             ("book a dj", 0),
             ("book a florist", 1),
-            ("quokka wombat numbat", 2),
+            ("zorblax quibnik vrrmp", 2),
             // Scored only: its words did not shape the vocabulary.
             ("a dj please", UNSEEN_OOS),
         ];
@@ -2360,8 +2360,13 @@ mod tests {
             [true, true, false, true]
         );
         // Fitted, every text knows its own words.
-        let t = "quokka wombat numbat";
-        assert!(f.understands(t, &f.transform(t)));
+        let t = "zorblax quibnik vrrmp";
+        assert!(f.understands(t));
+        // Words it spells are understood in or out of fold.
+        let texts = ["book a dj", "quokka wombat numbat"];
+        let f = Featurizer::fit(&texts, 2, 2, 4, 1, 1000);
+        let pool = [("book a dj", 0), ("quokka wombat numbat", 1)];
+        assert_eq!(understood_out_of_fold(&f, &pool, &texts), [true, true]);
     }
 
     #[test]

@@ -166,6 +166,23 @@ impl WordVectors {
         ids
     }
 
+    /// Whether `word` reads as a word of the language the pieces came
+    /// from: each of its parts is cut into pieces of three letters or more
+    /// on average (`calcium`; `hairfall` = `hair ##fall`, `cancelling` =
+    /// `cancel ##ling`). Keyboard mashing is cut into ones and twos
+    /// (`asdkj` = `as ##d ##k ##j`), and so are most words of other
+    /// languages (`mujhe` = `mu ##j ##he`) and filler (`lorem` = `lore
+    /// ##m`).
+    pub fn spells(&self, word: &str) -> bool {
+        let parts = basic_words(word);
+        !parts.is_empty()
+            && parts.iter().all(|part| {
+                let mut ids = Vec::new();
+                word_pieces(part, &self.index, self.unk, &mut ids);
+                !ids.contains(&self.unk) && part.chars().count() >= 3 * ids.len()
+            })
+    }
+
     /// The unit-length sum of the vectors of `pieces`, each weighted by
     /// `weight`; all zeros when there is nothing to sum.
     pub fn embed(&self, pieces: &[u32], weight: impl Fn(u32) -> f32) -> Vec<f32> {
