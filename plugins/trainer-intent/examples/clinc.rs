@@ -8,7 +8,8 @@
 //! ```
 //!
 //! With `{"encoder": "FOLDER"}` the sentence encoder in FOLDER joins the
-//! n-grams (`PEER=1` runs the scikit-learn peer beside).
+//! n-grams (`PEER=1` runs the scikit-learn peer beside; `DUMP=1` prints
+//! each test message the model gets wrong to stderr).
 //!
 //! Settings: `full` (with `oos_train`), `threshold` (no out-of-scope
 //! training data; `oos_train` is the validation's out-of-scope), `none` (no
@@ -186,7 +187,14 @@ fn main() {
     let t = std::time::Instant::now();
     let preds = model.predict(texts);
     let ps = test.len() as f64 / t.elapsed().as_secs_f64();
+    let dump = std::env::var_os("DUMP").is_some();
     for (e, p) in test.iter().zip(preds) {
+        if dump && p.intent != e.intent {
+            eprintln!(
+                "MISS\t{}\t{}\t{}\t{:.3}",
+                e.text, e.intent, p.intent, p.confidence
+            );
+        }
         if e.intent == "oos" {
             n_oos += 1;
             ok_oos += (p.intent == "oos") as usize
