@@ -342,33 +342,44 @@ fn csv_columns(
 
 // --- CLINC150 ---------------------------------------------------------------
 
-/// The line numbers of a file's byte offsets: its newlines are found once
-/// and each offset looked up among them (counting them afresh for every
-/// record made reading CLINC150's one-line file quadratic: 7.5 s).
-struct Lines {
-    base: usize,
-    len: usize,
-    newlines: Vec<usize>,
+/// The line numbers of a file's byte offsets, for locating bad records:
+/// its newlines are found once, on the first bad record, and each offset is
+/// looked up among them (counting them afresh for every record made
+/// reading CLINC150's one-line file quadratic: 7.5 s). A file without bad
+/// records never builds the index.
+struct Lines<'a> {
+    text: &'a str,
+    newlines: std::cell::OnceCell<Vec<usize>>,
 }
 
-impl Lines {
-    fn of(text: &str) -> Lines {
+impl<'a> Lines<'a> {
+    fn of(text: &'a str) -> Lines<'a> {
         Lines {
-            base: text.as_ptr() as usize,
-            len: text.len(),
-            newlines: text
-                .bytes()
-                .enumerate()
-                .filter(|&(_, b)| b == b'\n')
-                .map(|(i, _)| i)
-                .collect(),
+            text,
+            newlines: std::cell::OnceCell::new(),
         }
     }
 
     /// The line (from 1) at which `part`, a slice of the text, starts.
     fn of_part(&self, part: &str) -> usize {
-        let offset = (part.as_ptr() as usize - self.base).min(self.len);
-        self.newlines.partition_point(|&n| n < offset) + 1
+        let offset = (part.as_ptr() as usize)
+            .saturating_sub(self.text.as_ptr() as usize)
+            .min(self.text.len());
+        let newlines = self.newlines.get_or_init(|| {
+            self.text
+                .bytes()
+                .enumerate()
+                .filter(|&(_, b)| b == b'\n')
+                .map(|(i, _)| i)
+                .collect()
+        });
+        newlines.partition_point(|&n| n < offset) + 1
+    }
+
+    /// Whether the newline index has been built.
+    #[cfg(test)]
+    fn indexed(&self) -> bool {
+        self.newlines.get().is_some()
     }
 }
 
@@ -393,16 +404,16 @@ fn clinc150(file: &Path, text: &str, out: &mut Parsed) -> Result<(), PluginError
             _ => continue,
         };
         for raw in records {
-            let line = lines.of_part(raw.get());
+            let line = || lines.of_part(raw.get());
             match serde_json::from_str::<(String, String)>(raw.get()) {
                 Ok((t, intent)) if !t.trim().is_empty() && !intent.is_empty() => {
                     let intent = if oos { "oos".to_owned() } else { intent };
                     out.examples.push(example(t, intent, vec![], split));
                 }
-                Ok(_) => out.bad.push(bad(file, line, "empty text or intent")),
+                Ok(_) => out.bad.push(bad(file, line(), "empty text or intent")),
                 Err(e) => out
                     .bad
-                    .push(bad(file, line, format!("expected [text, intent]: {e}"))),
+                    .push(bad(file, line(), format!("expected [text, intent]: {e}"))),
             }
         }
     }
@@ -557,11 +568,12 @@ fn snips(file: &Path, text: &str, split: Split, out: &mut Parsed) -> Result<(), 
     let lines = Lines::of(text);
     for (intent, records) in intents {
         for raw in records {
-            let line = lines.of_part(raw.get());
+            let line = || lines.of_part(raw.get());
             let u: SnipsUtterance = match serde_json::from_str(raw.get()) {
                 Ok(u) => u,
                 Err(e) => {
-                    out.bad.push(bad(file, line, format!("bad utterance: {e}")));
+                    out.bad
+                        .push(bad(file, line(), format!("bad utterance: {e}")));
                     continue;
                 }
             };
@@ -586,7 +598,7 @@ fn snips(file: &Path, text: &str, split: Split, out: &mut Parsed) -> Result<(), 
                 }
             }
             if t.trim().is_empty() {
-                out.bad.push(bad(file, line, "empty utterance"));
+                out.bad.push(bad(file, line(), "empty utterance"));
                 continue;
             }
             out.examples.push(example(t, intent.clone(), spans, split));
@@ -716,11 +728,11 @@ fn restaurant8k(
     })?;
     let lines = Lines::of(text);
     for raw in turns {
-        let line = lines.of_part(raw.get());
+        let line = || lines.of_part(raw.get());
         let turn: R8kTurn = match serde_json::from_str(raw.get()) {
             Ok(t) => t,
             Err(e) => {
-                out.bad.push(bad(file, line, format!("bad turn: {e}")));
+                out.bad.push(bad(file, line(), format!("bad turn: {e}")));
                 continue;
             }
         };
@@ -745,7 +757,7 @@ fn restaurant8k(
                 _ => {
                     out.bad.push(bad(
                         file,
-                        line,
+                        line(),
                         format!("slot `{}` span is outside the text", l.slot),
                     ));
                     ok = false;
@@ -821,6 +833,16 @@ mod tests {
         assert_eq!(out.examples.len(), 2);
         let locations: Vec<_> = out.bad.iter().map(|b| b.location.as_str()).collect();
         assert_eq!(locations, ["c.json:5", "c.json:3"]);
+    }
+
+    #[test]
+    fn the_newline_index_is_built_only_for_a_bad_record() {
+        let text = "[\n\"a\",\n\"b\"\n]";
+        let lines = Lines::of(text);
+        assert!(!lines.indexed());
+        assert_eq!(lines.of_part(&text[text.find("\"b").unwrap()..]), 3);
+        assert!(lines.indexed());
+        assert_eq!(lines.of_part(text), 1);
     }
 
     #[test]
