@@ -1692,7 +1692,11 @@ fn fit(
         metrics.push(("background_examples".into(), added as f64));
     }
     let fitted: Vec<Example> = fitted.into_iter().cloned().collect();
-    finish(config, model, metrics, &fitted, validation, &target)
+    // A validation split the model was fitted on would score it on its own
+    // examples (100% and an ECE near 0): the cross-validated figures
+    // stand instead.
+    let scored = if refit_on_validation { &[] } else { validation };
+    finish(config, model, metrics, &fitted, scored, &target)
 }
 
 /// The former selection: early stopping, temperature and threshold on the
@@ -2180,7 +2184,7 @@ mod tests {
         assert_eq!(model.predict_one("can you book a dj").intent, "book_dj");
         assert_eq!(model.predict_one("florist nearby").intent, "find_florist");
         assert!(!testing::metrics("train_loss").is_empty());
-        assert!(metrics.iter().any(|(n, _)| n == "val_ece"));
+        assert!(metrics.iter().any(|(n, _)| n == "cv_accuracy"));
     }
 
     #[test]
@@ -2443,12 +2447,15 @@ mod tests {
             .unwrap()
             .1;
         assert_eq!(metric(&seen, "validation_in_training"), 1.0);
+        // Scores on examples it was fitted on are not reported.
+        assert!(!seen.iter().any(|(n, _)| n.starts_with("val_")), "{seen:?}");
         let held = TrainConfig {
             refit_on_validation: false,
             ..TrainConfig::default()
         };
         let unseen = super::train(&held, &train, &val).unwrap().1;
         assert_eq!(metric(&unseen, "validation_in_training"), 0.0);
+        assert!(unseen.iter().any(|(n, _)| n == "val_ece"), "{unseen:?}");
     }
 
     #[test]
