@@ -419,8 +419,8 @@ pub struct RawLimits {
     pub source_bytes: Option<units::ByteSize>,
     /// HTTP requests one plugin job may send. Default `10000`.
     pub http_requests: Option<u64>,
-    /// Bytes of HTTP responses (headers and bodies) one plugin job may
-    /// receive. Default `1GiB`.
+    /// Bytes of HTTP requests and responses (heads and bodies) one plugin
+    /// job may send and receive. Default `1GiB`.
     pub http_bytes: Option<units::ByteSize>,
     /// Time one HTTP request may take, from connecting to the last byte of
     /// its response. Default `30s`.
@@ -466,7 +466,7 @@ pub struct Limits {
     pub source_bytes: u64,
     /// HTTP requests per job.
     pub http_requests: u64,
-    /// Bytes of HTTP responses per job.
+    /// Bytes of HTTP requests and responses per job.
     pub http_bytes: u64,
     /// Time per HTTP request, connecting to last byte.
     pub http_timeout: Duration,

@@ -9,7 +9,8 @@
 //! (DNS rebinding) cannot steer it elsewhere. Redirects are never followed
 //! by the host: a plugin that follows one sends a new request, checked like
 //! the first. Each request is bounded in time from connecting to its last
-//! byte; responses count against the job's byte limit as they arrive.
+//! byte; requests count against the job's byte limit as they are sent,
+//! responses as they arrive.
 
 pub use crate::core::net::{HostPattern, is_public, is_secret_name};
 use std::net::{IpAddr, SocketAddr};
@@ -145,12 +146,13 @@ impl NetPolicy {
         Ok(addrs)
     }
 
-    /// Count `n` response bytes; false once the job is over its limit.
+    /// Count `n` bytes sent or received; an error once the job is over
+    /// its limit.
     pub fn charge(&self, n: u64) -> Result<(), String> {
         let total = self.used.bytes.fetch_add(n, Ordering::Relaxed) + n;
         if total > self.max_bytes {
             return Err(self.used.refuse(format!(
-                "the responses came to more than {} ([limits] http_bytes)",
+                "the requests and responses came to more than {} ([limits] http_bytes)",
                 crate::config::units::format_size(self.max_bytes)
             )));
         }
@@ -260,6 +262,17 @@ async fn send(
     policy
         .admit(&host, port)
         .map_err(|_| HttpError::HttpRequestDenied)?;
+    // The request's head counts at once, its body as it is sent.
+    if policy.charge(head_size(request.headers())).is_err() {
+        return Err(HttpError::HttpRequestBodySize(Some(policy.max_bytes)));
+    }
+    let request = request.map(|inner| {
+        Outgoing {
+            inner,
+            policy: policy.clone(),
+        }
+        .boxed_unsync()
+    });
     // The request's time: the operator's limit, the job's deadline, and
     // what the plugin asks for, whichever ends first.
     let mut limit = policy
@@ -362,13 +375,7 @@ async fn send(
             return Err(HttpError::ConnectionReadTimeout);
         }
     };
-    let head: u64 = response
-        .headers()
-        .iter()
-        .map(|(k, v)| (k.as_str().len() + v.len() + 4) as u64)
-        .sum::<u64>()
-        + 64;
-    if policy.charge(head).is_err() {
+    if policy.charge(head_size(response.headers())).is_err() {
         return Err(HttpError::HttpResponseBodySize(Some(policy.max_bytes)));
     }
     let response = response.map(|incoming| {
@@ -383,6 +390,54 @@ async fn send(
         .boxed_unsync()
     });
     Ok((response, Box::new(async { Ok(()) })))
+}
+
+/// About how many bytes a message's head takes on the wire.
+fn head_size(headers: &http::HeaderMap) -> u64 {
+    headers
+        .iter()
+        .map(|(k, v)| (k.as_str().len() + v.len() + 4) as u64)
+        .sum::<u64>()
+        + 64
+}
+
+/// A request body that counts its bytes against the job's limit as they
+/// are sent, and ends in an error past it.
+struct Outgoing {
+    inner: Body,
+    policy: Arc<NetPolicy>,
+}
+
+impl http_body::Body for Outgoing {
+    type Data = bytes::Bytes;
+    type Error = HttpError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, HttpError>>> {
+        use std::task::Poll;
+        match std::pin::Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                let n = frame.data_ref().map_or(0, |d| d.len() as u64);
+                if self.policy.charge(n).is_err() {
+                    return Poll::Ready(Some(Err(HttpError::HttpRequestBodySize(Some(
+                        self.policy.max_bytes,
+                    )))));
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            other => other,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// A connection's task, stopped when dropped (with the request's future
@@ -450,6 +505,40 @@ impl http_body::Body for Bounded {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn request_bodies_count_against_the_jobs_bytes() {
+        use http_body_util::BodyExt;
+        let mut p = NetPolicy::none("src");
+        p.max_bytes = 10;
+        let p = Arc::new(p);
+        let chunks: Vec<Result<http_body::Frame<bytes::Bytes>, HttpError>> =
+            ["abcd", "efgh", "ijkl"]
+                .into_iter()
+                .map(|c| Ok(http_body::Frame::data(bytes::Bytes::from(c))))
+                .collect();
+        let inner: Body =
+            http_body_util::StreamBody::new(futures_util::stream::iter(chunks)).boxed_unsync();
+        let mut body = Outgoing {
+            inner,
+            policy: p.clone(),
+        };
+        // 8 bytes pass; the third chunk takes the job past its 10.
+        for _ in 0..2 {
+            assert!(body.frame().await.unwrap().is_ok());
+        }
+        assert!(matches!(
+            body.frame().await.unwrap(),
+            Err(HttpError::HttpRequestBodySize(Some(10)))
+        ));
+        assert_eq!(p.used.bytes.load(Ordering::Relaxed), 12);
+        assert!(
+            p.used
+                .first_refusal()
+                .unwrap()
+                .contains("[limits] http_bytes")
+        );
+    }
 
     #[test]
     fn requests_are_counted_and_refusals_remembered() {
