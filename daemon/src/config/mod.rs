@@ -427,6 +427,20 @@ pub struct RawLimits {
     pub http_timeout: Option<units::HumanDuration>,
 }
 
+/// `private_network` as written: a flag or a list of names.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawPrivateNetwork {
+    Flag(bool),
+    Hosts(Vec<String>),
+}
+
+impl Default for RawPrivateNetwork {
+    fn default() -> Self {
+        RawPrivateNetwork::Flag(false)
+    }
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawGrant {
@@ -440,11 +454,12 @@ pub struct RawGrant {
     /// subdomains). Nothing else, redirects included.
     #[serde(default)]
     pub http: Vec<String>,
-    /// Whether granted names may resolve to loopback, private, link-local
-    /// or otherwise non-public addresses. Default false: such a request is
-    /// refused, wherever the name points.
+    /// Which granted names may resolve to loopback, private, link-local
+    /// or otherwise non-public addresses: `true` (all of them) or a list of
+    /// names (those only). Default false: such a request is refused,
+    /// wherever the name points.
     #[serde(default)]
-    pub private_network: bool,
+    pub private_network: RawPrivateNetwork,
     /// Secrets the plugin may read, by name, as environment variables (the
     /// only ones it sees): a literal or `${NAME}` from Coach's environment.
     /// A plugin gets those its manifest asks for.
@@ -516,8 +531,8 @@ pub struct Grant {
     pub read: Vec<PathBuf>,
     /// Hosts HTTP requests may go to.
     pub http: Vec<crate::core::net::HostPattern>,
-    /// Whether those hosts may be non-public addresses.
-    pub private_network: bool,
+    /// Which of those hosts may be non-public addresses.
+    pub private_network: crate::core::net::PrivateNetwork,
     /// Secrets by name, their values resolved.
     pub secrets: BTreeMap<String, String>,
 }
@@ -647,6 +662,20 @@ impl Config {
                     Err(e) => errors.push(format!("grants.{plugin}.http: {e}")),
                 }
             }
+            let private_network = match &g.private_network {
+                RawPrivateNetwork::Flag(false) => crate::core::net::PrivateNetwork::No,
+                RawPrivateNetwork::Flag(true) => crate::core::net::PrivateNetwork::All,
+                RawPrivateNetwork::Hosts(names) => {
+                    let mut hosts = Vec::new();
+                    for h in names {
+                        match crate::core::net::HostPattern::parse(h) {
+                            Ok(p) => hosts.push(p),
+                            Err(e) => errors.push(format!("grants.{plugin}.private_network: {e}")),
+                        }
+                    }
+                    crate::core::net::PrivateNetwork::Hosts(hosts)
+                }
+            };
             let mut secrets = BTreeMap::new();
             for (name, value) in &g.secrets {
                 if !crate::core::net::is_secret_name(name) {
@@ -676,7 +705,7 @@ impl Config {
                 Grant {
                     read,
                     http,
-                    private_network: g.private_network,
+                    private_network,
                     secrets,
                 },
             );
@@ -919,5 +948,24 @@ mod tests {
         assert!(e.to_string().contains("data_dri"), "{e}");
         let e = Config::from_toml("[limits]\nmemory = 'lots'", Path::new("."), None).unwrap_err();
         assert!(e.to_string().contains("limits.memory"), "{e}");
+    }
+
+    #[test]
+    fn private_network_is_a_flag_or_the_names_it_covers() {
+        use crate::core::net::PrivateNetwork;
+        let grant = |private: &str| {
+            let text = format!("[grants.p]\nhttp = ['api.example.com', 'intranet']\n{private}");
+            Config::from_toml(&text, Path::new("."), None)
+                .map(|c| c.grants["p"].private_network.clone())
+        };
+        assert_eq!(grant("").unwrap(), PrivateNetwork::No);
+        assert_eq!(
+            grant("private_network = true").unwrap(),
+            PrivateNetwork::All
+        );
+        let only = grant("private_network = ['intranet']").unwrap();
+        assert!(only.allows("intranet", 80) && !only.allows("api.example.com", 443));
+        let e = grant("private_network = ['http://intranet']").unwrap_err();
+        assert!(e.to_string().contains("grants.p.private_network"), "{e}");
     }
 }

@@ -94,6 +94,31 @@ impl HostPattern {
     }
 }
 
+/// Which granted names may resolve to loopback, private or otherwise
+/// non-public addresses (an address granted as such always may).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum PrivateNetwork {
+    /// None of them: the default.
+    #[default]
+    No,
+    /// Every granted name (`private_network = true`).
+    All,
+    /// These names only (`private_network = ["intranet.example.com"]`),
+    /// so that a public API granted beside them cannot be pointed at the
+    /// private network.
+    Hosts(Vec<HostPattern>),
+}
+
+impl PrivateNetwork {
+    pub fn allows(&self, host: &str, port: u16) -> bool {
+        match self {
+            PrivateNetwork::No => false,
+            PrivateNetwork::All => true,
+            PrivateNetwork::Hosts(hosts) => hosts.iter().any(|p| p.matches(host, port)),
+        }
+    }
+}
+
 impl std::fmt::Display for HostPattern {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         if self.subdomains {

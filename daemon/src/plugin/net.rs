@@ -4,7 +4,8 @@
 //! A request leaves only when the plugin's manifest asks for `http`, the
 //! operator's grant names its host, the job is within its request and byte
 //! limits, and every address the name resolves to is public — unless the
-//! grant says `private_network = true`. The connection goes to the address
+//! grant's `private_network` covers the name (`true`, or a list naming
+//! it). The connection goes to the address
 //! that was checked, so a name that resolves differently a moment later
 //! (DNS rebinding) cannot steer it elsewhere. Redirects are never followed
 //! by the host: a plugin that follows one sends a new request, checked like
@@ -12,7 +13,7 @@
 //! byte; requests count against the job's byte limit as they are sent,
 //! responses as they arrive.
 
-pub use crate::core::net::{HostPattern, is_public, is_secret_name};
+pub use crate::core::net::{HostPattern, PrivateNetwork, is_public, is_secret_name};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,7 +24,7 @@ use std::time::{Duration, Instant};
 pub struct NetPolicy {
     pub plugin: String,
     pub hosts: Vec<HostPattern>,
-    pub private_network: bool,
+    pub private_network: PrivateNetwork,
     pub max_requests: u64,
     pub max_bytes: u64,
     pub timeout: Duration,
@@ -74,7 +75,7 @@ impl NetPolicy {
         NetPolicy {
             plugin: plugin.to_owned(),
             hosts: Vec::new(),
-            private_network: false,
+            private_network: PrivateNetwork::No,
             max_requests: 0,
             max_bytes: 0,
             timeout: Duration::from_secs(1),
@@ -133,12 +134,12 @@ impl NetPolicy {
         // a name reaches non-public addresses only with `private_network`.
         let literal =
             bare.parse::<IpAddr>().is_ok() && self.hosts.iter().any(|p| p.is_address(bare));
-        if !self.private_network
+        if !self.private_network.allows(host, port)
             && !literal
             && let Some(bad) = addrs.iter().find(|a| !is_public(a.ip()))
         {
             return Err(self.used.refuse(format!(
-                "{host} resolves to {}, which is not a public address; the grant of plugin `{}` does not allow private networks (`private_network = true`)",
+                "{host} resolves to {}, which is not a public address; the grant of plugin `{}` does not allow private networks for it (`private_network = true`, or a list naming {host})",
                 bad.ip(),
                 self.plugin
             )));
@@ -245,7 +246,7 @@ impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static> S
 /// addresses, connected to one of those, bounded in time and bytes.
 async fn send(
     policy: Arc<NetPolicy>,
-    mut request: http::Request<Body>,
+    request: http::Request<Body>,
     options: Option<wasmtime_wasi_http::RequestOptions>,
     job_deadline: Instant,
     cancel: tokio_util::sync::CancellationToken,
@@ -266,7 +267,7 @@ async fn send(
     if policy.charge(head_size(request.headers())).is_err() {
         return Err(HttpError::HttpRequestBodySize(Some(policy.max_bytes)));
     }
-    let request = request.map(|inner| {
+    let mut request = request.map(|inner| {
         Outgoing {
             inner,
             policy: policy.clone(),
@@ -538,6 +539,23 @@ mod tests {
                 .unwrap()
                 .contains("[limits] http_bytes")
         );
+    }
+
+    #[tokio::test]
+    async fn private_addresses_only_for_the_names_the_grant_lists() {
+        let mut p = NetPolicy::none("src");
+        p.hosts = vec![
+            HostPattern::parse("localhost").unwrap(),
+            HostPattern::parse("api.example.com").unwrap(),
+        ];
+        let refused = |r: Result<Vec<SocketAddr>, String>| r.unwrap_err();
+        assert!(refused(p.resolve("localhost", 80).await).contains("not a public address"));
+        p.private_network =
+            PrivateNetwork::Hosts(vec![HostPattern::parse("api.example.com").unwrap()]);
+        assert!(refused(p.resolve("localhost", 80).await).contains("a list naming localhost"));
+        p.private_network = PrivateNetwork::Hosts(vec![HostPattern::parse("localhost").unwrap()]);
+        let addrs = p.resolve("localhost", 80).await.unwrap();
+        assert!(addrs.iter().all(|a| a.ip().is_loopback()), "{addrs:?}");
     }
 
     #[test]

@@ -91,7 +91,9 @@ pub async fn run(mut config: Config, a: Args) -> Result<ExitCode> {
                     .map_err(|e| anyhow!("--grant-http: {e}"))?,
             );
         }
-        grant.private_network |= a.private_network;
+        if a.private_network {
+            grant.private_network = crate::plugin::net::PrivateNetwork::All;
+        }
         for name in &a.secrets {
             let value = std::env::var(name).map_err(|_| {
                 anyhow!("--secret {name}: the environment variable `{name}` is not set")
