@@ -64,6 +64,18 @@ pub fn distinct_words(text: &str) -> Vec<String> {
     words
 }
 
+/// The words whether a text is understood is judged on: its distinct
+/// words, the first [`JUDGED_WORDS`] of them in sorted order, so that a
+/// huge text costs no more than a long one.
+pub fn judged_words(text: &str) -> Vec<String> {
+    let mut words = distinct_words(text);
+    words.truncate(JUDGED_WORDS);
+    words
+}
+
+/// At most this many distinct words of a text are judged.
+pub const JUDGED_WORDS: usize = 256;
+
 /// A text of `words` distinct words, `known` of them known, is understood
 /// when it has words and at least a third of them are known.
 pub fn understood(known: usize, words: usize) -> bool {
@@ -394,7 +406,7 @@ impl Featurizer {
         if self.word_ngrams == 0 {
             return true;
         }
-        let words = distinct_words(text);
+        let words = judged_words(text);
         let known = words
             .iter()
             .filter(|w| self.knows_word(w) || self.spells(w))
@@ -537,6 +549,15 @@ mod tests {
             ..f.clone()
         };
         assert!(!before.understands("hairfall"));
+        let mut saved = serde_json::to_value(&f).unwrap();
+        saved.as_object_mut().unwrap().remove("spelled_known");
+        let saved: Featurizer = serde_json::from_value(saved).unwrap();
+        assert!(!saved.spelled_known);
+        // A huge text is judged on its first words alone.
+        let huge: String = (0..5000).map(|i| format!("zq{i}x ")).collect();
+        assert_eq!(judged_words(&huge).len(), JUDGED_WORDS);
+        // A word past 40 characters is not spelled, whatever its pieces.
+        assert!(f.spells(&"hair".repeat(10)) && !f.spells(&"hair".repeat(11)));
         // Without word features nothing tells: everything is understood.
         let chars = Featurizer::fit(&["book a dj"], 0, 2, 4, 1, 1000);
         assert!(chars.understands("zzz"));

@@ -3,7 +3,9 @@
 
 use crate::encoder::Encoder;
 use crate::entities::Tagger;
-use crate::features::{Featurizer, MAX_BLOCK_WEIGHT, Sparse, distinct_words, understood};
+use crate::features::{
+    Featurizer, MAX_BLOCK_WEIGHT, Sparse, distinct_words, judged_words, understood,
+};
 use coach_plugin_sdk::{EntitySpan, Example, PluginError, Prediction, RankedIntent, host};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -424,9 +426,10 @@ impl IntentModel {
     /// with the probabilities. A model that rejects without out-of-scope
     /// examples of its own (on the energy) also turns away a text it does
     /// not understand ([`Featurizer::understands`]: it knows under a third
-    /// of its words, from training or the background): keyboard mashing,
-    /// filler text and foreign languages carry character n-grams enough to
-    /// land on some intent, but nothing it could understand.
+    /// of its words, from training, the background or the word pieces'
+    /// spelling): keyboard mashing, filler text and many foreign words
+    /// carry character n-grams enough to land on some intent, but nothing
+    /// it could understand.
     fn decide(&self, x: &Sparse, understood: bool) -> ((String, f32), Vec<f32>) {
         let mut d = self.rule().decide(&self.logits(x));
         if self.meta.reject_not_understood && !understood {
@@ -590,6 +593,10 @@ impl IntentModel {
         meta.tagger.check().map_err(|m| bad(&m))?;
         meta.featurizer.build_index();
         meta.featurizer.reattach_vectors().map_err(|m| bad(&m))?;
+        if meta.reject_not_understood && meta.featurizer.spelled_known {
+            // Loaded now, not on the first prediction that needs a spelling.
+            crate::word_vectors::shipped();
+        }
         meta.tagger.build_index();
         let c = meta.labels.len();
         let expected = (meta.featurizer.len() + 1) * c * 4;
@@ -1947,7 +1954,7 @@ fn understood_out_of_fold(f: &Featurizer, pool: &[(&str, usize)], texts: &[&str]
         .map(|(t, y)| {
             // Scored-only rows did not shape it.
             let own = *y != UNSEEN_OOS;
-            let words = distinct_words(t);
+            let words = judged_words(t);
             let known = words
                 .iter()
                 .filter(|w| (f.knows_word(w) && !(own && df.get(*w) == Some(&1))) || f.spells(w))

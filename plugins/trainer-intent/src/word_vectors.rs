@@ -19,6 +19,9 @@ const MAGIC: &[u8; 8] = b"COACHWV1";
 /// The table that ships with the trainer.
 const SHIPPED: &[u8] = include_bytes!("../data/word-vectors.bin");
 
+/// The longest word [`WordVectors::spells`] may spell, in characters.
+pub const MAX_SPELLED: usize = 40;
+
 /// Pieces per text that count; the rest of a longer text is ignored.
 const MAX_PIECES: usize = 256;
 
@@ -170,10 +173,15 @@ impl WordVectors {
     /// from: each of its parts is cut into pieces of three letters or more
     /// on average (`calcium`; `hairfall` = `hair ##fall`, `cancelling` =
     /// `cancel ##ling`). Keyboard mashing is cut into ones and twos
-    /// (`asdkj` = `as ##d ##k ##j`), and so are most words of other
-    /// languages (`mujhe` = `mu ##j ##he`) and filler (`lorem` = `lore
-    /// ##m`).
+    /// (`asdkj` = `as ##d ##k ##j`), and so are filler (`lorem` = `lore
+    /// ##m`) and some words of other languages (`mujhe` = `mu ##j ##he`;
+    /// many others, `quiero`, `cancelar`, are spelled). A word over
+    /// [`MAX_SPELLED`] characters is not: no word of the language is that
+    /// long, and the cost of cutting one stays bounded.
     pub fn spells(&self, word: &str) -> bool {
+        if word.chars().nth(MAX_SPELLED).is_some() {
+            return false;
+        }
         let parts = basic_words(word);
         !parts.is_empty()
             && parts.iter().all(|part| {
