@@ -428,11 +428,36 @@ pub struct RawLimits {
 }
 
 /// `private_network` as written: a flag or a list of names.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug)]
 pub enum RawPrivateNetwork {
     Flag(bool),
     Hosts(Vec<String>),
+}
+
+impl<'de> Deserialize<'de> for RawPrivateNetwork {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = RawPrivateNetwork;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("true, false or a list of host names")
+            }
+            fn visit_bool<E>(self, b: bool) -> Result<RawPrivateNetwork, E> {
+                Ok(RawPrivateNetwork::Flag(b))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<RawPrivateNetwork, A::Error> {
+                let mut hosts = Vec::new();
+                while let Some(h) = seq.next_element::<String>()? {
+                    hosts.push(h);
+                }
+                Ok(RawPrivateNetwork::Hosts(hosts))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
 }
 
 impl Default for RawPrivateNetwork {
@@ -669,6 +694,11 @@ impl Config {
                     let mut hosts = Vec::new();
                     for h in names {
                         match crate::core::net::HostPattern::parse(h) {
+                            // A name `http` does not grant is never asked
+                            // for: most likely a typo.
+                            Ok(p) if !http.iter().any(|g| g.covers(&p)) => errors.push(format!(
+                                "grants.{plugin}.private_network: `{h}` is not among the hosts `http` grants"
+                            )),
                             Ok(p) => hosts.push(p),
                             Err(e) => errors.push(format!("grants.{plugin}.private_network: {e}")),
                         }
@@ -967,5 +997,12 @@ mod tests {
         assert!(only.allows("intranet", 80) && !only.allows("api.example.com", 443));
         let e = grant("private_network = ['http://intranet']").unwrap_err();
         assert!(e.to_string().contains("grants.p.private_network"), "{e}");
+        let e = grant("private_network = ['intranet.example.com']").unwrap_err();
+        assert!(
+            e.to_string().contains("not among the hosts `http` grants"),
+            "{e}"
+        );
+        let e = grant("private_network = 'intranet'").unwrap_err();
+        assert!(e.to_string().contains("a list of host names"), "{e}");
     }
 }

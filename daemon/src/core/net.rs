@@ -78,6 +78,20 @@ impl HostPattern {
                     .to_ascii_lowercase()
     }
 
+    /// Whether every request `other` admits is one this entry admits too
+    /// (ports aside where either leaves them open): for checking that a
+    /// grant's `private_network` names hosts its `http` grants.
+    pub fn covers(&self, other: &HostPattern) -> bool {
+        let port = other.port.or(self.port).unwrap_or(0);
+        if other.subdomains {
+            self.subdomains
+                && (other.host == self.host || other.host.ends_with(&format!(".{}", self.host)))
+                && self.port.is_none_or(|p| p == port)
+        } else {
+            self.matches(&other.host, port)
+        }
+    }
+
     pub fn matches(&self, host: &str, port: u16) -> bool {
         if self.port.is_some_and(|p| p != port) {
             return false;
@@ -211,6 +225,17 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_grant_covers_the_names_it_admits() {
+        let p = |t: &str| HostPattern::parse(t).unwrap();
+        assert!(p("intranet").covers(&p("intranet")));
+        assert!(p("intranet").covers(&p("intranet:8080")));
+        assert!(p("*.corp").covers(&p("wiki.corp")) && p("*.corp").covers(&p("*.eu.corp")));
+        assert!(!p("wiki.corp").covers(&p("*.corp")));
+        assert!(!p("api.example.com").covers(&p("intranet")));
+        assert!(!p("intranet:443").covers(&p("intranet:80")));
+    }
 
     #[test]
     fn host_patterns_match_names_ports_and_subdomains() {

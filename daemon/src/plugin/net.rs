@@ -28,7 +28,7 @@ pub struct NetPolicy {
     pub max_requests: u64,
     pub max_bytes: u64,
     pub timeout: Duration,
-    /// Requests sent and response bytes received, shared with the
+    /// Requests sent and bytes sent and received, shared with the
     /// connections' tasks.
     pub used: Arc<NetUse>,
     /// Connections open at once, each held from resolving to its last
@@ -263,8 +263,14 @@ async fn send(
     policy
         .admit(&host, port)
         .map_err(|_| HttpError::HttpRequestDenied)?;
-    // The request's head counts at once, its body as it is sent.
-    if policy.charge(head_size(request.headers())).is_err() {
+    // The request's head counts at once (its line too: a path may be
+    // long), its body as it is sent.
+    let line =
+        request.method().as_str().len() + uri.path_and_query().map_or(1, |p| p.as_str().len()) + 16;
+    if policy
+        .charge(line as u64 + head_size(request.headers()))
+        .is_err()
+    {
         return Err(HttpError::HttpRequestBodySize(Some(policy.max_bytes)));
     }
     let mut request = request.map(|inner| {
@@ -365,6 +371,10 @@ async fn send(
         Ok(Err(e)) => {
             return Err(if e.is_timeout() {
                 HttpError::HttpResponseTimeout
+            } else if policy.used.bytes.load(Ordering::Relaxed) > policy.max_bytes {
+                // The body went past the job's bytes (hyper reports its
+                // own error for a body that failed).
+                HttpError::HttpRequestBodySize(Some(policy.max_bytes))
             } else {
                 HttpError::Hyper(e)
             });
@@ -402,6 +412,15 @@ fn head_size(headers: &http::HeaderMap) -> u64 {
         + 64
 }
 
+/// The bytes a body's frame takes: its data, or its trailers as a head.
+fn frame_size(frame: &http_body::Frame<bytes::Bytes>) -> u64 {
+    match (frame.data_ref(), frame.trailers_ref()) {
+        (Some(d), _) => d.len() as u64,
+        (None, Some(t)) => head_size(t),
+        (None, None) => 0,
+    }
+}
+
 /// A request body that counts its bytes against the job's limit as they
 /// are sent, and ends in an error past it.
 struct Outgoing {
@@ -420,8 +439,7 @@ impl http_body::Body for Outgoing {
         use std::task::Poll;
         match std::pin::Pin::new(&mut self.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
-                let n = frame.data_ref().map_or(0, |d| d.len() as u64);
-                if self.policy.charge(n).is_err() {
+                if self.policy.charge(frame_size(&frame)).is_err() {
                     return Poll::Ready(Some(Err(HttpError::HttpRequestBodySize(Some(
                         self.policy.max_bytes,
                     )))));
@@ -484,8 +502,7 @@ impl http_body::Body for Bounded {
         }
         match std::pin::Pin::new(&mut self.incoming).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
-                let n = frame.data_ref().map_or(0, |d| d.len() as u64);
-                if self.policy.charge(n).is_err() {
+                if self.policy.charge(frame_size(&frame)).is_err() {
                     return Poll::Ready(Some(Err(HttpError::HttpResponseBodySize(Some(
                         self.policy.max_bytes,
                     )))));
@@ -533,6 +550,11 @@ mod tests {
             Err(HttpError::HttpRequestBodySize(Some(10)))
         ));
         assert_eq!(p.used.bytes.load(Ordering::Relaxed), 12);
+        // Trailers count as a head would.
+        let mut trailers = http::HeaderMap::new();
+        trailers.insert("x-pad", http::HeaderValue::from_static("abcdefgh"));
+        let frame = http_body::Frame::<bytes::Bytes>::trailers(trailers);
+        assert_eq!(frame_size(&frame), 5 + 8 + 4 + 64);
         assert!(
             p.used
                 .first_refusal()
