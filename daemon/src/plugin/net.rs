@@ -160,6 +160,19 @@ impl NetPolicy {
         Ok(())
     }
 
+    /// Count a body's frame; past the limit, the error `over` names it
+    /// with, to end the body.
+    fn charge_frame(
+        &self,
+        frame: http_body::Frame<bytes::Bytes>,
+        over: fn(Option<u64>) -> HttpError,
+    ) -> Result<http_body::Frame<bytes::Bytes>, HttpError> {
+        match self.charge(frame_size(&frame)) {
+            Ok(()) => Ok(frame),
+            Err(_) => Err(over(Some(self.max_bytes))),
+        }
+    }
+
     /// Time left for a request started at `start`.
     pub fn left(&self, start: Instant) -> Duration {
         self.timeout.saturating_sub(start.elapsed())
@@ -438,14 +451,10 @@ impl http_body::Body for Outgoing {
     ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, HttpError>>> {
         use std::task::Poll;
         match std::pin::Pin::new(&mut self.inner).poll_frame(cx) {
-            Poll::Ready(Some(Ok(frame))) => {
-                if self.policy.charge(frame_size(&frame)).is_err() {
-                    return Poll::Ready(Some(Err(HttpError::HttpRequestBodySize(Some(
-                        self.policy.max_bytes,
-                    )))));
-                }
-                Poll::Ready(Some(Ok(frame)))
-            }
+            Poll::Ready(Some(Ok(frame))) => Poll::Ready(Some(
+                self.policy
+                    .charge_frame(frame, HttpError::HttpRequestBodySize),
+            )),
             other => other,
         }
     }
@@ -501,14 +510,10 @@ impl http_body::Body for Bounded {
             return Poll::Ready(Some(Err(HttpError::ConnectionReadTimeout)));
         }
         match std::pin::Pin::new(&mut self.incoming).poll_frame(cx) {
-            Poll::Ready(Some(Ok(frame))) => {
-                if self.policy.charge(frame_size(&frame)).is_err() {
-                    return Poll::Ready(Some(Err(HttpError::HttpResponseBodySize(Some(
-                        self.policy.max_bytes,
-                    )))));
-                }
-                Poll::Ready(Some(Ok(frame)))
-            }
+            Poll::Ready(Some(Ok(frame))) => Poll::Ready(Some(
+                self.policy
+                    .charge_frame(frame, HttpError::HttpResponseBodySize),
+            )),
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(HttpError::Hyper(e)))),
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => Poll::Pending,
