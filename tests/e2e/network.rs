@@ -1,8 +1,8 @@
 //! Plugins that reach the network: the first-party helpdesk source against
 //! a helpdesk-shaped server started here, behind the operator's allow-list
 //! — allowed and denied hosts, a redirect that tries to leave the list, a
-//! name that resolves to loopback, oversized and slow responses, secrets,
-//! and a checkpoint that survives restarts.
+//! name that resolves to loopback, oversized and slow responses, an
+//! oversized request, secrets, and a checkpoint that survives restarts.
 
 use crate::common::Home;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -391,6 +391,18 @@ fn the_allow_list_holds_against_denied_hosts_redirects_loopback_names_and_big_or
     let wf_huge = workflow(&home, &server.url("/huge"));
     home.coach(&["run", &wf_huge])
         .expect_failure_with("[limits] http_bytes");
+
+    // What a plugin sends counts too: a request whose line alone is past
+    // the job's HTTP bytes never leaves.
+    let config = std::fs::read_to_string(&home.config)
+        .unwrap()
+        .replace("http_bytes = \"1MiB\"", "http_bytes = \"1KiB\"");
+    std::fs::write(&home.config, config).unwrap();
+    server.seen();
+    let wf_long = workflow(&home, &server.url(&format!("/long{}", "x".repeat(2048))));
+    home.coach(&["run", &wf_long])
+        .expect_failure_with("[limits] http_bytes");
+    assert!(server.seen().is_empty(), "the request never left");
 
     // An answer slower than the request's time.
     with_limits(&home, "http_timeout = \"1s\"");
