@@ -179,6 +179,40 @@ fn main() {
         }
         s => panic!("unknown setting {s}"),
     }
+    if let Ok(p) = std::env::var("PERTURB") {
+        // Typos in in-scope test messages: each word of 4+ letters gets,
+        // with probability p, two neighbouring letters swapped or one dropped.
+        let p: f64 = p.parse().unwrap();
+        let mut state = 0x9e3779b97f4a7c15u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 11) as f64 / (1u64 << 53) as f64
+        };
+        for e in test.iter_mut().filter(|e| e.intent != "oos") {
+            let words: Vec<String> = e
+                .text
+                .split_whitespace()
+                .map(|w| {
+                    let c: Vec<char> = w.chars().collect();
+                    if c.len() >= 4 && next() < p {
+                        let i = 1 + ((next() * (c.len() - 2) as f64) as usize).min(c.len() - 3);
+                        let mut c = c.clone();
+                        if next() < 0.5 {
+                            c.swap(i, i + 1);
+                        } else {
+                            c.remove(i);
+                        }
+                        c.into_iter().collect()
+                    } else {
+                        w.to_owned()
+                    }
+                })
+                .collect();
+            e.text = words.join(" ");
+        }
+    }
     let t = std::time::Instant::now();
     let (model, metrics) = trainer_intent::model::train(&config, &train, &val).unwrap();
     let secs = t.elapsed().as_secs_f64();
