@@ -54,6 +54,74 @@ pub struct Featurizer {
     /// Per feature: is it a word n-gram (else a character n-gram)?
     #[serde(skip)]
     word_block: Vec<bool>,
+    /// Read a word the vocabulary lacks as the known word one typing slip
+    /// away ([`Featurizer::correction`]); off in models from before it.
+    #[serde(default)]
+    pub corrects_typos: bool,
+    /// With `corrects_typos`: the vocabulary's words (their `w1:`
+    /// features) by the hash of each string one letter shorter than them,
+    /// and of themselves.
+    #[serde(skip)]
+    near: HashMap<u64, Vec<u32>>,
+}
+
+/// Typos are corrected in words of this many letters…
+pub const TYPO_MIN: usize = 4;
+/// …to this many (longer ones are left alone, so a hostile text of long
+/// words costs no more than its character n-grams).
+pub const TYPO_MAX: usize = 24;
+
+/// FNV-1a of `chars`: keys of [`Featurizer::near`] (a collision only adds a
+/// candidate that [`one_slip`] then turns down).
+fn chars_hash(chars: impl Iterator<Item = char>) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for c in chars {
+        h ^= c as u64;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// The hashes of `word` with one letter left out, for each letter.
+fn deletes(word: &[char]) -> impl Iterator<Item = u64> + '_ {
+    (0..word.len()).map(move |i| {
+        chars_hash(
+            word.iter()
+                .enumerate()
+                .filter(move |&(j, _)| j != i)
+                .map(|(_, &c)| c),
+        )
+    })
+}
+
+/// Whether `a` and `b` are one typing slip apart: a letter dropped, added
+/// or changed, or two neighbouring letters swapped.
+fn one_slip(a: &[char], b: &[char]) -> bool {
+    if a.len() == b.len() {
+        let mut diff = (0..a.len()).filter(|&i| a[i] != b[i]);
+        match (diff.next(), diff.next(), diff.next()) {
+            (Some(_), None, _) => true,
+            (Some(i), Some(j), None) => j == i + 1 && a[i] == b[j] && a[j] == b[i],
+            _ => false,
+        }
+    } else {
+        let (short, long) = if a.len() < b.len() { (a, b) } else { (b, a) };
+        if long.len() != short.len() + 1 {
+            return false;
+        }
+        let i = (0..short.len())
+            .find(|&i| short[i] != long[i])
+            .unwrap_or(short.len());
+        short[i..] == long[i + 1..]
+    }
+}
+
+/// A word a typo can be corrected in (or to): letters only, of a length
+/// between `min` and [`TYPO_MAX`].
+fn typo_word(word: &str, min: usize) -> Option<Vec<char>> {
+    let chars: Vec<char> = word.chars().take(TYPO_MAX + 1).collect();
+    (chars.len() >= min && chars.len() <= TYPO_MAX && chars.iter().all(|c| c.is_alphabetic()))
+        .then_some(chars)
 }
 
 /// The distinct words of `text`, sorted.
@@ -216,6 +284,8 @@ impl Featurizer {
             encoder: None,
             index: HashMap::new(),
             word_block: Vec::new(),
+            corrects_typos: false,
+            near: HashMap::new(),
         };
         f.build_index();
         f
@@ -297,6 +367,89 @@ impl Featurizer {
             .map(|(i, f)| (f.clone(), i as u32))
             .collect();
         self.word_block = self.vocab.iter().map(|f| f.starts_with('w')).collect();
+        self.near.clear();
+        if self.corrects_typos && self.word_ngrams > 0 {
+            for (i, feat) in self.vocab.iter().enumerate() {
+                let Some(chars) = feat.strip_prefix("w1:").and_then(|w| typo_word(w, 3)) else {
+                    continue;
+                };
+                let keys =
+                    std::iter::once(chars_hash(chars.iter().copied())).chain(deletes(&chars));
+                for key in keys {
+                    self.near.entry(key).or_default().push(i as u32);
+                }
+            }
+        }
+    }
+
+    /// Turn typo correction on or off (and build its index).
+    pub fn correct_typos(&mut self, on: bool) {
+        self.corrects_typos = on;
+        self.build_index();
+    }
+
+    /// The known word that `word`, which the vocabulary lacks, reads as:
+    /// the one a single typing slip away (a letter dropped, added, changed
+    /// or two swapped) that most training texts have. None for a word of
+    /// its own (a whole word of the shipped word-piece vocabulary: `save`
+    /// is not `same`), a short, long or non-alphabetic one, or one no
+    /// known word is a slip from.
+    pub fn correction(&self, word: &str) -> Option<&str> {
+        if self.near.is_empty() {
+            return None;
+        }
+        let chars = typo_word(word, TYPO_MIN)?;
+        if word_vectors::shipped().has_word(word) {
+            return None;
+        }
+        let mut best: Option<usize> = None;
+        let keys = std::iter::once(chars_hash(chars.iter().copied())).chain(deletes(&chars));
+        for key in keys {
+            for &i in self.near.get(&key).into_iter().flatten() {
+                let i = i as usize;
+                let known: Vec<char> = self.vocab[i][3..].chars().collect();
+                if !one_slip(&chars, &known) {
+                    continue;
+                }
+                // Most texts (the lowest IDF) first, then the first feature.
+                let better = best
+                    .is_none_or(|b| self.idf[i].total_cmp(&self.idf[b]).then(i.cmp(&b)).is_lt());
+                if better {
+                    best = Some(i);
+                }
+            }
+        }
+        best.map(|i| &self.vocab[i][3..])
+    }
+
+    /// `text` with its typos corrected, words joined by spaces; None when
+    /// nothing changes.
+    fn corrected(&self, text: &str) -> Option<String> {
+        if self.near.is_empty() {
+            return None;
+        }
+        let words = tokenize(text);
+        let mut changed = false;
+        let mut key = String::from("w1:");
+        let out: Vec<&str> = words
+            .iter()
+            .map(|w| {
+                key.truncate(3);
+                key.push_str(w);
+                (w, self.index.contains_key(&key))
+            })
+            .map(|(w, known)| match known {
+                true => w.as_str(),
+                false => match self.correction(w) {
+                    Some(fixed) => {
+                        changed = true;
+                        fixed
+                    }
+                    None => w.as_str(),
+                },
+            })
+            .collect();
+        changed.then(|| out.join(" "))
     }
 
     /// Put the IDF-weighted sum of the word vectors of `table`, scaled to
@@ -398,8 +551,9 @@ impl Featurizer {
 
     /// Whether the model knows at least a third of the words of `text`:
     /// known words are those of the vocabulary, from training and the
-    /// background, and those the word-piece vocabulary spells (a product
-    /// name such as `hairfall` reads as a word, `asdkj` does not). Without
+    /// background, those the word-piece vocabulary spells (a product
+    /// name such as `hairfall` reads as a word, `asdkj` does not) and
+    /// those a typing slip from a known word (`acount`). Without
     /// word features there is nothing to judge by: every text is
     /// understood.
     pub fn understands(&self, text: &str) -> bool {
@@ -409,7 +563,7 @@ impl Featurizer {
         let words = judged_words(text);
         let known = words
             .iter()
-            .filter(|w| self.knows_word(w) || self.spells(w))
+            .filter(|w| self.knows_word(w) || self.spells(w) || self.correction(w).is_some())
             .count();
         understood(known, words.len())
     }
@@ -426,8 +580,11 @@ impl Featurizer {
         self.index.contains_key(&format!("w1:{word}"))
     }
 
-    /// The TF-IDF vector of `text`; unknown features are dropped.
+    /// The TF-IDF vector of `text` (its typos corrected, where the model
+    /// does that); unknown features are dropped.
     pub fn transform(&self, text: &str) -> Sparse {
+        let fixed = self.corrected(text);
+        let text = fixed.as_deref().unwrap_or(text);
         let mut hits: Vec<u32> = Vec::with_capacity(256);
         for_each_feature(
             text,
@@ -561,5 +718,83 @@ mod tests {
         // Without word features nothing tells: everything is understood.
         let chars = Featurizer::fit(&["book a dj"], 0, 2, 4, 1, 1000);
         assert!(chars.understands("zzz"));
+    }
+
+    #[test]
+    fn one_slip_is_a_letter_dropped_added_changed_or_two_swapped() {
+        let slip = |a: &str, b: &str| {
+            let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+            one_slip(&a, &b) && one_slip(&b, &a)
+        };
+        for (a, b) in [
+            ("acount", "account"),
+            ("balnace", "balance"),
+            ("balence", "balance"),
+            ("accounts", "account"),
+            ("ccount", "account"),
+            ("accoun", "account"),
+        ] {
+            assert!(slip(a, b), "{a} {b}");
+        }
+        for (a, b) in [
+            ("account", "account"),
+            ("acnuoct", "account"),
+            ("acount", "accounts"),
+            ("blanace", "balance"),
+            ("abc", "cab"),
+        ] {
+            assert!(!slip(a, b), "{a} {b}");
+        }
+    }
+
+    #[test]
+    fn typos_read_as_the_known_word_one_slip_away() {
+        let texts = [
+            "check my account balance",
+            "what is my account balance",
+            "transfer money to savings",
+            "is it the same card",
+        ];
+        let mut f = Featurizer::fit(&texts, 2, 2, 5, 1, 10_000);
+        assert!(f.correction("acount").is_none(), "off until asked");
+        f.correct_typos(true);
+        for (typo, word) in [
+            ("acount", "account"),
+            ("balnace", "balance"),
+            ("accuont", "account"),
+            ("tranfser", "transfer"),
+            ("savigns", "savings"),
+        ] {
+            assert_eq!(f.correction(typo), Some(word), "{typo}");
+        }
+        // A word of its own is not a slip from a known one (`save` is not
+        // `same`, `accounts` stays itself); short, long, mixed or far words
+        // are left alone.
+        for word in [
+            "save", "accounts", "cart", "acc", "bolonce", "acc0unt", "zzzzzz",
+        ] {
+            assert_eq!(f.correction(word), None, "{word}");
+        }
+        assert_eq!(f.correction(&"a".repeat(TYPO_MAX + 1)), None);
+        // The message reads as the corrected one, and is understood.
+        assert_eq!(
+            f.transform("Check my acount balnace!"),
+            f.transform("check my account balance")
+        );
+        assert!(f.understands("acount balnace qwzx"));
+        // Of two known words a slip away, the one more texts have.
+        let g = {
+            let mut g = Featurizer::fit(&["a card", "the card", "a cart"], 1, 2, 4, 1, 100);
+            g.correct_typos(true);
+            g
+        };
+        assert_eq!(g.correction("carx"), Some("card"));
+        // Models from before read typos as they did.
+        let mut saved = serde_json::to_value(&f).unwrap();
+        saved.as_object_mut().unwrap().remove("corrects_typos");
+        let mut saved: Featurizer = serde_json::from_value(saved).unwrap();
+        saved.build_index();
+        assert!(!saved.corrects_typos && saved.correction("acount").is_none());
+        assert_ne!(saved.transform("acount"), saved.transform("account"));
     }
 }

@@ -169,6 +169,12 @@ impl WordVectors {
         ids
     }
 
+    /// Whether `word` is a whole word of the vocabulary (one piece, not a
+    /// `##` continuation).
+    pub fn has_word(&self, word: &str) -> bool {
+        self.index.contains_key(word)
+    }
+
     /// Whether `word` reads as a word of the language the pieces came
     /// from: each of its parts is cut into pieces of three letters or more
     /// on average (`calcium`; `hairfall` = `hair ##fall`, `cancelling` =
