@@ -179,6 +179,19 @@ fn main() {
         }
         s => panic!("unknown setting {s}"),
     }
+    if std::env::var_os("KEYWORDS").is_some() {
+        for e in test.iter_mut().filter(|e| e.intent != "oos") {
+            let kept: Vec<&str> = e
+                .text
+                .split_whitespace()
+                .filter(|w| w.chars().count() >= 4)
+                .take(3)
+                .collect();
+            if !kept.is_empty() {
+                e.text = kept.join(" ");
+            }
+        }
+    }
     if let Ok(p) = std::env::var("PERTURB") {
         // Typos in in-scope test messages: each word of 4+ letters gets,
         // with probability p, two neighbouring letters swapped or one dropped.
@@ -252,6 +265,17 @@ fn main() {
         .iter()
         .map(|e| (model.in_scope_scores(&e.text), e.intent != "oos"))
         .collect();
+    if std::env::var_os("SCORES").is_some() {
+        for (e, s) in test.iter().zip(&scored) {
+            eprintln!(
+                "SCORE\t{}\t{}\t{}\t{}",
+                s.1,
+                e.text.split_whitespace().count(),
+                s.0[1],
+                model.threshold()
+            );
+        }
+    }
     let auroc = |k: usize| {
         let pos: Vec<f32> = scored.iter().filter(|s| s.1).map(|s| s.0[k]).collect();
         let neg: Vec<f32> = scored.iter().filter(|s| !s.1).map(|s| s.0[k]).collect();

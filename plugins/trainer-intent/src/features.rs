@@ -141,6 +141,24 @@ pub fn judged_words(text: &str) -> Vec<String> {
     words
 }
 
+/// How many words (as [`tokenize`] cuts them) `text` has, counting to
+/// `cap` at most.
+pub fn word_count(text: &str, cap: usize) -> usize {
+    let mut n = 0;
+    let mut inside = false;
+    for ch in text.chars() {
+        let part = ch.is_alphanumeric() || ch == '\'';
+        if part && !inside {
+            n += 1;
+            if n >= cap {
+                return n;
+            }
+        }
+        inside = part;
+    }
+    n
+}
+
 /// At most this many distinct words of a text are judged.
 pub const JUDGED_WORDS: usize = 256;
 
@@ -572,6 +590,13 @@ impl Featurizer {
     /// shipped word-piece vocabulary spells it (models that count those).
     pub fn spells(&self, word: &str) -> bool {
         self.spelled_known && word_vectors::shipped().spells(word)
+    }
+
+    /// The IDF of `word` (lower-cased) as a feature; None when unknown.
+    pub fn word_idf(&self, word: &str) -> Option<f32> {
+        self.index
+            .get(&format!("w1:{word}"))
+            .map(|&i| self.idf[i as usize])
     }
 
     /// Whether `word` (lower-cased, as [`tokenize`] gives it) is in the

@@ -4,7 +4,8 @@
 use crate::encoder::Encoder;
 use crate::entities::Tagger;
 use crate::features::{
-    Featurizer, MAX_BLOCK_WEIGHT, Sparse, distinct_words, judged_words, understood,
+    Featurizer, MAX_BLOCK_WEIGHT, Sparse, distinct_words, judged_words, tokenize, understood,
+    word_count,
 };
 use coach_plugin_sdk::{EntitySpan, Example, PluginError, Prediction, RankedIntent, host};
 use serde::{Deserialize, Serialize};
@@ -187,6 +188,12 @@ struct Meta {
     /// in models trained before the rule, which keep their decisions.
     #[serde(default)]
     reject_not_understood: bool,
+    /// With the energy threshold: the thresholds for messages of 1, 2, …
+    /// [`SHORT_WORDS`] words, each set like the threshold (never above
+    /// it) on in-scope messages of that length out of fold. Empty in
+    /// models from before them, and in models that reject otherwise.
+    #[serde(default)]
+    short_thresholds: Vec<f32>,
     oos_label: String,
     /// Lower-cased entity value → entity name, from labelled spans.
     gazetteer: BTreeMap<String, String>,
@@ -295,6 +302,12 @@ const MAGIC: &[u8; 8] = b"COACHIM1";
 const GRAD_FLOOR: f32 = 1e-4;
 const FORMAT: u32 = 1;
 
+/// Messages of up to this many words have thresholds of their own: a
+/// short message's few features speak less loudly (a lower energy), so
+/// the one threshold turned away 35–40% of the in-scope messages cut to
+/// two or three of their words, against 2% of whole ones.
+const SHORT_WORDS: usize = 3;
+
 fn max_value_words(gazetteer: &BTreeMap<String, String>) -> usize {
     gazetteer
         .keys()
@@ -394,6 +407,7 @@ impl IntentModel {
                 threshold: 0.0,
                 reject_on: RejectOn::Confidence,
                 reject_not_understood: false,
+                short_thresholds: Vec::new(),
                 oos_label: config.oos_label.clone(),
                 gazetteer,
                 tagger: Tagger::default(),
@@ -430,8 +444,21 @@ impl IntentModel {
         }
     }
 
-    /// The decision rule on features `x`: the top class, or out of scope
-    /// when that is the `oos` class or its score is under the threshold;
+    /// The rule for a message of `words` words: with the threshold for
+    /// its length where it is short and the model has one.
+    fn rule_for(&self, words: usize) -> Rule {
+        let short = words
+            .checked_sub(1)
+            .and_then(|k| self.meta.short_thresholds.get(k));
+        Rule {
+            threshold: short.copied().unwrap_or(self.meta.threshold),
+            ..self.rule()
+        }
+    }
+
+    /// The decision rule on features `x` of a text of `words` words: the
+    /// top class, or out of scope when that is the `oos` class or its
+    /// score is under the threshold (for its length, [`Self::rule_for`]);
     /// with the probabilities. A model that rejects without out-of-scope
     /// examples of its own (on the energy) also turns away a text it does
     /// not understand ([`Featurizer::understands`]: it knows under a third
@@ -439,8 +466,8 @@ impl IntentModel {
     /// spelling): keyboard mashing, filler text and many foreign words
     /// carry character n-grams enough to land on some intent, but nothing
     /// it could understand.
-    fn decide(&self, x: &Sparse, understood: bool) -> ((String, f32), Vec<f32>) {
-        let mut d = self.rule().decide(&self.logits(x));
+    fn decide(&self, x: &Sparse, understood: bool, words: usize) -> ((String, f32), Vec<f32>) {
+        let mut d = self.rule_for(words).decide(&self.logits(x));
         if self.meta.reject_not_understood && !understood {
             d.out_of_scope = true;
         }
@@ -486,7 +513,8 @@ impl IntentModel {
     pub fn predict_one(&self, text: &str) -> Prediction {
         let x = self.meta.featurizer.transform(text);
         let understood = !self.meta.reject_not_understood || self.meta.featurizer.understands(text);
-        let ((intent, confidence), p) = self.decide(&x, understood);
+        let words = word_count(text, SHORT_WORDS + 1);
+        let ((intent, confidence), p) = self.decide(&x, understood, words);
         let mut order: Vec<usize> = (0..p.len()).collect();
         order.sort_by(|&a, &b| p[b].total_cmp(&p[a]).then(a.cmp(&b)));
         let ranking = order
@@ -672,7 +700,7 @@ fn accuracy(model: &IntentModel, xs: &[Sparse], ys: &[usize]) -> f64 {
     let correct = xs
         .iter()
         .zip(ys)
-        .filter(|(x, y)| model.decide(x, true).0.0 == model.meta.labels[**y])
+        .filter(|(x, y)| model.decide(x, true, usize::MAX).0.0 == model.meta.labels[**y])
         .count();
     correct as f64 / xs.len().max(1) as f64
 }
@@ -1004,6 +1032,7 @@ struct Stage {
 }
 
 /// Featurised examples: vectors, label indices, weights in the loss.
+#[derive(Default)]
 struct Rows {
     xs: Vec<Sparse>,
     ys: Vec<usize>,
@@ -1496,6 +1525,23 @@ fn fit(
         _ => 0,
     };
     let fold = stratified_folds(&data.ys, k, config.seed);
+    // Without out-of-scope rows the threshold goes on the energy, set by a
+    // share of in-scope rows: short copies of them set the short
+    // messages' thresholds.
+    let by_rate = config.oos_threshold.is_none()
+        && config.oos_reject_rate > 0.0
+        && !pool
+            .iter()
+            .any(|&(_, y)| y == UNSEEN_OOS || Some(y) == start.oos_index());
+    let (short, short_of) = if by_rate {
+        short_copies(&start.meta.featurizer, &pool)
+    } else {
+        (Rows::default(), Vec::new())
+    };
+    let mut shorts_of_row: Vec<Vec<usize>> = vec![Vec::new(); pool.len()];
+    for (j, &(i, _)) in short_of.iter().enumerate() {
+        shorts_of_row[i].push(j);
+    }
     host::info(&format!(
         "training on {} examples, {} intents{}; selecting on {k}-fold out-of-fold scores{}",
         pool.len(),
@@ -1523,11 +1569,12 @@ fn fit(
     let grid = settings_to_try(config, fitted_rows.len() * k, choose);
     let vocab = start.meta.featurizer.vocab.len();
     // The rows as a candidate sees them (its block's length).
-    let rows_for = |cand: &TrainConfig| -> Option<Rows> {
+    let reweigh = |rows: &Rows, cand: &TrainConfig| -> Option<Rows> {
         let b = block?;
         let (from, to) = (b.built_with(&start.meta.featurizer), b.weight(cand));
-        (to != from).then(|| reweighted(&data, vocab, from, to))
+        (to != from).then(|| reweighted(rows, vocab, from, to))
     };
+    let rows_for = |cand: &TrainConfig| reweigh(&data, cand);
     // On large data the candidates race on the first fold, and only the
     // best of them runs the other folds: selection then costs the grid
     // plus k - 1 fits instead of the grid times k.
@@ -1539,41 +1586,50 @@ fn fit(
     };
     let span = 0.85 / fits as f32;
     let mut fitted_so_far = 0;
-    // Out-of-fold logits of the data's own rows (not the background's) for
-    // each candidate; the candidate with the best out-of-fold accuracy is
-    // kept, and its scores choose the temperature and the threshold.
+    // Out-of-fold logits of the data's own rows (not the background's) and
+    // of their short copies for each candidate; the candidate with the
+    // best out-of-fold accuracy is kept, and its scores choose the
+    // temperature and the thresholds.
     type Scored = Vec<(Vec<f32>, usize)>;
-    let mut oofs: Vec<Scored> = vec![Vec::new(); grid.len()];
-    let mut run_folds =
-        |g: usize, folds: std::ops::Range<usize>, oof: &mut Scored| -> Result<(), PluginError> {
-            let cand = &grid[g];
-            let own = rows_for(cand);
-            let data = own.as_ref().unwrap_or(&data);
-            oof.resize(pool.len(), (Vec::new(), 0));
-            for f in folds {
-                let at = fitted_so_far as f32 * span;
-                fitted_so_far += 1;
-                host::progress(at, &format!("fold {}/{k}", f + 1));
-                let rows: Vec<usize> = fitted_rows
-                    .iter()
-                    .copied()
-                    .filter(|&i| fold[i] != f)
-                    .collect();
-                let mut m = start.clone();
-                let stage = Stage {
-                    from: at,
-                    span,
-                    curve: false,
-                };
-                sgd(cand, &mut m, data, &rows, None, stage)?;
-                for i in (0..pool.len()).filter(|&i| fold[i] == f) {
-                    oof[i] = (m.logits(&data.xs[i]), pool[i].1);
+    let mut oofs: Vec<(Scored, Scored)> = vec![Default::default(); grid.len()];
+    let mut run_folds = |g: usize,
+                         folds: std::ops::Range<usize>,
+                         (oof, short_oof): &mut (Scored, Scored)|
+     -> Result<(), PluginError> {
+        let cand = &grid[g];
+        let own = rows_for(cand);
+        let data = own.as_ref().unwrap_or(&data);
+        let short_own = reweigh(&short, cand);
+        let short = short_own.as_ref().unwrap_or(&short);
+        oof.resize(pool.len(), (Vec::new(), 0));
+        short_oof.resize(short.xs.len(), (Vec::new(), 0));
+        for f in folds {
+            let at = fitted_so_far as f32 * span;
+            fitted_so_far += 1;
+            host::progress(at, &format!("fold {}/{k}", f + 1));
+            let rows: Vec<usize> = fitted_rows
+                .iter()
+                .copied()
+                .filter(|&i| fold[i] != f)
+                .collect();
+            let mut m = start.clone();
+            let stage = Stage {
+                from: at,
+                span,
+                curve: false,
+            };
+            sgd(cand, &mut m, data, &rows, None, stage)?;
+            for i in (0..pool.len()).filter(|&i| fold[i] == f) {
+                oof[i] = (m.logits(&data.xs[i]), pool[i].1);
+                for &j in &shorts_of_row[i] {
+                    short_oof[j] = (m.logits(&short.xs[j]), pool[i].1);
                 }
             }
-            Ok(())
-        };
+        }
+        Ok(())
+    };
     // The top intent's accuracy over the known rows of `folds`.
-    let accuracy_on = |oof: &Scored, folds: usize| {
+    let accuracy_on = |(oof, _): &(Scored, Scored), folds: usize| {
         let known: Vec<&(Vec<f32>, usize)> = oof
             .iter()
             .enumerate()
@@ -1616,7 +1672,7 @@ fn fit(
         }
         (0..grid.len()).collect()
     };
-    let mut best: Option<(f64, &TrainConfig, Scored)> = None;
+    let mut best: Option<(f64, &TrainConfig, (Scored, Scored))> = None;
     for g in finalists {
         let oof = std::mem::take(&mut oofs[g]);
         let acc = accuracy_on(&oof, k);
@@ -1626,7 +1682,7 @@ fn fit(
         }
     }
     drop(oofs);
-    let (closed, chosen, oof) = best.expect("at least one candidate");
+    let (closed, chosen, (oof, short_oof)) = best.expect("at least one candidate");
     if grid.len() > 1 {
         host::info(&format!(
             "{}l2 {} chosen by out-of-fold accuracy ({})",
@@ -1685,6 +1741,25 @@ fn fit(
     (model.meta.threshold, model.meta.reject_on) =
         select_threshold(config, &oof, model.meta.temperature, oos);
     model.meta.reject_not_understood = model.meta.reject_on == RejectOn::Energy;
+    let words: Vec<usize> = pool
+        .iter()
+        .map(|(t, _)| word_count(t, SHORT_WORDS + 1))
+        .collect();
+    if model.meta.reject_on == RejectOn::Energy && !short_of.is_empty() {
+        model.meta.short_thresholds =
+            short_thresholds(config, model.rule(), &oof, &words, &short_oof, &short_of);
+        host::info(&format!(
+            "out-of-scope threshold on the energy {:.3}; for messages of 1–{SHORT_WORDS} words {}",
+            model.meta.threshold,
+            model
+                .meta
+                .short_thresholds
+                .iter()
+                .map(|t| format!("{t:.3}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
     // Every text shaped the vocabulary, so out of fold each would know its
     // own words: a word only its own text has counts as unknown here.
     let read = if model.meta.reject_not_understood {
@@ -1692,7 +1767,7 @@ fn fit(
     } else {
         vec![true; oof.len()]
     };
-    let cv = score_rows(&oof, &read, model.rule());
+    let cv = score_rows(&oof, &read, &words, &model);
     metrics.push(("cv_accuracy".into(), cv.accuracy));
     metrics.push(("cv_in_scope_accuracy".into(), cv.in_scope_accuracy));
     metrics.push(("cv_in_scope_rejected".into(), cv.in_scope_rejected));
@@ -1943,6 +2018,77 @@ fn rate_threshold(rows: &[Scored], rate: f64) -> Option<f32> {
     Some((s[k - 1] + s[k]) / 2.0)
 }
 
+/// Short copies of the in-scope rows of `pool`, as users type a request
+/// in two or three words: each row cut to its k rarest known words (the
+/// highest IDF; in their order), for k from 1 to [`SHORT_WORDS`] under its
+/// own length. Returns the featurised copies and, for each, its row and k.
+fn short_copies(f: &Featurizer, pool: &[(&str, usize)]) -> (Rows, Vec<(usize, usize)>) {
+    let mut rows = Rows::default();
+    let mut of = Vec::new();
+    for (i, &(text, y)) in pool.iter().enumerate() {
+        let words = tokenize(text);
+        let mut rarest: Vec<(f32, usize)> = words
+            .iter()
+            .enumerate()
+            .map(|(at, w)| (f.word_idf(w).unwrap_or(0.0), at))
+            .collect();
+        rarest.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        for k in (1..=SHORT_WORDS).filter(|&k| k < words.len()) {
+            let mut kept: Vec<usize> = rarest[..k].iter().map(|&(_, at)| at).collect();
+            kept.sort_unstable();
+            let cut: Vec<&str> = kept.iter().map(|&at| words[at].as_str()).collect();
+            rows.xs.push(f.transform(&cut.join(" ")));
+            rows.ys.push(y);
+            rows.weight.push(1.0);
+            of.push((i, k));
+        }
+    }
+    (rows, of)
+}
+
+/// The energy thresholds for messages of 1 to [`SHORT_WORDS`] words: each
+/// turns away `oos_reject_rate` of the in-scope rows of that length out of
+/// fold — the short copies (`short_oof`, of row and length `short_of`)
+/// cut to it and the rows (`oof`, of `words` words) that have it — and is
+/// never above `rule`'s threshold (for longer messages).
+fn short_thresholds(
+    config: &TrainConfig,
+    rule: Rule,
+    oof: &[(Vec<f32>, usize)],
+    words: &[usize],
+    short_oof: &[(Vec<f32>, usize)],
+    short_of: &[(usize, usize)],
+) -> Vec<f32> {
+    (1..=SHORT_WORDS)
+        .map(|k| {
+            let cut = short_oof
+                .iter()
+                .zip(short_of)
+                .filter(|(_, of)| of.1 == k)
+                .map(|(r, _)| r);
+            let natural = oof
+                .iter()
+                .zip(words)
+                .filter(|(_, n)| **n == k)
+                .map(|(r, _)| r);
+            let scored: Vec<Scored> = cut
+                .chain(natural)
+                .map(|(z, y)| {
+                    let d = rule.decide(z);
+                    Scored {
+                        score: d.score,
+                        top_is_oos: d.top_is_oos,
+                        correct: d.best == *y,
+                        is_oos: false,
+                    }
+                })
+                .collect();
+            rate_threshold(&scored, config.oos_reject_rate as f64)
+                .map_or(rule.threshold, |t| t.min(rule.threshold))
+        })
+        .collect()
+}
+
 /// Decisions on scored rows, as the model would make them.
 struct Scores {
     accuracy: f64,
@@ -1982,15 +2128,22 @@ fn understood_out_of_fold(f: &Featurizer, pool: &[(&str, usize)], texts: &[&str]
         .collect()
 }
 
-/// Decisions on scored rows, as the model would make them; a row not
-/// `read` (understood) is out of scope when the rule turns those away.
-fn score_rows(rows: &[(Vec<f32>, usize)], read: &[bool], rule: Rule) -> Scores {
+/// Decisions on scored rows of texts of `words` words, as `model` would
+/// make them; a row not `read` (understood) is out of scope when the
+/// model turns those away.
+fn score_rows(
+    rows: &[(Vec<f32>, usize)],
+    read: &[bool],
+    words: &[usize],
+    model: &IntentModel,
+) -> Scores {
     let (mut ok, mut n_in, mut in_ok, mut rejected, mut n_oos, mut oos_ok) = (0, 0, 0, 0, 0, 0);
     let mut not_read = 0;
-    for ((z, y), &read) in rows.iter().zip(read) {
-        let mut d = rule.decide(z);
+    let oos = model.oos_index();
+    for (((z, y), &read), &words) in rows.iter().zip(read).zip(words) {
+        let mut d = model.rule_for(words).decide(z);
         d.out_of_scope |= !read;
-        if *y == UNSEEN_OOS || Some(*y) == rule.oos {
+        if *y == UNSEEN_OOS || Some(*y) == oos {
             n_oos += 1;
             oos_ok += d.out_of_scope as usize;
             ok += d.out_of_scope as usize;
@@ -2062,14 +2215,14 @@ fn finish(
             metrics.push(("val_entity_f1".into(), f));
         }
     }
-    let val: Vec<(Sparse, bool, usize)> = validation
+    let val: Vec<(Sparse, bool, usize, usize)> = validation
         .iter()
         .filter_map(|e| {
             target(e).map(|y| {
                 let x = model.meta.featurizer.transform(&e.text);
                 let understood =
                     !model.meta.reject_not_understood || model.meta.featurizer.understands(&e.text);
-                (x, understood, y)
+                (x, understood, word_count(&e.text, SHORT_WORDS + 1), y)
             })
         })
         .collect();
@@ -2122,7 +2275,7 @@ fn temperature_of(rows: &[(Vec<f32>, usize)]) -> Option<f32> {
 /// (15 equal-width bins) on validation.
 fn evaluate_validation(
     model: &IntentModel,
-    rows: &[(Sparse, bool, usize)],
+    rows: &[(Sparse, bool, usize, usize)],
 ) -> (f64, f64, Option<f64>, f64) {
     let oos = model.oos_index();
     let bins = 15;
@@ -2130,9 +2283,9 @@ fn evaluate_validation(
     let mut bin_acc = vec![0.0f64; bins];
     let mut bin_n = vec![0usize; bins];
     let (mut ok, mut in_n, mut in_ok, mut oos_n, mut oos_ok) = (0, 0, 0, 0, 0);
-    for (x, understood, y) in rows {
+    for (x, understood, words, y) in rows {
         let y = *y;
-        let ((label, conf), _) = model.decide(x, *understood);
+        let ((label, conf), _) = model.decide(x, *understood, *words);
         let truth_is_oos = y == UNSEEN_OOS || Some(y) == oos;
         let hit = if truth_is_oos {
             label == model.meta.oos_label
@@ -2370,6 +2523,86 @@ mod tests {
             (fixed.threshold(), fixed.reject_on()),
             (0.42, RejectOn::Confidence)
         );
+    }
+
+    #[test]
+    fn short_messages_have_thresholds_of_their_own() {
+        // A copy keeps a text's rarest words, in their order.
+        let texts = [
+            "book a dj",
+            "book a florist",
+            "a dj for a party",
+            "a florist",
+        ];
+        let f = Featurizer::fit(&texts, 2, 2, 4, 1, 1000);
+        let (copies, of) = short_copies(&f, &[("book a dj party", 0), ("a dj", 1)]);
+        assert_eq!(of, [(0, 1), (0, 2), (0, 3), (1, 1)]);
+        let words = |t: &str| f.transform(t);
+        assert_eq!(copies.xs[0], words("party"));
+        assert_eq!(copies.xs[1], words("book party"));
+        assert_eq!(copies.xs[2], words("book dj party"));
+        assert_eq!(copies.xs[3], words("dj"));
+        assert_eq!(copies.ys, [0, 0, 0, 1]);
+        assert_eq!(
+            (word_count("Book a DJ!", 9), word_count("a b c d e", 3)),
+            (3, 3)
+        );
+
+        // Without out-of-scope data: one threshold per short length, none
+        // above the threshold for longer messages.
+        let (train, mut val) = toy();
+        let cfg = TrainConfig::default();
+        let (m, metrics) = super::train(&cfg, &train, &val[..3]).unwrap();
+        let short = m.meta.short_thresholds.clone();
+        assert_eq!(short.len(), SHORT_WORDS, "{metrics:?}");
+        assert!(short.iter().all(|t| t.is_finite() && *t <= m.threshold()));
+        assert!(short.iter().any(|t| *t < m.threshold()), "{short:?}");
+        for n in 1..=SHORT_WORDS {
+            assert_eq!(m.rule_for(n).threshold, short[n - 1]);
+        }
+        for n in [0, SHORT_WORDS + 1, 40] {
+            assert_eq!(m.rule_for(n).threshold, m.threshold());
+        }
+        // A model from before them decides by the one threshold.
+        let before = with_meta(&m.to_bytes(), |meta| {
+            meta.as_object_mut().unwrap().remove("short_thresholds");
+        });
+        let before = IntentModel::from_bytes(&before).unwrap();
+        assert!(before.meta.short_thresholds.is_empty());
+        assert_eq!(before.rule_for(2).threshold, m.threshold());
+        // Two-word messages the one threshold would turn away and the
+        // threshold for two words answers.
+        let vocab = "book a dj for the party find me florist in town what is weather on day";
+        let answered: Vec<String> = vocab
+            .split(' ')
+            .flat_map(|a| vocab.split(' ').map(move |b| format!("{a} {b}")))
+            .filter(|t| {
+                let energy = m.in_scope_scores(t)[1];
+                (short[1]..m.threshold()).contains(&energy)
+                    && m.meta.featurizer.understands(t)
+                    && before.predict_one(t).intent == "oos"
+                    && m.predict_one(t).intent != "oos"
+            })
+            .collect();
+        assert!(!answered.is_empty());
+        // Where the threshold is not set by a share of in-scope rows (or
+        // there is none), there are none.
+        let no_rate = TrainConfig {
+            oos_reject_rate: 0.0,
+            ..TrainConfig::default()
+        };
+        let on_validation = TrainConfig {
+            folds: 0,
+            ..TrainConfig::default()
+        };
+        for cfg in [no_rate, on_validation] {
+            let m = super::train(&cfg, &train, &val[..3]).unwrap().0;
+            assert!(m.meta.short_thresholds.is_empty(), "{cfg:?}");
+        }
+        val.push(ex("who won the cup", "oos"));
+        let tuned = super::train(&cfg, &train, &val).unwrap().0;
+        assert_eq!(tuned.reject_on(), RejectOn::Confidence);
+        assert!(tuned.meta.short_thresholds.is_empty());
     }
 
     #[test]
