@@ -10,7 +10,8 @@
 //! With `{"encoder": "FOLDER"}` the sentence encoder in FOLDER joins the
 //! n-grams (`PEER=1` runs the scikit-learn peer beside; `DUMP=1` prints
 //! each test message the model gets wrong to stderr, `SCORES=1` each
-//! one's energy and length). How users type, on the in-scope test
+//! one's energy and number of words, and the threshold for longer
+//! messages). How users type, on the in-scope test
 //! messages only: `PERTURB=0.15` misspells each word of four letters or
 //! more with that probability (two letters swapped or one dropped);
 //! `KEYWORDS=1` cuts each to its first three words of four letters or

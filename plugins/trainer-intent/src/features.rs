@@ -71,32 +71,33 @@ pub const TYPO_MIN: usize = 4;
 /// words costs no more than its character n-grams).
 pub const TYPO_MAX: usize = 24;
 
-/// FNV-1a of `chars`: keys of [`Featurizer::near`] (a collision only adds a
-/// candidate that [`one_slip`] then turns down).
-fn chars_hash(chars: impl Iterator<Item = char>) -> u64 {
+/// FNV-1a of `letters`: keys of [`Featurizer::near`] (a collision only
+/// adds a candidate that [`one_slip`] then turns down).
+fn letters_hash<'a>(letters: impl Iterator<Item = &'a u8>) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for c in chars {
+    for &c in letters {
         h ^= c as u64;
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
     h
 }
 
-/// The hashes of `word` with one letter left out, for each letter.
-fn deletes(word: &[char]) -> impl Iterator<Item = u64> + '_ {
-    (0..word.len()).map(move |i| {
-        chars_hash(
+/// The keys of `word` in [`Featurizer::near`]: its hash, and its hashes
+/// with one letter left out, for each letter.
+fn near_keys(word: &[u8]) -> impl Iterator<Item = u64> + '_ {
+    std::iter::once(letters_hash(word.iter())).chain((0..word.len()).map(move |i| {
+        letters_hash(
             word.iter()
                 .enumerate()
                 .filter(move |&(j, _)| j != i)
-                .map(|(_, &c)| c),
+                .map(|(_, c)| c),
         )
-    })
+    }))
 }
 
 /// Whether `a` and `b` are one typing slip apart: a letter dropped, added
 /// or changed, or two neighbouring letters swapped.
-fn one_slip(a: &[char], b: &[char]) -> bool {
+fn one_slip(a: &[u8], b: &[u8]) -> bool {
     if a.len() == b.len() {
         let mut diff = (0..a.len()).filter(|&i| a[i] != b[i]);
         match (diff.next(), diff.next(), diff.next()) {
@@ -116,13 +117,31 @@ fn one_slip(a: &[char], b: &[char]) -> bool {
     }
 }
 
-/// A word a typo can be corrected in (or to): letters only, of a length
-/// between `min` and [`TYPO_MAX`].
-fn typo_word(word: &str, min: usize) -> Option<Vec<char>> {
-    let chars: Vec<char> = word.chars().take(TYPO_MAX + 1).collect();
-    (chars.len() >= min && chars.len() <= TYPO_MAX && chars.iter().all(|c| c.is_alphabetic()))
-        .then_some(chars)
+/// A word a typo can be corrected in (or to): ASCII letters only (the
+/// word-piece vocabulary that tells a word of its own is English; a
+/// string of Chinese characters is no one word), of a length between
+/// `min` and [`TYPO_MAX`].
+fn typo_word(word: &str, min: usize) -> Option<&[u8]> {
+    let b = word.as_bytes();
+    (b.len() >= min && b.len() <= TYPO_MAX && b.iter().all(u8::is_ascii_alphabetic)).then_some(b)
 }
+
+/// Known words indexed for correction, the most frequent first: enough for
+/// any vocabulary a trainer keeps, and a bound on a hostile model's.
+const NEAR_WORDS: usize = 50_000;
+
+/// Known words kept under one key, the most frequent first; a key shared
+/// by more only in a hostile model, and a bound on a lookup's cost.
+const NEAR_BUCKET: usize = 16;
+
+/// Of a text, at most this many distinct unknown words are corrected.
+const CORRECTED_WORDS: usize = JUDGED_WORDS;
+
+/// The share of the vocabulary's longer words that must be words of the
+/// word-piece vocabulary (English) for typos to be corrected: in another
+/// language, a real word one letter from a known one ("cuesta",
+/// "cuenta") would be taken for a typo.
+const TYPO_LANGUAGE_SHARE: f64 = 0.5;
 
 /// The distinct words of `text`, sorted.
 pub fn distinct_words(text: &str) -> Vec<String> {
@@ -387,23 +406,41 @@ impl Featurizer {
         self.word_block = self.vocab.iter().map(|f| f.starts_with('w')).collect();
         self.near.clear();
         if self.corrects_typos && self.word_ngrams > 0 {
-            for (i, feat) in self.vocab.iter().enumerate() {
-                let Some(chars) = feat.strip_prefix("w1:").and_then(|w| typo_word(w, 3)) else {
-                    continue;
-                };
-                let keys =
-                    std::iter::once(chars_hash(chars.iter().copied())).chain(deletes(&chars));
-                for key in keys {
-                    self.near.entry(key).or_default().push(i as u32);
+            let words = self.vocab.iter().enumerate().filter_map(|(i, feat)| {
+                let word = typo_word(feat.strip_prefix("w1:")?, 3)?;
+                Some((i, word))
+            });
+            for (i, word) in words.take(NEAR_WORDS) {
+                for key in near_keys(word) {
+                    let bucket = self.near.entry(key).or_default();
+                    if bucket.len() < NEAR_BUCKET && bucket.last() != Some(&(i as u32)) {
+                        bucket.push(i as u32);
+                    }
                 }
             }
         }
     }
 
-    /// Turn typo correction on or off (and build its index).
+    /// Turn typo correction on or off (and build its index). It stays off
+    /// where most of the vocabulary's longer words are not words of the
+    /// word-piece vocabulary's language ([`TYPO_LANGUAGE_SHARE`]).
     pub fn correct_typos(&mut self, on: bool) {
-        self.corrects_typos = on;
+        self.corrects_typos = on && self.in_typo_language();
         self.build_index();
+    }
+
+    /// Whether most of the vocabulary's words of [`TYPO_MIN`] letters or
+    /// more are whole words of the shipped word-piece vocabulary.
+    fn in_typo_language(&self) -> bool {
+        let table = word_vectors::shipped();
+        let (mut words, mut known) = (0usize, 0usize);
+        for w in self.vocab.iter().filter_map(|f| f.strip_prefix("w1:")) {
+            if w.chars().count() >= TYPO_MIN && w.chars().all(char::is_alphabetic) {
+                words += 1;
+                known += usize::from(table.has_word(w));
+            }
+        }
+        words > 0 && known as f64 >= TYPO_LANGUAGE_SHARE * words as f64
     }
 
     /// The known word that `word`, which the vocabulary lacks, reads as:
@@ -416,17 +453,15 @@ impl Featurizer {
         if self.near.is_empty() {
             return None;
         }
-        let chars = typo_word(word, TYPO_MIN)?;
+        let letters = typo_word(word, TYPO_MIN)?;
         if word_vectors::shipped().has_word(word) {
             return None;
         }
         let mut best: Option<usize> = None;
-        let keys = std::iter::once(chars_hash(chars.iter().copied())).chain(deletes(&chars));
-        for key in keys {
+        for key in near_keys(letters) {
             for &i in self.near.get(&key).into_iter().flatten() {
                 let i = i as usize;
-                let known: Vec<char> = self.vocab[i][3..].chars().collect();
-                if !one_slip(&chars, &known) {
+                if !one_slip(letters, &self.vocab[i].as_bytes()[3..]) {
                     continue;
                 }
                 // Most texts (the lowest IDF) first, then the first feature.
@@ -440,34 +475,55 @@ impl Featurizer {
         best.map(|i| &self.vocab[i][3..])
     }
 
-    /// `text` with its typos corrected, words joined by spaces; None when
-    /// nothing changes.
+    /// `text` with the typos in its first [`CORRECTED_WORDS`] distinct
+    /// unknown words corrected, the rest as it was; None when nothing
+    /// changes.
     fn corrected(&self, text: &str) -> Option<String> {
         if self.near.is_empty() {
             return None;
         }
-        let words = tokenize(text);
-        let mut changed = false;
+        let mut out: Option<String> = None;
+        // `text` up to here is in `out` already.
+        let mut copied = 0;
         let mut key = String::from("w1:");
-        let out: Vec<&str> = words
-            .iter()
-            .map(|w| {
-                key.truncate(3);
-                key.push_str(w);
-                (w, self.index.contains_key(&key))
-            })
-            .map(|(w, known)| match known {
-                true => w.as_str(),
-                false => match self.correction(w) {
-                    Some(fixed) => {
-                        changed = true;
-                        fixed
+        let mut seen: HashMap<String, Option<&str>> = HashMap::new();
+        let mut start = None;
+        let end = std::iter::once((text.len(), ' '));
+        for (at, ch) in text.char_indices().chain(end) {
+            let part = at < text.len() && (ch.is_alphanumeric() || ch == '\'');
+            match (part, start) {
+                (true, None) => start = Some(at),
+                (false, Some(from)) => {
+                    start = None;
+                    // The word as `tokenize` has it.
+                    key.truncate(3);
+                    key.extend(text[from..at].chars().flat_map(char::to_lowercase));
+                    if self.index.contains_key(&key) {
+                        continue;
                     }
-                    None => w.as_str(),
-                },
-            })
-            .collect();
-        changed.then(|| out.join(" "))
+                    let fixed = match seen.get(&key[3..]) {
+                        Some(&fixed) => fixed,
+                        None if seen.len() < CORRECTED_WORDS => {
+                            let fixed = self.correction(&key[3..]);
+                            seen.insert(key[3..].to_owned(), fixed);
+                            fixed
+                        }
+                        None => None,
+                    };
+                    if let Some(fixed) = fixed {
+                        let o = out.get_or_insert_with(|| String::with_capacity(text.len() + 8));
+                        o.push_str(&text[copied..from]);
+                        o.push_str(fixed);
+                        copied = at;
+                    }
+                }
+                _ => {}
+            }
+        }
+        out.map(|mut o| {
+            o.push_str(&text[copied..]);
+            o
+        })
     }
 
     /// Put the IDF-weighted sum of the word vectors of `table`, scaled to
@@ -607,9 +663,12 @@ impl Featurizer {
 
     /// The TF-IDF vector of `text` (its typos corrected, where the model
     /// does that); unknown features are dropped.
-    pub fn transform(&self, text: &str) -> Sparse {
-        let fixed = self.corrected(text);
-        let text = fixed.as_deref().unwrap_or(text);
+    pub fn transform(&self, original: &str) -> Sparse {
+        // The n-grams and the word vectors read the corrected text; the
+        // sentence encoder, which has its own sense of spelling (and its
+        // embeddings prepared for the texts as given), the original.
+        let fixed = self.corrected(original);
+        let text = fixed.as_deref().unwrap_or(original);
         let mut hits: Vec<u32> = Vec::with_capacity(256);
         for_each_feature(
             text,
@@ -672,7 +731,7 @@ impl Featurizer {
         }
         if let Some(e) = &self.encoder {
             let base = (self.vocab.len() + self.vectors) as u32;
-            for (i, v) in e.embed(text).into_iter().enumerate() {
+            for (i, v) in e.embed(original).into_iter().enumerate() {
                 idx.push(base + i as u32);
                 val.push(v * self.dense_weight);
             }
@@ -748,8 +807,7 @@ mod tests {
     #[test]
     fn one_slip_is_a_letter_dropped_added_changed_or_two_swapped() {
         let slip = |a: &str, b: &str| {
-            let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
-            one_slip(&a, &b) && one_slip(&b, &a)
+            one_slip(a.as_bytes(), b.as_bytes()) && one_slip(b.as_bytes(), a.as_bytes())
         };
         for (a, b) in [
             ("acount", "account"),
@@ -801,12 +859,27 @@ mod tests {
             assert_eq!(f.correction(word), None, "{word}");
         }
         assert_eq!(f.correction(&"a".repeat(TYPO_MAX + 1)), None);
-        // The message reads as the corrected one, and is understood.
+        // The message reads as the corrected one, the rest of it as it
+        // was, and a corrected word counts as known (`trnasfer` is not
+        // spelled by the word pieces).
+        assert_eq!(
+            f.corrected("Check my ACOUNT, balnace!").as_deref(),
+            Some("Check my account, balance!")
+        );
+        assert_eq!(f.corrected("check my account"), None);
         assert_eq!(
             f.transform("Check my acount balnace!"),
             f.transform("check my account balance")
         );
-        assert!(f.understands("acount balnace qwzx"));
+        assert!(!f.spells("trnasfer") && f.understands("trnasfer qwzx"));
+        let off = {
+            let mut off = f.clone();
+            off.correct_typos(false);
+            off
+        };
+        assert!(!off.understands("trnasfer qwzx"));
+        // Non-ASCII words are left alone, whatever their letters.
+        assert_eq!(f.correction("balançe"), None);
         // Of two known words a slip away, the one more texts have.
         let g = {
             let mut g = Featurizer::fit(&["a card", "the card", "a cart"], 1, 2, 4, 1, 100);
@@ -821,5 +894,43 @@ mod tests {
         saved.build_index();
         assert!(!saved.corrects_typos && saved.correction("acount").is_none());
         assert_ne!(saved.transform("acount"), saved.transform("account"));
+    }
+
+    #[test]
+    fn typos_are_corrected_in_the_word_pieces_language_only_and_at_bounded_cost() {
+        // A Spanish bot: "cuesta" (costs) is not a typo of "cuenta".
+        let spanish = [
+            "quiero abrir una cuenta",
+            "cuanto cuesta la tarjeta",
+            "necesito ayuda con mi tarjeta",
+            "quiero cerrar mi cuenta bancaria",
+        ];
+        let mut f = Featurizer::fit(&spanish, 2, 2, 5, 1, 10_000);
+        f.correct_typos(true);
+        assert!(!f.corrects_typos && f.correction("cuesta").is_none());
+        // A hostile vocabulary of words one letter apart: a key keeps at
+        // most NEAR_BUCKET of them, the most frequent first.
+        let words: Vec<String> = (b'a'..=b'z')
+            .map(|c| format!("w1:pat{}", c as char))
+            .collect();
+        let mut g = Featurizer::fit(&["pata"], 1, 0, 0, 1, 10);
+        g.idf = vec![1.0; words.len()];
+        g.vocab = words;
+        g.corrects_typos = true;
+        g.build_index();
+        let shared = letters_hash(b"pat".iter());
+        assert_eq!(g.near[&shared], (0..NEAR_BUCKET as u32).collect::<Vec<_>>());
+        assert_eq!(g.correction("pataa"), Some("pata"));
+        // Repeats of an unknown word are looked up once; past the first
+        // CORRECTED_WORDS distinct unknown words, none are corrected.
+        let repeated: String = (0..2 * CORRECTED_WORDS).map(|_| "pataa ").collect();
+        let fixed = g.corrected(&repeated).unwrap();
+        assert_eq!(fixed.matches("pata ").count(), 2 * CORRECTED_WORDS);
+        let distinct: String = (0..CORRECTED_WORDS)
+            .map(|i| format!("qq{i:04} "))
+            .chain(["pataa".to_owned()])
+            .collect();
+        assert_eq!(g.corrected(&distinct), None);
+        assert!(g.corrected(&distinct[7..]).is_some());
     }
 }

@@ -667,6 +667,14 @@ impl IntentModel {
         if !meta.threshold.is_finite() {
             return Err(bad(&format!("threshold {}", meta.threshold)));
         }
+        if meta.short_thresholds.len() > SHORT_WORDS
+            || meta.short_thresholds.iter().any(|t| !t.is_finite())
+        {
+            return Err(bad(&format!(
+                "short-message thresholds {:?} (at most {SHORT_WORDS}, finite)",
+                meta.short_thresholds
+            )));
+        }
         let split = meta.featurizer.len() * c;
         Ok(IntentModel {
             weights: floats[..split].to_vec(),
@@ -886,8 +894,9 @@ pub fn train_from(
     ));
     let init = |texts: &[&str]| {
         let mut featurizer = old.extended(texts, config.min_df, config.max_features);
-        // How unknown words are read is the current trainer's, not the
-        // base's: the features and weights are the same either way.
+        // Unknown words are read as the current trainer reads them (the
+        // spelled-words rule, typo correction), not as the base did: the
+        // features keep their places, so the base's weights carry over.
         featurizer.spelled_known = true;
         featurizer.correct_typos(config.correct_typos);
         let d = featurizer.len();
@@ -1533,8 +1542,9 @@ fn fit(
         && !pool
             .iter()
             .any(|&(_, y)| y == UNSEEN_OOS || Some(y) == start.oos_index());
+    let df = word_df(&texts);
     let (short, short_of) = if by_rate {
-        short_copies(&start.meta.featurizer, &pool)
+        short_copies(&start.meta.featurizer, &pool, &df)
     } else {
         (Rows::default(), Vec::new())
     };
@@ -1763,7 +1773,7 @@ fn fit(
     // Every text shaped the vocabulary, so out of fold each would know its
     // own words: a word only its own text has counts as unknown here.
     let read = if model.meta.reject_not_understood {
-        understood_out_of_fold(&model.meta.featurizer, &pool, &texts)
+        understood_out_of_fold(&model.meta.featurizer, &pool, &df)
     } else {
         vec![true; oof.len()]
     };
@@ -2019,21 +2029,33 @@ fn rate_threshold(rows: &[Scored], rate: f64) -> Option<f32> {
 }
 
 /// Short copies of the in-scope rows of `pool`, as users type a request
-/// in two or three words: each row cut to its k rarest known words (the
-/// highest IDF; in their order), for k from 1 to [`SHORT_WORDS`] under its
-/// own length. Returns the featurised copies and, for each, its row and k.
-fn short_copies(f: &Featurizer, pool: &[(&str, usize)]) -> (Rows, Vec<(usize, usize)>) {
+/// in two or three words: each row cut to its k rarest words (in the
+/// fewest of the texts of `df`; in their order), for k from 1 to
+/// [`SHORT_WORDS`] under its own length. A word no other text has is
+/// left out: its fold's model never saw it, and a copy of it alone would
+/// look less known than any message is. Returns the featurised copies
+/// and, for each, its row and k.
+fn short_copies(
+    f: &Featurizer,
+    pool: &[(&str, usize)],
+    df: &WordDf,
+) -> (Rows, Vec<(usize, usize)>) {
     let mut rows = Rows::default();
     let mut of = Vec::new();
     for (i, &(text, y)) in pool.iter().enumerate() {
         let words = tokenize(text);
-        let mut rarest: Vec<(f32, usize)> = words
+        // Each word once (where it first is), the rarest first.
+        let mut rarest: Vec<(u32, usize)> = words
             .iter()
             .enumerate()
-            .map(|(at, w)| (f.word_idf(w).unwrap_or(0.0), at))
+            .filter(|&(at, w)| !words[..at].contains(w))
+            .filter_map(|(at, w)| {
+                let n = df.get(w).copied().unwrap_or(0);
+                (n >= 2 && f.knows_word(w)).then_some((n, at))
+            })
             .collect();
-        rarest.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-        for k in (1..=SHORT_WORDS).filter(|&k| k < words.len()) {
+        rarest.sort_unstable();
+        for k in (1..=SHORT_WORDS).filter(|&k| k < words.len() && k <= rarest.len()) {
             let mut kept: Vec<usize> = rarest[..k].iter().map(|&(_, at)| at).collect();
             kept.sort_unstable();
             let cut: Vec<&str> = kept.iter().map(|&at| words[at].as_str()).collect();
@@ -2099,17 +2121,24 @@ struct Scores {
     oos_recall: Option<f64>,
 }
 
-/// Whether each pool row would be understood had its own text not shaped
-/// the vocabulary (`texts`, the background's among them): its words that
-/// no other text has count as unknown (even where a base model's
-/// vocabulary has them too).
-fn understood_out_of_fold(f: &Featurizer, pool: &[(&str, usize)], texts: &[&str]) -> Vec<bool> {
-    let mut df: std::collections::HashMap<String, u32> = std::collections::HashMap::new();
+/// In how many of a set of texts each word is.
+type WordDf = std::collections::HashMap<String, u32>;
+
+fn word_df(texts: &[&str]) -> WordDf {
+    let mut df = WordDf::new();
     for t in texts {
         for w in distinct_words(t) {
             *df.entry(w).or_default() += 1;
         }
     }
+    df
+}
+
+/// Whether each pool row would be understood had its own text not shaped
+/// the vocabulary (`df` of its texts, the background's among them): its
+/// words that no other text has count as unknown (even where a base
+/// model's vocabulary has them too).
+fn understood_out_of_fold(f: &Featurizer, pool: &[(&str, usize)], df: &WordDf) -> Vec<bool> {
     pool.iter()
         .map(|(t, y)| {
             // Scored-only rows did not shape it.
@@ -2526,21 +2555,62 @@ mod tests {
     }
 
     #[test]
+    fn a_model_reads_typos_as_it_was_trained_to() {
+        let (train, val) = toy();
+        let on = super::train(&TrainConfig::default(), &train, &val[..3])
+            .unwrap()
+            .0;
+        let on = IntentModel::from_bytes(&on.to_bytes()).unwrap();
+        let reads = |m: &IntentModel, t: &str| m.meta.featurizer.transform(t);
+        let (typo, right) = ("fnid me a flroist", "find me a florist");
+        assert_eq!(reads(&on, typo), reads(&on, right));
+        assert_eq!(on.predict_one(typo).intent, "find_florist");
+        let off = TrainConfig {
+            correct_typos: false,
+            ..TrainConfig::default()
+        };
+        let off = super::train(&off, &train, &val[..3]).unwrap().0;
+        assert_ne!(reads(&off, typo), reads(&off, right));
+        // A model saved before reads as it did; continued, as the trainer
+        // now reads.
+        let before = with_meta(&on.to_bytes(), |m| {
+            m["featurizer"]
+                .as_object_mut()
+                .unwrap()
+                .remove("corrects_typos");
+        });
+        let before = IntentModel::from_bytes(&before).unwrap();
+        assert_ne!(reads(&before, typo), reads(&before, right));
+        let continued = train_from(&TrainConfig::default(), &before, &train, &val[..3])
+            .unwrap()
+            .0;
+        assert_eq!(reads(&continued, typo), reads(&continued, right));
+    }
+
+    #[test]
     fn short_messages_have_thresholds_of_their_own() {
-        // A copy keeps a text's rarest words, in their order.
+        // A copy keeps a text's rarest words, in their order; a word only
+        // its own text has is left out (`tonight`).
         let texts = [
             "book a dj",
             "book a florist",
             "a dj for a party",
             "a florist",
+            "book a dj tonight",
+            "a dj",
         ];
         let f = Featurizer::fit(&texts, 2, 2, 4, 1, 1000);
-        let (copies, of) = short_copies(&f, &[("book a dj party", 0), ("a dj", 1)]);
+        let pool = [
+            ("book a dj tonight", 0),
+            ("a dj", 1),
+            ("tonight tonight", 0),
+        ];
+        let (copies, of) = short_copies(&f, &pool, &word_df(&texts));
         assert_eq!(of, [(0, 1), (0, 2), (0, 3), (1, 1)]);
         let words = |t: &str| f.transform(t);
-        assert_eq!(copies.xs[0], words("party"));
-        assert_eq!(copies.xs[1], words("book party"));
-        assert_eq!(copies.xs[2], words("book dj party"));
+        assert_eq!(copies.xs[0], words("book"));
+        assert_eq!(copies.xs[1], words("book dj"));
+        assert_eq!(copies.xs[2], words("book a dj"));
         assert_eq!(copies.xs[3], words("dj"));
         assert_eq!(copies.ys, [0, 0, 0, 1]);
         assert_eq!(
@@ -2618,7 +2688,7 @@ mod tests {
             ("a dj please", UNSEEN_OOS),
         ];
         assert_eq!(
-            understood_out_of_fold(&f, &pool, &texts),
+            understood_out_of_fold(&f, &pool, &word_df(&texts)),
             [true, true, false, true]
         );
         // Fitted, every text knows its own words.
@@ -2628,7 +2698,10 @@ mod tests {
         let texts = ["book a dj", "quokka wombat numbat"];
         let f = Featurizer::fit(&texts, 2, 2, 4, 1, 1000);
         let pool = [("book a dj", 0), ("quokka wombat numbat", 1)];
-        assert_eq!(understood_out_of_fold(&f, &pool, &texts), [true, true]);
+        assert_eq!(
+            understood_out_of_fold(&f, &pool, &word_df(&texts)),
+            [true, true]
+        );
     }
 
     #[test]
@@ -3070,6 +3143,18 @@ mod tests {
                 m["tagger"] = serde_json::json!({"labels": ["O"], "weights": [[1, [[5, 0.5]]]]})
             }),
             "tagger weight (5, 0.5)",
+        );
+        refused(
+            with_meta(&bytes, |m| {
+                m["short_thresholds"] = serde_json::json!([1, 2, 3, 4])
+            }),
+            "short-message thresholds",
+        );
+        refused(
+            with_meta(&bytes, |m| {
+                m["short_thresholds"] = serde_json::json!([1e39])
+            }),
+            "short-message thresholds",
         );
         let mut nan = bytes.clone();
         let at = nan.len() - 4;
