@@ -897,6 +897,38 @@ mod tests {
     }
 
     #[test]
+    fn common_misspellings_read_as_the_word_meant() {
+        // Misspellings people make, not made up: one slip each reads right,
+        // two slips (`tommorow`, `reccomend`) are left to the n-grams.
+        let texts = [
+            "i did not receive my card at this address",
+            "definitely separate the payment until tomorrow",
+            "which restaurant would you recommend",
+            "i believe it occurred twice",
+            "book accommodation near the beach",
+        ];
+        let mut f = Featurizer::fit(&texts, 2, 2, 5, 1, 10_000);
+        f.correct_typos(true);
+        for (typo, word) in [
+            ("recieve", "receive"),
+            ("adress", "address"),
+            ("definately", "definitely"),
+            ("seperate", "separate"),
+            ("untill", "until"),
+            ("wich", "which"),
+            ("beleive", "believe"),
+            ("occured", "occurred"),
+            ("accomodation", "accommodation"),
+            ("resturant", "restaurant"),
+        ] {
+            assert_eq!(f.correction(typo), Some(word), "{typo}");
+        }
+        for typo in ["tommorow", "reccomend"] {
+            assert_eq!(f.correction(typo), None, "{typo}");
+        }
+    }
+
+    #[test]
     fn typos_are_corrected_in_the_word_pieces_language_only_and_at_bounded_cost() {
         // A Spanish bot: "cuesta" (costs) is not a typo of "cuenta".
         let spanish = [
