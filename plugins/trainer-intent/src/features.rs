@@ -648,13 +648,6 @@ impl Featurizer {
         self.spelled_known && word_vectors::shipped().spells(word)
     }
 
-    /// The IDF of `word` (lower-cased) as a feature; None when unknown.
-    pub fn word_idf(&self, word: &str) -> Option<f32> {
-        self.index
-            .get(&format!("w1:{word}"))
-            .map(|&i| self.idf[i as usize])
-    }
-
     /// Whether `word` (lower-cased, as [`tokenize`] gives it) is in the
     /// vocabulary.
     pub fn knows_word(&self, word: &str) -> bool {
@@ -953,6 +946,25 @@ mod tests {
         let shared = letters_hash(b"pat".iter());
         assert_eq!(g.near[&shared], (0..NEAR_BUCKET as u32).collect::<Vec<_>>());
         assert_eq!(g.correction("pataa"), Some("pata"));
+        // Only the first NEAR_WORDS known words are indexed.
+        let letters = |mut i: usize| -> String {
+            (0..5)
+                .map(|_| {
+                    let c = (b'a' + (i % 26) as u8) as char;
+                    i /= 26;
+                    c
+                })
+                .collect()
+        };
+        let mut big = g.clone();
+        big.vocab = (0..NEAR_WORDS + 2)
+            .map(|i| format!("w1:{}", letters(i)))
+            .collect();
+        big.idf = vec![1.0; big.vocab.len()];
+        big.build_index();
+        let (first, past) = (letters(0), letters(NEAR_WORDS + 1));
+        assert_eq!(big.correction(&format!("{first}x")), Some(first.as_str()));
+        assert_eq!(big.correction(&format!("{past}x")), None);
         // Repeats of an unknown word are looked up once; past the first
         // CORRECTED_WORDS distinct unknown words, none are corrected.
         let repeated: String = (0..2 * CORRECTED_WORDS).map(|_| "pataa ").collect();

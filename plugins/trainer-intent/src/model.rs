@@ -2045,10 +2045,11 @@ fn short_copies(
     for (i, &(text, y)) in pool.iter().enumerate() {
         let words = tokenize(text);
         // Each word once (where it first is), the rarest first.
+        let mut once = std::collections::HashSet::new();
         let mut rarest: Vec<(u32, usize)> = words
             .iter()
             .enumerate()
-            .filter(|&(at, w)| !words[..at].contains(w))
+            .filter(|&(_, w)| once.insert(w))
             .filter_map(|(at, w)| {
                 let n = df.get(w).copied().unwrap_or(0);
                 (n >= 2 && f.knows_word(w)).then_some((n, at))
