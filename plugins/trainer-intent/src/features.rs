@@ -2,7 +2,7 @@
 //! word vectors' sum, or a sentence encoder's embedding.
 
 use crate::encoder::Encoder;
-use crate::word_vectors::{self, WordVectors};
+use crate::word_vectors::{self, WordVectors, fnv1a};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -71,22 +71,12 @@ pub const TYPO_MIN: usize = 4;
 /// words costs no more than its character n-grams).
 pub const TYPO_MAX: usize = 24;
 
-/// FNV-1a of `letters`: keys of [`Featurizer::near`] (a collision only
-/// adds a candidate that [`one_slip`] then turns down).
-fn letters_hash<'a>(letters: impl Iterator<Item = &'a u8>) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &c in letters {
-        h ^= c as u64;
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h
-}
-
 /// The keys of `word` in [`Featurizer::near`]: its hash, and its hashes
-/// with one letter left out, for each letter.
+/// with one letter left out, for each letter (a collision only adds a
+/// candidate that [`one_slip`] then turns down).
 fn near_keys(word: &[u8]) -> impl Iterator<Item = u64> + '_ {
-    std::iter::once(letters_hash(word.iter())).chain((0..word.len()).map(move |i| {
-        letters_hash(
+    std::iter::once(fnv1a(word)).chain((0..word.len()).map(move |i| {
+        fnv1a(
             word.iter()
                 .enumerate()
                 .filter(move |&(j, _)| j != i)
@@ -943,7 +933,7 @@ mod tests {
         g.vocab = words;
         g.corrects_typos = true;
         g.build_index();
-        let shared = letters_hash(b"pat".iter());
+        let shared = fnv1a(b"pat");
         assert_eq!(g.near[&shared], (0..NEAR_BUCKET as u32).collect::<Vec<_>>());
         assert_eq!(g.correction("pataa"), Some("pata"));
         // Only the first NEAR_WORDS known words are indexed.
