@@ -488,7 +488,9 @@ impl Featurizer {
                     // The word as `tokenize` has it.
                     key.truncate(3);
                     key.extend(text[from..at].chars().flat_map(char::to_lowercase));
-                    if self.index.contains_key(&key) {
+                    // Known words, and words no slip could be corrected
+                    // in, are not charged to the budget.
+                    if self.index.contains_key(&key) || typo_word(&key[3..], TYPO_MIN).is_none() {
                         continue;
                     }
                     let fixed = match seen.get(&key[3..]) {
@@ -961,10 +963,18 @@ mod tests {
         let fixed = g.corrected(&repeated).unwrap();
         assert_eq!(fixed.matches("pata ").count(), 2 * CORRECTED_WORDS);
         let distinct: String = (0..CORRECTED_WORDS)
-            .map(|i| format!("qq{i:04} "))
+            .map(|i| format!("zq{} ", letters(i)))
             .chain(["pataa".to_owned()])
             .collect();
         assert_eq!(g.corrected(&distinct), None);
-        assert!(g.corrected(&distinct[7..]).is_some());
+        assert!(g.corrected(&distinct[8..]).is_some());
+        // Words no slip could be corrected in (digits, too short, too
+        // long) do not spend the budget.
+        let uncorrectable: String = (0..CORRECTED_WORDS)
+            .map(|i| format!("qq{i:04} ab{i} {} ", "z".repeat(TYPO_MAX + 1)))
+            .chain(["pataa".to_owned()])
+            .collect();
+        let fixed = g.corrected(&uncorrectable).unwrap();
+        assert!(fixed.ends_with(" pata"), "{}", &fixed[fixed.len() - 20..]);
     }
 }

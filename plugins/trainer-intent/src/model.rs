@@ -308,6 +308,12 @@ const FORMAT: u32 = 1;
 /// two or three of their words, against 2% of whole ones.
 const SHORT_WORDS: usize = 3;
 
+/// At most this many rows are cut into short copies (three copies each
+/// at most): enough to set a threshold at a 2% rate to within a few
+/// rows, while a large data set's copies cost no more than a small
+/// one's.
+const SHORT_COPY_ROWS: usize = 5_000;
+
 fn max_value_words(gazetteer: &BTreeMap<String, String>) -> usize {
     gazetteer
         .keys()
@@ -397,6 +403,10 @@ impl IntentModel {
         weights: Vec<f32>,
         bias: Vec<f32>,
     ) -> IntentModel {
+        let config = TrainConfig {
+            correct_typos: config.correct_typos && featurizer.corrects_typos,
+            ..config.clone()
+        };
         IntentModel {
             max_value_words: max_value_words(&gazetteer),
             meta: Meta {
@@ -411,7 +421,7 @@ impl IntentModel {
                 oos_label: config.oos_label.clone(),
                 gazetteer,
                 tagger: Tagger::default(),
-                config: config.clone(),
+                config,
             },
             weights,
             bias,
@@ -630,10 +640,17 @@ impl IntentModel {
         meta.tagger.check().map_err(|m| bad(&m))?;
         meta.featurizer.build_index();
         meta.featurizer.reattach_vectors().map_err(|m| bad(&m))?;
-        if meta.reject_not_understood && meta.featurizer.spelled_known {
-            // Loaded now, not on the first prediction that needs a spelling.
+        if (meta.reject_not_understood && meta.featurizer.spelled_known)
+            || meta.featurizer.corrects_typos
+        {
+            // Loaded now, not on the first prediction that needs a
+            // spelling or a correction.
             crate::word_vectors::shipped();
         }
+        // The recorded setting says what the model does: a model from
+        // before typo correction (the field then reads as its default) or
+        // in a language it is off for does not correct.
+        meta.config.correct_typos &= meta.featurizer.corrects_typos;
         meta.tagger.build_index();
         let c = meta.labels.len();
         let expected = (meta.featurizer.len() + 1) * c * 4;
@@ -1735,6 +1752,7 @@ fn fit(
     };
     sgd(chosen, &mut model, data, &fitted_rows, None, stage)?;
     model.meta.config = chosen.clone();
+    model.meta.config.correct_typos &= model.meta.featurizer.corrects_typos;
     let oos = model.oos_index();
     let mut metrics = vec![
         ("folds".to_owned(), k as f64),
@@ -2033,16 +2051,18 @@ fn rate_threshold(rows: &[Scored], rate: f64) -> Option<f32> {
 /// fewest of the texts of `df`; in their order), for k from 1 to
 /// [`SHORT_WORDS`] under its own length. A word no other text has is
 /// left out: its fold's model never saw it, and a copy of it alone would
-/// look less known than any message is. Returns the featurised copies
-/// and, for each, its row and k.
+/// look less known than any message is. Of a large pool, every so many
+/// rows are cut, [`SHORT_COPY_ROWS`] in all. Returns the featurised
+/// copies and, for each, its row and k.
 fn short_copies(
     f: &Featurizer,
     pool: &[(&str, usize)],
     df: &WordDf,
 ) -> (Rows, Vec<(usize, usize)>) {
-    let mut rows = Rows::default();
+    let step = pool.len().div_ceil(SHORT_COPY_ROWS).max(1);
+    let mut cuts: Vec<String> = Vec::new();
     let mut of = Vec::new();
-    for (i, &(text, y)) in pool.iter().enumerate() {
+    for (i, &(text, _)) in pool.iter().enumerate().step_by(step) {
         let words = tokenize(text);
         // Each word once (where it first is), the rarest first.
         let mut once = std::collections::HashSet::new();
@@ -2060,12 +2080,19 @@ fn short_copies(
             let mut kept: Vec<usize> = rarest[..k].iter().map(|&(_, at)| at).collect();
             kept.sort_unstable();
             let cut: Vec<&str> = kept.iter().map(|&at| words[at].as_str()).collect();
-            rows.xs.push(f.transform(&cut.join(" ")));
-            rows.ys.push(y);
-            rows.weight.push(1.0);
+            cuts.push(cut.join(" "));
             of.push((i, k));
         }
     }
+    // The sentence encoder embeds the copies together, not one by one.
+    if let Some(e) = f.encoder() {
+        e.prepare(cuts.iter().map(String::as_str));
+    }
+    let rows = Rows {
+        xs: cuts.iter().map(|t| f.transform(t)).collect(),
+        ys: of.iter().map(|&(i, _)| pool[i].1).collect(),
+        weight: vec![1.0; of.len()],
+    };
     (rows, of)
 }
 
@@ -2582,6 +2609,7 @@ mod tests {
         });
         let before = IntentModel::from_bytes(&before).unwrap();
         assert_ne!(reads(&before, typo), reads(&before, right));
+        assert!(!before.meta.config.correct_typos && on.meta.config.correct_typos);
         let continued = train_from(&TrainConfig::default(), &before, &train, &val[..3])
             .unwrap()
             .0;
