@@ -301,6 +301,18 @@ fn export_and_import_carry_every_turn_prediction_and_feedback() {
         out.contains("imported 2 conversations (4 messages, 2 feedback)"),
         "{out}"
     );
+    // Again: both are there, with their feedback; nothing is added.
+    let out = remote(
+        &b,
+        &d,
+        &op,
+        &["conversations", "import", exported.to_str().unwrap()],
+    );
+    assert!(
+        out.contains("imported 0 conversations (0 messages, 0 feedback)")
+            && out.contains("2 already logged, skipped"),
+        "{out}"
+    );
     let again = b.path("again.jsonl");
     remote(
         &b,
@@ -315,6 +327,35 @@ fn export_and_import_carry_every_turn_prediction_and_feedback() {
     assert_eq!(c1["turns"][0]["feedback"][0]["correction"], "stolen_card");
     assert_eq!(c1["turns"][0]["entities"][0]["value"], "card");
     assert_eq!(c1["feedback"][0]["comment"], "fine");
+    // Many, in several batches, each conversation with its feedback.
+    let bulk: String = (0..450)
+        .map(|i| {
+            json!({"id": format!("bulk-{i}"), "model": "bulk", "turns": [
+                {"role": "user", "text": format!("question {i}"),
+                 "feedback": [{"rating": 1, "at": "2026-11-27T09:15:00Z"}]},
+                {"role": "system", "text": "handed over"}]})
+            .to_string()
+                + "\n"
+        })
+        .collect();
+    let bulk = b.write("bulk.jsonl", &bulk);
+    let out = remote(
+        &b,
+        &d,
+        &op,
+        &["conversations", "import", bulk.to_str().unwrap()],
+    );
+    assert!(
+        out.contains("imported 450 conversations (900 messages, 450 feedback)"),
+        "{out}"
+    );
+    let out = remote(
+        &b,
+        &d,
+        &op,
+        &["conversations", "import", bulk.to_str().unwrap()],
+    );
+    assert!(out.contains("450 already logged, skipped"), "{out}");
 
     // Rasa tracker dumps and CSV of turns.
     let rasa = a.write(

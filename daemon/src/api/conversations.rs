@@ -4,7 +4,7 @@
 use super::AppState;
 use super::error::ApiError;
 use super::extract::{Json, Path, Query};
-use crate::core::conversation::Ranked;
+use crate::core::conversation::{Conversation, Ranked};
 use crate::core::example::{EntitySpan, MAX_LABEL};
 use crate::service::conversations::ListQuery;
 use crate::store::conversation_reads::StoredConversation;
@@ -216,6 +216,63 @@ pub async fn log(
     Ok((
         StatusCode::CREATED,
         axum::Json(json!({"conversations": batch.len(), "messages": messages})),
+    ))
+}
+
+/// Most conversations one import request may carry: one transaction's
+/// worth.
+const MAX_IMPORT: usize = 500;
+
+/// `POST /api/v1/conversations/import`: conversations in the shape
+/// `coach conversations export` writes (Coach JSONL), feedback on their
+/// turns included, as `coach conversations import` sends them to a
+/// daemon.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImportBatch {
+    /// The model of conversations that name none.
+    model: Option<String>,
+    conversations: Vec<Conversation>,
+}
+
+/// `POST /api/v1/conversations/import`: store whole conversations with
+/// their feedback in one transaction, as a local import does; one already
+/// logged (the same model and id) is skipped with its feedback, so an
+/// import that stopped part way can be run again. All or nothing.
+pub async fn import(
+    State(s): State<AppState>,
+    Json(body): Json<ImportBatch>,
+) -> Result<(StatusCode, axum::Json<Value>), ApiError> {
+    if body.conversations.is_empty() || body.conversations.len() > MAX_IMPORT {
+        return Err(ApiError::Invalid(format!(
+            "conversations: has {} items; 1 to {MAX_IMPORT} per request",
+            body.conversations.len()
+        )));
+    }
+    if let Some(m) = &body.model {
+        check_model("model", m).map_err(ApiError::Invalid)?;
+    }
+    for (i, c) in body.conversations.iter().enumerate() {
+        let at = format!("conversations[{i}]");
+        if let Some(why) = c.refuse() {
+            return Err(ApiError::Invalid(format!("{at}: {why}")));
+        }
+        match c.model.as_deref().or(body.model.as_deref()) {
+            Some(m) => check_model(&format!("{at}.model"), m).map_err(ApiError::Invalid)?,
+            None => {
+                return Err(ApiError::Invalid(format!(
+                    "{at}.model: missing, and the request names no `model`"
+                )));
+            }
+        }
+    }
+    let done =
+        crate::service::conversations::import(&s.store, &body.conversations, body.model.as_deref())
+            .await
+            .map_err(ApiError::Internal)?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(serde_json::to_value(done).map_err(|e| ApiError::Internal(e.into()))?),
     ))
 }
 

@@ -211,6 +211,12 @@ pub fn routes() -> Vec<Route> {
         ),
         route(
             p.clone(),
+            "/api/v1/conversations/import",
+            Some(Operator),
+            post(conversations::import),
+        ),
+        route(
+            p.clone(),
             "/api/v1/feedback",
             Some(Operator),
             post(conversations::record),

@@ -330,6 +330,7 @@ mod tests {
     fn every_request_body_of_the_document_has_a_schema_here() {
         for (path, method) in [
             ("/api/v1/conversations", "POST"),
+            ("/api/v1/conversations/import", "POST"),
             ("/api/v1/feedback", "POST"),
             ("/api/v1/tokens", "POST"),
         ] {

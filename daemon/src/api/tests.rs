@@ -388,6 +388,60 @@ async fn conversations_and_feedback_are_logged_checked_and_counted() {
         (&json!(4), &json!(2)),
         "{after}"
     );
+    // An import stores whole conversations (Coach JSONL's shape) with the
+    // feedback on them, skips those already logged, feedback and all, and
+    // is all or nothing.
+    let import = r#"{"model": "support", "conversations": [
+            {"id": "c3", "turns": [
+                {"role": "user", "text": "lost my card",
+                 "feedback": [{"rating": -1, "at": "2026-11-27T09:15:00Z"}]},
+                {"role": "system", "text": "handed over"}]}]}"#;
+    let (s, v) = post("/api/v1/conversations/import", import.into()).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(
+        v,
+        json!({"conversations": 1, "messages": 2, "feedback": 1, "skipped": 0})
+    );
+    let (s, v) = post("/api/v1/conversations/import", import.into()).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(
+        v,
+        json!({"conversations": 0, "messages": 0, "feedback": 0, "skipped": 1})
+    );
+    let bad = [
+        (
+            r#"{"conversations": [{"id": "c4", "turns": [{"role": "user", "text": "hi"}]}]}"#,
+            "conversations[0].model: missing",
+        ),
+        (
+            r#"{"model": "support", "conversations": [
+                {"id": "c4", "turns": [{"role": "user", "text": "hi"}]},
+                {"id": "c5", "turns": [{"role": "user", "text": "hi", "intent": ""}]}]}"#,
+            "conversations[1]: turn 0:",
+        ),
+        (
+            r#"{"model": "support", "conversations": [{"id": "c4", "turns": []}]}"#,
+            "conversations[0].turns",
+        ),
+    ];
+    for (body, message) in bad {
+        let (s, v) = post("/api/v1/conversations/import", body.into()).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {v}");
+        assert!(
+            v["message"].as_str().unwrap().starts_with(message),
+            "{body}: {v}"
+        );
+    }
+    let after = traffic().await;
+    assert_eq!(
+        (
+            &after["conversations"],
+            &after["messages"],
+            &after["feedback"]
+        ),
+        (&json!(2), &json!(6), &json!(3)),
+        "{after}"
+    );
     // A typo in a field is a 400, like every malformed body.
     let (s, v) = post(
         "/api/v1/feedback",

@@ -300,89 +300,71 @@ pub(super) fn read_file(
     })
 }
 
-/// Import through a daemon: the conversations, then their feedback, in
-/// batches the API takes.
+/// Import through a daemon, in batches the API takes: each batch's
+/// conversations, with their feedback, in one transaction, those already
+/// there skipped (by the daemon, inside it). A failed batch leaves the
+/// ones before it imported whole, so running the import again finishes
+/// it.
 fn import_remote(
     client: &Client,
     conversations: &[Conversation],
     default_model: Option<&str>,
 ) -> Result<Value> {
+    /// Most conversations one request carries (the API takes 500)…
+    const BATCH: usize = 200;
+    /// …and most bytes, under the API's 4 MiB bodies.
+    const BATCH_BYTES: usize = 3 << 20;
+    // Every conversation names a model: checked before anything is sent.
+    let mut batches: Vec<(Vec<Value>, usize)> = vec![Default::default()];
+    for c in conversations {
+        match c.model.as_deref().or(default_model) {
+            None => bail!(
+                "conversation `{}` names no model; pass --model",
+                printable(&c.id)
+            ),
+            Some(m) if !crate::core::ids::is_identifier(m) => bail!(
+                "conversation `{}`: `{}` is not a model name",
+                printable(&c.id),
+                printable(m)
+            ),
+            Some(_) => {}
+        }
+        let one = serde_json::to_value(c)?;
+        let bytes = one.to_string().len() + 1;
+        if bytes > BATCH_BYTES {
+            bail!(
+                "conversation `{}` is {bytes} bytes as JSON; a daemon takes up to {BATCH_BYTES} a request (import it without COACH_URL, into the store)",
+                printable(&c.id)
+            );
+        }
+        let last = batches.last_mut().expect("one batch at least");
+        if last.0.len() == BATCH || last.1 + bytes > BATCH_BYTES {
+            batches.push(Default::default());
+        }
+        let last = batches.last_mut().expect("one batch at least");
+        last.1 += bytes;
+        last.0.push(one);
+    }
     let (mut n, mut messages, mut feedback, mut skipped) = (0u64, 0u64, 0u64, 0u64);
-    for chunk in conversations.chunks(200) {
-        let mut batch = Vec::new();
-        let mut items = Vec::new();
-        for c in chunk {
-            let model = c.model.as_deref().or(default_model).ok_or_else(|| {
-                anyhow!(
-                    "conversation `{}` names no model; pass --model",
-                    printable(&c.id)
+    let mut sent = 0;
+    for (batch, _) in batches.iter().filter(|b| !b.0.is_empty()) {
+        let mut body = json!({"conversations": batch});
+        if let Some(m) = default_model {
+            body["model"] = json!(m);
+        }
+        let v = client
+            .post_json("/api/v1/conversations/import", &body)
+            .with_context(|| {
+                format!(
+                    "the batch of {} conversations after the first {sent} was not imported ({n} imported, {skipped} already logged); the batches before it are in whole: once the cause is fixed, run the import again (what is there is skipped)",
+                    batch.len()
                 )
             })?;
-            // Importing again skips what is there, as it does locally.
-            let known = client.get(&format!(
-                "/api/v1/conversations?{}",
-                ListQuery {
-                    model: Some(model.to_owned()),
-                    external: Some(c.id.clone()),
-                    limit: Some(1),
-                    ..Default::default()
-                }
-                .to_query()
-            ))?;
-            if known["conversations"]
-                .as_array()
-                .is_some_and(|a| !a.is_empty())
-            {
-                skipped += 1;
-                continue;
-            }
-            let mut turns = Vec::new();
-            for t in &c.turns {
-                let mut m = serde_json::to_value(t)?;
-                if let Value::Object(o) = &mut m {
-                    o.remove("feedback");
-                }
-                turns.push(m);
-            }
-            let mut one = json!({"model": model, "id": c.id, "messages": turns});
-            if let Some(ch) = &c.channel {
-                one["channel"] = json!(ch);
-            }
-            if let Some(o) = c.outcome {
-                one["outcome"] = json!(o);
-            }
-            batch.push(one);
-            let (_, fb) = crate::service::conversations::to_new(c, model);
-            for f in fb {
-                let mut item = json!({
-                    "model": f.model,
-                    "conversation": f.conversation,
-                    "escalation": f.escalation,
-                    "at": f.at,
-                });
-                for (k, v) in [
-                    ("message", f.message.map(|m| json!(m))),
-                    ("rating", f.rating.map(|r| json!(r))),
-                    ("correction", f.correction.map(|c| json!(c))),
-                    ("comment", f.comment.map(|c| json!(c))),
-                ] {
-                    if let Some(v) = v {
-                        item[k] = v;
-                    }
-                }
-                items.push(item);
-            }
-        }
-        if batch.is_empty() {
-            continue;
-        }
-        let v = client.post_json("/api/v1/conversations", &json!({"conversations": batch}))?;
+        sent += batch.len();
         n += v["conversations"].as_u64().unwrap_or(0);
         messages += v["messages"].as_u64().unwrap_or(0);
-        for fb in items.chunks(1000) {
-            let v = client.post_json("/api/v1/feedback", &json!({"feedback": fb}))?;
-            feedback += v["feedback"].as_u64().unwrap_or(0);
-        }
+        feedback += v["feedback"].as_u64().unwrap_or(0);
+        skipped += v["skipped"].as_u64().unwrap_or(0);
     }
     Ok(json!({"conversations": n, "messages": messages, "feedback": feedback, "skipped": skipped}))
 }
