@@ -583,6 +583,14 @@ impl Encoder {
         }
     }
 
+    /// How many more embeddings the cache keeps: [`Encoder::prepare`]
+    /// of more than that embeds the rest for nothing.
+    pub fn room(&self) -> usize {
+        self.cache
+            .lock()
+            .map_or(0, |c| CACHE_ENTRIES.saturating_sub(c.len()))
+    }
+
     fn remember<'a>(&self, items: impl IntoIterator<Item = (&'a str, &'a Vec<f32>)>) {
         if let Ok(mut c) = self.cache.lock() {
             for (t, e) in items {

@@ -2084,9 +2084,10 @@ fn short_copies(
             of.push((i, k));
         }
     }
-    // The sentence encoder embeds the copies together, not one by one.
+    // The sentence encoder embeds the copies together, not one by one (as
+    // many as its cache keeps; the rest as they are read).
     if let Some(e) = f.encoder() {
-        e.prepare(cuts.iter().map(String::as_str));
+        e.prepare(cuts.iter().take(e.room()).map(String::as_str));
     }
     let rows = Rows {
         xs: cuts.iter().map(|t| f.transform(t)).collect(),
