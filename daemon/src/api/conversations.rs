@@ -4,7 +4,7 @@
 use super::AppState;
 use super::error::ApiError;
 use super::extract::{Json, Path, Query};
-use crate::core::conversation::{Conversation, Ranked};
+use crate::core::conversation::{Conversation, MAX_RANKED, Ranked};
 use crate::core::example::{EntitySpan, MAX_LABEL};
 use crate::service::conversations::ListQuery;
 use crate::store::conversation_reads::StoredConversation;
@@ -68,9 +68,6 @@ struct RankedIn {
     intent: String,
     confidence: f64,
 }
-
-/// Most ranked intents or entities one message may carry.
-const MAX_RANKED: usize = 20;
 
 /// A model name as workflows spell them (it is a workflow's name).
 fn check_model(at: &str, model: &str) -> Result<(), String> {
@@ -220,8 +217,13 @@ pub async fn log(
 }
 
 /// Most conversations one import request may carry: one transaction's
-/// worth.
+/// worth…
 const MAX_IMPORT: usize = 500;
+const _: () = assert!(MAX_IMPORT <= crate::service::conversations::CHUNK);
+/// …most turns, and most feedback items (as `POST /api/v1/feedback`
+/// takes), in all.
+const MAX_IMPORT_TURNS: usize = crate::core::conversation::MAX_TURNS;
+const MAX_IMPORT_FEEDBACK: usize = MAX_BATCH;
 
 /// `POST /api/v1/conversations/import`: conversations in the shape
 /// `coach conversations export` writes (Coach JSONL), feedback on their
@@ -249,8 +251,13 @@ pub async fn import(
             body.conversations.len()
         )));
     }
-    if let Some(m) = &body.model {
-        check_model("model", m).map_err(ApiError::Invalid)?;
+    if let Some(m) = &body.model
+        && !crate::core::ids::is_identifier(m)
+    {
+        return Err(ApiError::Invalid(format!(
+            "model: `{}` is not a model name",
+            crate::core::text::printable(m)
+        )));
     }
     for (i, c) in body.conversations.iter().enumerate() {
         let at = format!("conversations[{i}]");
@@ -258,13 +265,27 @@ pub async fn import(
             return Err(ApiError::Invalid(format!("{at}: {why}")));
         }
         match c.model.as_deref().or(body.model.as_deref()) {
-            Some(m) => check_model(&format!("{at}.model"), m).map_err(ApiError::Invalid)?,
+            Some(m) => check_model(&at, m).map_err(ApiError::Invalid)?,
             None => {
                 return Err(ApiError::Invalid(format!(
                     "{at}.model: missing, and the request names no `model`"
                 )));
             }
         }
+    }
+    use crate::service::conversations::{duplicate, feedback_count};
+    if let Some(c) = duplicate(&body.conversations, body.model.as_deref()) {
+        return Err(ApiError::Invalid(format!(
+            "conversations: `{}` is there twice for one model",
+            crate::core::text::printable(&c.id)
+        )));
+    }
+    let turns: usize = body.conversations.iter().map(|c| c.turns.len()).sum();
+    let feedback: usize = body.conversations.iter().map(feedback_count).sum();
+    if turns > MAX_IMPORT_TURNS || feedback > MAX_IMPORT_FEEDBACK {
+        return Err(ApiError::Invalid(format!(
+            "conversations: {turns} turns and {feedback} feedback items; at most {MAX_IMPORT_TURNS} and {MAX_IMPORT_FEEDBACK} per request"
+        )));
     }
     let done =
         crate::service::conversations::import(&s.store, &body.conversations, body.model.as_deref())

@@ -417,11 +417,28 @@ async fn conversations_and_feedback_are_logged_checked_and_counted() {
             r#"{"model": "support", "conversations": [
                 {"id": "c4", "turns": [{"role": "user", "text": "hi"}]},
                 {"id": "c5", "turns": [{"role": "user", "text": "hi", "intent": ""}]}]}"#,
-            "conversations[1]: turn 0:",
+            "conversations[1].turns[0].intent: is empty",
         ),
         (
             r#"{"model": "support", "conversations": [{"id": "c4", "turns": []}]}"#,
             "conversations[0].turns",
+        ),
+        (
+            r#"{"model": "support", "conversations": [{"id": "c4", "turns": [
+                {"role": "user", "text": "hi", "feedback": [{"rating": 5, "at": "2026-11-27T09:15:00Z"}]}]}]}"#,
+            "conversations[0].turns[0].feedback[0].rating: 5",
+        ),
+        (
+            r#"{"model": "support", "conversations": [{"id": "c4", "turns": [
+                {"role": "user", "text": "hi", "ranking": [{"intent": "greet", "confidence": 1.5}]}]}]}"#,
+            "conversations[0].turns[0].ranking[0].confidence",
+        ),
+        (
+            r#"{"model": "support", "conversations": [
+                {"id": "c4", "turns": [{"role": "user", "text": "hi"}]},
+                {"id": "c4", "turns": [{"role": "user", "text": "hi again",
+                    "feedback": [{"rating": 1, "at": "2026-11-27T09:15:00Z"}]}]}]}"#,
+            "conversations: `c4` is there twice",
         ),
     ];
     for (body, message) in bad {
@@ -432,6 +449,16 @@ async fn conversations_and_feedback_are_logged_checked_and_counted() {
             "{body}: {v}"
         );
     }
+    // A field the shape does not have is a 400, not data lost.
+    let (s, v) = post(
+        "/api/v1/conversations/import",
+        r#"{"model": "support", "conversations": [{"id": "c4", "turns": [
+            {"role": "user", "text": "hi", "feedbak": []}]}]}"#
+            .into(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert!(v["message"].as_str().unwrap().contains("feedbak"), "{v}");
     let after = traffic().await;
     assert_eq!(
         (

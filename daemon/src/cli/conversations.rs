@@ -312,10 +312,13 @@ fn import_remote(
 ) -> Result<Value> {
     /// Most conversations one request carries (the API takes 500)…
     const BATCH: usize = 200;
-    /// …and most bytes, under the API's 4 MiB bodies.
+    /// …most bytes, under the API's 4 MiB bodies…
     const BATCH_BYTES: usize = 3 << 20;
-    // Every conversation names a model: checked before anything is sent.
-    let mut batches: Vec<(Vec<Value>, usize)> = vec![Default::default()];
+    /// …and most turns and feedback items, as the API takes them.
+    const BATCH_TURNS: usize = crate::core::conversation::MAX_TURNS;
+    const BATCH_FEEDBACK: usize = 1000;
+    use crate::service::conversations::{duplicate, feedback_count};
+    // Every conversation is checked before anything is sent.
     for c in conversations {
         match c.model.as_deref().or(default_model) {
             None => bail!(
@@ -329,25 +332,23 @@ fn import_remote(
             ),
             Some(_) => {}
         }
-        let one = serde_json::to_value(c)?;
-        let bytes = one.to_string().len() + 1;
-        if bytes > BATCH_BYTES {
+        if feedback_count(c) > BATCH_FEEDBACK {
             bail!(
-                "conversation `{}` is {bytes} bytes as JSON; a daemon takes up to {BATCH_BYTES} a request (import it without COACH_URL, into the store)",
-                printable(&c.id)
+                "conversation `{}` has {} feedback items; a daemon takes up to {BATCH_FEEDBACK} a request (import it without COACH_URL, into the store)",
+                printable(&c.id),
+                feedback_count(c)
             );
         }
-        let last = batches.last_mut().expect("one batch at least");
-        if last.0.len() == BATCH || last.1 + bytes > BATCH_BYTES {
-            batches.push(Default::default());
-        }
-        let last = batches.last_mut().expect("one batch at least");
-        last.1 += bytes;
-        last.0.push(one);
+    }
+    if let Some(c) = duplicate(conversations, default_model) {
+        bail!(
+            "conversation `{}` is there twice for one model; an import takes each once",
+            printable(&c.id)
+        );
     }
     let (mut n, mut messages, mut feedback, mut skipped) = (0u64, 0u64, 0u64, 0u64);
     let mut sent = 0;
-    for (batch, _) in batches.iter().filter(|b| !b.0.is_empty()) {
+    let mut send = |batch: &mut Vec<Value>| -> Result<()> {
         let mut body = json!({"conversations": batch});
         if let Some(m) = default_model {
             body["model"] = json!(m);
@@ -365,6 +366,36 @@ fn import_remote(
         messages += v["messages"].as_u64().unwrap_or(0);
         feedback += v["feedback"].as_u64().unwrap_or(0);
         skipped += v["skipped"].as_u64().unwrap_or(0);
+        batch.clear();
+        Ok(())
+    };
+    // One batch in memory at a time.
+    let mut batch: Vec<Value> = Vec::new();
+    let (mut bytes, mut turns, mut items) = (0, 0, 0);
+    for c in conversations {
+        let one = serde_json::to_value(c)?;
+        let size = one.to_string().len() + 1;
+        if size > BATCH_BYTES {
+            bail!(
+                "conversation `{}` is {size} bytes as JSON; a daemon takes up to {BATCH_BYTES} a request (import it without COACH_URL, into the store)",
+                printable(&c.id)
+            );
+        }
+        let full = batch.len() == BATCH
+            || bytes + size > BATCH_BYTES
+            || turns + c.turns.len() > BATCH_TURNS
+            || items + feedback_count(c) > BATCH_FEEDBACK;
+        if full {
+            send(&mut batch)?;
+            (bytes, turns, items) = (0, 0, 0);
+        }
+        bytes += size;
+        turns += c.turns.len();
+        items += feedback_count(c);
+        batch.push(one);
+    }
+    if !batch.is_empty() {
+        send(&mut batch)?;
     }
     Ok(json!({"conversations": n, "messages": messages, "feedback": feedback, "skipped": skipped}))
 }

@@ -22,7 +22,7 @@ pub struct Imported {
 }
 
 /// Conversations stored per transaction.
-const CHUNK: usize = 500;
+pub const CHUNK: usize = 500;
 
 /// The conversation as the store logs it, for model `model`, with its
 /// feedback (message positions are the turns' indexes).
@@ -71,6 +71,25 @@ pub fn to_new(c: &Conversation, model: &str) -> (NewConversation, Vec<NewFeedbac
     )
 }
 
+/// The first conversation that is there twice for one model (the same
+/// id), if one is: an import would keep the first and skip the second,
+/// and lose the feedback of both.
+pub fn duplicate<'a>(
+    conversations: &'a [Conversation],
+    default_model: Option<&str>,
+) -> Option<&'a Conversation> {
+    let mut seen = std::collections::HashSet::new();
+    conversations.iter().find(|c| {
+        let model = c.model.as_deref().or(default_model).unwrap_or_default();
+        !seen.insert((model.to_owned(), c.id.as_str()))
+    })
+}
+
+/// The feedback items a conversation carries, on its turns and as a whole.
+pub fn feedback_count(c: &Conversation) -> usize {
+    c.feedback.len() + c.turns.iter().map(|t| t.feedback.len()).sum::<usize>()
+}
+
 /// The model a conversation is logged for: its own, else `default`.
 fn model_of<'a>(c: &'a Conversation, default: Option<&'a str>) -> Result<&'a str> {
     match c.model.as_deref().or(default) {
@@ -98,6 +117,12 @@ pub async fn import(
     // written.
     for c in conversations {
         model_of(c, default_model)?;
+    }
+    if let Some(c) = duplicate(conversations, default_model) {
+        bail!(
+            "conversation `{}` is there twice for one model; an import takes each once",
+            crate::core::text::printable(&c.id)
+        );
     }
     let mut done = Imported::default();
     for chunk in conversations.chunks(CHUNK) {

@@ -558,6 +558,36 @@ mod tests {
     }
 
     #[test]
+    fn ratings_rankings_entities_and_versions_out_of_bounds_are_refused() {
+        let at = r#""at":"2026-01-01T00:00:00Z""#;
+        let lines = [
+            format!(r#"{{"id":"a","turns":[{{"role":"user","text":"hi","feedback":[{{"rating":5,{at}}}]}}]}}"#),
+            format!(r#"{{"id":"b","turns":[{{"role":"user","text":"hi"}}],"feedback":[{{{at}}}]}}"#),
+            r#"{"id":"c","turns":[{"role":"user","text":"hi","ranking":[{"intent":"x","confidence":2.0}]}]}"#.into(),
+            r#"{"id":"d","turns":[{"role":"user","text":"hi","entities":[{"entity":"e","start":0,"end":9,"value":"hi"}]}]}"#.into(),
+            r#"{"id":"e","turns":[{"role":"user","text":"hi","model_version":0}]}"#.into(),
+            r#"{"id":"  ","turns":[{"role":"user","text":"hi"}]}"#.into(),
+            format!(r#"{{"id":"g","turns":[{{"role":"user","text":"hi","feedback":[{{"rating":-1,{at}}}]}}]}}"#),
+        ];
+        let e = parse(Format::Coach, &(lines.join("\n") + "\n")).unwrap_err();
+        assert_eq!(
+            e.iter().map(|p| p.line).collect::<Vec<_>>(),
+            [1, 2, 3, 4, 5, 6],
+            "{e:?}"
+        );
+        for (p, says) in e.iter().zip([
+            "rating 5",
+            "says nothing",
+            "ranked confidence",
+            "entity",
+            "model version 0",
+            "blank",
+        ]) {
+            assert!(p.what.contains(says), "{p:?} should say {says}");
+        }
+    }
+
+    #[test]
     fn csv_rows_group_into_conversations_with_feedback() {
         let text = "conversation_id,role,text,intent,confidence,rating,correction\nc1,user,my card is lost,lost_card,0.7,,report_lost\nc1,bot,I blocked it,,,1,\nc2,user,hi,greet,0.99,,\n";
         let cs = parse(Format::Csv, text).unwrap();

@@ -170,6 +170,8 @@ pub struct Conversation {
 pub const MAX_ID: usize = 256;
 /// Most turns one conversation may have.
 pub const MAX_TURNS: usize = 10_000;
+/// Most ranked intents, or entities, one turn may carry.
+pub const MAX_RANKED: usize = 20;
 /// Longest turn text, in bytes.
 pub const MAX_TEXT: usize = 64 * 1024;
 
@@ -177,8 +179,8 @@ impl Conversation {
     /// Why Coach refuses this conversation from outside (a source plugin,
     /// an import file), if it does.
     pub fn refuse(&self) -> Option<String> {
-        if self.id.is_empty() || self.id.len() > MAX_ID {
-            return Some(format!("its id is empty or longer than {MAX_ID} bytes"));
+        if self.id.trim().is_empty() || self.id.len() > MAX_ID {
+            return Some(format!("its id is blank or longer than {MAX_ID} bytes"));
         }
         if self.id.chars().any(char::is_control) {
             return Some("its id holds control characters".into());
@@ -211,6 +213,21 @@ impl Conversation {
                     "feedback: its comment holds a NUL or is longer than {MAX_TEXT} bytes"
                 ));
             }
+            if let Some(r) = f.rating
+                && r != 1
+                && r != -1
+            {
+                return Some(format!(
+                    "feedback: rating {r}; expected 1 (helpful) or -1 (not helpful)"
+                ));
+            }
+            if f.rating.is_none() && f.correction.is_none() && f.comment.is_none() && !f.escalation
+            {
+                return Some(
+                    "feedback: says nothing; give a rating, correction, comment or escalation"
+                        .into(),
+                );
+            }
         }
         if self.turns.is_empty() {
             return Some("it has no turns".into());
@@ -241,6 +258,34 @@ impl Conversation {
                 && !(0.0..=1.0).contains(&c)
             {
                 return Some(format!("turn {i}: confidence {c} is not within 0..1"));
+            }
+            if let Some(v) = t.model_version
+                && v < 1
+            {
+                return Some(format!("turn {i}: model version {v}; versions start at 1"));
+            }
+            for (what, n) in [("ranking", t.ranking.len()), ("entities", t.entities.len())] {
+                if n > MAX_RANKED {
+                    return Some(format!(
+                        "turn {i}: {what} has {n} items; at most {MAX_RANKED}"
+                    ));
+                }
+            }
+            for r in &t.ranking {
+                if let Some(why) = super::example::label_problem("ranked intent", &r.intent) {
+                    return Some(format!("turn {i}: {why}"));
+                }
+                if !(0.0..=1.0).contains(&r.confidence) {
+                    return Some(format!(
+                        "turn {i}: ranked confidence {} is not within 0..1",
+                        r.confidence
+                    ));
+                }
+            }
+            for e in &t.entities {
+                if let Some(why) = super::example::span_problem(&t.text, e) {
+                    return Some(format!("turn {i}: entity: {why}"));
+                }
             }
         }
         None
