@@ -291,23 +291,21 @@ fn export_and_import_carry_every_turn_prediction_and_feedback() {
     let b = daemon_home("");
     let op = token(&b, "operator");
     let d = Daemon::start(&b);
-    let out = remote(
-        &b,
-        &d,
-        &op,
-        &["conversations", "import", exported.to_str().unwrap()],
-    );
+    let import_through = |file: &std::path::Path| {
+        remote(
+            &b,
+            &d,
+            &op,
+            &["conversations", "import", file.to_str().unwrap()],
+        )
+    };
+    let out = import_through(&exported);
     assert!(
         out.contains("imported 2 conversations (4 messages, 2 feedback)"),
         "{out}"
     );
     // Again: both are there, with their feedback; nothing is added.
-    let out = remote(
-        &b,
-        &d,
-        &op,
-        &["conversations", "import", exported.to_str().unwrap()],
-    );
+    let out = import_through(&exported);
     assert!(
         out.contains("imported 0 conversations (0 messages, 0 feedback)")
             && out.contains("2 already logged, skipped"),
@@ -339,22 +337,12 @@ fn export_and_import_carry_every_turn_prediction_and_feedback() {
         })
         .collect();
     let bulk = b.write("bulk.jsonl", &bulk);
-    let out = remote(
-        &b,
-        &d,
-        &op,
-        &["conversations", "import", bulk.to_str().unwrap()],
-    );
+    let out = import_through(&bulk);
     assert!(
         out.contains("imported 450 conversations (900 messages, 450 feedback)"),
         "{out}"
     );
-    let out = remote(
-        &b,
-        &d,
-        &op,
-        &["conversations", "import", bulk.to_str().unwrap()],
-    );
+    let out = import_through(&bulk);
     assert!(out.contains("450 already logged, skipped"), "{out}");
 
     // Rasa tracker dumps and CSV of turns.
