@@ -344,6 +344,31 @@ fn export_and_import_carry_every_turn_prediction_and_feedback() {
     );
     let out = import_through(&bulk);
     assert!(out.contains("450 already logged, skipped"), "{out}");
+    // What the daemon would refuse is found before anything is sent.
+    let strict = b.write(
+        "strict.jsonl",
+        &format!(
+            "{}\n{}\n",
+            json!({"id": "fine", "model": "strict", "turns": [{"role": "user", "text": "hi"}]}),
+            json!({"id": "long", "model": "strict", "turns": [{"role": "user", "text": "hi",
+                "feedback": [{"comment": "x".repeat(5000), "at": "2026-11-27T09:15:00Z"}]}]})
+        ),
+    );
+    let out = cli(
+        &b,
+        &d.url,
+        &op,
+        &["conversations", "import", strict.to_str().unwrap()],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && err
+                .contains("conversation `long`: a daemon refuses it: turns[0].feedback[0].comment"),
+        "{err}"
+    );
+    let listed = get(&d, &op, "/api/v1/conversations?model=strict");
+    assert_eq!(listed["conversations"], json!([]), "{listed}");
 
     // Rasa tracker dumps and CSV of turns.
     let rasa = a.write(

@@ -138,6 +138,13 @@ fn conversation(i: usize, c: ConversationIn) -> Result<NewConversation, String> 
                     "{at}: `intent`, `confidence`, `fallback`, `ranking` and `entities` describe a user message, not the bot's"
                 ));
             }
+            if let Some(why) = m
+                .intent
+                .as_deref()
+                .and_then(|i| crate::core::example::label_problem("intent", i))
+            {
+                return Err(format!("{at}: {why}"));
+            }
             for (what, n) in [("ranking", m.ranking.len()), ("entities", m.entities.len())] {
                 if n > MAX_RANKED {
                     return Err(format!("{at}.{what}: has {n} items; at most {MAX_RANKED}"));
@@ -149,6 +156,10 @@ fn conversation(i: usize, c: ConversationIn) -> Result<NewConversation, String> 
                     return Err(format!(
                         "{at}.ranking[{k}].intent: must be 1 to {MAX_LABEL} bytes"
                     ));
+                }
+                // As an import of the export will check it.
+                if let Some(why) = crate::core::example::label_problem("intent", &r.intent) {
+                    return Err(format!("{at}.ranking[{k}]: {why}"));
                 }
                 if !(0.0..=1.0).contains(&r.confidence) {
                     return Err(format!(

@@ -202,7 +202,7 @@ fn rasa_event(c: &mut Conversation, e: &Value) {
             if let Some(p) = e.get("parse_data") {
                 let intent = &p["intent"];
                 t.intent = intent["name"].as_str().map(str::to_owned);
-                t.confidence = intent["confidence"].as_f64();
+                t.confidence = intent["confidence"].as_f64().map(|c| c.clamp(0.0, 1.0));
                 t.ranking = p["intent_ranking"]
                     .as_array()
                     .into_iter()
@@ -211,7 +211,8 @@ fn rasa_event(c: &mut Conversation, e: &Value) {
                     .filter_map(|r| {
                         Some(Ranked {
                             intent: r["name"].as_str()?.to_owned(),
-                            confidence: r["confidence"].as_f64()?,
+                            // Rasa's cosine confidences go below 0.
+                            confidence: r["confidence"].as_f64()?.clamp(0.0, 1.0),
                         })
                     })
                     .collect();
@@ -231,6 +232,7 @@ fn rasa_event(c: &mut Conversation, e: &Value) {
                         })
                     })
                     .filter(|s| crate::core::example::span_problem(text, s).is_none())
+                    .take(super::MAX_RANKED)
                     .collect();
                 t.fallback = t.intent.as_deref() == Some("nlu_fallback");
             }
@@ -537,6 +539,26 @@ mod tests {
         assert_eq!(cs[0].turns.len(), 2);
         assert_eq!(Format::guess("dump.jsonl", events), Format::Rasa);
         assert_eq!(Format::guess("dump.json", tracker), Format::Rasa);
+        // Cosine confidences below 0 read as 0; more than 20 entities on a
+        // message keep the first 20 (the file is not refused for either).
+        let spans: Vec<String> = (0..25)
+            .map(|i| {
+                format!(
+                    r#"{{"entity":"n","start":{},"end":{},"value":"{i}"}}"#,
+                    2 * i,
+                    2 * i + 1
+                )
+            })
+            .collect();
+        let text: String = (0..25).map(|i| format!("{} ", i % 10)).collect();
+        let tracker = format!(
+            r#"{{"sender_id":"u2","events":[{{"event":"user","text":"{text}","parse_data":{{"intent":{{"name":"count","confidence":0.7}},"intent_ranking":[{{"name":"count","confidence":0.7}},{{"name":"other","confidence":-0.2}}],"entities":[{}]}}}}]}}"#,
+            spans.join(",")
+        );
+        let cs = parse(Format::Rasa, &tracker).unwrap();
+        let t = &cs[0].turns[0];
+        assert_eq!(t.ranking[1].confidence, 0.0);
+        assert_eq!(t.entities.len(), super::super::MAX_RANKED);
     }
 
     #[test]
