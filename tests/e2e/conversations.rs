@@ -344,7 +344,8 @@ fn export_and_import_carry_every_turn_prediction_and_feedback() {
     );
     let out = import_through(&bulk);
     assert!(out.contains("450 already logged, skipped"), "{out}");
-    // What the daemon would refuse is found before anything is sent.
+    // What the daemon would refuse is found, with its line, before
+    // anything is sent.
     let strict = b.write(
         "strict.jsonl",
         &format!(
@@ -363,8 +364,9 @@ fn export_and_import_carry_every_turn_prediction_and_feedback() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         !out.status.success()
-            && err
-                .contains("conversation `long`: a daemon refuses it: turns[0].feedback[0].comment"),
+            && err.contains(
+                "line 2: conversation `long`: feedback: its comment is longer than 4096 characters"
+            ),
         "{err}"
     );
     let listed = get(&d, &op, "/api/v1/conversations?model=strict");

@@ -79,7 +79,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
 
 /// Where in `v` a string (or an object key) holds a NUL, as a path such as
 /// `conversations[0].messages[1].text`.
-pub fn nul_at(v: &serde_json::Value, at: &str) -> Option<String> {
+fn nul_at(v: &serde_json::Value, at: &str) -> Option<String> {
     use serde_json::Value;
     match v {
         Value::String(s) if s.contains('\0') => Some(if at.is_empty() {

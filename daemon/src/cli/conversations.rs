@@ -318,30 +318,10 @@ fn import_remote(
     const BATCH_TURNS: usize = crate::core::conversation::MAX_TURNS;
     const BATCH_FEEDBACK: usize = 1000;
     use crate::service::conversations::{duplicate, feedback_count};
-    let schema = crate::api::schema::request_schema("POST", "/api/v1/conversations/import")
-        .context("the import route has no schema")?;
-    // Every conversation is checked before anything is sent: as the route
-    // will check it, and for size.
+    // Every conversation is checked before anything is sent (reading the
+    // file checked each as the route will: `Conversation::refuse`).
     for c in conversations {
-        let mut body = json!({"conversations": [c]});
-        if let Some(m) = default_model {
-            body["model"] = json!(m);
-        }
-        let refused = crate::api::extract::nul_at(&body, "")
-            .map(|at| format!("`{at}` holds a NUL character"))
-            .or_else(|| {
-                crate::api::schema::check(schema, &body, "")
-                    .err()
-                    .map(|p| p.message().to_owned())
-            });
-        if let Some(why) = refused {
-            bail!(
-                "conversation `{}`: a daemon refuses it: {}",
-                printable(&c.id),
-                why.trim_start_matches("conversations[0].")
-            );
-        }
-        let size = body["conversations"][0].to_string().len() + 1;
+        let size = serde_json::to_string(c)?.len() + 1;
         if size > BATCH_BYTES {
             bail!(
                 "conversation `{}` is {size} bytes as JSON; a daemon takes up to {BATCH_BYTES} a request (import it without COACH_URL, into the store)",

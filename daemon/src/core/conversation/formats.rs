@@ -590,11 +590,13 @@ mod tests {
             r#"{"id":"e","turns":[{"role":"user","text":"hi","model_version":0}]}"#.into(),
             r#"{"id":"  ","turns":[{"role":"user","text":"hi"}]}"#.into(),
             format!(r#"{{"id":"g","turns":[{{"role":"user","text":"hi","feedback":[{{"rating":-1,{at}}}]}}]}}"#),
+            format!(r#"{{"id":"h","turns":[{{"role":"user","text":"hi"}}],"feedback":[{{"comment":"{}",{at}}}]}}"#, "x".repeat(4097)),
+            r#"{"id":"i","turns":[{"role":"user","text":"hi","at":"1970-01-01T00:00:00Z"}]}"#.into(),
         ];
         let e = parse(Format::Coach, &(lines.join("\n") + "\n")).unwrap_err();
         assert_eq!(
             e.iter().map(|p| p.line).collect::<Vec<_>>(),
-            [1, 2, 3, 4, 5, 6],
+            [1, 2, 3, 4, 5, 6, 8, 9],
             "{e:?}"
         );
         for (p, says) in e.iter().zip([
@@ -604,6 +606,8 @@ mod tests {
             "entity",
             "model version 0",
             "blank",
+            "longer than 4096 characters",
+            "years 2000 to 2100",
         ]) {
             assert!(p.what.contains(says), "{p:?} should say {says}");
         }

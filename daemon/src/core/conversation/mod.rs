@@ -172,6 +172,19 @@ pub const MAX_ID: usize = 256;
 pub const MAX_TURNS: usize = 10_000;
 /// Most ranked intents, or entities, one turn may carry.
 pub const MAX_RANKED: usize = 20;
+/// Longest feedback comment, in characters (as the API takes it).
+pub const MAX_COMMENT: usize = 4096;
+/// Longest entity value, in characters (as the API takes it).
+pub const MAX_ENTITY_VALUE: usize = 1024;
+
+/// Why a time is refused: Coach keeps years 2000 to 2100 (as the API
+/// takes them), so a stray epoch or a typed year cannot skew a window.
+fn year_problem(at: DateTime<Utc>) -> Option<String> {
+    use chrono::Datelike;
+    let year = at.year();
+    (!(2000..=2100).contains(&year))
+        .then(|| format!("its time {at} is not in the years 2000 to 2100"))
+}
 /// Longest turn text, in bytes.
 pub const MAX_TEXT: usize = 64 * 1024;
 
@@ -212,6 +225,17 @@ impl Conversation {
                 return Some(format!(
                     "feedback: its comment holds a NUL or is longer than {MAX_TEXT} bytes"
                 ));
+            }
+            if f.comment
+                .as_ref()
+                .is_some_and(|c| c.chars().count() > MAX_COMMENT)
+            {
+                return Some(format!(
+                    "feedback: its comment is longer than {MAX_COMMENT} characters"
+                ));
+            }
+            if let Some(why) = year_problem(f.at) {
+                return Some(format!("feedback: {why}"));
             }
             if let Some(r) = f.rating
                 && r != 1
@@ -286,6 +310,14 @@ impl Conversation {
                 if let Some(why) = super::example::span_problem(&t.text, e) {
                     return Some(format!("turn {i}: entity: {why}"));
                 }
+                if e.value.contains('\0') || e.value.chars().count() > MAX_ENTITY_VALUE {
+                    return Some(format!(
+                        "turn {i}: entity: its value holds a NUL or is longer than {MAX_ENTITY_VALUE} characters"
+                    ));
+                }
+            }
+            if let Some(why) = t.at.and_then(year_problem) {
+                return Some(format!("turn {i}: {why}"));
             }
         }
         None
