@@ -320,8 +320,10 @@ fn import_remote(
     use crate::service::conversations::{duplicate, feedback_count};
     // Every conversation is checked before anything is sent (reading the
     // file checked each as the route will: `Conversation::refuse`).
+    let mut sizes = Vec::with_capacity(conversations.len());
     for c in conversations {
         let size = serde_json::to_string(c)?.len() + 1;
+        sizes.push(size);
         if size > BATCH_BYTES {
             bail!(
                 "conversation `{}` is {size} bytes as JSON; a daemon takes up to {BATCH_BYTES} a request (import it without COACH_URL, into the store)",
@@ -380,21 +382,20 @@ fn import_remote(
     // One batch in memory at a time.
     let mut batch: Vec<Value> = Vec::new();
     let (mut bytes, mut turns, mut items) = (0, 0, 0);
-    for c in conversations {
-        let one = serde_json::to_value(c)?;
-        let size = one.to_string().len() + 1;
+    for (c, size) in conversations.iter().zip(sizes) {
+        let fed = feedback_count(c);
         let full = batch.len() == BATCH
             || bytes + size > BATCH_BYTES
             || turns + c.turns.len() > BATCH_TURNS
-            || items + feedback_count(c) > BATCH_FEEDBACK;
+            || items + fed > BATCH_FEEDBACK;
         if full {
             send(&mut batch)?;
             (bytes, turns, items) = (0, 0, 0);
         }
         bytes += size;
         turns += c.turns.len();
-        items += feedback_count(c);
-        batch.push(one);
+        items += fed;
+        batch.push(serde_json::to_value(c)?);
     }
     if !batch.is_empty() {
         send(&mut batch)?;
