@@ -487,6 +487,15 @@ async fn conversations_and_feedback_are_logged_checked_and_counted() {
     )
     .await;
     assert_eq!(s, StatusCode::FORBIDDEN);
+    // An import needs an operator's token too.
+    let import = r#"{"model": "support", "conversations": [{"id": "c9", "turns": [{"role": "user", "text": "hi"}]}]}"#;
+    for (token, status) in [
+        (None, StatusCode::UNAUTHORIZED),
+        (Some(viewer.as_str()), StatusCode::FORBIDDEN),
+    ] {
+        let (s, _) = call(&f, "POST", "/api/v1/conversations/import", token, import).await;
+        assert_eq!(s, status);
+    }
     // `since` after everything: nothing.
     let (s, t) = call(
         &f,
