@@ -63,6 +63,7 @@ const FIXTURES: &[(&str, &str, &str)] = &[
         "read-outside",
         "plugins/read-outside/plugin.toml",
     ),
+    ("unsent-body", "hostile-http", "manifests/unsent-body.toml"),
     ("api-0-1-0", "api-0-1-0", "manifests/api-0-1-0.toml"),
 ];
 

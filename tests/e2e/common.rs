@@ -163,7 +163,8 @@ pub const TINY: &str = r#"{"text": "hello there", "intent": "greet"}
 /// fixtures get their `mode`.
 pub fn train_workflow(data: &Path, trainer: &str) -> String {
     let with = match trainer {
-        "loop-forever" | "alloc-forever" | "spam-output" | "panicker" | "sleep-forever" => {
+        "loop-forever" | "alloc-forever" | "spam-output" | "panicker" | "sleep-forever"
+        | "unsent-body" => {
             format!("with = {{ mode = \"{trainer}\" }}\n")
         }
         _ => String::new(),

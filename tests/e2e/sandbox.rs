@@ -300,6 +300,26 @@ fn a_plugin_asleep_in_a_blocking_call_meets_its_deadline() {
 }
 
 #[test]
+fn a_plugin_waiting_on_a_request_body_nothing_takes_meets_its_deadline() {
+    // A body written before its request is handed over has nowhere to go:
+    // the write, or a poll for room, waits inside the host.
+    let home = Home::new("");
+    let file = home.write("data-in/tiny.jsonl", TINY);
+    let workflow = train_workflow(&file, "unsent-body");
+    for mode in ["unsent-body", "unsent-body-poll"] {
+        let wf = home.write(
+            &format!("{mode}.toml"),
+            &workflow.replace("mode = \"unsent-body\"", &format!("mode = \"{mode}\"")),
+        );
+        let out = run_within(&home, &wf, std::time::Duration::from_secs(60));
+        out.expect_failure_with(
+            "step `train`: plugin `unsent-body` ran past its 3 s deadline and was stopped",
+        );
+        assert!(!out.all().contains("panicked"), "{mode}: {}", out.all());
+    }
+}
+
+#[test]
 fn a_daemon_run_whose_plugin_sleeps_is_cancelled_promptly_and_the_daemon_stops_cleanly() {
     use crate::daemon::{Daemon, call, daemon_home, token, wait_for_state};
     let home = daemon_home("");

@@ -377,7 +377,11 @@ impl Job {
                 requested,
             };
         }
-        if let Some(wasmtime::Trap::Interrupt) = e.downcast_ref::<wasmtime::Trap>() {
+        if matches!(
+            e.downcast_ref::<wasmtime::Trap>(),
+            Some(wasmtime::Trap::Interrupt)
+        ) || root == waits::TIME_UP
+        {
             if state.cancel.is_cancelled() {
                 return PluginFailure::Cancelled { plugin };
             }
@@ -974,6 +978,8 @@ impl AnalyzerJob {
         })
     }
 }
+
+mod waits;
 
 /// `wasi:clocks/monotonic-clock`, aware of the job's deadline and its
 /// cancellation: a plugin that sleeps (`thread::sleep`, a blocking poll)

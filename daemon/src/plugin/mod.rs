@@ -183,10 +183,21 @@ impl PluginHost {
         let engine = Engine::new(&wcfg).map_err(|e| anyhow::anyhow!("{e:#}"))?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| anyhow::anyhow!("{e:#}"))?;
-        // The monotonic clock is the job's own: its sleeps end at the job's
-        // deadline or cancel (see `job::clocks`).
+        // The monotonic clock, polls and streams are the job's own: their
+        // sleeps and waits end at the job's deadline or cancel (see
+        // `job::clocks` and `job::waits`).
         linker.allow_shadowing(true);
         wasmtime_wasi::p2::bindings::clocks::monotonic_clock::add_to_linker::<_, HasSelf<_>>(
+            &mut linker,
+            |s| s,
+        )
+        .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        wasmtime_wasi::p2::bindings::sync::io::poll::add_to_linker::<_, HasSelf<_>>(
+            &mut linker,
+            |s| s,
+        )
+        .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        wasmtime_wasi::p2::bindings::sync::io::streams::add_to_linker::<_, HasSelf<_>>(
             &mut linker,
             |s| s,
         )
@@ -197,9 +208,7 @@ impl PluginHost {
         // Outgoing HTTP is linked only for plugins whose manifest asks for
         // it, and checked request by request (`net`): one without a grant
         // gets "request denied", never a connection. Others cannot even
-        // build a request (wasi:http's blocking body writes are not
-        // bounded by the job's deadline, so they are kept from plugins that
-        // have no use for them).
+        // build a request.
         let mut linker_http = linker.clone();
         wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut linker_http)
             .map_err(|e| anyhow::anyhow!("{e:#}"))?;
