@@ -216,15 +216,27 @@ fn rasa_event(c: &mut Conversation, e: &Value) {
                         })
                     })
                     .collect();
-                t.entities = p["entities"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
+                let entities = p["entities"].as_array().map_or(&[][..], Vec::as_slice);
+                // Rasa counts characters; Coach's spans are bytes.
+                let bytes: Vec<usize> = if entities.is_empty() {
+                    Vec::new()
+                } else {
+                    text.char_indices()
+                        .map(|(b, _)| b)
+                        .chain([text.len()])
+                        .collect()
+                };
+                t.entities = entities
+                    .iter()
                     .filter_map(|x| {
+                        let byte = |key: &str| {
+                            let n = usize::try_from(x[key].as_u64()?).ok()?;
+                            u32::try_from(*bytes.get(n)?).ok()
+                        };
                         Some(EntitySpan {
                             entity: x["entity"].as_str()?.to_owned(),
-                            start: u32::try_from(x["start"].as_u64()?).ok()?,
-                            end: u32::try_from(x["end"].as_u64()?).ok()?,
+                            start: byte("start")?,
+                            end: byte("end")?,
                             value: match &x["value"] {
                                 Value::String(s) => s.clone(),
                                 other => other.to_string(),
@@ -533,6 +545,12 @@ mod tests {
         assert_eq!(t[0].intent.as_deref(), Some("book"));
         assert_eq!(t[0].entities[0].value, "table");
         assert!(t[2].fallback);
+        // Rasa's offsets count characters: past an accent, bytes differ.
+        let accented = r#"{"sender_id":"u3","events":[{"event":"user","text":"un café à Paris","parse_data":{"intent":{"name":"go","confidence":0.9},"entities":[{"entity":"city","start":10,"end":15,"value":"Paris"}]}}]}"#;
+        let cs = parse(Format::Rasa, accented).unwrap();
+        let span = &cs[0].turns[0].entities[0];
+        assert_eq!((span.start, span.end), (12, 17));
+        assert_eq!(&cs[0].turns[0].text[12..17], "Paris");
         let events = "{\"sender_id\":\"x\",\"event\":\"user\",\"text\":\"hi\"}\n{\"sender_id\":\"y\",\"event\":\"user\",\"text\":\"yo\"}\n{\"sender_id\":\"x\",\"event\":\"bot\",\"text\":\"hello\"}\n";
         let cs = parse(Format::Rasa, events).unwrap();
         assert_eq!(cs.len(), 2);
