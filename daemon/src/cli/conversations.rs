@@ -365,11 +365,17 @@ fn import_remote(
         }
         let v = client
             .post_json("/api/v1/conversations/import", &body)
-            .with_context(|| {
-                format!(
+            .map_err(|e| {
+                // A daemon older than the import route answers its own 404.
+                if sent == 0 && format!("{e:#}").contains("no such route") {
+                    return e.context(
+                        "nothing was imported: the daemon has no conversation import route (it is older than this command line); upgrade it, or import into the store without COACH_URL",
+                    );
+                }
+                e.context(format!(
                     "the batch of {} conversations after the first {sent} was not imported ({n} imported, {skipped} already logged); the batches before it are in whole: once the cause is fixed, run the import again (what is there is skipped)",
                     batch.len()
-                )
+                ))
             })?;
         sent += batch.len();
         n += v["conversations"].as_u64().unwrap_or(0);
