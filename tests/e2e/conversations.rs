@@ -629,3 +629,59 @@ fn imports_at_once_add_nothing_twice_and_a_failed_export_keeps_the_old_file() {
     home.coach(&["conversations", "import", "/dev/zero", "--model", "race"])
         .expect_failure_with("is not a regular file");
 }
+
+#[test]
+fn the_same_conversations_imported_and_logged_at_once_on_postgres_are_stored_once() {
+    let pg = Postgres::create();
+    let home = postgres_home(&pg);
+    let op = token(&home, "operator");
+    let d = Daemon::start(&home);
+    let op = op.as_str();
+    let at_once = |url: &str, body: &(dyn Fn(usize) -> Value + Sync)| -> Vec<(u16, Value)> {
+        std::thread::scope(|s| {
+            let calls: Vec<_> = (0..6)
+                .map(|k| s.spawn(move || post_json(url, op, &body(k))))
+                .collect();
+            calls.into_iter().map(|c| c.join().unwrap()).collect()
+        })
+    };
+    // Six imports of one file at once: each conversation goes in once,
+    // and no import fails for having lost the race.
+    let file: Vec<Value> = (0..40)
+        .map(|i| {
+            json!({"id": format!("race-{i}"), "model": "race",
+            "turns": [{"role": "user", "text": format!("question {i}")}]})
+        })
+        .collect();
+    let answers = at_once(
+        &format!("{}/api/v1/conversations/import", d.url),
+        &|_| json!({ "conversations": file }),
+    );
+    for (s, v) in &answers {
+        assert_eq!(*s, 201, "{v}");
+    }
+    let imported: u64 = answers
+        .iter()
+        .map(|(_, v)| v["conversations"].as_u64().unwrap())
+        .sum();
+    let skipped: u64 = answers
+        .iter()
+        .map(|(_, v)| v["skipped"].as_u64().unwrap())
+        .sum();
+    assert_eq!((imported, skipped), (40, 200), "{answers:?}");
+    // Six messages of one new conversation at once: one conversation,
+    // every message in it.
+    let answers = at_once(&format!("{}/api/v1/conversations", d.url), &|k| {
+        json!({"conversations": [{"model": "race", "id": "live",
+            "messages": [{"role": "user", "text": format!("message {k}")}]}]})
+    });
+    for (s, v) in &answers {
+        assert_eq!(*s, 201, "{v}");
+    }
+    let listed = get(&d, op, "/api/v1/conversations?model=race&external=live");
+    assert_eq!(ids(&listed), ["live"], "{listed}");
+    let id = listed["conversations"][0]["id"].as_i64().unwrap();
+    let live = get(&d, op, &format!("/api/v1/conversations/{id}"));
+    assert_eq!(live["turns"].as_array().unwrap().len(), 6, "{live}");
+}
+

@@ -205,15 +205,47 @@ async fn count_feedback(tx: &DatabaseTransaction, id: i64, f: &NewFeedback) -> R
     Ok(())
 }
 
+/// How many times a write that lost a race is run again. On PostgreSQL two
+/// transactions can both find a conversation missing and both add it (or
+/// both number a message next): the unique index refuses the second, which
+/// then runs again from the start and finds what the first added. Each
+/// loss is another writer's commit, so this many writers of one
+/// conversation at once all get through. (SQLite's writes take the
+/// database's lock at their start and never race.)
+const RACES: usize = 10;
+
+/// The error is a unique index refusing a row another transaction added.
+fn lost_race(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<sea_orm::DbErr>().is_some_and(|d| {
+            matches!(
+                d.sql_err(),
+                Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
+            )
+        })
+    })
+}
+
 impl Store {
     /// Log conversations in one transaction; a conversation already logged
     /// (same model and id) gets the new messages appended. Returns the
     /// number of messages stored.
     pub async fn log_conversations(&self, batch: &[NewConversation]) -> Result<u64> {
-        let tx = self.begin_write().await?;
-        let (stored, _) = log_in(&tx, batch, &self.review_policy(), false).await?;
-        tx.commit().await?;
-        Ok(stored)
+        let mut lost = 0;
+        loop {
+            let tx = self.begin_write().await?;
+            match log_in(&tx, batch, &self.review_policy(), false).await {
+                Ok((stored, _)) => {
+                    tx.commit().await?;
+                    return Ok(stored);
+                }
+                Err(e) if lost_race(&e) && lost < RACES => {
+                    tx.rollback().await?;
+                    lost += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// Store feedback in one transaction: all of it, or (when an item names
@@ -235,8 +267,18 @@ impl Store {
         feedback: &[NewFeedback],
     ) -> Result<(u64, u64, Vec<usize>)> {
         let policy = self.review_policy();
-        let tx = self.begin_write().await?;
-        let (stored, skipped) = log_in(&tx, batch, &policy, true).await?;
+        let mut lost = 0;
+        let (tx, stored, skipped) = loop {
+            let tx = self.begin_write().await?;
+            match log_in(&tx, batch, &policy, true).await {
+                Ok((stored, skipped)) => break (tx, stored, skipped),
+                Err(e) if lost_race(&e) && lost < RACES => {
+                    tx.rollback().await?;
+                    lost += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        };
         let skipped_ids: std::collections::HashSet<(&str, &str)> = skipped
             .iter()
             .map(|&i| (batch[i].model.as_str(), batch[i].id.as_str()))
