@@ -685,3 +685,71 @@ fn the_same_conversations_imported_and_logged_at_once_on_postgres_are_stored_onc
     assert_eq!(live["turns"].as_array().unwrap().len(), 6, "{live}");
 }
 
+#[test]
+fn a_long_conversation_is_read_through_a_daemon_whole_a_page_at_a_time() {
+    let home = daemon_home("");
+    let turns: Vec<Value> = (0..1200)
+        .map(|i| json!({"role": if i % 2 == 0 { "user" } else { "bot" }, "text": format!("turn {i}")}))
+        .collect();
+    let file = home.write(
+        "long.jsonl",
+        &(json!({"id": "long", "model": "bot", "turns": turns}).to_string() + "\n"),
+    );
+    import(&home, &file, "bot").expect_ok();
+    let local = home.path("local.jsonl");
+    home.coach(&["conversations", "export", "-o", local.to_str().unwrap()])
+        .expect_ok();
+    let local = std::fs::read_to_string(&local).unwrap();
+    let c: Value = serde_json::from_str(local.trim()).unwrap();
+    assert_eq!(c["turns"].as_array().unwrap().len(), 1200);
+    // The daemon answers 500 turns a page; the command line puts the
+    // pages together.
+    let op = token(&home, "operator");
+    let d = Daemon::start(&home);
+    let through = home.path("through.jsonl");
+    remote(
+        &home,
+        &d,
+        &op,
+        &["conversations", "export", "-o", through.to_str().unwrap()],
+    );
+    assert_eq!(std::fs::read_to_string(&through).unwrap(), local);
+    let listed = get(&d, &op, "/api/v1/conversations?model=bot");
+    let id = listed["conversations"][0]["id"]
+        .as_i64()
+        .unwrap()
+        .to_string();
+    let shown: Value = serde_json::from_str(&remote(
+        &home,
+        &d,
+        &op,
+        &["conversations", "show", &id, "--json"],
+    ))
+    .unwrap();
+    assert_eq!(shown["turns"].as_array().unwrap().len(), 1200);
+    assert_eq!(shown["turns"][1199]["text"], "turn 1199");
+    // The web page shows 500 at a time, with links to the others; a turn
+    // labelled on a later page is answered on its page.
+    let mut b = crate::dashboard::Browser::new(&d.url);
+    b.sign_in(&op);
+    let first = b.get(&format!("/conversations/{id}"));
+    assert!(
+        first.body.contains("Turns 1–500 of 1200")
+            && first
+                .body
+                .contains(&format!("/conversations/{id}?from=500"))
+            && !first.body.contains("Earlier turns")
+            && !first.body.contains("turn 500<"),
+        "{}",
+        first.body
+    );
+    let last = b.get(&format!("/conversations/{id}?from=1000"));
+    assert!(
+        last.body.contains("Turns 1001–1200 of 1200")
+            && last.body.contains("turn 1199<")
+            && last.body.contains("Earlier turns")
+            && !last.body.contains("Later turns"),
+        "{}",
+        last.body
+    );
+}

@@ -7,7 +7,7 @@ use super::extract::{Json, Path, Query};
 use crate::core::conversation::{Conversation, MAX_RANKED, Ranked};
 use crate::core::example::{EntitySpan, MAX_LABEL};
 use crate::service::conversations::ListQuery;
-use crate::store::conversation_reads::StoredConversation;
+use crate::store::conversation_reads::{MAX_TURNS_READ, StoredConversation};
 use crate::store::conversations::{
     NewConversation, NewFeedback, NewMessage, Outcome, UnknownReference,
 };
@@ -424,18 +424,48 @@ pub async fn list(
     })))
 }
 
-/// `GET /api/v1/conversations/{id}`: one conversation, every turn with its
-/// prediction, entities and feedback, and its analyses (newest first).
+/// Which turns of a conversation to answer with.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TurnsQuery {
+    turns_from: Option<u64>,
+    turns_limit: Option<u64>,
+}
+
+/// Turns a conversation's answer carries unless asked for fewer.
+const TURNS_PAGE: u64 = 500;
+
+/// `GET /api/v1/conversations/{id}`: one conversation, a page of its turns
+/// (each with its prediction, entities and feedback), the feedback on the
+/// whole, and its analyses (newest first).
 pub async fn show(
     State(s): State<AppState>,
     Path(id): Path<i64>,
+    Query(q): Query<TurnsQuery>,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let c: StoredConversation = s
+    let from = q.turns_from.unwrap_or(0);
+    if from > crate::core::conversation::MAX_TURNS as u64 {
+        return Err(ApiError::BadRequest(format!(
+            "turns_from: at most {}, got {from}",
+            crate::core::conversation::MAX_TURNS
+        )));
+    }
+    let limit = q.turns_limit.unwrap_or(TURNS_PAGE);
+    if !(1..=MAX_TURNS_READ).contains(&limit) {
+        return Err(ApiError::BadRequest(format!(
+            "turns_limit: 1 to {MAX_TURNS_READ}, got {limit}"
+        )));
+    }
+    let (c, total): (StoredConversation, u64) = s
         .records()
-        .conversation(id)
+        .conversation(id, from, limit)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no conversation {id}")))?;
+    let next = from + c.turns.len() as u64;
     let mut v = serde_json::to_value(&c).map_err(anyhow::Error::from)?;
+    v["turns_from"] = json!(from);
+    v["turns_total"] = json!(total);
+    v["next_turns_from"] = json!((next < total && !c.turns.is_empty()).then_some(next));
     v["analyses"] = json!(s.store.analyses_of(id).await?);
     Ok(axum::Json(v))
 }

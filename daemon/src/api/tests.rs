@@ -512,6 +512,80 @@ async fn conversations_and_feedback_are_logged_checked_and_counted() {
     );
 }
 
+#[tokio::test]
+async fn a_long_conversation_is_read_a_page_of_turns_at_a_time() {
+    use crate::store::tokens::Role;
+    let f = fixture().await;
+    let op = token(&f, Role::Operator).await;
+    let turns: Vec<Value> = (0..1200)
+        .map(|i| {
+            let mut t = json!({"role": "user", "text": format!("turn {i}")});
+            if i == 1100 {
+                t["feedback"] = json!([{"rating": -1, "at": "2026-11-27T09:15:00Z"}]);
+            }
+            t
+        })
+        .collect();
+    let body = json!({"model": "long", "conversations": [{"id": "l1", "turns": turns,
+        "feedback": [{"comment": "long one", "at": "2026-11-27T09:16:00Z"}]}]});
+    let (s, v) = call(
+        &f,
+        "POST",
+        "/api/v1/conversations/import",
+        Some(&op),
+        &body.to_string(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let (_, list) = call(&f, "GET", "/api/v1/conversations?model=long", Some(&op), "").await;
+    let id = list["conversations"][0]["id"].as_i64().unwrap();
+    let get = |query: String| {
+        let (f, op) = (&f, op.clone());
+        async move {
+            call(
+                f,
+                "GET",
+                &format!("/api/v1/conversations/{id}{query}"),
+                Some(&op),
+                "",
+            )
+            .await
+        }
+    };
+    // 500 turns unless asked otherwise, and where the next page starts.
+    let (s, v) = get(String::new()).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["turns"].as_array().unwrap().len(), 500);
+    assert_eq!(
+        (&v["turns_from"], &v["turns_total"], &v["next_turns_from"]),
+        (&json!(0), &json!(1200), &json!(500))
+    );
+    assert_eq!(v["turns"][499]["text"], "turn 499");
+    assert_eq!(v["feedback"][0]["comment"], "long one");
+    // The last page: its feedback, and no next.
+    let (s, v) = get("?turns_from=1000&turns_limit=1000".into()).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["turns"].as_array().unwrap().len(), 200);
+    assert_eq!(v["turns"][0]["text"], "turn 1000");
+    assert_eq!(v["turns"][100]["feedback"][0]["rating"], -1);
+    assert_eq!(v["next_turns_from"], Value::Null);
+    let (_, v) = get("?turns_from=5000".into()).await;
+    assert_eq!(
+        (v["turns"].as_array().unwrap().len(), &v["next_turns_from"]),
+        (0, &Value::Null)
+    );
+    for bad in [
+        "?turns_limit=0",
+        "?turns_limit=1001",
+        "?turns_from=10001",
+        "?turns_from=-1",
+        "?turn=3",
+    ] {
+        let (s, v) = get(bad.into()).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{bad}: {v}");
+    }
+}
+
 #[test]
 fn a_store_busy_past_its_timeout_answers_503_with_retry_after() {
     use axum::response::IntoResponse;

@@ -165,10 +165,10 @@ pub async fn run(config: Config, cmd: Command) -> Result<ExitCode> {
         }
         Command::Show { id, json, remote } => {
             let v = if remote.url.is_some() {
-                Client::new(&remote, &config).get(&format!("/api/v1/conversations/{id}"))?
+                remote_whole(&Client::new(&remote, &config), id)?
             } else {
                 let app = App::open(config, Mode::Command).await?;
-                let Some(c) = app.service.records().conversation(id).await? else {
+                let Some(c) = app.service.store.conversations_whole(&[id]).await?.pop() else {
                     bail!("no conversation {id}");
                 };
                 serde_json::to_value(c)?
@@ -409,6 +409,40 @@ fn import_remote(
     Ok(json!({"conversations": n, "messages": messages, "feedback": feedback, "skipped": skipped}))
 }
 
+/// Conversation `id` through the daemon with all its turns: the pages of
+/// turns it answers with, put together.
+fn remote_whole(client: &Client, id: i64) -> Result<Value> {
+    let page = |from: u64| {
+        client.get(&format!(
+            "/api/v1/conversations/{id}?turns_from={from}&turns_limit=1000"
+        ))
+    };
+    let mut whole = page(0)?;
+    // Each page moves on; a conversation has at most 10,000 turns.
+    for _ in 0..=crate::core::conversation::MAX_TURNS / 1000 {
+        let Some(from) = whole["next_turns_from"].as_u64() else {
+            break;
+        };
+        let next = page(from)?;
+        let turns = next["turns"].as_array().cloned().unwrap_or_default();
+        if turns.is_empty() {
+            break;
+        }
+        if let Some(all) = whole["turns"].as_array_mut() {
+            all.extend(turns);
+        }
+        whole["next_turns_from"] = next["next_turns_from"].clone();
+    }
+    if whole["next_turns_from"].is_u64() {
+        bail!("the daemon answers conversation {id} with more turns than a conversation holds");
+    }
+    if let Some(o) = whole.as_object_mut() {
+        o.remove("turns_from");
+        o.remove("next_turns_from");
+    }
+    Ok(whole)
+}
+
 /// Write conversations as Coach JSONL, a page at a time.
 async fn export(
     config: &Config,
@@ -457,17 +491,16 @@ async fn export(
     }
     let mut written = 0;
     ids.reverse();
-    for chunk in ids.chunks(500) {
+    // Locally, three queries per 500 conversations; through a daemon, one
+    // conversation at a time (it may be many pages of turns).
+    let per = if app.is_some() { 500 } else { 1 };
+    for chunk in ids.chunks(per) {
         let whole: Vec<StoredConversation> = match &app {
-            // Three queries per 500 conversations.
             Some(app) => app.service.store.conversations_whole(chunk).await?,
-            None => chunk
-                .iter()
-                .map(|id| {
-                    serde_json::from_value(client.get(&format!("/api/v1/conversations/{id}"))?)
-                        .context("the daemon's conversation is not one")
-                })
-                .collect::<Result<_>>()?,
+            None => vec![
+                serde_json::from_value(remote_whole(&client, chunk[0])?)
+                    .context("the daemon's conversation is not one")?,
+            ],
         };
         for stored in whole {
             // The file holds the conversation as the platform knows it.

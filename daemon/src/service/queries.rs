@@ -51,9 +51,15 @@ impl Records<'_> {
         self.0.list_conversations(filter).await
     }
 
-    /// One conversation whole.
-    pub async fn conversation(&self, id: i64) -> Result<Option<StoredConversation>> {
-        self.0.conversation(id).await
+    /// One conversation with up to `limit` of its turns from turn `from`,
+    /// and its number of turns.
+    pub async fn conversation(
+        &self,
+        id: i64,
+        from: u64,
+        limit: u64,
+    ) -> Result<Option<(StoredConversation, u64)>> {
+        self.0.conversation_turns(id, from, limit).await
     }
 
     /// The latest fires of a workflow's triggers, newest first.

@@ -129,6 +129,32 @@ impl StoredConversation {
     }
 }
 
+/// A stored conversation of its row, its turns and the feedback on the
+/// whole.
+fn stored(
+    row: conversations::Model,
+    turns: Vec<Turn>,
+    feedback: Vec<Feedback>,
+) -> StoredConversation {
+    StoredConversation {
+        id: row.id,
+        turns,
+        feedback,
+        external_id: row.external_id,
+        model: row.model_name,
+        channel: row.channel,
+        outcome: row.outcome.as_deref().and_then(Outcome::parse),
+        started_at: row.started_at,
+        received_at: row.received_at,
+        experiment: row.experiment_id,
+        arm: row.arm,
+    }
+}
+
+/// Most turns one read of a conversation returns
+/// ([`Store::conversation_turns`]).
+pub const MAX_TURNS_READ: u64 = 1000;
+
 /// Most conversation ids one bulk read walks.
 pub const MAX_IDS: u64 = 1_000_000;
 
@@ -498,9 +524,57 @@ impl Store {
             > 0)
     }
 
-    /// Conversation `id` whole, if there is one.
-    pub async fn conversation(&self, id: i64) -> Result<Option<StoredConversation>> {
-        Ok(self.conversations_whole(&[id]).await?.pop())
+    /// Conversation `id`, if there is one, with at most `limit` of its turns
+    /// (up to [`MAX_TURNS_READ`]) from turn `from` on, the feedback on those
+    /// turns and on the whole; and how many turns it has in all. A
+    /// conversation may hold 10,000 turns of 64 KiB: one read never holds
+    /// them all.
+    pub async fn conversation_turns(
+        &self,
+        id: i64,
+        from: u64,
+        limit: u64,
+    ) -> Result<Option<(StoredConversation, u64)>> {
+        use sea_orm::PaginatorTrait;
+        let Some(row) = conversations::Entity::find_by_id(id).one(&self.db).await? else {
+            return Ok(None);
+        };
+        let of_it = || messages::Entity::find().filter(messages::Column::ConversationId.eq(id));
+        let total = of_it().count(&self.db).await?;
+        let messages = of_it()
+            .order_by_asc(messages::Column::Position)
+            .offset(from)
+            .limit(limit.clamp(1, MAX_TURNS_READ))
+            .all(&self.db)
+            .await?;
+        let at: BTreeMap<i64, usize> = messages
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (m.id, i))
+            .collect();
+        let mut turns: Vec<Turn> = messages.iter().map(turn_of).collect();
+        let on_turns = if at.is_empty() {
+            Vec::new()
+        } else {
+            feedback::Entity::find()
+                .filter(feedback::Column::MessageId.is_in(at.keys().copied()))
+                .order_by_asc(feedback::Column::Id)
+                .all(&self.db)
+                .await?
+        };
+        for f in &on_turns {
+            if let Some(&i) = f.message_id.and_then(|m| at.get(&m)) {
+                turns[i].feedback.push(feedback_of(f));
+            }
+        }
+        let whole = feedback::Entity::find()
+            .filter(feedback::Column::ConversationId.eq(id))
+            .filter(feedback::Column::MessageId.is_null())
+            .order_by_asc(feedback::Column::Id)
+            .all(&self.db)
+            .await?;
+        let whole = whole.iter().map(feedback_of).collect();
+        Ok(Some((stored(row, turns, whole), total)))
     }
 
     /// The conversations `ids` whole, in the order given (ids that name
@@ -548,22 +622,12 @@ impl Store {
                 }
             }
             for row in rows {
-                found.insert(
-                    row.id,
-                    StoredConversation {
-                        id: row.id,
-                        turns: turns.remove(&row.id).unwrap_or_default(),
-                        feedback: whole.remove(&row.id).unwrap_or_default(),
-                        external_id: row.external_id,
-                        model: row.model_name,
-                        channel: row.channel,
-                        outcome: row.outcome.as_deref().and_then(Outcome::parse),
-                        started_at: row.started_at,
-                        received_at: row.received_at,
-                        experiment: row.experiment_id,
-                        arm: row.arm,
-                    },
+                let id = row.id;
+                let (t, f) = (
+                    turns.remove(&id).unwrap_or_default(),
+                    whole.remove(&id).unwrap_or_default(),
                 );
+                found.insert(id, stored(row, t, f));
             }
         }
         Ok(ids.iter().filter_map(|id| found.remove(id)).collect())

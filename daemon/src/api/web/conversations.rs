@@ -170,6 +170,13 @@ fn marked(t: &Turn) -> Markup {
 pub struct Said {
     queued: Option<u32>,
     already: Option<u32>,
+    /// The first turn shown (pages of [`MAX_TURNS`]).
+    from: Option<u64>,
+}
+
+/// The page of turns that shows turn `turn`.
+fn page_of(turn: u32) -> u64 {
+    u64::from(turn) / MAX_TURNS as u64 * MAX_TURNS as u64
 }
 
 pub async fn page(
@@ -178,12 +185,17 @@ pub async fn page(
     Path(id): Path<i64>,
     Query(said): Query<Said>,
 ) -> Result<Html<String>, WebError> {
-    let c = web
+    let from = said
+        .from
+        .unwrap_or(0)
+        .min(crate::core::conversation::MAX_TURNS as u64);
+    let (c, total) = web
         .service
         .records()
-        .conversation(id)
+        .conversation(id, from, MAX_TURNS as u64)
         .await?
         .ok_or_else(|| WebError::not_found(&format!("no conversation {id}")))?;
+    let next = from + c.turns.len() as u64;
     let analyses = web.service.store.analyses_of(id).await?;
     let operator = session.can(Role::Operator);
     let body = html! {
@@ -204,8 +216,12 @@ pub async fn page(
             }
         }
         @if analyses.is_empty() { p.muted { "Not analysed yet." } }
-        ol.thread {
-            @for (i, t) in c.turns.iter().enumerate().take(MAX_TURNS) {
+        @if from > 0 || next < total {
+            p.muted { "Turns " (from + 1) "–" (next) " of " (total) "." }
+        }
+        @if from > 0 { p { a href={"/conversations/" (c.id) "?from=" (from.saturating_sub(MAX_TURNS as u64))} { "Earlier turns" } } }
+        ol.thread start=(from + 1) {
+            @for (i, t) in c.turns.iter().enumerate().map(|(k, t)| (from as usize + k, t)) {
                 li class={"turn turn-" (format!("{:?}", t.role).to_lowercase())} #{"turn-" (i)} {
                     div.who { (format!("{:?}", t.role).to_lowercase()) }
                     p.text { (marked(t)) }
@@ -238,7 +254,7 @@ pub async fn page(
                 }
             }
         }
-        @if c.turns.len() > MAX_TURNS { p.muted { (c.turns.len() - MAX_TURNS) " more turns not shown; the API has them all." } }
+        @if next < total { p { a href={"/conversations/" (c.id) "?from=" (next)} { "Later turns" } } }
     };
     Ok(layout::page(
         &session,
@@ -261,15 +277,15 @@ pub async fn queue_turn(
 ) -> Result<Response, WebError> {
     let form = checked_form(&session, body).await?;
     need(&session, Role::Operator)?;
-    let c = web
+    let (c, _) = web
         .service
         .records()
-        .conversation(id)
+        .conversation(id, u64::from(turn), 1)
         .await?
         .ok_or_else(|| WebError::not_found(&format!("no conversation {id}")))?;
     let t = c
         .turns
-        .get(turn as usize)
+        .first()
         .filter(|t| t.role == Speaker::User)
         .ok_or_else(|| {
             WebError::not_found(&format!(
@@ -306,5 +322,9 @@ pub async fn queue_turn(
     };
     let added = store.queue_review(&[item]).await?;
     let said = if added == 1 { "queued" } else { "already" };
-    Ok(Redirect::to(&format!("/conversations/{id}?{said}={turn}#turn-{turn}")).into_response())
+    let from = page_of(turn);
+    Ok(Redirect::to(&format!(
+        "/conversations/{id}?from={from}&{said}={turn}#turn-{turn}"
+    ))
+    .into_response())
 }
