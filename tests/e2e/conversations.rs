@@ -752,4 +752,13 @@ fn a_long_conversation_is_read_through_a_daemon_whole_a_page_at_a_time() {
         "{}",
         last.body
     );
+    let past = b.get(&format!("/conversations/{id}?from=5000"));
+    assert!(
+        past.body.contains("This conversation has 1200 turns")
+            && past
+                .body
+                .contains(&format!("/conversations/{id}?from=1000")),
+        "{}",
+        past.body
+    );
 }

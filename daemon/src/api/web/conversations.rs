@@ -196,6 +196,11 @@ pub async fn page(
         .await?
         .ok_or_else(|| WebError::not_found(&format!("no conversation {id}")))?;
     let next = from + c.turns.len() as u64;
+    // The page before, or the last page when `from` is past the end.
+    let page = MAX_TURNS as u64;
+    let earlier = from
+        .saturating_sub(page)
+        .min(total.saturating_sub(1) / page * page);
     let analyses = web.service.store.analyses_of(id).await?;
     let operator = session.can(Role::Operator);
     let body = html! {
@@ -216,10 +221,12 @@ pub async fn page(
             }
         }
         @if analyses.is_empty() { p.muted { "Not analysed yet." } }
-        @if from > 0 || next < total {
+        @if c.turns.is_empty() && from > 0 {
+            p.muted { "This conversation has " (total) " turns." }
+        } @else if from > 0 || next < total {
             p.muted { "Turns " (from + 1) "–" (next) " of " (total) "." }
         }
-        @if from > 0 { p { a href={"/conversations/" (c.id) "?from=" (from.saturating_sub(MAX_TURNS as u64))} { "Earlier turns" } } }
+        @if from > 0 { p { a href={"/conversations/" (c.id) "?from=" (earlier)} { "Earlier turns" } } }
         ol.thread start=(from + 1) {
             @for (i, t) in c.turns.iter().enumerate().map(|(k, t)| (from as usize + k, t)) {
                 li class={"turn turn-" (format!("{:?}", t.role).to_lowercase())} #{"turn-" (i)} {
