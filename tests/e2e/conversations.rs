@@ -371,45 +371,59 @@ fn export_and_import_carry_every_turn_prediction_and_feedback() {
     );
     let listed = get(&d, &op, "/api/v1/conversations?model=strict");
     assert_eq!(listed["conversations"], json!([]), "{listed}");
-    // A daemon from before the import route: told so, not "run it again".
-    let old = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let old_url = format!("http://{}", old.local_addr().unwrap());
-    std::thread::spawn(move || {
-        use std::io::{BufRead, Read, Write};
-        for mut conn in old.incoming().flatten() {
-            // The whole request, so the answer is not a reset.
-            let mut reader = std::io::BufReader::new(conn.try_clone().unwrap());
-            let mut length = 0;
-            let mut line = String::new();
-            while reader.read_line(&mut line).unwrap_or(0) > 2 {
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    length = v.trim().parse().unwrap_or(0);
+    // Daemons from before the import route: told so, not "run it again".
+    // Those since the conversation route read the path as a conversation's
+    // id, which takes no POST (405); older ones have no such route (404).
+    let old_daemon = |status: &'static str, body: &'static str| {
+        let old = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", old.local_addr().unwrap());
+        std::thread::spawn(move || {
+            use std::io::{BufRead, Read, Write};
+            for mut conn in old.incoming().flatten() {
+                // The whole request, so the answer is not a reset.
+                let mut reader = std::io::BufReader::new(conn.try_clone().unwrap());
+                let mut length = 0;
+                let mut line = String::new();
+                while reader.read_line(&mut line).unwrap_or(0) > 2 {
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
+                    line.clear();
                 }
-                line.clear();
+                let _ = reader.take(length).read_to_end(&mut Vec::new());
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
             }
-            let _ = reader.take(length).read_to_end(&mut Vec::new());
-            let body =
-                r#"{"code":"not_found","message":"no such route; see /api/v1/openapi.json"}"#;
-            let _ = write!(
-                conn,
-                "HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                body.len()
-            );
-        }
-    });
-    let out = cli(
-        &b,
-        &old_url,
-        &op,
-        &["conversations", "import", exported.to_str().unwrap()],
-    );
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success()
-            && err.contains("the daemon has no conversation import route")
-            && !err.contains("run the import again"),
-        "{err}"
-    );
+        });
+        url
+    };
+    for url in [
+        old_daemon(
+            "405 Method Not Allowed",
+            r#"{"code":"method_not_allowed","message":"this route does not take that method"}"#,
+        ),
+        old_daemon(
+            "404 Not Found",
+            r#"{"code":"not_found","message":"no such route; see /api/v1/openapi.json"}"#,
+        ),
+    ] {
+        let out = cli(
+            &b,
+            &url,
+            &op,
+            &["conversations", "import", exported.to_str().unwrap()],
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success()
+                && err.contains("the daemon has no conversation import route")
+                && !err.contains("run the import again"),
+            "{err}"
+        );
+    }
 
     // Rasa tracker dumps and CSV of turns.
     let rasa = a.write(

@@ -366,8 +366,13 @@ fn import_remote(
         let v = client
             .post_json("/api/v1/conversations/import", &body)
             .map_err(|e| {
-                // A daemon older than the import route answers its own 404.
-                if sent == 0 && format!("{e:#}").contains("no such route") {
+                // A daemon older than the import route answers that the
+                // path takes no POST (it reads as a conversation's id) or,
+                // older still, that there is no such route.
+                let said = format!("{e:#}");
+                if sent == 0
+                    && (said.contains("(method_not_allowed)") || said.contains("no such route"))
+                {
                     return e.context(
                         "nothing was imported: the daemon has no conversation import route (it is older than this command line); upgrade it, or import into the store without COACH_URL",
                     );
