@@ -683,6 +683,28 @@ fn the_same_conversations_imported_and_logged_at_once_on_postgres_are_stored_onc
         .map(|(_, v)| v["skipped"].as_u64().unwrap())
         .sum();
     assert_eq!((imported, skipped), (40, 200), "{answers:?}");
+    // The same conversations in opposite orders at once: writers that wait
+    // on each other are run again, not failed.
+    let answers = at_once(&format!("{}/api/v1/conversations/import", d.url), &|k| {
+        let mut file: Vec<Value> = (0..40)
+            .map(|i| {
+                json!({"id": format!("cross-{i}"), "model": "race",
+                    "turns": [{"role": "user", "text": format!("question {i}")}]})
+            })
+            .collect();
+        if k % 2 == 1 {
+            file.reverse();
+        }
+        json!({ "conversations": file })
+    });
+    for (s, v) in &answers {
+        assert_eq!(*s, 201, "{v}\n{}", d.log());
+    }
+    let imported: u64 = answers
+        .iter()
+        .map(|(_, v)| v["conversations"].as_u64().unwrap())
+        .sum();
+    assert_eq!(imported, 40, "{answers:?}");
     // Six messages of one new conversation at once: one conversation,
     // every message in it.
     let answers = at_once(&format!("{}/api/v1/conversations", d.url), &|k| {

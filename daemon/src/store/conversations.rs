@@ -205,24 +205,34 @@ async fn count_feedback(tx: &DatabaseTransaction, id: i64, f: &NewFeedback) -> R
     Ok(())
 }
 
-/// How many times a write that lost a race is run again. On PostgreSQL two
-/// transactions can both find a conversation missing and both add it (or
-/// both number a message next): the unique index refuses the second, which
-/// then runs again from the start and finds what the first added. Each
-/// loss is another writer's commit, so this many writers of one
-/// conversation at once all get through. (SQLite's writes take the
+/// How many times a write that lost a race is run again. Writers of one
+/// conversation take its lock first ([`lock_conversations`]), so on
+/// PostgreSQL they wait for each other rather than race; should one still
+/// find a row another added since it looked (the unique index refuses
+/// it), or be ended by PostgreSQL as half of a deadlock, it runs again
+/// from the start and finds what the other added. (SQLite's writes take the
 /// database's lock at their start and never race.)
 const RACES: usize = 10;
 
-/// The error is a unique index refusing a row another transaction added.
+/// The error is a unique index refusing a row another transaction added,
+/// or PostgreSQL ending one of two writers that waited on each other
+/// (deadlock, 40P01) or could not be serialised (40001).
 fn lost_race(e: &anyhow::Error) -> bool {
+    use sea_orm::{DbErr, RuntimeErr, SqlErr};
     e.chain().any(|c| {
-        c.downcast_ref::<sea_orm::DbErr>().is_some_and(|d| {
-            matches!(
-                d.sql_err(),
-                Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
-            )
-        })
+        let Some(d) = c.downcast_ref::<DbErr>() else {
+            return false;
+        };
+        if matches!(d.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) {
+            return true;
+        }
+        let (DbErr::Exec(RuntimeErr::SqlxError(x)) | DbErr::Query(RuntimeErr::SqlxError(x))) = d
+        else {
+            return false;
+        };
+        x.as_database_error()
+            .and_then(|db| db.code())
+            .is_some_and(|code| code == "40P01" || code == "40001")
     })
 }
 
@@ -298,6 +308,42 @@ impl Store {
     }
 }
 
+/// On PostgreSQL, take a lock for the transaction on each conversation of
+/// `batch` (by a hash of its model and id), all in one order, before
+/// reading any: writers of the same conversations then wait for each
+/// other's commit and see what it added, where they would both add it or
+/// lock each other's rows in opposite orders (a deadlock). SQLite's writes
+/// already take the database's lock at their start.
+async fn lock_conversations(tx: &DatabaseTransaction, batch: &[NewConversation]) -> Result<()> {
+    use sea_orm::{ConnectionTrait, DbBackend, Statement};
+    if tx.get_database_backend() != DbBackend::Postgres || batch.is_empty() {
+        return Ok(());
+    }
+    // FNV-1a: stable across processes and versions, unlike std's hasher.
+    let key = |c: &NewConversation| {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in c.model.bytes().chain([0]).chain(c.id.bytes()) {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        h as i64
+    };
+    let mut keys: Vec<i64> = batch.iter().map(key).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    let list = keys
+        .iter()
+        .map(i64::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    // Numbers only, made here: nothing from the request is in the text.
+    tx.execute_raw(Statement::from_string(
+        DbBackend::Postgres,
+        format!("SELECT count(pg_advisory_xact_lock(k)) FROM unnest(ARRAY[{list}]::bigint[]) AS k"),
+    ))
+    .await?;
+    Ok(())
+}
+
 /// Log `batch` inside `tx`: a conversation already logged gets the new
 /// messages appended — or, with `skip_existing`, is left alone and its
 /// index returned.
@@ -307,6 +353,7 @@ async fn log_in(
     policy: &crate::config::ReviewSettings,
     skip_existing: bool,
 ) -> Result<(u64, Vec<usize>)> {
+    lock_conversations(tx, batch).await?;
     let now = Utc::now();
     let mut stored = 0;
     let mut skipped = Vec::new();
