@@ -432,12 +432,12 @@ pub struct TurnsQuery {
     turns_limit: Option<u64>,
 }
 
-/// Turns a conversation's answer carries unless asked for fewer.
-const TURNS_PAGE: u64 = 500;
-
-/// `GET /api/v1/conversations/{id}`: one conversation, a page of its turns
-/// (each with its prediction, entities and feedback), the feedback on the
-/// whole, and its analyses (newest first).
+/// `GET /api/v1/conversations/{id}`: one conversation, its turns (each
+/// with its prediction, entities and feedback) a page at a time, the
+/// feedback on the whole, and its analyses (newest first). Asked without
+/// `turns_from` or `turns_limit`, as clients from before the pages ask, it
+/// answers the conversation whole, or refuses one longer than a page: a
+/// client that expects it whole never gets part of it.
 pub async fn show(
     State(s): State<AppState>,
     Path(id): Path<i64>,
@@ -450,7 +450,7 @@ pub async fn show(
             crate::core::conversation::MAX_TURNS
         )));
     }
-    let limit = q.turns_limit.unwrap_or(TURNS_PAGE);
+    let limit = q.turns_limit.unwrap_or(MAX_TURNS_READ);
     if !(1..=MAX_TURNS_READ).contains(&limit) {
         return Err(ApiError::BadRequest(format!(
             "turns_limit: 1 to {MAX_TURNS_READ}, got {limit}"
@@ -461,6 +461,11 @@ pub async fn show(
         .conversation(id, from, limit)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no conversation {id}")))?;
+    if q.turns_from.is_none() && q.turns_limit.is_none() && total > MAX_TURNS_READ {
+        return Err(ApiError::BadRequest(format!(
+            "conversation {id} has {total} turns, more than one answer carries ({MAX_TURNS_READ}): ask for them a page at a time with turns_from and turns_limit"
+        )));
+    }
     let next = from + c.turns.len() as u64;
     let mut v = serde_json::to_value(&c).map_err(anyhow::Error::from)?;
     v["turns_from"] = json!(from);

@@ -552,8 +552,19 @@ async fn a_long_conversation_is_read_a_page_of_turns_at_a_time() {
             .await
         }
     };
-    // 500 turns unless asked otherwise, and where the next page starts.
+    // Asked as before pages were, a conversation longer than one page is
+    // refused, never cut.
     let (s, v) = get(String::new()).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("has 1200 turns, more than one answer carries (1000)"),
+        "{v}"
+    );
+    // A page, and where the next starts.
+    let (s, v) = get("?turns_limit=500".into()).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["turns"].as_array().unwrap().len(), 500);
     assert_eq!(

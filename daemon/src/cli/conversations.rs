@@ -423,27 +423,32 @@ fn remote_whole(client: &Client, id: i64) -> Result<Value> {
         ))
     };
     let mut whole = page(0)?;
-    // Each page moves on; a conversation has at most 10,000 turns.
-    for _ in 0..=crate::core::conversation::MAX_TURNS / 1000 {
-        let Some(from) = whole["next_turns_from"].as_u64() else {
-            break;
-        };
+    while let Some(from) = whole["next_turns_from"].as_u64() {
+        let have = whole["turns"].as_array().map_or(0, Vec::len) as u64;
+        // Each page follows on from the last, and one conversation holds
+        // at most 10,000 turns: a daemon cannot keep this going.
+        if from != have || have > crate::core::conversation::MAX_TURNS as u64 {
+            bail!(
+                "the daemon's pages of conversation {id} do not follow on (turn {from} after {have})"
+            );
+        }
         let next = page(from)?;
         let turns = next["turns"].as_array().cloned().unwrap_or_default();
         if turns.is_empty() {
-            break;
+            bail!(
+                "the daemon answered conversation {id} with no turns from turn {from}, though it said there were more"
+            );
         }
         if let Some(all) = whole["turns"].as_array_mut() {
             all.extend(turns);
         }
         whole["next_turns_from"] = next["next_turns_from"].clone();
     }
-    if whole["next_turns_from"].is_u64() {
-        bail!("the daemon answers conversation {id} with more turns than a conversation holds");
-    }
+    // Whole, it reads as the store's conversation does.
     if let Some(o) = whole.as_object_mut() {
-        o.remove("turns_from");
-        o.remove("next_turns_from");
+        for paging in ["turns_from", "turns_total", "next_turns_from"] {
+            o.remove(paging);
+        }
     }
     Ok(whole)
 }
