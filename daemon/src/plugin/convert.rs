@@ -93,9 +93,13 @@ pub fn conversation_from_guest(c: bindings::Conversation) -> Result<Conversation
         };
         let mut t = Turn::new(role, m.text);
         t.intent = m.intent;
+        // A time outside the years Coach keeps (a source that sends 0
+        // for "unknown") is read as unknown: the turn is kept without it,
+        // not the conversation refused.
         t.at = m
             .timestamp_ms
-            .and_then(chrono::DateTime::<chrono::Utc>::from_timestamp_millis);
+            .and_then(chrono::DateTime::<chrono::Utc>::from_timestamp_millis)
+            .filter(|at| crate::core::conversation::year_problem(*at).is_none());
         turns.push(t);
     }
     let c = Conversation {
@@ -165,5 +169,40 @@ pub fn log_level(l: bindings::LogLevel) -> LogLevel {
         bindings::LogLevel::Info => LogLevel::Info,
         bindings::LogLevel::Warn => LogLevel::Warn,
         bindings::LogLevel::Error => LogLevel::Error,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(timestamp_ms: Option<i64>) -> bindings::Message {
+        bindings::Message {
+            role: "user".into(),
+            text: "hello".into(),
+            intent: None,
+            timestamp_ms,
+        }
+    }
+
+    #[test]
+    fn a_sources_unknown_or_stray_times_are_read_as_unknown() {
+        let c = conversation_from_guest(bindings::Conversation {
+            id: "c1".into(),
+            messages: vec![
+                message(Some(0)),
+                message(Some(-5)),
+                message(Some(i64::MAX)),
+                message(Some(1_764_000_000_000)),
+                message(None),
+            ],
+        })
+        .unwrap();
+        let times: Vec<_> = c
+            .turns
+            .iter()
+            .map(|t| t.at.map(|a| a.timestamp()))
+            .collect();
+        assert_eq!(times, [None, None, None, Some(1_764_000_000), None]);
     }
 }

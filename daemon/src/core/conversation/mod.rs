@@ -179,7 +179,7 @@ pub const MAX_ENTITY_VALUE: usize = 1024;
 
 /// Why a time is refused: Coach keeps years 2000 to 2100 (as the API
 /// takes them), so a stray epoch or a typed year cannot skew a window.
-fn year_problem(at: DateTime<Utc>) -> Option<String> {
+pub(crate) fn year_problem(at: DateTime<Utc>) -> Option<String> {
     use chrono::Datelike;
     let year = at.year();
     (!(2000..=2100).contains(&year))
