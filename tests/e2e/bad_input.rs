@@ -130,6 +130,24 @@ fn a_plugin_file_of_garbage_fails_its_step_by_name() {
 }
 
 #[test]
+fn a_named_pipe_is_refused_before_the_plugin_runs() {
+    // In a granted folder: a reader would wait on it, past every deadline,
+    // for as long as nothing writes to it.
+    let home = Home::new("");
+    let pipe = home.path("data-in/pipe.jsonl");
+    std::fs::create_dir_all(pipe.parent().unwrap()).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(&pipe)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let wf = home.write("wf.toml", &train_workflow(&pipe, "trainer-intent"));
+    crate::sandbox::run_within(&home, &wf, std::time::Duration::from_secs(60))
+        .expect_failure_with("step `data`: plugin `source-files` may not read")
+        .expect_failure_with("it is not a plain file or a folder");
+}
+
+#[test]
 fn a_path_outside_the_grant_is_refused_before_the_plugin_runs() {
     let home = Home::new("");
     let outside = tempfile::tempdir().unwrap();

@@ -260,7 +260,7 @@ fn a_file_granted_by_itself_exposes_that_file_only() {
 
 /// `coach run` of `wf`, killed and failed if it outlives `limit` (a plugin
 /// asleep in the host would otherwise hold the test for an hour).
-fn run_within(home: &Home, wf: &std::path::Path, limit: std::time::Duration) -> Run {
+pub(crate) fn run_within(home: &Home, wf: &std::path::Path, limit: std::time::Duration) -> Run {
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_coach-cli"))
         .args([
             "--config",

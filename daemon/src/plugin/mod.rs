@@ -495,6 +495,17 @@ impl PluginHost {
             let canonical = path
                 .canonicalize()
                 .map_err(|e| not_granted(path, format!("it cannot be opened: {e}")))?;
+            // A pipe, socket or device would hold whoever reads it (the
+            // plugin, or the host handing a file over) for as long as
+            // nothing writes to it, past the job's deadline.
+            let kind = std::fs::metadata(&canonical)
+                .map_err(|e| not_granted(path, format!("it cannot be opened: {e}")))?;
+            if !kind.is_file() && !kind.is_dir() {
+                return Err(not_granted(
+                    path,
+                    "it is not a plain file or a folder (a pipe, socket or device could keep its reader waiting past any deadline)".into(),
+                ));
+            }
             if !roots.iter().any(|r| canonical.starts_with(r)) {
                 let granted = if roots.is_empty() {
                     "no folders are granted to it in the config".to_owned()
