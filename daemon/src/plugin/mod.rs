@@ -521,7 +521,7 @@ impl PluginHost {
                 };
                 return Err(not_granted(path, granted));
             }
-            if canonical.is_dir() {
+            if kind.is_dir() {
                 let guest = canonical.to_string_lossy().into_owned();
                 if !preopens.iter().any(|(h, _)| *h == canonical) {
                     preopens.push((canonical, guest));

@@ -241,14 +241,25 @@ impl Store {
     /// (same model and id) gets the new messages appended. Returns the
     /// number of messages stored.
     pub async fn log_conversations(&self, batch: &[NewConversation]) -> Result<u64> {
+        let (tx, stored, _) = self.logged(batch, false).await?;
+        tx.commit().await?;
+        Ok(stored)
+    }
+
+    /// [`log_in`] in a transaction of its own, run again should it lose a
+    /// race ([`RACES`]); the transaction is left open for the caller to
+    /// add to and commit.
+    async fn logged(
+        &self,
+        batch: &[NewConversation],
+        skip_existing: bool,
+    ) -> Result<(DatabaseTransaction, u64, Vec<usize>)> {
+        let policy = self.review_policy();
         let mut lost = 0;
         loop {
             let tx = self.begin_write().await?;
-            match log_in(&tx, batch, &self.review_policy(), false).await {
-                Ok((stored, _)) => {
-                    tx.commit().await?;
-                    return Ok(stored);
-                }
+            match log_in(&tx, batch, &policy, skip_existing).await {
+                Ok((stored, skipped)) => return Ok((tx, stored, skipped)),
                 Err(e) if lost_race(&e) && lost < RACES => {
                     tx.rollback().await?;
                     lost += 1;
@@ -277,18 +288,7 @@ impl Store {
         feedback: &[NewFeedback],
     ) -> Result<(u64, u64, Vec<usize>)> {
         let policy = self.review_policy();
-        let mut lost = 0;
-        let (tx, stored, skipped) = loop {
-            let tx = self.begin_write().await?;
-            match log_in(&tx, batch, &policy, true).await {
-                Ok((stored, skipped)) => break (tx, stored, skipped),
-                Err(e) if lost_race(&e) && lost < RACES => {
-                    tx.rollback().await?;
-                    lost += 1;
-                }
-                Err(e) => return Err(e),
-            }
-        };
+        let (tx, stored, skipped) = self.logged(batch, true).await?;
         let skipped_ids: std::collections::HashSet<(&str, &str)> = skipped
             .iter()
             .map(|&i| (batch[i].model.as_str(), batch[i].id.as_str()))
@@ -319,26 +319,21 @@ async fn lock_conversations(tx: &DatabaseTransaction, batch: &[NewConversation])
     if tx.get_database_backend() != DbBackend::Postgres || batch.is_empty() {
         return Ok(());
     }
-    // FNV-1a: stable across processes and versions, unlike std's hasher.
-    let key = |c: &NewConversation| {
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in c.model.bytes().chain([0]).chain(c.id.bytes()) {
-            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-        }
-        h as i64
-    };
-    let mut keys: Vec<i64> = batch.iter().map(key).collect();
-    keys.sort_unstable();
-    keys.dedup();
-    let list = keys
+    // Keyed as `Store::submit` keys its lock; a model name holds no `/`.
+    let names: Vec<sea_orm::Value> = batch
         .iter()
-        .map(i64::to_string)
+        .map(|c| format!("coach-conversation:{}/{}", c.model, c.id).into())
+        .collect();
+    let params = (1..=names.len())
+        .map(|i| format!("(${i})"))
         .collect::<Vec<_>>()
         .join(",");
-    // Numbers only, made here: nothing from the request is in the text.
-    tx.execute_raw(Statement::from_string(
+    tx.execute_raw(Statement::from_sql_and_values(
         DbBackend::Postgres,
-        format!("SELECT count(pg_advisory_xact_lock(k)) FROM unnest(ARRAY[{list}]::bigint[]) AS k"),
+        format!(
+            "SELECT count(pg_advisory_xact_lock(k)) FROM (SELECT DISTINCT hashtextextended(t, 4242) AS k FROM (VALUES {params}) AS v(t) ORDER BY k) AS sorted"
+        ),
+        names,
     ))
     .await?;
     Ok(())

@@ -174,9 +174,9 @@ pub struct Said {
     from: Option<u64>,
 }
 
-/// The page of turns that shows turn `turn`.
-fn page_of(turn: u32) -> u64 {
-    u64::from(turn) / MAX_TURNS as u64 * MAX_TURNS as u64
+/// Where the page of turns that shows turn `turn` starts.
+fn page_of(turn: u64) -> u64 {
+    turn / MAX_TURNS as u64 * MAX_TURNS as u64
 }
 
 pub async fn page(
@@ -197,10 +197,9 @@ pub async fn page(
         .ok_or_else(|| WebError::not_found(&format!("no conversation {id}")))?;
     let next = from + c.turns.len() as u64;
     // The page before, or the last page when `from` is past the end.
-    let page = MAX_TURNS as u64;
     let earlier = from
-        .saturating_sub(page)
-        .min(total.saturating_sub(1) / page * page);
+        .saturating_sub(MAX_TURNS as u64)
+        .min(page_of(total.saturating_sub(1)));
     let analyses = web.service.store.analyses_of(id).await?;
     let operator = session.can(Role::Operator);
     let body = html! {
@@ -329,7 +328,7 @@ pub async fn queue_turn(
     };
     let added = store.queue_review(&[item]).await?;
     let said = if added == 1 { "queued" } else { "already" };
-    let from = page_of(turn);
+    let from = page_of(u64::from(turn));
     Ok(Redirect::to(&format!(
         "/conversations/{id}?from={from}&{said}={turn}#turn-{turn}"
     ))
