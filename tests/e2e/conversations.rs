@@ -788,6 +788,10 @@ fn a_long_conversation_is_read_through_a_daemon_whole_a_page_at_a_time() {
         "{}",
         last.body
     );
+    for bad in ["abc", "-1", "99999999999999999999999"] {
+        let p = b.get(&format!("/conversations/{id}?from={bad}"));
+        assert_eq!(p.status, 400, "{bad}: {}", p.body);
+    }
     let past = b.get(&format!("/conversations/{id}?from=5000"));
     assert!(
         past.body.contains("This conversation has 1200 turns")
