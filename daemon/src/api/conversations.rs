@@ -9,7 +9,7 @@ use crate::core::example::{EntitySpan, MAX_LABEL};
 use crate::service::conversations::ListQuery;
 use crate::store::conversation_reads::{MAX_TURNS_READ, StoredConversation};
 use crate::store::conversations::{
-    NewConversation, NewFeedback, NewMessage, Outcome, UnknownReference,
+    NewConversation, NewFeedback, NewMessage, Outcome, TooMuchFeedback, UnknownReference,
 };
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -284,7 +284,7 @@ pub async fn import(
             }
         }
     }
-    use crate::service::conversations::{duplicate, feedback_count};
+    use crate::service::conversations::duplicate;
     if let Some(c) = duplicate(&body.conversations, body.model.as_deref()) {
         return Err(ApiError::Invalid(format!(
             "conversations: `{}` is there twice for one model",
@@ -292,7 +292,11 @@ pub async fn import(
         )));
     }
     let turns: usize = body.conversations.iter().map(|c| c.turns.len()).sum();
-    let feedback: usize = body.conversations.iter().map(feedback_count).sum();
+    let feedback: usize = body
+        .conversations
+        .iter()
+        .map(Conversation::feedback_count)
+        .sum();
     if turns > MAX_IMPORT_TURNS || feedback > MAX_IMPORT_FEEDBACK {
         return Err(ApiError::Invalid(format!(
             "conversations: {turns} turns and {feedback} feedback items; at most {MAX_IMPORT_TURNS} and {MAX_IMPORT_FEEDBACK} per request"
@@ -381,8 +385,12 @@ pub async fn record(
         .collect::<Result<Vec<_>, String>>()
         .map_err(ApiError::Invalid)?;
     let n = s.store.record_feedback(&batch).await.map_err(|e| {
-        match e.downcast::<UnknownReference>() {
-            Ok(u) => ApiError::Invalid(u.to_string()),
+        let e = match e.downcast::<UnknownReference>() {
+            Ok(u) => return ApiError::Invalid(u.to_string()),
+            Err(e) => e,
+        };
+        match e.downcast::<TooMuchFeedback>() {
+            Ok(t) => ApiError::Invalid(t.to_string()),
             Err(e) => ApiError::Internal(e),
         }
     })?;

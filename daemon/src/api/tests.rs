@@ -607,3 +607,76 @@ fn a_store_busy_past_its_timeout_answers_503_with_retry_after() {
     assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(res.headers()["retry-after"], "1");
 }
+
+#[tokio::test]
+async fn a_conversation_holds_a_bounded_number_of_feedback_items() {
+    use crate::core::conversation::MAX_FEEDBACK;
+    use crate::store::tokens::Role;
+    let f = fixture().await;
+    let op = token(&f, Role::Operator).await;
+    let post = |uri: &'static str, body: String| {
+        let (f, op) = (&f, op.clone());
+        async move { call(f, "POST", uri, Some(&op), &body).await }
+    };
+    for id in ["c1", "c2"] {
+        let body = json!({"conversations": [{"model": "support", "id": id, "messages": [
+            {"role": "user", "text": "lost my card", "intent": "card_lost"}]}]});
+        let (s, v) = post("/api/v1/conversations", body.to_string()).await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+    }
+    let rating = |id: &str, on_turn: bool| {
+        let mut item = json!({"model": "support", "conversation": id, "rating": 1});
+        if on_turn {
+            item["message"] = json!(0);
+        }
+        item
+    };
+    // Up to the bound, on the whole and on its turns together.
+    let batch: Vec<Value> = (0..MAX_FEEDBACK)
+        .map(|i| rating("c1", i % 2 == 0))
+        .collect();
+    let (s, v) = post("/api/v1/feedback", json!({ "feedback": batch }).to_string()).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let feedback = || async {
+        let t = call(&f, "GET", "/api/v1/models/support/traffic", Some(&op), "").await;
+        t.1["feedback"].clone()
+    };
+    assert_eq!(feedback().await, json!(MAX_FEEDBACK));
+    // One more is refused, naming the item and the conversation; the
+    // request is all or nothing, so the item for c2 before it is not kept.
+    for on_turn in [false, true] {
+        let body = json!({"feedback": [rating("c2", false), rating("c1", on_turn)]});
+        let (s, v) = post("/api/v1/feedback", body.to_string()).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+        let msg = v["message"].as_str().unwrap();
+        assert!(
+            msg.contains("feedback[1]") && msg.contains("`c1`") && msg.contains("1000"),
+            "{msg}"
+        );
+        assert_eq!(feedback().await, json!(MAX_FEEDBACK));
+    }
+    // Another conversation still takes feedback.
+    let body = json!({"feedback": [rating("c2", true)]});
+    let (s, v) = post("/api/v1/feedback", body.to_string()).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    // An import that carries more than the bound on one conversation is
+    // refused before anything is stored.
+    let turns: Vec<Value> = (0..2)
+        .map(|_| {
+            let fb: Vec<Value> = (0..=MAX_FEEDBACK / 2)
+                .map(|_| json!({"rating": 1, "at": "2026-01-01T00:00:00Z"}))
+                .collect();
+            json!({"role": "user", "text": "hi", "feedback": fb})
+        })
+        .collect();
+    let import = json!({"model": "support", "conversations": [{"id": "c3", "turns": turns}]});
+    let (s, v) = post("/api/v1/conversations/import", import.to_string()).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("carries 1002 feedback items; at most 1000"),
+        "{v}"
+    );
+}

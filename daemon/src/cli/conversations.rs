@@ -317,7 +317,7 @@ fn import_remote(
     /// …and most turns and feedback items, as the API takes them.
     const BATCH_TURNS: usize = crate::core::conversation::MAX_TURNS;
     const BATCH_FEEDBACK: usize = 1000;
-    use crate::service::conversations::{duplicate, feedback_count};
+    use crate::service::conversations::duplicate;
     // Every conversation is checked before anything is sent (reading the
     // file checked each as the route will: `Conversation::refuse`).
     let mut sizes = Vec::with_capacity(conversations.len());
@@ -342,11 +342,11 @@ fn import_remote(
             ),
             Some(_) => {}
         }
-        if feedback_count(c) > BATCH_FEEDBACK {
+        if c.feedback_count() > BATCH_FEEDBACK {
             bail!(
                 "conversation `{}` has {} feedback items; a daemon takes up to {BATCH_FEEDBACK} a request (import it without COACH_URL, into the store)",
                 printable(&c.id),
-                feedback_count(c)
+                c.feedback_count()
             );
         }
     }
@@ -394,7 +394,7 @@ fn import_remote(
     let mut batch: Vec<Value> = Vec::new();
     let (mut bytes, mut turns, mut items) = (0, 0, 0);
     for (c, size) in conversations.iter().zip(sizes) {
-        let fed = feedback_count(c);
+        let fed = c.feedback_count();
         let full = batch.len() == BATCH
             || bytes + size > BATCH_BYTES
             || turns + c.turns.len() > BATCH_TURNS

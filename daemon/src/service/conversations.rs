@@ -85,11 +85,6 @@ pub fn duplicate<'a>(
     })
 }
 
-/// The feedback items a conversation carries, on its turns and as a whole.
-pub fn feedback_count(c: &Conversation) -> usize {
-    c.feedback.len() + c.turns.iter().map(|t| t.feedback.len()).sum::<usize>()
-}
-
 /// The model a conversation is logged for: its own, else `default`.
 fn model_of<'a>(c: &'a Conversation, default: Option<&'a str>) -> Result<&'a str> {
     match c.model.as_deref().or(default) {

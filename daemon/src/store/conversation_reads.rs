@@ -4,7 +4,9 @@
 
 use super::Store;
 use super::entities::{conversations, feedback, messages};
-use crate::core::conversation::{Conversation, Feedback, Outcome, Ranked, Role, Turn};
+use crate::core::conversation::{
+    Conversation, Feedback, MAX_FEEDBACK, Outcome, Ranked, Role, Turn,
+};
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr, Query};
@@ -526,7 +528,8 @@ impl Store {
 
     /// Conversation `id`, if there is one, with at most `limit` of its turns
     /// (up to [`MAX_TURNS_READ`]) from turn `from` on, the feedback on those
-    /// turns and on the whole; and how many turns it has in all. A
+    /// turns and on the whole (each the first [`MAX_FEEDBACK`], as many as
+    /// a conversation may hold); and how many turns it has in all. A
     /// conversation may hold 10,000 turns of 64 KiB: one read never holds
     /// them all.
     pub async fn conversation_turns(
@@ -559,6 +562,7 @@ impl Store {
             feedback::Entity::find()
                 .filter(feedback::Column::MessageId.is_in(at.keys().copied()))
                 .order_by_asc(feedback::Column::Id)
+                .limit(MAX_FEEDBACK as u64)
                 .all(&self.db)
                 .await?
         };
@@ -571,6 +575,7 @@ impl Store {
             .filter(feedback::Column::ConversationId.eq(id))
             .filter(feedback::Column::MessageId.is_null())
             .order_by_asc(feedback::Column::Id)
+            .limit(MAX_FEEDBACK as u64)
             .all(&self.db)
             .await?;
         let whole = whole.iter().map(feedback_of).collect();

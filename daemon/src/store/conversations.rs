@@ -11,6 +11,7 @@ use sea_orm::{
     ActiveModelTrait, ColumnTrait, DatabaseTransaction, EntityTrait, PaginatorTrait, QueryFilter,
     QueryOrder, QueryTrait, Set,
 };
+use std::collections::HashMap;
 
 /// One conversation (or more turns of one already logged), checked.
 #[derive(Debug, Clone)]
@@ -79,6 +80,15 @@ pub struct NewFeedback {
 pub struct UnknownReference {
     pub index: usize,
     pub what: String,
+}
+
+/// Feedback that would take a conversation past
+/// [`crate::core::conversation::MAX_FEEDBACK`] items.
+#[derive(Debug, thiserror::Error)]
+#[error("feedback[{index}]: conversation `{id}` would hold more than {max} feedback items", max = crate::core::conversation::MAX_FEEDBACK)]
+pub struct TooMuchFeedback {
+    pub index: usize,
+    pub id: String,
 }
 
 /// A batch that would take a conversation past
@@ -509,9 +519,12 @@ async fn feedback_in(
     batch: &[NewFeedback],
     policy: &crate::config::ReviewSettings,
 ) -> Result<u64> {
+    use sea_orm::PaginatorTrait;
     let now = Utc::now();
     let mut rows = Vec::with_capacity(batch.len());
     let mut queue = Vec::new();
+    // Each conversation's feedback so far, stored and in this batch.
+    let mut held: HashMap<i64, u64> = HashMap::new();
     for (index, f) in batch.iter().enumerate() {
         let unknown = |what: String| UnknownReference { index, what };
         let mut conversation_id = None;
@@ -529,6 +542,24 @@ async fn feedback_in(
                     ))
                 })?;
             conversation_id = Some(c.id);
+            let items = match held.entry(c.id) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) => e.insert(
+                    feedback::Entity::find()
+                        .filter(feedback::Column::ConversationId.eq(c.id))
+                        .count(tx)
+                        .await?,
+                ),
+            };
+            *items += 1;
+            if *items > crate::core::conversation::MAX_FEEDBACK as u64 {
+                return Err(TooMuchFeedback {
+                    index,
+                    id: crate::core::text::printable(&crate::core::text::clip(external, 64))
+                        .into_owned(),
+                }
+                .into());
+            }
             if let Some(position) = f.message {
                 let m = messages::Entity::find()
                     .filter(messages::Column::ConversationId.eq(c.id))

@@ -174,6 +174,10 @@ pub const MAX_TURNS: usize = 10_000;
 pub const MAX_RANKED: usize = 20;
 /// Longest feedback comment, in characters (as the API takes it).
 pub const MAX_COMMENT: usize = 4096;
+/// Most feedback items one conversation may hold, on the whole and on its
+/// turns together: a conversation is read with its feedback, so that read
+/// stays bounded however often a client rates it.
+pub const MAX_FEEDBACK: usize = 1000;
 /// Longest entity value, in characters (as the API takes it).
 pub const MAX_ENTITY_VALUE: usize = 1024;
 
@@ -189,6 +193,11 @@ pub(crate) fn year_problem(at: DateTime<Utc>) -> Option<String> {
 pub const MAX_TEXT: usize = 64 * 1024;
 
 impl Conversation {
+    /// Its feedback items, on the whole and on its turns.
+    pub fn feedback_count(&self) -> usize {
+        self.feedback.len() + self.turns.iter().map(|t| t.feedback.len()).sum::<usize>()
+    }
+
     /// Why Coach refuses this conversation from outside (a source plugin,
     /// an import file), if it does.
     pub fn refuse(&self) -> Option<String> {
@@ -252,6 +261,12 @@ impl Conversation {
                         .into(),
                 );
             }
+        }
+        let feedback = self.feedback_count();
+        if feedback > MAX_FEEDBACK {
+            return Some(format!(
+                "it carries {feedback} feedback items; at most {MAX_FEEDBACK}"
+            ));
         }
         if self.turns.is_empty() {
             return Some("it has no turns".into());
