@@ -352,6 +352,32 @@ async fn exercise_traffic(store: &Store) {
     let other = store.traffic_since("other", None).await.unwrap();
     assert_eq!(other, Default::default());
 
+    // What whole reads are cut by: turns' text and comments, in characters,
+    // and a fixed share a turn.
+    store
+        .record_feedback(&[NewFeedback {
+            comment: Some("thänks!".into()),
+            ..fb(Some("a"), None, None, None)
+        }])
+        .await
+        .unwrap();
+    let filter = coach::store::conversation_reads::ConversationFilter {
+        model: Some("bot".into()),
+        limit: 10,
+        ..Default::default()
+    };
+    let ids = store.conversation_ids(&filter).await.unwrap();
+    let sizes = store.conversation_bytes(&ids).await.unwrap();
+    assert_eq!(
+        ids.iter().map(|i| sizes[i]).collect::<Vec<_>>(),
+        [600 * 256 + 600 * 5, 3 * 256 + 3 * 5 + 7]
+    );
+    assert_eq!(
+        store.whole_runs(&ids, 1).await.unwrap(),
+        [[ids[0]], [ids[1]]]
+    );
+    assert_eq!(store.whole_runs(&ids, 10).await.unwrap(), [ids.clone()]);
+
     // Experiment units: the running totals logging keeps equal the ones
     // computed from every conversation, through appends, a conversation
     // assigned late, outcomes, feedback and several conversations a unit.

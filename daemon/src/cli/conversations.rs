@@ -501,12 +501,16 @@ async fn export(
     }
     let mut written = 0;
     ids.reverse();
-    // Locally, three queries per 500 conversations; through a daemon, one
-    // conversation at a time (it may be many pages of turns).
-    let per = if app.is_some() { 500 } else { 1 };
-    for chunk in ids.chunks(per) {
+    // Locally, three queries per 500 conversations (fewer where they are
+    // long); through a daemon, one conversation at a time (it may be many
+    // pages of turns).
+    let chunks = match &app {
+        Some(app) => app.service.store.whole_runs(&ids, 500).await?,
+        None => ids.iter().map(|&id| vec![id]).collect(),
+    };
+    for chunk in chunks {
         let whole: Vec<StoredConversation> = match &app {
-            Some(app) => app.service.store.conversations_whole(chunk).await?,
+            Some(app) => app.service.store.conversations_whole(&chunk).await?,
             None => vec![
                 serde_json::from_value(remote_whole(&client, chunk[0])?)
                     .context("the daemon's conversation is not one")?,

@@ -76,7 +76,8 @@ pub fn analyzer_version(host: &PluginHost, id: &str) -> Result<String> {
     ))
 }
 
-/// Conversations analysed per sandbox job (and per store transaction).
+/// Most conversations analysed per sandbox job (and per store transaction);
+/// fewer where they are long ([`Store::whole_runs`]).
 const CHUNK: usize = 1000;
 
 /// What analysing stored conversations did.
@@ -115,8 +116,8 @@ pub async fn analyze_stored(
     let skipped = total - ids.len() as u64;
     let (mut n, mut sum) = (0u64, 0.0);
     let mut aspects: std::collections::BTreeMap<String, (u64, f64)> = Default::default();
-    for chunk in ids.chunks(CHUNK) {
-        let whole = store.conversations_whole(chunk).await?;
+    for chunk in store.whole_runs(&ids, CHUNK).await? {
+        let whole = store.conversations_whole(&chunk).await?;
         let keys: Vec<(i64, String, chrono::DateTime<chrono::Utc>)> = whole
             .iter()
             .map(|c| (c.id, c.model.clone(), c.started_at))

@@ -6,7 +6,7 @@
 use crate::core::evaluation::Report;
 use crate::patterns::{self, Patterns};
 use crate::store::Store;
-use crate::store::conversation_reads::ConversationFilter;
+use crate::store::conversation_reads::{ConversationFilter, WHOLE_READ_BYTES, runs};
 use crate::store::review::{NewItem, NewRecommendation, Origin, StoredRecommendation};
 use anyhow::{Result, bail};
 use chrono::Utc;
@@ -16,6 +16,10 @@ use serde_json::json;
 /// Most conversations one patterns computation reads.
 pub const MAX_CONVERSATIONS: u64 = 100_000;
 
+/// Most stored text one patterns computation reads, newest conversations
+/// first: they are held together, and a conversation may be long.
+pub const MAX_BYTES: u64 = 256 * 1024 * 1024;
+
 /// What the patterns of a model's traffic are now, and what to do.
 #[derive(Debug, Clone, Serialize)]
 pub struct Found {
@@ -23,6 +27,8 @@ pub struct Found {
     pub days: u32,
     pub patterns: Patterns,
     pub recommendations: Vec<StoredRecommendation>,
+    /// The window's oldest conversations left unread, past [`MAX_BYTES`].
+    pub conversations_left_out: u64,
 }
 
 /// The training examples and last evaluation of `model`'s newest
@@ -51,6 +57,11 @@ async fn baseline(
 /// Find the patterns of `model`'s conversations of the last `days` and
 /// keep the recommendations they make.
 pub async fn find(store: &Store, model: &str, days: u32) -> Result<Found> {
+    find_within(store, model, days, MAX_BYTES).await
+}
+
+/// [`find`], reading at most `budget` bytes of stored text.
+async fn find_within(store: &Store, model: &str, days: u32, budget: u64) -> Result<Found> {
     let filter = ConversationFilter {
         model: Some(model.to_owned()),
         since: Some(Utc::now() - chrono::Duration::days(i64::from(days))),
@@ -58,11 +69,29 @@ pub async fn find(store: &Store, model: &str, days: u32) -> Result<Found> {
         ..Default::default()
     };
     let ids = store.conversation_ids(&filter).await?;
-    let mut conversations = Vec::with_capacity(ids.len());
-    for chunk in ids.chunks(1000) {
+    let sizes = store.conversation_bytes(&ids).await?;
+    let mut held = 0u64;
+    let read = ids
+        .iter()
+        .take_while(|id| {
+            held = held.saturating_add(sizes.get(id).copied().unwrap_or(0));
+            held <= budget
+        })
+        .count();
+    let left_out = (ids.len() - read) as u64;
+    if left_out > 0 {
+        tracing::warn!(
+            model,
+            read,
+            left_out,
+            "patterns: the window's conversations hold more than {budget} bytes; its oldest are left out"
+        );
+    }
+    let mut conversations = Vec::with_capacity(read);
+    for chunk in runs(&ids[..read], &sizes, 1000, WHOLE_READ_BYTES) {
         conversations.extend(
             store
-                .conversations_whole(chunk)
+                .conversations_whole(&chunk)
                 .await?
                 .into_iter()
                 .map(|c| c.into_conversation()),
@@ -105,6 +134,7 @@ pub async fn find(store: &Store, model: &str, days: u32) -> Result<Found> {
         days,
         patterns: found,
         recommendations,
+        conversations_left_out: left_out,
     })
 }
 
@@ -275,5 +305,57 @@ pub async fn label(
         Labelled::Recorded(item) => Ok(*item),
         Labelled::NoSuchItem => Err(LabelError::NotFound(format!("no review item {id}"))),
         Labelled::Refused(why) => Err(LabelError::Conflict(why)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::conversations::{NewConversation, NewMessage};
+
+    #[tokio::test]
+    async fn patterns_read_the_newest_conversations_within_their_byte_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("c.db").display());
+        let store = Store::connect(&url).await.unwrap();
+        let message = |text: &str| NewMessage {
+            role: "user",
+            text: text.into(),
+            intent: Some("card_lost".into()),
+            confidence: Some(0.9),
+            fallback: false,
+            model_version: Some(1),
+            escalation: false,
+            at: Utc::now(),
+            ranking: Vec::new(),
+            entities: Vec::new(),
+        };
+        // Three conversations, oldest first, of 1,000 characters each.
+        for id in ["old", "middle", "new"] {
+            let batch = [NewConversation {
+                model: "bot".into(),
+                id: id.into(),
+                channel: None,
+                messages: vec![message(&"a".repeat(1000))],
+                outcome: None,
+                assignment: None,
+            }];
+            store.log_conversations(&batch).await.unwrap();
+        }
+        let all = find(&store, "bot", 30).await.unwrap();
+        assert_eq!(
+            (all.patterns.conversations, all.conversations_left_out),
+            (3, 0)
+        );
+        let two = find_within(&store, "bot", 30, 2600).await.unwrap();
+        assert_eq!(
+            (two.patterns.conversations, two.conversations_left_out),
+            (2, 1)
+        );
+        let none = find_within(&store, "bot", 30, 1000).await.unwrap();
+        assert_eq!(
+            (none.patterns.conversations, none.conversations_left_out),
+            (0, 3)
+        );
     }
 }

@@ -160,6 +160,36 @@ pub const MAX_TURNS_READ: u64 = 1000;
 /// Most conversation ids one bulk read walks.
 pub const MAX_IDS: u64 = 1_000_000;
 
+/// About the most bytes of stored text one read of whole conversations
+/// holds: a conversation may hold 10,000 turns of 64 KiB, so a count of
+/// conversations alone does not bound a read.
+pub const WHOLE_READ_BYTES: u64 = 64 * 1024 * 1024;
+
+/// What a turn costs a read beside its text (its fields, ranking and
+/// entities), for [`Store::conversation_bytes`].
+const TURN_BYTES: u64 = 256;
+
+/// `ids`, in order, cut into runs of at most `most` conversations whose
+/// `sizes` add up to at most `bytes`; a conversation larger than `bytes`
+/// is a run of its own. Ids without a size count as empty.
+pub fn runs(ids: &[i64], sizes: &BTreeMap<i64, u64>, most: usize, bytes: u64) -> Vec<Vec<i64>> {
+    let mut out = Vec::new();
+    let (mut run, mut held) = (Vec::new(), 0u64);
+    for &id in ids {
+        let size = sizes.get(&id).copied().unwrap_or(0);
+        if !run.is_empty() && (run.len() >= most.max(1) || held.saturating_add(size) > bytes) {
+            out.push(std::mem::take(&mut run));
+            held = 0;
+        }
+        run.push(id);
+        held = held.saturating_add(size);
+    }
+    if !run.is_empty() {
+        out.push(run);
+    }
+    out
+}
+
 /// How much of the first user turn a summary shows, in characters.
 const PREVIEW: usize = 160;
 
@@ -636,5 +666,77 @@ impl Store {
             }
         }
         Ok(ids.iter().filter_map(|id| found.remove(id)).collect())
+    }
+
+    /// The stored size of each of conversations `ids` that has turns: the
+    /// characters of its turns' text and feedback comments, and
+    /// [`TURN_BYTES`] a turn for the rest of it. Two grouped queries per
+    /// 500 conversations.
+    pub async fn conversation_bytes(&self, ids: &[i64]) -> Result<BTreeMap<i64, u64>> {
+        fn length(col: impl sea_orm::sea_query::IntoColumnRef) -> sea_orm::sea_query::Expr {
+            Expr::expr(Func::cust("LENGTH").arg(Expr::col(col))).sum()
+        }
+        let mut sizes = BTreeMap::new();
+        for chunk in ids.chunks(500) {
+            use messages::Column as M;
+            let turns: Vec<(i64, i64, Option<i64>)> = messages::Entity::find()
+                .select_only()
+                .column(M::ConversationId)
+                .expr(Expr::col(M::Id).count())
+                .expr(length(M::Text))
+                .filter(M::ConversationId.is_in(chunk.to_vec()))
+                .group_by(M::ConversationId)
+                .into_tuple()
+                .all(&self.db)
+                .await?;
+            for (id, n, text) in turns {
+                let size = (n as u64).saturating_mul(TURN_BYTES)
+                    + u64::try_from(text.unwrap_or(0)).unwrap_or(0);
+                sizes.insert(id, size);
+            }
+            use feedback::Column as F;
+            let comments: Vec<(Option<i64>, Option<i64>)> = feedback::Entity::find()
+                .select_only()
+                .column(F::ConversationId)
+                .expr(length(F::Comment))
+                .filter(F::ConversationId.is_in(chunk.to_vec()))
+                .group_by(F::ConversationId)
+                .into_tuple()
+                .all(&self.db)
+                .await?;
+            for (id, text) in comments {
+                if let (Some(id), Some(text)) = (id, text) {
+                    *sizes.entry(id).or_default() += u64::try_from(text).unwrap_or(0);
+                }
+            }
+        }
+        Ok(sizes)
+    }
+
+    /// Conversations `ids` cut, in order, into runs to read whole with
+    /// [`Store::conversations_whole`]: at most `most` conversations and
+    /// [`WHOLE_READ_BYTES`] of stored text a run (see [`runs`]).
+    pub async fn whole_runs(&self, ids: &[i64], most: usize) -> Result<Vec<Vec<i64>>> {
+        let sizes = self.conversation_bytes(ids).await?;
+        Ok(runs(ids, &sizes, most, WHOLE_READ_BYTES))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_keep_the_order_and_are_cut_by_count_and_by_bytes() {
+        let sizes: BTreeMap<i64, u64> = [(1, 40), (2, 40), (3, 500), (4, 10), (5, 10)].into();
+        assert_eq!(
+            runs(&[1, 2, 3, 4, 5], &sizes, 10, 100),
+            [vec![1, 2], vec![3], vec![4, 5]]
+        );
+        assert_eq!(runs(&[1, 2, 4, 5], &sizes, 2, 1000), [[1, 2], [4, 5]]);
+        // Unknown ids weigh nothing; nothing gives no runs.
+        assert_eq!(runs(&[9, 8, 7], &sizes, 10, 0), [[9, 8, 7]]);
+        assert!(runs(&[], &sizes, 10, 100).is_empty());
+        assert_eq!(runs(&[5, 4], &sizes, 0, 100), [[5], [4]]);
     }
 }
