@@ -15,7 +15,9 @@
 //! messages only: `PERTURB=0.15` misspells each word of four letters or
 //! more with that probability (two letters swapped or one dropped);
 //! `KEYWORDS=1` cuts each to its first three words of four letters or
-//! more.
+//! more. `EXTRA_OOS=1` adds to a CLINC150 test the 151 out-of-scope
+//! examples only `data_oos_plus.json` has; `DATA=data_small.json` reads
+//! another variant.
 //!
 //! Settings: `full` (with `oos_train`), `threshold` (no out-of-scope
 //! training data; `oos_train` is the validation's out-of-scope), `none` (no
@@ -46,7 +48,8 @@ fn main() {
             .map(|t| serde_json::from_str(&t).unwrap())
             .unwrap_or_default()
     };
-    let (data, domains) = (read("data_full.json"), read("domains.json"));
+    let file = std::env::var("DATA").unwrap_or_else(|_| "data_full.json".into());
+    let (data, domains) = (read(&file), read("domains.json"));
     let rows = |key: &str| -> Vec<Example> {
         data[key]
             .as_array()
@@ -90,6 +93,26 @@ fn main() {
             }
             test = rows("val");
             test.extend(rows("oos_val"));
+            if std::env::var_os("EXTRA_OOS").is_some() {
+                // The out-of-scope examples only `oos_plus` has: more
+                // unseen out-of-scope messages to score.
+                let plus = read("data_oos_plus.json");
+                let seen: std::collections::BTreeSet<&str> = data["oos_train"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|r| r[0].as_str().unwrap())
+                    .collect();
+                test.extend(
+                    plus["oos_train"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|r| r[0].as_str().unwrap())
+                        .filter(|t| !seen.contains(t))
+                        .map(|t| ex(t, "oos")),
+                );
+            }
         }
         "bot" => {
             let which =

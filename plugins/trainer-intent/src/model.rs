@@ -44,9 +44,9 @@ pub struct TrainConfig {
     /// cross-validated over both). Turn off when the workflow evaluates on
     /// the validation split, so that it stays unseen.
     pub refit_on_validation: bool,
-    /// When the data has no out-of-scope examples, add the generic
-    /// utterances that ship with the trainer (those unlike every intent)
-    /// as out-of-scope examples (outlier exposure).
+    /// Add the generic utterances that ship with the trainer (those unlike
+    /// every intent) to the out-of-scope examples (outlier exposure), beside
+    /// the data's own if it has any.
     pub background: bool,
     pub entity_epochs: u32,
     /// A pretrained sentence encoder (a folder with `model.safetensors`,
@@ -753,7 +753,7 @@ pub fn train_with(
     validation: &[Example],
 ) -> Result<(IntentModel, Vec<(String, f64)>), PluginError> {
     check(config, train)?;
-    let background = background_for(config, train);
+    let background = background_for(config);
     let oos = [config.oos_label.clone()];
     let labels = labels_of(train, if background.is_empty() { &[] } else { &oos })?;
     let gazetteer = gazetteer_of(train, BTreeMap::new());
@@ -844,7 +844,7 @@ pub fn train_from(
     validation: &[Example],
 ) -> Result<(IntentModel, Vec<(String, f64)>), PluginError> {
     check(config, train)?;
-    let background = background_for(config, train);
+    let background = background_for(config);
     let mut known = base.meta.labels.clone();
     if !background.is_empty() {
         known.push(config.oos_label.clone());
@@ -1068,35 +1068,27 @@ struct Rows {
 /// The generic utterances that ship with the trainer.
 const BACKGROUND: &str = include_str!("../data/background.txt");
 
-/// How many out-of-scope examples of its own a data set needs before the
-/// background is left out. A few dozen (the quickstart's 42) describe the
-/// bot's off-topic traffic too thinly: with the background its test
-/// split's out-of-scope recall goes from 4 of 8 to 8 of 8. CLINC150's 100
-/// describe it well, and the background costs it 0.6 points in scope
-/// (92.6 against 93.2, OOS recall 71 against 56).
-const OWN_OOS_ENOUGH: usize = 100;
-
 /// The background utterances to add as out-of-scope examples: none when
-/// turned off (or rejection is, `oos_reject_rate = 0`), or when the data
-/// has [`OWN_OOS_ENOUGH`] out-of-scope examples of its own.
-fn background_for<'a>(config: &TrainConfig, train: &[Example]) -> Vec<&'a str> {
+/// turned off (or rejection is, `oos_reject_rate = 0`). They join the
+/// data's own out-of-scope examples, whatever their number: a data set's
+/// own describe its off-topic traffic from one side. On CLINC150 (trained
+/// on 80% of its training split, scored on the public validation split),
+/// out-of-scope recall / in-scope accuracy without and with them: `full`
+/// (100 of its own) 59.4 / 93.90 and 67.7 / 93.97 (over 251 unseen
+/// out-of-scope messages, with the 151 only `oos_plus` has); `oos_plus`
+/// (250) 73 / 93.97 and 79 / 93.87; `small` 54 / 92.60 and 72 / 92.23;
+/// `imbalanced` 62 / 93.27 and 69 / 92.70. A few dozen (the quickstart's
+/// 42) describe it too thinly: with the background its test split's
+/// out-of-scope recall goes from 4 of 8 to 8 of 8.
+fn background_for<'a>(config: &TrainConfig) -> Vec<&'a str> {
     if !config.background || config.oos_reject_rate == 0.0 {
         return Vec::new();
     }
-    let all: Vec<&str> = BACKGROUND
+    BACKGROUND
         .lines()
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .collect();
-    let own = train
-        .iter()
-        .filter(|e| e.intent == config.oos_label)
-        .count();
-    if own >= OWN_OOS_ENOUGH {
-        Vec::new()
-    } else {
-        all
-    }
+        .collect()
 }
 
 /// Add the background utterances unlike every intent to `rows` as
@@ -2421,6 +2413,34 @@ mod tests {
         assert_eq!(model.predict_one("florist nearby").intent, "find_florist");
         assert!(!testing::metrics("train_loss").is_empty());
         assert!(metrics.iter().any(|(n, _)| n == "cv_accuracy"));
+    }
+
+    #[test]
+    fn the_background_joins_the_datas_own_out_of_scope_examples() {
+        let (mut train, val) = toy();
+        // More out-of-scope examples of its own than most data sets have.
+        for i in 0..150 {
+            train.push(ex(&format!("tell me about the history of town {i}"), "oos"));
+        }
+        let added = |config: &TrainConfig| {
+            let (_, metrics) = super::train(config, &train, &val).unwrap();
+            metrics
+                .iter()
+                .find(|(n, _)| n == "background_examples")
+                .map(|(_, v)| *v)
+        };
+        let on = added(&TrainConfig::default()).expect("the background is added");
+        assert!(on > 100.0, "{on}");
+        let off = TrainConfig {
+            background: false,
+            ..TrainConfig::default()
+        };
+        assert_eq!(added(&off), None);
+        let no_rejection = TrainConfig {
+            oos_reject_rate: 0.0,
+            ..TrainConfig::default()
+        };
+        assert_eq!(added(&no_rejection), None);
     }
 
     #[test]
