@@ -26,13 +26,16 @@ use wasmtime_wasi::runtime::in_tokio;
 pub(super) const TIME_UP: &str = "the job's time ran out while the plugin waited in the host";
 
 /// Run `wait` to its end, or to the job's deadline or cancel, whichever
-/// comes first.
+/// comes first. A wait that is ready at once completes even when the time
+/// is already up: what the plugin did is done, and the job stops at its
+/// next wait or at the epoch interrupt.
 fn bounded<F: Future>(
     (deadline, cancel): (Instant, CancellationToken),
     wait: F,
 ) -> wasmtime::Result<F::Output> {
     in_tokio(async {
         tokio::select! {
+            biased;
             out = wait => Ok(out),
             () = tokio::time::sleep_until(deadline.into()) => Err(wasmtime::format_err!(TIME_UP)),
             () = cancel.cancelled() => Err(wasmtime::format_err!(TIME_UP)),
@@ -218,5 +221,27 @@ impl streams::HostInputStream for JobState {
         stream: Resource<DynInputStream>,
     ) -> wasmtime::Result<Resource<DynPollable>> {
         streams::HostInputStream::subscribe(&mut self.table, stream)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ready_wait_completes_and_a_pending_one_ends_at_the_cancel_or_deadline() {
+        let cancelled = CancellationToken::new();
+        cancelled.cancel();
+        let past = Instant::now();
+        let later = Instant::now() + std::time::Duration::from_secs(60);
+        // Ready at once: done, whatever the time.
+        for ends in [(past, CancellationToken::new()), (later, cancelled.clone())] {
+            assert_eq!(bounded(ends, std::future::ready(7)).unwrap(), 7);
+        }
+        // Never ready: the cancel or the deadline ends it.
+        for ends in [(later, cancelled), (past, CancellationToken::new())] {
+            let e = bounded(ends, std::future::pending::<()>()).unwrap_err();
+            assert!(e.to_string().contains(TIME_UP), "{e}");
+        }
     }
 }
