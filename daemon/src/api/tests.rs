@@ -373,6 +373,19 @@ async fn conversations_and_feedback_are_logged_checked_and_counted() {
             "feedback[0]: says nothing",
         ),
     ];
+    // An entity's value is bounded as an import of the export bounds it.
+    let long = json!({"conversations": [{"model": "support", "id": "c2", "messages": [
+        {"role": "user", "text": "hi there", "entities": [{"entity": "name", "start": 0, "end": 2,
+         "value": "x".repeat(crate::core::conversation::MAX_ENTITY_VALUE + 1)}]}]}]});
+    let (s, v) = post("/api/v1/conversations", long.to_string()).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("entities[0].value"),
+        "{v}"
+    );
     for (uri, body, message) in bad {
         let (s, v) = post(uri, body.into()).await;
         assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {v}");

@@ -317,6 +317,9 @@ fn import_remote(
     /// …and most turns and feedback items, as the API takes them.
     const BATCH_TURNS: usize = crate::core::conversation::MAX_TURNS;
     const BATCH_FEEDBACK: usize = 1000;
+    // Reading the file refused a conversation with more feedback than
+    // Coach keeps on one, so each fits a request.
+    const _: () = assert!(crate::core::conversation::MAX_FEEDBACK <= BATCH_FEEDBACK);
     use crate::service::conversations::duplicate;
     // Every conversation is checked before anything is sent (reading the
     // file checked each as the route will: `Conversation::refuse`).
@@ -341,13 +344,6 @@ fn import_remote(
                 printable(m)
             ),
             Some(_) => {}
-        }
-        if c.feedback_count() > BATCH_FEEDBACK {
-            bail!(
-                "conversation `{}` has {} feedback items; a daemon takes up to {BATCH_FEEDBACK} a request (import it without COACH_URL, into the store)",
-                printable(&c.id),
-                c.feedback_count()
-            );
         }
     }
     if let Some(c) = duplicate(conversations, default_model) {

@@ -318,22 +318,28 @@ impl Store {
     }
 }
 
-/// On PostgreSQL, take a lock for the transaction on each conversation of
-/// `batch` (by a hash of its model and id), all in one order, before
+/// On PostgreSQL, take a lock for the transaction on each conversation
+/// `keys` names (model and id, by a hash of them), all in one order, before
 /// reading any: writers of the same conversations then wait for each
 /// other's commit and see what it added, where they would both add it or
 /// lock each other's rows in opposite orders (a deadlock). SQLite's writes
 /// already take the database's lock at their start.
-async fn lock_conversations(tx: &DatabaseTransaction, batch: &[NewConversation]) -> Result<()> {
+async fn lock_conversations<'a>(
+    tx: &DatabaseTransaction,
+    keys: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Result<()> {
     use sea_orm::{ConnectionTrait, DbBackend, Statement};
-    if tx.get_database_backend() != DbBackend::Postgres || batch.is_empty() {
+    if tx.get_database_backend() != DbBackend::Postgres {
         return Ok(());
     }
     // Keyed as `Store::submit` keys its lock; a model name holds no `/`.
-    let names: Vec<sea_orm::Value> = batch
-        .iter()
-        .map(|c| format!("coach-conversation:{}/{}", c.model, c.id).into())
+    let names: Vec<sea_orm::Value> = keys
+        .into_iter()
+        .map(|(model, id)| format!("coach-conversation:{model}/{id}").into())
         .collect();
+    if names.is_empty() {
+        return Ok(());
+    }
     let params = (1..=names.len())
         .map(|i| format!("(${i})"))
         .collect::<Vec<_>>()
@@ -358,7 +364,7 @@ async fn log_in(
     policy: &crate::config::ReviewSettings,
     skip_existing: bool,
 ) -> Result<(u64, Vec<usize>)> {
-    lock_conversations(tx, batch).await?;
+    lock_conversations(tx, batch.iter().map(|c| (c.model.as_str(), c.id.as_str()))).await?;
     let now = Utc::now();
     let mut stored = 0;
     let mut skipped = Vec::new();
@@ -520,6 +526,15 @@ async fn feedback_in(
     policy: &crate::config::ReviewSettings,
 ) -> Result<u64> {
     use sea_orm::PaginatorTrait;
+    // Writers of feedback on one conversation count its feedback one after
+    // the other, so that together they cannot pass the bound.
+    lock_conversations(
+        tx,
+        batch
+            .iter()
+            .filter_map(|f| Some((f.model.as_str(), f.conversation.as_deref()?))),
+    )
+    .await?;
     let now = Utc::now();
     let mut rows = Vec::with_capacity(batch.len());
     let mut queue = Vec::new();

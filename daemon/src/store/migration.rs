@@ -24,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(M0013GpuUsageAndLooks),
             Box::new(M0014ConversationSearch),
             Box::new(M0015ReviewOrder),
+            Box::new(M0016FeedbackLookups),
         ]
     }
 }
@@ -1421,5 +1422,30 @@ impl MigrationTrait for M0015ReviewOrder {
                 .to_owned(),
         )
         .await
+    }
+}
+
+/// Feedback found by its conversation or its message (a conversation's
+/// read, the count that bounds its feedback, its size) without a scan of
+/// all feedback.
+struct M0016FeedbackLookups;
+
+impl MigrationName for M0016FeedbackLookups {
+    fn name(&self) -> &str {
+        "m0016_feedback_lookups"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for M0016FeedbackLookups {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        for (name, column) in [
+            ("ix_feedback_conversation", "conversation_id"),
+            ("ix_feedback_message", "message_id"),
+        ] {
+            m.create_index(index(name, "feedback", &[column], false))
+                .await?;
+        }
+        Ok(())
     }
 }
