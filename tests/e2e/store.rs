@@ -352,8 +352,9 @@ async fn exercise_traffic(store: &Store) {
     let other = store.traffic_since("other", None).await.unwrap();
     assert_eq!(other, Default::default());
 
-    // What whole reads are cut by: turns' text and comments, in characters,
-    // and a fixed share a turn.
+    // What whole reads are cut by: the bytes of turns' text and intents and
+    // of feedback's corrections and comments ("ä" is two), and a fixed share
+    // a turn (256) and a feedback item (128).
     store
         .record_feedback(&[NewFeedback {
             comment: Some("thänks!".into()),
@@ -370,7 +371,10 @@ async fn exercise_traffic(store: &Store) {
     let sizes = store.conversation_bytes(&ids).await.unwrap();
     assert_eq!(
         ids.iter().map(|i| sizes[i]).collect::<Vec<_>>(),
-        [600 * 256 + 600 * 5, 3 * 256 + 3 * 5 + 7]
+        [
+            600 * (256 + 5),
+            3 * (256 + 5) + "hi".len() + "bye".len() + (128 + 7) + (128 + 8)
+        ]
     );
     assert_eq!(
         store.whole_runs(&ids, 1).await.unwrap(),

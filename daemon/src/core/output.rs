@@ -81,6 +81,10 @@ pub struct Analyzed {
     pub analyzed: u64,
     /// Conversations this analyzer version had analysed before.
     pub skipped: u64,
+    /// Conversations passed over for their length (more stored text than
+    /// one read holds).
+    #[serde(default)]
+    pub too_long: u64,
     pub mean_score: Option<f64>,
     #[serde(deserialize_with = "numbers")]
     pub mean_aspects: BTreeMap<String, f64>,
@@ -384,6 +388,7 @@ mod tests {
                 analyzer_version: "0.1.0+0123456789ab".into(),
                 analyzed: 40,
                 skipped: 2,
+                too_long: 1,
                 mean_score: Some(81.5),
                 mean_aspects: [("task_completion".to_owned(), 77.0)].into(),
             }),

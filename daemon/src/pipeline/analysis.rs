@@ -8,6 +8,7 @@ use crate::plugin::{JobSpec, PluginHost};
 use crate::store::Store;
 use crate::store::analyses::NewAnalysis;
 use crate::store::conversation_reads::ConversationFilter;
+use crate::store::conversation_reads::{WHOLE_READ_BYTES, runs, within};
 use anyhow::{Context, Result};
 use std::sync::Arc;
 
@@ -77,7 +78,7 @@ pub fn analyzer_version(host: &PluginHost, id: &str) -> Result<String> {
 }
 
 /// Most conversations analysed per sandbox job (and per store transaction);
-/// fewer where they are long ([`Store::whole_runs`]).
+/// fewer where they are long ([`runs`]).
 const CHUNK: usize = 1000;
 
 /// What analysing stored conversations did.
@@ -90,6 +91,9 @@ pub struct Stored {
     /// Conversations this analyzer version had analysed before (left as
     /// they are unless asked to analyse again).
     pub skipped: u64,
+    /// Conversations passed over for their length: more than
+    /// [`WHOLE_READ_BYTES`] of stored text, more than one read holds.
+    pub too_long: u64,
     pub mean_score: Option<f64>,
     pub mean_aspects: std::collections::BTreeMap<String, f64>,
 }
@@ -116,7 +120,17 @@ pub async fn analyze_stored(
     let skipped = total - ids.len() as u64;
     let (mut n, mut sum) = (0u64, 0.0);
     let mut aspects: std::collections::BTreeMap<String, (u64, f64)> = Default::default();
-    for chunk in store.whole_runs(&ids, CHUNK).await? {
+    let sizes = store.conversation_bytes(&ids).await?;
+    let kept = within(&ids, &sizes, WHOLE_READ_BYTES, u64::MAX);
+    let too_long = (ids.len() - kept.len()) as u64;
+    if too_long > 0 {
+        tracing::warn!(
+            analyzer = id,
+            too_long,
+            "conversations of more than {WHOLE_READ_BYTES} bytes of stored text are passed over"
+        );
+    }
+    for chunk in runs(&kept, &sizes, CHUNK, WHOLE_READ_BYTES) {
         let whole = store.conversations_whole(&chunk).await?;
         let keys: Vec<(i64, String, chrono::DateTime<chrono::Utc>)> = whole
             .iter()
@@ -152,6 +166,7 @@ pub async fn analyze_stored(
         analyzer_version: version,
         analyzed: n,
         skipped,
+        too_long,
         mean_score: (n > 0).then(|| sum / n as f64),
         mean_aspects: aspects
             .into_iter()

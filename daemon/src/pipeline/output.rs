@@ -195,13 +195,18 @@ impl Output {
                 short(&d.out.hash, 12)
             ),
             Output::Analyzed(a) => format!(
-                "analysed {} conversations with {} {}{}",
+                "analysed {} conversations with {} {}{}{}",
                 a.analyzed,
                 a.analyzer,
                 a.analyzer_version,
                 a.mean_score
                     .map(|m| format!(", mean score {m:.1}"))
-                    .unwrap_or_default()
+                    .unwrap_or_default(),
+                if a.too_long > 0 {
+                    format!(", {} passed over as too long to read whole", a.too_long)
+                } else {
+                    String::new()
+                }
             ),
         }
     }

@@ -6,7 +6,7 @@
 use crate::core::evaluation::Report;
 use crate::patterns::{self, Patterns};
 use crate::store::Store;
-use crate::store::conversation_reads::{ConversationFilter, WHOLE_READ_BYTES, runs};
+use crate::store::conversation_reads::{ConversationFilter, WHOLE_READ_BYTES, runs, within};
 use crate::store::review::{NewItem, NewRecommendation, Origin, StoredRecommendation};
 use anyhow::{Result, bail};
 use chrono::Utc;
@@ -27,7 +27,8 @@ pub struct Found {
     pub days: u32,
     pub patterns: Patterns,
     pub recommendations: Vec<StoredRecommendation>,
-    /// The window's oldest conversations left unread, past [`MAX_BYTES`].
+    /// The window's conversations left unread: those of more than
+    /// [`WHOLE_READ_BYTES`], and the oldest past [`MAX_BYTES`] in all.
     pub conversations_left_out: u64,
 }
 
@@ -57,11 +58,12 @@ async fn baseline(
 /// Find the patterns of `model`'s conversations of the last `days` and
 /// keep the recommendations they make.
 pub async fn find(store: &Store, model: &str, days: u32) -> Result<Found> {
-    find_within(store, model, days, MAX_BYTES).await
+    find_within(store, model, days, WHOLE_READ_BYTES, MAX_BYTES).await
 }
 
-/// [`find`], reading at most `budget` bytes of stored text.
-async fn find_within(store: &Store, model: &str, days: u32, budget: u64) -> Result<Found> {
+/// [`find`], reading no conversation of more than `one` bytes of stored
+/// text and at most `total` in all.
+async fn find_within(store: &Store, model: &str, days: u32, one: u64, total: u64) -> Result<Found> {
     let filter = ConversationFilter {
         model: Some(model.to_owned()),
         since: Some(Utc::now() - chrono::Duration::days(i64::from(days))),
@@ -70,25 +72,18 @@ async fn find_within(store: &Store, model: &str, days: u32, budget: u64) -> Resu
     };
     let ids = store.conversation_ids(&filter).await?;
     let sizes = store.conversation_bytes(&ids).await?;
-    let mut held = 0u64;
-    let read = ids
-        .iter()
-        .take_while(|id| {
-            held = held.saturating_add(sizes.get(id).copied().unwrap_or(0));
-            held <= budget
-        })
-        .count();
-    let left_out = (ids.len() - read) as u64;
+    let read = within(&ids, &sizes, one, total);
+    let left_out = (ids.len() - read.len()) as u64;
     if left_out > 0 {
         tracing::warn!(
             model,
-            read,
+            read = read.len(),
             left_out,
-            "patterns: the window's conversations hold more than {budget} bytes; its oldest are left out"
+            "patterns: conversations of more than {one} bytes are passed over, and the window's oldest past {total} bytes in all left out"
         );
     }
-    let mut conversations = Vec::with_capacity(read);
-    for chunk in runs(&ids[..read], &sizes, 1000, WHOLE_READ_BYTES) {
+    let mut conversations = Vec::with_capacity(read.len());
+    for chunk in runs(&read, &sizes, 1000, WHOLE_READ_BYTES) {
         conversations.extend(
             store
                 .conversations_whole(&chunk)
@@ -330,32 +325,33 @@ mod tests {
             ranking: Vec::new(),
             entities: Vec::new(),
         };
-        // Three conversations, oldest first, of 1,000 characters each.
-        for id in ["old", "middle", "new"] {
+        // Oldest first: three of 1,000 characters (1,265 bytes with the
+        // intent and a turn's share), then one of 5,000.
+        for (id, n) in [
+            ("old", 1000),
+            ("middle", 1000),
+            ("new", 1000),
+            ("long", 5000),
+        ] {
             let batch = [NewConversation {
                 model: "bot".into(),
                 id: id.into(),
                 channel: None,
-                messages: vec![message(&"a".repeat(1000))],
+                messages: vec![message(&"a".repeat(n))],
                 outcome: None,
                 assignment: None,
             }];
             store.log_conversations(&batch).await.unwrap();
         }
-        let all = find(&store, "bot", 30).await.unwrap();
-        assert_eq!(
-            (all.patterns.conversations, all.conversations_left_out),
-            (3, 0)
-        );
-        let two = find_within(&store, "bot", 30, 2600).await.unwrap();
-        assert_eq!(
-            (two.patterns.conversations, two.conversations_left_out),
-            (2, 1)
-        );
-        let none = find_within(&store, "bot", 30, 1000).await.unwrap();
-        assert_eq!(
-            (none.patterns.conversations, none.conversations_left_out),
-            (0, 3)
-        );
+        let read = |found: Found| (found.patterns.conversations, found.conversations_left_out);
+        assert_eq!(read(find(&store, "bot", 30).await.unwrap()), (4, 0));
+        // The long one is passed over; two of the others fit, the oldest not.
+        let two = find_within(&store, "bot", 30, 3000, 2600).await.unwrap();
+        assert_eq!(read(two), (2, 2));
+        let none = find_within(&store, "bot", 30, 3000, 1000).await.unwrap();
+        assert_eq!(read(none), (0, 4));
+        // Held whole, the long one is the newest and crowds out the rest.
+        let long = find_within(&store, "bot", 30, 6000, 6000).await.unwrap();
+        assert_eq!(read(long), (1, 3));
     }
 }

@@ -165,9 +165,34 @@ pub const MAX_IDS: u64 = 1_000_000;
 /// conversations alone does not bound a read.
 pub const WHOLE_READ_BYTES: u64 = 64 * 1024 * 1024;
 
-/// What a turn costs a read beside its text (its fields, ranking and
-/// entities), for [`Store::conversation_bytes`].
+/// What a turn costs a read beside the bytes of its text, intent, ranking
+/// and entities (its other fields, and the memory they take once read),
+/// for [`Store::conversation_bytes`].
 const TURN_BYTES: u64 = 256;
+
+/// What a feedback item costs a read beside its correction and comment.
+const FEEDBACK_BYTES: u64 = 128;
+
+/// Of `ids` (newest first), those to read whole into memory together: none
+/// of more than `one` bytes (a longer one is passed over, so that it cannot
+/// crowd out the rest), and together at most `total` (the oldest past it
+/// are left out).
+pub fn within(ids: &[i64], sizes: &BTreeMap<i64, u64>, one: u64, total: u64) -> Vec<i64> {
+    let mut held = 0u64;
+    let mut kept = Vec::new();
+    for &id in ids {
+        let size = sizes.get(&id).copied().unwrap_or(0);
+        if size > one {
+            continue;
+        }
+        if held.saturating_add(size) > total {
+            break;
+        }
+        held += size;
+        kept.push(id);
+    }
+    kept
+}
 
 /// `ids`, in order, cut into runs of at most `most` conversations whose
 /// `sizes` add up to at most `bytes`; a conversation larger than `bytes`
@@ -669,13 +694,24 @@ impl Store {
     }
 
     /// The stored size of each of conversations `ids` that has turns: the
-    /// characters of its turns' text and feedback comments, and
-    /// [`TURN_BYTES`] a turn for the rest of it. Two grouped queries per
-    /// 500 conversations.
+    /// bytes of its turns' text, intents, rankings and entities and of its
+    /// feedback's corrections and comments, and [`TURN_BYTES`] a turn and
+    /// [`FEEDBACK_BYTES`] a feedback item for the rest. Two grouped queries
+    /// per 500 conversations.
     pub async fn conversation_bytes(&self, ids: &[i64]) -> Result<BTreeMap<i64, u64>> {
-        fn length(col: impl sea_orm::sea_query::IntoColumnRef) -> sea_orm::sea_query::Expr {
-            Expr::expr(Func::cust("LENGTH").arg(Expr::col(col))).sum()
-        }
+        let backend = self.db.get_database_backend();
+        // The sum of the columns' lengths in bytes (NULL: none).
+        let bytes = |cols: &[&str]| {
+            let each: Vec<String> = cols
+                .iter()
+                .map(|c| match backend {
+                    sea_orm::DbBackend::Postgres => format!("COALESCE(OCTET_LENGTH(\"{c}\"), 0)"),
+                    _ => format!("COALESCE(LENGTH(CAST(\"{c}\" AS BLOB)), 0)"),
+                })
+                .collect();
+            Expr::cust(format!("SUM({})", each.join(" + ")))
+        };
+        let as_u64 = |n: Option<i64>| u64::try_from(n.unwrap_or(0)).unwrap_or(0);
         let mut sizes = BTreeMap::new();
         for chunk in ids.chunks(500) {
             use messages::Column as M;
@@ -683,30 +719,31 @@ impl Store {
                 .select_only()
                 .column(M::ConversationId)
                 .expr(Expr::col(M::Id).count())
-                .expr(length(M::Text))
+                .expr(bytes(&["text", "intent", "ranking", "entities"]))
                 .filter(M::ConversationId.is_in(chunk.to_vec()))
                 .group_by(M::ConversationId)
                 .into_tuple()
                 .all(&self.db)
                 .await?;
-            for (id, n, text) in turns {
-                let size = (n as u64).saturating_mul(TURN_BYTES)
-                    + u64::try_from(text.unwrap_or(0)).unwrap_or(0);
+            for (id, n, held) in turns {
+                let size = (n as u64).saturating_mul(TURN_BYTES) + as_u64(held);
                 sizes.insert(id, size);
             }
             use feedback::Column as F;
-            let comments: Vec<(Option<i64>, Option<i64>)> = feedback::Entity::find()
+            let feedback: Vec<(Option<i64>, i64, Option<i64>)> = feedback::Entity::find()
                 .select_only()
                 .column(F::ConversationId)
-                .expr(length(F::Comment))
+                .expr(Expr::col(F::Id).count())
+                .expr(bytes(&["correction", "comment"]))
                 .filter(F::ConversationId.is_in(chunk.to_vec()))
                 .group_by(F::ConversationId)
                 .into_tuple()
                 .all(&self.db)
                 .await?;
-            for (id, text) in comments {
-                if let (Some(id), Some(text)) = (id, text) {
-                    *sizes.entry(id).or_default() += u64::try_from(text).unwrap_or(0);
+            for (id, n, held) in feedback {
+                if let Some(id) = id {
+                    *sizes.entry(id).or_default() +=
+                        (n as u64).saturating_mul(FEEDBACK_BYTES) + as_u64(held);
                 }
             }
         }
@@ -738,5 +775,15 @@ mod tests {
         assert_eq!(runs(&[9, 8, 7], &sizes, 10, 0), [[9, 8, 7]]);
         assert!(runs(&[], &sizes, 10, 100).is_empty());
         assert_eq!(runs(&[5, 4], &sizes, 0, 100), [[5], [4]]);
+    }
+
+    #[test]
+    fn a_conversation_too_long_to_hold_is_passed_over_and_the_oldest_left_out() {
+        let sizes: BTreeMap<i64, u64> = [(5, 40), (4, 900), (3, 40), (2, 40), (1, 10)].into();
+        let ids = [5, 4, 3, 2, 1];
+        assert_eq!(within(&ids, &sizes, 100, 100), [5, 3]);
+        assert_eq!(within(&ids, &sizes, 100, 1000), [5, 3, 2, 1]);
+        assert_eq!(within(&ids, &sizes, 1000, 1000), [5, 4, 3]);
+        assert!(within(&ids, &sizes, 100, 10).is_empty());
     }
 }

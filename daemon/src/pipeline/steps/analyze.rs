@@ -41,6 +41,7 @@ pub async fn run(ctx: &StepCtx<'_>) -> Result<Output> {
         analyzer_version: done.analyzer_version,
         analyzed: done.analyzed,
         skipped: done.skipped,
+        too_long: done.too_long,
         mean_score: done.mean_score,
         mean_aspects: done.mean_aspects,
     }))
