@@ -354,7 +354,8 @@ async fn exercise_traffic(store: &Store) {
 
     // What whole reads are cut by: the bytes of turns' text and intents and
     // of feedback's corrections and comments ("ä" is two), and a fixed share
-    // a turn (256) and a feedback item (128).
+    // a turn (256) and a feedback item (128): "a" has the intents "hi" and
+    // "bye", the correction "goodbye" and the comment "thänks!".
     store
         .record_feedback(&[NewFeedback {
             comment: Some("thänks!".into()),
@@ -373,14 +374,14 @@ async fn exercise_traffic(store: &Store) {
         ids.iter().map(|i| sizes[i]).collect::<Vec<_>>(),
         [
             600 * (256 + 5),
-            3 * (256 + 5) + "hi".len() + "bye".len() + (128 + 7) + (128 + 8)
+            3 * (256 + 5) + 2 + 3 + (128 + 7) + (128 + 8)
         ]
     );
     assert_eq!(
         store.whole_runs(&ids, 1).await.unwrap(),
         [[ids[0]], [ids[1]]]
     );
-    assert_eq!(store.whole_runs(&ids, 10).await.unwrap(), [ids.clone()]);
+    assert_eq!(store.whole_runs(&ids, 10).await.unwrap(), [ids]);
 
     // Experiment units: the running totals logging keeps equal the ones
     // computed from every conversation, through appends, a conversation

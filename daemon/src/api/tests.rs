@@ -380,10 +380,7 @@ async fn conversations_and_feedback_are_logged_checked_and_counted() {
     let (s, v) = post("/api/v1/conversations", long.to_string()).await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
     assert!(
-        v["message"]
-            .as_str()
-            .unwrap()
-            .contains("entities[0].value"),
+        v["message"].as_str().unwrap().contains("entities[0].value"),
         "{v}"
     );
     for (uri, body, message) in bad {
