@@ -378,10 +378,21 @@ async fn exercise_traffic(store: &Store) {
         ]
     );
     assert_eq!(
-        store.whole_runs(&ids, 1).await.unwrap(),
+        store
+            .whole_reads(&ids, 1, u64::MAX, u64::MAX)
+            .await
+            .unwrap()
+            .0,
         [[ids[0]], [ids[1]]]
     );
-    assert_eq!(store.whole_runs(&ids, 10).await.unwrap(), [ids]);
+    assert_eq!(
+        store
+            .whole_reads(&ids, 10, u64::MAX, u64::MAX)
+            .await
+            .unwrap()
+            .0,
+        [ids]
+    );
 
     // Experiment units: the running totals logging keeps equal the ones
     // computed from every conversation, through appends, a conversation

@@ -501,7 +501,13 @@ async fn export(
     // long); through a daemon, one conversation at a time (it may be many
     // pages of turns).
     let chunks = match &app {
-        Some(app) => app.service.store.whole_runs(&ids, 500).await?,
+        Some(app) => {
+            app.service
+                .store
+                .whole_reads(&ids, 500, u64::MAX, u64::MAX)
+                .await?
+                .0
+        }
         None => ids.iter().map(|&id| vec![id]).collect(),
     };
     for chunk in chunks {

@@ -7,8 +7,7 @@ use crate::core::conversation::Conversation;
 use crate::plugin::{JobSpec, PluginHost};
 use crate::store::Store;
 use crate::store::analyses::NewAnalysis;
-use crate::store::conversation_reads::ConversationFilter;
-use crate::store::conversation_reads::{WHOLE_READ_BYTES, runs, within};
+use crate::store::conversation_reads::{ConversationFilter, WHOLE_READ_BYTES};
 use anyhow::{Context, Result};
 use std::sync::Arc;
 
@@ -78,7 +77,7 @@ pub fn analyzer_version(host: &PluginHost, id: &str) -> Result<String> {
 }
 
 /// Most conversations analysed per sandbox job (and per store transaction);
-/// fewer where they are long ([`runs`]).
+/// fewer where they are long ([`Store::whole_reads`]).
 const CHUNK: usize = 1000;
 
 /// What analysing stored conversations did.
@@ -120,9 +119,10 @@ pub async fn analyze_stored(
     let skipped = total - ids.len() as u64;
     let (mut n, mut sum) = (0u64, 0.0);
     let mut aspects: std::collections::BTreeMap<String, (u64, f64)> = Default::default();
-    let sizes = store.conversation_bytes(&ids).await?;
-    let kept = within(&ids, &sizes, WHOLE_READ_BYTES, u64::MAX);
-    let too_long = (ids.len() - kept.len()) as u64;
+    let (chunks, too_long) = store
+        .whole_reads(&ids, CHUNK, WHOLE_READ_BYTES, u64::MAX)
+        .await?;
+    let too_long = too_long as u64;
     if too_long > 0 {
         tracing::warn!(
             analyzer = id,
@@ -130,7 +130,7 @@ pub async fn analyze_stored(
             "conversations of more than {WHOLE_READ_BYTES} bytes of stored text are passed over"
         );
     }
-    for chunk in runs(&kept, &sizes, CHUNK, WHOLE_READ_BYTES) {
+    for chunk in chunks {
         let whole = store.conversations_whole(&chunk).await?;
         let keys: Vec<(i64, String, chrono::DateTime<chrono::Utc>)> = whole
             .iter()

@@ -6,7 +6,7 @@
 use crate::core::evaluation::Report;
 use crate::patterns::{self, Patterns};
 use crate::store::Store;
-use crate::store::conversation_reads::{ConversationFilter, WHOLE_READ_BYTES, runs, within};
+use crate::store::conversation_reads::{ConversationFilter, WHOLE_READ_BYTES};
 use crate::store::review::{NewItem, NewRecommendation, Origin, StoredRecommendation};
 use anyhow::{Result, bail};
 use chrono::Utc;
@@ -71,19 +71,18 @@ async fn find_within(store: &Store, model: &str, days: u32, one: u64, total: u64
         ..Default::default()
     };
     let ids = store.conversation_ids(&filter).await?;
-    let sizes = store.conversation_bytes(&ids).await?;
-    let read = within(&ids, &sizes, one, total);
-    let left_out = (ids.len() - read.len()) as u64;
+    let (chunks, left_out) = store.whole_reads(&ids, 1000, one, total).await?;
+    let left_out = left_out as u64;
     if left_out > 0 {
         tracing::warn!(
             model,
-            read = read.len(),
+            read = ids.len() as u64 - left_out,
             left_out,
             "patterns: conversations of more than {one} bytes are passed over, and the window's oldest past {total} bytes in all left out"
         );
     }
-    let mut conversations = Vec::with_capacity(read.len());
-    for chunk in runs(&read, &sizes, 1000, WHOLE_READ_BYTES) {
+    let mut conversations = Vec::with_capacity(ids.len());
+    for chunk in chunks {
         conversations.extend(
             store
                 .conversations_whole(&chunk)

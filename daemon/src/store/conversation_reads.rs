@@ -177,7 +177,7 @@ const FEEDBACK_BYTES: u64 = 128;
 /// of more than `one` bytes (a longer one is passed over, so that it cannot
 /// crowd out the rest), and together at most `total` (the oldest past it
 /// are left out).
-pub fn within(ids: &[i64], sizes: &BTreeMap<i64, u64>, one: u64, total: u64) -> Vec<i64> {
+fn within(ids: &[i64], sizes: &BTreeMap<i64, u64>, one: u64, total: u64) -> Vec<i64> {
     let mut held = 0u64;
     let mut kept = Vec::new();
     for &id in ids {
@@ -197,7 +197,7 @@ pub fn within(ids: &[i64], sizes: &BTreeMap<i64, u64>, one: u64, total: u64) -> 
 /// `ids`, in order, cut into runs of at most `most` conversations whose
 /// `sizes` add up to at most `bytes`; a conversation larger than `bytes`
 /// is a run of its own. Ids without a size count as empty.
-pub fn runs(ids: &[i64], sizes: &BTreeMap<i64, u64>, most: usize, bytes: u64) -> Vec<Vec<i64>> {
+fn runs(ids: &[i64], sizes: &BTreeMap<i64, u64>, most: usize, bytes: u64) -> Vec<Vec<i64>> {
     let mut out = Vec::new();
     let (mut run, mut held) = (Vec::new(), 0u64);
     for &id in ids {
@@ -750,12 +750,22 @@ impl Store {
         Ok(sizes)
     }
 
-    /// Conversations `ids` cut, in order, into runs to read whole with
-    /// [`Store::conversations_whole`]: at most `most` conversations and
-    /// [`WHOLE_READ_BYTES`] of stored text a run (see [`runs`]).
-    pub async fn whole_runs(&self, ids: &[i64], most: usize) -> Result<Vec<Vec<i64>>> {
+    /// Conversations `ids` (newest first) to read whole with
+    /// [`Store::conversations_whole`], in runs of at most `most`
+    /// conversations and about [`WHOLE_READ_BYTES`] (see [`runs`]): none of
+    /// more than `one` bytes and at most `total` in all (see [`within`]).
+    /// Also how many of `ids` are left out.
+    pub async fn whole_reads(
+        &self,
+        ids: &[i64],
+        most: usize,
+        one: u64,
+        total: u64,
+    ) -> Result<(Vec<Vec<i64>>, usize)> {
         let sizes = self.conversation_bytes(ids).await?;
-        Ok(runs(ids, &sizes, most, WHOLE_READ_BYTES))
+        let kept = within(ids, &sizes, one, total);
+        let left_out = ids.len() - kept.len();
+        Ok((runs(&kept, &sizes, most, WHOLE_READ_BYTES), left_out))
     }
 }
 
