@@ -31,6 +31,7 @@ pub mod encoder;
 pub mod entities;
 pub mod features;
 pub mod model;
+pub mod word_clusters;
 pub mod word_vectors;
 
 use coach_plugin_sdk::{

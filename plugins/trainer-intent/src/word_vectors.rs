@@ -170,6 +170,29 @@ impl WordVectors {
         ids
     }
 
+    /// Pieces in the vocabulary.
+    pub fn len(&self) -> usize {
+        self.scales.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.scales.is_empty()
+    }
+
+    /// Every piece with its number.
+    pub fn vocabulary(&self) -> impl Iterator<Item = (&str, u32)> {
+        self.index.iter().map(|(p, &i)| (p.as_str(), i))
+    }
+
+    /// The first word piece of `word`, unless that is `[UNK]` (or the
+    /// word has none).
+    pub fn first_piece(&self, word: &str) -> Option<u32> {
+        let first = basic_words(word).into_iter().next()?;
+        let mut ids = Vec::new();
+        word_pieces(&first, &self.index, self.unk, &mut ids);
+        ids.first().copied().filter(|&p| p != self.unk)
+    }
+
     /// Whether `word` is a whole word of the vocabulary (one piece, not a
     /// `##` continuation).
     pub fn has_word(&self, word: &str) -> bool {
