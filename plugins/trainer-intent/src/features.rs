@@ -2,6 +2,7 @@
 //! word vectors' sum, or a sentence encoder's embedding.
 
 use crate::encoder::Encoder;
+use crate::word_clusters::{self, WordClusters};
 use crate::word_vectors::{self, WordVectors, fnv1a};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -45,6 +46,13 @@ pub struct Featurizer {
     /// have length 1 each).
     #[serde(default)]
     pub dense_weight: f32,
+    /// Which word clusters (their id) give each word, and each pair of
+    /// neighbouring words, a feature beside the word n-grams; empty: none
+    /// (models from before them, or trained with `word_clusters` off).
+    #[serde(default)]
+    pub clusters: String,
+    #[serde(skip)]
+    cluster_table: Option<&'static WordClusters>,
     #[serde(skip)]
     table: Option<&'static WordVectors>,
     #[serde(skip)]
@@ -216,10 +224,31 @@ fn for_each_feature(
     word_ngrams: usize,
     char_min: usize,
     char_max: usize,
+    clusters: Option<&WordClusters>,
     mut f: impl FnMut(&str),
 ) {
+    use std::fmt::Write;
     let words = tokenize(text);
     let mut buf = String::with_capacity(64);
+    if let Some(clusters) = clusters.filter(|_| word_ngrams > 0) {
+        // Each word's cluster (`wk:`), and each pair of neighbours'
+        // (`wK:`), in the word block.
+        let mut last = None;
+        for w in &words {
+            let c = clusters.of(w);
+            if let Some(c) = c {
+                buf.clear();
+                let _ = write!(buf, "wk:{c}");
+                f(&buf);
+                if let Some(l) = last {
+                    buf.clear();
+                    let _ = write!(buf, "wK:{l} {c}");
+                    f(&buf);
+                }
+            }
+            last = c;
+        }
+    }
     for n in 1..=word_ngrams {
         for w in words.windows(n) {
             buf.clear();
@@ -266,19 +295,46 @@ impl Featurizer {
         min_df: usize,
         max_features: usize,
     ) -> Featurizer {
+        Featurizer::fit_clustered(
+            texts,
+            word_ngrams,
+            char_min,
+            char_max,
+            min_df,
+            max_features,
+            None,
+        )
+    }
+
+    /// [`Featurizer::fit`], with the word clusters' features when
+    /// `clusters` is given.
+    pub fn fit_clustered(
+        texts: &[&str],
+        word_ngrams: usize,
+        char_min: usize,
+        char_max: usize,
+        min_df: usize,
+        max_features: usize,
+        clusters: Option<&'static WordClusters>,
+    ) -> Featurizer {
         // feature → (document frequency, last document that counted it)
         let mut df: HashMap<String, (u32, u32)> = HashMap::new();
         for (doc, t) in texts.iter().enumerate() {
             let doc = doc as u32 + 1;
-            for_each_feature(t, word_ngrams, char_min, char_max, |feat| {
-                match df.get_mut(feat) {
+            for_each_feature(
+                t,
+                word_ngrams,
+                char_min,
+                char_max,
+                clusters,
+                |feat| match df.get_mut(feat) {
                     Some(e) if e.1 == doc => {}
                     Some(e) => *e = (e.0 + 1, doc),
                     None => {
                         df.insert(feat.to_owned(), (1, doc));
                     }
-                }
-            });
+                },
+            );
         }
         let mut ranked: Vec<(String, u32)> = df
             .into_iter()
@@ -305,6 +361,8 @@ impl Featurizer {
             spelled_known: true,
             vectors_idf: BTreeMap::new(),
             vectors_idf_unseen: 0.0,
+            clusters: clusters.map(|c| c.id().to_owned()).unwrap_or_default(),
+            cluster_table: clusters,
             table: None,
             dense: 0,
             dense_weight: 0.0,
@@ -323,13 +381,14 @@ impl Featurizer {
     /// features keep their index and weight, so a model over the old
     /// vocabulary carries over.
     pub fn extended(&self, texts: &[&str], min_df: usize, max_features: usize) -> Featurizer {
-        let fresh = Featurizer::fit(
+        let fresh = Featurizer::fit_clustered(
             texts,
             self.word_ngrams,
             self.char_min,
             self.char_max,
             min_df,
             usize::MAX,
+            self.cluster_table,
         );
         let mut f = self.clone();
         let room = max_features.saturating_sub(self.vocab.len());
@@ -545,7 +604,19 @@ impl Featurizer {
 
     /// Find the table of word vectors a deserialised featurizer was
     /// trained with: the one that ships with this trainer, if it is that.
+    /// The word clusters, likewise.
     pub fn reattach_vectors(&mut self) -> Result<(), String> {
+        if !self.clusters.is_empty() {
+            let clusters = word_clusters::shipped();
+            if clusters.id() != self.clusters {
+                return Err(format!(
+                    "the model uses word clusters {}; this trainer ships {}: train the model afresh",
+                    self.clusters,
+                    clusters.id()
+                ));
+            }
+            self.cluster_table = Some(clusters);
+        }
         if self.vectors == 0 {
             return Ok(());
         }
@@ -660,6 +731,7 @@ impl Featurizer {
             self.word_ngrams,
             self.char_min,
             self.char_max,
+            self.cluster_table,
             |feat| {
                 if let Some(&i) = self.index.get(feat) {
                     hits.push(i);
@@ -745,6 +817,53 @@ mod tests {
         assert!((norm - 2.0).abs() < 1e-5);
         assert!(v.idx.windows(2).all(|w| w[0] < w[1]));
         assert!(f.transform("zzzz").idx.is_empty());
+    }
+
+    #[test]
+    fn a_word_never_seen_shares_the_features_of_its_cluster() {
+        let clusters = word_clusters::shipped();
+        let texts = ["wake me on monday", "play some jazz"];
+        let plain = Featurizer::fit(&texts, 2, 0, 0, 1, 1000);
+        let mut f = Featurizer::fit_clustered(&texts, 2, 0, 0, 1, 1000, Some(clusters));
+        assert!(plain.clusters.is_empty());
+        assert!(plain.vocab.iter().all(|v| !v.starts_with("wk")));
+        assert_eq!(f.clusters, clusters.id());
+        // `tuesday` was never seen: without the clusters it is nothing;
+        // with them, its cluster and its pair with `on` are `monday`'s.
+        assert_eq!(clusters.of("tuesday"), clusters.of("monday"));
+        let shared = |f: &Featurizer| {
+            let (a, b) = (f.transform("monday"), f.transform("on tuesday"));
+            b.idx.iter().filter(|i| a.idx.contains(i)).count()
+        };
+        assert_eq!(shared(&plain), 0);
+        assert_eq!(shared(&f), 1);
+        let v = f.transform("wake me on tuesday");
+        let names: Vec<&str> = v
+            .idx
+            .iter()
+            .map(|&i| f.vocab[i as usize].as_str())
+            .collect();
+        let day = clusters.of("tuesday").unwrap();
+        let on = clusters.of("on").unwrap();
+        assert!(names.contains(&format!("wk:{day}").as_str()), "{names:?}");
+        assert!(
+            names.contains(&format!("wK:{on} {day}").as_str()),
+            "{names:?}"
+        );
+        // They are word features: the word block is still unit length.
+        let norm: f32 = v.val.iter().map(|x| x * x).sum();
+        assert!((norm - 1.0).abs() < 1e-5, "{norm}");
+        // A model carries the clusters' id, and is read only with them.
+        let bytes = serde_json::to_vec(&f).unwrap();
+        let mut back: Featurizer = serde_json::from_slice(&bytes).unwrap();
+        back.build_index();
+        back.reattach_vectors().unwrap();
+        assert_eq!(back.transform("on tuesday"), f.transform("on tuesday"));
+        f.clusters = "0000000000000000".into();
+        let mut other: Featurizer =
+            serde_json::from_slice(&serde_json::to_vec(&f).unwrap()).unwrap();
+        let err = other.reattach_vectors().unwrap_err();
+        assert!(err.contains("word clusters"), "{err}");
     }
 
     #[test]

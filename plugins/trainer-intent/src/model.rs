@@ -76,6 +76,13 @@ pub struct TrainConfig {
     /// (a misspelled word would otherwise match by character n-grams
     /// alone, and its message looks out of scope).
     pub correct_typos: bool,
+    /// Give each word's cluster (the shipped word clusters: about a
+    /// thousand groups of words that mean alike), and each pair of
+    /// neighbouring words' clusters, a feature beside the word n-grams.
+    /// On CLINC150's validation split (three seeds) they gained a quarter
+    /// point of in-scope accuracy at the same out-of-scope recall; on
+    /// held-out fifths of Banking77 and HWU64, 0.1–0.3 points.
+    pub word_clusters: bool,
 }
 
 /// What the training loop minimises.
@@ -112,6 +119,7 @@ impl Default for TrainConfig {
             word_vectors: None,
             loss: None,
             correct_typos: true,
+            word_clusters: true,
         }
     }
 }
@@ -768,13 +776,14 @@ pub fn train_with(
         ));
     }
     let init = |texts: &[&str]| {
-        let mut featurizer = Featurizer::fit(
+        let mut featurizer = Featurizer::fit_clustered(
             texts,
             config.word_ngrams.max(1),
             config.char_ngrams[0],
             config.char_ngrams[1],
             config.min_df,
             config.max_features,
+            config.word_clusters.then(crate::word_clusters::shipped),
         );
         featurizer.correct_typos(config.correct_typos);
         if let Some(e) = &encoder {
