@@ -287,28 +287,8 @@ impl Featurizer {
     /// Build the vocabulary from training texts: features in at least
     /// `min_df` texts, the `max_features` most frequent (ties broken by the
     /// feature string, so the result never depends on hashing).
+    /// `clusters`, when given, adds the word clusters' features.
     pub fn fit(
-        texts: &[&str],
-        word_ngrams: usize,
-        char_min: usize,
-        char_max: usize,
-        min_df: usize,
-        max_features: usize,
-    ) -> Featurizer {
-        Featurizer::fit_clustered(
-            texts,
-            word_ngrams,
-            char_min,
-            char_max,
-            min_df,
-            max_features,
-            None,
-        )
-    }
-
-    /// [`Featurizer::fit`], with the word clusters' features when
-    /// `clusters` is given.
-    pub fn fit_clustered(
         texts: &[&str],
         word_ngrams: usize,
         char_min: usize,
@@ -381,7 +361,7 @@ impl Featurizer {
     /// features keep their index and weight, so a model over the old
     /// vocabulary carries over.
     pub fn extended(&self, texts: &[&str], min_df: usize, max_features: usize) -> Featurizer {
-        let fresh = Featurizer::fit_clustered(
+        let fresh = Featurizer::fit(
             texts,
             self.word_ngrams,
             self.char_min,
@@ -811,7 +791,7 @@ mod tests {
 
     #[test]
     fn word_and_char_blocks_are_unit_length_and_sorted() {
-        let f = Featurizer::fit(&["book a dj", "find a florist"], 2, 3, 4, 1, 1000);
+        let f = Featurizer::fit(&["book a dj", "find a florist"], 2, 3, 4, 1, 1000, None);
         let v = f.transform("book a florist");
         let norm: f32 = v.val.iter().map(|x| x * x).sum();
         assert!((norm - 2.0).abs() < 1e-5);
@@ -823,8 +803,8 @@ mod tests {
     fn a_word_never_seen_shares_the_features_of_its_cluster() {
         let clusters = word_clusters::shipped();
         let texts = ["wake me on monday", "play some jazz"];
-        let plain = Featurizer::fit(&texts, 2, 0, 0, 1, 1000);
-        let mut f = Featurizer::fit_clustered(&texts, 2, 0, 0, 1, 1000, Some(clusters));
+        let plain = Featurizer::fit(&texts, 2, 0, 0, 1, 1000, None);
+        let mut f = Featurizer::fit(&texts, 2, 0, 0, 1, 1000, Some(clusters));
         assert!(plain.clusters.is_empty());
         assert!(plain.vocab.iter().all(|v| !v.starts_with("wk")));
         assert_eq!(f.clusters, clusters.id());
@@ -868,7 +848,7 @@ mod tests {
 
     #[test]
     fn a_text_is_understood_when_a_third_of_its_words_are_known() {
-        let f = Featurizer::fit(&["book a dj", "find a florist"], 2, 2, 4, 1, 1000);
+        let f = Featurizer::fit(&["book a dj", "find a florist"], 2, 2, 4, 1, 1000, None);
         let understands = |t: &str| f.understands(t);
         assert!(understands("book a florist"));
         // One known word in three is enough (repeats count once).
@@ -904,7 +884,7 @@ mod tests {
         // A word past 40 characters is not spelled, whatever its pieces.
         assert!(f.spells(&"hair".repeat(10)) && !f.spells(&"hair".repeat(11)));
         // Without word features nothing tells: everything is understood.
-        let chars = Featurizer::fit(&["book a dj"], 0, 2, 4, 1, 1000);
+        let chars = Featurizer::fit(&["book a dj"], 0, 2, 4, 1, 1000, None);
         assert!(chars.understands("zzz"));
     }
 
@@ -942,7 +922,7 @@ mod tests {
             "transfer money to savings",
             "is it the same card",
         ];
-        let mut f = Featurizer::fit(&texts, 2, 2, 5, 1, 10_000);
+        let mut f = Featurizer::fit(&texts, 2, 2, 5, 1, 10_000, None);
         assert!(f.correction("acount").is_none(), "off until asked");
         f.correct_typos(true);
         for (typo, word) in [
@@ -986,7 +966,7 @@ mod tests {
         assert_eq!(f.correction("balançe"), None);
         // Of two known words a slip away, the one more texts have.
         let g = {
-            let mut g = Featurizer::fit(&["a card", "the card", "a cart"], 1, 2, 4, 1, 100);
+            let mut g = Featurizer::fit(&["a card", "the card", "a cart"], 1, 2, 4, 1, 100, None);
             g.correct_typos(true);
             g
         };
@@ -1011,7 +991,7 @@ mod tests {
             "i believe it occurred twice",
             "book accommodation near the beach",
         ];
-        let mut f = Featurizer::fit(&texts, 2, 2, 5, 1, 10_000);
+        let mut f = Featurizer::fit(&texts, 2, 2, 5, 1, 10_000, None);
         f.correct_typos(true);
         for (typo, word) in [
             ("recieve", "receive"),
@@ -1041,7 +1021,7 @@ mod tests {
             "necesito ayuda con mi tarjeta",
             "quiero cerrar mi cuenta bancaria",
         ];
-        let mut f = Featurizer::fit(&spanish, 2, 2, 5, 1, 10_000);
+        let mut f = Featurizer::fit(&spanish, 2, 2, 5, 1, 10_000, None);
         f.correct_typos(true);
         assert!(!f.corrects_typos && f.correction("cuesta").is_none());
         // A hostile vocabulary of words one letter apart: a key keeps at
@@ -1049,7 +1029,7 @@ mod tests {
         let words: Vec<String> = (b'a'..=b'z')
             .map(|c| format!("w1:pat{}", c as char))
             .collect();
-        let mut g = Featurizer::fit(&["pata"], 1, 0, 0, 1, 10);
+        let mut g = Featurizer::fit(&["pata"], 1, 0, 0, 1, 10, None);
         g.idf = vec![1.0; words.len()];
         g.vocab = words;
         g.corrects_typos = true;

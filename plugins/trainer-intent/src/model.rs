@@ -776,7 +776,7 @@ pub fn train_with(
         ));
     }
     let init = |texts: &[&str]| {
-        let mut featurizer = Featurizer::fit_clustered(
+        let mut featurizer = Featurizer::fit(
             texts,
             config.word_ngrams.max(1),
             config.char_ngrams[0],
@@ -2658,7 +2658,7 @@ mod tests {
             "book a dj tonight",
             "a dj",
         ];
-        let f = Featurizer::fit(&texts, 2, 2, 4, 1, 1000);
+        let f = Featurizer::fit(&texts, 2, 2, 4, 1, 1000, None);
         let pool = [
             ("book a dj tonight", 0),
             ("a dj", 1),
@@ -2738,7 +2738,7 @@ mod tests {
     fn out_of_fold_a_word_only_its_own_text_has_is_unknown() {
         // Words the word-piece vocabulary does not spell either.
         let texts = ["book a dj", "book a florist", "zorblax quibnik vrrmp"];
-        let f = Featurizer::fit(&texts, 2, 2, 4, 1, 1000);
+        let f = Featurizer::fit(&texts, 2, 2, 4, 1, 1000, None);
         let pool = [
             ("book a dj", 0),
             ("book a florist", 1),
@@ -2755,7 +2755,7 @@ mod tests {
         assert!(f.understands(t));
         // Words it spells are understood in or out of fold.
         let texts = ["book a dj", "quokka wombat numbat"];
-        let f = Featurizer::fit(&texts, 2, 2, 4, 1, 1000);
+        let f = Featurizer::fit(&texts, 2, 2, 4, 1, 1000, None);
         let pool = [("book a dj", 0), ("quokka wombat numbat", 1)];
         assert_eq!(
             understood_out_of_fold(&f, &pool, &word_df(&texts)),
