@@ -433,6 +433,11 @@ fn encoder() -> Option<PathBuf> {
     }
 }
 
+/// The trainer with nothing it knows about words beyond the training
+/// examples: neither the shipped word vectors nor the word clusters made
+/// from them.
+const NGRAMS_ONLY: &str = "seed = 7, word_vectors = 0, word_clusters = false";
+
 /// Train the wedding intents with `train_with` and register the model:
 /// its in-scope accuracy on the test split, and the run's output.
 fn in_scope(home: &Home, train_with: &str) -> (f64, String) {
@@ -472,7 +477,7 @@ fn the_word_vectors_that_ship_with_the_trainer_know_what_the_ngrams_never_saw() 
     // The n-grams alone, then the default, where cross-validation finds
     // that the word vectors pay.
     let plain = Home::new("");
-    let (ngrams, _) = in_scope(&plain, "seed = 7, word_vectors = 0");
+    let (ngrams, _) = in_scope(&plain, NGRAMS_ONLY);
     let home = Home::new("");
     let (vectors, out) = in_scope(&home, "seed = 7");
     assert!(
@@ -521,7 +526,7 @@ fn a_sentence_encoder_joins_the_ngrams_and_travels_with_the_model() {
     assert!(!refused.0.status.success());
     assert!(refused.all().contains("granted"), "{}", refused.all());
 
-    let (ngrams, _) = in_scope(&home, "seed = 7, word_vectors = 0");
+    let (ngrams, _) = in_scope(&home, NGRAMS_ONLY);
     let granted = Home::new(&format!(
         "[grants.trainer-intent]\nread = [{:?}]\n",
         folder.display().to_string()
