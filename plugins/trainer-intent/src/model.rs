@@ -308,7 +308,10 @@ const MAGIC: &[u8; 8] = b"COACHIM1";
 
 /// Gradients smaller than this are not applied (see the training loop).
 const GRAD_FLOOR: f32 = 1e-4;
-const FORMAT: u32 = 1;
+/// The model format this trainer writes. 2: word clusters, whose features
+/// a reader of 1 would silently leave out; a model of 1 reads as it did
+/// (its newer fields take their defaults).
+const FORMAT: u32 = 2;
 
 /// Messages of up to this many words have thresholds of their own: a
 /// short message's few features speak less loudly (a lower energy), so
@@ -638,9 +641,9 @@ impl IntentModel {
             .ok_or_else(|| bad("truncated metadata"))?;
         let mut meta: Meta = serde_json::from_slice(&bytes[12..meta_end])
             .map_err(|e| bad(&format!("metadata: {e}")))?;
-        if meta.format != FORMAT {
+        if !(1..=FORMAT).contains(&meta.format) {
             return Err(bad(&format!(
-                "format {} (this plugin reads {FORMAT})",
+                "format {} (this plugin reads 1 to {FORMAT}: a newer trainer's model needs that trainer)",
                 meta.format
             )));
         }
@@ -3148,6 +3151,25 @@ mod tests {
             .to_bytes();
         bytes.truncate(bytes.len() - 3);
         assert!(IntentModel::from_bytes(&bytes).is_err());
+    }
+
+    #[test]
+    fn a_newer_format_is_refused_and_the_one_before_the_clusters_still_reads() {
+        let (train, val) = toy();
+        let config = TrainConfig {
+            word_clusters: false,
+            ..TrainConfig::default()
+        };
+        let model = super::train(&config, &train, &val).unwrap().0;
+        let bytes = model.to_bytes();
+        let format = |n: u32| with_meta(&bytes, |m| m["format"] = n.into());
+        let old = IntentModel::from_bytes(&format(1)).unwrap();
+        for text in ["florist nearby", "book a dj please", "zzqx"] {
+            assert_eq!(old.predict_one(text), model.predict_one(text), "{text}");
+        }
+        let e = IntentModel::from_bytes(&format(FORMAT + 1)).unwrap_err();
+        assert!(e.to_string().contains("newer trainer"), "{e}");
+        assert!(IntentModel::from_bytes(&format(0)).is_err());
     }
 
     /// `bytes` with its metadata changed by `f`, weights kept.
