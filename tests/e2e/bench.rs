@@ -44,6 +44,91 @@ fn bench_intent_prints_scores_with_the_peer_beside_them() {
     assert_eq!(models.expect_ok().stdout().trim(), "[]");
 }
 
+/// A CLINC150-layout folder that has a test split, as the public release
+/// does: ten intents of the small variant, their validation examples cut
+/// in two, one half standing in for the test split.
+fn clinc_with_a_test_split(home: &Home, clinc: &std::path::Path) -> (std::path::PathBuf, usize) {
+    let text = std::fs::read_to_string(clinc.join("data_small.json")).unwrap();
+    let small: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let rows = |key: &str| small[key].as_array().unwrap().clone();
+    let mut intents: Vec<String> = rows("train")
+        .iter()
+        .map(|r| r[1].as_str().unwrap().to_owned())
+        .collect();
+    intents.sort();
+    intents.dedup();
+    intents.truncate(10);
+    let kept = |key: &str| -> Vec<serde_json::Value> {
+        rows(key)
+            .into_iter()
+            .filter(|r| intents.iter().any(|i| r[1] == i.as_str()))
+            .collect()
+    };
+    let halves = |all: Vec<serde_json::Value>| {
+        let (a, b): (Vec<_>, Vec<_>) = all.into_iter().enumerate().partition(|(i, _)| i % 2 == 0);
+        let strip = |v: Vec<(usize, serde_json::Value)>| -> Vec<serde_json::Value> {
+            v.into_iter().map(|(_, r)| r).collect()
+        };
+        (strip(a), strip(b))
+    };
+    let (val, test) = halves(kept("val"));
+    let (oos_val, oos_test) = halves(rows("oos_val"));
+    let tested = test.len() + oos_test.len();
+    let data = serde_json::json!({
+        "train": kept("train"), "val": val, "test": test,
+        "oos_train": rows("oos_train"), "oos_val": oos_val, "oos_test": oos_test,
+    });
+    let dir = home.path("clinc-with-test");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("data_full.json"), data.to_string()).unwrap();
+    (dir, tested)
+}
+
+#[test]
+fn bench_intent_scores_the_test_split_when_the_data_has_one_in_either_setting() {
+    let Some(data) = datasets() else { return };
+    let home = Home::new("");
+    let (dir, tested) = clinc_with_a_test_split(&home, &data.join("clinc150"));
+    let bench = |setting: &str| -> serde_json::Value {
+        let run = home.coach(&[
+            "bench",
+            "intent",
+            "--dataset",
+            "clinc150",
+            "--data",
+            dir.to_str().unwrap(),
+            "--variant",
+            "full",
+            "--setting",
+            setting,
+            "--json",
+        ]);
+        let v: serde_json::Value = serde_json::from_str(&run.expect_ok().stdout()).unwrap();
+        v[0].clone()
+    };
+    for (setting, name) in [
+        ("oos-train", "clinc150/full"),
+        ("oos-threshold", "clinc150/full/oos-threshold"),
+    ] {
+        let r = bench(setting);
+        assert_eq!(r["dataset"], name, "{r}");
+        // The test split is scored, and with a test split to score the
+        // final model may learn from validation too.
+        assert_eq!(r["split"], "test", "{r}");
+        assert_eq!(r["examples"].as_u64(), Some(tested as u64), "{r}");
+        assert_eq!(r["validation_in_training"], true, "{r}");
+        assert!(r["in_scope_accuracy"].as_f64().unwrap() > 0.8, "{r}");
+        assert!(r["oos_recall"].as_f64().unwrap() > 0.2, "{r}");
+        // Cross-validated figures beside the scored ones (out of scope
+        // among them in either setting: validation keeps its out-of-scope
+        // examples, which choose the threshold and are never fitted).
+        let cv = &r["cross_validated"];
+        for k in ["in_scope_accuracy", "top_intent_accuracy", "oos_recall"] {
+            assert!(cv[k].as_f64().unwrap() > 0.8, "{k}: {r}");
+        }
+    }
+}
+
 #[test]
 fn bench_entities_scores_spans_per_type() {
     let Some(data) = datasets() else { return };
