@@ -7,21 +7,7 @@ fn bench_intent_prints_scores_with_the_peer_beside_them() {
     let Some(data) = datasets() else { return };
     let home = Home::new("");
     let clinc = data.join("clinc150");
-    let run = home.coach(&[
-        "bench",
-        "intent",
-        "--dataset",
-        "clinc150",
-        "--data",
-        clinc.to_str().unwrap(),
-        "--variant",
-        "small",
-        "--peer",
-        "sklearn",
-        "--json",
-    ]);
-    run.expect_ok();
-    let v: serde_json::Value = serde_json::from_str(&run.stdout()).unwrap();
+    let v = bench_clinc150(&home, &clinc, &["--variant", "small", "--peer", "sklearn"]);
     let r = &v[0];
     assert_eq!(r["dataset"], "clinc150/small");
     assert_eq!(r["split"], "validation");
@@ -42,6 +28,17 @@ fn bench_intent_prints_scores_with_the_peer_beside_them() {
     // The benchmark keeps its own scratch store: the registry is untouched.
     let models = home.coach(&["models", "list", "--json"]);
     assert_eq!(models.expect_ok().stdout().trim(), "[]");
+}
+
+/// `coach bench intent --dataset clinc150 --data DATA ARGS --json`: its
+/// JSON answer.
+fn bench_clinc150(home: &Home, data: &std::path::Path, args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["bench", "intent", "--dataset", "clinc150"];
+    all.extend(["--data", data.to_str().unwrap()]);
+    all.extend(args);
+    all.push("--json");
+    let run = home.coach(&all);
+    serde_json::from_str(&run.expect_ok().stdout()).unwrap()
 }
 
 /// A CLINC150-layout folder that has a test split, as the public release
@@ -89,28 +86,12 @@ fn bench_intent_scores_the_test_split_when_the_data_has_one_in_either_setting() 
     let Some(data) = datasets() else { return };
     let home = Home::new("");
     let (dir, tested) = clinc_with_a_test_split(&home, &data.join("clinc150"));
-    let bench = |setting: &str| -> serde_json::Value {
-        let run = home.coach(&[
-            "bench",
-            "intent",
-            "--dataset",
-            "clinc150",
-            "--data",
-            dir.to_str().unwrap(),
-            "--variant",
-            "full",
-            "--setting",
-            setting,
-            "--json",
-        ]);
-        let v: serde_json::Value = serde_json::from_str(&run.expect_ok().stdout()).unwrap();
-        v[0].clone()
-    };
     for (setting, name) in [
         ("oos-train", "clinc150/full"),
         ("oos-threshold", "clinc150/full/oos-threshold"),
     ] {
-        let r = bench(setting);
+        let v = bench_clinc150(&home, &dir, &["--variant", "full", "--setting", setting]);
+        let r = &v[0];
         assert_eq!(r["dataset"], name, "{r}");
         // The test split is scored, and with a test split to score the
         // final model may learn from validation too.
