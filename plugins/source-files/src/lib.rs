@@ -32,6 +32,10 @@ pub struct Config {
     pub split: Option<String>,
     #[serde(default)]
     pub include_full: bool,
+    /// In a folder: read the files whose names match this pattern (`*` any
+    /// run of characters, `?` one) instead of the format's own.
+    #[serde(default)]
+    pub files: Option<String>,
     #[serde(default = "default_max_bad_fraction")]
     pub max_bad_fraction: f64,
 }
@@ -181,19 +185,59 @@ fn list_files(config: &Config) -> Result<Vec<PathBuf>, PluginError> {
     for entry in entries {
         let entry = entry.map_err(|e| PluginError::io(format!("{}: {e}", path.display())))?;
         let p = entry.path();
-        if p.is_file() && config.format.reads(&p, config.include_full) {
+        let wanted = match &config.files {
+            Some(pattern) => p
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| matches_pattern(pattern, n)),
+            None => config.format.reads(&p, config.include_full),
+        };
+        if p.is_file() && wanted {
             files.push(p);
         }
     }
     files.sort();
     if files.is_empty() {
-        return Err(PluginError::bad_data(format!(
-            "{}: no {} files in this folder",
-            path.display(),
-            config.format.name()
-        )));
+        return Err(PluginError::bad_data(match &config.files {
+            Some(pattern) => format!(
+                "{}: no file in this folder matches `{pattern}`",
+                path.display()
+            ),
+            None => format!(
+                "{}: no {} files in this folder",
+                path.display(),
+                config.format.name()
+            ),
+        }));
     }
     Ok(files)
+}
+
+/// Whether `name` matches `pattern`, where `*` stands for any run of
+/// characters and `?` for one. Linear in the name for each `*` (the
+/// classic backtrack to the last star), so a long name cannot stall it.
+fn matches_pattern(pattern: &str, name: &str) -> bool {
+    let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
+    let (mut i, mut j) = (0, 0);
+    // The last `*` seen and the name position it is tried against.
+    let mut star: Option<(usize, usize)> = None;
+    while j < n.len() {
+        if i < p.len() && (p[i] == '?' || p[i] == n[j]) {
+            i += 1;
+            j += 1;
+        } else if i < p.len() && p[i] == '*' {
+            star = Some((i, j));
+            i += 1;
+        } else if let Some((si, sj)) = star {
+            // Let the star take one more character.
+            star = Some((si, sj + 1));
+            i = si + 1;
+            j = sj + 1;
+        } else {
+            return false;
+        }
+    }
+    p[i..].iter().all(|&c| c == '*')
 }
 
 pub(crate) fn bad(file: &Path, line: usize, reason: impl Into<String>) -> BadRecord {
@@ -204,3 +248,63 @@ pub(crate) fn bad(file: &Path, line: usize, reason: impl Into<String>) -> BadRec
 }
 
 coach_plugin_sdk::export_source!(Files);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pattern_matches_whole_names() {
+        assert!(matches_pattern(
+            "validate_*.json",
+            "validate_PlayMusic.json"
+        ));
+        assert!(matches_pattern("*.csv", "test.csv"));
+        assert!(matches_pattern("train_?.json", "train_0.json"));
+        assert!(matches_pattern("*", ""));
+        assert!(matches_pattern("a*b*c", "aXbYbZc"));
+        assert!(!matches_pattern("validate_*.json", "train_PlayMusic.json"));
+        assert!(!matches_pattern("train_?.json", "train_10.json"));
+        assert!(!matches_pattern("*.csv", "test.csv.bak"));
+        assert!(!matches_pattern("a*b*c", "aXbYbZ"));
+        // A long name against many stars stays quick.
+        let long = "a".repeat(10_000);
+        assert!(!matches_pattern("*a*a*a*a*a*b", &long));
+    }
+
+    #[test]
+    fn files_picks_a_folders_files_instead_of_the_formats_rule() {
+        let dir = std::env::temp_dir().join(format!("source-files-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for name in ["train_A.json", "train_A_full.json", "validate_A.json"] {
+            std::fs::write(dir.join(name), "{}").unwrap();
+        }
+        let config = |files: Option<&str>| Config {
+            path: dir.clone(),
+            format: Format::Snips,
+            text_column: None,
+            intent_column: None,
+            delimiter: None,
+            split: None,
+            include_full: false,
+            files: files.map(str::to_owned),
+            max_bad_fraction: 0.05,
+        };
+        let names = |c: &Config| -> Vec<String> {
+            list_files(c)
+                .unwrap()
+                .iter()
+                .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+                .collect()
+        };
+        assert_eq!(names(&config(None)), ["train_A.json"]);
+        assert_eq!(names(&config(Some("validate_*.json"))), ["validate_A.json"]);
+        assert_eq!(
+            names(&config(Some("*.json"))),
+            ["train_A.json", "train_A_full.json", "validate_A.json"]
+        );
+        let err = list_files(&config(Some("test_*.json"))).unwrap_err();
+        assert!(err.to_string().contains("matches `test_*.json`"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
