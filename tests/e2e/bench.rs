@@ -110,6 +110,150 @@ fn bench_intent_scores_the_test_split_when_the_data_has_one_in_either_setting() 
     }
 }
 
+/// Public Banking77, HWU64 and SNIPS folders with a few intents each and a
+/// test split of their own beside the training data, under the upstream
+/// names (`test.csv`, `testset/`, `validate_<Intent>.json`): every fourth
+/// example of an intent is a test example. Returns the folders and how
+/// many test examples each has.
+fn folders_with_test_files(
+    home: &Home,
+    data: &std::path::Path,
+) -> Vec<(&'static str, std::path::PathBuf, usize)> {
+    let quarter = |rows: Vec<String>| -> (Vec<String>, Vec<String>) {
+        let (test, train): (Vec<_>, Vec<_>) =
+            rows.into_iter().enumerate().partition(|(i, _)| i % 4 == 3);
+        let strip = |v: Vec<(usize, String)>| v.into_iter().map(|(_, r)| r).collect();
+        (strip(train), strip(test))
+    };
+    let mut out = Vec::new();
+
+    // Banking77: `text,category`; records spread over lines (quoted) are left out.
+    let dir = home.path("banking77-with-test");
+    std::fs::create_dir_all(&dir).unwrap();
+    let text = std::fs::read_to_string(data.join("banking77/train.csv")).unwrap();
+    let (mut train, mut test) = (
+        vec!["text,category".to_owned()],
+        vec!["text,category".to_owned()],
+    );
+    for category in [
+        "card_arrival",
+        "lost_or_stolen_card",
+        "exchange_rate",
+        "top_up_failed",
+        "pin_blocked",
+    ] {
+        let rows = text
+            .lines()
+            .filter(|l| !l.contains('"') && l.ends_with(&format!(",{category}")))
+            .map(str::to_owned)
+            .collect();
+        let (a, b) = quarter(rows);
+        train.extend(a);
+        test.extend(b);
+    }
+    std::fs::write(dir.join("train.csv"), train.join("\n")).unwrap();
+    std::fs::write(dir.join("test.csv"), test.join("\n")).unwrap();
+    out.push(("banking77", dir, test.len() - 1));
+
+    // HWU64: one `;`-separated file per intent under `trainset/` and `testset/`.
+    let dir = home.path("hwu64-with-test");
+    let mut tested = 0;
+    for name in [
+        "alarm_set.csv",
+        "weather_query.csv",
+        "play_music.csv",
+        "cooking_recipe.csv",
+    ] {
+        let text = std::fs::read_to_string(data.join("hwu64/trainset").join(name)).unwrap();
+        let mut lines = text.lines().map(str::to_owned);
+        let header = lines.next().unwrap();
+        let (train, test) = quarter(lines.collect());
+        tested += test.len();
+        for (folder, rows) in [("trainset", train), ("testset", test)] {
+            std::fs::create_dir_all(dir.join(folder)).unwrap();
+            let body = std::iter::once(header.clone())
+                .chain(rows)
+                .collect::<Vec<_>>();
+            std::fs::write(dir.join(folder).join(name), body.join("\n")).unwrap();
+        }
+    }
+    out.push(("hwu64", dir, tested));
+
+    // SNIPS: `{Intent: [utterance, …]}` in `train_<Intent>.json` and `validate_<Intent>.json`.
+    let dir = home.path("snips-with-test");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut tested = 0;
+    for intent in ["GetWeather", "RateBook", "BookRestaurant"] {
+        let bytes = std::fs::read(data.join(format!("snips/train_{intent}.json"))).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&String::from_utf8_lossy(&bytes)).unwrap();
+        let rows = v[intent]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r.to_string())
+            .collect();
+        let (train, test) = quarter(rows);
+        tested += test.len();
+        for (prefix, rows) in [("train", train), ("validate", test)] {
+            std::fs::write(
+                dir.join(format!("{prefix}_{intent}.json")),
+                format!("{{\"{intent}\": [{}]}}", rows.join(",")),
+            )
+            .unwrap();
+        }
+    }
+    out.push(("snips", dir, tested));
+    out
+}
+
+#[test]
+fn bench_intent_scores_the_public_test_files_of_the_closed_set_datasets() {
+    let Some(data) = datasets() else { return };
+    let home = Home::new("");
+    for (dataset, dir, tested) in folders_with_test_files(&home, &data) {
+        let run = home.coach(&[
+            "bench",
+            "intent",
+            "--dataset",
+            dataset,
+            "--data",
+            dir.to_str().unwrap(),
+            "--json",
+        ]);
+        let v: serde_json::Value = serde_json::from_str(&run.expect_ok().stdout()).unwrap();
+        let r = &v[0];
+        assert_eq!(r["dataset"], dataset, "{r}");
+        assert_eq!(r["split"], "test", "{dataset}: {r}");
+        assert_eq!(
+            r["examples"].as_u64(),
+            Some(tested as u64),
+            "{dataset}: {r}"
+        );
+        // With a test split to score, the final model learns from
+        // validation too.
+        assert_eq!(r["validation_in_training"], true, "{dataset}: {r}");
+        assert!(
+            r["in_scope_accuracy"].as_f64().unwrap() > 0.8,
+            "{dataset}: {r}"
+        );
+    }
+    // Without the test files the validation split is scored, as before.
+    let dir = home.path("banking77-with-test");
+    std::fs::remove_file(dir.join("test.csv")).unwrap();
+    let run = home.coach(&[
+        "bench",
+        "intent",
+        "--dataset",
+        "banking77",
+        "--data",
+        dir.to_str().unwrap(),
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&run.expect_ok().stdout()).unwrap();
+    assert_eq!(v[0]["split"], "validation", "{v}");
+    assert_eq!(v[0]["validation_in_training"], false, "{v}");
+}
+
 #[test]
 fn bench_entities_scores_spans_per_type() {
     let Some(data) = datasets() else { return };

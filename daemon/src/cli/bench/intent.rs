@@ -90,7 +90,10 @@ pub enum Setting {
 pub struct Args {
     #[arg(long, value_enum)]
     pub dataset: Dataset,
-    /// The dataset's folder (e.g. `…/datasets/clinc150`).
+    /// The dataset's folder (e.g. `…/datasets/clinc150`). Where it holds
+    /// the public test split (CLINC150's `test` in its file, Banking77's
+    /// `test.csv`, HWU64's `testset/`, SNIPS's `validate_<Intent>.json`),
+    /// that is what is scored; else the validation split.
     #[arg(long)]
     pub data: PathBuf,
     /// CLINC150 variants to run (default: all four).
@@ -188,36 +191,114 @@ struct Outcome {
     peer: Option<Value>,
 }
 
-/// Source format, data path and split step of a benchmark dataset.
-fn layout(
-    dataset: Dataset,
-    data: &Path,
-    variant: Option<Variant>,
-) -> (&'static str, PathBuf, &'static str) {
+/// Where a benchmark dataset's examples come from.
+struct Layout {
+    format: &'static str,
+    /// The training data (and CLINC150's splits, all in one file).
+    path: PathBuf,
+    /// The split step's parameters.
+    split: &'static str,
+    /// The public test split, where the folder has it beside the training
+    /// data (the upstream file names): then it is what is scored.
+    test: Option<TestFiles>,
+}
+
+/// A dataset's test split in files of their own.
+struct TestFiles {
+    path: PathBuf,
+    /// In a folder: the names to read (source-files' `files`).
+    files: Option<&'static str>,
+}
+
+/// Source format, data path, split step and test files of a benchmark
+/// dataset.
+fn layout(dataset: Dataset, data: &Path, variant: Option<Variant>) -> Layout {
     const STRATIFIED: &str = r#"{ mode = "stratified", validation = 0.1, test = 0.0, seed = 7 }"#;
-    match dataset {
-        Dataset::Clinc150 => (
-            "clinc150",
-            data.join(variant.unwrap_or(Variant::Full).file()),
-            r#"{ mode = "keep" }"#,
+    // With a test split of its own, the data keeps it, and validation is
+    // carved out of training as the stratified split would.
+    const KEEP_TEST: &str = r#"{ mode = "keep", validation = 0.1, seed = 7 }"#;
+    let file = |name: &str| Some(data.join(name)).filter(|p| p.is_file());
+    let (format, path, test) = match dataset {
+        Dataset::Clinc150 => {
+            let path = data.join(variant.unwrap_or(Variant::Full).file());
+            return Layout {
+                format: "clinc150",
+                path,
+                split: r#"{ mode = "keep" }"#,
+                test: None,
+            };
+        }
+        Dataset::Banking77 => (
+            "banking77",
+            data.join("train.csv"),
+            file("test.csv").map(|path| TestFiles { path, files: None }),
         ),
-        Dataset::Banking77 => ("banking77", data.join("train.csv"), STRATIFIED),
-        Dataset::Hwu64 => ("hwu64", data.join("trainset"), STRATIFIED),
-        Dataset::Snips => ("snips", data.to_path_buf(), STRATIFIED),
-        Dataset::Restaurant8k => ("restaurant8k", data.join("train_0.json"), STRATIFIED),
+        Dataset::Hwu64 => (
+            "hwu64",
+            data.join("trainset"),
+            Some(data.join("testset"))
+                .filter(|p| p.is_dir())
+                .map(|path| TestFiles { path, files: None }),
+        ),
+        // Upstream, SNIPS's held-out examples are `validate_<Intent>.json`.
+        Dataset::Snips => (
+            "snips",
+            data.to_path_buf(),
+            ["test_*.json", "validate_*.json"]
+                .into_iter()
+                .find(|pattern| has_file(data, pattern))
+                .map(|pattern| TestFiles {
+                    path: data.to_path_buf(),
+                    files: Some(pattern),
+                }),
+        ),
+        Dataset::Restaurant8k => (
+            "restaurant8k",
+            data.join("train_0.json"),
+            file("test.json").map(|path| TestFiles { path, files: None }),
+        ),
+    };
+    Layout {
+        format,
+        path,
+        split: if test.is_some() {
+            KEEP_TEST
+        } else {
+            STRATIFIED
+        },
+        test,
     }
+}
+
+/// Whether `dir` has a file named `prefix*suffix` (`pattern` has one `*`).
+fn has_file(dir: &Path, pattern: &str) -> bool {
+    let (prefix, suffix) = pattern.split_once('*').unwrap_or((pattern, ""));
+    std::fs::read_dir(dir).is_ok_and(|entries| {
+        entries.flatten().any(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            e.path().is_file()
+                && name.len() >= prefix.len() + suffix.len()
+                && name.starts_with(prefix)
+                && name.ends_with(suffix)
+        })
+    })
 }
 
 /// The benchmark workflow: source → (rules) → split → train → evaluate →
 /// register. `drop_oos_train` adds a rules step that leaves the
 /// out-of-scope training examples out.
 fn workflow(
-    format: &str,
-    path: &Path,
-    split: &str,
+    layout: &Layout,
     with: &serde_json::Map<String, Value>,
     drop_oos_train: bool,
 ) -> Result<String> {
+    let Layout {
+        format,
+        path,
+        split,
+        test,
+    } = layout;
     if !path.exists() {
         bail!(
             "{} does not exist; --data must be the dataset's folder",
@@ -226,13 +307,27 @@ fn workflow(
     }
     let with_toml = toml::to_string(&toml::Value::try_from(with)?)?.replace('\n', ", ");
     let with_toml = with_toml.trim_end_matches(", ");
-    let (rules, split_needs) = if drop_oos_train {
+    let (rules, mut split_needs) = if drop_oos_train {
         (
             "[[step]]\nid = \"no-oos-train\"\nkind = \"rules\"\nneeds = [\"data\"]\nwith = { script = \"no_oos_train.rhai\" }\n\n",
-            "no-oos-train",
+            "\"no-oos-train\"".to_owned(),
         )
     } else {
-        ("", "data")
+        ("", "\"data\"".to_owned())
+    };
+    let test_step = match test {
+        None => String::new(),
+        Some(t) => {
+            split_needs.push_str(", \"test-data\"");
+            let files = t
+                .files
+                .map(|f| format!(", files = {f:?}"))
+                .unwrap_or_default();
+            format!(
+                "[[step]]\nid = \"test-data\"\nuses = \"source-files\"\nwith = {{ format = \"{format}\", path = {:?}, split = \"test\"{files} }}\n\n",
+                t.path.canonicalize()?.display().to_string()
+            )
+        }
     };
     Ok(format!(
         r#"version = 1
@@ -243,10 +338,10 @@ id = "data"
 uses = "source-files"
 with = {{ format = "{format}", path = {path:?} }}
 
-{rules}[[step]]
+{test_step}{rules}[[step]]
 id = "split"
 kind = "split"
-needs = ["{split_needs}"]
+needs = [{split_needs}]
 with = {split}
 
 [[step]]
@@ -283,15 +378,13 @@ struct Prepared {
 }
 
 /// How one benchmark run is set up.
-struct Plan<'a> {
-    format: &'a str,
-    path: PathBuf,
-    split: &'a str,
+struct Plan {
+    layout: Layout,
     with: serde_json::Map<String, Value>,
     drop_oos_train: bool,
 }
 
-async fn prepare(base: &Config, data: &Path, plan: &Plan<'_>) -> Result<Prepared> {
+async fn prepare(base: &Config, data: &Path, plan: &Plan) -> Result<Prepared> {
     let scratch = tempfile::tempdir()?;
     // A scratch store, so benchmarks never touch the registry; the compile
     // cache is shared, so compiling plugins is not counted as training.
@@ -305,13 +398,7 @@ async fn prepare(base: &Config, data: &Path, plan: &Plan<'_>) -> Result<Prepared
         .read
         .push(data.canonicalize()?);
     let coach = App::open(config, Mode::Command).await?;
-    let text = workflow(
-        plan.format,
-        &plan.path,
-        plan.split,
-        &plan.with,
-        plan.drop_oos_train,
-    )?;
+    let text = workflow(&plan.layout, &plan.with, plan.drop_oos_train)?;
     let file = scratch.path().join("bench.toml");
     std::fs::write(&file, &text)?;
     std::fs::write(
@@ -364,12 +451,13 @@ async fn prepare(base: &Config, data: &Path, plan: &Plan<'_>) -> Result<Prepared
 }
 
 /// Whether the run will be scored on its validation split: the data has
-/// no test split (CLINC150's public file has one; the other datasets here
-/// are split into train and validation only).
-fn scored_on_validation(dataset: Dataset, path: &Path) -> Result<bool> {
+/// no test split (CLINC150's public file has one; the others have it in
+/// files of its own, which the folder may lack).
+fn scored_on_validation(dataset: Dataset, layout: &Layout) -> Result<bool> {
     if dataset != Dataset::Clinc150 {
-        return Ok(true);
+        return Ok(layout.test.is_none());
     }
+    let path = &layout.path;
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let v: Value =
@@ -384,15 +472,15 @@ fn plan(
     variant: Option<Variant>,
     with: &str,
     setting: Setting,
-) -> Result<Plan<'static>> {
-    let (format, path, split) = layout(dataset, data, variant);
+) -> Result<Plan> {
+    let layout = layout(dataset, data, variant);
     let with: Value = serde_json::from_str(with).context("--with must be a JSON object")?;
     let Value::Object(mut with) = with else {
         bail!("--with must be a JSON object")
     };
     // Without a test split the validation split is what is scored: it must
     // stay out of the final model (selection is cross-validated on train).
-    if !with.contains_key("refit_on_validation") && scored_on_validation(dataset, &path)? {
+    if !with.contains_key("refit_on_validation") && scored_on_validation(dataset, &layout)? {
         with.insert("refit_on_validation".into(), Value::Bool(false));
     }
     // Banking77, HWU64 and SNIPS are closed-set: every message has an
@@ -402,9 +490,7 @@ fn plan(
         with.insert("oos_reject_rate".into(), json!(0.0));
     }
     Ok(Plan {
-        format,
-        path,
-        split,
+        layout,
         with,
         drop_oos_train: dataset == Dataset::Clinc150 && setting == Setting::OosThreshold,
     })
@@ -648,9 +734,11 @@ pub async fn run(config: Config, args: Args) -> Result<ExitCode> {
         for (name, acc, rec) in PUBLISHED {
             out!("  {name:<12} in-scope {acc:>5.1}%   OOS recall {rec:>5.1}%");
         }
-        out!(
-            "(Coach is scored on the split named above: the public test split is held back here.)"
-        );
+        if outcomes.iter().any(|o| o.report.split != "test") {
+            out!(
+                "(Coach is scored on the split named above: this folder's data has no test split.)"
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
