@@ -112,7 +112,7 @@ fn bench_intent_scores_the_test_split_when_the_data_has_one_in_either_setting() 
 
 /// Public Banking77, HWU64 and SNIPS folders with a few intents each and a
 /// test split of their own beside the training data, under the upstream
-/// names (`test.csv`, `testset/`, `validate_<Intent>.json`): every fourth
+/// names (`test.csv`, `testset/csv/`, `validate_<Intent>.json`): every fourth
 /// example of an intent is a test example. Returns the folders and how
 /// many test examples each has.
 fn folders_with_test_files(
@@ -155,7 +155,7 @@ fn folders_with_test_files(
     std::fs::write(dir.join("test.csv"), test.join("\n")).unwrap();
     out.push(("banking77", dir, test.len() - 1));
 
-    // HWU64: one `;`-separated file per intent under `trainset/` and `testset/`.
+    // HWU64: one `;`-separated file per intent under `trainset/` and `testset/csv/`.
     let dir = home.path("hwu64-with-test");
     let mut tested = 0;
     for name in [
@@ -169,7 +169,9 @@ fn folders_with_test_files(
         let header = lines.next().unwrap();
         let (train, test) = quarter(lines.collect());
         tested += test.len();
-        for (folder, rows) in [("trainset", train), ("testset", test)] {
+        // The training files flattened (as the datasets folder has them),
+        // the test files where upstream puts them.
+        for (folder, rows) in [("trainset", train), ("testset/csv", test)] {
             std::fs::create_dir_all(dir.join(folder)).unwrap();
             let body = std::iter::once(header.clone())
                 .chain(rows)

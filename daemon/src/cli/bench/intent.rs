@@ -92,7 +92,8 @@ pub struct Args {
     pub dataset: Dataset,
     /// The dataset's folder (e.g. `…/datasets/clinc150`). Where it holds
     /// the public test split (CLINC150's `test` in its file, Banking77's
-    /// `test.csv`, HWU64's `testset/`, SNIPS's `validate_<Intent>.json`),
+    /// `test.csv`, HWU64's `testset/` or `testset/csv/`, SNIPS's
+    /// `validate_<Intent>.json`),
     /// that is what is scored; else the validation split.
     #[arg(long)]
     pub data: PathBuf,
@@ -233,13 +234,20 @@ fn layout(dataset: Dataset, data: &Path, variant: Option<Variant>) -> Layout {
             data.join("train.csv"),
             file("test.csv").map(|path| TestFiles { path, files: None }),
         ),
-        Dataset::Hwu64 => (
-            "hwu64",
-            data.join("trainset"),
-            Some(data.join("testset"))
-                .filter(|p| p.is_dir())
-                .map(|path| TestFiles { path, files: None }),
-        ),
+        // Upstream, HWU64's files are `trainset/csv/*.csv` and
+        // `testset/csv/*.csv`; the `csv/` level may be flattened.
+        Dataset::Hwu64 => {
+            let csvs = |set: &str| {
+                [data.join(set), data.join(set).join("csv")]
+                    .into_iter()
+                    .find(|dir| has_file(dir, "*.csv"))
+            };
+            (
+                "hwu64",
+                csvs("trainset").unwrap_or_else(|| data.join("trainset")),
+                csvs("testset").map(|path| TestFiles { path, files: None }),
+            )
+        }
         // Upstream, SNIPS's held-out examples are `validate_<Intent>.json`.
         Dataset::Snips => (
             "snips",
