@@ -173,6 +173,9 @@ impl Cursor for FilesCursor {
 
 /// The files to read: `path` itself, or the matching files of a folder.
 fn list_files(config: &Config) -> Result<Vec<PathBuf>, PluginError> {
+    if let Some(pattern) = &config.files {
+        check_pattern(pattern)?;
+    }
     let path = &config.path;
     let meta =
         std::fs::metadata(path).map_err(|e| PluginError::io(format!("{}: {e}", path.display())))?;
@@ -211,6 +214,36 @@ fn list_files(config: &Config) -> Result<Vec<PathBuf>, PluginError> {
         }));
     }
     Ok(files)
+}
+
+/// The longest `files` pattern: a file name's length on common file
+/// systems.
+const MAX_PATTERN: usize = 255;
+
+/// A `files` pattern names files of the folder: bounded, one name, no
+/// control characters.
+fn check_pattern(pattern: &str) -> Result<(), PluginError> {
+    let why = if pattern.len() > MAX_PATTERN {
+        format!(
+            "is {} bytes; a file name pattern is at most {MAX_PATTERN}",
+            pattern.len()
+        )
+    } else if pattern.contains(['/', '\\']) {
+        "names a path; it matches the names of the folder's files".to_owned()
+    } else if pattern.chars().any(char::is_control) || pattern.is_empty() {
+        "must be a non-empty file name without control characters".to_owned()
+    } else {
+        return Ok(());
+    };
+    let shown: String = pattern.chars().take(40).collect();
+    let cut = if shown.len() < pattern.len() {
+        "…"
+    } else {
+        ""
+    };
+    Err(PluginError::bad_config(format!(
+        "`files` {shown:?}{cut} {why}"
+    )))
 }
 
 /// Whether `name` matches `pattern`, where `*` stands for any run of
@@ -305,6 +338,18 @@ mod tests {
         );
         let err = list_files(&config(Some("test_*.json"))).unwrap_err();
         assert!(err.to_string().contains("matches `test_*.json`"), "{err}");
+        // Hostile patterns are refused before the folder is read, and
+        // never echoed whole.
+        for bad in [
+            "*".repeat(100_000),
+            "../*.json".into(),
+            "a\0*".into(),
+            String::new(),
+        ] {
+            let err = list_files(&config(Some(&bad))).unwrap_err().to_string();
+            assert!(err.contains("`files`") && err.len() < 200, "{err}");
+            assert!(!err.contains('\0'), "{err}");
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
