@@ -7,7 +7,13 @@ fn bench_intent_prints_scores_with_the_peer_beside_them() {
     let Some(data) = datasets() else { return };
     let home = Home::new("");
     let clinc = data.join("clinc150");
-    let v = bench_clinc150(&home, &clinc, &["--variant", "small", "--peer", "sklearn"]);
+    let v = bench(
+        &home,
+        "intent",
+        "clinc150",
+        &clinc,
+        &["--variant", "small", "--peer", "sklearn"],
+    );
     let r = &v[0];
     assert_eq!(r["dataset"], "clinc150/small");
     assert_eq!(r["split"], "validation");
@@ -30,10 +36,16 @@ fn bench_intent_prints_scores_with_the_peer_beside_them() {
     assert_eq!(models.expect_ok().stdout().trim(), "[]");
 }
 
-/// `coach bench intent --dataset clinc150 --data DATA ARGS --json`: its
-/// JSON answer.
-fn bench_clinc150(home: &Home, data: &std::path::Path, args: &[&str]) -> serde_json::Value {
-    let mut all = vec!["bench", "intent", "--dataset", "clinc150"];
+/// `coach bench WHAT --dataset DATASET --data DATA ARGS --json`: its JSON
+/// answer.
+fn bench(
+    home: &Home,
+    what: &str,
+    dataset: &str,
+    data: &std::path::Path,
+    args: &[&str],
+) -> serde_json::Value {
+    let mut all = vec!["bench", what, "--dataset", dataset];
     all.extend(["--data", data.to_str().unwrap()]);
     all.extend(args);
     all.push("--json");
@@ -90,7 +102,13 @@ fn bench_intent_scores_the_test_split_when_the_data_has_one_in_either_setting() 
         ("oos-train", "clinc150/full"),
         ("oos-threshold", "clinc150/full/oos-threshold"),
     ] {
-        let v = bench_clinc150(&home, &dir, &["--variant", "full", "--setting", setting]);
+        let v = bench(
+            &home,
+            "intent",
+            "clinc150",
+            &dir,
+            &["--variant", "full", "--setting", setting],
+        );
         let r = &v[0];
         assert_eq!(r["dataset"], name, "{r}");
         // The test split is scored, and with a test split to score the
@@ -213,16 +231,7 @@ fn bench_intent_scores_the_public_test_files_of_the_closed_set_datasets() {
     let Some(data) = datasets() else { return };
     let home = Home::new("");
     for (dataset, dir, tested) in folders_with_test_files(&home, &data) {
-        let run = home.coach(&[
-            "bench",
-            "intent",
-            "--dataset",
-            dataset,
-            "--data",
-            dir.to_str().unwrap(),
-            "--json",
-        ]);
-        let v: serde_json::Value = serde_json::from_str(&run.expect_ok().stdout()).unwrap();
+        let v = bench(&home, "intent", dataset, &dir, &[]);
         let r = &v[0];
         assert_eq!(r["dataset"], dataset, "{r}");
         assert_eq!(r["split"], "test", "{dataset}: {r}");
@@ -242,16 +251,7 @@ fn bench_intent_scores_the_public_test_files_of_the_closed_set_datasets() {
     // Without the test files the validation split is scored, as before.
     let dir = home.path("banking77-with-test");
     std::fs::remove_file(dir.join("test.csv")).unwrap();
-    let run = home.coach(&[
-        "bench",
-        "intent",
-        "--dataset",
-        "banking77",
-        "--data",
-        dir.to_str().unwrap(),
-        "--json",
-    ]);
-    let v: serde_json::Value = serde_json::from_str(&run.expect_ok().stdout()).unwrap();
+    let v = bench(&home, "intent", "banking77", &dir, &[]);
     assert_eq!(v[0]["split"], "validation", "{v}");
     assert_eq!(v[0]["validation_in_training"], false, "{v}");
 }
@@ -260,17 +260,13 @@ fn bench_intent_scores_the_public_test_files_of_the_closed_set_datasets() {
 fn bench_entities_scores_spans_per_type() {
     let Some(data) = datasets() else { return };
     let home = Home::new("");
-    let dir = data.join("restaurant8k");
-    let run = home.coach(&[
-        "bench",
+    let v = bench(
+        &home,
         "entities",
-        "--dataset",
         "restaurant8k",
-        "--data",
-        dir.to_str().unwrap(),
-        "--json",
-    ]);
-    let v: serde_json::Value = serde_json::from_str(&run.expect_ok().stdout()).unwrap();
+        &data.join("restaurant8k"),
+        &[],
+    );
     assert_eq!(v["dataset"], "restaurant8k");
     assert!(v["spans"].as_u64().unwrap() > 500, "{v}");
     // A floor well under what the tagger reaches, to catch regressions.

@@ -93,8 +93,8 @@ pub struct Args {
     /// The dataset's folder (e.g. `…/datasets/clinc150`). Where it holds
     /// the public test split (CLINC150's `test` in its file, Banking77's
     /// `test.csv`, HWU64's `testset/` or `testset/csv/`, SNIPS's
-    /// `validate_<Intent>.json`),
-    /// that is what is scored; else the validation split.
+    /// `validate_<Intent>.json`), that is what is scored; else the
+    /// validation split.
     #[arg(long)]
     pub data: PathBuf,
     /// CLINC150 variants to run (default: all four).
