@@ -332,8 +332,8 @@ fn workflow(
                 .map(|f| format!(", files = {f:?}"))
                 .unwrap_or_default();
             format!(
-                "[[step]]\nid = \"test-data\"\nuses = \"source-files\"\nwith = {{ format = \"{format}\", path = {:?}, split = \"test\"{files} }}\n\n",
-                t.path.canonicalize()?.display().to_string()
+                "[[step]]\nid = \"test-data\"\nuses = \"source-files\"\nwith = {{ format = \"{format}\", path = {}, split = \"test\"{files} }}\n\n",
+                toml_path(&t.path)?
             )
         }
     };
@@ -344,7 +344,7 @@ name = "bench"
 [[step]]
 id = "data"
 uses = "source-files"
-with = {{ format = "{format}", path = {path:?} }}
+with = {{ format = "{format}", path = {path} }}
 
 {test_step}{rules}[[step]]
 id = "split"
@@ -368,8 +368,18 @@ id = "register"
 kind = "register"
 needs = ["evaluate"]
 "#,
-        path = path.canonicalize()?.display().to_string()
+        path = toml_path(path)?
     ))
+}
+
+/// `path`, made absolute, as a TOML string (Rust's `{:?}` escapes are not
+/// all TOML's: a combining accent in a folder name would be `\u{301}`).
+fn toml_path(path: &Path) -> Result<String> {
+    let path = path.canonicalize()?;
+    let text = path
+        .to_str()
+        .with_context(|| format!("{} is not UTF-8", path.display()))?;
+    Ok(toml::Value::String(text.to_owned()).to_string())
 }
 
 /// A finished benchmark run in its scratch store.
@@ -887,4 +897,24 @@ pub async fn run_entities(config: Config, args: EntityArgs) -> Result<ExitCode> 
         total.2
     );
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_folder_name_of_any_characters_reads_back_from_the_workflow() {
+        let scratch = tempfile::tempdir().unwrap();
+        // A decomposed accent, a no-break space, a quote and a backslash.
+        let dir = scratch.path().join("Donne\u{301}es\u{a0}\"q\\b");
+        std::fs::create_dir(&dir).unwrap();
+        let text = format!("path = {}", toml_path(&dir).unwrap());
+        let v: toml::Table = toml::from_str(&text).unwrap();
+        assert_eq!(
+            v["path"].as_str(),
+            dir.canonicalize().unwrap().to_str(),
+            "{text}"
+        );
+    }
 }
