@@ -180,6 +180,14 @@ fn list_files(config: &Config) -> Result<Vec<PathBuf>, PluginError> {
     let meta =
         std::fs::metadata(path).map_err(|e| PluginError::io(format!("{}: {e}", path.display())))?;
     if meta.is_file() {
+        // A pattern picks files of a folder: beside one file it would be
+        // silently ignored, so it is a mistake in the step.
+        if let Some(pattern) = &config.files {
+            return Err(PluginError::bad_config(format!(
+                "`files` {pattern:?} picks files of a folder, but {} is a file; give the folder as `path`",
+                path.display()
+            )));
+        }
         return Ok(vec![path.clone()]);
     }
     let mut files = Vec::new();
@@ -353,6 +361,15 @@ mod tests {
             assert!(err.contains("`files`") && err.len() < 200, "{err}");
             assert!(!err.contains('\0'), "{err}");
         }
+        // A pattern beside a single file is a mistake, not ignored.
+        let one = Config {
+            path: dir.join("train_A.json"),
+            ..config(Some("*.json"))
+        };
+        let err = list_files(&one).unwrap_err().to_string();
+        assert!(err.contains("is a file"), "{err}");
+        let one = Config { files: None, ..one };
+        assert_eq!(list_files(&one).unwrap(), [dir.join("train_A.json")]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
