@@ -591,7 +591,7 @@ impl Featurizer {
             if clusters.id() != self.clusters {
                 return Err(format!(
                     "the model uses word clusters {}; this trainer ships {}: train the model afresh",
-                    self.clusters,
+                    shown_id(&self.clusters),
                     clusters.id()
                 ));
             }
@@ -604,7 +604,7 @@ impl Featurizer {
         if table.id() != self.vectors_table || table.dims() != self.vectors {
             return Err(format!(
                 "the model uses word vectors {} ({} dimensions); this trainer ships {} ({}): train the model afresh",
-                self.vectors_table,
+                shown_id(&self.vectors_table),
                 self.vectors,
                 table.id(),
                 table.dims()
@@ -777,6 +777,14 @@ impl Featurizer {
     }
 }
 
+/// A table id read from a model, as an error shows it: the model's bytes
+/// are not trusted, so at most 40 characters, escaped.
+fn shown_id(id: &str) -> String {
+    let head: String = id.chars().take(40).collect();
+    let cut = if head.len() < id.len() { "…" } else { "" };
+    format!("{head:?}{cut}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -844,6 +852,12 @@ mod tests {
             serde_json::from_slice(&serde_json::to_vec(&f).unwrap()).unwrap();
         let err = other.reattach_vectors().unwrap_err();
         assert!(err.contains("word clusters"), "{err}");
+        // An id from hostile bytes is shown cut and escaped.
+        f.clusters = format!("\u{1b}[2J{}", "x".repeat(100_000));
+        let mut other: Featurizer =
+            serde_json::from_slice(&serde_json::to_vec(&f).unwrap()).unwrap();
+        let err = other.reattach_vectors().unwrap_err();
+        assert!(err.len() < 300 && !err.contains('\u{1b}'), "{err}");
     }
 
     #[test]
