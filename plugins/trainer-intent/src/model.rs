@@ -62,8 +62,8 @@ pub struct TrainConfig {
     pub encoder_weight: Option<f32>,
     /// The static word vectors' length beside the n-gram blocks (1 each),
     /// without an encoder. `None`: chosen by cross-validation from
-    /// [`WORD_VECTOR_WEIGHTS`], where 0 leaves them out of the model; 0:
-    /// off.
+    /// [`WORD_VECTOR_WEIGHTS`], where 0 leaves them out of the model (past
+    /// [`LARGE_ROWS`] texts, the default length without a race); 0: off.
     pub word_vectors: Option<f32>,
     /// The training loss: `hinge` (a squared hinge per intent, one
     /// against the rest, as a linear SVM) or `softmax` (cross-entropy over
@@ -1631,8 +1631,8 @@ fn fit(
     let choose = block.filter(|b| choose_weight && !(large && *b == Block::WordVectors));
     if large && choose_weight && block == Some(Block::WordVectors) {
         host::info(&format!(
-            "{} examples: the word vectors keep length {DEFAULT_WORD_VECTORS} without a race (they pay on data this large)",
-            fitted_rows.len()
+            "{} training texts: the word vectors keep length {DEFAULT_WORD_VECTORS} without a race (they pay on data this large)",
+            texts.len()
         ));
     }
     let grid = settings_to_try(config, fitted_rows.len() * k, choose);
