@@ -2423,8 +2423,8 @@ fn temperature_of(rows: &[(Vec<f32>, usize)]) -> Option<f32> {
     if known.is_empty() {
         return None;
     }
-    // The mean negative log-likelihood's sum; a probability counts as at
-    // least 1e-12.
+    // The negative log-likelihood summed over the rows; a probability
+    // counts as at least 1e-12.
     let floor = -(1e-12f64).ln();
     let nll = |t: f32| -> f64 {
         let inv = 1.0 / t;
