@@ -27,7 +27,10 @@ pub struct TrainConfig {
     /// Keep n-grams seen in at least this many texts. `None`: 1, or 2
     /// past [`LARGE_ROWS`] texts.
     pub min_df: Option<usize>,
-    pub char_ngrams: [usize; 2],
+    /// The smallest and largest character n-gram. `None`: 2–5, or 2–4
+    /// past [`LARGE_ROWS`] texts when the data has out-of-scope examples
+    /// of its own ([`char_ngrams_for`]).
+    pub char_ngrams: Option<[usize; 2]>,
     pub word_ngrams: usize,
     pub patience: u32,
     pub oos_label: String,
@@ -106,7 +109,7 @@ impl Default for TrainConfig {
             seed: 7,
             max_features: 120_000,
             min_df: None,
-            char_ngrams: [2, 5],
+            char_ngrams: None,
             word_ngrams: 2,
             patience: 20,
             oos_label: "oos".into(),
@@ -179,6 +182,26 @@ fn min_df_for(config: &TrainConfig, texts: usize) -> usize {
     config
         .min_df
         .unwrap_or(if texts > LARGE_ROWS { 2 } else { 1 })
+}
+
+/// `char_ngrams` as set, or for `texts` texts (the background's among
+/// them) and whether the data has out-of-scope examples of its own. Past
+/// [`LARGE_ROWS`] with out-of-scope examples, 5-grams cost more than they
+/// give: on CLINC150 full (three seeds, validation split unseen), 2–4
+/// trained 12% faster, with in-scope accuracy 94.25% against 94.11% and
+/// out-of-scope recall 65.3% against 68.0% (100 questions), the same
+/// overall accuracy, and a model a fifth smaller. Without out-of-scope
+/// examples the threshold stands on how much of a message the model
+/// knows, and the 5-grams carry that: there 2–4 lost 3–6 points of
+/// out-of-scope recall, so 2–5 stays.
+fn char_ngrams_for(config: &TrainConfig, texts: usize, own_oos: bool) -> [usize; 2] {
+    config
+        .char_ngrams
+        .unwrap_or(if texts > LARGE_ROWS && own_oos {
+            [2, 4]
+        } else {
+            [2, 5]
+        })
 }
 
 impl TrainConfig {
@@ -833,7 +856,9 @@ fn accuracy(model: &IntentModel, xs: &[Sparse], ys: &[usize]) -> f64 {
 
 /// A model before training, for the texts it will be trained on: its
 /// vocabulary and starting weights.
-type Init<'a> = dyn Fn(&[&str]) -> IntentModel + 'a;
+/// A model with no weights yet over features fitted on the texts; the
+/// flag: whether the data has out-of-scope examples of its own.
+type Init<'a> = dyn Fn(&[&str], bool) -> IntentModel + 'a;
 
 /// Train a model; returns it with its final metrics.
 pub fn train(
@@ -868,12 +893,13 @@ pub fn train_with(
             started.elapsed().as_secs_f64()
         ));
     }
-    let init = |texts: &[&str]| {
+    let init = |texts: &[&str], own_oos: bool| {
+        let [char_min, char_max] = char_ngrams_for(config, texts.len(), own_oos);
         let mut featurizer = Featurizer::fit(
             texts,
             config.word_ngrams.max(1),
-            config.char_ngrams[0],
-            config.char_ngrams[1],
+            char_min,
+            char_max,
             min_df_for(config, texts.len()),
             config.max_features,
             config.word_clusters.then(crate::word_clusters::shipped),
@@ -953,12 +979,10 @@ pub fn train_from(
     }
     let labels = labels_of(train, &known)?;
     let old = &base.meta.featurizer;
-    if (old.word_ngrams, old.char_min, old.char_max)
-        != (
-            config.word_ngrams.max(1),
-            config.char_ngrams[0],
-            config.char_ngrams[1],
-        )
+    if old.word_ngrams != config.word_ngrams.max(1)
+        || config
+            .char_ngrams
+            .is_some_and(|c| c != [old.char_min, old.char_max])
     {
         return Err(PluginError::bad_config(
             "word_ngrams and char_ngrams must match the base model's to continue from it",
@@ -1011,7 +1035,8 @@ pub fn train_from(
     host::info(&format!(
         "continuing from a model of {old_c} intents and {old_d} features: now {c} intents"
     ));
-    let init = |texts: &[&str]| {
+    // (The base's character n-grams stand.)
+    let init = |texts: &[&str], _own_oos: bool| {
         let mut featurizer =
             old.extended(texts, min_df_for(config, texts.len()), config.max_features);
         // Unknown words are read as the current trainer reads them (the
@@ -1095,14 +1120,13 @@ fn check(config: &TrainConfig, train: &[Example]) -> Result<(), PluginError> {
     if train.is_empty() {
         return Err(PluginError::bad_data("the training set is empty"));
     }
-    if config.char_ngrams[0] > config.char_ngrams[1] {
+    let [char_min, char_max] = config.char_ngrams.unwrap_or([2, 5]);
+    if char_min > char_max {
         return Err(PluginError::bad_config(
             "char_ngrams must be [min, max] with min <= max",
         ));
     }
-    if config.char_ngrams[1] > crate::features::MAX_NGRAM
-        || config.word_ngrams > crate::features::MAX_NGRAM
-    {
+    if char_max > crate::features::MAX_NGRAM || config.word_ngrams > crate::features::MAX_NGRAM {
         return Err(PluginError::bad_config(format!(
             "char_ngrams and word_ngrams go up to {}",
             crate::features::MAX_NGRAM
@@ -1614,9 +1638,10 @@ fn fit(
         .iter()
         .filter_map(|e| target(e).map(|y| (e.text.as_str(), y)))
         .collect();
-    // One vocabulary for all folds: the features are fitted on every text
-    // (no labels), so the fold models share a space and their average is
-    // the final model.
+    // One vocabulary for the folds and the final model: the features are
+    // fitted on every text (no labels), so that the fold models score in
+    // the final model's space and their scores can choose its temperature
+    // and threshold.
     host::progress(0.0, "building features");
     // (Out-of-scope rows that are only scored do not shape it either.)
     let texts: Vec<&str> = pool
@@ -1625,7 +1650,8 @@ fn fit(
         .map(|(t, _)| *t)
         .chain(background.iter().copied())
         .collect();
-    let start = init(&texts);
+    let own_oos = fitted.iter().any(|e| e.intent == config.oos_label);
+    let start = init(&texts, own_oos);
     let mut data = Rows {
         xs: pool
             .iter()
@@ -1653,11 +1679,7 @@ fn fit(
     // Without out-of-scope rows the threshold goes on the energy, set by a
     // share of in-scope rows: short copies of them set the short
     // messages' thresholds.
-    let by_rate = config.oos_threshold.is_none()
-        && config.oos_reject_rate > 0.0
-        && !pool
-            .iter()
-            .any(|&(_, y)| y == UNSEEN_OOS || Some(y) == start.oos_index());
+    let by_rate = config.oos_threshold.is_none() && config.oos_reject_rate > 0.0 && !own_oos;
     let df = word_df(&texts);
     let (short, short_of) = if by_rate {
         short_copies(&start.meta.featurizer, &pool, &df)
@@ -1942,7 +1964,8 @@ fn fit_on_validation(
     host::progress(0.0, "building features");
     let texts: Vec<&str> = train.iter().map(|e| e.text.as_str()).collect();
     let all: Vec<&str> = texts.iter().chain(background).copied().collect();
-    let mut model = init(&all);
+    let own_oos = train.iter().any(|e| e.intent == config.oos_label);
+    let mut model = init(&all, own_oos);
     let featurizer = &model.meta.featurizer;
     let mut data = Rows {
         xs: texts.iter().map(|t| featurizer.transform(t)).collect(),
@@ -3162,21 +3185,56 @@ mod tests {
         );
         let logs = testing::logs(coach_plugin_sdk::host::LogLevel::Info).join("\n");
         assert!(logs.contains("without a race"), "{logs}");
+        // No out-of-scope examples: character n-grams up to 5.
+        assert_eq!((f.char_min, f.char_max), (2, 5));
         // A `folds` and a `min_df` that are set are kept: with n-grams of
-        // one text (each example's number) the vocabulary is larger.
+        // one text (each example's number) the vocabulary is larger. With
+        // out-of-scope examples of its own, the data gets character
+        // n-grams up to 4.
         testing::reset();
         let cfg = TrainConfig {
             folds: Some(3),
             min_df: Some(1),
             ..TrainConfig::default()
         };
-        let (every, metrics) = super::train(&cfg, &three_intents(LARGE_ROWS + 30), &[]).unwrap();
+        let mut data = three_intents(LARGE_ROWS + 30);
+        data.extend((0..60).map(|i| ex(&format!("tell me a joke about cats {i}"), "oos")));
+        let (every, metrics) = super::train(&cfg, &data, &[]).unwrap();
         assert_eq!(metric(&metrics, "folds"), 3.0);
         assert_eq!(fold_events(), 3);
+        let e = &every.meta.featurizer;
+        assert_eq!((e.char_min, e.char_max), (2, 4));
         let (n1, n2) = (every.meta.featurizer.vocab.len(), f.vocab.len());
         assert!(
             n1 > n2 + LARGE_ROWS,
             "min_df 1: {n1} n-grams, default: {n2}"
+        );
+    }
+
+    #[test]
+    fn character_n_grams_as_set_or_by_the_data() {
+        let default = TrainConfig::default();
+        assert_eq!(char_ngrams_for(&default, 500, true), [2, 5]);
+        assert_eq!(char_ngrams_for(&default, LARGE_ROWS + 1, false), [2, 5]);
+        assert_eq!(char_ngrams_for(&default, LARGE_ROWS + 1, true), [2, 4]);
+        let set = TrainConfig {
+            char_ngrams: Some([3, 5]),
+            ..default
+        };
+        assert_eq!(char_ngrams_for(&set, LARGE_ROWS + 1, true), [3, 5]);
+        // A config that names them, as models before the rule stored it,
+        // still reads.
+        let old: TrainConfig = serde_json::from_str(r#"{"char_ngrams":[2,5]}"#).unwrap();
+        assert_eq!(old.char_ngrams, Some([2, 5]));
+        assert!(
+            check(
+                &TrainConfig {
+                    char_ngrams: Some([4, 3]),
+                    ..TrainConfig::default()
+                },
+                &three_intents(3)
+            )
+            .is_err()
         );
     }
 
