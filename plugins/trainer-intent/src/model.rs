@@ -854,10 +854,9 @@ fn accuracy(model: &IntentModel, xs: &[Sparse], ys: &[usize]) -> f64 {
     correct as f64 / xs.len().max(1) as f64
 }
 
-/// A model before training, for the texts it will be trained on: its
-/// vocabulary and starting weights.
-/// A model with no weights yet over features fitted on the texts; the
-/// flag: whether the data has out-of-scope examples of its own.
+/// A model before training, for the texts it will be trained on (and
+/// whether the data has out-of-scope examples of its own): its vocabulary
+/// and starting weights.
 type Init<'a> = dyn Fn(&[&str], bool) -> IntentModel + 'a;
 
 /// Train a model; returns it with its final metrics.
