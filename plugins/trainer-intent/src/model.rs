@@ -529,6 +529,7 @@ impl IntentModel {
     ) -> IntentModel {
         let config = TrainConfig {
             correct_typos: config.correct_typos && featurizer.corrects_typos,
+            char_ngrams: Some([featurizer.char_min, featurizer.char_max]),
             ..config.clone()
         };
         IntentModel {
@@ -1878,8 +1879,15 @@ fn fit(
         curve: true,
     };
     sgd(chosen, &mut model, data, &fitted_rows, None, stage)?;
-    model.meta.config = chosen.clone();
-    model.meta.config.correct_typos &= model.meta.featurizer.corrects_typos;
+    // What the model was trained with, the defaults resolved.
+    let f = &model.meta.featurizer;
+    model.meta.config = TrainConfig {
+        char_ngrams: Some([f.char_min, f.char_max]),
+        min_df: Some(min_df_for(config, texts.len())),
+        folds: Some(k as u32),
+        correct_typos: chosen.correct_typos && f.corrects_typos,
+        ..chosen.clone()
+    };
     let oos = model.oos_index();
     let mut metrics = vec![
         ("folds".to_owned(), k as f64),
@@ -1965,6 +1973,7 @@ fn fit_on_validation(
     let all: Vec<&str> = texts.iter().chain(background).copied().collect();
     let own_oos = train.iter().any(|e| e.intent == config.oos_label);
     let mut model = init(&all, own_oos);
+    model.meta.config.min_df = Some(min_df_for(config, all.len()));
     let featurizer = &model.meta.featurizer;
     let mut data = Rows {
         xs: texts.iter().map(|t| featurizer.transform(t)).collect(),
@@ -3184,8 +3193,14 @@ mod tests {
         );
         let logs = testing::logs(coach_plugin_sdk::host::LogLevel::Info).join("\n");
         assert!(logs.contains("without a race"), "{logs}");
-        // No out-of-scope examples: character n-grams up to 5.
+        // No out-of-scope examples: character n-grams up to 5. The model
+        // records the settings it was trained with.
         assert_eq!((f.char_min, f.char_max), (2, 5));
+        let c = &model.meta.config;
+        assert_eq!(
+            (c.char_ngrams, c.min_df, c.folds),
+            (Some([2, 5]), Some(2), Some(2))
+        );
         // A `folds` and a `min_df` that are set are kept: with n-grams of
         // one text (each example's number) the vocabulary is larger. With
         // out-of-scope examples of its own, the data gets character
@@ -3203,6 +3218,11 @@ mod tests {
         assert_eq!(fold_events(), 3);
         let e = &every.meta.featurizer;
         assert_eq!((e.char_min, e.char_max), (2, 4));
+        let c = &every.meta.config;
+        assert_eq!(
+            (c.char_ngrams, c.min_df, c.folds),
+            (Some([2, 4]), Some(1), Some(3))
+        );
         let (n1, n2) = (every.meta.featurizer.vocab.len(), f.vocab.len());
         assert!(
             n1 > n2 + LARGE_ROWS,
