@@ -230,8 +230,10 @@ fn folders_with_test_files(
 fn bench_intent_scores_the_public_test_files_of_the_closed_set_datasets() {
     let Some(data) = datasets() else { return };
     let home = Home::new("");
+    let mut scored = std::collections::HashMap::new();
     for (dataset, dir, tested) in folders_with_test_files(&home, &data) {
         let v = bench(&home, "intent", dataset, &dir, &[]);
+        scored.insert(dataset, v[0].clone());
         let r = &v[0];
         assert_eq!(r["dataset"], dataset, "{r}");
         assert_eq!(r["split"], "test", "{dataset}: {r}");
@@ -247,6 +249,20 @@ fn bench_intent_scores_the_public_test_files_of_the_closed_set_datasets() {
             r["in_scope_accuracy"].as_f64().unwrap() > 0.8,
             "{dataset}: {r}"
         );
+    }
+    // SNIPS as upstream lays it out, a folder per intent: the same
+    // examples, the same figures.
+    let flat = home.path("snips-with-test");
+    let nested = home.path("snips-upstream");
+    for entry in std::fs::read_dir(&flat).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        let intent = name.split_once('_').unwrap().1.trim_end_matches(".json");
+        std::fs::create_dir_all(nested.join(intent)).unwrap();
+        std::fs::copy(flat.join(&name), nested.join(intent).join(&name)).unwrap();
+    }
+    let v = bench(&home, "intent", "snips", &nested, &[]);
+    for k in ["split", "examples", "in_scope_accuracy", "model_bytes"] {
+        assert_eq!(v[0][k], scored["snips"][k], "{k}: {v}");
     }
     // Without the test files the validation split is scored, as before.
     let dir = home.path("banking77-with-test");

@@ -190,38 +190,73 @@ fn list_files(config: &Config) -> Result<Vec<PathBuf>, PluginError> {
         }
         return Ok(vec![path.clone()]);
     }
-    let mut files = Vec::new();
-    let entries =
-        std::fs::read_dir(path).map_err(|e| PluginError::io(format!("{}: {e}", path.display())))?;
-    for entry in entries {
-        let entry = entry.map_err(|e| PluginError::io(format!("{}: {e}", path.display())))?;
-        let p = entry.path();
-        let wanted = match &config.files {
-            Some(pattern) => p
-                .file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| matches_pattern(pattern, n)),
-            None => config.format.reads(&p, config.include_full),
-        };
-        if p.is_file() && wanted {
-            files.push(p);
+    let wanted = |p: &Path| match &config.files {
+        Some(pattern) => p
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| matches_pattern(pattern, n)),
+        None => config.format.reads(p, config.include_full),
+    };
+    let (mut files, folders) = folder_files(path, &wanted)?;
+    // Upstream, SNIPS keeps a folder per intent
+    // (`AddToPlaylist/train_AddToPlaylist.json`): where the folder has no
+    // files of its own, those of its folders are read, one level down.
+    let nested = files.is_empty() && config.format == Format::Snips;
+    if nested {
+        if folders.len() > MAX_FOLDERS {
+            return Err(PluginError::bad_data(format!(
+                "{}: more than {MAX_FOLDERS} folders; a SNIPS folder holds one per intent",
+                path.display()
+            )));
+        }
+        for folder in &folders {
+            files.extend(folder_files(folder, &wanted)?.0);
         }
     }
     files.sort();
     if files.is_empty() {
+        let place = if nested {
+            "this folder or its folders"
+        } else {
+            "this folder"
+        };
         return Err(PluginError::bad_data(match &config.files {
-            Some(pattern) => format!(
-                "{}: no file in this folder matches {pattern:?}",
-                path.display()
-            ),
+            Some(pattern) => format!("{}: no file in {place} matches {pattern:?}", path.display()),
             None => format!(
-                "{}: no {} files in this folder",
+                "{}: no {} files in {place}",
                 path.display(),
                 config.format.name()
             ),
         }));
     }
     Ok(files)
+}
+
+/// The most folders a SNIPS folder may hold (upstream: one per intent).
+const MAX_FOLDERS: usize = 1_000;
+
+/// The files of `dir` that are `wanted`, and its folders (past
+/// [`MAX_FOLDERS`], one more than that).
+fn folder_files(
+    dir: &Path,
+    wanted: &dyn Fn(&Path) -> bool,
+) -> Result<(Vec<PathBuf>, Vec<PathBuf>), PluginError> {
+    let (mut files, mut folders) = (Vec::new(), Vec::new());
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| PluginError::io(format!("{}: {e}", dir.display())))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| PluginError::io(format!("{}: {e}", dir.display())))?;
+        let p = entry.path();
+        if p.is_dir() {
+            if folders.len() <= MAX_FOLDERS {
+                folders.push(p);
+            }
+        } else if p.is_file() && wanted(&p) {
+            files.push(p);
+        }
+    }
+    folders.sort();
+    Ok((files, folders))
 }
 
 /// The longest `files` pattern: a file name's length on common file
@@ -370,6 +405,62 @@ mod tests {
         assert!(err.contains("is a file"), "{err}");
         let one = Config { files: None, ..one };
         assert_eq!(list_files(&one).unwrap(), [dir.join("train_A.json")]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn snips_as_upstream_lays_it_out_a_folder_per_intent() {
+        let dir = std::env::temp_dir().join(format!("source-files-up-{}", std::process::id()));
+        for intent in ["A", "B"] {
+            let sub = dir.join(intent);
+            std::fs::create_dir_all(&sub).unwrap();
+            for name in ["train_", "validate_"] {
+                std::fs::write(sub.join(format!("{name}{intent}.json")), "{}").unwrap();
+            }
+        }
+        let config = |files: Option<&str>| Config {
+            path: dir.clone(),
+            format: Format::Snips,
+            text_column: None,
+            intent_column: None,
+            delimiter: None,
+            split: None,
+            include_full: false,
+            files: files.map(str::to_owned),
+            max_bad_fraction: 0.05,
+        };
+        let found = |c: &Config| -> Vec<PathBuf> { list_files(c).unwrap() };
+        assert_eq!(
+            found(&config(None)),
+            [dir.join("A/train_A.json"), dir.join("B/train_B.json")]
+        );
+        assert_eq!(
+            found(&config(Some("validate_*.json"))),
+            [dir.join("A/validate_A.json"), dir.join("B/validate_B.json")]
+        );
+        let err = list_files(&config(Some("test_*.json"))).unwrap_err();
+        assert!(err.message.contains("or its folders"), "{err}");
+        // Files of its own: the folders are not read (a copy kept in one
+        // would count twice).
+        std::fs::write(dir.join("train_C.json"), "{}").unwrap();
+        assert_eq!(found(&config(None)), [dir.join("train_C.json")]);
+        std::fs::remove_file(dir.join("train_C.json")).unwrap();
+        // Other formats never look inside folders.
+        let csv = Config {
+            format: Format::Banking77,
+            ..config(None)
+        };
+        assert!(list_files(&csv).is_err());
+        // A folder of more folders than intents could be is refused.
+        for i in 0..=MAX_FOLDERS {
+            std::fs::create_dir_all(dir.join("many").join(i.to_string())).unwrap();
+        }
+        let many = Config {
+            path: dir.join("many"),
+            ..config(None)
+        };
+        let err = list_files(&many).unwrap_err().to_string();
+        assert!(err.contains("more than 1000 folders"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -248,13 +248,20 @@ fn layout(dataset: Dataset, data: &Path, variant: Option<Variant>) -> Layout {
                 csvs("testset").map(|path| TestFiles { path, files: None }),
             )
         }
-        // Upstream, SNIPS's held-out examples are `validate_<Intent>.json`.
+        // Upstream, SNIPS's held-out examples are `validate_<Intent>.json`,
+        // in a folder per intent (source-files reads those where the
+        // folder has no files of its own).
         Dataset::Snips => (
             "snips",
             data.to_path_buf(),
             ["test_*.json", "validate_*.json"]
                 .into_iter()
-                .find(|pattern| has_file(data, pattern))
+                .find(|pattern| {
+                    has_file(data, pattern)
+                        || std::fs::read_dir(data).is_ok_and(|entries| {
+                            entries.flatten().any(|e| has_file(&e.path(), pattern))
+                        })
+                })
                 .map(|pattern| TestFiles {
                     path: data.to_path_buf(),
                     files: Some(pattern),
