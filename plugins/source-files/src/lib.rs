@@ -351,15 +351,10 @@ mod tests {
         assert!(!matches_pattern("*a*a*a*a*a*b", &long));
     }
 
-    #[test]
-    fn files_picks_a_folders_files_instead_of_the_formats_rule() {
-        let dir = std::env::temp_dir().join(format!("source-files-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        for name in ["train_A.json", "train_A_full.json", "validate_A.json"] {
-            std::fs::write(dir.join(name), "{}").unwrap();
-        }
-        let config = |files: Option<&str>| Config {
-            path: dir.clone(),
+    /// A SNIPS step reading `dir`, with `files` as its pattern.
+    fn snips_in(dir: &Path, files: Option<&str>) -> Config {
+        Config {
+            path: dir.to_path_buf(),
             format: Format::Snips,
             text_column: None,
             intent_column: None,
@@ -368,7 +363,17 @@ mod tests {
             include_full: false,
             files: files.map(str::to_owned),
             max_bad_fraction: 0.05,
-        };
+        }
+    }
+
+    #[test]
+    fn files_picks_a_folders_files_instead_of_the_formats_rule() {
+        let dir = std::env::temp_dir().join(format!("source-files-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for name in ["train_A.json", "train_A_full.json", "validate_A.json"] {
+            std::fs::write(dir.join(name), "{}").unwrap();
+        }
+        let config = |files: Option<&str>| snips_in(&dir, files);
         let names = |c: &Config| -> Vec<String> {
             list_files(c)
                 .unwrap()
@@ -418,17 +423,7 @@ mod tests {
                 std::fs::write(sub.join(format!("{name}{intent}.json")), "{}").unwrap();
             }
         }
-        let config = |files: Option<&str>| Config {
-            path: dir.clone(),
-            format: Format::Snips,
-            text_column: None,
-            intent_column: None,
-            delimiter: None,
-            split: None,
-            include_full: false,
-            files: files.map(str::to_owned),
-            max_bad_fraction: 0.05,
-        };
+        let config = |files: Option<&str>| snips_in(&dir, files);
         let found = |c: &Config| -> Vec<PathBuf> { list_files(c).unwrap() };
         assert_eq!(
             found(&config(None)),

@@ -1120,7 +1120,8 @@ fn check(config: &TrainConfig, train: &[Example]) -> Result<(), PluginError> {
     if train.is_empty() {
         return Err(PluginError::bad_data("the training set is empty"));
     }
-    let [char_min, char_max] = config.char_ngrams.unwrap_or([2, 5]);
+    // (The defaults are in range.)
+    let [char_min, char_max] = config.char_ngrams.unwrap_or_default();
     if char_min > char_max {
         return Err(PluginError::bad_config(
             "char_ngrams must be [min, max] with min <= max",
