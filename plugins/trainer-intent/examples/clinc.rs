@@ -24,7 +24,9 @@
 //! out-of-scope data at all), `bot` (a small bot: two domains, 20 examples
 //! per intent, no out-of-scope data; scored on traffic 40% out of scope;
 //! `BOT_DOMAINS=home,travel` picks the domains, banking and
-//! auto_and_commute by default).
+//! auto_and_commute by default), `lio` (the same bot without every third
+//! intent of each domain, whose messages are its out-of-scope traffic:
+//! unsupported requests in the bot's own domain).
 use coach_plugin_sdk::{Example, Model, Split};
 use trainer_intent::TrainConfig;
 
@@ -148,6 +150,49 @@ fn main() {
                     .step_by(7)
                     .map(|e| ex(&e.text, "oos"))
                     .take(n_oos.saturating_sub(100)),
+            );
+        }
+        "lio" => {
+            // A small bot of two domains, 20 examples per intent, whose
+            // out-of-scope traffic is its own domains' other intents: every
+            // third intent of each domain is left out of training and its
+            // validation messages are scored as out of scope (a third of
+            // the traffic). The hard case: unsupported requests that share
+            // the bot's words.
+            let which =
+                std::env::var("BOT_DOMAINS").unwrap_or_else(|_| "banking,auto_and_commute".into());
+            let (mut keep, mut out) = (Vec::new(), Vec::new());
+            for d in which.split(',') {
+                for (k, i) in domains[d].as_array().unwrap().iter().enumerate() {
+                    let i = i.as_str().unwrap().to_owned();
+                    if k % 3 == 2 {
+                        out.push(i)
+                    } else {
+                        keep.push(i)
+                    }
+                }
+            }
+            let mut per = std::collections::BTreeMap::<String, usize>::new();
+            for e in rows("train") {
+                if keep.contains(&e.intent) {
+                    let n = per.entry(e.intent.clone()).or_default();
+                    *n += 1;
+                    if *n <= 16 {
+                        train.push(e);
+                    } else if *n <= 20 {
+                        val.push(e);
+                    }
+                }
+            }
+            test = rows("val")
+                .into_iter()
+                .filter(|e| keep.contains(&e.intent))
+                .collect();
+            test.extend(
+                rows("val")
+                    .into_iter()
+                    .filter(|e| out.contains(&e.intent))
+                    .map(|e| ex(&e.text, "oos")),
             );
         }
         "bot77" => {
