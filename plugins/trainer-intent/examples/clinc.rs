@@ -116,56 +116,18 @@ fn main() {
                 );
             }
         }
-        "bot" => {
-            let which =
-                std::env::var("BOT_DOMAINS").unwrap_or_else(|_| "banking,auto_and_commute".into());
-            let keep: Vec<String> = which
-                .split(',')
-                .flat_map(|d| domains[d].as_array().unwrap().iter())
-                .map(|i| i.as_str().unwrap().to_owned())
-                .collect();
-            let mut per = std::collections::BTreeMap::<String, usize>::new();
-            for e in rows("train") {
-                if keep.contains(&e.intent) {
-                    let n = per.entry(e.intent.clone()).or_default();
-                    *n += 1;
-                    if *n <= 16 {
-                        train.push(e);
-                    } else if *n <= 20 {
-                        val.push(e);
-                    }
-                }
-            }
-            let in_scope: Vec<Example> = rows("val")
-                .into_iter()
-                .filter(|e| keep.contains(&e.intent))
-                .collect();
-            let n_oos = in_scope.len() * 2 / 3;
-            test = in_scope;
-            test.extend(rows("oos_val"));
-            test.extend(
-                rows("val")
-                    .into_iter()
-                    .filter(|e| !keep.contains(&e.intent))
-                    .step_by(7)
-                    .map(|e| ex(&e.text, "oos"))
-                    .take(n_oos.saturating_sub(100)),
-            );
-        }
-        "lio" => {
-            // A small bot of two domains, 20 examples per intent, whose
-            // out-of-scope traffic is its own domains' other intents: every
-            // third intent of each domain is left out of training and its
-            // validation messages are scored as out of scope (a third of
-            // the traffic). The hard case: unsupported requests that share
-            // the bot's words.
+        "bot" | "lio" => {
+            // `lio`: every third intent of each domain is left out of
+            // training and its validation messages are scored as out of
+            // scope (a third of the traffic): unsupported requests that
+            // share the bot's words, the hard case.
             let which =
                 std::env::var("BOT_DOMAINS").unwrap_or_else(|_| "banking,auto_and_commute".into());
             let (mut keep, mut out) = (Vec::new(), Vec::new());
             for d in which.split(',') {
                 for (k, i) in domains[d].as_array().unwrap().iter().enumerate() {
                     let i = i.as_str().unwrap().to_owned();
-                    if k % 3 == 2 {
+                    if setting == "lio" && k % 3 == 2 {
                         out.push(i)
                     } else {
                         keep.push(i)
@@ -188,12 +150,25 @@ fn main() {
                 .into_iter()
                 .filter(|e| keep.contains(&e.intent))
                 .collect();
-            test.extend(
-                rows("val")
-                    .into_iter()
-                    .filter(|e| out.contains(&e.intent))
-                    .map(|e| ex(&e.text, "oos")),
-            );
+            if setting == "lio" {
+                test.extend(
+                    rows("val")
+                        .into_iter()
+                        .filter(|e| out.contains(&e.intent))
+                        .map(|e| ex(&e.text, "oos")),
+                );
+            } else {
+                let n_oos = test.len() * 2 / 3;
+                test.extend(rows("oos_val"));
+                test.extend(
+                    rows("val")
+                        .into_iter()
+                        .filter(|e| !keep.contains(&e.intent))
+                        .step_by(7)
+                        .map(|e| ex(&e.text, "oos"))
+                        .take(n_oos.saturating_sub(100)),
+                );
+            }
         }
         "bot77" => {
             // A small support bot from Banking77: a third of its intents,
