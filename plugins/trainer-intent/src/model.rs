@@ -2621,6 +2621,130 @@ mod tests {
     }
 
     #[test]
+    fn background_utterances_like_an_intent_stay_out_of_the_out_of_scope_class() {
+        // A home assistant whose intents the background touches: its lines
+        // about music and alarms are the bot's own requests, not off-topic.
+        let music = [
+            "play some jazz",
+            "put on my workout playlist",
+            "play the new album by adele",
+            "i want to hear some rock music",
+            "play songs by queen",
+            "shuffle my liked songs",
+            "play relaxing piano music",
+            "can you play the top hits",
+            "put some music on",
+            "play my road trip playlist",
+            "play a song by taylor swift",
+            "start my morning mix",
+            "play classical music for studying",
+            "i'd like to listen to the radio",
+            "play the latest podcast episode",
+            "play something upbeat",
+            "music please",
+            "play the beatles",
+            "put on some reggae",
+            "play songs from the eighties",
+        ];
+        let alarms = [
+            "set an alarm for seven",
+            "wake me up at six tomorrow",
+            "alarm for 5 30 am",
+            "set a wake up alarm for monday",
+            "i need an alarm at noon",
+            "wake me in an hour",
+            "set my alarm for eight thirty",
+            "create an alarm for 6 45",
+            "alarm at nine please",
+            "set an alarm for tomorrow morning",
+            "wake me up at half past seven",
+            "put an alarm on for 10 pm",
+            "new alarm for four am",
+            "can you set an alarm",
+            "set two alarms for seven and seven fifteen",
+            "alarm for my nap in twenty minutes",
+            "wake me up early tomorrow",
+            "set a weekday alarm for six",
+            "remind me to wake up at seven",
+            "turn on an alarm for 11",
+        ];
+        let recipes = [
+            "how do i make lasagne",
+            "give me a recipe for pancakes",
+            "what can i cook with eggs",
+            "recipe for chicken curry",
+            "how do you bake bread",
+            "find a soup recipe",
+            "what should i cook tonight",
+            "easy dessert recipe",
+            "how to make a smoothie",
+            "quick lunch ideas",
+            "how do i make pasta sauce",
+            "a recipe with potatoes",
+            "vegetarian dinner recipe",
+            "how do i roast vegetables",
+            "recipe for brownies",
+            "what's a good salad recipe",
+            "how to cook salmon",
+            "breakfast recipe ideas",
+            "how do i make fried rice",
+            "recipe for apple pie",
+        ];
+        let mut train = Vec::new();
+        for (texts, intent) in [
+            (&music, "play_music"),
+            (&alarms, "set_alarm"),
+            (&recipes, "recipe"),
+        ] {
+            train.extend(texts.iter().map(|t| ex(t, intent)));
+        }
+        let (model, metrics) = super::train(&TrainConfig::default(), &train, &[]).unwrap();
+        assert!(metric(&metrics, "background_examples") > 100.0);
+        // The background as training adds it to this bot's rows.
+        let f = &model.meta.featurizer;
+        let mut rows = Rows {
+            xs: train.iter().map(|e| f.transform(&e.text)).collect(),
+            ys: train
+                .iter()
+                .map(|e| {
+                    model
+                        .meta
+                        .labels
+                        .iter()
+                        .position(|l| *l == e.intent)
+                        .unwrap()
+                })
+                .collect(),
+            weight: vec![1.0; train.len()],
+        };
+        let oos = model.oos_index().expect("an out-of-scope class");
+        add_background(
+            &mut rows,
+            f,
+            model.classes(),
+            oos,
+            &background_for(&TrainConfig::default()),
+        );
+        let kept = &rows.xs[train.len()..];
+        // Background lines, word for word, that are this bot's requests.
+        for text in [
+            "play something by the beatles",
+            "play the radio",
+            "set an alarm for six thirty",
+        ] {
+            assert!(!kept.contains(&f.transform(text)), "{text} is out of scope");
+        }
+        // The off-topic ones are kept.
+        for text in [
+            "who painted the mona lisa",
+            "how do i reset my wifi router",
+            "what is the speed of light",
+        ] {
+            assert!(kept.contains(&f.transform(text)), "{text} is left out");
+        }
+    }
+
+    #[test]
     fn rare_intents_weigh_more_and_balanced_data_is_unchanged() {
         let w = balanced(&[0, 0, 0, 1, UNSEEN_OOS]);
         assert!((w[0] - (2.0f32 / 3.0).sqrt()).abs() < 1e-6, "{w:?}");
