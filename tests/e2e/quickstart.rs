@@ -533,6 +533,17 @@ fn a_sentence_encoder_joins_the_ngrams_and_travels_with_the_model() {
     ));
     let (encoded, out) = in_scope(&granted, &with);
     assert!(out.contains("sentence encoder from"), "{out}");
+    // Without out-of-scope examples of its own, the model keeps its
+    // training messages' embeddings: their nearest cosine joins the
+    // energy in the out-of-scope score.
+    assert!(
+        out.contains("energy's and the nearest cosine's ranks"),
+        "{out}"
+    );
+    let show = granted.coach(&["models", "show", "latest", "--json"]);
+    let m: serde_json::Value = serde_json::from_str(&show.expect_ok().stdout()).unwrap();
+    let kept = m["metrics"]["train.neighbours"].as_f64().unwrap_or(0.0);
+    assert!(kept >= 300.0, "neighbours kept: {kept}\n{m}");
     // On 16 intents of about 30 examples each the embedding adds what the
     // n-grams cannot know (paraphrases): measured 85.4% against 79.2%.
     assert!(
