@@ -235,6 +235,9 @@ id = "train"
 uses = "trainer-intent"
 needs = ["split"]
 with = {{ epochs = {epochs}, patience = {epochs}, seed = 7 }}
+# Long runs are made long on purpose (to be interrupted); the deadline
+# leaves a slow or busy machine time to finish them.
+timeout = "10m"
 
 [[step]]
 id = "evaluate"
@@ -257,7 +260,7 @@ pub(crate) fn token(home: &Home, role: &str) -> String {
 }
 
 pub(crate) fn wait_for_state(d: &Daemon, token: &str, run: i64, states: &[&str]) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(180);
+    let deadline = Instant::now() + Duration::from_secs(600);
     loop {
         let (s, v) = call("GET", &format!("{}/api/v1/runs/{run}", d.url), token);
         assert_eq!(s, 200, "{v}");
