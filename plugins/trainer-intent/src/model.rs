@@ -93,7 +93,14 @@ pub struct TrainConfig {
     /// own: let the nearest cosine of a message's embedding with the
     /// training messages' join the energy in the out-of-scope score
     /// ([`Neighbours`]). Off: the energy alone, as without an encoder.
+    /// Written only when off, so that a model without the table reads in
+    /// a trainer from before the setting.
+    #[serde(skip_serializing_if = "is_on")]
     pub neighbours: bool,
+}
+
+fn is_on(b: &bool) -> bool {
+    *b
 }
 
 /// What the training loop minimises.
@@ -794,8 +801,9 @@ impl IntentModel {
     }
 
     /// How in scope `text` looks (higher: more), by the top probability
-    /// and by the in-scope energy, whatever the model's own rule: for
-    /// comparing the two on held-out data.
+    /// and by the in-scope energy (with neighbours, the sum of its rank and
+    /// the nearest cosine's), whatever the model's own rule: for comparing
+    /// the two on held-out data.
     pub fn in_scope_scores(&self, text: &str) -> [f32; 2] {
         let x = self.meta.featurizer.transform(text);
         let z = self.logits(&x);
@@ -951,14 +959,22 @@ impl IntentModel {
             .checked_add(meta_len)
             .filter(|&e| e <= bytes.len())
             .ok_or_else(|| bad("truncated metadata"))?;
-        let mut meta: Meta = serde_json::from_slice(&bytes[12..meta_end])
-            .map_err(|e| bad(&format!("metadata: {e}")))?;
-        if !(1..=FORMAT).contains(&meta.format) {
+        // The format first, alone: a newer trainer's metadata may hold
+        // fields this one does not know, and the format says why.
+        #[derive(Deserialize)]
+        struct Format {
+            format: u32,
+        }
+        let format = serde_json::from_slice::<Format>(&bytes[12..meta_end])
+            .map_err(|e| bad(&format!("metadata: {e}")))?
+            .format;
+        if !(1..=FORMAT).contains(&format) {
             return Err(bad(&format!(
-                "format {} (this plugin reads 1 to {FORMAT}: a newer trainer's model needs that trainer)",
-                meta.format
+                "format {format} (this plugin reads 1 to {FORMAT}: a newer trainer's model needs that trainer)"
             )));
         }
+        let mut meta: Meta = serde_json::from_slice(&bytes[12..meta_end])
+            .map_err(|e| bad(&format!("metadata: {e}")))?;
         meta.featurizer.check().map_err(|m| bad(&m))?;
         meta.tagger.check().map_err(|m| bad(&m))?;
         meta.featurizer.build_index();
@@ -1228,7 +1244,7 @@ pub fn train_from(
         word_vectors: Some(old.vectors_weight),
         ..config.clone()
     };
-    let config = if left_out {
+    let mut config = if left_out {
         TrainConfig {
             encoder: None,
             encoder_weight: Some(0.0),
@@ -1237,6 +1253,21 @@ pub fn train_from(
     } else {
         kept
     };
+    // The nearest-neighbour table holds this data's messages alone: an
+    // intent the base knows and this data lacks would have no neighbours,
+    // and its messages would be turned away.
+    let lacking = base
+        .meta
+        .labels
+        .iter()
+        .filter(|l| **l != config.oos_label && !train.iter().any(|e| e.intent == **l))
+        .count();
+    if config.neighbours && old.dense > 0 && lacking > 0 {
+        host::info(&format!(
+            "{lacking} of the base model's intents have no examples here: the out-of-scope score is the energy alone (nearest neighbours need examples of every intent)"
+        ));
+        config.neighbours = false;
+    }
     let config = &config;
     let (old_d, old_c) = (old.len(), base.meta.labels.len());
     let old_vocab = old.vocab.len();
@@ -2288,11 +2319,14 @@ fn with_neighbours(
     );
     let scored: Vec<Scored> = in_scope
         .iter()
-        .map(|&i| Scored {
-            score: nb.score(rule.decide(&oof[i].0).score, pool_cosines[i]),
-            top_is_oos: false,
-            correct: argmax(&oof[i].0) == pool[i].1,
-            is_oos: false,
+        .map(|&i| {
+            let d = rule.decide(&oof[i].0);
+            Scored {
+                score: nb.score(d.score, pool_cosines[i]),
+                top_is_oos: false,
+                correct: d.best == pool[i].1,
+                is_oos: false,
+            }
         })
         .collect();
     let threshold = rate_threshold(&scored, config.oos_reject_rate as f64)?;
@@ -2578,15 +2612,16 @@ fn short_copies(
     (rows, of)
 }
 
-/// The energy thresholds for messages of 1 to [`SHORT_WORDS`] words: each
-/// turns away `oos_reject_rate` of the in-scope rows of that length out of
-/// fold — the short copies (`short_oof`, of row and length `short_of`)
-/// cut to it and the rows (`oof`, of `words` words) that have it — and is
-/// never above `rule`'s threshold (for longer messages).
 /// Out-of-fold rows (logits and class) and, with neighbours, each one's
 /// nearest cosine.
 type OutOfFold<'a> = (&'a [(Vec<f32>, usize)], Option<&'a [f32]>);
 
+/// The thresholds for messages of 1 to [`SHORT_WORDS`] words, on the
+/// energy or, with neighbours, on the sum of ranks: each turns away
+/// `oos_reject_rate` of the in-scope rows of that length out of fold —
+/// the short copies (`short_oof`, of row and length `short_of`) cut to it
+/// and the rows (`oof`, of `words` words) that have it — and is never
+/// above `rule`'s threshold (for longer messages).
 fn short_thresholds(
     config: &TrainConfig,
     model: &IntentModel,
@@ -2755,6 +2790,8 @@ fn finish(
     target: &dyn Fn(&Example) -> Option<usize>,
 ) -> Result<(IntentModel, Vec<(String, f64)>), PluginError> {
     metrics.push(("temperature".into(), model.meta.temperature as f64));
+    // On the top probability, the energy or (with a `neighbours` metric)
+    // the sum of the energy's and the nearest cosine's ranks, 0 to 2.
     metrics.push(("oos_threshold".into(), model.meta.threshold as f64));
     metrics.push((
         "oos_threshold_on_energy".into(),
@@ -3876,17 +3913,58 @@ mod tests {
         // Same seed, same bytes.
         let again = super::train_with(&cfg, Some(encoder.clone()), &train, &[]).unwrap();
         assert_eq!(again.0.to_bytes(), bytes);
-        // A table that contradicts its metadata is refused.
-        for bad in [
-            with_meta(&bytes, |m| m["neighbours"]["rows"] = 61.into()),
-            with_meta(&bytes, |m| m["neighbours"]["rows"] = 0.into()),
-            with_meta(&bytes, |m| {
+        // A table that contradicts its metadata is refused, and says why.
+        let refused = |bad: &[u8], why: &str| {
+            let e = IntentModel::from_bytes(bad).unwrap_err().to_string();
+            assert!(e.contains(why), "{e} (expected {why:?})");
+        };
+        refused(
+            &with_meta(&bytes, |m| m["neighbours"]["rows"] = 0.into()),
+            "0 neighbours of",
+        );
+        refused(
+            &with_meta(&bytes, |m| m["neighbours"]["rows"] = 5001.into()),
+            "5001 neighbours of",
+        );
+        refused(
+            &with_meta(&bytes, |m| m["reject_on"] = "confidence".into()),
+            "with an encoder and the energy threshold",
+        );
+        refused(
+            &with_meta(&bytes, |m| {
                 m["neighbours"]["energy"] = serde_json::json!([1.0, 0.0])
             }),
-            with_meta(&bytes, |m| m["reject_on"] = "confidence".into()),
-        ] {
-            assert!(IntentModel::from_bytes(&bad).is_err());
-        }
+            "energy quantiles are not",
+        );
+        refused(
+            &with_meta(&bytes, |m| {
+                m["neighbours"]["cosine"] = serde_json::json!([0.5])
+            }),
+            "cosine quantiles are not",
+        );
+        // (More rows than stored: the encoder after them is misread.)
+        assert!(
+            IntentModel::from_bytes(&with_meta(&bytes, |m| m["neighbours"]["rows"] = 61.into()))
+                .is_err()
+        );
+        let mut negative = model.clone();
+        negative.meta.neighbours.as_mut().unwrap().scale[0] = -1.0;
+        refused(&negative.to_bytes(), "a neighbour's scale is -1");
+        let without_encoder = bytes.len() - encoder.to_bytes().len();
+        refused(&bytes[..without_encoder - 1], "truncated neighbours");
+        // Continuing with examples of every intent keeps a table (of the
+        // new data's messages); without one intent's, the energy alone.
+        let more = three_intents(66);
+        let (warm, _) = super::train_from(&cfg, &model, &more, &[]).unwrap();
+        assert_eq!(warm.meta.neighbours.as_ref().map(|n| n.rows), Some(66));
+        let lacking: Vec<Example> = more
+            .iter()
+            .filter(|e| e.intent != "weather")
+            .cloned()
+            .collect();
+        let (warm, _) = super::train_from(&cfg, &model, &lacking, &[]).unwrap();
+        assert!(warm.meta.neighbours.is_none());
+        assert_eq!(warm.reject_on(), RejectOn::Energy);
         // Turned off, or an n-gram model: the energy alone, format 2.
         let off = TrainConfig {
             neighbours: false,
@@ -4017,6 +4095,19 @@ mod tests {
         let e = IntentModel::from_bytes(&format(FORMAT + 1)).unwrap_err();
         assert!(e.to_string().contains("newer trainer"), "{e}");
         assert!(IntentModel::from_bytes(&format(0)).is_err());
+        // A newer trainer's settings this one does not know: the format
+        // still says why.
+        let newer = with_meta(&bytes, |m| {
+            m["format"] = (FORMAT + 1).into();
+            m["config"]["a_later_setting"] = true.into();
+        });
+        let e = IntentModel::from_bytes(&newer).unwrap_err();
+        assert!(e.to_string().contains("newer trainer"), "{e}");
+        // The default settings are not written where a trainer from before
+        // would not know them.
+        let len = u32::from_le_bytes(bytes[8..12].try_into().unwrap()) as usize;
+        let meta = String::from_utf8_lossy(&bytes[12..12 + len]);
+        assert!(!meta.contains("\"neighbours\""), "{meta}");
     }
 
     /// `bytes` with its metadata changed by `f`, weights kept.
