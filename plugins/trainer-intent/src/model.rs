@@ -997,8 +997,11 @@ impl IntentModel {
         let mut table_at = None;
         if let Some(nb) = &meta.neighbours {
             let dims = meta.featurizer.dense;
+            let fits = dims > 0
+                && (1..=NEIGHBOUR_ROWS).contains(&nb.rows)
+                && meta.reject_on == RejectOn::Energy;
             let len = Neighbours::byte_len(nb.rows, dims)
-                .filter(|_| dims > 0 && (1..=NEIGHBOUR_ROWS).contains(&nb.rows) && meta.reject_on == RejectOn::Energy)
+                .filter(|_| fits)
                 .ok_or_else(|| {
                     bad(&format!(
                         "{} neighbours of {dims} dimensions (1 to {NEIGHBOUR_ROWS}, with an encoder and the energy threshold)",
@@ -2283,10 +2286,14 @@ fn with_neighbours(
         return None;
     }
     let f = &model.meta.featurizer;
+    let embeddings: Vec<Vec<f32>> = xs[..pool.len()]
+        .iter()
+        .map(|x| embedding_of(f, x))
+        .collect();
     let mut nb = Neighbours::new(
         &in_scope
             .iter()
-            .map(|&i| embedding_of(f, &xs[i]))
+            .map(|&i| embeddings[i].clone())
             .collect::<Vec<_>>(),
     );
     let mut row_of = vec![None; pool.len()];
@@ -2294,7 +2301,7 @@ fn with_neighbours(
         row_of[i] = Some(r);
     }
     let pool_cosines: Vec<f32> = (0..pool.len())
-        .map(|i| nb.nearest(&embedding_of(f, &xs[i]), row_of[i]))
+        .map(|i| nb.nearest(&embeddings[i], row_of[i]))
         .collect();
     let short_cosines: Vec<f32> = short_of
         .iter()
@@ -2305,12 +2312,8 @@ fn with_neighbours(
         threshold: f32::MIN,
         ..model.rule()
     };
-    nb.energy = Neighbours::quantiles(
-        &mut in_scope
-            .iter()
-            .map(|&i| rule.decide(&oof[i].0).score)
-            .collect::<Vec<_>>(),
-    );
+    let decided: Vec<Decision> = in_scope.iter().map(|&i| rule.decide(&oof[i].0)).collect();
+    nb.energy = Neighbours::quantiles(&mut decided.iter().map(|d| d.score).collect::<Vec<_>>());
     nb.cosine = Neighbours::quantiles(
         &mut in_scope
             .iter()
@@ -2319,14 +2322,12 @@ fn with_neighbours(
     );
     let scored: Vec<Scored> = in_scope
         .iter()
-        .map(|&i| {
-            let d = rule.decide(&oof[i].0);
-            Scored {
-                score: nb.score(d.score, pool_cosines[i]),
-                top_is_oos: false,
-                correct: d.best == pool[i].1,
-                is_oos: false,
-            }
+        .zip(&decided)
+        .map(|(&i, d)| Scored {
+            score: nb.score(d.score, pool_cosines[i]),
+            top_is_oos: false,
+            correct: d.best == pool[i].1,
+            is_oos: false,
         })
         .collect();
     let threshold = rate_threshold(&scored, config.oos_reject_rate as f64)?;
@@ -3939,6 +3940,12 @@ mod tests {
         refused(
             &with_meta(&bytes, |m| {
                 m["neighbours"]["cosine"] = serde_json::json!([0.5])
+            }),
+            "cosine quantiles are not",
+        );
+        refused(
+            &with_meta(&bytes, |m| {
+                m["neighbours"]["cosine"] = serde_json::json!(vec![0.5; RANK_QUANTILES + 2])
             }),
             "cosine quantiles are not",
         );
