@@ -2085,8 +2085,9 @@ fn fit(
         );
         let why = kept.map_or(String::new(), |(lead, noise)| {
             format!(
-                "; the n-grams alone led by {:.2} points, within the noise ({:.2}): the encoder stays for its nearest-neighbour table",
+                "; the n-grams alone led by {:.2} points{}, within the noise ({:.2}): the encoder stays for its nearest-neighbour table",
                 100.0 * lead,
+                if folds < k { " on fold 1" } else { "" },
                 100.0 * noise
             )
         });
@@ -4154,28 +4155,39 @@ mod tests {
                 .collect()
         };
         // The n-grams' best regularisation right on 94 rows of 100, the
-        // encoder (length 2) on 93: a lead of one row, with 13 rows where
-        // one is right and the other wrong.
-        let mut accuracy = vec![0.90f64; grid.len()];
+        // best encoder length (1, not the last) on 93: a lead of one row,
+        // with 13 rows where one is right and the other wrong.
+        let mut accuracy = vec![0.80f64; grid.len()];
         accuracy[n - 1] = 0.94;
-        accuracy[n + 1] = 0.93;
+        accuracy[n] = 0.93;
         let correct = |g: usize| right_on(g < n, (accuracy[g] * 100.0).round() as usize);
         assert_eq!(settle(&grid, &accuracy, correct, false), (n - 1, None));
         let (kept, why) = settle(&grid, &accuracy, correct, true);
-        assert_eq!(kept, n + 1, "the encoder stays");
+        assert_eq!(kept, n, "the best encoder length stays");
         let (lead, noise) = why.unwrap();
         assert!(
             (lead - 0.01).abs() < 1e-12 && noise > lead,
             "{lead} {noise}"
         );
-        // A lead of twenty rows is past the noise.
-        accuracy[n + 1] = 0.74;
+        // The same with the best encoder length the last.
+        accuracy.swap(n, n + 1);
         let correct = |g: usize| right_on(g < n, (accuracy[g] * 100.0).round() as usize);
+        assert_eq!(settle(&grid, &accuracy, correct, true).0, n + 1);
+        // A lead of twenty rows (right on 26, wrong on 6 that the encoder
+        // gets right) is past the noise.
+        accuracy[n] = 0.74;
+        accuracy[n + 1] = 0.70;
+        let correct = |g: usize| right_on(g < n, (accuracy[g] * 100.0).round() as usize);
+        let (lead, noise) = paired_lead(&correct(n - 1), &correct(n));
+        assert!(
+            (lead - 0.2).abs() < 1e-12 && noise < lead / 3.0,
+            "{lead} {noise}"
+        );
         assert_eq!(settle(&grid, &accuracy, correct, true), (n - 1, None));
         // An encoder winner is kept as it is.
-        accuracy[n] = 0.97;
+        accuracy[n + 1] = 0.97;
         let correct = |g: usize| right_on(g < n, (accuracy[g] * 100.0).round() as usize);
-        assert_eq!(settle(&grid, &accuracy, correct, true), (n, None));
+        assert_eq!(settle(&grid, &accuracy, correct, true), (n + 1, None));
     }
 
     #[test]
