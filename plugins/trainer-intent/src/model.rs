@@ -4135,24 +4135,32 @@ mod tests {
 
     #[test]
     fn without_out_of_scope_data_the_n_grams_must_lead_the_encoder_beyond_the_noise() {
+        // Of 100 rows, the n-grams right on the first `right`, an encoder
+        // candidate on the last.
+        let right_on = |first: bool, right: usize| -> Vec<bool> {
+            (0..100)
+                .map(|i| if first { i < right } else { i >= 100 - right })
+                .collect()
+        };
         // The lead of paired rows and its standard error: only the rows
         // where one is right and the other wrong make the noise.
-        let rows = |right: usize, of: usize| (0..of).map(|i| i < right).collect::<Vec<_>>();
         let (lead, noise) = paired_lead(&[true, true, true, false], &[true, false, false, false]);
         assert!((lead - 0.5).abs() < 1e-12, "{lead}");
         assert!((noise - (1.0f64 / 12.0).sqrt()).abs() < 1e-12, "{noise}");
-        assert_eq!(paired_lead(&rows(90, 100), &rows(90, 100)), (0.0, 0.0));
+        assert_eq!(
+            paired_lead(&right_on(true, 90), &right_on(true, 90)),
+            (0.0, 0.0)
+        );
         let with_encoder = TrainConfig {
             encoder: Some("encoder".into()),
             ..TrainConfig::default()
         };
         let grid = settings_to_try(&with_encoder, 1_000, Some(Block::Encoder));
         let n = L2_GRID.len();
-        // The n-grams right on the first rows, the encoder on the last.
-        let right_on = |first: bool, right: usize| -> Vec<bool> {
-            (0..100)
-                .map(|i| if first { i < right } else { i >= 100 - right })
-                .collect()
+        let correct =
+            |accuracy: &[f64], g: usize| right_on(g < n, (accuracy[g] * 100.0).round() as usize);
+        let race = |accuracy: &[f64], table_ahead: bool| {
+            settle(&grid, accuracy, |g| correct(accuracy, g), table_ahead)
         };
         // The n-grams' best regularisation right on 94 rows of 100, the
         // best encoder length (1, not the last) on 93: a lead of one row,
@@ -4160,9 +4168,8 @@ mod tests {
         let mut accuracy = vec![0.80f64; grid.len()];
         accuracy[n - 1] = 0.94;
         accuracy[n] = 0.93;
-        let correct = |g: usize| right_on(g < n, (accuracy[g] * 100.0).round() as usize);
-        assert_eq!(settle(&grid, &accuracy, correct, false), (n - 1, None));
-        let (kept, why) = settle(&grid, &accuracy, correct, true);
+        assert_eq!(race(&accuracy, false), (n - 1, None));
+        let (kept, why) = race(&accuracy, true);
         assert_eq!(kept, n, "the best encoder length stays");
         let (lead, noise) = why.unwrap();
         assert!(
@@ -4171,23 +4178,20 @@ mod tests {
         );
         // The same with the best encoder length the last.
         accuracy.swap(n, n + 1);
-        let correct = |g: usize| right_on(g < n, (accuracy[g] * 100.0).round() as usize);
-        assert_eq!(settle(&grid, &accuracy, correct, true).0, n + 1);
+        assert_eq!(race(&accuracy, true).0, n + 1);
         // A lead of twenty rows (right on 26, wrong on 6 that the encoder
         // gets right) is past the noise.
         accuracy[n] = 0.74;
         accuracy[n + 1] = 0.70;
-        let correct = |g: usize| right_on(g < n, (accuracy[g] * 100.0).round() as usize);
-        let (lead, noise) = paired_lead(&correct(n - 1), &correct(n));
+        let (lead, noise) = paired_lead(&correct(&accuracy, n - 1), &correct(&accuracy, n));
         assert!(
             (lead - 0.2).abs() < 1e-12 && noise < lead / 3.0,
             "{lead} {noise}"
         );
-        assert_eq!(settle(&grid, &accuracy, correct, true), (n - 1, None));
+        assert_eq!(race(&accuracy, true), (n - 1, None));
         // An encoder winner is kept as it is.
         accuracy[n + 1] = 0.97;
-        let correct = |g: usize| right_on(g < n, (accuracy[g] * 100.0).round() as usize);
-        assert_eq!(settle(&grid, &accuracy, correct, true), (n + 1, None));
+        assert_eq!(race(&accuracy, true), (n + 1, None));
     }
 
     #[test]
