@@ -20,8 +20,9 @@
 //! - Calibration: one temperature, minimising negative log-likelihood.
 //! - Out of scope: an `oos` class when the data has one, with a confidence
 //!   threshold tuned on the out-of-scope examples; without any, a threshold
-//!   on the in-scope energy that turns away a set share of in-scope
-//!   messages (5% by default), so unknown requests are still rejected.
+//!   on the in-scope energy that turns away a set share of the in-scope
+//!   messages the model gets right (2% by default) and the wrong guesses
+//!   that score as low, so unknown requests are still rejected.
 //! - Entities: a BIO tagger (averaged perceptron) trained on the labelled
 //!   spans, with the labelled values as a gazetteer feature ([`entities`]).
 //! - Warm start: continue from an earlier model, keeping its vocabulary,

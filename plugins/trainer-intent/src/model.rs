@@ -36,11 +36,14 @@ pub struct TrainConfig {
     pub oos_label: String,
     pub oos_threshold: Option<f32>,
     pub max_in_scope_drop: f32,
-    /// With no out-of-scope examples to tune on: the share of in-scope
-    /// messages (out-of-fold) the threshold may turn away; 0 turns the
-    /// threshold off. The default, 2%, kept small bots' in-scope accuracy
-    /// at a linear SVM's or above while turning away most unrelated
-    /// traffic (5% turned away more of both).
+    /// With no out-of-scope examples to tune on: the share of the in-scope
+    /// messages the model gets right (out of fold) that the threshold may
+    /// turn away, about the in-scope accuracy rejection costs; those it
+    /// gets wrong are turned away besides where they score as low (which
+    /// costs no accuracy: most do). 0 turns the threshold off. The
+    /// default, 2%, kept small bots' in-scope accuracy near a linear
+    /// SVM's while turning away most unrelated traffic (5% turned away
+    /// more of both).
     pub oos_reject_rate: f32,
     /// Folds for selecting the temperature and the threshold on
     /// out-of-fold scores; 0 or 1 selects on the validation split instead.
@@ -2515,7 +2518,8 @@ fn stratified_folds(labels: &[usize], k: usize, seed: u64) -> Vec<usize> {
 
 /// The fixed threshold (on confidence), or one chosen on scored rows: with out-of-scope rows among them, the one that maximises
 /// in-scope accuracy + OOS recall within `max_in_scope_drop`; without, the
-/// one that turns away `oos_reject_rate` of the in-scope rows. Returns the
+/// one that turns away `oos_reject_rate` of the in-scope rows it gets
+/// right ([`rate_threshold`]). Returns the
 /// threshold and what it applies to.
 fn select_threshold(
     config: &TrainConfig,
@@ -2622,12 +2626,14 @@ fn tune_threshold(rows: &[Scored], max_in_scope_drop: f64) -> Option<f32> {
     best.1
 }
 
-/// The threshold under which `rate` of the in-scope rows fall (halfway
-/// between the neighbouring scores, so it does not sit on a row).
+/// The threshold under which `rate` of the in-scope rows the model got
+/// right fall (halfway between the neighbouring scores, so it does not sit
+/// on a row). The rows it got wrong do not count: turning one of them away
+/// costs no accuracy, and below the threshold they mostly are.
 fn rate_threshold(rows: &[Scored], rate: f64) -> Option<f32> {
     let mut s: Vec<f32> = rows
         .iter()
-        .filter(|r| !r.is_oos && !r.top_is_oos)
+        .filter(|r| r.correct && !r.is_oos && !r.top_is_oos)
         .map(|r| r.score)
         .collect();
     s.sort_by(f32::total_cmp);
@@ -2696,7 +2702,8 @@ type OutOfFold<'a> = (&'a [(Vec<f32>, usize)], Option<&'a [f32]>);
 
 /// The thresholds for messages of 1 to [`SHORT_WORDS`] words, on the
 /// energy or, with neighbours, on the sum of ranks: each turns away
-/// `oos_reject_rate` of the in-scope rows of that length out of fold —
+/// `oos_reject_rate` of the in-scope rows of that length it gets right
+/// out of fold —
 /// the short copies (`short_oof`, of row and length `short_of`) cut to it
 /// and the rows (`oof`, of `words` words) that have it — and is never
 /// above `rule`'s threshold (for longer messages).
@@ -3313,7 +3320,8 @@ mod tests {
         let (train, mut val) = toy();
         let cfg = TrainConfig::default();
         // No out-of-scope data: the threshold turns away about the reject
-        // rate of in-scope messages, out of fold.
+        // rate of the in-scope messages it gets right, out of fold, and
+        // the wrong ones that score as low.
         let (without, metrics) = super::train(&cfg, &train, &val[..3]).unwrap();
         assert_eq!(without.reject_on(), RejectOn::Energy);
         let rejected = metric(&metrics, "cv_in_scope_rejected");
@@ -3355,6 +3363,30 @@ mod tests {
         assert_eq!(rate_threshold(&rows, 0.02), Some(0.5));
         assert_eq!(rate_threshold(&rows, 0.0), None);
         assert_eq!(rate_threshold(&rows, 0.25), Some(2.5));
+        // The rows it gets wrong do not count: wherever they score, the
+        // threshold is where the rate of the right ones falls, and the
+        // wrong ones under it are turned away besides.
+        let mut mixed = rows;
+        mixed.extend((0..8).map(|i| Scored {
+            score: i as f32 * 0.25 - 1.0,
+            top_is_oos: false,
+            correct: false,
+            is_oos: false,
+        }));
+        assert_eq!(rate_threshold(&mixed, 0.25), Some(2.5));
+        assert_eq!(rate_threshold(&mixed, 0.02), Some(0.5));
+        // Out-of-scope rows, or rows whose top class is out of scope,
+        // do not count either.
+        mixed.push(Scored {
+            score: -5.0,
+            top_is_oos: true,
+            correct: true,
+            is_oos: false,
+        });
+        assert_eq!(rate_threshold(&mixed, 0.02), Some(0.5));
+        // Fewer than two right rows: no threshold.
+        mixed.retain(|r| !r.correct || r.score >= 11.0);
+        assert_eq!(rate_threshold(&mixed, 0.02), None);
         // The out-of-fold figures count the rule too.
         let not_read = metric(&metrics, "cv_in_scope_not_understood");
         assert!(not_read <= rejected, "{metrics:?}");
