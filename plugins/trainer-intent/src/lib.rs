@@ -21,7 +21,7 @@
 //! - Out of scope: an `oos` class when the data has one, with a confidence
 //!   threshold tuned on the out-of-scope examples; without any, a threshold
 //!   on the in-scope energy that turns away a set share of the in-scope
-//!   messages the model gets right (2% by default) and the wrong guesses
+//!   messages the model gets right (1.5% by default) and the wrong guesses
 //!   that score as low, so unknown requests are still rejected.
 //! - Entities: a BIO tagger (averaged perceptron) trained on the labelled
 //!   spans, with the labelled values as a gazetteer feature ([`entities`]).
