@@ -3378,12 +3378,14 @@ mod tests {
         assert_eq!(rate_threshold(&mixed, 0.02), Some(0.5));
         // Out-of-scope rows, or rows whose top class is out of scope,
         // do not count either.
-        mixed.push(Scored {
-            score: -5.0,
-            top_is_oos: true,
-            correct: true,
-            is_oos: false,
-        });
+        mixed.extend(
+            [(true, false), (false, true)].map(|(top_is_oos, is_oos)| Scored {
+                score: -5.0,
+                top_is_oos,
+                correct: true,
+                is_oos,
+            }),
+        );
         assert_eq!(rate_threshold(&mixed, 0.02), Some(0.5));
         // Fewer than two right rows: no threshold.
         mixed.retain(|r| !r.correct || r.score >= 11.0);
