@@ -95,8 +95,10 @@ pub struct TrainConfig {
     pub word_clusters: bool,
     /// With a sentence encoder and no out-of-scope examples of the data's
     /// own: let the nearest cosine of a message's embedding with the
-    /// training messages' join the energy in the out-of-scope score
-    /// ([`Neighbours`]). Off: the energy alone, as without an encoder.
+    /// training messages', and how much nearer it is to the chosen
+    /// intent's than to any other's, join the energy in the out-of-scope
+    /// score ([`Neighbours`]). Off: the energy alone, as without an
+    /// encoder.
     /// Written only when off, so that a model without the table reads in
     /// a trainer from before the setting.
     #[serde(skip_serializing_if = "is_on")]
@@ -269,8 +271,9 @@ struct Meta {
     #[serde(default)]
     short_thresholds: Vec<f32>,
     /// With a sentence encoder and the energy threshold: the training
-    /// messages' embeddings, whose nearest cosine joins the energy in
-    /// the score the thresholds apply to. `None` otherwise.
+    /// messages' embeddings and intents, whose nearest cosine and gap
+    /// join the energy in the score the thresholds apply to. `None`
+    /// otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     neighbours: Option<Neighbours>,
     oos_label: String,
@@ -366,19 +369,27 @@ impl Rule {
 
 /// The nearest-neighbour half of the out-of-scope score, for models with
 /// a sentence encoder that reject without out-of-scope examples of their
-/// own. A message's score is the rank of its energy among the in-scope
-/// training messages' out-of-fold energies plus the rank of its nearest
-/// cosine (its embedding against each training message's) among theirs
-/// (each left out of its own): both from 0 to 1, the sum from 0 to 2.
+/// own. A message's score is the sum of three ranks among the in-scope
+/// training messages' out-of-fold figures (each message left out of its
+/// own), each from 0 to 1, the sum from 0 to 3: of its energy, of its
+/// nearest cosine (its embedding against each training message's), and
+/// of its gap: how much nearer it is to the examples of the intent the
+/// weights chose than to any other intent's ([`Neighbours::gap`]).
 ///
 /// The energy knows how strongly the features speak for some intent; the
-/// cosine, whether anything like the message was ever asked. A request
-/// from the bot's own domain that no intent covers speaks for an intent
-/// through the domain's words and is still unlike every example: on
-/// five-fold cross-validation of HINT3's three bots with every fifth
-/// intent left out as their out-of-scope traffic, the AUROC of the energy
-/// alone was 0.890 / 0.819 / 0.838 (SOF / Curekart / Powerplay11) and
-/// of the sum 0.911 / 0.853 / 0.874.
+/// cosine, whether anything like the message was ever asked; the gap,
+/// whether what it is most like agrees with the weights' choice. A
+/// request from the bot's own domain that no intent covers speaks for an
+/// intent through the domain's words and is still unlike every example,
+/// or about as like two intents' examples. On five-fold cross-validation
+/// of HINT3's three bots with every fifth intent left out as their
+/// out-of-scope traffic, the AUROC of the energy alone was 0.890 / 0.819
+/// / 0.838 (SOF / Curekart / Powerplay11) and of the energy's and the
+/// cosine's ranks 0.911 / 0.853 / 0.874. On another five-fold split of
+/// the same bots, the two ranks had 0.912 / 0.857 / 0.864 and the three
+/// 0.920 / 0.876 / 0.886; on bots cut from Banking77 and HWU64 with
+/// left-out intents, 0.868 → 0.889 and 0.748 → 0.775 (the README has
+/// the accuracy it bought).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 struct Neighbours {
     /// Training messages in the table.
@@ -387,6 +398,13 @@ struct Neighbours {
     /// nearest cosines, [`RANK_QUANTILES`] + 1 of each at most.
     energy: Vec<f32>,
     cosine: Vec<f32>,
+    /// Each row's intent, and the ascending quantiles of the in-scope
+    /// rows' out-of-fold gaps ([`Neighbours::gap`]); empty in models from
+    /// before the gap, whose score is the two ranks.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    labels: Vec<u32>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    gap: Vec<f32>,
     /// `rows × dims` embeddings at 8 bits (each row scaled to ±127) and
     /// each row's scale; stored after the weights, not in the metadata.
     #[serde(skip)]
@@ -424,22 +442,53 @@ impl Neighbours {
         self.table.len() / self.rows.max(1)
     }
 
-    /// The largest cosine of `e` (unit length) with a row of the table,
-    /// row `skip` left out; -1 without rows.
-    fn nearest(&self, e: &[f32], skip: Option<usize>) -> f32 {
+    /// The largest cosine of `e` (unit length) with a row of the table
+    /// of each of `classes` intents (-1 for one without rows), row `skip`
+    /// left out; in a model without row labels, one: the largest of all.
+    fn near(&self, e: &[f32], skip: Option<usize>, classes: usize) -> Vec<f32> {
+        let mut best = vec![
+            -1.0f32;
+            if self.labels.is_empty() {
+                1
+            } else {
+                classes.max(1)
+            }
+        ];
         let d = self.dims();
         if d == 0 || e.len() != d {
-            return -1.0;
+            return best;
         }
-        let mut best = -1.0f32;
         for (i, row) in self.table.chunks_exact(d).enumerate() {
             if Some(i) == skip {
                 continue;
             }
             let dot: f32 = row.iter().zip(e).map(|(&q, &v)| q as f32 * v).sum();
-            best = best.max(dot * self.scale[i]);
+            let slot = self.labels.get(i).map_or(0, |&c| c as usize);
+            if let Some(b) = best.get_mut(slot) {
+                *b = b.max(dot * self.scale[i]);
+            }
         }
         best
+    }
+
+    /// The nearest cosine of all, from [`Self::near`]'s.
+    fn nearest(near: &[f32]) -> f32 {
+        near.iter().copied().fold(-1.0, f32::max)
+    }
+
+    /// How much nearer a message is to the examples of intent `best` (the
+    /// model's pick) than to any other intent's, from [`Self::near`]'s:
+    /// an in-scope message is nearest its own intent's examples by a
+    /// clear margin, while a request no intent covers sits about as near
+    /// to two of them, or nearer to another than to the one the weights
+    /// chose.
+    fn gap(near: &[f32], best: usize) -> f32 {
+        let other = near
+            .iter()
+            .enumerate()
+            .filter(|&(c, _)| c != best)
+            .fold(-1.0f32, |m, (_, &v)| m.max(v));
+        near.get(best).copied().unwrap_or(-1.0) - other
     }
 
     /// Where `v` falls among ascending `quantiles`, from 0 to 1
@@ -461,8 +510,15 @@ impl Neighbours {
         ((at - 1) as f32 + within) / (m - 1) as f32
     }
 
-    fn score(&self, energy: f32, cosine: f32) -> f32 {
-        Self::rank(&self.energy, energy) + Self::rank(&self.cosine, cosine)
+    /// The ranks of the energy, the nearest cosine and (in a model with
+    /// row labels) the gap to intent `best`, summed.
+    fn score(&self, energy: f32, near: &[f32], best: usize) -> f32 {
+        let two = Self::rank(&self.energy, energy) + Self::rank(&self.cosine, Self::nearest(near));
+        if self.gap.is_empty() || near.len() < 2 {
+            two
+        } else {
+            two + Self::rank(&self.gap, Self::gap(near, best))
+        }
     }
 
     /// Ascending quantiles of `values`, [`RANK_QUANTILES`] + 1 at most.
@@ -488,7 +544,7 @@ impl Neighbours {
     }
 
     /// The table from `bytes` ([`Self::byte_len`] of them), checked.
-    fn read(&mut self, bytes: &[u8], dims: usize) -> Result<(), String> {
+    fn read(&mut self, bytes: &[u8], dims: usize, classes: usize) -> Result<(), String> {
         let cut = self.rows * dims;
         self.table = bytes[..cut].iter().map(|&b| b as i8).collect();
         self.scale = bytes[cut..]
@@ -498,7 +554,29 @@ impl Neighbours {
         if let Some(s) = self.scale.iter().find(|s| !(s.is_finite() && **s >= 0.0)) {
             return Err(format!("a neighbour's scale is {s}"));
         }
-        for (name, q) in [("energy", &self.energy), ("cosine", &self.cosine)] {
+        if self.labels.is_empty() != self.gap.is_empty() {
+            return Err("the neighbours have row intents without gap quantiles, or gaps without row intents".into());
+        }
+        if let Some(c) = self.labels.iter().find(|&&c| c as usize >= classes) {
+            return Err(format!("a neighbour's intent is {c} of {classes}"));
+        }
+        if !self.labels.is_empty() && self.labels.len() != self.rows {
+            return Err(format!(
+                "{} neighbour intents for {} rows",
+                self.labels.len(),
+                self.rows
+            ));
+        }
+        let quantiles: &[(&str, &Vec<f32>)] = if self.gap.is_empty() {
+            &[("energy", &self.energy), ("cosine", &self.cosine)]
+        } else {
+            &[
+                ("energy", &self.energy),
+                ("cosine", &self.cosine),
+                ("gap", &self.gap),
+            ]
+        };
+        for &(name, q) in quantiles {
             if q.len() < 2
                 || q.len() > RANK_QUANTILES + 1
                 || q.iter().any(|v| !v.is_finite())
@@ -533,8 +611,11 @@ const GRAD_FLOOR: f32 = 1e-4;
 /// a reader of 1 would silently leave out; a model of 1 reads as it did
 /// (its newer fields take their defaults). 3: nearest neighbours, whose
 /// table sits between the weights and the encoder; written only by
-/// models that have one, the others stay 2.
-const FORMAT: u32 = 3;
+/// models that have one, the others stay 2. 4: the neighbours' intents
+/// and the gap's rank in the score, which a reader of 3 would leave out
+/// (and score two ranks against a threshold on three); a model of 3
+/// reads as it did, on two ranks.
+const FORMAT: u32 = 4;
 const FORMAT_WITHOUT_NEIGHBOURS: u32 = 2;
 
 /// At most this many training messages make a model's nearest-neighbour
@@ -787,8 +868,8 @@ impl IntentModel {
     /// carry character n-grams enough to land on some intent, but nothing
     /// it could understand.
     fn decide(&self, x: &Sparse, understood: bool, words: usize) -> ((String, f32), Vec<f32>) {
-        let cosine = self.cosine_of(x);
-        let mut d = self.judge(self.rule_for(words), &self.logits(x), cosine);
+        let near = self.near_of(x);
+        let mut d = self.judge(self.rule_for(words), &self.logits(x), near.as_deref());
         if self.meta.reject_not_understood && !understood {
             d.out_of_scope = true;
         }
@@ -805,35 +886,39 @@ impl IntentModel {
     }
 
     /// How in scope `text` looks (higher: more), by the top probability
-    /// and by the in-scope energy (with neighbours, the sum of its rank and
-    /// the nearest cosine's), whatever the model's own rule: for comparing
-    /// the two on held-out data.
+    /// and by the in-scope energy (with neighbours, the sum of its rank,
+    /// the nearest cosine's and the gap's), whatever the model's own
+    /// rule: for comparing the two on held-out data.
     pub fn in_scope_scores(&self, text: &str) -> [f32; 2] {
         let x = self.meta.featurizer.transform(text);
         let z = self.logits(&x);
-        let cosine = self.cosine_of(&x);
+        let near = self.near_of(&x);
         [RejectOn::Confidence, RejectOn::Energy].map(|on| {
             let rule = Rule { on, ..self.rule() };
-            self.judge(rule, &z, cosine).score
+            self.judge(rule, &z, near.as_deref()).score
         })
     }
 
     /// `rule`'s decision on logits `z`; on the energy, with the nearest
-    /// cosine (where the model has neighbours) joining the score.
-    fn judge(&self, rule: Rule, z: &[f32], cosine: Option<f32>) -> Decision {
+    /// cosines (`near`, where the model has neighbours) joining the score.
+    fn judge(&self, rule: Rule, z: &[f32], near: Option<&[f32]>) -> Decision {
         let mut d = rule.decide(z);
-        if let (RejectOn::Energy, Some(nb), Some(c)) = (rule.on, &self.meta.neighbours, cosine) {
-            d.score = nb.score(d.score, c);
+        if let (RejectOn::Energy, Some(nb), Some(near)) = (rule.on, &self.meta.neighbours, near) {
+            d.score = nb.score(d.score, near, d.best);
             d.out_of_scope = d.score < rule.threshold;
         }
         d
     }
 
-    /// The nearest cosine of `x`'s embedding with the training messages';
-    /// `None` without neighbours.
-    fn cosine_of(&self, x: &Sparse) -> Option<f32> {
+    /// The nearest cosines of `x`'s embedding with each intent's training
+    /// messages ([`Neighbours::near`]); `None` without neighbours.
+    fn near_of(&self, x: &Sparse) -> Option<Vec<f32>> {
         let nb = self.meta.neighbours.as_ref()?;
-        Some(nb.nearest(&embedding_of(&self.meta.featurizer, x), None))
+        Some(nb.near(
+            &embedding_of(&self.meta.featurizer, x),
+            None,
+            self.classes(),
+        ))
     }
 
     /// Predictions for `texts`; with a sentence encoder, the texts are
@@ -1027,7 +1112,7 @@ impl IntentModel {
             rest = &rest[..expected_all];
         }
         if let (Some(nb), Some((from, to))) = (&mut meta.neighbours, table_at) {
-            nb.read(&rest[from..to], meta.featurizer.dense)
+            nb.read(&rest[from..to], meta.featurizer.dense, c)
                 .map_err(|m| bad(&m))?;
             rest = &rest[..from];
         }
@@ -2222,7 +2307,7 @@ fn fit(
     } else {
         None
     };
-    let (oof_cosines, short_cosines) = match &cosines {
+    let (oof_near, short_near) = match &cosines {
         Some((a, b)) => (Some(a.as_slice()), Some(b.as_slice())),
         None => (None, None),
     };
@@ -2233,15 +2318,15 @@ fn fit(
         model.meta.short_thresholds = short_thresholds(
             config,
             &model,
-            (&oof, oof_cosines),
+            (&oof, oof_near),
             &words,
-            (&short_oof, short_cosines),
+            (&short_oof, short_near),
             &short_of,
         );
         host::info(&format!(
             "out-of-scope threshold on the {} {:.3}; for messages of 1–{SHORT_WORDS} words {}",
             if model.meta.neighbours.is_some() {
-                "energy's and the nearest cosine's ranks"
+                "energy's, the nearest cosine's and the gap's ranks"
             } else {
                 "energy"
             },
@@ -2262,7 +2347,7 @@ fn fit(
     } else {
         vec![true; oof.len()]
     };
-    let cv = score_rows(&oof, &read, &words, oof_cosines, &model);
+    let cv = score_rows(&oof, &read, &words, oof_near, &model);
     metrics.push(("cv_accuracy".into(), cv.accuracy));
     metrics.push(("cv_in_scope_accuracy".into(), cv.in_scope_accuracy));
     metrics.push(("cv_in_scope_rejected".into(), cv.in_scope_rejected));
@@ -2290,13 +2375,18 @@ fn fit(
     finish(config, model, metrics, &fitted, scored, &target)
 }
 
+/// Each row's nearest cosines by intent ([`Neighbours::near`]).
+type NearByRow = Vec<Vec<f32>>;
+
 /// Give `model` (a sentence encoder's, on the energy threshold) its
-/// nearest neighbours: the in-scope pool rows' embeddings, the ranks of
-/// their out-of-fold energies (`oof`) and of their nearest cosines (each
-/// left out of its own, as a short copy of it is), and the threshold
-/// again, on the sum, at the same rate. Returns the pool rows' and the
-/// short copies' cosines; `None` (and the model unchanged) where the
-/// in-scope rows are more than [`NEIGHBOUR_ROWS`] or too few to rank.
+/// nearest neighbours: the in-scope pool rows' embeddings and intents,
+/// the ranks of their out-of-fold energies (`oof`), of their nearest
+/// cosines and of their gaps to the intent chosen out of fold (each left
+/// out of its own, as a short copy of it is), and the threshold again, on
+/// the sum, at the same rate. Returns the pool rows' and the short
+/// copies' nearest cosines by intent; `None` (and the model unchanged)
+/// where the in-scope rows are more than [`NEIGHBOUR_ROWS`] or too few to
+/// rank.
 fn with_neighbours(
     config: &TrainConfig,
     model: &mut IntentModel,
@@ -2304,7 +2394,7 @@ fn with_neighbours(
     xs: &[Sparse],
     oof: &[(Vec<f32>, usize)],
     (short_xs, short_of): (&[Sparse], &[(usize, usize)]),
-) -> Option<(Vec<f32>, Vec<f32>)> {
+) -> Option<(NearByRow, NearByRow)> {
     let oos = model.oos_index();
     let in_scope: Vec<usize> = (0..pool.len())
         .filter(|&i| pool[i].1 != UNSEEN_OOS && Some(pool[i].1) != oos)
@@ -2327,17 +2417,19 @@ fn with_neighbours(
             .map(|&i| embeddings[i].clone())
             .collect::<Vec<_>>(),
     );
+    nb.labels = in_scope.iter().map(|&i| pool[i].1 as u32).collect();
+    let classes = model.classes();
     let mut row_of = vec![None; pool.len()];
     for (r, &i) in in_scope.iter().enumerate() {
         row_of[i] = Some(r);
     }
-    let pool_cosines: Vec<f32> = (0..pool.len())
-        .map(|i| nb.nearest(&embeddings[i], row_of[i]))
+    let pool_near: Vec<Vec<f32>> = (0..pool.len())
+        .map(|i| nb.near(&embeddings[i], row_of[i], classes))
         .collect();
-    let short_cosines: Vec<f32> = short_of
+    let short_near: Vec<Vec<f32>> = short_of
         .iter()
         .zip(short_xs)
-        .map(|(&(i, _), x)| nb.nearest(&embedding_of(f, x), row_of[i]))
+        .map(|(&(i, _), x)| nb.near(&embedding_of(f, x), row_of[i], classes))
         .collect();
     let rule = Rule {
         threshold: f32::MIN,
@@ -2348,14 +2440,21 @@ fn with_neighbours(
     nb.cosine = Neighbours::quantiles(
         &mut in_scope
             .iter()
-            .map(|&i| pool_cosines[i])
+            .map(|&i| Neighbours::nearest(&pool_near[i]))
+            .collect::<Vec<_>>(),
+    );
+    nb.gap = Neighbours::quantiles(
+        &mut in_scope
+            .iter()
+            .zip(&decided)
+            .map(|(&i, d)| Neighbours::gap(&pool_near[i], d.best))
             .collect::<Vec<_>>(),
     );
     let scored: Vec<Scored> = in_scope
         .iter()
         .zip(&decided)
         .map(|(&i, d)| Scored {
-            score: nb.score(d.score, pool_cosines[i]),
+            score: nb.score(d.score, &pool_near[i], d.best),
             top_is_oos: false,
             correct: d.best == pool[i].1,
             is_oos: false,
@@ -2365,7 +2464,7 @@ fn with_neighbours(
     model.meta.threshold = threshold;
     model.meta.neighbours = Some(nb);
     model.meta.format = FORMAT;
-    Some((pool_cosines, short_cosines))
+    Some((pool_near, short_near))
 }
 
 /// The candidate of `grid` to keep, by out-of-fold `accuracy` (the first
@@ -2698,8 +2797,8 @@ fn short_copies(
 }
 
 /// Out-of-fold rows (logits and class) and, with neighbours, each one's
-/// nearest cosine.
-type OutOfFold<'a> = (&'a [(Vec<f32>, usize)], Option<&'a [f32]>);
+/// nearest cosines by intent.
+type OutOfFold<'a> = (&'a [(Vec<f32>, usize)], Option<&'a [Vec<f32>]>);
 
 /// The thresholds for messages of 1 to [`SHORT_WORDS`] words, on the
 /// energy or, with neighbours, on the sum of ranks: each turns away
@@ -2711,9 +2810,9 @@ type OutOfFold<'a> = (&'a [(Vec<f32>, usize)], Option<&'a [f32]>);
 fn short_thresholds(
     config: &TrainConfig,
     model: &IntentModel,
-    (oof, cosines): OutOfFold,
+    (oof, near): OutOfFold,
     words: &[usize],
-    (short_oof, short_cosines): OutOfFold,
+    (short_oof, short_near): OutOfFold,
     short_of: &[(usize, usize)],
 ) -> Vec<f32> {
     let rule = model.rule();
@@ -2724,17 +2823,17 @@ fn short_thresholds(
                 .enumerate()
                 .zip(short_of)
                 .filter(|(_, of)| of.1 == k)
-                .map(|((i, r), _)| (r, short_cosines.map(|c| c[i])));
+                .map(|((i, r), _)| (r, short_near.map(|c| c[i].as_slice())));
             let natural = oof
                 .iter()
                 .enumerate()
                 .zip(words)
                 .filter(|(_, n)| **n == k)
-                .map(|((i, r), _)| (r, cosines.map(|c| c[i])));
+                .map(|((i, r), _)| (r, near.map(|c| c[i].as_slice())));
             let scored: Vec<Scored> = cut
                 .chain(natural)
-                .map(|((z, y), cosine)| {
-                    let d = model.judge(rule, z, cosine);
+                .map(|((z, y), near)| {
+                    let d = model.judge(rule, z, near);
                     Scored {
                         score: d.score,
                         top_is_oos: d.top_is_oos,
@@ -2802,14 +2901,14 @@ fn score_rows(
     rows: &[(Vec<f32>, usize)],
     read: &[bool],
     words: &[usize],
-    cosines: Option<&[f32]>,
+    near: Option<&[Vec<f32>]>,
     model: &IntentModel,
 ) -> Scores {
     let (mut ok, mut n_in, mut in_ok, mut rejected, mut n_oos, mut oos_ok) = (0, 0, 0, 0, 0, 0);
     let mut not_read = 0;
     let oos = model.oos_index();
     for (i, (((z, y), &read), &words)) in rows.iter().zip(read).zip(words).enumerate() {
-        let mut d = model.judge(model.rule_for(words), z, cosines.map(|c| c[i]));
+        let mut d = model.judge(model.rule_for(words), z, near.map(|c| c[i].as_slice()));
         d.out_of_scope |= !read;
         if *y == UNSEEN_OOS || Some(*y) == oos {
             n_oos += 1;
@@ -2877,7 +2976,8 @@ fn finish(
 ) -> Result<(IntentModel, Vec<(String, f64)>), PluginError> {
     metrics.push(("temperature".into(), model.meta.temperature as f64));
     // On the top probability, the energy or (with a `neighbours` metric)
-    // the sum of the energy's and the nearest cosine's ranks, 0 to 2.
+    // the sum of the energy's, the nearest cosine's and the gap's ranks, 0
+    // to 3 (models from before the gap: the first two, 0 to 2).
     metrics.push(("oos_threshold".into(), model.meta.threshold as f64));
     metrics.push((
         "oos_threshold_on_energy".into(),
@@ -4005,16 +4105,28 @@ mod tests {
         assert_eq!(metric(&metrics, "neighbours"), 60.0);
         assert_eq!(model.meta.format, FORMAT);
         assert_eq!(model.reject_on(), RejectOn::Energy);
-        // The threshold is on the sum of two ranks.
+        // The threshold is on the sum of three ranks, and every row
+        // keeps its intent.
         assert!(
-            (0.0..=2.0).contains(&model.threshold()),
+            (0.0..=3.0).contains(&model.threshold()),
             "{}",
             model.threshold()
         );
-        // A training message's nearest neighbour is itself.
+        assert_eq!(nb.labels.len(), 60);
+        assert!(nb.gap.len() >= 2);
+        // A training message's nearest neighbour is itself, of its own
+        // intent.
         let x = model.meta.featurizer.transform(&train[0].text);
-        let c = model.cosine_of(&x).unwrap();
-        assert!(c > 0.99, "{c}");
+        let near = model.near_of(&x).unwrap();
+        assert_eq!(near.len(), model.classes());
+        let own = model
+            .meta
+            .labels
+            .iter()
+            .position(|l| *l == train[0].intent)
+            .unwrap();
+        assert!(near[own] > 0.99, "{near:?}");
+        assert!(Neighbours::nearest(&near) >= near[own]);
         // The table travels in the bytes: it loads and predicts alike.
         let bytes = model.to_bytes();
         let loaded = IntentModel::from_bytes(&bytes).unwrap();
@@ -4066,6 +4178,50 @@ mod tests {
             IntentModel::from_bytes(&with_meta(&bytes, |m| m["neighbours"]["rows"] = 61.into()))
                 .is_err()
         );
+        let classes = model.classes();
+        refused(
+            &with_meta(&bytes, |m| m["neighbours"]["labels"][0] = classes.into()),
+            &format!("a neighbour's intent is {classes} of {classes}"),
+        );
+        refused(
+            &with_meta(&bytes, |m| {
+                m["neighbours"]["labels"].as_array_mut().unwrap().pop();
+            }),
+            "59 neighbour intents for 60 rows",
+        );
+        refused(
+            &with_meta(&bytes, |m| {
+                m["neighbours"].as_object_mut().unwrap().remove("gap");
+            }),
+            "row intents without gap quantiles",
+        );
+        refused(
+            &with_meta(&bytes, |m| {
+                m["neighbours"]["gap"] = serde_json::json!([0.5, 0.1])
+            }),
+            "gap quantiles are not",
+        );
+        // A model from before the gap (format 3, no row intents) reads as
+        // it did: on the energy's and the cosine's ranks.
+        let older = with_meta(&bytes, |m| {
+            m["format"] = 3.into();
+            let nb = m["neighbours"].as_object_mut().unwrap();
+            nb.remove("labels");
+            nb.remove("gap");
+        });
+        let older = IntentModel::from_bytes(&older).unwrap();
+        let x = older.meta.featurizer.transform("book a dj");
+        let near = older.near_of(&x).unwrap();
+        assert_eq!(near.len(), 1);
+        let rule = Rule {
+            threshold: f32::MIN,
+            ..older.rule()
+        };
+        let d = older.judge(rule, &older.logits(&x), Some(&near));
+        let old_nb = older.meta.neighbours.as_ref().unwrap();
+        let two = Neighbours::rank(&old_nb.energy, rule.decide(&older.logits(&x)).score)
+            + Neighbours::rank(&old_nb.cosine, near[0]);
+        assert_eq!(d.score, two);
         let mut negative = model.clone();
         negative.meta.neighbours.as_mut().unwrap().scale[0] = -1.0;
         refused(&negative.to_bytes(), "a neighbour's scale is -1");
@@ -4095,6 +4251,35 @@ mod tests {
         let (ngrams, _) = super::train(&cfg, &train, &[]).unwrap();
         assert!(ngrams.meta.neighbours.is_none());
         assert_eq!(ngrams.meta.format, FORMAT_WITHOUT_NEIGHBOURS);
+    }
+
+    #[test]
+    fn the_gap_is_how_much_nearer_the_chosen_intents_examples_are_than_any_others() {
+        let mut nb = Neighbours::new(&[vec![1.0, 0.0], vec![0.6, 0.8], vec![0.0, 1.0]]);
+        nb.labels = vec![0, 0, 1];
+        let e = [0.8f32, 0.6];
+        let near = nb.near(&e, None, 3);
+        // Intent 0's nearest is row 0 or 1 (0.8 and 0.96), intent 1's row
+        // 2 (0.6), intent 2 has none; 8-bit rows, so to within 1%.
+        assert!(
+            (near[0] - 0.96).abs() < 0.01 && (near[1] - 0.6).abs() < 0.01,
+            "{near:?}"
+        );
+        assert_eq!(near[2], -1.0);
+        assert!((Neighbours::gap(&near, 0) - 0.36).abs() < 0.02);
+        assert!((Neighbours::gap(&near, 1) + 0.36).abs() < 0.02);
+        // Its own row left out, a message is as near as the next.
+        let skipped = nb.near(&[0.6, 0.8], Some(1), 3);
+        assert!(
+            (skipped[0] - 0.6).abs() < 0.01 && (skipped[1] - 0.8).abs() < 0.01,
+            "{skipped:?}"
+        );
+        // Without row intents (a model from before them): one, the nearest
+        // of all.
+        nb.labels.clear();
+        let all = nb.near(&e, None, 3);
+        assert_eq!(all.len(), 1);
+        assert!((all[0] - 0.96).abs() < 0.01);
     }
 
     #[test]
