@@ -193,6 +193,23 @@ pub(crate) fn postgres_home(pg: &crate::common::Postgres) -> Home {
     home
 }
 
+/// A daemon home whose plugins may run as long as the slow workflow's own
+/// step timeout (10 minutes). That workflow trains 1,500 epochs so as to
+/// be interrupted, and a resumed step trains them all again: on a slow
+/// or busy machine that takes longer than the other homes' 2-minute
+/// plugin limit.
+fn slow_home() -> Home {
+    let home = daemon_home("");
+    let text = std::fs::read_to_string(&home.config).unwrap();
+    assert!(text.contains("timeout = \"2m\""), "{text}");
+    std::fs::write(
+        &home.config,
+        text.replace("timeout = \"2m\"", "timeout = \"10m\""),
+    )
+    .unwrap();
+    home
+}
+
 pub(crate) fn daemon_home(extra: &str) -> Home {
     let home = Home::new(&format!(
         "[daemon]\nlisten = \"127.0.0.1:0\"\nworkflow_dirs = [\"{}\"]\nshutdown_grace = \"2s\"\n{extra}",
@@ -279,7 +296,7 @@ pub(crate) fn wait_for_state(d: &Daemon, token: &str, run: i64, states: &[&str])
 
 #[test]
 fn runs_stream_live_and_survive_sigkill_exactly_once() {
-    let home = daemon_home("");
+    let home = slow_home();
     home.write("workflows/quick.toml", &wedding_workflow("quick", 30, ""));
     home.write("workflows/slow.toml", &wedding_workflow("slow", 1500, ""));
     let tok = token(&home, "operator");
@@ -994,7 +1011,7 @@ fn new_data_under_a_watched_folder_starts_one_run() {
 
 #[test]
 fn sigterm_stops_a_run_mid_step_and_the_next_start_resumes_it() {
-    let home = daemon_home("");
+    let home = slow_home();
     home.write("workflows/slow.toml", &wedding_workflow("slow", 1500, ""));
     let tok = token(&home, "operator");
     let d = Daemon::start(&home);
