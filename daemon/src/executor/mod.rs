@@ -298,9 +298,8 @@ impl Executor {
                 }
                 Err(e) => {
                     let why = format!("{e:#}");
-                    store
-                        .write_health()
-                        .set_failing(format!("the end of run {id} cannot be recorded: {why}"));
+                    // Journal first: once `/readyz` says the end cannot be
+                    // recorded, a kill must find it in the journal.
                     if !journaled && let Some(j) = self.journal.get() {
                         journaled = true;
                         if let Err(je) = j.record(PendingEnd {
@@ -311,6 +310,9 @@ impl Executor {
                             tracing::error!(run = %id, "cannot keep the run's end in the journal either: {je}");
                         }
                     }
+                    store
+                        .write_health()
+                        .set_failing(format!("the end of run {id} cannot be recorded: {why}"));
                     if last_said.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
                         tracing::error!(run = %id, state = %state, "cannot record the run's end ({why}); not ready, triggers paused; retrying");
                         last_said = Some(std::time::Instant::now());
