@@ -279,6 +279,9 @@ fn main() {
     let (model, metrics) = trainer_intent::model::train(&config, &train, &val).unwrap();
     let secs = t.elapsed().as_secs_f64();
     let (mut n_in, mut ok_in, mut n_oos, mut ok_oos) = (0, 0, 0, 0);
+    // In-scope messages whose top intent is right (before rejection), and
+    // those turned away.
+    let (mut top_in, mut turned_away) = (0, 0);
     let texts: Vec<String> = test.iter().map(|e| e.text.clone()).collect();
     let t = std::time::Instant::now();
     let preds = model.predict(texts);
@@ -296,15 +299,23 @@ fn main() {
             ok_oos += (p.intent == "oos") as usize
         } else {
             n_in += 1;
-            ok_in += (p.intent == e.intent) as usize
+            ok_in += (p.intent == e.intent) as usize;
+            top_in += p
+                .ranking
+                .iter()
+                .find(|r| r.intent != "oos")
+                .is_some_and(|r| r.intent == e.intent) as usize;
+            turned_away += (p.intent == "oos") as usize;
         }
     }
     println!(
-        "{setting}: train {} val {} test {} | {secs:.1}s in-scope {:.2} oos {:.2} overall {:.3} predict {ps:.0}/s bytes {}",
+        "{setting}: train {} val {} test {} | {secs:.1}s in-scope {:.2} (top intent {:.2}, turned away {:.2}) oos {:.2} overall {:.3} predict {ps:.0}/s bytes {}",
         train.len(),
         val.len(),
         test.len(),
         100.0 * ok_in as f64 / n_in as f64,
+        100.0 * top_in as f64 / n_in as f64,
+        100.0 * turned_away as f64 / n_in as f64,
         100.0 * ok_oos as f64 / n_oos.max(1) as f64,
         (ok_in + ok_oos) as f64 / test.len() as f64,
         model.to_bytes().len()

@@ -103,10 +103,21 @@ pub struct TrainConfig {
     /// a trainer from before the setting.
     #[serde(skip_serializing_if = "is_on")]
     pub neighbours: bool,
+    /// With neighbours: how much of each intent's nearest cosine joins
+    /// its logit (the nearest example votes beside the weights).
+    /// `None`: chosen by out-of-fold accuracy from [`NEIGHBOUR_WEIGHTS`];
+    /// 0: the weights alone choose the intent. Written only when set, so
+    /// that models read in a trainer from before the setting.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub neighbour_weight: Option<f32>,
 }
 
 fn is_on(b: &bool) -> bool {
     *b
+}
+
+fn is_zero(v: &f32) -> bool {
+    *v == 0.0
 }
 
 /// What the training loop minimises.
@@ -145,6 +156,7 @@ impl Default for TrainConfig {
             correct_typos: true,
             word_clusters: true,
             neighbours: true,
+            neighbour_weight: None,
         }
     }
 }
@@ -161,6 +173,16 @@ pub const L2_GRID: [f32; 4] = [5e-5, 2e-4, 1e-3, 4e-3];
 /// (the encoder is then left out of the model). On some data (SNIPS, whose
 /// intents turn on names and keywords) the embedding costs accuracy.
 pub const ENCODER_WEIGHTS: [f32; 3] = [0.0, 1.0, 2.0];
+
+/// The weights of the nearest cosines in the logits that out-of-fold
+/// accuracy chooses from ([`Neighbours::weight`]); 0 leaves the choice
+/// to the weights alone. Out of fold the nearest examples usually earn
+/// 8 or 16 on small bots; the README has what the vote bought on
+/// held-out messages.
+pub const NEIGHBOUR_WEIGHTS: [f32; 6] = [0.0, 1.0, 2.0, 4.0, 8.0, 16.0];
+
+/// The largest weight a model's vote may have, set or read.
+const MAX_NEIGHBOUR_WEIGHT: f32 = 64.0;
 
 /// The word vectors' lengths cross-validation chooses from when neither
 /// `word_vectors` nor an encoder is set; 0 is the n-grams alone. Where
@@ -405,6 +427,16 @@ struct Neighbours {
     labels: Vec<u32>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     gap: Vec<f32>,
+    /// How much of each intent's nearest cosine joins its logit where
+    /// the intent is chosen ([`Neighbours::fused`]); 0 in models from
+    /// before the vote, whose weights alone choose. The out-of-scope
+    /// score stays on the weights' logits.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    weight: f32,
+    /// The temperature of the probabilities of the logits with the vote
+    /// in them (fitted on them out of fold); 0 with no vote.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    temperature: f32,
     /// `rows × dims` embeddings at 8 bits (each row scaled to ±127) and
     /// each row's scale; stored after the weights, not in the metadata.
     #[serde(skip)]
@@ -446,6 +478,18 @@ impl Neighbours {
     /// of each of `classes` intents (-1 for one without rows), row `skip`
     /// left out; in a model without row labels, one: the largest of all.
     fn near(&self, e: &[f32], skip: Option<usize>, classes: usize) -> Vec<f32> {
+        self.near_apart(e, skip, |_| false, classes).0
+    }
+
+    /// [`Self::near`]'s, and beside them the same with the rows `apart`
+    /// says left out as well, in one pass over the table.
+    fn near_apart(
+        &self,
+        e: &[f32],
+        skip: Option<usize>,
+        apart: impl Fn(usize) -> bool,
+        classes: usize,
+    ) -> (Vec<f32>, Vec<f32>) {
         let mut best = vec![
             -1.0f32;
             if self.labels.is_empty() {
@@ -454,21 +498,44 @@ impl Neighbours {
                 classes.max(1)
             }
         ];
+        let mut other = best.clone();
         let d = self.dims();
         if d == 0 || e.len() != d {
-            return best;
+            return (best, other);
         }
         for (i, row) in self.table.chunks_exact(d).enumerate() {
             if Some(i) == skip {
                 continue;
             }
             let dot: f32 = row.iter().zip(e).map(|(&q, &v)| q as f32 * v).sum();
+            let cos = dot * self.scale[i];
             let slot = self.labels.get(i).map_or(0, |&c| c as usize);
             if let Some(b) = best.get_mut(slot) {
-                *b = b.max(dot * self.scale[i]);
+                *b = b.max(cos);
+            }
+            if !apart(i)
+                && let Some(b) = other.get_mut(slot)
+            {
+                *b = b.max(cos);
             }
         }
-        best
+        (best, other)
+    }
+
+    /// Logits `z` with `weight` times each intent's nearest cosine
+    /// (`near`, by intent) added: the nearest example of each intent
+    /// votes beside the weights. An intent without examples in the table
+    /// (the out-of-scope class) keeps its logit.
+    fn fused(z: &[f32], near: &[f32], weight: f32) -> Vec<f32> {
+        let mut z = z.to_vec();
+        if weight > 0.0 && near.len() == z.len() {
+            for (v, &c) in z.iter_mut().zip(near) {
+                if c > -1.0 {
+                    *v += weight * c;
+                }
+            }
+        }
+        z
     }
 
     /// The nearest cosine of all, from [`Self::near`]'s.
@@ -558,6 +625,21 @@ impl Neighbours {
         if let Some(s) = self.scale.iter().find(|s| !(s.is_finite() && **s >= 0.0)) {
             return Err(format!("a neighbour's scale is {s}"));
         }
+        if !(self.weight.is_finite() && (0.0..=MAX_NEIGHBOUR_WEIGHT).contains(&self.weight)) {
+            return Err(format!(
+                "the neighbours' vote weighs {} (0 to {MAX_NEIGHBOUR_WEIGHT})",
+                self.weight
+            ));
+        }
+        if self.weight > 0.0 && self.labels.is_empty() {
+            return Err("the neighbours vote without row intents".into());
+        }
+        if self.weight > 0.0 && !(self.temperature.is_finite() && self.temperature > 0.0) {
+            return Err(format!(
+                "the neighbours' vote has temperature {}",
+                self.temperature
+            ));
+        }
         if self.labels.is_empty() != self.gap.is_empty() {
             return Err("the neighbours have row intents without gap quantiles, or gaps without row intents".into());
         }
@@ -618,9 +700,15 @@ const GRAD_FLOOR: f32 = 1e-4;
 /// models that have one, the others stay 2. 4: the neighbours' intents
 /// and the gap's rank in the score, which a reader of 3 would leave out
 /// (and score two ranks against a threshold on three); a model of 3
-/// reads as it did, on two ranks.
-const FORMAT: u32 = 4;
+/// reads as it did, on two ranks. 5: the nearest examples' vote in the
+/// logits ([`Neighbours::weight`]), which a reader of 4 would leave out;
+/// written only by models whose neighbours vote, the others stay 4; a
+/// model of 4 reads as it did, without the vote.
+const FORMAT: u32 = 5;
 const FORMAT_WITHOUT_NEIGHBOURS: u32 = 2;
+/// The format of a model whose neighbours do not vote (a reader of 4
+/// reads it, unless `neighbour_weight` was set).
+const FORMAT_WITHOUT_VOTE: u32 = 4;
 
 /// At most this many training messages make a model's nearest-neighbour
 /// table ([`Neighbours`]); past it the model rejects on the energy alone
@@ -903,13 +991,35 @@ impl IntentModel {
         })
     }
 
-    /// `rule`'s decision on logits `z`; on the energy, with the nearest
-    /// cosines (`near`, where the model has neighbours) joining the score.
-    fn judge(&self, rule: Rule, z: &[f32], near: Option<&[f32]>) -> Decision {
+    /// `rule`'s decision on logits `z` as the weights alone make it; on
+    /// the energy, with the nearest cosines (`near`, where the model has
+    /// neighbours) joining the score. The thresholds are set on these.
+    fn unvoted(&self, rule: Rule, z: &[f32], near: Option<&[f32]>) -> Decision {
         let mut d = rule.decide(z);
         if let (RejectOn::Energy, Some(nb), Some(near)) = (rule.on, &self.meta.neighbours, near) {
             d.score = nb.score(d.score, near, d.best);
             d.out_of_scope = d.score < rule.threshold;
+        }
+        d
+    }
+
+    /// [`Self::unvoted`]'s decision with the intent (and the
+    /// probabilities) chosen with the nearest examples' vote in the
+    /// logits, where the model's neighbours vote ([`Neighbours::fused`]):
+    /// the vote changes the answer, never the out-of-scope score.
+    fn judge(&self, rule: Rule, z: &[f32], near: Option<&[f32]>) -> Decision {
+        let mut d = self.unvoted(rule, z, near);
+        if let (Some(nb), Some(near)) = (&self.meta.neighbours, near)
+            && nb.weight > 0.0
+        {
+            let rule = Rule {
+                temperature: nb.temperature,
+                ..rule
+            };
+            let v = rule.decide(&Neighbours::fused(z, near, nb.weight));
+            d.best = v.best;
+            d.top_is_oos = v.top_is_oos;
+            d.p = v.p;
         }
         d
     }
@@ -1510,6 +1620,14 @@ fn check(config: &TrainConfig, train: &[Example]) -> Result<(), PluginError> {
     {
         return Err(PluginError::bad_config(format!(
             "word_vectors must be at least 0 (0: off) and at most {MAX_BLOCK_WEIGHT}"
+        )));
+    }
+    if config
+        .neighbour_weight
+        .is_some_and(|w| !(0.0..=MAX_NEIGHBOUR_WEIGHT).contains(&w))
+    {
+        return Err(PluginError::bad_config(format!(
+            "neighbour_weight must be at least 0 (0: the weights alone choose) and at most {MAX_NEIGHBOUR_WEIGHT}"
         )));
     }
     if config.encoder.is_some() && config.word_vectors.is_some_and(|w| w > 0.0) {
@@ -2304,7 +2422,7 @@ fn fit(
             config,
             &mut model,
             &pool,
-            &data.xs,
+            (&data.xs, &fold[..pool.len()]),
             &oof,
             (&short.xs, &short_of),
         )
@@ -2317,6 +2435,7 @@ fn fit(
     };
     if let Some(nb) = &model.meta.neighbours {
         metrics.push(("neighbours".into(), nb.rows as f64));
+        metrics.push(("neighbour_weight".into(), nb.weight as f64));
     }
     if model.meta.reject_on == RejectOn::Energy && !short_of.is_empty() {
         model.meta.short_thresholds = short_thresholds(
@@ -2395,7 +2514,7 @@ fn with_neighbours(
     config: &TrainConfig,
     model: &mut IntentModel,
     pool: &[(&str, usize)],
-    xs: &[Sparse],
+    (xs, fold): (&[Sparse], &[usize]),
     oof: &[(Vec<f32>, usize)],
     (short_xs, short_of): (&[Sparse], &[(usize, usize)]),
 ) -> Option<(NearByRow, NearByRow)> {
@@ -2427,9 +2546,20 @@ fn with_neighbours(
     for (r, &i) in in_scope.iter().enumerate() {
         row_of[i] = Some(r);
     }
-    let pool_near: Vec<Vec<f32>> = (0..pool.len())
-        .map(|i| nb.near(&embeddings[i], row_of[i], classes))
-        .collect();
+    // Each row's nearest cosines by intent, left out of its own (as a new
+    // message's are; the ranks and the threshold stand on these) and with
+    // its fold's rows left out too (as its fold's weights never saw them:
+    // the vote's weight is chosen on these).
+    let (pool_near, apart): (NearByRow, NearByRow) = (0..pool.len())
+        .map(|i| {
+            nb.near_apart(
+                &embeddings[i],
+                row_of[i],
+                |r| fold[in_scope[r]] == fold[i],
+                classes,
+            )
+        })
+        .unzip();
     let short_near: Vec<Vec<f32>> = short_of
         .iter()
         .zip(short_xs)
@@ -2439,6 +2569,19 @@ fn with_neighbours(
         threshold: f32::MIN,
         ..model.rule()
     };
+    nb.weight = vote_weight(config, rule, &in_scope, pool, oof, &apart);
+    if nb.weight > 0.0 {
+        let fused: Vec<(Vec<f32>, usize)> = in_scope
+            .iter()
+            .map(|&i| {
+                (
+                    Neighbours::fused(&oof[i].0, &apart[i], nb.weight),
+                    pool[i].1,
+                )
+            })
+            .collect();
+        nb.temperature = temperature_of(&fused).unwrap_or(rule.temperature);
+    }
     let decided: Vec<Decision> = in_scope.iter().map(|&i| rule.decide(&oof[i].0)).collect();
     nb.energy = Neighbours::quantiles(&mut decided.iter().map(|d| d.score).collect::<Vec<_>>());
     nb.cosine = Neighbours::quantiles(
@@ -2466,9 +2609,61 @@ fn with_neighbours(
         .collect();
     let threshold = rate_threshold(&scored, config.oos_reject_rate as f64)?;
     model.meta.threshold = threshold;
+    model.meta.format = if nb.weight > 0.0 {
+        FORMAT
+    } else {
+        FORMAT_WITHOUT_VOTE
+    };
     model.meta.neighbours = Some(nb);
-    model.meta.format = FORMAT;
     Some((pool_near, short_near))
+}
+
+/// The weight of the nearest cosines' vote in the logits
+/// ([`Neighbours::fused`]): as set, or the one of [`NEIGHBOUR_WEIGHTS`]
+/// under which the in-scope rows' out-of-fold logits (`oof`), with their
+/// nearest cosines apart from their fold's rows (`apart`), choose the
+/// right intent most often (the smallest where they tie).
+fn vote_weight(
+    config: &TrainConfig,
+    rule: Rule,
+    in_scope: &[usize],
+    pool: &[(&str, usize)],
+    oof: &[(Vec<f32>, usize)],
+    apart: &[Vec<f32>],
+) -> f32 {
+    if let Some(w) = config.neighbour_weight {
+        return w;
+    }
+    let right: Vec<usize> = NEIGHBOUR_WEIGHTS
+        .iter()
+        .map(|&w| {
+            in_scope
+                .iter()
+                .filter(|&&i| {
+                    rule.decide(&Neighbours::fused(&oof[i].0, &apart[i], w))
+                        .best
+                        == pool[i].1
+                })
+                .count()
+        })
+        .collect();
+    let best = (0..right.len())
+        .reduce(|a, b| if right[b] > right[a] { b } else { a })
+        .expect("weights to try");
+    host::info(&format!(
+        "the nearest examples' vote weighs {} in the logits, chosen by out-of-fold accuracy ({})",
+        NEIGHBOUR_WEIGHTS[best],
+        NEIGHBOUR_WEIGHTS
+            .iter()
+            .zip(&right)
+            .map(|(w, r)| format!(
+                "{w} → {:.2}%",
+                100.0 * *r as f64 / in_scope.len().max(1) as f64
+            ))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    NEIGHBOUR_WEIGHTS[best]
 }
 
 /// The candidate of `grid` to keep, by out-of-fold `accuracy` (the first
@@ -2810,7 +3005,9 @@ type OutOfFold<'a> = (&'a [(Vec<f32>, usize)], Option<&'a [Vec<f32>]>);
 /// out of fold —
 /// the short copies (`short_oof`, of row and length `short_of`) cut to it
 /// and the rows (`oof`, of `words` words) that have it — and is never
-/// above `rule`'s threshold (for longer messages).
+/// above `rule`'s threshold (for longer messages). Right as the weights
+/// alone answer, as for that threshold: the neighbours' vote changes
+/// answers, not which messages are turned away.
 fn short_thresholds(
     config: &TrainConfig,
     model: &IntentModel,
@@ -2837,7 +3034,7 @@ fn short_thresholds(
             let scored: Vec<Scored> = cut
                 .chain(natural)
                 .map(|((z, y), near)| {
-                    let d = model.judge(rule, z, near);
+                    let d = model.unvoted(rule, z, near);
                     Scored {
                         score: d.score,
                         top_is_oos: d.top_is_oos,
@@ -3712,6 +3909,10 @@ mod tests {
             word_vectors: Some(w),
             ..TrainConfig::default()
         }))
+        .chain([-1.0, f32::NAN, 64.5, f32::INFINITY].map(|w| TrainConfig {
+            neighbour_weight: Some(w),
+            ..TrainConfig::default()
+        }))
         // The encoder's embedding takes the word vectors' place.
         .chain([TrainConfig {
             encoder: Some("encoder".into()),
@@ -4107,7 +4308,11 @@ mod tests {
             .expect("the model keeps its neighbours");
         assert_eq!((nb.rows, nb.dims()), (60, encoder.dims()));
         assert_eq!(metric(&metrics, "neighbours"), 60.0);
-        assert_eq!(model.meta.format, FORMAT);
+        let voted = nb.weight > 0.0;
+        assert_eq!(
+            model.meta.format,
+            if voted { FORMAT } else { FORMAT_WITHOUT_VOTE }
+        );
         assert_eq!(model.reject_on(), RejectOn::Energy);
         // The threshold is on the sum of three ranks, and every row
         // keeps its intent.
@@ -4182,6 +4387,17 @@ mod tests {
             IntentModel::from_bytes(&with_meta(&bytes, |m| m["neighbours"]["rows"] = 61.into()))
                 .is_err()
         );
+        refused(
+            &with_meta(&bytes, |m| m["neighbours"]["weight"] = 65.0.into()),
+            "the neighbours' vote weighs 65 (0 to 64)",
+        );
+        refused(
+            &with_meta(&bytes, |m| {
+                m["neighbours"]["weight"] = 2.0.into();
+                m["neighbours"]["temperature"] = 0.0.into();
+            }),
+            "the neighbours' vote has temperature 0",
+        );
         let classes = model.classes();
         refused(
             &with_meta(&bytes, |m| m["neighbours"]["labels"][0] = classes.into()),
@@ -4205,6 +4421,64 @@ mod tests {
             }),
             "gap quantiles are not",
         );
+        refused(
+            &with_meta(&bytes, |m| {
+                m["neighbours"]["weight"] = 2.0.into();
+                m["neighbours"]["temperature"] = 1.0.into();
+                let nb = m["neighbours"].as_object_mut().unwrap();
+                nb.remove("labels");
+                nb.remove("gap");
+            }),
+            "the neighbours vote without row intents",
+        );
+        // The nearest examples' vote: its weight is one out-of-fold
+        // accuracy chose (or the one set), and it moves the chosen
+        // intent, never the out-of-scope score.
+        let w = metric(&metrics, "neighbour_weight") as f32;
+        assert!(NEIGHBOUR_WEIGHTS.contains(&w) && nb.weight == w, "{w}");
+        let loud = TrainConfig {
+            neighbour_weight: Some(16.0),
+            ..cfg.clone()
+        };
+        let (voting, _) = super::train_with(&loud, Some(encoder.clone()), &train, &[]).unwrap();
+        let vote = voting.meta.neighbours.as_ref().unwrap();
+        assert!(vote.weight == 16.0 && vote.temperature > 0.0, "{vote:?}");
+        assert_eq!(voting.meta.format, FORMAT);
+        let mut silent = voting.clone();
+        silent.meta.neighbours.as_mut().unwrap().weight = 0.0;
+        for text in [
+            "book a dj",
+            "zzz qqq",
+            "what is the weather on day 3",
+            "party",
+        ] {
+            let x = voting.meta.featurizer.transform(text);
+            let (z, near) = (voting.logits(&x), voting.near_of(&x).unwrap());
+            let (a, b) = (
+                voting.judge(voting.rule(), &z, Some(&near)),
+                silent.judge(silent.rule(), &z, Some(&near)),
+            );
+            assert_eq!(
+                (a.score, a.out_of_scope),
+                (b.score, b.out_of_scope),
+                "{text}"
+            );
+            let fused = Neighbours::fused(&z, &near, 16.0);
+            assert_eq!(a.best, voting.rule().decide(&fused).best, "{text}");
+            assert_eq!(b.best, silent.rule().decide(&z).best, "{text}");
+        }
+        let read = IntentModel::from_bytes(&voting.to_bytes()).unwrap();
+        assert_eq!(read, voting);
+        // A model from before the vote (format 4) reads as it did: the
+        // weights alone choose.
+        let before = with_meta(&bytes, |m| {
+            m["format"] = 4.into();
+            let nb = m["neighbours"].as_object_mut().unwrap();
+            nb.remove("weight");
+            nb.remove("temperature");
+        });
+        let before = IntentModel::from_bytes(&before).unwrap();
+        assert_eq!(before.meta.neighbours.as_ref().unwrap().weight, 0.0);
         // A model from before the gap (format 3, no row intents) reads as
         // it did: on the energy's and the cosine's ranks.
         let older = with_meta(&bytes, |m| {
@@ -4284,6 +4558,21 @@ mod tests {
         assert!((nb.score(0.5, &[0.8, -0.5, -1.0], 0) - 2.3).abs() < 1e-6);
         assert!((nb.score(0.5, &[0.8, 0.6, -1.0], 0) - 1.9).abs() < 1e-6);
         assert!((nb.score(0.5, &[0.6, 0.8, -1.0], 0) - 1.7).abs() < 1e-6);
+        // With the rows of a fold apart (here rows 0 and 1), intent 0 has
+        // none left; the first figures keep every row.
+        let (every, apart) = nb.near_apart(&e, None, |r| r < 2, 3);
+        assert_eq!(every, near);
+        assert_eq!(apart[0], -1.0);
+        assert_eq!(apart[1], near[1]);
+        // The vote adds the weight times each intent's nearest cosine to
+        // its logit, which can change the choice; an intent without rows
+        // (the out-of-scope class) keeps its logit, and no weight, no vote.
+        let z = [1.0, 0.8, 0.5];
+        let fused = Neighbours::fused(&z, &[0.2, 0.9, -1.0], 1.0);
+        assert!((fused[0] - 1.2).abs() < 1e-6 && (fused[1] - 1.7).abs() < 1e-6);
+        assert_eq!(fused[2], 0.5);
+        assert_eq!((argmax(&z), argmax(&fused)), (0, 1));
+        assert_eq!(Neighbours::fused(&z, &[0.2, 0.9, -1.0], 0.0), z);
         // Without row intents (a model from before them): one, the nearest
         // of all.
         nb.labels.clear();
