@@ -634,10 +634,12 @@ impl Neighbours {
         if self.weight > 0.0 && self.labels.is_empty() {
             return Err("the neighbours vote without row intents".into());
         }
-        if self.weight > 0.0 && !(self.temperature.is_finite() && self.temperature > 0.0) {
+        if self.weight > 0.0 && !TEMPERATURES.contains(&self.temperature) {
             return Err(format!(
-                "the neighbours' vote has temperature {}",
-                self.temperature
+                "the neighbours' vote has temperature {} (a model's is {} to {})",
+                self.temperature,
+                TEMPERATURES.start(),
+                TEMPERATURES.end()
             ));
         }
         if self.labels.is_empty() != self.gap.is_empty() {
@@ -718,6 +720,11 @@ const NEIGHBOUR_ROWS: usize = 5_000;
 
 /// The quantiles of each score a model keeps to rank a message's.
 const RANK_QUANTILES: usize = 256;
+
+/// The temperatures a model may have: the fit searches 0.024 to 13.3
+/// ([`temperature_of`]); one far outside came from no trainer, and one
+/// near 0 divides finite logits into infinities, whose softmax is NaN.
+const TEMPERATURES: std::ops::RangeInclusive<f32> = 1e-3..=1e3;
 
 /// Messages of up to this many words have thresholds of their own: a
 /// short message's few features speak less loudly (a lower energy), so
@@ -1246,8 +1253,13 @@ impl IntentModel {
         if let Some(i) = floats.iter().position(|w| !w.is_finite()) {
             return Err(bad(&format!("weight {i} is {}", floats[i])));
         }
-        if !(meta.temperature.is_finite() && meta.temperature > 0.0) {
-            return Err(bad(&format!("temperature {}", meta.temperature)));
+        if !TEMPERATURES.contains(&meta.temperature) {
+            return Err(bad(&format!(
+                "temperature {} (a model's is {} to {})",
+                meta.temperature,
+                TEMPERATURES.start(),
+                TEMPERATURES.end()
+            )));
         }
         if !meta.threshold.is_finite() {
             return Err(bad(&format!("threshold {}", meta.threshold)));
@@ -4813,6 +4825,13 @@ mod tests {
             with_meta(&bytes, |m| m["temperature"] = 0.into()),
             "temperature 0",
         );
+        // Positive but tiny: finite logits over it are infinite.
+        for t in [1e-40, 1e-4, 1e4] {
+            refused(
+                with_meta(&bytes, |m| m["temperature"] = t.into()),
+                "(a model's is 0.001 to 1000)",
+            );
+        }
         refused(
             with_meta(&bytes, |m| m["featurizer"]["vectors_weight"] = 1e30.into()),
             "word vectors weight",
