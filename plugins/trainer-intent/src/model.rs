@@ -1065,8 +1065,17 @@ impl IntentModel {
         let ((intent, confidence), p) = self.decide(&x, understood, words);
         let mut order: Vec<usize> = (0..p.len()).collect();
         order.sort_by(|&a, &b| p[b].total_cmp(&p[a]).then(a.cmp(&b)));
+        // A message answered in scope ranks the intents only: the
+        // out-of-scope class is no candidate once the rule has judged it
+        // in scope, and where the rule is the energy (the background's
+        // class), that class can hold more probability than the answer,
+        // which would rank it above the intent given.
+        let oos = (intent != self.meta.oos_label)
+            .then(|| self.oos_index())
+            .flatten();
         let ranking = order
             .into_iter()
+            .filter(|&i| Some(i) != oos)
             .take(5)
             .map(|i| RankedIntent {
                 intent: self.meta.labels[i].clone(),
@@ -3415,6 +3424,58 @@ mod tests {
             ..TrainConfig::default()
         };
         assert_eq!(added(&no_rejection), None);
+    }
+
+    #[test]
+    fn a_message_answered_in_scope_ranks_its_answer_first_and_no_out_of_scope_class() {
+        // Without out-of-scope examples the background's class trains
+        // beside the intents and the energy decides; that class can hold
+        // more probability than the intent a message is answered with.
+        let (train, mut val) = toy();
+        val.retain(|e| e.intent != "oos");
+        let (model, _) = super::train(&TrainConfig::default(), &train, &val).unwrap();
+        let oos = model.oos_index().expect("the background's class");
+        let texts = [
+            "can you book a dj",
+            "book a dj",
+            "dj",
+            "a florist please",
+            "florist",
+            "find me something in town",
+            "what is on day 3",
+            "weather",
+            "is it going to rain",
+            "party",
+            "number 7",
+            "how do magnets work",
+            "asdkj qwpoe",
+        ];
+        let (mut answered, mut background_above) = (0, 0);
+        for t in texts {
+            let p = model.predict_one(t);
+            if p.intent == "oos" {
+                continue;
+            }
+            answered += 1;
+            assert_eq!(p.ranking[0].intent, p.intent, "{t}: {p:?}");
+            assert!(p.ranking.iter().all(|r| r.intent != "oos"), "{t}: {p:?}");
+            let x = model.meta.featurizer.transform(t);
+            let (_, probs) = model.decide(&x, true, word_count(t, SHORT_WORDS + 1));
+            let given = model
+                .meta
+                .labels
+                .iter()
+                .position(|l| *l == p.intent)
+                .unwrap();
+            background_above += (probs[oos] > probs[given]) as usize;
+        }
+        assert!(answered >= 6, "{answered} answered in scope");
+        // The case the rule is for happens: without it these would rank
+        // the out-of-scope class above the answer.
+        assert!(
+            background_above >= 1,
+            "no answer below the background's class"
+        );
     }
 
     #[test]
