@@ -534,10 +534,11 @@ fn a_sentence_encoder_joins_the_ngrams_and_travels_with_the_model() {
     let (encoded, out) = in_scope(&granted, &with);
     assert!(out.contains("sentence encoder from"), "{out}");
     // Without out-of-scope examples of its own, the model keeps its
-    // training messages' embeddings: their nearest cosine and the gap
-    // to the chosen intent join the energy in the out-of-scope score.
+    // training messages' embeddings: their nearest cosine, the gap to
+    // the chosen intent and the intents' mean embeddings join the energy
+    // in the out-of-scope score.
     assert!(
-        out.contains("energy's, the nearest cosine's and the gap's ranks"),
+        out.contains("energy's, the nearest cosine's, the gap's and the mean embeddings' ranks"),
         "{out}"
     );
     let show = granted.coach(&["models", "show", "latest", "--json"]);
