@@ -619,7 +619,7 @@ impl Neighbours {
             {
                 along -= dot(row, e);
                 norm2 += dot(row, row) - 2.0 * dot(s, row);
-                n -= 1;
+                n = n.saturating_sub(1);
             }
             if n > 0 && norm2 > 0.0 {
                 cosines.push(along / norm2.sqrt());
@@ -735,16 +735,24 @@ impl Neighbours {
         }
     }
 
-    /// The table from `bytes` ([`Self::byte_len`] of them), checked.
-    fn read(&mut self, bytes: &[u8], dims: usize, classes: usize) -> Result<(), String> {
+    /// The table from `bytes` ([`Self::byte_len`] of them), of a model of
+    /// `format`, checked.
+    fn read(
+        &mut self,
+        bytes: &[u8],
+        dims: usize,
+        classes: usize,
+        format: u32,
+    ) -> Result<(), String> {
         let cut = self.rows * dims;
         self.table = bytes[..cut].iter().map(|&b| b as i8).collect();
         self.scale = bytes[cut..]
             .chunks_exact(4)
             .map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")))
             .collect();
-        if let Some(s) = self.scale.iter().find(|s| !(s.is_finite() && **s >= 0.0)) {
-            return Err(format!("a neighbour's scale is {s}"));
+        // A row is a unit vector at ±127: its scale is at most 1/127.
+        if let Some(s) = self.scale.iter().find(|s| !(0.0..=1.0).contains(*s)) {
+            return Err(format!("a neighbour's scale is {s} (0 to 1)"));
         }
         if !(self.weight.is_finite() && (0.0..=MAX_NEIGHBOUR_WEIGHT).contains(&self.weight)) {
             return Err(format!(
@@ -765,6 +773,19 @@ impl Neighbours {
         }
         if !self.centroid.is_empty() && self.labels.is_empty() {
             return Err("the neighbours rank mean embeddings without row intents".into());
+        }
+        // From format 6 a table with row intents ranks the mean
+        // embeddings, and before it none did: the threshold was set on
+        // that many ranks.
+        if !self.labels.is_empty() && self.centroid.is_empty() != (format < FORMAT) {
+            return Err(format!(
+                "a model of format {format} {} the mean embeddings' quantiles",
+                if self.centroid.is_empty() {
+                    "lacks"
+                } else {
+                    "has"
+                }
+            ));
         }
         if self.labels.is_empty() != self.gap.is_empty() {
             return Err("the neighbours have row intents without gap quantiles, or gaps without row intents".into());
@@ -797,7 +818,9 @@ impl Neighbours {
                 ));
             }
         }
-        self.sum_rows(classes);
+        if !self.centroid.is_empty() {
+            self.sum_rows(classes);
+        }
         Ok(())
     }
 }
@@ -1335,7 +1358,18 @@ impl IntentModel {
         meta.config.correct_typos &= meta.featurizer.corrects_typos;
         meta.tagger.build_index();
         let c = meta.labels.len();
-        let expected = (meta.featurizer.len() + 1) * c * 4;
+        // Checked: in a 32-bit plugin, features and intents a file claims
+        // could wrap the product to a length the file has.
+        let expected = (meta.featurizer.len() + 1)
+            .checked_mul(c)
+            .and_then(|n| n.checked_mul(4))
+            .filter(|&n| n <= bytes.len())
+            .ok_or_else(|| {
+                bad(&format!(
+                    "{} features for {c} intents: more weights than the file holds",
+                    meta.featurizer.len()
+                ))
+            })?;
         let mut rest = &bytes[meta_end..];
         let mut table_at = None;
         if let Some(nb) = &meta.neighbours {
@@ -1366,7 +1400,7 @@ impl IntentModel {
             rest = &rest[..expected_all];
         }
         if let (Some(nb), Some((from, to))) = (&mut meta.neighbours, table_at) {
-            nb.read(&rest[from..to], meta.featurizer.dense, c)
+            nb.read(&rest[from..to], meta.featurizer.dense, c, meta.format)
                 .map_err(|m| bad(&m))?;
             rest = &rest[..from];
         }
@@ -4633,6 +4667,25 @@ mod tests {
             }),
             "mean embeddings without row intents",
         );
+        // The format says how many ranks the threshold was set on.
+        refused(
+            &with_meta(&bytes, |m| {
+                m["neighbours"].as_object_mut().unwrap().remove("centroid");
+            }),
+            "a model of format 6 lacks the mean embeddings' quantiles",
+        );
+        refused(
+            &with_meta(&bytes, |m| m["format"] = 5.into()),
+            "a model of format 5 has the mean embeddings' quantiles",
+        );
+        // More weights than the file holds, however many intents claim them.
+        refused(
+            &with_meta(&bytes, |m| {
+                let labels = m["labels"].as_array_mut().unwrap();
+                labels.extend((0..1_000).map(|i| serde_json::json!(format!("more_{i}"))));
+            }),
+            "more weights than the file holds",
+        );
         refused(
             &with_meta(&bytes, |m| {
                 m["neighbours"]["weight"] = 2.0.into();
@@ -4696,10 +4749,14 @@ mod tests {
             + Neighbours::rank(&nb3.cosine, Neighbours::nearest(&near.by_intent))
             + Neighbours::rank(&nb3.gap, Neighbours::gap(&near.by_intent, d.best));
         assert_eq!(three.unvoted(three.rule(), &z, Some(&near)).score, want);
-        let four = model.unvoted(model.rule(), &z, model.near_of(&x).as_ref());
+        // It spends nothing on the means it does not rank.
+        assert_eq!(near.centroid, 0.0);
+        let near4 = model.near_of(&x).unwrap();
+        assert_eq!(near4.by_intent, near.by_intent);
+        let four = model.unvoted(model.rule(), &z, Some(&near4));
         assert_eq!(
             four.score,
-            want + Neighbours::rank(&nb.centroid, near.centroid)
+            want + Neighbours::rank(&nb.centroid, near4.centroid)
         );
         // A model from before the vote (format 4) reads as it did: the
         // weights alone choose.
@@ -4737,6 +4794,10 @@ mod tests {
         let mut negative = model.clone();
         negative.meta.neighbours.as_mut().unwrap().scale[0] = -1.0;
         refused(&negative.to_bytes(), "a neighbour's scale is -1");
+        // A row is a unit vector: a scale past 1 came from no trainer
+        // (and 1e37 made its cosines infinite).
+        negative.meta.neighbours.as_mut().unwrap().scale[0] = 2.0;
+        refused(&negative.to_bytes(), "a neighbour's scale is 2 (0 to 1)");
         let without_encoder = bytes.len() - encoder.to_bytes().len();
         refused(&bytes[..without_encoder - 1], "truncated neighbours");
         // Continuing with examples of every intent keeps a table (of the
