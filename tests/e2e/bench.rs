@@ -31,6 +31,22 @@ fn bench_intent_prints_scores_with_the_peer_beside_them() {
         r["ratios"]["train_time_coach_over_peer"].as_f64().unwrap() > 0.0,
         "{r}"
     );
+    // The peer is cross-validated too, on the examples Coach's figures are
+    // out of and with as many folds, and the two are compared.
+    let folds = r["cross_validated"]["folds"].as_u64().unwrap();
+    assert!((2..=5).contains(&folds), "{r}");
+    assert_eq!(r["peer"]["cv_folds"].as_u64(), Some(folds), "{r}");
+    assert!(
+        r["peer"]["cv_in_scope_accuracy"].as_f64().unwrap() > 0.85,
+        "{r}"
+    );
+    assert!(r["peer"]["cv_oos_recall"].as_f64().unwrap() > 0.0, "{r}");
+    let cv_delta = r["cross_validated"]["in_scope_accuracy"].as_f64().unwrap()
+        - r["peer"]["cv_in_scope_accuracy"].as_f64().unwrap();
+    let reported = r["ratios"]["cross_validated_in_scope_accuracy_coach_minus_peer"]
+        .as_f64()
+        .unwrap();
+    assert!((reported - cv_delta).abs() < 1e-9, "{r}");
     // The benchmark keeps its own scratch store: the registry is untouched.
     let models = home.coach(&["models", "list", "--json"]);
     assert_eq!(models.expect_ok().stdout().trim(), "[]");

@@ -100,7 +100,9 @@ pub struct Args {
     /// CLINC150 variants to run (default: all four).
     #[arg(long, value_enum)]
     pub variant: Vec<Variant>,
-    /// Also run this peer on the same examples, in the same invocation.
+    /// Also run this peer on the same examples, in the same invocation,
+    /// and cross-validate it on the trainer's training examples with as
+    /// many folds as the trainer's own cross-validated figures.
     #[arg(long, value_enum)]
     pub peer: Option<Peer>,
     /// With or without out-of-scope examples in training (CLINC150).
@@ -134,9 +136,21 @@ struct Cv {
     /// The top intent's accuracy before any rejection.
     top_accuracy: Option<f64>,
     validation_in_training: bool,
+    /// How many folds the figures are out of (the peer's cross-validation
+    /// uses as many).
+    folds: Option<u32>,
 }
 
 impl Cv {
+    /// Which examples the figures are out of.
+    fn examples(&self) -> &'static str {
+        if self.validation_in_training {
+            "train+val"
+        } else {
+            "train"
+        }
+    }
+
     /// From a registered model's metrics (the trainer's are `train.*`).
     fn of(model: &crate::store::ModelRow) -> Cv {
         let m: Value = serde_json::from_str(&model.metrics).unwrap_or_default();
@@ -147,6 +161,9 @@ impl Cv {
             in_scope_rejected: get("cv_in_scope_rejected"),
             top_accuracy: get("cv_top_accuracy"),
             validation_in_training: get("validation_in_training") == Some(1.0),
+            folds: get("folds")
+                .filter(|k| (2.0..=20.0).contains(k))
+                .map(|k| k as u32),
         }
     }
 }
@@ -563,11 +580,16 @@ async fn run_one(
         Some(Peer::Sklearn) => {
             let train: Vec<&Example> = p.fitted.iter().collect();
             let held: Vec<&Example> = p.held.iter().collect();
+            // Out of fold over what the final model was fitted on, as many
+            // folds as the trainer's own figures, where it has them.
+            let cv = Cv::of(&p.model);
+            let folds = cv.in_scope_accuracy.and(cv.folds);
             Some(run_sklearn(
                 p._scratch.path(),
                 &train,
                 &held,
                 &p.report.oos_label,
+                folds,
             )?)
         }
     };
@@ -590,7 +612,15 @@ async fn run_one(
     })
 }
 
-fn run_sklearn(dir: &Path, train: &[&Example], held: &[&Example], oos: &str) -> Result<Value> {
+/// The peer's scores on `held` after fitting `train`, as JSON; with
+/// `folds`, its out-of-fold scores over `train` too (`cv_*`).
+fn run_sklearn(
+    dir: &Path,
+    train: &[&Example],
+    held: &[&Example],
+    oos: &str,
+    folds: Option<u32>,
+) -> Result<Value> {
     let write = |name: &str, rows: &[&Example]| -> Result<PathBuf> {
         let path = dir.join(name);
         let mut out = String::new();
@@ -610,6 +640,7 @@ fn run_sklearn(dir: &Path, train: &[&Example], held: &[&Example], oos: &str) -> 
         .arg(&train_path)
         .arg(&eval_path)
         .arg(oos)
+        .args(folds.map(|k| k.to_string()))
         .output()
         .context("cannot run python3 for the sklearn peer")?;
     if !out.status.success() {
@@ -660,7 +691,7 @@ pub async fn run(config: Config, args: Args) -> Result<ExitCode> {
                     "cross_validated": {
                         "in_scope_accuracy": o.cv.in_scope_accuracy, "oos_recall": o.cv.oos_recall,
                         "in_scope_rejected": o.cv.in_scope_rejected,
-                        "top_intent_accuracy": o.cv.top_accuracy,
+                        "top_intent_accuracy": o.cv.top_accuracy, "folds": o.cv.folds,
                     },
                     "validation_in_training": o.cv.validation_in_training,
                     "train_seconds": o.train_seconds, "model_bytes": o.model_bytes,
@@ -669,6 +700,7 @@ pub async fn run(config: Config, args: Args) -> Result<ExitCode> {
                     "ratios": o.peer.as_ref().map(|p| json!({
                         "train_time_coach_over_peer": p["fit_seconds"].as_f64().map(|f| o.train_seconds / f),
                         "in_scope_accuracy_coach_minus_peer": p["in_scope_accuracy"].as_f64().zip(o.report.in_scope_accuracy).map(|(p, c)| c - p),
+                        "cross_validated_in_scope_accuracy_coach_minus_peer": p["cv_in_scope_accuracy"].as_f64().zip(o.cv.in_scope_accuracy).map(|(p, c)| c - p),
                     })),
                 })
             })
@@ -706,11 +738,7 @@ pub async fn run(config: Config, args: Args) -> Result<ExitCode> {
             out!(
                 "{:<34} {:>10} {:>9} {:>9}   in-scope rejected {}, top intent {}, model {:.1} MB",
                 "  cross-validated",
-                if o.cv.validation_in_training {
-                    "train+val"
-                } else {
-                    "train"
-                },
+                o.cv.examples(),
                 opt(o.cv.in_scope_accuracy),
                 opt(o.cv.oos_recall),
                 opt(o.cv.in_scope_rejected),
@@ -732,17 +760,34 @@ pub async fn run(config: Config, args: Args) -> Result<ExitCode> {
                 "-",
                 p["predict_per_second"].as_f64().unwrap_or(f64::NAN)
             );
-            let delta = p["in_scope_accuracy"]
-                .as_f64()
-                .zip(o.report.in_scope_accuracy)
-                .map(|(p, c)| (c - p) * 100.0);
+            let cv_in = p["cv_in_scope_accuracy"].as_f64();
+            if cv_in.is_some() {
+                out!(
+                    "{:<34} {:>10} {:>9} {:>9}   {} folds, the same examples",
+                    "  peer cross-validated",
+                    o.cv.examples(),
+                    opt(cv_in),
+                    opt(p["cv_oos_recall"].as_f64()),
+                    p["cv_folds"].as_u64().unwrap_or_default()
+                );
+            } else if let Some(why) = p["cv_skipped"].as_str() {
+                out!("{:<34} not cross-validated: {why}", "  peer");
+            }
+            let delta = |peer: Option<f64>, coach: Option<f64>, what: &str| {
+                peer.zip(coach)
+                    .map(|(p, c)| format!(", {what} coach − peer = {:+.1} points", (c - p) * 100.0))
+                    .unwrap_or_default()
+            };
             out!(
-                "{:<34} training time coach/peer = {:.2}x{}",
+                "{:<34} training time coach/peer = {:.2}x{}{}",
                 "  ratio",
                 o.train_seconds / fit,
-                delta
-                    .map(|d| format!(", in-scope accuracy coach − peer = {d:+.1} points"))
-                    .unwrap_or_default()
+                delta(
+                    p["in_scope_accuracy"].as_f64(),
+                    o.report.in_scope_accuracy,
+                    &format!("{} in-scope accuracy", o.report.split)
+                ),
+                delta(cv_in, o.cv.in_scope_accuracy, "cross-validated")
             );
         }
     }
