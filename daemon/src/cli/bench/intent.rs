@@ -161,9 +161,7 @@ impl Cv {
             in_scope_rejected: get("cv_in_scope_rejected"),
             top_accuracy: get("cv_top_accuracy"),
             validation_in_training: get("validation_in_training") == Some(1.0),
-            folds: get("folds")
-                .filter(|k| (2.0..=20.0).contains(k))
-                .map(|k| k as u32),
+            folds: get("folds").filter(|k| *k >= 2.0).map(|k| k as u32),
         }
     }
 }
@@ -410,6 +408,8 @@ fn toml_path(path: &Path) -> Result<String> {
 struct Prepared {
     coach: App,
     model: crate::store::ModelRow,
+    /// The trainer's out-of-fold figures, from the model's metrics.
+    cv: Cv,
     report: Report,
     held: Vec<Example>,
     /// What the final model was fitted on (the validation split too, when
@@ -472,7 +472,8 @@ async fn prepare(base: &Config, data: &Path, plan: &Plan) -> Result<Prepared> {
         .filter(|r| r.split.as_str() == report.split)
         .cloned()
         .collect();
-    let refit = Cv::of(&model).validation_in_training;
+    let cv = Cv::of(&model);
+    let refit = cv.validation_in_training;
     let fitted = rows
         .iter()
         .filter(|r| {
@@ -484,6 +485,7 @@ async fn prepare(base: &Config, data: &Path, plan: &Plan) -> Result<Prepared> {
     Ok(Prepared {
         coach,
         model,
+        cv,
         report,
         held,
         fitted,
@@ -582,8 +584,7 @@ async fn run_one(
             let held: Vec<&Example> = p.held.iter().collect();
             // Out of fold over what the final model was fitted on, as many
             // folds as the trainer's own figures, where it has them.
-            let cv = Cv::of(&p.model);
-            let folds = cv.in_scope_accuracy.and(cv.folds);
+            let folds = p.cv.in_scope_accuracy.and(p.cv.folds);
             Some(run_sklearn(
                 p._scratch.path(),
                 &train,
@@ -602,7 +603,7 @@ async fn run_one(
     };
     Ok(Outcome {
         name,
-        cv: Cv::of(&p.model),
+        cv: p.cv,
         model_bytes: p.model.artifact_size,
         train_seconds: p.train_seconds,
         report: p.report,
@@ -763,12 +764,13 @@ pub async fn run(config: Config, args: Args) -> Result<ExitCode> {
             let cv_in = p["cv_in_scope_accuracy"].as_f64();
             if cv_in.is_some() {
                 out!(
-                    "{:<34} {:>10} {:>9} {:>9}   {} folds, the same examples",
+                    "{:<34} {:>10} {:>9} {:>9}   {} folds over the {} examples the model was fitted on",
                     "  peer cross-validated",
                     o.cv.examples(),
                     opt(cv_in),
                     opt(p["cv_oos_recall"].as_f64()),
-                    p["cv_folds"].as_u64().unwrap_or_default()
+                    p["cv_folds"].as_u64().unwrap_or_default(),
+                    p["cv_examples"].as_u64().unwrap_or_default()
                 );
             } else if let Some(why) = p["cv_skipped"].as_str() {
                 out!("{:<34} not cross-validated: {why}", "  peer");
@@ -787,7 +789,11 @@ pub async fn run(config: Config, args: Args) -> Result<ExitCode> {
                     o.report.in_scope_accuracy,
                     &format!("{} in-scope accuracy", o.report.split)
                 ),
-                delta(cv_in, o.cv.in_scope_accuracy, "cross-validated")
+                delta(
+                    cv_in,
+                    o.cv.in_scope_accuracy,
+                    "cross-validated in-scope accuracy"
+                )
             );
         }
     }

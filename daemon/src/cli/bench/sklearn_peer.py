@@ -60,7 +60,12 @@ if folds >= 2:
                 model, X, y, cv=StratifiedKFold(folds, shuffle=True, random_state=0)
             )
         cv_in, cv_oos = scores(y, list(oof))
-        cv = {"cv_in_scope_accuracy": cv_in, "cv_oos_recall": cv_oos, "cv_folds": folds}
+        cv = {
+            "cv_in_scope_accuracy": cv_in,
+            "cv_oos_recall": cv_oos,
+            "cv_folds": folds,
+            "cv_examples": len(y),
+        }
     except ValueError as e:
         cv = {"cv_skipped": str(e)}
 in_scope, recall = scores(truth, pred)
