@@ -228,6 +228,16 @@ fn main() {
         }
         s => panic!("unknown setting {s}"),
     }
+    if let Ok(path) = std::env::var("EXTRA_TEST") {
+        // More out-of-scope test messages, one per line.
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        test.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(|l| ex(l, "oos")),
+        );
+    }
     if std::env::var_os("KEYWORDS").is_some() {
         for e in test.iter_mut().filter(|e| e.intent != "oos") {
             let kept: Vec<&str> = e
@@ -278,6 +288,11 @@ fn main() {
     let t = std::time::Instant::now();
     let (model, metrics) = trainer_intent::model::train(&config, &train, &val).unwrap();
     let secs = t.elapsed().as_secs_f64();
+    if std::env::var_os("LOGS").is_some() {
+        for line in coach_plugin_sdk::testing::logs(coach_plugin_sdk::host::LogLevel::Info) {
+            eprintln!("LOG\t{line}");
+        }
+    }
     let (mut n_in, mut ok_in, mut n_oos, mut ok_oos) = (0, 0, 0, 0);
     // In-scope messages whose top intent is right (before rejection), and
     // those turned away.
