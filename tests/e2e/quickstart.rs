@@ -208,6 +208,12 @@ fn without_out_of_scope_data_the_model_still_rejects_what_it_does_not_know() {
     assert_eq!(predict("budget left"), "check_budget");
     assert_eq!(predict("we need flwoers for the cermony"), "find_florist");
     assert_eq!(predict("football score"), "oos");
+    // Chat is turned away, unless the bot has an intent for it: the
+    // shipped chat like the greetings is not added.
+    for text in ["okay", "hmm", "yep", "no", "cool"] {
+        assert_eq!(predict(text), "oos", "{text}");
+    }
+    assert_eq!(predict("hello there"), "greet");
     // In-scope accuracy on the held-out test split stays high while the
     // threshold turns out-of-scope messages away (measured 86.5% in scope
     // with 87.5% of the split's out-of-scope messages turned away).
