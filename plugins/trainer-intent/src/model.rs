@@ -2423,10 +2423,10 @@ fn fit(
     };
     let span = 0.85 / fits as f32;
     let mut fitted_so_far = 0;
-    // Out-of-fold logits of the data's own rows (not the background's) and
-    // of their short copies for each candidate; the candidate with the
-    // best out-of-fold accuracy is kept, and its scores choose the
-    // temperature and the thresholds.
+    // Out-of-fold logits of the data's own rows, of their short copies and
+    // of the background's rows for each candidate; the candidate with the
+    // best out-of-fold accuracy is kept, and its (own and short) scores
+    // choose the temperature and the thresholds.
     let mut oofs: Vec<Logits> = vec![Default::default(); grid.len()];
     let mut run_folds = |g: usize,
                          folds: std::ops::Range<usize>,
@@ -2559,9 +2559,13 @@ fn fit(
         short: short_oof,
         background: background_oof,
     } = std::mem::take(&mut oofs[winner]);
-    // The background utterances kept, by their number of words.
+    // The background utterances kept, by their number of words: those
+    // that may raise the short messages' thresholds. Not with a sentence
+    // encoder, which keeps the background without the chat
+    // ([`background_for`]), even where selection leaves the encoder out.
     let background_words: Vec<usize> = kept_background
         .iter()
+        .filter(|_| config.encoder.is_none())
         .map(|&i| word_count(background[i], SHORT_WORDS + 1))
         .collect();
     drop(oofs);
@@ -3968,7 +3972,7 @@ mod tests {
         let right: Vec<f32> = (0..100).map(|i| i as f32).collect();
         let base = 1.5;
         // Chat scoring between 2 and 6: raising the threshold past it
-        // costs five more rows and catches all of it; with an allowance
+        // costs four more rows and catches all of it; with an allowance
         // of 5% it rises to just above the chat, with 2% only as far as
         // two more rows allow.
         let chat = [2.2, 2.6, 3.1, 3.4, 4.2, 5.9];
@@ -3990,6 +3994,35 @@ mod tests {
             base
         );
         assert_eq!(raised_for_background(base, 50.0, &[], &chat, 0.05), base);
+        assert_eq!(raised_for_background(base, base, &right, &chat, 0.05), base);
+        // Of thresholds that do as well, the lowest: one right row more
+        // turned away for one chat row of a hundred caught is no gain.
+        let mut even = vec![1000.0; 99];
+        even.push(2.2);
+        assert_eq!(raised_for_background(base, 50.0, &right, &even, 0.05), base);
+    }
+
+    #[test]
+    fn the_chat_joins_the_background_without_an_encoder_only() {
+        let n = |config: &TrainConfig| background_for(config).len();
+        let plain = TrainConfig::default();
+        let encoder = TrainConfig {
+            encoder: Some("all-MiniLM-L6-v2".into()),
+            ..TrainConfig::default()
+        };
+        let chat = CHAT
+            .lines()
+            .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+            .count();
+        assert!(chat >= 40, "{chat}");
+        assert_eq!(n(&plain), n(&encoder) + chat);
+        assert!(background_for(&plain).contains(&"thank you"));
+        assert!(!background_for(&encoder).contains(&"thank you"));
+        let off = TrainConfig {
+            background: false,
+            ..TrainConfig::default()
+        };
+        assert_eq!(n(&off), 0);
     }
 
     #[test]
