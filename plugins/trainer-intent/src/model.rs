@@ -1840,13 +1840,14 @@ struct Rows {
     weight: Vec<f32>,
 }
 
-/// One candidate's out-of-fold logits (and class): of the data's own
-/// rows, of their short copies and of the background utterances kept.
+/// One candidate's out-of-fold logits: of the data's own rows and of
+/// their short copies (with their class), and of the background
+/// utterances kept (where they may raise the short thresholds).
 #[derive(Clone, Default)]
 struct Logits {
     own: Vec<(Vec<f32>, usize)>,
     short: Vec<(Vec<f32>, usize)>,
-    background: Vec<(Vec<f32>, usize)>,
+    background: Vec<Vec<f32>>,
 }
 
 /// The generic utterances that ship with the trainer.
@@ -2362,6 +2363,10 @@ fn fit(
     // share of in-scope rows: short copies of them set the short
     // messages' thresholds.
     let by_rate = config.oos_threshold.is_none() && config.oos_reject_rate > 0.0 && !own_oos;
+    // The background's short utterances may raise those thresholds where
+    // the chat joined it: not with a sentence encoder ([`background_for`]),
+    // even where selection leaves the encoder out.
+    let raise_short = by_rate && config.encoder.is_none();
     let df = word_df(&texts);
     let (short, short_of) = if by_rate {
         short_copies(&start.meta.featurizer, &pool, &df)
@@ -2443,7 +2448,9 @@ fn fit(
         let short = short_own.as_ref().unwrap_or(&short);
         oof.resize(pool.len(), (Vec::new(), 0));
         short_oof.resize(short.xs.len(), (Vec::new(), 0));
-        bg_oof.resize(data.xs.len() - pool.len(), (Vec::new(), 0));
+        if raise_short {
+            bg_oof.resize(data.xs.len() - pool.len(), Vec::new());
+        }
         for f in folds {
             let at = fitted_so_far as f32 * span;
             fitted_so_far += 1;
@@ -2461,8 +2468,10 @@ fn fit(
             };
             sgd(cand, &mut m, data, &rows, None, stage)?;
             // The background's rows come after the pool's.
-            for i in (pool.len()..data.xs.len()).filter(|&i| fold[i] == f) {
-                bg_oof[i - pool.len()] = (m.logits(&data.xs[i]), data.ys[i]);
+            for (j, z) in bg_oof.iter_mut().enumerate() {
+                if fold[pool.len() + j] == f {
+                    *z = m.logits(&data.xs[pool.len() + j]);
+                }
             }
             for i in (0..pool.len()).filter(|&i| fold[i] == f) {
                 oof[i] = (m.logits(&data.xs[i]), pool[i].1);
@@ -2559,15 +2568,16 @@ fn fit(
         short: short_oof,
         background: background_oof,
     } = std::mem::take(&mut oofs[winner]);
-    // The background utterances kept, by their number of words: those
-    // that may raise the short messages' thresholds. Not with a sentence
-    // encoder, which keeps the background without the chat
-    // ([`background_for`]), even where selection leaves the encoder out.
-    let background_words: Vec<usize> = kept_background
-        .iter()
-        .filter(|_| config.encoder.is_none())
-        .map(|&i| word_count(background[i], SHORT_WORDS + 1))
-        .collect();
+    // The background utterances kept, by their number of words (those
+    // that may raise the short messages' thresholds).
+    let background_words: Vec<usize> = if raise_short {
+        kept_background
+            .iter()
+            .map(|&i| word_count(background[i], SHORT_WORDS + 1))
+            .collect()
+    } else {
+        Vec::new()
+    };
     drop(oofs);
     let chosen = &grid[winner];
     if grid.len() > 1 {
@@ -3162,11 +3172,7 @@ fn tune_threshold(rows: &[Scored], max_in_scope_drop: f64) -> Option<f32> {
 /// on a row). The rows it got wrong do not count: turning one of them away
 /// costs no accuracy, and below the threshold they mostly are.
 fn rate_threshold(rows: &[Scored], rate: f64) -> Option<f32> {
-    let mut s: Vec<f32> = rows
-        .iter()
-        .filter(|r| r.correct && !r.is_oos && !r.top_is_oos)
-        .map(|r| r.score)
-        .collect();
+    let mut s = right_scores(rows);
     s.sort_by(f32::total_cmp);
     if rate <= 0.0 || s.len() < 2 {
         return None;
@@ -3174,6 +3180,14 @@ fn rate_threshold(rows: &[Scored], rate: f64) -> Option<f32> {
     // At least one row: a bot with a few dozen examples still rejects.
     let k = ((rate * s.len() as f64).round() as usize).clamp(1, s.len() - 1);
     Some((s[k - 1] + s[k]) / 2.0)
+}
+
+/// The scores of the in-scope rows the model got right, answered in scope.
+fn right_scores(rows: &[Scored]) -> Vec<f32> {
+    rows.iter()
+        .filter(|r| r.correct && !r.is_oos && !r.top_is_oos)
+        .map(|r| r.score)
+        .collect()
 }
 
 /// Short copies of the in-scope rows of `pool`, as users type a request
@@ -3250,7 +3264,7 @@ fn short_thresholds(
     words: &[usize],
     (short_oof, short_near): OutOfFold,
     short_of: &[(usize, usize)],
-    (background_oof, background_words): (&[(Vec<f32>, usize)], &[usize]),
+    (background_oof, background_words): (&[Vec<f32>], &[usize]),
 ) -> Vec<f32> {
     let rule = model.rule();
     (1..=SHORT_WORDS)
@@ -3281,26 +3295,18 @@ fn short_thresholds(
                 .collect();
             let base = rate_threshold(&scored, config.oos_reject_rate as f64)
                 .map_or(rule.threshold, |t| t.min(rule.threshold));
-            // With neighbours the score is a sum of ranks that needs each
-            // row's nearest cosines, which the background's rows lack.
-            if short_near.is_some() {
-                return base;
-            }
-            let right: Vec<f32> = scored
-                .iter()
-                .filter(|r| r.correct && !r.top_is_oos)
-                .map(|r| r.score)
-                .collect();
+            // (Empty with an encoder, so with neighbours, whose score needs
+            // each row's nearest cosines, which the background's rows lack.)
             let unlike: Vec<f32> = background_oof
                 .iter()
                 .zip(background_words)
-                .filter(|((z, _), n)| **n == k && !z.is_empty())
-                .map(|((z, _), _)| model.unvoted(rule, z, None).score)
+                .filter(|(z, n)| **n == k && !z.is_empty())
+                .map(|(z, _)| model.unvoted(rule, z, None).score)
                 .collect();
             raised_for_background(
                 base,
                 rule.threshold,
-                &right,
+                &right_scores(&scored),
                 &unlike,
                 config.oos_reject_rate as f64,
             )
