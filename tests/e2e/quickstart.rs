@@ -551,6 +551,11 @@ fn a_sentence_encoder_joins_the_ngrams_and_travels_with_the_model() {
     let m: serde_json::Value = serde_json::from_str(&show.expect_ok().stdout()).unwrap();
     let kept = m["metrics"]["train.neighbours"].as_f64().unwrap_or(0.0);
     assert!(kept >= 300.0, "neighbours kept: {kept}\n{m}");
+    // The shipped chat's lines like no example join the table (measured:
+    // 26 of 44; the greetings, like the bot's `greet`, stay out).
+    let chat = m["metrics"]["train.chat_rows"].as_f64().unwrap_or(0.0);
+    assert!((10.0..=44.0).contains(&chat), "chat rows: {chat}\n{m}");
+    assert!(out.contains("lines are like no example"), "{out}");
     // On 16 intents of about 30 examples each the embedding adds what the
     // n-grams cannot know (paraphrases): measured 85.4% against 79.2%.
     assert!(
@@ -568,4 +573,15 @@ fn a_sentence_encoder_joins_the_ngrams_and_travels_with_the_model() {
         knows >= guessed + 0.2,
         "find_florist: {knows} with the encoder, {guessed} from the n-grams"
     );
+    // Chat nearer the table's chat rows than every example is turned
+    // away; a greeting stays the bot's own.
+    let predict = |text: &str| {
+        let p = granted.coach(&["predict", "--model", "latest", "--json", text]);
+        let v: serde_json::Value = serde_json::from_str(&p.expect_ok().stdout()).unwrap();
+        v[0]["intent"].as_str().unwrap().to_owned()
+    };
+    for text in ["okay", "hmm", "yep", "no", "cool", "thanks"] {
+        assert_eq!(predict(text), "oos", "{text}");
+    }
+    assert_eq!(predict("hello there"), "greet");
 }
