@@ -61,7 +61,8 @@ pub struct TrainConfig {
     /// thresholds where that pays ([`raised_for_background`]). With an
     /// encoder and its nearest-neighbour table, the chat's lines like no
     /// example join the table, and a message nearer one of them than
-    /// every example is out of scope ([`chat_like_no_example`]).
+    /// every example (by [`CHAT_MARGIN`]) is out of scope
+    /// ([`chat_like_no_example`]).
     pub background: bool,
     pub entity_epochs: u32,
     /// A pretrained sentence encoder (a folder with `model.safetensors`,
@@ -125,7 +126,7 @@ fn is_zero(v: &f32) -> bool {
     *v == 0.0
 }
 
-fn is_none(n: &usize) -> bool {
+fn is_no_rows(n: &usize) -> bool {
     *n == 0
 }
 
@@ -461,9 +462,9 @@ struct Neighbours {
     /// training messages' (from format 7; 0 before it, and with the
     /// background off): a message nearer one of them than every example
     /// is out of scope ([`Neighbours::chatter`]).
-    #[serde(default, skip_serializing_if = "is_none")]
+    #[serde(default, skip_serializing_if = "is_no_rows")]
     chat: usize,
-    /// `rows × dims` embeddings at 8 bits (each row scaled to ±127) and
+    /// `(rows + chat) × dims` embeddings at 8 bits (each row scaled to ±127) and
     /// each row's scale; stored after the weights, not in the metadata.
     #[serde(skip)]
     table: Vec<i8>,
@@ -573,7 +574,7 @@ impl Neighbours {
             };
             return (near, other);
         }
-        let (rows, chat) = self.table.split_at(self.rows * d);
+        let (rows, chat) = self.table.split_at((self.rows * d).min(self.table.len()));
         for (i, row) in rows.chunks_exact(d).enumerate() {
             if Some(i) == skip {
                 continue;
@@ -590,17 +591,38 @@ impl Neighbours {
                 *b = b.max(cos);
             }
         }
-        let chat = chat
-            .chunks_exact(d)
-            .zip(&self.scale[self.rows..])
-            .map(|(row, s)| row.iter().zip(e).map(|(&q, &v)| q as f32 * v).sum::<f32>() * s)
-            .fold(-1.0f32, f32::max);
+        let chat = Self::nearest_of(chat, &self.scale[self.rows..], e);
         let near = Near {
             by_intent: best,
             centroid: self.centroid(e, skip),
             chat,
         };
         (near, other)
+    }
+
+    /// The nearest cosine of `e` (unit length) with a row of the shipped
+    /// chat; -1 without.
+    fn chat_near(&self, e: &[f32]) -> f32 {
+        let d = self.dims();
+        if d == 0 || e.len() != d {
+            return -1.0;
+        }
+        let at = (self.rows * d).min(self.table.len());
+        Self::nearest_of(
+            &self.table[at..],
+            &self.scale[self.rows.min(self.scale.len())..],
+            e,
+        )
+    }
+
+    /// The largest cosine of `e` with a row of `table` (8 bits, each row
+    /// with its `scale`); -1 without rows.
+    fn nearest_of(table: &[i8], scale: &[f32], e: &[f32]) -> f32 {
+        table
+            .chunks_exact(e.len().max(1))
+            .zip(scale)
+            .map(|(row, s)| row.iter().zip(e).map(|(&q, &v)| q as f32 * v).sum::<f32>() * s)
+            .fold(-1.0f32, f32::max)
     }
 
     /// Row `r` of the table, dequantised.
@@ -897,6 +919,7 @@ const GRAD_FLOOR: f32 = 1e-4;
 /// take for the encoder's first bytes; written only by models with chat
 /// rows, the others stay 6.
 const FORMAT: u32 = 7;
+const FORMAT_CHAT: u32 = 7;
 const FORMAT_CENTROID: u32 = 6;
 const FORMAT_WITHOUT_NEIGHBOURS: u32 = 2;
 
@@ -1188,8 +1211,9 @@ impl IntentModel {
     /// How in scope `text` looks (higher: more), by the top probability
     /// and by the in-scope energy (with neighbours, the sum of its rank,
     /// the nearest cosine's, the gap's and the mean embeddings'), whatever
-    /// the model's own
-    /// rule: for comparing the two on held-out data.
+    /// the model's own rule: for comparing the two on held-out data. A
+    /// message the shipped chat's rows turn away ([`Neighbours::chatter`])
+    /// is out of scope apart from either score.
     pub fn in_scope_scores(&self, text: &str) -> [f32; 2] {
         let x = self.meta.featurizer.transform(text);
         let z = self.logits(&x);
@@ -1432,13 +1456,16 @@ impl IntentModel {
             let fits = dims > 0
                 && (1..=NEIGHBOUR_ROWS).contains(&nb.rows)
                 && nb.chat <= CHAT_ROWS
-                && (nb.chat == 0 || meta.format >= FORMAT)
+                && (nb.chat == 0 || meta.format >= FORMAT_CHAT)
                 && meta.reject_on == RejectOn::Energy;
-            let len = Neighbours::byte_len(nb.rows + nb.chat, dims)
+            let len = nb
+                .rows
+                .checked_add(nb.chat)
+                .and_then(|all| Neighbours::byte_len(all, dims))
                 .filter(|_| fits)
                 .ok_or_else(|| {
                     bad(&format!(
-                        "{} neighbours of {dims} dimensions and {} chat rows (1 to {NEIGHBOUR_ROWS}, and 0 to {CHAT_ROWS} from format {FORMAT}, with an encoder and the energy threshold)",
+                        "{} neighbours of {dims} dimensions and {} chat rows (1 to {NEIGHBOUR_ROWS}, and 0 to {CHAT_ROWS} from format {FORMAT_CHAT}, with an encoder and the energy threshold)",
                         nb.rows, nb.chat
                     ))
                 })?;
@@ -2915,8 +2942,19 @@ fn with_neighbours(
     let intents: Vec<usize> = in_scope.iter().map(|&i| pool[i].1).collect();
     let chat = chat_like_no_example(config, f, &embeddings, (&in_scope, &intents), &pool_near);
     nb.add_chat(&chat);
+    // The cross-validated figures count what the chat turns away of the
+    // data's own out-of-scope rows, where it has them; by the rule above
+    // it turns away none of the in-scope rows.
+    let mut pool_near = pool_near;
+    for (near, e) in pool_near.iter_mut().zip(&embeddings) {
+        near.chat = nb.chat_near(e);
+    }
     model.meta.threshold = threshold;
-    model.meta.format = if nb.chat > 0 { FORMAT } else { FORMAT_CENTROID };
+    model.meta.format = if nb.chat > 0 {
+        FORMAT_CHAT
+    } else {
+        FORMAT_CENTROID
+    };
     model.meta.neighbours = Some(nb);
     Some((pool_near, short_near))
 }
@@ -2975,7 +3013,7 @@ fn chat_like_no_example(
         &examples,
     );
     host::info(&format!(
-        "{} of the shipped chat's {} lines are like no example: a message nearer one of them than every example is out of scope",
+        "{} of the shipped chat's {} lines are like no example: a message nearer one of them than every example (by {CHAT_MARGIN} in cosine) is out of scope",
         kept.len(),
         lines.len()
     ));
@@ -5515,6 +5553,11 @@ mod tests {
         refused(
             &with_meta(&bytes, |m| m["neighbours"]["chat"] = (CHAT_ROWS + 1).into()),
             &format!("{} chat rows", CHAT_ROWS + 1),
+        );
+        // So many that the rows would wrap the count: refused, not a panic.
+        refused(
+            &with_meta(&bytes, |m| m["neighbours"]["chat"] = u64::MAX.into()),
+            &format!("{} chat rows", u64::MAX),
         );
         // Off with the background.
         let off = TrainConfig {
