@@ -574,7 +574,7 @@ impl Neighbours {
             };
             return (near, other);
         }
-        let (rows, chat) = self.table.split_at((self.rows * d).min(self.table.len()));
+        let rows = &self.table[..(self.rows * d).min(self.table.len())];
         for (i, row) in rows.chunks_exact(d).enumerate() {
             if Some(i) == skip {
                 continue;
@@ -591,11 +591,10 @@ impl Neighbours {
                 *b = b.max(cos);
             }
         }
-        let chat = Self::nearest_of(chat, &self.scale[self.rows..], e);
         let near = Near {
             by_intent: best,
             centroid: self.centroid(e, skip),
-            chat,
+            chat: self.chat_near(e),
         };
         (near, other)
     }
